@@ -1,0 +1,23 @@
+from django import forms
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+
+from marketplace.models import User
+
+
+class SignUpForm(UserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email", "display_name")
+        help_texts = {"display_name": "Your name or shop name, shown to other members."}
+
+    def clean_email(self):
+        email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
+        if User.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this e-mail address already exists. Try logging in.")
+        return email
+
+
+class AdminUserChangeForm(UserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"

@@ -1,0 +1,51 @@
+"""Cursor pagination (API.md §1.6): newest first, the cursor is the last item's public id."""
+
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from offerhub.api.errors import validation_error
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+@dataclass
+class Page:
+    items: list
+    has_more: bool
+    next_cursor: str | None
+
+
+def parse_limit(raw: str | None, *, default: int = DEFAULT_LIMIT) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise validation_error([("limit", "must be an integer between 1 and 100")]) from None
+    if limit < 1:
+        raise validation_error([("limit", "must be an integer between 1 and 100")])
+    return min(limit, MAX_LIMIT)
+
+
+def paginate(
+    queryset: QuerySet, *, params, id_field: str, time_field: str = "created_at", default_limit: int = DEFAULT_LIMIT
+) -> Page:
+    """Keyset pagination on (time_field, pk) descending, so deep pages cost what the first one does."""
+    limit = parse_limit(params.get("limit"), default=default_limit)
+    cursor = params.get("cursor") or None
+    queryset = queryset.order_by(f"-{time_field}", "-pk")
+    if cursor:
+        anchor = queryset.model._default_manager.filter(**{id_field: cursor}).values(time_field, "pk").first()
+        if anchor is None:
+            return Page(items=[], has_more=False, next_cursor=None)
+        queryset = queryset.filter(
+            Q(**{f"{time_field}__lt": anchor[time_field]})
+            | Q(**{time_field: anchor[time_field], "pk__lt": anchor["pk"]})
+        )
+    rows = list(queryset[: limit + 1])
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = getattr(rows[-1], id_field) if has_more else None
+    return Page(items=rows, has_more=has_more, next_cursor=next_cursor)

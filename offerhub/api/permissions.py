@@ -1,0 +1,24 @@
+"""Scope checks (API.md §1.3): exact scopes, `*` passes every check."""
+
+from rest_framework.permissions import BasePermission
+
+from offerhub.api.errors import ApiError
+
+ANY_SCOPE = "any"
+
+
+class HasRequiredScope(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        required = getattr(view, "required_scope", None)
+        if required is None:  # public endpoint
+            return True
+        principal = request.auth
+        if principal is None:
+            raise ApiError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
+        if required == ANY_SCOPE or principal.has_scope(required):
+            return True
+        raise ApiError(
+            "INSUFFICIENT_SCOPE",
+            f"This API key lacks the '{required}' scope",
+            details={"required_scope": required, "current_scopes": sorted(principal.scopes)},
+        )

@@ -1,0 +1,161 @@
+"""Platform endpoints: health, config, API keys and identity (API.md §2-§3, §15)."""
+
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.http import HttpResponse
+
+from offerhub.api.authentication import api_token_mint, scopes_intersect
+from offerhub.api.base import ANY_SCOPE, ApiView, PublicApiView
+from offerhub.api.envelope import api_list_response, api_response
+from offerhub.api.errors import ApiError
+from offerhub.api.pagination import paginate
+from offerhub.api.serializers import ApiKeyCreateInput, TokenMintInput
+from offerhub.health import UNHEALTHY, health_report
+from offerhub.models import ApiKey, AuditLog
+from offerhub.money import money_format, money_parse
+from offerhub.selectors import audit_log_filter
+from offerhub.services import api_key_create, api_key_revoke
+from offerhub.timefmt import iso_now, iso_timestamp
+
+
+def _actor(request) -> dict:
+    return {"actor_type": AuditLog.ActorType.API_KEY, "actor_id": request.auth.key_id}
+
+
+class HealthView(PublicApiView):
+    """Liveness only: answers as long as the process serves requests."""
+
+    def get(self, request):
+        return api_response({"status": "healthy", "version": settings.VERSION, "timestamp": iso_now()})
+
+
+class HealthDetailedView(PublicApiView):
+    def get(self, request):
+        report = health_report()
+        data = {"status": report["status"], "version": settings.VERSION, **report, "timestamp": iso_now()}
+        return api_response(data, status=503 if report["status"] == UNHEALTHY else 200)
+
+
+class ConfigView(PublicApiView):
+    def get(self, request):
+        limits = {
+            name: {bound: money_format(money_parse(value)) for bound, value in bounds.items()}
+            for name, bounds in settings.OFFERHUB_LIMITS.items()
+        }
+        return api_response(
+            {
+                "currencies": ["USD"],
+                "limits": limits,
+                "features": {"milestones": True, "disputes": True, "sse": True, "airtm": True, "trustlessWork": True},
+                "providers": {"fiat": "airtm", "escrow": "trustless_work"},
+                "network": settings.STELLAR_NETWORK,
+                "sandbox": bool(settings.SANDBOX_PROVIDERS),
+                "version": settings.VERSION,
+            }
+        )
+
+
+def _visible_keys(principal):
+    keys = ApiKey.objects.all()
+    if principal.marketplace_id:
+        keys = keys.filter(marketplace_id=principal.marketplace_id)
+    return keys
+
+
+class ApiKeyListCreateView(ApiView):
+    required_scope = "support"
+
+    def get(self, request):
+        page = paginate(_visible_keys(request.auth), params=request.query_params, id_field="id")
+        return api_list_response(
+            [key.as_api() for key in page.items], has_more=page.has_more, next_cursor=page.next_cursor
+        )
+
+    def post(self, request):
+        data = ApiKeyCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        scopes = data.validated_data["scopes"]
+        principal = request.auth
+        # A caller may only grant what it holds; unknown scope strings grant nothing and pass.
+        known_requested = {scope for scope in scopes if scope in ("read", "write", "support", "*")}
+        lacking = sorted(scope for scope in known_requested if not principal.has_scope(scope))
+        if lacking:
+            raise ApiError(
+                "INSUFFICIENT_SCOPE",
+                "An API key cannot grant scopes it does not hold",
+                details={"required_scope": lacking[0], "current_scopes": sorted(principal.scopes)},
+            )
+        marketplace_id = principal.marketplace_id or data.validated_data.get("marketplaceId", "")
+        api_key, secret = api_key_create(
+            name=data.validated_data["name"], scopes=scopes, marketplace_id=marketplace_id, **_actor(request)
+        )
+        return api_response({**api_key.as_api(), "key": secret, "api_key": secret}, status=201)
+
+
+class ApiKeyRevokeView(ApiView):
+    required_scope = "support"
+
+    def delete(self, request, key_id):
+        api_key = _visible_keys(request.auth).filter(pk=key_id).first()
+        if api_key is None:
+            raise ApiError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
+        api_key = api_key_revoke(api_key=api_key, **_actor(request))
+        return api_response({"id": api_key.id, "status": "revoked", "revokedAt": iso_timestamp(api_key.revoked_at)})
+
+
+class ApiTokenMintView(ApiView):
+    required_scope = "write"
+
+    def post(self, request, key_id):
+        data = TokenMintInput(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        principal = request.auth
+        api_key = _visible_keys(principal).filter(pk=key_id, revoked_at__isnull=True).first()
+        if api_key is None:
+            raise ApiError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
+        if api_key.id != principal.key_id and not principal.has_scope("support"):
+            raise ApiError(
+                "INSUFFICIENT_SCOPE",
+                "Minting a token for another key requires the 'support' scope",
+                details={"required_scope": "support", "current_scopes": sorted(principal.scopes)},
+            )
+        scopes = scopes_intersect(frozenset(api_key.scopes), principal.scopes)
+        ttl = data.validated_data.get("ttl_seconds", settings.OFFERHUB_TOKEN_DEFAULT_TTL_SECONDS)
+        token, expires_at = api_token_mint(api_key=api_key, scopes=scopes, ttl_seconds=ttl)
+        return api_response(
+            {"token": token, "expiresAt": iso_timestamp(datetime.fromtimestamp(expires_at, UTC))}, status=201
+        )
+
+
+class MeView(ApiView):
+    required_scope = ANY_SCOPE
+
+    def get(self, request):
+        principal = request.auth
+        data = {"apiKeyId": principal.key_id, "apiKeyName": principal.name, "scopes": sorted(principal.scopes)}
+        if principal.marketplace_id:
+            data["marketplaceId"] = principal.marketplace_id
+        return api_response(data)
+
+
+class AuditLogListView(ApiView):
+    required_scope = "support"
+
+    def get(self, request):
+        rows = audit_log_filter(params=request.query_params, marketplace_id=request.auth.marketplace_id)
+        page = paginate(rows, params=request.query_params, id_field="public_id", time_field="occurred_at")
+        return api_list_response(
+            [row.as_api() for row in page.items], has_more=page.has_more, next_cursor=page.next_cursor
+        )
+
+
+class NotFoundView(PublicApiView):
+    """Every unknown path under /api/v1 answers NOT_FOUND in the envelope, whatever the method."""
+
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def _not_found(self, request, *args, **kwargs) -> HttpResponse:
+        raise ApiError("NOT_FOUND", f"No route for {request.method} {request.path}")
+
+    get = post = put = patch = delete = head = options = _not_found

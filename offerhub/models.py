@@ -1,0 +1,198 @@
+"""Platform records shared by every app: audit log, event outbox, API keys, idempotency."""
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+from offerhub.ids import new_api_key_id, new_audit_id, new_event_id
+from offerhub.timefmt import iso_timestamp
+
+
+class AppendOnlyError(Exception):
+    """Raised when code tries to change or remove an append-only row."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be updated.")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only and cannot be deleted.")
+
+
+class AuditLog(models.Model):
+    """One row per mutation, never changed afterwards (PostgreSQL enforces it with a trigger too)."""
+
+    class Result(models.TextChoices):
+        SUCCESS = "SUCCESS"
+        FAILURE = "FAILURE"
+        DISCREPANCY_FOUND = "DISCREPANCY_FOUND"
+
+    class ActorType(models.TextChoices):
+        API_KEY = "API_KEY"
+        USER = "USER"
+        SUPPORT = "SUPPORT"
+        SYSTEM = "SYSTEM"
+        WEBHOOK = "WEBHOOK"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_audit_id, editable=False)
+    occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=100, db_index=True)
+    resource_type = models.CharField(max_length=50)
+    resource_id = models.CharField(max_length=100, blank=True)
+    payload_before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    payload_after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    actor_type = models.CharField(max_length=20, choices=ActorType.choices)
+    actor_id = models.CharField(max_length=100)
+    result = models.CharField(max_length=20, choices=Result.choices, default=Result.SUCCESS)
+    correlation_id = models.CharField(max_length=128, blank=True, db_index=True)
+    user_id = models.CharField(max_length=40, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    marketplace_id = models.CharField(max_length=100, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["resource_type", "resource_id"])]
+
+    def __str__(self):
+        return f"{self.public_id} {self.action} {self.resource_type}:{self.resource_id} ({self.result})"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("AuditLog rows are append-only and cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("AuditLog rows are append-only and cannot be deleted.")
+
+    def as_api(self) -> dict:
+        return {
+            "id": self.public_id,
+            "occurredAt": iso_timestamp(self.occurred_at),
+            "action": self.action,
+            "resourceType": self.resource_type,
+            "resourceId": self.resource_id,
+            "payloadBefore": self.payload_before,
+            "payloadAfter": self.payload_after,
+            "actorType": self.actor_type,
+            "actorId": self.actor_id,
+            "result": self.result,
+            "correlationId": self.correlation_id,
+            "userId": self.user_id or None,
+            "idempotencyKey": self.idempotency_key or None,
+        }
+
+
+class Event(models.Model):
+    """Transactional outbox: written with the change it describes, dispatched after commit."""
+
+    id = models.BigAutoField(primary_key=True)  # monotonic: the outbox order
+    event_id = models.CharField(max_length=40, unique=True, default=new_event_id, editable=False)
+    type = models.CharField(max_length=100, db_index=True)
+    aggregate_type = models.CharField(max_length=50)
+    aggregate_id = models.CharField(max_length=100)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    correlation_id = models.CharField(max_length=128, blank=True)
+    causation_id = models.CharField(max_length=128, blank=True)
+    user_id = models.CharField(max_length=40, blank=True, db_index=True)
+    marketplace_id = models.CharField(max_length=100, blank=True)
+    occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["aggregate_type", "aggregate_id"]),
+            models.Index(fields=["dispatched_at", "id"], name="event_undispatched_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_id} {self.type} {self.aggregate_type}:{self.aggregate_id}"
+
+    def as_domain_event(self) -> dict:
+        metadata = {
+            key: value
+            for key, value in (
+                ("correlationId", self.correlation_id),
+                ("causationId", self.causation_id),
+                ("userId", self.user_id),
+                ("marketplaceId", self.marketplace_id),
+            )
+            if value
+        }
+        return {
+            "eventId": self.event_id,
+            "eventType": self.type,
+            "occurredAt": iso_timestamp(self.occurred_at),
+            "aggregateId": self.aggregate_id,
+            "aggregateType": self.aggregate_type,
+            "payload": self.payload,
+            "metadata": metadata,
+        }
+
+
+class ApiKey(models.Model):
+    """An integrator's credential. Only a salted hash of the secret is kept."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_api_key_id, editable=False)
+    name = models.CharField(max_length=100)
+    environment = models.CharField(max_length=4, choices=[("live", "live"), ("test", "test")])
+    scopes = models.JSONField(default=list)
+    marketplace_id = models.CharField(max_length=100, blank=True)
+    secret_salt = models.CharField(max_length=32, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.CharField(max_length=100, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        state = " (revoked)" if self.revoked_at else ""
+        return f"{self.name} [{self.id}]{state}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def as_api(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "marketplaceId": self.marketplace_id or None,
+            "lastUsedAt": iso_timestamp(self.last_used_at),
+            "createdAt": iso_timestamp(self.created_at),
+            "revokedAt": iso_timestamp(self.revoked_at),
+        }
+
+
+class IdempotencyRecord(models.Model):
+    """One Idempotency-Key of one API key: its lock while running, its response once finished."""
+
+    class Status(models.TextChoices):
+        PROCESSING = "PROCESSING"
+        COMPLETED = "COMPLETED"
+
+    principal_id = models.CharField(max_length=40)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PROCESSING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+    response_content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)  # null: kept indefinitely
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["principal_id", "key"], name="idempotency_key_per_principal")]
+
+    def __str__(self):
+        return f"{self.principal_id}:{self.key} {self.method} {self.path} ({self.status})"

@@ -1,0 +1,172 @@
+"""Platform writes: audit records, outbox events and API keys."""
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from offerhub.correlation import correlation_id_get
+from offerhub.ids import random_alnum
+from offerhub.models import ApiKey, AuditLog, Event
+
+REDACTED = "[REDACTED]"
+_SENSITIVE_KEY = re.compile(r"secret|password|passwd|token|api_?key|apikey|authorization|email|seed|private", re.I)
+_SENSITIVE_VALUE = re.compile(r"ohk_(?:live|test|tok)_\S+|S[A-Z2-7]{55}|[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def redact(value):
+    """Strip secrets, API keys and e-mail addresses from a payload before it is stored."""
+    if isinstance(value, dict):
+        return {key: REDACTED if _SENSITIVE_KEY.search(str(key)) else redact(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    if isinstance(value, str):
+        return _SENSITIVE_VALUE.sub(REDACTED, value)
+    return value
+
+
+def audit_record(
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    actor_type: str,
+    actor_id: str,
+    payload_before: dict | None = None,
+    payload_after: dict | None = None,
+    result: str = AuditLog.Result.SUCCESS,
+    user_id: str = "",
+    idempotency_key: str = "",
+    marketplace_id: str = "",
+) -> AuditLog:
+    """Append one audit row in the caller's transaction, stamped with the correlation id."""
+    return AuditLog.objects.create(
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        payload_before=redact(payload_before),
+        payload_after=redact(payload_after),
+        result=result,
+        correlation_id=correlation_id_get() or "",
+        user_id=user_id,
+        idempotency_key=idempotency_key,
+        marketplace_id=marketplace_id,
+    )
+
+
+def event_publish(
+    *,
+    type: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    payload: dict,
+    user_id: str = "",
+    marketplace_id: str = "",
+    causation_id: str = "",
+) -> Event:
+    """Write an outbox event in the caller's transaction; subscribers hear of it only after commit."""
+    event = Event.objects.create(
+        type=type,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        payload=payload,
+        correlation_id=correlation_id_get() or "",
+        causation_id=causation_id,
+        user_id=user_id,
+        marketplace_id=marketplace_id,
+    )
+    from offerhub.tasks import events_dispatch
+
+    event_pk = event.pk
+    transaction.on_commit(lambda: events_dispatch.delay(event_pk))
+    return event
+
+
+# --- API keys ----------------------------------------------------------------------
+
+KEY_SECRET_HEX_LENGTH = 48
+_KEY_PATTERN = re.compile(r"^ohk_(live|test)_key_([0-9A-Za-z]{32})_([0-9a-f]{48})$")
+
+
+def api_key_hash(*, salt: str, secret: str) -> str:
+    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+def api_key_parse(raw: str) -> tuple[str, str] | None:
+    """Split `ohk_{env}_key_{32}_{48hex}` into (key id, secret), or None if malformed."""
+    match = _KEY_PATTERN.match(raw)
+    if not match:
+        return None
+    return f"key_{match.group(2)}", match.group(3)
+
+
+def api_key_secret_matches(*, api_key: ApiKey, secret: str) -> bool:
+    expected = api_key_hash(salt=api_key.secret_salt, secret=secret)
+    return hmac.compare_digest(expected, api_key.secret_hash)
+
+
+@transaction.atomic
+def api_key_create(
+    *, name: str, scopes: list[str], actor_type: str, actor_id: str, marketplace_id: str = ""
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its full secret, which is never retrievable again."""
+    from django.conf import settings
+
+    environment = settings.OFFERHUB_API_KEY_ENVIRONMENT
+    alnum = random_alnum()
+    secret = secrets.token_hex(KEY_SECRET_HEX_LENGTH // 2)
+    salt = secrets.token_hex(16)
+    api_key = ApiKey.objects.create(
+        id=f"key_{alnum}",
+        name=name,
+        environment=environment,
+        scopes=list(dict.fromkeys(scopes)),
+        marketplace_id=marketplace_id,
+        secret_salt=salt,
+        secret_hash=api_key_hash(salt=salt, secret=secret),
+        created_by=f"{actor_type}:{actor_id}",
+    )
+    audit_record(
+        action="api_key.created",
+        resource_type="ApiKey",
+        resource_id=api_key.id,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        payload_after={"name": name, "scopes": api_key.scopes, "marketplaceId": marketplace_id or None},
+        marketplace_id=marketplace_id,
+    )
+    return api_key, f"ohk_{environment}_key_{alnum}_{secret}"
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor_type: str, actor_id: str) -> ApiKey:
+    """Revoke a key at once on every node (authentication reads the row on each request)."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+        audit_record(
+            action="api_key.revoked",
+            resource_type="ApiKey",
+            resource_id=api_key.id,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            payload_before={"revokedAt": None},
+            payload_after={"revokedAt": api_key.revoked_at.isoformat()},
+            marketplace_id=api_key.marketplace_id,
+        )
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Maintain lastUsedAt without writing on every request: at most once a minute."""
+    now = timezone.now()
+    if api_key.last_used_at and (now - api_key.last_used_at).total_seconds() < 60:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    api_key.last_used_at = now

@@ -1,0 +1,335 @@
+"""OfferHub settings: one module, driven entirely by environment variables.
+
+Embedded mode (no variables set) runs everything in one process for `make run`:
+SQLite under var/, Celery tasks executed in-process after commit, an in-memory
+channel layer and the sandbox providers served by this same server.
+Full mode is switched on piece by piece: DATABASE_URL (PostgreSQL), REDIS_URL
+(Celery, channels-redis, cache, rate limits) and real provider URLs and keys.
+Every variable is listed in .env.example and in the README.
+"""
+
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+_env_file = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if _env_file and Path(_env_file).is_file():
+    env.read_env(_env_file)
+
+VERSION = "0.1.0"
+
+DEBUG = env.bool("DEBUG", default=True)
+PORT = env.int("PORT", default=8000)
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
+
+
+def _dev_secret_key() -> str:
+    """A random per-checkout key for development, kept in var/ so sessions survive restarts."""
+    from django.core.management.utils import get_random_secret_key
+
+    VAR_DIR.mkdir(exist_ok=True)
+    key_file = VAR_DIR / "dev-secret-key"
+    if not key_file.exists():
+        key_file.write_text(get_random_secret_key())
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off (production) OfferHub refuses to start "
+            "without it: set SECRET_KEY to a long random value, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = _dev_secret_key()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+if DEBUG:
+    ALLOWED_HOSTS += ["testserver"]
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Providers -------------------------------------------------------------------
+# Unset provider URLs point at the sandbox served by this same server (sandbox/),
+# which speaks the real HTTP APIs. Production refuses to start on the sandbox.
+OFFERHUB_SANDBOX = env.bool("OFFERHUB_SANDBOX", default=DEBUG)
+SANDBOX_BASE_URL = f"{SITE_URL}/sandbox"
+
+TRUSTLESS_WORK_API_URL = env.str("TRUSTLESS_WORK_API_URL", default=f"{SANDBOX_BASE_URL}/trustless-work").rstrip("/")
+TRUSTLESS_WORK_API_KEY = env.str("TRUSTLESS_WORK_API_KEY", default="sandbox-trustless-work-key")
+AIRTM_API_URL = env.str("AIRTM_API_URL", default=f"{SANDBOX_BASE_URL}/airtm/v2").rstrip("/")
+AIRTM_API_KEY = env.str("AIRTM_API_KEY", default="sandbox-airtm-key")
+AIRTM_API_SECRET = env.str("AIRTM_API_SECRET", default="sandbox-airtm-secret")
+STELLAR_HORIZON_URL = env.str("STELLAR_HORIZON_URL", default=f"{SANDBOX_BASE_URL}/horizon").rstrip("/")
+STELLAR_NETWORK = env.str("STELLAR_NETWORK", default="testnet")
+if STELLAR_NETWORK not in ("testnet", "mainnet"):
+    raise ImproperlyConfigured(f"STELLAR_NETWORK must be 'testnet' or 'mainnet', not {STELLAR_NETWORK!r}.")
+PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
+HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
+
+PROVIDER_URLS = {
+    "trustlessWork": TRUSTLESS_WORK_API_URL,
+    "airtm": AIRTM_API_URL,
+    "stellar": STELLAR_HORIZON_URL,
+}
+
+
+def _uses_sandbox(url: str) -> bool:
+    return url.startswith(SANDBOX_BASE_URL) or "/sandbox/" in urlsplit(url).path + "/"
+
+
+SANDBOX_PROVIDERS = sorted(name for name, url in PROVIDER_URLS.items() if _uses_sandbox(url))
+
+if not DEBUG and (OFFERHUB_SANDBOX or SANDBOX_PROVIDERS):
+    reasons = []
+    if OFFERHUB_SANDBOX:
+        reasons.append("OFFERHUB_SANDBOX is on")
+    if SANDBOX_PROVIDERS:
+        reasons.append("these providers point at the sandbox: " + ", ".join(SANDBOX_PROVIDERS))
+    raise ImproperlyConfigured(
+        "Refusing to start in production (DEBUG off) with sandbox providers: "
+        + "; ".join(reasons)
+        + ". Set TRUSTLESS_WORK_API_URL, AIRTM_API_URL and STELLAR_HORIZON_URL to the real "
+        "services and OFFERHUB_SANDBOX=false, or set DEBUG=true for a development server."
+    )
+
+# --- Applications ----------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "django_htmx",
+    "channels",
+    "offerhub.apps.OfferHubConfig",
+    "payments.apps.PaymentsConfig",
+    "escrow.apps.EscrowConfig",
+    "marketplace.apps.MarketplaceConfig",
+    "disputes.apps.DisputesConfig",
+    "backoffice.apps.BackofficeConfig",
+]
+if OFFERHUB_SANDBOX:
+    INSTALLED_APPS.append("sandbox.apps.SandboxConfig")
+
+MIDDLEWARE = [
+    "offerhub.correlation.CorrelationIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "offerhub.urls"
+WSGI_APPLICATION = "offerhub.wsgi.application"
+ASGI_APPLICATION = "offerhub.asgi.application"
+AUTH_USER_MODEL = "marketplace.User"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "offerhub.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------
+VAR_DIR.mkdir(exist_ok=True)
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'offerhub.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and IMMEDIATE transactions let the web server and the beat process share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, rate limits, Celery, channels ---------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "offerhub",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "offerhub"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
+# Without a broker, tasks run in-process; they are still dispatched after commit.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "idempotency-reap-expired": {
+        "task": "offerhub.tasks.idempotency_reap_expired",
+        "schedule": crontab(minute="*/15"),
+    },
+    "events-dispatch-pending": {
+        "task": "offerhub.tasks.events_dispatch_pending",
+        "schedule": 60.0,
+    },
+}
+
+# --- Static and media ------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Internationalisation --------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Auth and e-mail -------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... as django-environ documents
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="OfferHub <no-reply@offerhub.local>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Security --------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^api/v1/health"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=3600)
+
+# --- REST API --------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["offerhub.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["offerhub.api.permissions.HasRequiredScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "offerhub.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OfferHub API",
+    "DESCRIPTION": "Payments orchestrator: users, balances, orders, escrow, disputes. See docs/api.md.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+OFFERHUB_MASTER_KEY = env.str("OFFERHUB_MASTER_KEY", default="")
+OFFERHUB_API_KEY_ENVIRONMENT = "live" if STELLAR_NETWORK == "mainnet" else "test"
+OFFERHUB_TOKEN_DEFAULT_TTL_SECONDS = 3600
+OFFERHUB_IDEMPOTENCY_REQUIRED = env.bool("OFFERHUB_IDEMPOTENCY_REQUIRED", default=True)
+# A request holding an Idempotency-Key for longer than this is presumed dead, and
+# the key may be taken over (its transaction rolled back, so nothing ran twice).
+OFFERHUB_IDEMPOTENCY_LOCK_SECONDS = env.int("OFFERHUB_IDEMPOTENCY_LOCK_SECONDS", default=300)
+OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", default=100)
+OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = 60
+OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)
+OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default=30)
+OFFERHUB_LIMITS = {
+    "topup": {
+        "min": env.str("OFFERHUB_TOPUP_MIN", default="1.00"),
+        "max": env.str("OFFERHUB_TOPUP_MAX", default="10000.00"),
+    },
+    "withdrawal": {
+        "min": env.str("OFFERHUB_WITHDRAWAL_MIN", default="10.00"),
+        "max": env.str("OFFERHUB_WITHDRAWAL_MAX", default="5000.00"),
+    },
+    "order": {
+        "min": env.str("OFFERHUB_ORDER_MIN", default="1.00"),
+        "max": env.str("OFFERHUB_ORDER_MAX", default="50000.00"),
+    },
+}
+
+# --- Logging: every line carries the correlation id ------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"correlation": {"()": "offerhub.correlation.CorrelationIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["correlation"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}
+
+# WhiteNoise serves static files with a synchronous iterator; under ASGI Django warns on
+# every file. Harmless (files are small and cached by browsers), so keep the log readable.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")

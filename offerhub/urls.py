@@ -1,0 +1,15 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("offerhub.api.urls")),
+    path("", include("marketplace.urls")),
+]
+
+if settings.OFFERHUB_SANDBOX:
+    urlpatterns.insert(0, path("sandbox/", include("sandbox.urls")))
+
+handler404 = "marketplace.views.page_not_found"
+handler500 = "marketplace.views.server_error"

@@ -1,0 +1,64 @@
+import pytest
+from rest_framework.test import APIClient
+
+from offerhub.celery import app as celery_app
+from offerhub.models import AuditLog
+from offerhub.services import api_key_create
+from tests.factories import UserFactory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _celery_in_process():
+    """Tests run tasks in-process (as embedded mode does) and surface their errors;
+    the tests that need the real broker switch this off themselves."""
+    previous = celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture(autouse=True)
+def _generous_rate_limit(settings):
+    """The whole suite calls from one IP; rate-limit tests lower this limit themselves."""
+    settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 100_000
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def make_api_key(db):
+    """Create an API key; returns (ApiKey, full secret)."""
+
+    def make(scopes=("read", "write"), name="test key", marketplace_id=""):
+        return api_key_create(
+            name=name,
+            scopes=list(scopes),
+            marketplace_id=marketplace_id,
+            actor_type=AuditLog.ActorType.SYSTEM,
+            actor_id="tests",
+        )
+
+    return make
+
+
+@pytest.fixture
+def auth_client(make_api_key):
+    """An APIClient authenticated with a key holding the given scopes."""
+
+    def make(scopes=("read", "write"), **kwargs):
+        api_key, secret = make_api_key(scopes=scopes, **kwargs)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+        client.api_key = api_key
+        return client
+
+    return make
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()

@@ -1,0 +1,100 @@
+"""Settings load in both modes, and production refuses unsafe configurations."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBE = """
+import json, django
+from django.conf import settings
+django.setup()
+from offerhub.celery import app
+print(json.dumps({
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "cache": settings.CACHES["default"]["BACKEND"],
+    "channels": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "eager": app.conf.task_always_eager,
+    "broker": app.conf.broker_url.split("://")[0],
+    "sandbox_app": "sandbox.apps.SandboxConfig" in settings.INSTALLED_APPS,
+    "sandbox_providers": settings.SANDBOX_PROVIDERS,
+    "horizon": settings.STELLAR_HORIZON_URL,
+    "debug": settings.DEBUG,
+}))
+"""
+
+REAL_PROVIDERS = {
+    "TRUSTLESS_WORK_API_URL": "https://dev.api.trustlesswork.example",
+    "AIRTM_API_URL": "https://api.airtm.example/v2",
+    "STELLAR_HORIZON_URL": "https://horizon.stellar.example",
+}
+
+
+def load_settings(**variables) -> subprocess.CompletedProcess:
+    """Import the settings in a fresh interpreter with only these variables set."""
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "ENV_FILE": "",
+        "DJANGO_SETTINGS_MODULE": "offerhub.settings",
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_embedded_defaults_with_no_variables():
+    result = load_settings()
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["engine"] == "django.db.backends.sqlite3"
+    assert loaded["cache"].endswith("LocMemCache")
+    assert loaded["channels"] == "channels.layers.InMemoryChannelLayer"
+    assert loaded["eager"] is True
+    assert loaded["broker"] == "memory"
+    assert loaded["sandbox_app"] is True
+    assert loaded["sandbox_providers"] == ["airtm", "stellar", "trustlessWork"]
+    assert loaded["horizon"] == "http://127.0.0.1:8000/sandbox/horizon"
+
+
+def test_port_moves_the_embedded_sandbox_urls():
+    loaded = json.loads(load_settings(PORT="9123").stdout)
+    assert loaded["horizon"] == "http://127.0.0.1:9123/sandbox/horizon"
+
+
+def test_full_mode_uses_postgresql_and_redis():
+    result = load_settings(
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/offerhub", REDIS_URL="redis://127.0.0.1:6379/0"
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["engine"] == "django.db.backends.postgresql"
+    assert loaded["cache"] == "django.core.cache.backends.redis.RedisCache"
+    assert loaded["channels"] == "channels_redis.core.RedisChannelLayer"
+    assert loaded["eager"] is False
+    assert loaded["broker"] == "redis"
+
+
+def test_production_refuses_to_start_without_secret_key():
+    result = load_settings(DEBUG="false", OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_refuses_to_start_on_sandbox_providers():
+    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"])
+    assert result.returncode != 0
+    assert "sandbox providers" in result.stderr
+    assert "stellar, trustlessWork" in result.stderr
+
+
+def test_production_starts_with_secret_key_and_real_providers():
+    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["debug"] is False
+    assert loaded["sandbox_app"] is False
+    assert loaded["sandbox_providers"] == []
