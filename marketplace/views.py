@@ -26,7 +26,7 @@ def sign_up(request):
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         messages.success(request, f"Welcome to OfferHub, {user.display_name}!")
         return redirect("home")
-    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+    return render(request, "registration/signup.html", {"form": form})
 
 
 def page_not_found(request, exception=None):

@@ -233,6 +233,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG  # serve files as they change, without a collectstatic
 
 # --- Internationalisation --------------------------------------------------------
 LANGUAGE_CODE = "en-us"

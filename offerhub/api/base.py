@@ -5,6 +5,7 @@ route (404/405) → authentication (401) → scope (403) → rate limit (429)
 the stored idempotent response committing in one transaction.
 """
 
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.db import transaction
@@ -12,14 +13,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.views import APIView
 
 from offerhub.api.errors import ApiError, as_api_error, error_response
-from offerhub.api.idempotency import (
-    HEADER as IDEMPOTENCY_HEADER,
-)
-from offerhub.api.idempotency import (
-    RETENTION_DEFAULT,
-    idempotency_finish,
-    idempotency_start,
-)
+from offerhub.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from offerhub.api.idempotency import MUTATING_METHODS, RETENTION_DEFAULT, idempotency_finish, idempotency_start
 from offerhub.api.permissions import ANY_SCOPE
 from offerhub.api.ratelimit import RateLimitState, client_ip, rate_limit_hit
 
@@ -74,7 +69,9 @@ class ApiView(APIView):
                 return self._finalize(request, start.replay)
             record = start.record
             handler = getattr(self, request.method.lower())
-            with transaction.atomic():
+            # Reads need no transaction (liveness must not even touch the database).
+            writes = request.method in MUTATING_METHODS
+            with transaction.atomic() if writes else nullcontext():
                 response = self._finalize(request, handler(request, *args, **kwargs))
                 if record is not None:
                     idempotency_finish(record=record, response=response)
@@ -101,7 +98,7 @@ class ApiView(APIView):
         for name, value in self.rate_limit_state.headers().items():
             response[name] = value
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if key and request.method in MUTATING_METHODS:
             response["X-Idempotency-Key"] = key
         response = self.finalize_response(request, response, *self.args, **self.kwargs)
         if hasattr(response, "render") and not getattr(response, "is_rendered", True):

@@ -31,7 +31,7 @@ def test_other_schemes_and_empty_tokens_are_401_unauthorized(api_client, header)
 
 
 def test_unknown_or_malformed_key_is_401_invalid_api_key(api_client, make_api_key):
-    api_key, secret = make_api_key()
+    _, secret = make_api_key()
     wrong_secret = secret[:-1] + ("0" if secret[-1] != "0" else "1")
     for raw in ("ohk_test_key_" + "A" * 32 + "_" + "0" * 48, "not-a-key", wrong_secret):
         response = api_client.get(ME, HTTP_AUTHORIZATION=f"Bearer {raw}")
@@ -147,8 +147,9 @@ def test_key_creation_validation_names_the_field(auth_client):
 
 def test_short_lived_token_carries_the_keys_scopes_and_dies_with_it(api_client, auth_client):
     client = auth_client(scopes=["read", "write"])
-    minted = client.post(f"{KEYS}/{client.api_key.id}/token", {"ttl_seconds": 120}, format="json",
-                         HTTP_IDEMPOTENCY_KEY="t1")
+    minted = client.post(
+        f"{KEYS}/{client.api_key.id}/token", {"ttl_seconds": 120}, format="json", HTTP_IDEMPOTENCY_KEY="t1"
+    )
     assert minted.status_code == 201
     token = minted.json()["data"]["token"]
     assert token.startswith("ohk_tok_")
