@@ -53,7 +53,8 @@ if not SECRET_KEY:
         )
     SECRET_KEY = _dev_secret_key()
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+# Loopback names are always allowed: the container health check and local tools use them.
+ALLOWED_HOSTS = [*env.list("ALLOWED_HOSTS", default=[]), "127.0.0.1", "localhost", "[::1]"]
 if DEBUG:
     ALLOWED_HOSTS += ["testserver"]
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -73,7 +74,6 @@ STELLAR_HORIZON_URL = env.str("STELLAR_HORIZON_URL", default=f"{SANDBOX_BASE_URL
 STELLAR_NETWORK = env.str("STELLAR_NETWORK", default="testnet")
 if STELLAR_NETWORK not in ("testnet", "mainnet"):
     raise ImproperlyConfigured(f"STELLAR_NETWORK must be 'testnet' or 'mainnet', not {STELLAR_NETWORK!r}.")
-PROVIDER_TIMEOUT_SECONDS = env.float("PROVIDER_TIMEOUT_SECONDS", default=10.0)
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
 
 PROVIDER_URLS = {
@@ -211,6 +211,10 @@ CELERY_BEAT_SCHEDULE = {
     "idempotency-reap-expired": {
         "task": "offerhub.tasks.idempotency_reap_expired",
         "schedule": crontab(minute="*/15"),
+    },
+    "events-reap-expired": {
+        "task": "offerhub.tasks.events_reap_expired",
+        "schedule": crontab(minute=7, hour="*/6"),
     },
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",

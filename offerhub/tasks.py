@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from offerhub.events import event_dispatch
@@ -34,4 +35,12 @@ def events_dispatch_pending(batch_size: int = 500) -> int:
 @shared_task(name="offerhub.tasks.idempotency_reap_expired")
 def idempotency_reap_expired() -> int:
     deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
+
+
+@shared_task(name="offerhub.tasks.events_reap_expired")
+def events_reap_expired() -> int:
+    """Drop dispatched events older than the retention window (OFFERHUB_EVENT_RETENTION_DAYS)."""
+    cutoff = timezone.now() - timedelta(days=settings.OFFERHUB_EVENT_RETENTION_DAYS)
+    deleted, _ = Event.objects.filter(occurred_at__lt=cutoff, dispatched_at__isnull=False).delete()
     return deleted

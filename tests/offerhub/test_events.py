@@ -119,3 +119,16 @@ def test_anonymous_websocket_is_refused():
         assert code == 4401
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.django_db
+def test_reaper_drops_dispatched_events_past_retention_only(settings):
+    from offerhub.tasks import events_reap_expired
+
+    settings.OFFERHUB_EVENT_RETENTION_DAYS = 30
+    old_dispatched, old_pending, recent = publish(), publish(), publish()
+    long_ago = timezone.now() - timedelta(days=31)
+    Event.objects.filter(pk__in=[old_dispatched.pk, old_pending.pk]).update(occurred_at=long_ago)
+    Event.objects.filter(pk__in=[old_dispatched.pk, recent.pk]).update(dispatched_at=timezone.now())
+    assert events_reap_expired() == 1
+    assert set(Event.objects.values_list("pk", flat=True)) == {old_pending.pk, recent.pk}
