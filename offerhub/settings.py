@@ -74,6 +74,18 @@ STELLAR_HORIZON_URL = env.str("STELLAR_HORIZON_URL", default=f"{SANDBOX_BASE_URL
 STELLAR_NETWORK = env.str("STELLAR_NETWORK", default="testnet")
 if STELLAR_NETWORK not in ("testnet", "mainnet"):
     raise ImproperlyConfigured(f"STELLAR_NETWORK must be 'testnet' or 'mainnet', not {STELLAR_NETWORK!r}.")
+STELLAR_NETWORK_PASSPHRASE = {
+    "testnet": "Test SDF Network ; September 2015",
+    "mainnet": "Public Global Stellar Network ; September 2015",
+}[STELLAR_NETWORK]
+# Circle's USDC issuers; the sandbox plays the testnet one.
+STELLAR_USDC_ISSUER = env.str(
+    "STELLAR_USDC_ISSUER",
+    default={
+        "testnet": "GBBD47IF6LWK7P7MDEVSCWR7DPUWV3NY3DTQEVFL4NAT4AQH3ZLLFLA5",
+        "mainnet": "GA5ZSEJYB37JRC5AVCIA5MOP4RHTM335X2KGX3IHOJAPP5RE34K4KZVN",
+    }[STELLAR_NETWORK],
+)
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
 
 PROVIDER_URLS = {

@@ -1,0 +1,142 @@
+"""The sandbox's simulated Stellar ledger: accounts, trustlines, transactions, payments.
+
+Amounts are integer stroops (10^-7 of a unit), as on the real network. These tables
+belong to the sandbox alone; production code only ever reaches them over HTTP.
+"""
+
+from django.db import models
+
+
+class SandboxLedgerState(models.Model):
+    """A single row: the number of the last closed ledger (one ledger per transaction)."""
+
+    ledger_sequence = models.BigIntegerField(default=1000)
+
+    def __str__(self):
+        return f"ledger {self.ledger_sequence}"
+
+
+class SandboxAccount(models.Model):
+    account_id = models.CharField(max_length=56, primary_key=True)
+    xlm_balance = models.BigIntegerField(default=0)
+    sequence = models.BigIntegerField(default=0)
+    num_subentries = models.PositiveIntegerField(default=0)
+    num_sponsoring = models.PositiveIntegerField(default=0)
+    num_sponsored = models.PositiveIntegerField(default=0)
+    sponsor = models.CharField(max_length=56, blank=True)
+    master_weight = models.PositiveSmallIntegerField(default=1)
+    low_threshold = models.PositiveSmallIntegerField(default=0)
+    med_threshold = models.PositiveSmallIntegerField(default=0)
+    high_threshold = models.PositiveSmallIntegerField(default=0)
+    last_modified_ledger = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.account_id
+
+
+class SandboxSigner(models.Model):
+    """Extra signers beside the master key (set_options is not simulated; kept for the admin)."""
+
+    account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE, related_name="signers")
+    key = models.CharField(max_length=56)
+    weight = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "key"], name="sandbox_signer_unique")]
+
+    def __str__(self):
+        return f"{self.key} ({self.weight}) on {self.account_id}"
+
+
+class SandboxTrustline(models.Model):
+    account = models.ForeignKey(SandboxAccount, on_delete=models.CASCADE, related_name="trustlines")
+    asset_code = models.CharField(max_length=12)
+    asset_issuer = models.CharField(max_length=56)
+    balance = models.BigIntegerField(default=0)
+    limit = models.BigIntegerField()
+    sponsor = models.CharField(max_length=56, blank=True)
+    last_modified_ledger = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "asset_code", "asset_issuer"], name="sandbox_trustline_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.account_id} trusts {self.asset_code}:{self.asset_issuer[:6]}…"
+
+
+class SandboxTransaction(models.Model):
+    hash = models.CharField(max_length=64, primary_key=True)
+    ledger = models.BigIntegerField()
+    source_account = models.CharField(max_length=56)
+    source_account_sequence = models.BigIntegerField()
+    fee_account = models.CharField(max_length=56)
+    fee_charged = models.BigIntegerField()
+    max_fee = models.BigIntegerField()
+    operation_count = models.PositiveSmallIntegerField()
+    successful = models.BooleanField()
+    result_codes = models.JSONField(default=dict)
+    memo_type = models.CharField(max_length=10, default="none")
+    memo = models.CharField(max_length=100, blank=True)
+    envelope_xdr = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return f"{self.hash[:12]}… ({'ok' if self.successful else 'failed'})"
+
+
+class SandboxPayment(models.Model):
+    """One row per payment-like operation, in ledger order: Horizon's /payments feed."""
+
+    id = models.BigAutoField(primary_key=True)  # the paging token
+    transaction = models.ForeignKey(SandboxTransaction, on_delete=models.CASCADE, related_name="payments")
+    type = models.CharField(max_length=20)  # payment | create_account
+    source_account = models.CharField(max_length=56)
+    from_account = models.CharField(max_length=56)
+    to_account = models.CharField(max_length=56, db_index=True)
+    asset_code = models.CharField(max_length=12, blank=True)  # blank: XLM
+    asset_issuer = models.CharField(max_length=56, blank=True)
+    amount = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["from_account", "id"])]
+
+    def __str__(self):
+        return f"{self.type} {self.amount} {self.asset_code or 'XLM'} {self.from_account[:6]}→{self.to_account[:6]}"
+
+
+class SandboxFault(models.Model):
+    """Fault injection: make matching sandbox requests slow, fail or time out."""
+
+    class Service(models.TextChoices):
+        HORIZON = "horizon"
+        TRUSTLESS_WORK = "trustless-work"
+        AIRTM = "airtm"
+
+    service = models.CharField(max_length=20, choices=Service.choices)
+    method = models.CharField(max_length=10, blank=True, help_text="GET, POST… (blank: any)")
+    path_contains = models.CharField(max_length=200, blank=True, help_text="blank: any path of the service")
+    latency_ms = models.PositiveIntegerField(default=0, help_text="added before answering")
+    status_code = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="answer this status (e.g. 500, 503, 429) instead of the real response"
+    )
+    after_processing = models.BooleanField(
+        default=False,
+        help_text="process the request for real, then answer the fault status: the client cannot tell it worked",
+    )
+    timeout = models.BooleanField(default=False, help_text="hold the request for timeout_seconds, then fail")
+    timeout_seconds = models.FloatField(default=30.0)
+    remaining = models.PositiveIntegerField(null=True, blank=True, help_text="how many requests to affect (blank: all)")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        what = f"{self.status_code}" if self.status_code else "timeout" if self.timeout else f"+{self.latency_ms} ms"
+        return f"{self.service} {self.method or '*'} *{self.path_contains}*: {what}"
