@@ -12,6 +12,8 @@ import uuid
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+# The Idempotency-Key of the API request being handled, for the audit rows it writes.
+idempotency_key_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("idempotency_key", default=None)
 
 
 def correlation_id_get() -> str | None:

@@ -11,7 +11,10 @@ def _parse_bound(params, name: str):
     raw = params.get(name)
     if not raw:
         return None
-    value = parse_datetime(raw)
+    try:
+        value = parse_datetime(raw)
+    except ValueError:  # well-formed but impossible, e.g. February 30th
+        value = None
     if value is None:
         raise validation_error([(name, "must be an ISO-8601 timestamp")])
     return value

@@ -8,7 +8,7 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
-from offerhub.correlation import correlation_id_get
+from offerhub.correlation import correlation_id_get, idempotency_key_var
 from offerhub.ids import random_alnum
 from offerhub.models import ApiKey, AuditLog, Event
 
@@ -54,7 +54,7 @@ def audit_record(
         result=result,
         correlation_id=correlation_id_get() or "",
         user_id=user_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key or idempotency_key_var.get() or "",
         marketplace_id=marketplace_id,
     )
 

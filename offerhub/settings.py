@@ -154,6 +154,9 @@ ROOT_URLCONF = "offerhub.urls"
 WSGI_APPLICATION = "offerhub.wsgi.application"
 ASGI_APPLICATION = "offerhub.asgi.application"
 AUTH_USER_MODEL = "marketplace.User"
+# Messages live in the session (server side), never in a cookie: the admin shows a new
+# API key's secret through one.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
@@ -304,11 +307,11 @@ OFFERHUB_MASTER_KEY = env.str("OFFERHUB_MASTER_KEY", default="")
 OFFERHUB_API_KEY_ENVIRONMENT = "live" if STELLAR_NETWORK == "mainnet" else "test"
 OFFERHUB_TOKEN_DEFAULT_TTL_SECONDS = 3600
 OFFERHUB_IDEMPOTENCY_REQUIRED = env.bool("OFFERHUB_IDEMPOTENCY_REQUIRED", default=True)
-# A request holding an Idempotency-Key for longer than this is presumed dead, and
-# the key may be taken over (its transaction rolled back, so nothing ran twice).
-OFFERHUB_IDEMPOTENCY_LOCK_SECONDS = env.int("OFFERHUB_IDEMPOTENCY_LOCK_SECONDS", default=300)
+# A claimed Idempotency-Key whose request crashed before taking its row lock is
+# free again after this (the crashed transaction rolled back, so nothing ran).
+OFFERHUB_IDEMPOTENCY_LOCK_SECONDS = env.int("OFFERHUB_IDEMPOTENCY_LOCK_SECONDS", default=60)
 OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", default=100)
-OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = 60
+OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS", default=60)
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)
 OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default=30)
 OFFERHUB_LIMITS = {

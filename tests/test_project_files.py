@@ -37,6 +37,7 @@ def test_compose_has_every_service_and_only_documented_variables():
     deployment_only = {
         "POSTGRES_PASSWORD",
         "OFFERHUB_IMAGE",
+        "WEB_BIND",
         "WEB_PORT",
         "WEB_CONCURRENCY",
         "WORKER_CONCURRENCY",

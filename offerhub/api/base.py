@@ -10,15 +10,32 @@ from datetime import timedelta
 
 from django.db import transaction
 from rest_framework import exceptions as drf_exceptions
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
 from offerhub.api.errors import ApiError, as_api_error, error_response
-from offerhub.api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from offerhub.api.idempotency import MUTATING_METHODS, RETENTION_DEFAULT, idempotency_finish, idempotency_start
+from offerhub.api.idempotency import (
+    MUTATING_METHODS,
+    RETENTION_DEFAULT,
+    idempotency_finish,
+    idempotency_lock,
+    idempotency_start,
+)
 from offerhub.api.permissions import ANY_SCOPE
 from offerhub.api.ratelimit import RateLimitState, client_ip, rate_limit_hit
+from offerhub.correlation import idempotency_key_var
 
-__all__ = ["ANY_SCOPE", "ApiView", "PublicApiView"]
+__all__ = ["ANY_SCOPE", "ApiView", "JsonOnlyNegotiation", "PublicApiView"]
+
+
+class JsonOnlyNegotiation(BaseContentNegotiation):
+    """The API speaks JSON whatever the client's Accept header asks for."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
 
 class ApiView(APIView):
@@ -27,6 +44,7 @@ class ApiView(APIView):
     required_scope: str | None = "read"
     idempotency_retention: timedelta | None = RETENTION_DEFAULT
     idempotency_exempt = False
+    content_negotiation_class = JsonOnlyNegotiation
 
     def initial(self, request, *args, **kwargs):
         # The route exists (URL resolution got here); the method must too, before auth.
@@ -35,18 +53,22 @@ class ApiView(APIView):
         super().initial(request, *args, **kwargs)
 
     def check_throttles(self, request):
-        principal = request.auth
-        bucket = f"key:{principal.key_id}" if principal is not None else f"ip:{client_ip(request)}"
-        self.rate_limit_state = rate_limit_hit(bucket=bucket)
+        self.rate_limit_state = rate_limit_hit(bucket=self._bucket(request))
         if self.rate_limit_state.exceeded:
             raise self._rate_limited(self.rate_limit_state)
+
+    @staticmethod
+    def _bucket(request) -> str:
+        """The caller's API key once authenticated, else the client's address."""
+        principal = getattr(request, "_auth", None)
+        return f"key:{principal.key_id}" if principal is not None else f"ip:{client_ip(request)}"
 
     @staticmethod
     def _rate_limited(state: RateLimitState) -> ApiError:
         return ApiError(
             "RATE_LIMITED",
             "Too many requests; retry after the window resets",
-            details={"limit": state.limit, "windowSeconds": 60, "retryAfter": state.retry_after},
+            details={"limit": state.limit, "windowSeconds": state.window, "retryAfter": state.retry_after},
             headers={"Retry-After": str(state.retry_after)},
         )
 
@@ -56,26 +78,38 @@ class ApiView(APIView):
         self.request = request
         self.headers = self.default_response_headers
         self.rate_limit_state = None
+        self.applied_idempotency_key = None
         record = None
         try:
             self.initial(request, *args, **kwargs)
-            start = idempotency_start(
-                request=request,
-                principal_id=request.auth.key_id if request.auth else "",
-                retention=self.idempotency_retention,
-                exempt=self.idempotency_exempt or self.required_scope is None,
-            )
-            if start.replay is not None:
-                return self._finalize(request, start.replay)
-            record = start.record
+            if self.required_scope is not None:  # public endpoints ignore Idempotency-Key
+                start = idempotency_start(
+                    request=request,
+                    principal_id=request.auth.key_id,
+                    retention=self.idempotency_retention,
+                    exempt=self.idempotency_exempt,
+                )
+                if start.replay is not None or start.record is not None:
+                    self.applied_idempotency_key = request.headers.get("Idempotency-Key")
+                if start.replay is not None:
+                    return self._finalize(request, start.replay)
+                record = start.record
             handler = getattr(self, request.method.lower())
             # Reads need no transaction (liveness must not even touch the database).
             writes = request.method in MUTATING_METHODS
-            with transaction.atomic() if writes else nullcontext():
-                response = self._finalize(request, handler(request, *args, **kwargs))
-                if record is not None:
-                    idempotency_finish(record=record, response=response)
-                    record = None
+            token = idempotency_key_var.set(self.applied_idempotency_key)
+            try:
+                with transaction.atomic() if writes else nullcontext():
+                    if record is not None:
+                        idempotency_lock(record=record)
+                    response = self._finalize(request, handler(request, *args, **kwargs))
+                    if writes and response.status_code >= 500:
+                        transaction.set_rollback(True)  # a failure answered, not raised, keeps nothing
+                    if record is not None:
+                        idempotency_finish(record=record, response=response)
+                record = None  # committed with the handler's writes
+            finally:
+                idempotency_key_var.reset(token)
             return response
         except Exception as exc:
             response = self._finalize(request, self.handle_exception(exc))
@@ -85,21 +119,20 @@ class ApiView(APIView):
 
     def handle_exception(self, exc):
         error = as_api_error(exc)
-        if error.status == 401 and self.rate_limit_state is None:
-            # Failed authentication counts against the client's IP.
-            self.rate_limit_state = rate_limit_hit(bucket=f"ip:{client_ip(self.request)}")
+        if self.rate_limit_state is None and error.status in (401, 403):
+            # Failed authentication counts against the client's IP, a refused scope against the key.
+            self.rate_limit_state = rate_limit_hit(bucket=self._bucket(self.request))
             if self.rate_limit_state.exceeded:
                 error = self._rate_limited(self.rate_limit_state)
         return error_response(error)
 
     def _finalize(self, request, response):
         if self.rate_limit_state is None:
-            self.rate_limit_state = rate_limit_hit(bucket=f"ip:{client_ip(request)}")
+            self.rate_limit_state = rate_limit_hit(bucket=self._bucket(request))
         for name, value in self.rate_limit_state.headers().items():
             response[name] = value
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key and request.method in MUTATING_METHODS:
-            response["X-Idempotency-Key"] = key
+        if self.applied_idempotency_key:
+            response["X-Idempotency-Key"] = self.applied_idempotency_key
         response = self.finalize_response(request, response, *self.args, **self.kwargs)
         if hasattr(response, "render") and not getattr(response, "is_rendered", True):
             response.render()

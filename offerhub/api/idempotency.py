@@ -1,9 +1,11 @@
 """Idempotency-Key (API.md §1.4): durable, per API key, fingerprinted, atomic across nodes.
 
 The record is inserted and committed before the handler runs, so the unique index
-is the lock every web node sees. The handler's writes and the stored response then
-commit together: a crash in between rolls both back, and a retry runs the request
-once more from scratch instead of finding half of it done.
+is the claim every web node sees. The handler then runs in one transaction that
+holds the record's row lock, writes its effects and stores the response: a second
+request meeting that lock answers IN_PROGRESS however slow the first is; a crash
+rolls everything back and frees the lock, and a retry runs the request once more
+from scratch instead of finding half of it done.
 """
 
 import hashlib
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -99,33 +101,60 @@ def idempotency_start(*, request, principal_id: str, retention: timedelta | None
         "locked_until": now + timedelta(seconds=settings.OFFERHUB_IDEMPOTENCY_LOCK_SECONDS),
         "expires_at": now + retention if retention is not None else None,
     }
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(principal_id=principal_id, key=key, **fresh)
-        return IdempotencyStart(record=record)
-    except IntegrityError:
-        pass
+    lookup = {"principal_id": principal_id, "key": key}
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                return IdempotencyStart(record=IdempotencyRecord.objects.create(**lookup, **fresh))
+        except IntegrityError:
+            pass
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.select_for_update(nowait=True).filter(**lookup).first()
+                if record is None:
+                    continue  # released meanwhile (a 5xx): claim it afresh
+                return _settle_existing(record, fresh, now)
+        except OperationalError:
+            # A live request holds the record's row lock for the whole of its handler.
+            holder = IdempotencyRecord.objects.filter(**lookup).values_list("fingerprint", flat=True).first()
+            raise _reused(key) if holder is not None and holder != fingerprint else _in_progress(key) from None
+    raise _in_progress(key)
 
-    with transaction.atomic():
-        record = IdempotencyRecord.objects.select_for_update().get(principal_id=principal_id, key=key)
-        if record.expires_at is not None and record.expires_at <= now:
-            return IdempotencyStart(record=_take_over(record, fresh))
-        if record.fingerprint != fingerprint:
-            raise ApiError(
-                "IDEMPOTENCY_KEY_REUSED",
-                "This Idempotency-Key was already used for a different request",
-                details={"idempotency_key": key},
-            )
-        if record.status == IdempotencyRecord.Status.COMPLETED:
-            return IdempotencyStart(replay=_replay(record))
-        if record.locked_until and record.locked_until > now:
-            raise ApiError(
-                "IDEMPOTENCY_KEY_IN_PROGRESS",
-                "A request with this Idempotency-Key is still being processed; retry later",
-                details={"idempotency_key": key},
-            )
-        # The holder died without finishing; its transaction rolled back, so run again.
+
+def _reused(key: str) -> ApiError:
+    return ApiError(
+        "IDEMPOTENCY_KEY_REUSED",
+        "This Idempotency-Key was already used for a different request",
+        details={"idempotency_key": key},
+    )
+
+
+def _in_progress(key: str) -> ApiError:
+    return ApiError(
+        "IDEMPOTENCY_KEY_IN_PROGRESS",
+        "A request with this Idempotency-Key is still being processed; retry later",
+        details={"idempotency_key": key},
+    )
+
+
+def _settle_existing(record: IdempotencyRecord, fresh: dict, now) -> IdempotencyStart:
+    if record.expires_at is not None and record.expires_at <= now:
         return IdempotencyStart(record=_take_over(record, fresh))
+    if record.fingerprint != fresh["fingerprint"]:
+        raise _reused(record.key)
+    if record.status == IdempotencyRecord.Status.COMPLETED:
+        return IdempotencyStart(replay=_replay(record))
+    if record.locked_until and record.locked_until > now:
+        # Just claimed: its holder has not taken the row lock yet.
+        raise _in_progress(record.key)
+    # PROCESSING, unlocked and past its claim window: the holder died and its
+    # transaction rolled back with it, so nothing ran. Run it now.
+    return IdempotencyStart(record=_take_over(record, fresh))
+
+
+def idempotency_lock(*, record: IdempotencyRecord) -> None:
+    """Hold the record's row lock for the caller's transaction: the proof that it is alive."""
+    IdempotencyRecord.objects.select_for_update().filter(pk=record.pk).first()
 
 
 def _take_over(record: IdempotencyRecord, fresh: dict) -> IdempotencyRecord:

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RateLimitState:
     limit: int
+    window: int
     remaining: int
     reset_at: int  # Unix seconds when the window resets
     exceeded: bool
@@ -59,5 +60,7 @@ def rate_limit_hit(*, bucket: str, limit: int | None = None, window: int | None 
         count = cache.incr(key)
     except Exception:
         logger.warning("rate limit store unavailable; allowing the request", exc_info=True)
-        return RateLimitState(limit=limit, remaining=limit, reset_at=reset_at, exceeded=False)
-    return RateLimitState(limit=limit, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit)
+        return RateLimitState(limit=limit, window=window, remaining=limit, reset_at=reset_at, exceeded=False)
+    return RateLimitState(
+        limit=limit, window=window, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit
+    )

@@ -2,7 +2,6 @@
 so that APPEND_SLASH never turns a POST into a redirect."""
 
 from django.urls import re_path
-from drf_spectacular.views import SpectacularJSONAPIView
 
 from offerhub.api import views
 
@@ -17,7 +16,7 @@ urlpatterns = [
     route("health", views.HealthView.as_view(), "health"),
     route("health/detailed", views.HealthDetailedView.as_view(), "health-detailed"),
     route("config", views.ConfigView.as_view(), "config"),
-    route("openapi.json", SpectacularJSONAPIView.as_view(authentication_classes=[], permission_classes=[]), "openapi"),
+    route("openapi.json", views.OpenApiSchemaView.as_view(), "openapi"),
     route("auth/api-keys", views.ApiKeyListCreateView.as_view(), "api-keys"),
     route(r"auth/api-keys/(?P<key_id>[^/]+)", views.ApiKeyRevokeView.as_view(), "api-key"),
     route(r"auth/api-keys/(?P<key_id>[^/]+)/token", views.ApiTokenMintView.as_view(), "api-key-token"),

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpResponse
+from drf_spectacular.views import SpectacularJSONAPIView
 
 from offerhub.api.authentication import api_token_mint, scopes_intersect
 from offerhub.api.base import ANY_SCOPE, ApiView, PublicApiView
@@ -90,7 +91,7 @@ class ApiKeyListCreateView(ApiView):
         api_key, secret = api_key_create(
             name=data.validated_data["name"], scopes=scopes, marketplace_id=marketplace_id, **_actor(request)
         )
-        return api_response({**api_key.as_api(), "key": secret, "api_key": secret}, status=201)
+        return api_response({**api_key.as_api(), "key": secret, "api_key": secret, "apiKey": secret}, status=201)
 
 
 class ApiKeyRevokeView(ApiView):
@@ -111,6 +112,12 @@ class ApiTokenMintView(ApiView):
         data = TokenMintInput(data=request.data or {})
         data.is_valid(raise_exception=True)
         principal = request.auth
+        if principal.via_token:
+            raise ApiError(
+                "INSUFFICIENT_SCOPE",
+                "Tokens cannot mint tokens; use the API key itself",
+                details={"required_scope": "write", "current_scopes": sorted(principal.scopes)},
+            )
         api_key = _visible_keys(principal).filter(pk=key_id, revoked_at__isnull=True).first()
         if api_key is None:
             raise ApiError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
@@ -148,6 +155,14 @@ class AuditLogListView(ApiView):
         return api_list_response(
             [row.as_api() for row in page.items], has_more=page.has_more, next_cursor=page.next_cursor
         )
+
+
+class OpenApiSchemaView(ApiView, SpectacularJSONAPIView):
+    """The OpenAPI document (raw, not enveloped), for integrators holding a key."""
+
+    required_scope = "read"
+    permission_classes = ApiView.permission_classes
+    authentication_classes = ApiView.authentication_classes
 
 
 class NotFoundView(PublicApiView):

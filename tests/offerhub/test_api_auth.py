@@ -92,7 +92,7 @@ def test_master_key_has_every_scope(api_client, settings):
     )
     assert response.status_code == 201
     created = response.json()["data"]
-    assert created["key"] == created["api_key"]
+    assert created["key"] == created["api_key"] == created["apiKey"]
     assert created["key"].startswith("ohk_test_key_")
     assert created["scopes"] == ["*"]
 
@@ -191,3 +191,11 @@ def test_create_api_key_command_prints_the_key_once(capsys, db):
     api_key = ApiKey.objects.get(name="cli")
     assert api_key.scopes == ["read", "write", "support"]
     assert secret not in str(ApiKey.objects.filter(pk=api_key.pk).values().get())
+
+
+def test_a_token_cannot_mint_tokens(api_client, auth_client):
+    client = auth_client(scopes=["read", "write"])
+    token = client.post(f"{KEYS}/{client.api_key.id}/token", {}, format="json", HTTP_IDEMPOTENCY_KEY="t3").json()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token['data']['token']}")
+    response = api_client.post(f"{KEYS}/{client.api_key.id}/token", {}, format="json", HTTP_IDEMPOTENCY_KEY="t4")
+    assert response.status_code == 403

@@ -73,6 +73,7 @@ def test_unknown_cursor_gives_an_empty_page(auth_client):
 
 def test_rate_limit_per_key_with_headers_and_retry_after(auth_client, settings):
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 3
+    settings.OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = 3600  # no window rollover in the middle of the test
     client = auth_client(scopes=["read"])
     remaining = [int(client.get("/api/v1/auth/me")["X-RateLimit-Remaining"]) for _ in range(3)]
     assert remaining == [2, 1, 0]
@@ -80,8 +81,8 @@ def test_rate_limit_per_key_with_headers_and_retry_after(auth_client, settings):
     assert limited.status_code == 429
     error = limited.json()["error"]
     assert error["code"] == "RATE_LIMITED"
-    assert error["details"]["limit"] == 3 and error["details"]["windowSeconds"] == 60
-    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert error["details"]["limit"] == 3 and error["details"]["windowSeconds"] == 3600
+    assert 1 <= int(limited["Retry-After"]) <= 3600
     assert limited["X-RateLimit-Limit"] == "3" and limited["X-RateLimit-Remaining"] == "0"
     # Another key has its own budget.
     assert auth_client(scopes=["read"]).get("/api/v1/auth/me").status_code == 200
@@ -89,6 +90,7 @@ def test_rate_limit_per_key_with_headers_and_retry_after(auth_client, settings):
 
 def test_rate_limit_per_ip_without_a_valid_key(api_client, settings):
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 2
+    settings.OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = 3600
     # Counters live in Redis across runs: a fresh address per run keeps the test repeatable.
     ip = {"REMOTE_ADDR": f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"}
     statuses = [
@@ -97,3 +99,34 @@ def test_rate_limit_per_ip_without_a_valid_key(api_client, settings):
     assert statuses == [401, 401, 429]
     assert api_client.get("/api/v1/health", **ip).status_code == 429
     assert api_client.get("/api/v1/health", REMOTE_ADDR=f"2001:db8::{secrets.token_hex(3)}").status_code == 200
+
+
+def test_refused_scopes_count_against_the_key_not_the_address(auth_client, settings):
+    settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 2
+    settings.OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = 3600
+    client = auth_client(scopes=["write"])
+    address = {"REMOTE_ADDR": f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"}
+    statuses = [client.get("/api/v1/auth/api-keys", **address).status_code for _ in range(3)]
+    assert statuses == [403, 403, 429]
+    assert client.get("/api/v1/health", **address).status_code == 200  # the address is not charged
+
+
+@pytest.mark.parametrize("accept", ["application/xml", "text/html", "*/*", ""])
+def test_any_accept_header_gets_json(api_client, accept):
+    response = api_client.get("/api/v1/health", HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+
+
+def test_impossible_dates_are_400_not_500(auth_client):
+    response = auth_client(scopes=["support"]).get("/api/v1/audit/logs", {"from": "2026-02-30T00:00:00Z"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["fields"][0]["field"] == "from"
+
+
+def test_openapi_schema_needs_a_key(api_client, auth_client):
+    assert api_client.get("/api/v1/openapi.json").status_code == 401
+    response = auth_client(scopes=["read"]).get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.json()["info"]["title"] == "OfferHub API"
+    assert "X-RateLimit-Remaining" in response

@@ -1,13 +1,15 @@
 """Idempotency-Key exactly as API.md §1.4 specifies."""
 
+import json
 import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from offerhub.api.idempotency import request_fingerprint
 from offerhub.models import ApiKey, AuditLog, IdempotencyRecord
 from offerhub.tasks import idempotency_reap_expired
 from tests.offerhub.idempotency_urls import HeldEffectView
@@ -138,18 +140,26 @@ def test_5xx_is_not_stored_so_the_key_can_be_retried(auth_client):
     assert "Idempotency-Replay" not in second
 
 
-def _post_in_thread(secret: str, path: str, key: str, results: list) -> threading.Thread:
+def _post_json_in_thread(secret: str, path: str, key: str, body: dict, results: list) -> threading.Thread:
     def run():
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
         try:
-            results.append(client.post(path, {}, format="json", HTTP_IDEMPOTENCY_KEY=key))
+            results.append(client.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=key))
         finally:
             connection.close()
 
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def _post_in_thread(secret: str, path: str, key: str, results: list) -> threading.Thread:
+    return _post_json_in_thread(secret, path, key, {}, results)
+
+
+def _fingerprint_of_create(body: dict) -> str:
+    return request_fingerprint(method="POST", path=KEYS, query="", body=json.dumps(body).encode())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -210,31 +220,118 @@ def test_a_burst_on_the_real_endpoint_creates_one_key(make_api_key):
     assert set(conflicts) <= {"IDEMPOTENCY_KEY_IN_PROGRESS"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_live_holder_keeps_its_key_however_long_it_runs(make_api_key):
+    """Past its claim window, a request still holding the row lock is alive: no takeover."""
+    api_key, secret = make_api_key(scopes=["support", "read"])
+    record = IdempotencyRecord.objects.create(
+        principal_id=api_key.id,
+        key="slow",
+        fingerprint="x",
+        method="POST",
+        path=KEYS,
+        locked_until=timezone.now() - timedelta(minutes=5),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    holding, release, results = threading.Event(), threading.Event(), []
+
+    def holder():
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.select_for_update().get(pk=record.pk)
+                holding.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        _post_json_in_thread(secret, KEYS, "slow", {"name": "late", "scopes": ["read"]}, results).join(timeout=10)
+    finally:
+        release.set()
+        thread.join(timeout=10)
+    (response,) = results
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"  # x is not this body's fingerprint
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        fingerprint=_fingerprint_of_create({"name": "late", "scopes": ["read"]})
+    )
+    results.clear()
+    holding.clear()
+    release.clear()
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        _post_json_in_thread(secret, KEYS, "slow", {"name": "late", "scopes": ["read"]}, results).join(timeout=10)
+    finally:
+        release.set()
+        thread.join(timeout=10)
+    (response,) = results
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
+    assert not ApiKey.objects.filter(name="late").exists()
+
+
 @pytest.mark.django_db
-def test_stale_lock_of_a_dead_request_is_taken_over(auth_client):
+def test_a_dead_holders_key_is_taken_over_and_runs_once(auth_client):
+    """PROCESSING, unlocked and past its claim window: the crashed request left nothing behind."""
     client = auth_client(scopes=["support", "read"])
+    body = {"name": "after-crash", "scopes": ["read"]}
     IdempotencyRecord.objects.create(
         principal_id=client.api_key.id,
         key="dead",
-        fingerprint="x",
+        fingerprint=_fingerprint_of_create(body),
         method="POST",
         path=KEYS,
         locked_until=timezone.now() - timedelta(seconds=1),
         expires_at=timezone.now() + timedelta(hours=1),
     )
-    # Same key, different fingerprint, but the stale record must not be replayed.
-    response = create_key(client, {"name": "after-crash", "scopes": ["read"]}, key="dead")
-    assert response.status_code == 409  # a different request body is still a reuse
+    first = create_key(client, body, key="dead")
+    again = create_key(client, body, key="dead")
+    assert first.status_code == 201 and "Idempotency-Replay" not in first
+    assert again["Idempotency-Replay"] == "true" and again.content == first.content
+    assert ApiKey.objects.filter(name="after-crash").count() == 1
 
-    IdempotencyRecord.objects.filter(key="dead").delete()
-    first = create_key(client, {"name": "after-crash", "scopes": ["read"]}, key="dead2")
-    record = IdempotencyRecord.objects.get(key="dead2")
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        status=IdempotencyRecord.Status.PROCESSING, locked_until=timezone.now() - timedelta(seconds=1)
+
+@pytest.mark.django_db
+def test_a_fresh_claim_not_yet_locked_is_in_progress(auth_client):
+    client = auth_client(scopes=["support", "read"])
+    body = {"name": "racing", "scopes": ["read"]}
+    IdempotencyRecord.objects.create(
+        principal_id=client.api_key.id,
+        key="fresh",
+        fingerprint=_fingerprint_of_create(body),
+        method="POST",
+        path=KEYS,
+        locked_until=timezone.now() + timedelta(seconds=30),
+        expires_at=timezone.now() + timedelta(hours=1),
     )
-    retried = create_key(client, {"name": "after-crash", "scopes": ["read"]}, key="dead2")
-    assert first.status_code == retried.status_code == 201
-    assert "Idempotency-Replay" not in retried
+    response = create_key(client, body, key="fresh")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
+
+
+@pytest.mark.django_db
+def test_public_endpoints_ignore_the_header(api_client):
+    response = api_client.post("/api/v1/no/such/route", {}, format="json", HTTP_IDEMPOTENCY_KEY="public")
+    assert response.status_code == 404
+    assert "X-Idempotency-Key" not in response
+    assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_key_is_echoed_only_when_applied_and_stamped_on_audit_rows(auth_client):
+    reader = auth_client(scopes=["read"])
+    refused = reader.post(KEYS, {"name": "x", "scopes": ["read"]}, format="json", HTTP_IDEMPOTENCY_KEY="nope")
+    assert refused.status_code == 403 and "X-Idempotency-Key" not in refused
+    client = auth_client(scopes=["support", "read"])
+    created = create_key(client, {"name": "stamped", "scopes": ["read"]}, key="stamp-1")
+    assert created["X-Idempotency-Key"] == "stamp-1"
+    row = AuditLog.objects.get(action="api_key.created", resource_id=created.json()["data"]["id"])
+    assert row.idempotency_key == "stamp-1"
 
 
 @pytest.mark.django_db

@@ -1,0 +1,198 @@
+"""Ledger writes: balanced journal entries and two-phase holds.
+
+Rules every function here keeps:
+- accounts are locked (`select_for_update`, primary-key order) before any balance is checked;
+- an entry's postings sum to zero (PostgreSQL re-checks it at commit with a deferred trigger);
+- a user's available or held balance never goes below zero (checked here and by a CHECK constraint);
+- an idempotency key posts at most one entry: replaying it returns the first one.
+"""
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+
+from offerhub.correlation import correlation_id_get
+from payments.models import Hold, JournalEntry, LedgerAccount, Posting
+
+Kind = LedgerAccount.Kind
+
+
+class LedgerError(Exception):
+    pass
+
+
+@dataclass
+class InsufficientFunds(LedgerError):
+    account: LedgerAccount
+    requested: int
+    available: int
+
+    def __str__(self):
+        return f"{self.account.code} has {self.available} stroops, {self.requested} requested"
+
+
+class HoldConflict(LedgerError):
+    """A hold with this reference is already active for the user."""
+
+
+class HoldNotFound(LedgerError):
+    pass
+
+
+class HoldAmountMismatch(LedgerError):
+    pass
+
+
+def ledger_account_code(*, kind: str, user=None, reference: str = "") -> str:
+    if kind in (Kind.USER_AVAILABLE, Kind.USER_HELD):
+        return f"user:{user.public_id}:{'available' if kind == Kind.USER_AVAILABLE else 'held'}"
+    if kind == Kind.ESCROW:
+        return f"escrow:{reference}"
+    return kind
+
+
+def ledger_account(*, kind: str, user=None, reference: str = "") -> LedgerAccount:
+    """The account for (kind, user, reference), created on first use."""
+    code = ledger_account_code(kind=kind, user=user, reference=reference)
+    account = LedgerAccount.objects.filter(code=code).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(code=code, kind=kind, user=user, reference=reference)
+    except IntegrityError:  # created concurrently
+        return LedgerAccount.objects.get(code=code)
+
+
+def user_accounts(user) -> tuple[LedgerAccount, LedgerAccount]:
+    return ledger_account(kind=Kind.USER_AVAILABLE, user=user), ledger_account(kind=Kind.USER_HELD, user=user)
+
+
+@transaction.atomic
+def ledger_post(
+    *,
+    idempotency_key: str,
+    kind: str,
+    lines: list[tuple[LedgerAccount, int]],
+    description: str = "",
+    metadata: dict | None = None,
+) -> JournalEntry:
+    """Post one balanced entry. `lines` are (account, signed stroops); positive credits."""
+    if not lines or sum(amount for _, amount in lines) != 0 or any(amount == 0 for _, amount in lines):
+        raise LedgerError("an entry needs non-zero postings that sum to zero")
+    existing = JournalEntry.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return existing
+
+    deltas: dict[int, int] = {}
+    for account, amount in lines:
+        deltas[account.pk] = deltas.get(account.pk, 0) + amount
+    locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=deltas).order_by("pk")}
+    for pk, delta in deltas.items():
+        account = locked[pk]
+        if not account.may_go_negative and account.balance + delta < 0:
+            raise InsufficientFunds(account=account, requested=-delta, available=account.balance)
+
+    try:
+        with transaction.atomic():
+            entry = JournalEntry.objects.create(
+                idempotency_key=idempotency_key,
+                kind=kind,
+                description=description[:255],
+                correlation_id=correlation_id_get() or "",
+                metadata=metadata or {},
+            )
+    except IntegrityError:  # the same key committed meanwhile
+        return JournalEntry.objects.get(idempotency_key=idempotency_key)
+    Posting.objects.bulk_create(Posting(entry=entry, account_id=account.pk, amount=amount) for account, amount in lines)
+    for pk, delta in deltas.items():
+        if delta:
+            account = locked[pk]
+            account.balance += delta
+            account.save(update_fields=["balance", "updated_at"])
+    return entry
+
+
+def ledger_transfer(
+    *, idempotency_key: str, kind: str, source: LedgerAccount, destination: LedgerAccount, amount: int, **extra
+) -> JournalEntry:
+    if amount <= 0:
+        raise LedgerError("a transfer moves a positive amount")
+    return ledger_post(
+        idempotency_key=idempotency_key, kind=kind, lines=[(source, -amount), (destination, amount)], **extra
+    )
+
+
+@transaction.atomic
+def hold_reserve(*, user, reference: str, amount: int, idempotency_key: str | None = None) -> Hold:
+    """available → held, under the lock of the user's accounts."""
+    available, held = user_accounts(user)
+    LedgerAccount.objects.select_for_update().filter(pk__in=[available.pk, held.pk]).order_by("pk").exists()
+    if Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).exists():
+        raise HoldConflict(reference)
+    hold = Hold.objects.create(user=user, reference=reference, amount=amount, remaining=amount)
+    ledger_transfer(
+        idempotency_key=idempotency_key or f"hold:{hold.pk}:reserve",
+        kind="hold_reserve",
+        source=available,
+        destination=held,
+        amount=amount,
+        metadata={"reference": reference, "hold": hold.pk},
+    )
+    return hold
+
+
+def _locked_active_hold(*, user, reference: str) -> Hold:
+    hold = Hold.objects.select_for_update().filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
+    if hold is None:
+        raise HoldNotFound(reference)
+    return hold
+
+
+@transaction.atomic
+def hold_void(*, user, reference: str, amount: int | None = None) -> Hold:
+    """held → available, for all of the hold or part of it."""
+    hold = _locked_active_hold(user=user, reference=reference)
+    amount = hold.remaining if amount is None else amount
+    if amount <= 0 or amount > hold.remaining:
+        raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
+    available, held = user_accounts(user)
+    step = hold.amount - hold.remaining
+    ledger_transfer(
+        idempotency_key=f"hold:{hold.pk}:void:{step}",
+        kind="hold_void",
+        source=held,
+        destination=available,
+        amount=amount,
+        metadata={"reference": reference, "hold": hold.pk},
+    )
+    _consume(hold, amount, Hold.Status.VOIDED)
+    return hold
+
+
+@transaction.atomic
+def hold_post(*, user, reference: str, destination: LedgerAccount, kind: str, amount: int | None = None) -> Hold:
+    """held → destination (escrow, external, fees), for all of the hold or part of it."""
+    hold = _locked_active_hold(user=user, reference=reference)
+    amount = hold.remaining if amount is None else amount
+    if amount <= 0 or amount > hold.remaining:
+        raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
+    _, held = user_accounts(user)
+    step = hold.amount - hold.remaining
+    ledger_transfer(
+        idempotency_key=f"hold:{hold.pk}:post:{step}",
+        kind=kind,
+        source=held,
+        destination=destination,
+        amount=amount,
+        metadata={"reference": reference, "hold": hold.pk},
+    )
+    _consume(hold, amount, Hold.Status.POSTED)
+    return hold
+
+
+def _consume(hold: Hold, amount: int, final_status: str) -> None:
+    hold.remaining -= amount
+    if hold.remaining == 0:
+        hold.status = final_status
+    hold.save(update_fields=["remaining", "status", "updated_at"])
