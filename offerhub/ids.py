@@ -29,3 +29,11 @@ def new_api_key_id() -> str:
 
 def new_user_id() -> str:
     return public_id("usr_")
+
+
+def new_wallet_id() -> str:
+    return public_id("wal_")
+
+
+def new_withdrawal_id() -> str:
+    return public_id("wd_")

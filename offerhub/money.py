@@ -1,7 +1,7 @@
 """Money at the API edge: decimal strings with exactly two decimals, never floats."""
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 MONEY_PATTERN = re.compile(r"^\d+\.\d{2}$")
 CENT = Decimal("0.01")
@@ -23,3 +23,24 @@ def money_parse(value, *, allow_zero: bool = False) -> Decimal:
 
 def money_format(amount: Decimal) -> str:
     return str(amount.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+STROOPS_PER_UNIT = 10_000_000
+
+
+def money_to_stroops(amount: Decimal) -> int:
+    """Dollars (USDC units) to integer stroops, exactly."""
+    stroops = amount * STROOPS_PER_UNIT
+    if stroops != stroops.to_integral_value():
+        raise MoneyFormatError(f"{amount} has more than 7 decimal places")
+    return int(stroops)
+
+
+def money_from_stroops(stroops: int) -> str:
+    """Stroops as an API money string, rounded down to the cent: never show more than there is."""
+    return str((Decimal(stroops) / STROOPS_PER_UNIT).quantize(CENT, rounding=ROUND_DOWN))
+
+
+def chain_amount(stroops: int) -> str:
+    """Stroops as Stellar writes amounts: seven decimals."""
+    return f"{Decimal(stroops) / STROOPS_PER_UNIT:.7f}"

@@ -88,6 +88,36 @@ STELLAR_USDC_ISSUER = env.str(
 )
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
 
+HORIZON_TIMEOUT_SECONDS = env.float("HORIZON_TIMEOUT_SECONDS", default=30.0)
+# Existing platform account to import on `platform_bootstrap` (mainnet); testnet and the
+# sandbox generate one and fund it with friendbot.
+OFFERHUB_PLATFORM_SECRET_KEY = env.str("OFFERHUB_PLATFORM_SECRET_KEY", default="")
+
+
+def _dev_wallet_key() -> str:
+    """A Fernet key for development, kept in var/ like the dev SECRET_KEY."""
+    from cryptography.fernet import Fernet
+
+    VAR_DIR.mkdir(exist_ok=True)
+    key_file = VAR_DIR / "dev-wallet-key"
+    if not key_file.exists():
+        key_file.write_text(Fernet.generate_key().decode())
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+# Fernet keys encrypting users' Stellar secrets at rest, newest first (rotation:
+# prepend a new key, run `manage.py rotate_wallet_keys`, then drop the old one).
+OFFERHUB_WALLET_KEYS = env.list("OFFERHUB_WALLET_KEYS", default=[])
+if not OFFERHUB_WALLET_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "OFFERHUB_WALLET_KEYS is not set. With DEBUG off OfferHub refuses to start without the keys that "
+            "encrypt wallet secrets: set it to one or more Fernet keys, newest first, e.g. the output of "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+        )
+    OFFERHUB_WALLET_KEYS = [_dev_wallet_key()]
+
 PROVIDER_URLS = {
     "trustlessWork": TRUSTLESS_WORK_API_URL,
     "airtm": AIRTM_API_URL,
@@ -231,6 +261,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "offerhub.tasks.events_reap_expired",
         "schedule": crontab(minute=7, hour="*/6"),
     },
+    "deposits-watch": {"task": "payments.tasks.deposits_watch", "schedule": 15.0},
+    "withdrawals-resolve-pending": {"task": "payments.tasks.withdrawals_resolve_pending", "schedule": 30.0},
+    "wallets-activate-pending": {"task": "payments.tasks.wallets_activate_pending", "schedule": 60.0},
+    "wallets-reconcile": {"task": "payments.tasks.wallets_reconcile", "schedule": crontab(minute="*/30")},
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",
         "schedule": 60.0,

@@ -77,11 +77,14 @@ def ledger_post(
     description: str = "",
     metadata: dict | None = None,
 ) -> JournalEntry:
-    """Post one balanced entry. `lines` are (account, signed stroops); positive credits."""
+    """Post one balanced entry. `lines` are (account, signed stroops); positive credits.
+
+    Replaying an idempotency key returns the first entry with `replayed` set."""
     if not lines or sum(amount for _, amount in lines) != 0 or any(amount == 0 for _, amount in lines):
         raise LedgerError("an entry needs non-zero postings that sum to zero")
     existing = JournalEntry.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
+        existing.replayed = True
         return existing
 
     deltas: dict[int, int] = {}
@@ -103,7 +106,10 @@ def ledger_post(
                 metadata=metadata or {},
             )
     except IntegrityError:  # the same key committed meanwhile
-        return JournalEntry.objects.get(idempotency_key=idempotency_key)
+        existing = JournalEntry.objects.get(idempotency_key=idempotency_key)
+        existing.replayed = True
+        return existing
+    entry.replayed = False
     Posting.objects.bulk_create(Posting(entry=entry, account_id=account.pk, amount=amount) for account, amount in lines)
     for pk, delta in deltas.items():
         if delta:

@@ -8,10 +8,10 @@ balance read is one row whatever the history; tests prove the two agree.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from offerhub.ids import new_wallet_id, new_withdrawal_id
 from offerhub.models import AppendOnlyError, AppendOnlyQuerySet
-
-STROOPS_PER_UNIT = 10_000_000
 
 
 class LedgerAccount(models.Model):
@@ -131,3 +131,174 @@ class Hold(models.Model):
 
     def __str__(self):
         return f"hold {self.reference} of {self.user_id}: {self.remaining}/{self.amount} ({self.status})"
+
+
+class SecretHolder(models.Model):
+    """A Stellar keypair whose secret is encrypted at rest and never shown."""
+
+    public_key = models.CharField(max_length=56, unique=True)
+    encrypted_secret = models.TextField(editable=False)
+    key_version = models.CharField(max_length=12, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.public_key}>"
+
+    def keypair(self):
+        """Decrypt for signing only; never log or return the result."""
+        from stellar_sdk import Keypair
+
+        from payments.crypto import secret_decrypt
+
+        return Keypair.from_secret(secret_decrypt(self.encrypted_secret))
+
+
+class PlatformAccount(SecretHolder):
+    """The platform's Stellar account: sponsors reserves and pays fees. One row."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"platform {self.public_key}"
+
+
+class Wallet(SecretHolder):
+    """A user's own Stellar account ("invisible wallet": the key is held by the server)."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "keypair created, account not yet on chain"
+        ACTIVE = "ACTIVE", "on chain with a USDC trustline"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_wallet_id, editable=False)
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    activation_tx_hash = models.CharField(max_length=64, blank=True)
+    activation_error = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"wallet {self.public_key[:8]}… of {self.user_id} ({self.status})"
+
+
+class ChainCursor(models.Model):
+    """Where a Horizon feed was last read up to (its paging token)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    paging_token = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.name} @ {self.paging_token or 'start'}"
+
+
+class Withdrawal(ConcurrentTransitionMixin, models.Model):
+    """Money leaving a user's balance: to a Stellar address (crypto) or through Airtm.
+
+    Crypto: CREATED → COMMITTED (held, transaction signed and its hash stored) →
+    COMPLETED, or PENDING while Horizon's answer is unknown, or FAILED (hold returned).
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "WITHDRAWAL_CREATED"
+        COMMITTED = "WITHDRAWAL_COMMITTED"
+        PENDING = "WITHDRAWAL_PENDING"
+        PENDING_USER_ACTION = "WITHDRAWAL_PENDING_USER_ACTION"
+        COMPLETED = "WITHDRAWAL_COMPLETED"
+        FAILED = "WITHDRAWAL_FAILED"
+        CANCELED = "WITHDRAWAL_CANCELED"
+
+    class DestinationType(models.TextChoices):
+        CRYPTO = "crypto"
+        BANK = "bank"
+        AIRTM_BALANCE = "airtm_balance"
+
+    S = Status
+    TERMINAL = (S.COMPLETED, S.FAILED, S.CANCELED)
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_withdrawal_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="withdrawals")
+    amount = models.BigIntegerField(help_text="stroops")
+    fee = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    status = FSMField(max_length=40, choices=Status.choices, default=Status.CREATED, protected=True)
+    destination_type = models.CharField(max_length=20, choices=DestinationType.choices)
+    destination_ref = models.CharField(max_length=255)
+    memo = models.CharField(max_length=28, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    committed = models.BooleanField(default=False)
+    transaction_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    envelope_xdr = models.TextField(blank=True, editable=False)
+    envelope_expires_at = models.DateTimeField(null=True, blank=True)
+    submit_attempts = models.PositiveIntegerField(default=0)
+    failure_reason = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    airtm_payout_id = models.CharField(max_length=100, blank=True)
+    principal_id = models.CharField(max_length=40, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["principal_id", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="withdrawal_once_per_idempotency_key",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.public_id} {self.destination_type} {self.amount} ({self.status})"
+
+    @property
+    def hold_reference(self) -> str:
+        return self.public_id
+
+    @transition(field=status, source=S.CREATED, target=S.COMMITTED)
+    def commit(self):
+        self.committed = True
+
+    @transition(field=status, source=[S.COMMITTED, S.PENDING], target=S.PENDING)
+    def mark_pending(self):
+        """Submitted, answer unknown (timeout, provider down): resolved by lookup later."""
+
+    @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING], target=S.COMPLETED)
+    def complete(self):
+        from django.utils import timezone
+
+        self.completed_at = timezone.now()
+
+    @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING, S.PENDING_USER_ACTION], target=S.FAILED)
+    def fail(self, *, reason: str, code: str = ""):
+        self.failure_reason = reason[:255]
+        self.error_code = code[:50]
+
+
+class ReconciliationReport(models.Model):
+    """A difference between a wallet's USDC on chain and the ledger. Reported, never auto-fixed."""
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        RESOLVED = "RESOLVED"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="reconciliation_reports")
+    chain_balance = models.BigIntegerField(help_text="stroops of USDC on chain")
+    ledger_balance = models.BigIntegerField(help_text="stroops available + held in the ledger")
+    difference = models.BigIntegerField(help_text="chain minus ledger")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    note = models.TextField(blank=True, help_text="what support found and did (with a correcting adjustment)")
+    detected_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["wallet"], condition=Q(status="OPEN"), name="one_open_report_per_wallet")
+        ]
+
+    def __str__(self):
+        return f"drift {self.difference:+d} on {self.wallet.public_key[:8]}… ({self.status})"

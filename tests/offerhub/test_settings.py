@@ -25,6 +25,7 @@ print(json.dumps({
 }))
 """
 
+WALLET_KEYS = {"OFFERHUB_WALLET_KEYS": "0mE1Vj2S0jvcJ2yo3LZi3SoJbtzT4hy-nXeDdOcOxH8="}
 REAL_PROVIDERS = {
     "TRUSTLESS_WORK_API_URL": "https://dev.api.trustlesswork.example",
     "AIRTM_API_URL": "https://api.airtm.example/v2",
@@ -79,20 +80,30 @@ def test_full_mode_uses_postgresql_and_redis():
 
 
 def test_production_refuses_to_start_without_secret_key():
-    result = load_settings(DEBUG="false", OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
+    result = load_settings(DEBUG="false", OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
 
 
 def test_production_refuses_to_start_on_sandbox_providers():
-    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"])
+    result = load_settings(
+        DEBUG="false", SECRET_KEY="x" * 50, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"], **WALLET_KEYS
+    )
     assert result.returncode != 0
     assert "sandbox providers" in result.stderr
     assert "stellar, trustlessWork" in result.stderr
 
 
-def test_production_starts_with_secret_key_and_real_providers():
+def test_production_refuses_to_start_without_wallet_keys():
     result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
+    assert result.returncode != 0
+    assert "OFFERHUB_WALLET_KEYS is not set" in result.stderr
+
+
+def test_production_starts_with_secret_key_and_real_providers():
+    result = load_settings(
+        DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS
+    )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
     assert loaded["debug"] is False

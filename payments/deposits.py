@@ -1,0 +1,118 @@
+"""Deposits: USDC arriving on chain at a user's wallet, credited once per payment.
+
+One watcher follows Horizon's payments feed from a stored cursor. Its requests per run
+grow with the number of new payments on the network, never with the number of wallets:
+recipients are matched against our wallets with one database query per page.
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+
+from offerhub.money import money_from_stroops, money_to_stroops
+from offerhub.services import audit_record, event_publish
+from payments.ledger import ledger_account, ledger_transfer, user_accounts
+from payments.models import ChainCursor, JournalEntry, LedgerAccount, Wallet
+from payments.stellar import _call, horizon
+from payments.wallets import DEPOSIT_CURSOR
+
+PAGE_SIZE = 200
+
+
+def deposit_key(tx_hash: str, operation_id: str) -> str:
+    return f"stellar-deposit:{tx_hash}:{operation_id}"
+
+
+def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str, operation_id: str) -> bool:
+    """Credit one on-chain payment to the wallet's owner; False if it was credited before."""
+    key = deposit_key(tx_hash, operation_id)
+    if JournalEntry.objects.filter(idempotency_key=key).exists():
+        return False
+    user = wallet.user
+    available, _ = user_accounts(user)
+    with transaction.atomic():
+        previous = LedgerAccount.objects.select_for_update().get(pk=available.pk).balance
+        entry = ledger_transfer(
+            idempotency_key=key,
+            kind="deposit",
+            source=ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR),
+            destination=available,
+            amount=amount,
+            metadata={"transactionHash": tx_hash, "operation": operation_id},
+        )
+        if entry.replayed:  # credited concurrently by another run
+            return False
+        new = previous + amount
+        audit_record(
+            action="balance.deposit_credited",
+            resource_type="Balance",
+            resource_id=user.public_id,
+            actor_type="SYSTEM",
+            actor_id="deposit-watcher",
+            payload_before={"available": money_from_stroops(previous)},
+            payload_after={"available": money_from_stroops(new), "transactionHash": tx_hash},
+            user_id=user.public_id,
+        )
+        event_publish(
+            type="balance.credited",
+            aggregate_type="Balance",
+            aggregate_id=user.public_id,
+            payload={
+                "userId": user.public_id,
+                "amount": money_from_stroops(amount),
+                "currency": "USD",
+                "source": "stellar_deposit",
+                "transactionHash": tx_hash,
+                "previousAvailableBalance": money_from_stroops(previous),
+                "newAvailableBalance": money_from_stroops(new),
+                "newBalance": money_from_stroops(new),
+            },
+            user_id=user.public_id,
+        )
+    return True
+
+
+def _is_usdc_payment(record: dict) -> bool:
+    return (
+        record.get("type") == "payment"
+        and record.get("asset_code") == "USDC"
+        and record.get("asset_issuer") == settings.STELLAR_USDC_ISSUER
+        and record.get("transaction_successful", True)
+    )
+
+
+def deposits_sync(*, max_pages: int = 50) -> int:
+    """Read new payments from the feed and credit those to our wallets. Returns how many."""
+    cursor_row, _ = ChainCursor.objects.get_or_create(name=DEPOSIT_CURSOR)
+    cursor = cursor_row.paging_token
+    server = horizon()
+    credited = 0
+    for _ in range(max_pages):
+        request = server.payments().order(desc=False).limit(PAGE_SIZE)
+        if cursor:
+            request = request.cursor(cursor)
+        records = _call(request.call)["_embedded"]["records"]
+        if not records:
+            break
+        payments = [record for record in records if _is_usdc_payment(record)]
+        wallets = {
+            wallet.public_key: wallet
+            for wallet in Wallet.objects.filter(public_key__in={p["to"] for p in payments}).select_related("user")
+        }
+        with transaction.atomic():
+            for payment in payments:
+                wallet = wallets.get(payment["to"])
+                if wallet is None:
+                    continue
+                credited += deposit_credit(
+                    wallet=wallet,
+                    amount=money_to_stroops(Decimal(payment["amount"])),
+                    tx_hash=payment["transaction_hash"],
+                    operation_id=payment["id"],
+                )
+            cursor = records[-1]["paging_token"]
+            ChainCursor.objects.filter(pk=cursor_row.pk).update(paging_token=cursor)
+        if len(records) < PAGE_SIZE:
+            break
+    return credited

@@ -1,0 +1,16 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from payments.stellar import StellarError
+from payments.wallets import PlatformNotReady, platform_bootstrap
+
+
+class Command(BaseCommand):
+    help = "Create (or import) and fund the platform's Stellar account. Safe to run again."
+
+    def handle(self, *args, **options):
+        try:
+            account, created = platform_bootstrap()
+        except (PlatformNotReady, StellarError) as exc:
+            raise CommandError(str(exc)) from exc
+        state = "created" if created else "already set up"
+        self.stdout.write(self.style.SUCCESS(f"Platform account {account.public_key} {state} and funded."))

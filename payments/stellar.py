@@ -1,0 +1,134 @@
+"""Horizon over HTTP with stellar-sdk, and its failures mapped to our error codes.
+
+The same code talks to the real Horizon and to the sandbox: only the base URL differs.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import requests
+from django.conf import settings
+from stellar_sdk import Asset, Server
+from stellar_sdk.client.requests_client import RequestsClient
+from stellar_sdk.exceptions import (
+    BadRequestError,
+    BadResponseError,
+    NotFoundError,
+    UnknownRequestError,
+)
+from stellar_sdk.exceptions import (
+    ConnectionError as StellarConnectionError,
+)
+
+from offerhub.money import STROOPS_PER_UNIT
+
+
+@dataclass
+class StellarError(Exception):
+    """A Horizon call that did not give an answer we can act on."""
+
+    code: str  # PROVIDER_TIMEOUT | PROVIDER_UNAVAILABLE | PROVIDER_ERROR | PROVIDER_RATE_LIMITED
+    message: str
+
+    def __str__(self):
+        return f"{self.code}: {self.message}"
+
+
+@dataclass
+class TransactionFailed(Exception):
+    """Horizon's final word: the transaction was refused or failed; result codes say why."""
+
+    result_codes: dict
+    message: str
+
+    def __str__(self):
+        return f"{self.message} {self.result_codes}"
+
+    @property
+    def transaction_code(self) -> str:
+        return self.result_codes.get("transaction", "")
+
+    @property
+    def operation_codes(self) -> list[str]:
+        return self.result_codes.get("operations", [])
+
+
+def horizon() -> Server:
+    # No automatic retries: a resubmission must be our decision, after a lookup.
+    client = RequestsClient(
+        num_retries=0,
+        request_timeout=settings.HORIZON_TIMEOUT_SECONDS,
+        post_timeout=settings.HORIZON_TIMEOUT_SECONDS,
+    )
+    return Server(settings.STELLAR_HORIZON_URL, client=client)
+
+
+def usdc() -> Asset:
+    return Asset("USDC", settings.STELLAR_USDC_ISSUER)
+
+
+def _call(fn):
+    """Run one Horizon request, translating transport failures."""
+    try:
+        return fn()
+    except StellarConnectionError as exc:
+        if isinstance(exc.__cause__, requests.Timeout):
+            raise StellarError("PROVIDER_TIMEOUT", "Stellar (Horizon) did not answer in time") from exc
+        raise StellarError("PROVIDER_UNAVAILABLE", "Stellar (Horizon) is unreachable") from exc
+    except BadResponseError as exc:
+        if exc.status == 504:
+            raise StellarError("PROVIDER_TIMEOUT", "Stellar (Horizon) timed out") from exc
+        raise StellarError("PROVIDER_ERROR", f"Stellar (Horizon) answered {exc.status}") from exc
+    except BadRequestError as exc:
+        if exc.status == 429:
+            raise StellarError("PROVIDER_RATE_LIMITED", "Stellar (Horizon) is rate limiting us") from exc
+        raise
+    except UnknownRequestError as exc:
+        raise StellarError("PROVIDER_ERROR", f"Stellar (Horizon) answered {exc.status}") from exc
+
+
+def account_load(account_id: str) -> dict | None:
+    """The account as Horizon shows it, or None when it does not exist."""
+    try:
+        return _call(lambda: horizon().accounts().account_id(account_id).call())
+    except NotFoundError:
+        return None
+    except BadRequestError as exc:
+        raise StellarError("PROVIDER_ERROR", f"Stellar (Horizon) refused the lookup: {exc.title}") from exc
+
+
+def usdc_balance(account: dict) -> int | None:
+    """USDC in stroops, or None when the account has no USDC trustline."""
+    for balance in account.get("balances", []):
+        if balance.get("asset_code") == "USDC" and balance.get("asset_issuer") == settings.STELLAR_USDC_ISSUER:
+            return int(Decimal(balance["balance"]) * STROOPS_PER_UNIT)
+    return None
+
+
+def transaction_lookup(tx_hash: str) -> dict | None:
+    try:
+        return _call(lambda: horizon().transactions().transaction(tx_hash).call())
+    except NotFoundError:
+        return None
+    except BadRequestError as exc:
+        raise StellarError("PROVIDER_ERROR", f"Stellar (Horizon) refused the lookup: {exc.title}") from exc
+
+
+def transaction_submit(envelope) -> dict:
+    """Submit a signed envelope. Raises TransactionFailed (final) or StellarError (outcome unknown)."""
+    try:
+        return _call(lambda: horizon().submit_transaction(envelope, skip_memo_required_check=True))
+    except BadRequestError as exc:
+        extras = exc.extras or {}
+        raise TransactionFailed(result_codes=extras.get("result_codes", {}), message=exc.detail or "failed") from exc
+
+
+def friendbot_fund(account_id: str) -> None:
+    """Testnet and sandbox only: create and fund an account with XLM."""
+    url = settings.STELLAR_HORIZON_URL.rstrip("/") + "/friendbot"
+    try:
+        response = requests.get(url, params={"addr": account_id}, timeout=settings.HORIZON_TIMEOUT_SECONDS)
+    except requests.RequestException as exc:
+        raise StellarError("PROVIDER_UNAVAILABLE", "friendbot is unreachable") from exc
+    if response.status_code >= 400 and account_load(account_id) is None:
+        raise StellarError("PROVIDER_ERROR", f"friendbot answered {response.status_code}")

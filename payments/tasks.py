@@ -1,0 +1,51 @@
+"""Payments background jobs: thin wrappers around the services."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from payments.deposits import deposits_sync
+from payments.models import Wallet, Withdrawal
+from payments.reconciliation import wallets_reconcile
+from payments.stellar import StellarError
+from payments.wallets import wallet_activate
+from payments.withdrawals import withdrawal_submit
+
+
+@shared_task(name="payments.tasks.wallets_activate", autoretry_for=(StellarError,), retry_backoff=5, max_retries=5)
+def wallets_activate(wallet_pk: int) -> str:
+    return wallet_activate(wallet=Wallet.objects.get(pk=wallet_pk)).status
+
+
+@shared_task(name="payments.tasks.wallets_activate_pending")
+def wallets_activate_pending() -> int:
+    """Activations whose first attempt failed (provider down) are retried here."""
+    cutoff = timezone.now() - timedelta(minutes=1)
+    activated = 0
+    for wallet in Wallet.objects.filter(status=Wallet.Status.PENDING, created_at__lt=cutoff)[:100]:
+        try:
+            activated += wallet_activate(wallet=wallet).status == Wallet.Status.ACTIVE
+        except StellarError:
+            break  # the chain is unreachable: try again at the next run
+    return activated
+
+
+@shared_task(name="payments.tasks.deposits_watch")
+def deposits_watch() -> int:
+    return deposits_sync()
+
+
+@shared_task(name="payments.tasks.withdrawals_resolve_pending")
+def withdrawals_resolve_pending() -> int:
+    resolved = 0
+    for withdrawal in Withdrawal.objects.filter(
+        status__in=[Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING], destination_type="crypto"
+    ).order_by("id")[:100]:
+        resolved += withdrawal_submit(withdrawal=withdrawal).status in Withdrawal.TERMINAL
+    return resolved
+
+
+@shared_task(name="payments.tasks.wallets_reconcile")
+def wallets_reconcile_task() -> int:
+    return wallets_reconcile()

@@ -1,0 +1,168 @@
+"""Wallets: a Stellar account per user, created and sponsored by the platform.
+
+A user's account holds zero XLM: the platform sponsors its base reserve and USDC
+trustline (one transaction: begin sponsoring, create account, change trust, end
+sponsoring), and later pays its fees with fee-bump envelopes.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from stellar_sdk import Keypair, TransactionBuilder
+
+from offerhub.services import event_publish
+from payments.crypto import secret_encrypt
+from payments.models import ChainCursor, PlatformAccount, Wallet
+from payments.stellar import (
+    StellarError,
+    TransactionFailed,
+    account_load,
+    friendbot_fund,
+    horizon,
+    transaction_submit,
+    usdc,
+    usdc_balance,
+)
+
+logger = logging.getLogger(__name__)
+
+BASE_FEE = 100
+# A sponsored activation or fee bump pays at most this per operation (surge pricing).
+MAX_FEE_PER_OPERATION = 10_000
+DEPOSIT_CURSOR = "horizon-payments"
+
+
+class PlatformNotReady(Exception):
+    """`python manage.py platform_bootstrap` has not been run (or its account is not on chain)."""
+
+
+def platform_account() -> PlatformAccount:
+    account = PlatformAccount.objects.first()
+    if account is None:
+        raise PlatformNotReady("no platform account: run `python manage.py platform_bootstrap`")
+    return account
+
+
+def platform_bootstrap() -> tuple[PlatformAccount, bool]:
+    """Create (or import) and fund the platform account; idempotent. Returns (account, created)."""
+    account = PlatformAccount.objects.first()
+    created = account is None
+    if created:
+        secret = settings.OFFERHUB_PLATFORM_SECRET_KEY
+        keypair = Keypair.from_secret(secret) if secret else Keypair.random()
+        ciphertext, version = secret_encrypt(keypair.secret)
+        try:
+            account = PlatformAccount.objects.create(
+                public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version
+            )
+        except IntegrityError:
+            account, created = PlatformAccount.objects.get(public_key=keypair.public_key), False
+    if account_load(account.public_key) is None:
+        if settings.STELLAR_NETWORK == "mainnet":
+            raise PlatformNotReady(
+                f"the platform account {account.public_key} does not exist on mainnet: send it XLM to create it"
+            )
+        friendbot_fund(account.public_key)
+    _deposit_cursor_start()
+    return account, created
+
+
+def _deposit_cursor_start() -> None:
+    """Start the deposit watcher at the current end of the payments feed: no wallet of
+    ours can have received anything before the platform existed."""
+    if ChainCursor.objects.filter(name=DEPOSIT_CURSOR).exists():
+        return
+    page = horizon().payments().order(desc=True).limit(1).call()
+    records = page["_embedded"]["records"]
+    ChainCursor.objects.get_or_create(
+        name=DEPOSIT_CURSOR, defaults={"paging_token": records[0]["paging_token"] if records else ""}
+    )
+
+
+def wallet_ensure(*, user) -> Wallet:
+    """The user's wallet, creating its keypair on first need and activating it after commit."""
+    wallet = Wallet.objects.filter(user=user).first()
+    if wallet is not None:
+        return wallet
+    keypair = Keypair.random()
+    ciphertext, version = secret_encrypt(keypair.secret)
+    try:
+        with transaction.atomic():
+            wallet = Wallet.objects.create(
+                user=user, public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version
+            )
+    except IntegrityError:  # created concurrently
+        return Wallet.objects.get(user=user)
+    from payments.tasks import wallets_activate
+
+    transaction.on_commit(lambda: wallets_activate.delay(wallet.pk))
+    return wallet
+
+
+def _mark_active(wallet: Wallet) -> Wallet:
+    with transaction.atomic():
+        wallet = Wallet.objects.select_for_update().get(pk=wallet.pk)
+        if wallet.status == Wallet.Status.ACTIVE:
+            return wallet
+        wallet.status = Wallet.Status.ACTIVE
+        wallet.activated_at = timezone.now()
+        wallet.activation_error = ""
+        wallet.save(update_fields=["status", "activated_at", "activation_error"])
+        event_publish(
+            type="wallet.created",
+            aggregate_type="Wallet",
+            aggregate_id=wallet.user.public_id,
+            payload={
+                "userId": wallet.user.public_id,
+                "publicKey": wallet.public_key,
+                "provider": "STELLAR",
+                "funded": True,
+                "trustlineReady": True,
+            },
+            user_id=wallet.user.public_id,
+        )
+    return wallet
+
+
+def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
+    """Put the wallet on chain, sponsored by the platform. Safe to run again at any point:
+    it first looks at the chain, and a lost race on the platform's sequence is retried."""
+    if wallet.status == Wallet.Status.ACTIVE:
+        return wallet
+    on_chain = account_load(wallet.public_key)
+    if on_chain is not None and usdc_balance(on_chain) is not None:
+        return _mark_active(wallet)
+    if on_chain is not None:
+        raise StellarError("PROVIDER_ERROR", f"wallet {wallet.public_key} exists without a USDC trustline")
+    platform = platform_account()
+    for _ in range(attempts):
+        server = horizon()
+        tx = (
+            TransactionBuilder(
+                server.load_account(platform.public_key),
+                settings.STELLAR_NETWORK_PASSPHRASE,
+                base_fee=MAX_FEE_PER_OPERATION,
+            )
+            .append_begin_sponsoring_future_reserves_op(wallet.public_key)
+            .append_create_account_op(wallet.public_key, "0")
+            .append_change_trust_op(usdc(), source=wallet.public_key)
+            .append_end_sponsoring_future_reserves_op(source=wallet.public_key)
+            .set_timeout(300)
+            .build()
+        )
+        tx.sign(platform.keypair())
+        tx.sign(wallet.keypair())
+        Wallet.objects.filter(pk=wallet.pk).update(activation_tx_hash=tx.hash_hex())
+        try:
+            transaction_submit(tx)
+            return _mark_active(wallet)
+        except TransactionFailed as failure:
+            if failure.transaction_code == "tx_bad_seq":
+                continue  # another activation used the platform's sequence first: rebuild
+            if "op_already_exists" in failure.operation_codes and account_load(wallet.public_key):
+                return wallet_activate(wallet=wallet, attempts=0)
+            Wallet.objects.filter(pk=wallet.pk).update(activation_error=str(failure)[:255])
+            raise
+    raise StellarError("PROVIDER_ERROR", "could not get a sequence number for the platform account")

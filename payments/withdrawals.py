@@ -1,0 +1,383 @@
+"""Crypto withdrawals: USDC from the user's own account to an external Stellar address.
+
+hold → sign → store the hash → submit → post the hold, or void it on a final failure.
+When Horizon's answer is lost (timeout, 5xx), the withdrawal waits in PENDING with its
+hold, and `withdrawal_submit` settles it later: it looks the stored hash up first and
+only ever resubmits the same signed envelope, so the payment cannot be sent twice.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from stellar_sdk import StrKey, TransactionBuilder
+from stellar_sdk.helpers import parse_transaction_envelope_from_xdr
+
+from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
+from offerhub.services import audit_record, event_publish
+from payments.ledger import InsufficientFunds, hold_post, hold_reserve, hold_void, ledger_account, user_accounts
+from payments.models import LedgerAccount, Wallet, Withdrawal
+from payments.stellar import (
+    StellarError,
+    TransactionFailed,
+    account_load,
+    horizon,
+    transaction_lookup,
+    transaction_submit,
+    usdc,
+    usdc_balance,
+)
+from payments.wallets import MAX_FEE_PER_OPERATION, platform_account
+
+logger = logging.getLogger(__name__)
+
+ENVELOPE_LIFETIME = timedelta(minutes=5)
+# After its time bounds pass (plus this margin for clock skew) an envelope can never land.
+ENVELOPE_EXPIRY_MARGIN = timedelta(seconds=30)
+
+FAILURE_REASONS = {
+    "op_no_trust": "The destination account no longer accepts USDC.",
+    "op_no_destination": "The destination account no longer exists.",
+    "op_underfunded": "The wallet does not hold enough USDC on chain; support has been alerted.",
+    "op_line_full": "The destination account cannot receive this much USDC.",
+    "tx_bad_auth": "The wallet could not sign the payment; support has been alerted.",
+}
+
+
+class WithdrawalError(Exception):
+    def __init__(self, code: str, message: str, *, field: str = "", details: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = details or {}
+
+
+def withdrawal_limits() -> tuple[Decimal, Decimal]:
+    limits = settings.OFFERHUB_LIMITS["withdrawal"]
+    return Decimal(limits["min"]), Decimal(limits["max"])
+
+
+def _destination_check(*, user, destination: str) -> None:
+    if not StrKey.is_valid_ed25519_public_key(destination):
+        raise WithdrawalError(
+            "WITHDRAWAL_DESTINATION_INVALID",
+            "The destination is not a valid Stellar address (56 characters starting with G).",
+            field="destinationRef",
+        )
+    own = Wallet.objects.filter(user=user).values_list("public_key", flat=True).first()
+    if destination == own:
+        raise WithdrawalError(
+            "WITHDRAWAL_DESTINATION_INVALID", "The destination is this account's own wallet.", field="destinationRef"
+        )
+    account = account_load(destination)
+    if account is None:
+        raise WithdrawalError(
+            "WITHDRAWAL_DESTINATION_INVALID",
+            "The destination account does not exist on the Stellar network.",
+            field="destinationRef",
+        )
+    if usdc_balance(account) is None:
+        raise WithdrawalError(
+            "WITHDRAWAL_DESTINATION_INVALID",
+            "The destination account does not accept USDC (it has no USDC trustline).",
+            field="destinationRef",
+        )
+
+
+def withdrawal_create_crypto(
+    *,
+    user,
+    amount: Decimal,
+    destination: str,
+    memo: str = "",
+    description: str = "",
+    principal_id: str = "",
+    idempotency_key: str = "",
+    actor_type: str,
+    actor_id: str,
+) -> Withdrawal:
+    """Validate, hold and sign, then submit. Nothing moves on any validation error."""
+    if idempotency_key:
+        existing = Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
+        if existing is not None:  # a retry of a request whose response was lost
+            return existing
+    minimum, maximum = withdrawal_limits()
+    if not minimum <= amount <= maximum:
+        raise WithdrawalError(
+            "INVALID_AMOUNT",
+            f"Withdrawals must be between ${minimum} and ${maximum}.",
+            field="amount",
+            details={"min": str(minimum), "max": str(maximum)},
+        )
+    if len(memo.encode()) > 28:
+        raise WithdrawalError("VALIDATION_ERROR", "The memo is at most 28 bytes.", field="memo")
+    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
+    if wallet is None:
+        raise WithdrawalError("WALLET_NOT_FOUND", "This account has no active wallet yet.")
+    _destination_check(user=user, destination=destination)
+    stroops = money_to_stroops(amount)
+
+    with transaction.atomic():
+        available, _ = user_accounts(user)
+        locked = LedgerAccount.objects.select_for_update().get(pk=available.pk)
+        if locked.balance < stroops:
+            raise WithdrawalError(
+                "INSUFFICIENT_FUNDS",
+                f"Not enough funds: ${money_from_stroops(locked.balance)} available.",
+                field="amount",
+                details={"requested": str(amount), "available": money_from_stroops(locked.balance), "currency": "USD"},
+            )
+        withdrawal = Withdrawal.objects.create(
+            user=user,
+            amount=stroops,
+            destination_type=Withdrawal.DestinationType.CRYPTO,
+            destination_ref=destination,
+            memo=memo,
+            description=description,
+            principal_id=principal_id,
+            idempotency_key=idempotency_key,
+        )
+        try:
+            hold_reserve(user=user, reference=withdrawal.hold_reference, amount=stroops)
+        except InsufficientFunds as exc:  # unreachable under the lock above; kept as a guard
+            raise WithdrawalError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
+        _record(withdrawal, "withdrawal.created", actor_type, actor_id)
+        event_publish(
+            type="withdrawal.created",
+            aggregate_type="Withdrawal",
+            aggregate_id=withdrawal.public_id,
+            payload={
+                "withdrawalId": withdrawal.public_id,
+                "userId": user.public_id,
+                "amount": money_from_stroops(stroops),
+                "currency": "USD",
+                "destinationType": "crypto",
+                "destinationRef": destination,
+            },
+            user_id=user.public_id,
+        )
+    return withdrawal_submit(withdrawal=withdrawal)
+
+
+def _record(withdrawal: Withdrawal, action: str, actor_type: str = "SYSTEM", actor_id: str = "withdrawals"):
+    audit_record(
+        action=action,
+        resource_type="Withdrawal",
+        resource_id=withdrawal.public_id,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        payload_after={
+            "status": withdrawal.status,
+            "amount": money_from_stroops(withdrawal.amount),
+            "destinationRef": withdrawal.destination_ref,
+            "transactionHash": withdrawal.transaction_hash or None,
+        },
+        user_id=withdrawal.user.public_id,
+    )
+
+
+_local_locks: dict[int, threading.Lock] = {}
+_local_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def wallet_submission_lock(wallet: Wallet, timeout: float = 120.0):
+    """One submission at a time per wallet (its sequence number is one counter). A
+    PostgreSQL advisory lock spans web nodes and survives the commits in between."""
+    if connection.vendor == "postgresql":
+        deadline = time.monotonic() + timeout
+        with connection.cursor() as cursor:
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7_310, wallet.pk])
+                if cursor.fetchone()[0]:
+                    break
+                if time.monotonic() > deadline:
+                    raise StellarError("PROVIDER_UNAVAILABLE", "the wallet is busy with another payment")
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [7_310, wallet.pk])
+        return
+    with _local_locks_guard:
+        lock = _local_locks.setdefault(wallet.pk, threading.Lock())
+    if not lock.acquire(timeout=timeout):
+        raise StellarError("PROVIDER_UNAVAILABLE", "the wallet is busy with another payment")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _build_envelope(withdrawal: Withdrawal, wallet: Wallet):
+    """The payment from the user's account, wrapped in a fee bump paid by the platform."""
+    platform = platform_account()
+    builder = TransactionBuilder(
+        horizon().load_account(wallet.public_key),
+        settings.STELLAR_NETWORK_PASSPHRASE,
+        base_fee=100,
+    ).append_payment_op(withdrawal.destination_ref, usdc(), chain_amount(withdrawal.amount))
+    if withdrawal.memo:
+        builder = builder.add_text_memo(withdrawal.memo)
+    inner = builder.set_timeout(int(ENVELOPE_LIFETIME.total_seconds())).build()
+    inner.sign(wallet.keypair())
+    bumped = TransactionBuilder.build_fee_bump_transaction(
+        platform.public_key, MAX_FEE_PER_OPERATION, inner, settings.STELLAR_NETWORK_PASSPHRASE
+    )
+    bumped.sign(platform.keypair())
+    return bumped
+
+
+def _envelope_expired(withdrawal: Withdrawal) -> bool:
+    expires = withdrawal.envelope_expires_at
+    return expires is not None and timezone.now() > expires + ENVELOPE_EXPIRY_MARGIN
+
+
+def withdrawal_submit(*, withdrawal: Withdrawal, max_rebuilds: int = 3) -> Withdrawal:
+    """Drive a committed or pending withdrawal to its end, as far as Horizon allows now."""
+    wallet = Wallet.objects.get(user=withdrawal.user)
+    with wallet_submission_lock(wallet):
+        withdrawal = Withdrawal.objects.get(pk=withdrawal.pk)
+        for _ in range(max_rebuilds + 1):
+            if withdrawal.status in Withdrawal.TERMINAL:
+                return withdrawal
+            if withdrawal.transaction_hash:
+                try:
+                    found = transaction_lookup(withdrawal.transaction_hash)
+                except StellarError:
+                    return _pending(withdrawal, "Stellar is unreachable; the payment will be checked again.")
+                if found is not None:
+                    return (
+                        _settle_success(withdrawal)
+                        if found.get("successful")
+                        else _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
+                    )
+                if withdrawal.envelope_xdr and not _envelope_expired(withdrawal):
+                    envelope = parse_transaction_envelope_from_xdr(
+                        withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE
+                    )
+                else:
+                    envelope = None
+            else:
+                envelope = None
+            if envelope is None:
+                try:
+                    envelope = _build_envelope(withdrawal, wallet)
+                except StellarError:
+                    return _pending(withdrawal, "Stellar is unreachable; the payment will be sent when it is back.")
+                withdrawal = _store_envelope(withdrawal, envelope)
+            try:
+                transaction_submit(envelope)
+            except TransactionFailed as failure:
+                if failure.transaction_code in ("tx_bad_seq", "tx_too_late"):
+                    # Never applied (or superseded): safe to sign a fresh one after a lookup.
+                    Withdrawal.objects.filter(pk=withdrawal.pk).update(
+                        envelope_expires_at=timezone.now() - timedelta(hours=1)
+                    )
+                    withdrawal = Withdrawal.objects.get(pk=withdrawal.pk)
+                    continue
+                code = (failure.operation_codes or [failure.transaction_code or "tx_failed"])[-1]
+                return _settle_failure(
+                    withdrawal, FAILURE_REASONS.get(code, f"The Stellar network refused the payment ({code})."), code
+                )
+            except StellarError as error:
+                return _pending(withdrawal, f"Waiting for Stellar ({error.code}); the payment will be checked again.")
+            return _settle_success(withdrawal)
+        return _pending(withdrawal, "The payment could not be sequenced yet; it will be retried.")
+
+
+def _store_envelope(withdrawal: Withdrawal, envelope) -> Withdrawal:
+    """Commit the hash before submitting: after a crash the lookup finds what was sent."""
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        withdrawal.transaction_hash = envelope.hash_hex()
+        withdrawal.envelope_xdr = envelope.to_xdr()
+        withdrawal.envelope_expires_at = timezone.now() + ENVELOPE_LIFETIME
+        withdrawal.submit_attempts += 1
+        fields = ["transaction_hash", "envelope_xdr", "envelope_expires_at", "submit_attempts", "updated_at"]
+        if withdrawal.status == Withdrawal.Status.CREATED:
+            withdrawal.commit()
+            fields += ["status", "committed"]
+        withdrawal.save(update_fields=fields)
+    return withdrawal
+
+
+def _pending(withdrawal: Withdrawal, reason: str) -> Withdrawal:
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if withdrawal.status in (Withdrawal.Status.CREATED, Withdrawal.Status.COMMITTED):
+            if withdrawal.status == Withdrawal.Status.CREATED:
+                withdrawal.commit()
+            withdrawal.mark_pending()
+            withdrawal.failure_reason = reason[:255]
+            withdrawal.save()
+            _record(withdrawal, "withdrawal.pending")
+    logger.warning("withdrawal %s pending: %s", withdrawal.public_id, reason)
+    return withdrawal
+
+
+def _settle_success(withdrawal: Withdrawal) -> Withdrawal:
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if withdrawal.status in Withdrawal.TERMINAL:
+            return withdrawal
+        user = withdrawal.user
+        hold_post(
+            user=user,
+            reference=withdrawal.hold_reference,
+            destination=ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR),
+            kind="withdrawal",
+        )
+        withdrawal.complete()
+        withdrawal.failure_reason = ""
+        withdrawal.save()
+        _record(withdrawal, "withdrawal.completed")
+        event_publish(
+            type="withdrawal.completed",
+            aggregate_type="Withdrawal",
+            aggregate_id=withdrawal.public_id,
+            payload={
+                "withdrawalId": withdrawal.public_id,
+                "userId": user.public_id,
+                "amount": money_from_stroops(withdrawal.amount),
+                "currency": "USD",
+                "completedAt": withdrawal.completed_at.isoformat(),
+                "transactionHash": withdrawal.transaction_hash,
+            },
+            user_id=user.public_id,
+        )
+    return withdrawal
+
+
+def _settle_failure(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawal:
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if withdrawal.status in Withdrawal.TERMINAL:
+            return withdrawal
+        user = withdrawal.user
+        hold_void(user=user, reference=withdrawal.hold_reference)
+        withdrawal.fail(reason=reason, code=code)
+        withdrawal.save()
+        _record(withdrawal, "withdrawal.failed")
+        event_publish(
+            type="withdrawal.failed",
+            aggregate_type="Withdrawal",
+            aggregate_id=withdrawal.public_id,
+            payload={
+                "withdrawalId": withdrawal.public_id,
+                "userId": user.public_id,
+                "amount": money_from_stroops(withdrawal.amount),
+                "reason": reason,
+                "errorCode": code,
+            },
+            user_id=user.public_id,
+        )
+    return withdrawal
