@@ -8,7 +8,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_VARIABLES = set(
     re.findall(
-        r'env\.(?:str|bool|int|float|list|db|email_url)\("([A-Z_]+)"', (ROOT / "offerhub/settings.py").read_text()
+        r'env\.(?:str|bool|int|float|list|db|email_url)\(\s*"([A-Z_]+)"', (ROOT / "offerhub/settings.py").read_text()
     )
 )
 
