@@ -37,12 +37,31 @@ class UserManager(BaseUserManager):
 class User(AbstractBaseUser, PermissionsMixin):
     """A marketplace member. Everyone can buy and sell; staff users are support."""
 
+    class Type(models.TextChoices):
+        BUYER = "BUYER"
+        SELLER = "SELLER"
+        BOTH = "BOTH"
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE"
+        SUSPENDED = "SUSPENDED"
+        PENDING_VERIFICATION = "PENDING_VERIFICATION"
+
     public_id = models.CharField(max_length=40, unique=True, default=new_user_id, editable=False)
-    email = models.EmailField("e-mail address", unique=True)
+    # Web members log in with their e-mail; users created through the API may have none.
+    email = models.EmailField("e-mail address", unique=True, null=True, blank=True)
     display_name = models.CharField(max_length=100, help_text="Shown to other members.")
+    external_user_id = models.CharField(
+        max_length=255, unique=True, null=True, blank=True, help_text="the integrating marketplace's own user id"
+    )
+    type = models.CharField(max_length=10, choices=Type.choices, default=Type.BOTH)
+    status = models.CharField(max_length=25, choices=Status.choices, default=Status.ACTIVE)
+    metadata = models.JSONField(default=dict, blank=True)
+    marketplace_id = models.CharField(max_length=100, blank=True, help_text="tenant of the API key that created it")
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField("support staff", default=False, help_text="Can use the backoffice.")
     date_joined = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
 
     objects = UserManager()
 
@@ -54,11 +73,12 @@ class User(AbstractBaseUser, PermissionsMixin):
         constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
 
     def __str__(self):
-        return f"{self.display_name} <{self.email}>"
+        return f"{self.display_name} <{self.email or self.external_user_id or self.public_id}>"
 
     def clean(self):
         super().clean()
-        self.email = self.__class__.objects.normalize_email(self.email).lower()
+        if self.email:
+            self.email = self.__class__.objects.normalize_email(self.email).lower()
 
     @property
     def is_support(self) -> bool:

@@ -1,8 +1,12 @@
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from marketplace.models import User
 from offerhub.models import AuditLog
 from offerhub.services import audit_record, event_publish
+
+
+class UserEmailTaken(Exception):
+    """Another user already has this e-mail address."""
 
 
 @transaction.atomic
@@ -26,3 +30,57 @@ def user_sign_up(*, email: str, display_name: str, password: str) -> User:
         user_id=user.public_id,
     )
     return user
+
+
+def user_create_from_api(
+    *, external_user_id: str, email: str | None, user_type: str, metadata: dict, marketplace_id: str, actor_id: str
+) -> tuple[User, bool]:
+    """Idempotent by externalUserId: an existing user comes back unchanged. Starts its wallet."""
+    from payments.wallets import wallet_ensure
+
+    existing = User.objects.filter(external_user_id=external_user_id).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            user = User(
+                external_user_id=external_user_id,
+                email=email.lower() if email else None,
+                display_name=(email.split("@")[0] if email else external_user_id)[:100],
+                type=user_type,
+                metadata=metadata,
+                marketplace_id=marketplace_id,
+            )
+            user.set_unusable_password()
+            user.save()
+            audit_record(
+                action="user.created",
+                resource_type="User",
+                resource_id=user.public_id,
+                actor_type=AuditLog.ActorType.API_KEY,
+                actor_id=actor_id,
+                payload_after={"externalUserId": external_user_id, "email": email, "type": user_type},
+                user_id=user.public_id,
+                marketplace_id=marketplace_id,
+            )
+            event_publish(
+                type="user.created",
+                aggregate_type="User",
+                aggregate_id=user.public_id,
+                payload={
+                    "userId": user.public_id,
+                    "externalUserId": external_user_id,
+                    "email": email,
+                    "type": user_type,
+                    "status": user.status,
+                },
+                user_id=user.public_id,
+                marketplace_id=marketplace_id,
+            )
+            wallet_ensure(user=user)
+    except IntegrityError:  # the same externalUserId was created concurrently, or the e-mail is taken
+        existing = User.objects.filter(external_user_id=external_user_id).first()
+        if existing is None:
+            raise UserEmailTaken(email) from None
+        return existing, False
+    return user, True

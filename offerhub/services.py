@@ -83,7 +83,9 @@ def event_publish(
     from offerhub.tasks import events_dispatch
 
     event_pk = event.pk
-    transaction.on_commit(lambda: events_dispatch.delay(event_pk))
+    # robust: a broker outage must not turn a committed request into an error; the
+    # sweeper (events_dispatch_pending) sends what was not dispatched.
+    transaction.on_commit(lambda: events_dispatch.delay(event_pk), robust=True)
     return event
 
 

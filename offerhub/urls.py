@@ -4,6 +4,9 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # App endpoints first: offerhub.api.urls ends with the catch-all NOT_FOUND route.
+    path("api/v1/", include("marketplace.api_urls")),
+    path("api/v1/", include("payments.api_urls")),
     path("api/v1/", include("offerhub.api.urls")),
     path("", include("marketplace.urls")),
 ]

@@ -20,13 +20,15 @@ from payments.wallets import DEPOSIT_CURSOR
 PAGE_SIZE = 200
 
 
-def deposit_key(tx_hash: str, operation_id: str) -> str:
-    return f"stellar-deposit:{tx_hash}:{operation_id}"
+def deposit_key(tx_hash: str, recipient: str) -> str:
+    """What one transaction paid one wallet: the key under which it is credited, exactly once,
+    whether by the watcher or by the service that made the payment (release, adjustments)."""
+    return f"stellar-deposit:{tx_hash}:{recipient}"
 
 
-def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str, operation_id: str) -> bool:
+def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str) -> bool:
     """Credit one on-chain payment to the wallet's owner; False if it was credited before."""
-    key = deposit_key(tx_hash, operation_id)
+    key = deposit_key(tx_hash, wallet.public_key)
     if JournalEntry.objects.filter(idempotency_key=key).exists():
         return False
     user = wallet.user
@@ -39,7 +41,7 @@ def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str, operation_id: s
             source=ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR),
             destination=available,
             amount=amount,
-            metadata={"transactionHash": tx_hash, "operation": operation_id},
+            metadata={"transactionHash": tx_hash},
         )
         if entry.replayed:  # credited concurrently by another run
             return False
@@ -100,17 +102,14 @@ def deposits_sync(*, max_pages: int = 50) -> int:
             wallet.public_key: wallet
             for wallet in Wallet.objects.filter(public_key__in={p["to"] for p in payments}).select_related("user")
         }
+        received: dict[tuple[str, str], int] = {}
+        for payment in payments:
+            if payment["to"] in wallets:
+                key = (payment["transaction_hash"], payment["to"])
+                received[key] = received.get(key, 0) + money_to_stroops(Decimal(payment["amount"]))
         with transaction.atomic():
-            for payment in payments:
-                wallet = wallets.get(payment["to"])
-                if wallet is None:
-                    continue
-                credited += deposit_credit(
-                    wallet=wallet,
-                    amount=money_to_stroops(Decimal(payment["amount"])),
-                    tx_hash=payment["transaction_hash"],
-                    operation_id=payment["id"],
-                )
+            for (tx_hash, recipient), amount in received.items():
+                credited += deposit_credit(wallet=wallets[recipient], amount=amount, tx_hash=tx_hash)
             cursor = records[-1]["paging_token"]
             ChainCursor.objects.filter(pk=cursor_row.pk).update(paging_token=cursor)
         if len(records) < PAGE_SIZE:

@@ -177,8 +177,16 @@ def hold_void(*, user, reference: str, amount: int | None = None) -> Hold:
 
 
 @transaction.atomic
-def hold_post(*, user, reference: str, destination: LedgerAccount, kind: str, amount: int | None = None) -> Hold:
-    """held → destination (escrow, external, fees), for all of the hold or part of it."""
+def hold_post(
+    *,
+    user,
+    reference: str,
+    destination: LedgerAccount,
+    kind: str,
+    amount: int | None = None,
+    idempotency_key: str | None = None,
+) -> Hold:
+    """held → destination (escrow, external, fees, another user), for all of the hold or part of it."""
     hold = _locked_active_hold(user=user, reference=reference)
     amount = hold.remaining if amount is None else amount
     if amount <= 0 or amount > hold.remaining:
@@ -186,7 +194,7 @@ def hold_post(*, user, reference: str, destination: LedgerAccount, kind: str, am
     _, held = user_accounts(user)
     step = hold.amount - hold.remaining
     ledger_transfer(
-        idempotency_key=f"hold:{hold.pk}:post:{step}",
+        idempotency_key=idempotency_key or f"hold:{hold.pk}:post:{step}",
         kind=kind,
         source=held,
         destination=destination,

@@ -215,6 +215,11 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
         BANK = "bank"
         AIRTM_BALANCE = "airtm_balance"
 
+    class Purpose(models.TextChoices):
+        WITHDRAWAL = "withdrawal", "user withdrawal"
+        RELEASE = "release", "support release of a hold to another user"
+        BURN = "burn", "support debit (sandbox: USDC returned to the issuer)"
+
     S = Status
     TERMINAL = (S.COMPLETED, S.FAILED, S.CANCELED)
 
@@ -224,6 +229,8 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
     fee = models.BigIntegerField(null=True, blank=True)
     currency = models.CharField(max_length=3, default="USD")
     status = FSMField(max_length=40, choices=Status.choices, default=Status.CREATED, protected=True)
+    purpose = models.CharField(max_length=12, choices=Purpose.choices, default=Purpose.WITHDRAWAL)
+    hold_reference = models.CharField(max_length=100, blank=True, help_text="the hold paying for it")
     destination_type = models.CharField(max_length=20, choices=DestinationType.choices)
     destination_ref = models.CharField(max_length=255)
     memo = models.CharField(max_length=28, blank=True)
@@ -254,9 +261,10 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
     def __str__(self):
         return f"{self.public_id} {self.destination_type} {self.amount} ({self.status})"
 
-    @property
-    def hold_reference(self) -> str:
-        return self.public_id
+    def save(self, *args, **kwargs):
+        if not self.hold_reference:
+            self.hold_reference = self.public_id
+        super().save(*args, **kwargs)
 
     @transition(field=status, source=S.CREATED, target=S.COMMITTED)
     def commit(self):

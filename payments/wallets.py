@@ -97,7 +97,7 @@ def wallet_ensure(*, user) -> Wallet:
         return Wallet.objects.get(user=user)
     from payments.tasks import wallets_activate
 
-    transaction.on_commit(lambda: wallets_activate.delay(wallet.pk))
+    transaction.on_commit(lambda: wallets_activate.delay(wallet.pk), robust=True)
     return wallet
 
 

@@ -21,8 +21,10 @@ from stellar_sdk.helpers import parse_transaction_envelope_from_xdr
 
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
+from offerhub.timefmt import iso_timestamp
+from payments.deposits import deposit_key
 from payments.ledger import InsufficientFunds, hold_post, hold_reserve, hold_void, ledger_account, user_accounts
-from payments.models import LedgerAccount, Wallet, Withdrawal
+from payments.models import JournalEntry, LedgerAccount, Wallet, Withdrawal
 from payments.stellar import (
     StellarError,
     TransactionFailed,
@@ -324,36 +326,80 @@ def _pending(withdrawal: Withdrawal, reason: str) -> Withdrawal:
     return withdrawal
 
 
+def _landing(withdrawal: Withdrawal) -> tuple[LedgerAccount, str | None, Wallet | None]:
+    """Where held money goes once the payment landed: (account, entry key, recipient wallet).
+
+    Paid to one of our wallets, it is that user's deposit, posted under the deposit key
+    so the watcher skips it; if the watcher got there first, the buyer side alone is
+    posted, against the external account the watcher credited from."""
+    external = ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR)
+    if withdrawal.purpose == Withdrawal.Purpose.BURN:
+        return ledger_account(kind=LedgerAccount.Kind.ADJUSTMENTS), None, None
+    recipient = Wallet.objects.filter(public_key=withdrawal.destination_ref).select_related("user").first()
+    if recipient is None:
+        return external, None, None
+    key = deposit_key(withdrawal.transaction_hash, recipient.public_key)
+    if JournalEntry.objects.filter(idempotency_key=key).exists():
+        return external, None, None
+    available, _ = user_accounts(recipient.user)
+    return available, key, recipient
+
+
 def _settle_success(withdrawal: Withdrawal) -> Withdrawal:
     with transaction.atomic():
         withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         user = withdrawal.user
+        destination, key, recipient = _landing(withdrawal)
+        previous = destination.balance if recipient else None
         hold_post(
             user=user,
             reference=withdrawal.hold_reference,
-            destination=ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR),
-            kind="withdrawal",
+            destination=destination,
+            kind=withdrawal.purpose,
+            amount=withdrawal.amount,
+            idempotency_key=key,
         )
         withdrawal.complete()
         withdrawal.failure_reason = ""
         withdrawal.save()
-        _record(withdrawal, "withdrawal.completed")
-        event_publish(
-            type="withdrawal.completed",
-            aggregate_type="Withdrawal",
-            aggregate_id=withdrawal.public_id,
-            payload={
-                "withdrawalId": withdrawal.public_id,
-                "userId": user.public_id,
-                "amount": money_from_stroops(withdrawal.amount),
-                "currency": "USD",
-                "completedAt": withdrawal.completed_at.isoformat(),
-                "transactionHash": withdrawal.transaction_hash,
-            },
-            user_id=user.public_id,
-        )
+        _record(withdrawal, f"{withdrawal.purpose}.completed")
+        amount = money_from_stroops(withdrawal.amount)
+        if recipient is not None:
+            destination.refresh_from_db()
+            event_publish(
+                type="balance.credited",
+                aggregate_type="Balance",
+                aggregate_id=recipient.user.public_id,
+                payload={
+                    "userId": recipient.user.public_id,
+                    "amount": amount,
+                    "currency": "USD",
+                    "source": "release" if withdrawal.purpose == Withdrawal.Purpose.RELEASE else "stellar_deposit",
+                    "sourceId": withdrawal.hold_reference,
+                    "transactionHash": withdrawal.transaction_hash,
+                    "previousAvailableBalance": money_from_stroops(previous),
+                    "newAvailableBalance": money_from_stroops(destination.balance),
+                    "newBalance": money_from_stroops(destination.balance),
+                },
+                user_id=recipient.user.public_id,
+            )
+        if withdrawal.purpose == Withdrawal.Purpose.WITHDRAWAL:
+            event_publish(
+                type="withdrawal.completed",
+                aggregate_type="Withdrawal",
+                aggregate_id=withdrawal.public_id,
+                payload={
+                    "withdrawalId": withdrawal.public_id,
+                    "userId": user.public_id,
+                    "amount": amount,
+                    "currency": "USD",
+                    "completedAt": iso_timestamp(withdrawal.completed_at),
+                    "transactionHash": withdrawal.transaction_hash,
+                },
+                user_id=user.public_id,
+            )
     return withdrawal
 
 
@@ -363,10 +409,13 @@ def _settle_failure(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawa
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         user = withdrawal.user
-        hold_void(user=user, reference=withdrawal.hold_reference)
+        if withdrawal.purpose != Withdrawal.Purpose.RELEASE:  # a failed release keeps the order's hold
+            hold_void(user=user, reference=withdrawal.hold_reference)
         withdrawal.fail(reason=reason, code=code)
         withdrawal.save()
-        _record(withdrawal, "withdrawal.failed")
+        _record(withdrawal, f"{withdrawal.purpose}.failed")
+        if withdrawal.purpose != Withdrawal.Purpose.WITHDRAWAL:
+            return withdrawal
         event_publish(
             type="withdrawal.failed",
             aggregate_type="Withdrawal",

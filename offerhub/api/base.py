@@ -42,8 +42,13 @@ class ApiView(APIView):
     """Authenticated endpoint. Subclasses set `required_scope` and implement handlers."""
 
     required_scope: str | None = "read"
+    required_scopes: dict[str, str] = {}  # per method, e.g. {"POST": "write"}
     idempotency_retention: timedelta | None = RETENTION_DEFAULT
     idempotency_exempt = False
+    # Provider-backed handlers commit as they go (a transaction hash must be stored
+    # before it is submitted), so they do not run inside one transaction; they dedupe
+    # retries on the Idempotency-Key themselves.
+    atomic_handler = True
     content_negotiation_class = JsonOnlyNegotiation
 
     def initial(self, request, *args, **kwargs):
@@ -82,7 +87,7 @@ class ApiView(APIView):
         record = None
         try:
             self.initial(request, *args, **kwargs)
-            if self.required_scope is not None:  # public endpoints ignore Idempotency-Key
+            if request.auth is not None:  # public endpoints ignore Idempotency-Key
                 start = idempotency_start(
                     request=request,
                     principal_id=request.auth.key_id,
@@ -96,14 +101,14 @@ class ApiView(APIView):
                 record = start.record
             handler = getattr(self, request.method.lower())
             # Reads need no transaction (liveness must not even touch the database).
-            writes = request.method in MUTATING_METHODS
+            atomic = request.method in MUTATING_METHODS and self.atomic_handler
             token = idempotency_key_var.set(self.applied_idempotency_key)
             try:
-                with transaction.atomic() if writes else nullcontext():
-                    if record is not None:
+                with transaction.atomic() if atomic else nullcontext():
+                    if record is not None and atomic:
                         idempotency_lock(record=record)
                     response = self._finalize(request, handler(request, *args, **kwargs))
-                    if writes and response.status_code >= 500:
+                    if atomic and response.status_code >= 500:
                         transaction.set_rollback(True)  # a failure answered, not raised, keeps nothing
                     if record is not None:
                         idempotency_finish(record=record, response=response)

@@ -9,7 +9,7 @@ ANY_SCOPE = "any"
 
 class HasRequiredScope(BasePermission):
     def has_permission(self, request, view) -> bool:
-        required = getattr(view, "required_scope", None)
+        required = getattr(view, "required_scopes", {}).get(request.method, getattr(view, "required_scope", None))
         if required is None:  # public endpoint
             return True
         principal = request.auth

@@ -1,0 +1,402 @@
+"""REST endpoints for balances, wallets and withdrawals (API.md §5, §6, §11)."""
+
+from django.conf import settings
+
+from offerhub.api.base import ApiView
+from offerhub.api.envelope import api_list_response, api_response
+from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.pagination import paginate, parse_limit
+from offerhub.api.parsing import parse_amount, parse_currency, require_fields
+from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
+from offerhub.timefmt import iso_timestamp
+from payments.balances import (
+    DISCREPANCY_TOLERANCE,
+    Actor,
+    BalanceChange,
+    BalanceError,
+    balance_adjust,
+    balance_cancel_reservation,
+    balance_deduct_reserved,
+    balance_release,
+    balance_reserve,
+    balance_sync,
+)
+from payments.models import Wallet, Withdrawal
+from payments.selectors import api_user_get, balance_as_api, user_withdrawals, withdrawal_as_api
+from payments.stellar import StellarError, _call, account_load, horizon, usdc_balance
+from payments.withdrawals import WithdrawalError, withdrawal_create_crypto, withdrawal_submit
+
+HOLD_FIELDS = {"amount", "orderId", "reference", "currency", "description"}
+
+
+def _actor(request) -> Actor:
+    return Actor("API_KEY", request.auth.key_id)
+
+
+def _as_api_error(error: BalanceError | WithdrawalError | StellarError) -> ApiError:
+    if isinstance(error, StellarError):
+        return ApiError(error.code, error.message)
+    details = dict(error.details)
+    if error.code == "VALIDATION_ERROR":
+        return validation_error([(error.field, error.message)])
+    if error.field:
+        details.setdefault("field", error.field)
+    return ApiError(error.code, error.message, details=details)
+
+
+def _operation(user, change: BalanceChange, operation: str, amount) -> dict:
+    balance = balance_as_api(user=user, snapshot=change.after)
+    return {
+        **balance,
+        "success": True,
+        "operation": operation,
+        "amount": str(amount),
+        "previousBalance": {
+            "available": money_from_stroops(change.before.available),
+            "reserved": money_from_stroops(change.before.reserved),
+        },
+        "newBalance": {"available": balance["available"], "reserved": balance["reserved"]},
+        "auditLogId": change.audit.public_id if change.audit else None,
+        "balance": balance,
+    }
+
+
+class BalanceView(ApiView):
+    required_scope = "read"
+
+    def get(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        return api_response(balance_as_api(user=user), mirror=True)
+
+
+class BalanceVerifyView(ApiView):
+    required_scope = "read"
+
+    def get(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        result = balance_sync(user=user)
+        data = {**balance_as_api(user=user), "providerVerified": result.provider is not None}
+        if result.discrepancy is not None and abs(result.discrepancy) > DISCREPANCY_TOLERANCE:
+            raise ApiError(
+                "BALANCE_DISCREPANCY",
+                "The ledger and the chain differ by more than 1.00; support has been alerted",
+                details={
+                    "localBalance": money_from_stroops(result.local),
+                    "providerBalance": money_from_stroops(result.provider),
+                },
+            )
+        return api_response(data, mirror=True)
+
+
+class BalanceSyncView(ApiView):
+    required_scope = "write"
+
+    def post(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        require_fields(request.data or {}, set())
+        result = balance_sync(user=user)
+        data = {
+            "synced": result.provider is not None,
+            "localBalance": money_from_stroops(result.local),
+            "providerBalance": "unknown" if result.provider is None else money_from_stroops(result.provider),
+            "discrepancy": "unknown" if result.discrepancy is None else money_from_stroops(abs(result.discrepancy)),
+            "action": result.action,
+            **balance_as_api(user=user),
+        }
+        return api_response(data, mirror=True)
+
+
+class _HoldOperationView(ApiView):
+    """reserve / cancel-reservation / deduct-reserved share their body: amount + orderId."""
+
+    required_scope = "write"
+    operation = ""
+
+    def run(self, request, user, reference: str, stroops: int, description: str) -> BalanceChange:
+        raise NotImplementedError
+
+    def post(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        data = require_fields(request.data, HOLD_FIELDS)
+        amount = parse_amount(data, code="INVALID_AMOUNT_FORMAT")
+        parse_currency(data)
+        reference = data.get("orderId") or data.get("reference")
+        if not reference:
+            raise validation_error([("orderId", "is required")])
+        try:
+            change = self.run(request, user, str(reference), money_to_stroops(amount), data.get("description", ""))
+        except BalanceError as error:
+            raise _as_api_error(error) from None
+        return api_response(_operation(user, change, self.operation, amount), mirror=True)
+
+
+class BalanceReserveView(_HoldOperationView):
+    operation = "RESERVE"
+
+    def run(self, request, user, reference, stroops, description):
+        return balance_reserve(user=user, reference=reference, amount=stroops, actor=_actor(request))
+
+
+class BalanceCancelReservationView(_HoldOperationView):
+    operation = "CANCEL_RESERVATION"
+
+    def run(self, request, user, reference, stroops, description):
+        return balance_cancel_reservation(user=user, reference=reference, amount=stroops, actor=_actor(request))
+
+
+class BalanceDeductReservedView(_HoldOperationView):
+    required_scope = "support"
+    operation = "DEDUCT_RESERVED"
+
+    def run(self, request, user, reference, stroops, description):
+        return balance_deduct_reserved(
+            user=user, reference=reference, amount=stroops, actor=_actor(request), reason=description
+        )
+
+
+class BalanceReleaseView(ApiView):
+    required_scope = "support"
+    atomic_handler = False
+
+    def post(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        data = require_fields(request.data, HOLD_FIELDS | {"sellerId", "recipientId"})
+        amount = parse_amount(data, code="INVALID_AMOUNT_FORMAT")
+        parse_currency(data)
+        reference = data.get("orderId") or data.get("reference")
+        seller_id = data.get("sellerId") or data.get("recipientId")
+        missing = [
+            (name, "is required") for name, value in (("orderId", reference), ("sellerId", seller_id)) if not value
+        ]
+        if missing:
+            raise validation_error(missing)
+        seller = api_user_get(principal=request.auth, public_id=seller_id)
+        if seller.pk == user.pk:
+            raise ApiError("INVALID_REQUEST", "The seller must be another user", details={"field": "sellerId"})
+        try:
+            _, seller_change, _ = balance_release(
+                user=user,
+                seller=seller,
+                reference=str(reference),
+                amount=money_to_stroops(amount),
+                actor=_actor(request),
+                principal_id=request.auth.key_id,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
+        except (BalanceError, StellarError) as error:
+            raise _as_api_error(error) from None
+        return api_response(
+            _operation(seller, seller_change, "RELEASE", amount) | {"buyerBalance": balance_as_api(user=user)},
+            mirror=True,
+        )
+
+
+class _AdjustView(ApiView):
+    required_scope = "support"
+    atomic_handler = False
+    credit = True
+
+    def post(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        data = require_fields(request.data, {"amount", "currency", "description", "reason", "reference"})
+        amount = parse_amount(data, code="INVALID_AMOUNT_FORMAT")
+        parse_currency(data)
+        reason = data.get("description") or data.get("reason") or ""
+        try:
+            change = balance_adjust(
+                user=user,
+                amount=money_to_stroops(amount),
+                credit=self.credit,
+                reason=reason,
+                reference=data.get("reference", ""),
+                actor=_actor(request),
+                principal_id=request.auth.key_id,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
+        except (BalanceError, StellarError) as error:
+            raise _as_api_error(error) from None
+        operation = "CREDIT_AVAILABLE" if self.credit else "DEBIT_AVAILABLE"
+        return api_response(_operation(user, change, operation, amount), mirror=True)
+
+
+class BalanceCreditView(_AdjustView):
+    credit = True
+
+
+class BalanceDebitView(_AdjustView):
+    credit = False
+
+
+def _wallet_or_404(user) -> Wallet:
+    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
+    if wallet is None:
+        raise ApiError("WALLET_NOT_FOUND", "This user has no active wallet yet", details={"userId": user.public_id})
+    return wallet
+
+
+def _chain(call):
+    try:
+        return call()
+    except StellarError as error:
+        raise ApiError("PROVIDER_ERROR", f"Stellar is not answering: {error.message}") from None
+
+
+class WalletView(ApiView):
+    def get(self, request, user_id):
+        wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
+        account = _chain(lambda: account_load(wallet.public_key)) or {}
+        native = next((b["balance"] for b in account.get("balances", []) if b.get("asset_type") == "native"), "0")
+        usdc_stroops = usdc_balance(account) or 0
+        return api_response(
+            {
+                "publicKey": wallet.public_key,
+                "type": "INVISIBLE",
+                "provider": "STELLAR",
+                "isActive": True,
+                "isPrimary": True,
+                "balance": {"usdc": chain_amount(usdc_stroops), "xlm": native},
+                "createdAt": iso_timestamp(wallet.created_at),
+            }
+        )
+
+
+class WalletDepositView(ApiView):
+    def get(self, request, user_id):
+        wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
+        return api_response(
+            {
+                "provider": "crypto",
+                "method": "stellar_address",
+                "address": wallet.public_key,
+                "asset": {"code": "USDC", "issuer": settings.STELLAR_USDC_ISSUER},
+                "network": settings.STELLAR_NETWORK,
+                "instructions": "Send USDC (Stellar network) to this address. It is credited automatically "
+                "after one confirmation. Other assets are not credited.",
+            }
+        )
+
+
+class WalletTransactionsView(ApiView):
+    def get(self, request, user_id):
+        wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
+        limit = parse_limit(request.query_params.get("limit"))
+        page = _chain(
+            lambda: _call(horizon().payments().for_account(wallet.public_key).order(desc=True).limit(limit).call)
+        )
+        items = []
+        for record in page["_embedded"]["records"]:
+            created = record["type"] == "create_account"
+            asset = (
+                "XLM"
+                if created or record.get("asset_type") == "native"
+                else (f"{record.get('asset_code')}:{record.get('asset_issuer')}")
+            )
+            items.append(
+                {
+                    "id": record["id"],
+                    "type": "create_account" if created else "payment",
+                    "from": record.get("funder") if created else record.get("from"),
+                    "to": record.get("account") if created else record.get("to"),
+                    "amount": record.get("starting_balance") if created else record.get("amount"),
+                    "asset": asset,
+                    "createdAt": record.get("created_at"),
+                    "hash": record.get("transaction_hash"),
+                    "successful": record.get("transaction_successful", True),
+                }
+            )
+        return api_response(items)
+
+
+class WithdrawalListCreateView(ApiView):
+    required_scopes = {"GET": "read", "POST": "write"}
+    atomic_handler = False
+
+    def get(self, request):
+        rows = user_withdrawals(principal=request.auth)
+        user_id = request.query_params.get("userId")
+        if user_id:
+            rows = rows.filter(user=api_user_get(principal=request.auth, public_id=user_id))
+        page = paginate(rows, params=request.query_params, id_field="public_id")
+        return api_list_response(
+            [withdrawal_as_api(w) for w in page.items], has_more=page.has_more, next_cursor=page.next_cursor
+        )
+
+    def post(self, request):
+        data = require_fields(
+            request.data,
+            {"userId", "amount", "currency", "destinationType", "destinationRef", "commit", "description", "memo"},
+            required=("userId", "amount", "destinationType", "destinationRef"),
+        )
+        amount = parse_amount(data)
+        parse_currency(data)
+        user = api_user_get(principal=request.auth, public_id=data["userId"])
+        destination_type = data["destinationType"]
+        if destination_type not in Withdrawal.DestinationType.values:
+            raise validation_error([("destinationType", "must be crypto, bank or airtm_balance")])
+        if destination_type != Withdrawal.DestinationType.CRYPTO:
+            raise ApiError(
+                "AIRTM_USER_NOT_LINKED",
+                "Airtm withdrawals need a linked Airtm account",
+                details={"userId": user.public_id},
+            )
+        try:
+            withdrawal = withdrawal_create_crypto(
+                user=user,
+                amount=amount,
+                destination=str(data["destinationRef"]),
+                memo=str(data.get("memo", "")),
+                description=str(data.get("description", "")),
+                principal_id=request.auth.key_id,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+                actor_type="API_KEY",
+                actor_id=request.auth.key_id,
+            )
+        except (WithdrawalError, StellarError) as error:
+            raise _as_api_error(error) from None
+        if withdrawal.status == Withdrawal.Status.FAILED:
+            raise ApiError(
+                "STELLAR_NETWORK_ERROR",
+                withdrawal.failure_reason,
+                details={"withdrawalId": withdrawal.public_id, "errorCode": withdrawal.error_code},
+            )
+        return api_response(withdrawal_as_api(withdrawal), status=201, mirror=True)
+
+
+def _withdrawal_or_404(request, withdrawal_id) -> Withdrawal:
+    rows = user_withdrawals(principal=request.auth).filter(public_id=withdrawal_id)
+    user_id = request.query_params.get("userId")
+    if user_id:
+        rows = rows.filter(user__public_id=user_id)
+    withdrawal = rows.first()
+    if withdrawal is None:
+        raise ApiError("WITHDRAWAL_NOT_FOUND", f"Withdrawal {withdrawal_id} not found")
+    return withdrawal
+
+
+class WithdrawalDetailView(ApiView):
+    def get(self, request, withdrawal_id):
+        return api_response(withdrawal_as_api(_withdrawal_or_404(request, withdrawal_id)), mirror=True)
+
+
+class WithdrawalRefreshView(ApiView):
+    required_scope = "read"
+    idempotency_exempt = True
+    atomic_handler = False
+
+    def post(self, request, withdrawal_id):
+        withdrawal = _withdrawal_or_404(request, withdrawal_id)
+        if withdrawal.status in (Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING):
+            withdrawal = withdrawal_submit(withdrawal=withdrawal)
+        return api_response(withdrawal_as_api(withdrawal), mirror=True)
+
+
+class WithdrawalCommitView(ApiView):
+    required_scope = "write"
+
+    def post(self, request, withdrawal_id):
+        withdrawal = _withdrawal_or_404(request, withdrawal_id)
+        raise ApiError(
+            "WITHDRAWAL_NOT_COMMITTABLE",
+            "Only Airtm withdrawals in WITHDRAWAL_CREATED can be committed; crypto withdrawals commit on creation",
+            details={"withdrawalId": withdrawal.public_id, "status": withdrawal.status},
+        )

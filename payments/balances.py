@@ -1,0 +1,438 @@
+"""Balance operations behind the API's /users/{id}/balance endpoints and the backoffice.
+
+Each returns a BalanceChange (the user's balance before and after, and the audit row),
+publishes the catalog's events and leaves nothing half-done on error.
+"""
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from offerhub.models import AuditLog
+from offerhub.money import money_from_stroops
+from offerhub.services import audit_record, event_publish
+from payments.deposits import deposit_key
+from payments.ledger import (
+    HoldAmountMismatch,
+    HoldConflict,
+    HoldNotFound,
+    InsufficientFunds,
+    hold_post,
+    hold_reserve,
+    hold_void,
+    ledger_account,
+    ledger_transfer,
+    user_accounts,
+)
+from payments.models import Hold, LedgerAccount, Wallet, Withdrawal
+from payments.reconciliation import reconciliation_record, wallet_compare
+from payments.stellar import StellarError
+
+Kind = LedgerAccount.Kind
+DISCREPANCY_TOLERANCE = 10_000_000  # $1.00 in stroops: verify answers 409 beyond it
+
+
+class BalanceError(Exception):
+    def __init__(self, code: str, message: str, *, details: dict | None = None, field: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.field = field
+
+
+@dataclass
+class Snapshot:
+    available: int
+    reserved: int
+    updated_at: datetime
+
+
+@dataclass
+class BalanceChange:
+    before: Snapshot
+    after: Snapshot
+    audit: AuditLog | None
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str
+    id: str
+
+
+def balance_snapshot(*, user, lock: bool = False) -> Snapshot:
+    available, held = user_accounts(user)
+    if lock:
+        rows = LedgerAccount.objects.select_for_update().filter(pk__in=[available.pk, held.pk]).order_by("pk")
+        by_pk = {row.pk: row for row in rows}
+        available, held = by_pk[available.pk], by_pk[held.pk]
+    return Snapshot(available.balance, held.balance, max(available.updated_at, held.updated_at))
+
+
+def _audit(user, action: str, before: Snapshot, after: Snapshot, actor: Actor, extra: dict) -> AuditLog:
+    return audit_record(
+        action=action,
+        resource_type="Balance",
+        resource_id=user.public_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        payload_before={
+            "available": money_from_stroops(before.available),
+            "reserved": money_from_stroops(before.reserved),
+        },
+        payload_after={
+            "available": money_from_stroops(after.available),
+            "reserved": money_from_stroops(after.reserved),
+            **extra,
+        },
+        user_id=user.public_id,
+    )
+
+
+def _hold_event(user, event_type: str, amount: int, reference: str, before: Snapshot, after: Snapshot, **extra):
+    event_publish(
+        type=event_type,
+        aggregate_type="Balance",
+        aggregate_id=user.public_id,
+        payload={
+            "userId": user.public_id,
+            "amount": money_from_stroops(amount),
+            "currency": "USD",
+            "orderId": reference,
+            "previousReservedBalance": money_from_stroops(before.reserved),
+            "newReservedBalance": money_from_stroops(after.reserved),
+            "previousAvailableBalance": money_from_stroops(before.available),
+            "newAvailableBalance": money_from_stroops(after.available),
+            **extra,
+        },
+        user_id=user.public_id,
+    )
+
+
+def _insufficient(requested: int, available: int) -> BalanceError:
+    return BalanceError(
+        "INSUFFICIENT_FUNDS",
+        f"Insufficient funds: {money_from_stroops(available)} available, {money_from_stroops(requested)} requested",
+        details={
+            "requested": money_from_stroops(requested),
+            "available": money_from_stroops(available),
+            "currency": "USD",
+        },
+        field="amount",
+    )
+
+
+@transaction.atomic
+def balance_reserve(*, user, reference: str, amount: int, actor: Actor) -> BalanceChange:
+    before = balance_snapshot(user=user, lock=True)
+    try:
+        hold_reserve(user=user, reference=reference, amount=amount)
+    except HoldConflict:
+        raise BalanceError(
+            "FUNDS_ALREADY_RESERVED", f"Funds are already reserved for {reference}", details={"orderId": reference}
+        ) from None
+    except InsufficientFunds:
+        raise _insufficient(amount, before.available) from None
+    after = balance_snapshot(user=user)
+    audit = _audit(user, "balance.reserved", before, after, actor, {"orderId": reference})
+    _hold_event(user, "balance.reserved", amount, reference, before, after)
+    return BalanceChange(before, after, audit)
+
+
+@contextlib.contextmanager
+def _hold_errors(reference: str):
+    """Map hold failures to the API's codes."""
+    try:
+        yield
+    except HoldNotFound:
+        raise BalanceError(
+            "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
+        ) from None
+    except HoldAmountMismatch:
+        raise BalanceError(
+            "RESERVE_MISMATCH_AMOUNT",
+            f"The amount exceeds what is reserved for {reference}",
+            details={"orderId": reference},
+            field="amount",
+        ) from None
+
+
+@transaction.atomic
+def balance_cancel_reservation(*, user, reference: str, amount: int, actor: Actor) -> BalanceChange:
+    before = balance_snapshot(user=user, lock=True)
+    with _hold_errors(reference):
+        hold_void(user=user, reference=reference, amount=amount)
+    after = balance_snapshot(user=user)
+    audit = _audit(user, "balance.reservation_canceled", before, after, actor, {"orderId": reference})
+    _hold_event(user, "balance.released", amount, reference, before, after, reason="cancel")
+    return BalanceChange(before, after, audit)
+
+
+@transaction.atomic
+def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, reason: str = "") -> BalanceChange:
+    """Support bookkeeping: record held money as moved into the order's escrow (held → escrow).
+    It moves nothing on chain: reconciliation reports it unless the escrow was funded."""
+    before = balance_snapshot(user=user, lock=True)
+    with _hold_errors(reference):
+        hold_post(
+            user=user,
+            reference=reference,
+            destination=ledger_account(kind=Kind.ESCROW, reference=reference),
+            kind="escrow_funded",
+            amount=amount,
+        )
+    after = balance_snapshot(user=user)
+    audit = _audit(user, "balance.reserved_deducted", before, after, actor, {"orderId": reference, "reason": reason})
+    _hold_event(user, "balance.released", amount, reference, before, after, reason="escrow_funded")
+    return BalanceChange(before, after, audit)
+
+
+def _active_wallet(user, *, whose: str) -> Wallet:
+    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
+    if wallet is None:
+        raise BalanceError("WALLET_NOT_FOUND", f"The {whose} has no active wallet yet")
+    return wallet
+
+
+def balance_release(
+    *, user, seller, reference: str, amount: int, actor: Actor, principal_id: str = "", idempotency_key: str = ""
+) -> tuple[BalanceChange, BalanceChange, Withdrawal]:
+    """Pay held money to the seller's wallet on chain; the seller is credited when it lands.
+    Returns the buyer's change, the seller's change and the payment."""
+    from payments.withdrawals import withdrawal_submit
+
+    _active_wallet(user, whose="buyer")
+    seller_wallet = _active_wallet(seller, whose="seller")
+    with transaction.atomic():
+        existing = None
+        if idempotency_key:
+            existing = Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
+        before = balance_snapshot(user=user, lock=True)
+        seller_before = balance_snapshot(user=seller)
+        if existing is None:
+            hold = Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
+            if hold is None:
+                raise BalanceError(
+                    "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
+                )
+            if amount > hold.remaining:
+                raise BalanceError(
+                    "RESERVE_MISMATCH_AMOUNT",
+                    f"The amount exceeds what is reserved for {reference}",
+                    details={"orderId": reference},
+                    field="amount",
+                )
+            existing = Withdrawal.objects.create(
+                user=user,
+                amount=amount,
+                purpose=Withdrawal.Purpose.RELEASE,
+                hold_reference=reference,
+                destination_type=Withdrawal.DestinationType.CRYPTO,
+                destination_ref=seller_wallet.public_key,
+                principal_id=principal_id,
+                idempotency_key=idempotency_key,
+                description=f"release of {reference} to {seller.public_id}",
+            )
+    release = withdrawal_submit(withdrawal=existing)
+    if release.status == Withdrawal.Status.FAILED:
+        raise BalanceError("STELLAR_NETWORK_ERROR", release.failure_reason or "The release payment failed")
+    if release.status != Withdrawal.Status.COMPLETED:
+        raise BalanceError(
+            "PROVIDER_TIMEOUT",
+            "The release is submitted and waiting for the Stellar network; retry "
+            "this request with the same Idempotency-Key to see it settle",
+        )
+    with transaction.atomic():
+        after = balance_snapshot(user=user)
+        audit = _audit(
+            user,
+            "balance.released",
+            before,
+            after,
+            actor,
+            {"orderId": reference, "sellerId": seller.public_id, "transactionHash": release.transaction_hash},
+        )
+        _hold_event(user, "balance.released", amount, reference, before, after, reason="other")
+    seller_change = BalanceChange(seller_before, balance_snapshot(user=seller), audit)
+    return BalanceChange(before, after, audit), seller_change, release
+
+
+def _sandbox_chain() -> bool:
+    return "stellar" in settings.SANDBOX_PROVIDERS
+
+
+def _faucet_mint(wallet: Wallet, amount: int) -> str:
+    try:
+        response = requests.post(
+            settings.STELLAR_HORIZON_URL.rstrip("/") + "/faucet",
+            data={"addr": wallet.public_key, "amount": str(Decimal(amount) / 10_000_000)},
+            timeout=settings.HORIZON_TIMEOUT_SECONDS,
+        )
+    except requests.RequestException as exc:
+        raise BalanceError("PROVIDER_UNAVAILABLE", "The sandbox chain is unreachable") from exc
+    if response.status_code != 200:
+        raise BalanceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
+    return response.json()["hash"]
+
+
+def balance_adjust(
+    *,
+    user,
+    amount: int,
+    credit: bool,
+    reason: str,
+    reference: str = "",
+    actor: Actor,
+    principal_id: str = "",
+    idempotency_key: str = "",
+) -> BalanceChange:
+    """Support credit or debit, with a reason, audited. On the sandbox chain it also mints or
+    burns USDC in the user's wallet, so that chain and ledger stay equal."""
+    if not reason.strip():
+        raise BalanceError("VALIDATION_ERROR", "A reason is required for a manual adjustment", field="description")
+    adjustments = ledger_account(kind=Kind.ADJUSTMENTS)
+    available, _ = user_accounts(user)
+    key_suffix = idempotency_key or timezone.now().isoformat()
+    if _sandbox_chain():
+        wallet = _active_wallet(user, whose="user")
+        if credit:
+            tx_hash = _faucet_mint(wallet, amount)
+            entry_key = deposit_key(tx_hash, wallet.public_key)
+        else:
+            before = balance_snapshot(user=user)
+            if before.available < amount:
+                raise _insufficient(amount, before.available)
+            burn = _burn(
+                user=user, wallet=wallet, amount=amount, principal_id=principal_id, idempotency_key=idempotency_key
+            )
+            entry_key = None
+            tx_hash = burn.transaction_hash
+    else:
+        entry_key = f"adjustment:{principal_id}:{key_suffix}:{'credit' if credit else 'debit'}"
+        tx_hash = None
+
+    with transaction.atomic():
+        before = balance_snapshot(user=user, lock=True)
+        if credit:
+            ledger_transfer(
+                idempotency_key=entry_key,
+                kind="adjustment_credit",
+                source=adjustments,
+                destination=available,
+                amount=amount,
+                metadata={"reason": reason},
+            )
+        elif entry_key is not None:
+            if before.available < amount:
+                raise _insufficient(amount, before.available)
+            ledger_transfer(
+                idempotency_key=entry_key,
+                kind="adjustment_debit",
+                source=available,
+                destination=adjustments,
+                amount=amount,
+                metadata={"reason": reason},
+            )
+        after = balance_snapshot(user=user)
+        if not credit and entry_key is None:
+            before = Snapshot(after.available + amount, after.reserved, before.updated_at)  # the burn held it first
+        audit = _audit(
+            user,
+            "balance.credited" if credit else "balance.debited",
+            before,
+            after,
+            actor,
+            {
+                "amount": money_from_stroops(amount),
+                "reason": reason,
+                "reference": reference,
+                "transactionHash": tx_hash,
+            },
+        )
+        payload = {
+            "userId": user.public_id,
+            "amount": money_from_stroops(amount),
+            "currency": "USD",
+            "previousAvailableBalance": money_from_stroops(before.available),
+            "newAvailableBalance": money_from_stroops(after.available),
+        }
+        if credit:
+            payload |= {
+                "source": "other",
+                "sourceId": reference or None,
+                "transactionHash": tx_hash,
+                "newBalance": money_from_stroops(after.available),
+            }
+        else:
+            payload |= {"destination": "other", "destinationId": reference or None}
+        event_publish(
+            type="balance.credited" if credit else "balance.debited",
+            aggregate_type="Balance",
+            aggregate_id=user.public_id,
+            payload=payload,
+            user_id=user.public_id,
+        )
+    return BalanceChange(before, after, audit)
+
+
+def _burn(*, user, wallet: Wallet, amount: int, principal_id: str, idempotency_key: str) -> Withdrawal:
+    from payments.withdrawals import withdrawal_submit
+
+    with transaction.atomic():
+        burn = None
+        if idempotency_key:
+            burn = Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
+        if burn is None:
+            burn = Withdrawal.objects.create(
+                user=user,
+                amount=amount,
+                purpose=Withdrawal.Purpose.BURN,
+                destination_type=Withdrawal.DestinationType.CRYPTO,
+                destination_ref=settings.STELLAR_USDC_ISSUER,
+                principal_id=principal_id,
+                idempotency_key=idempotency_key,
+                description="support debit",
+            )
+            try:
+                hold_reserve(user=user, reference=burn.hold_reference, amount=amount)
+            except InsufficientFunds as exc:
+                raise _insufficient(amount, exc.available) from None
+    burn = withdrawal_submit(withdrawal=burn)
+    if burn.status != Withdrawal.Status.COMPLETED:
+        raise BalanceError(
+            "PROVIDER_TIMEOUT" if burn.status == Withdrawal.Status.PENDING else "STELLAR_NETWORK_ERROR",
+            burn.failure_reason or "The debit could not be settled on chain",
+        )
+    return burn
+
+
+@dataclass
+class SyncResult:
+    local: int
+    provider: int | None
+    action: str  # none | flagged
+
+    @property
+    def discrepancy(self) -> int | None:
+        return None if self.provider is None else self.provider - self.local
+
+
+def balance_sync(*, user) -> SyncResult:
+    """Compare the ledger with the chain and flag drift for support. Never moves money."""
+    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
+    local = balance_snapshot(user=user)
+    if wallet is None:
+        return SyncResult(local.available + local.reserved, None, "none")
+    try:
+        comparison = wallet_compare(wallet=wallet)
+    except StellarError:
+        return SyncResult(local.available + local.reserved, None, "none")
+    report = reconciliation_record(comparison=comparison)
+    return SyncResult(comparison.ledger, comparison.chain, "flagged" if report is not None else "none")
