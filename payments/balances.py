@@ -268,7 +268,7 @@ def _sandbox_chain() -> bool:
     return "stellar" in settings.SANDBOX_PROVIDERS
 
 
-def _faucet_mint(wallet: Wallet, amount: int) -> str:
+def sandbox_mint(wallet: Wallet, amount: int) -> str:
     try:
         response = requests.post(
             settings.STELLAR_HORIZON_URL.rstrip("/") + "/faucet",
@@ -303,7 +303,7 @@ def balance_adjust(
     if _sandbox_chain():
         wallet = _active_wallet(user, whose="user")
         if credit:
-            tx_hash = _faucet_mint(wallet, amount)
+            tx_hash = sandbox_mint(wallet, amount)
             entry_key = deposit_key(tx_hash, wallet.public_key)
         else:
             before = balance_snapshot(user=user)

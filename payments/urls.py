@@ -1,0 +1,8 @@
+from django.urls import path
+
+from payments import views
+
+urlpatterns = [
+    path("wallet/", views.wallet_page, name="wallet"),
+    path("wallet/simulate-deposit/", views.simulate_deposit, name="wallet-simulate-deposit"),
+]

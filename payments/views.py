@@ -1,0 +1,116 @@
+"""The member's wallet page: balance, add funds, withdraw, history."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from offerhub.models import AuditLog
+from payments.balances import BalanceError, balance_snapshot, sandbox_mint
+from payments.deposits import deposits_sync
+from payments.forms import SimulateDepositForm, WithdrawalForm
+from payments.ledger import user_accounts
+from payments.models import Posting, Wallet
+from payments.stellar import StellarError
+from payments.wallets import wallet_ensure
+from payments.withdrawals import WithdrawalError, withdrawal_create_crypto
+
+HISTORY_LABELS = {
+    "deposit": "Funds added",
+    "adjustment_credit": "Credit from support",
+    "adjustment_debit": "Debit by support",
+    "hold_reserve": "Put on hold",
+    "hold_void": "Hold released",
+    "withdrawal": "Withdrawal",
+    "release": "Payment received",
+    "burn": "Debit by support",
+    "escrow_funded": "Paid into escrow",
+}
+
+
+def _history(user, page_number):
+    available, held = user_accounts(user)
+    postings = Posting.objects.filter(account__in=[available, held]).select_related("entry", "account").order_by("-id")
+    page = Paginator(postings, 20).get_page(page_number)
+    rows = [
+        {
+            "when": posting.created_at,
+            "label": HISTORY_LABELS.get(posting.entry.kind, posting.entry.kind.replace("_", " ").capitalize()),
+            "amount": Decimal(posting.amount) / 10_000_000,
+            "on_hold": posting.account_id == held.pk,
+        }
+        for posting in page.object_list
+    ]
+    return page, rows
+
+
+@login_required
+def wallet_page(request):
+    user = request.user
+    wallet = wallet_ensure(user=user)  # a new wallet is activated in the background
+    snapshot = balance_snapshot(user=user)
+    page, rows = _history(user, request.GET.get("page"))
+    context = {
+        "wallet": wallet,
+        "available": Decimal(snapshot.available) / 10_000_000,
+        "on_hold": Decimal(snapshot.reserved) / 10_000_000,
+        "history": rows,
+        "page": page,
+        "withdrawal_form": WithdrawalForm(),
+        "simulate_form": SimulateDepositForm() if "stellar" in settings.SANDBOX_PROVIDERS else None,
+        "usdc_issuer": settings.STELLAR_USDC_ISSUER,
+        "network": settings.STELLAR_NETWORK,
+    }
+    if request.method == "POST":
+        form = WithdrawalForm(request.POST)
+        context["withdrawal_form"] = form
+        if form.is_valid():
+            try:
+                withdrawal = withdrawal_create_crypto(
+                    user=user,
+                    amount=form.cleaned_data["amount"],
+                    destination=form.cleaned_data["destination"].strip(),
+                    memo=form.cleaned_data["memo"],
+                    actor_type=AuditLog.ActorType.USER,
+                    actor_id=user.public_id,
+                )
+            except WithdrawalError as error:
+                field = {"destinationRef": "destination", "amount": "amount", "memo": "memo"}.get(error.field)
+                form.add_error(field, error.message)
+            except StellarError:
+                form.add_error(None, "We could not reach the payment network. Nothing was withdrawn; try again.")
+            else:
+                if withdrawal.status == withdrawal.Status.COMPLETED:
+                    messages.success(request, f"${form.cleaned_data['amount']} is on its way to the destination.")
+                elif withdrawal.status == withdrawal.Status.FAILED:
+                    messages.error(request, f"The withdrawal failed: {withdrawal.failure_reason} Your funds are back.")
+                else:
+                    messages.info(request, "Your withdrawal is being processed; its amount stays on hold meanwhile.")
+                return redirect("wallet")
+        return render(request, "payments/wallet.html", context, status=200)
+    return render(request, "payments/wallet.html", context)
+
+
+@login_required
+@require_POST
+def simulate_deposit(request):
+    """Sandbox only: mint test dollars into the member's wallet, as a real deposit would arrive."""
+    if "stellar" not in settings.SANDBOX_PROVIDERS:
+        return redirect("wallet")
+    form = SimulateDepositForm(request.POST)
+    wallet = Wallet.objects.filter(user=request.user, status=Wallet.Status.ACTIVE).first()
+    if form.is_valid() and wallet is not None:
+        try:
+            sandbox_mint(wallet, int(form.cleaned_data["amount"] * 10_000_000))
+            deposits_sync()
+        except (BalanceError, StellarError):
+            messages.error(request, "The sandbox could not simulate the deposit right now; try again.")
+        else:
+            messages.success(request, f"Simulated a deposit of ${form.cleaned_data['amount']}.")
+    else:
+        messages.error(request, "Enter an amount between $0.01 and $10,000.")
+    return redirect("wallet")
