@@ -20,8 +20,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py seed_demo
-	PORT=$(PORT) $(PY) manage.py serve --port $(PORT)
+	PORT=$(PORT) $(PY) manage.py serve --port $(PORT) --seed
 
 test: install
 	DATABASE_URL="$${DATABASE_URL:-$(TEST_DATABASE_URL)}" REDIS_URL="$${REDIS_URL:-$(TEST_REDIS_URL)}" \

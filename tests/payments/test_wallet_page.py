@@ -57,8 +57,9 @@ def test_withdrawal_form_sends_the_money(chain, client, funded_user):
     user = funded_user("50.00")
     client.force_login(user)
     outside = chain.outside_account()
-    response = client.post("/wallet/", {"amount": "20.00", "destination": outside.public_key, "memo": "x1"},
-                           follow=True)
+    response = client.post(
+        "/wallet/", {"amount": "20.00", "destination": outside.public_key, "memo": "x1"}, follow=True
+    )
     page = response.content.decode()
     assert "$20.00 is on its way" in page and 'data-testid="available">$30.00' in page
     assert chain.usdc(outside.public_key) == 20

@@ -3,15 +3,21 @@
 Embedded mode (no REDIS_URL): tasks run in-process, so only Celery beat runs beside
 the server, executing periodic jobs itself. Full mode: a worker with an embedded
 beat. Production runs these as separate processes instead (docker/compose.yaml).
+With --seed, the demo data is loaded once the server listens: it needs the sandbox
+providers, which this same server serves.
 """
 
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import uvicorn
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.db import connection
 
 
 class Command(BaseCommand):
@@ -21,12 +27,18 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--no-jobs", action="store_true", help="Do not start Celery beat/worker.")
+        parser.add_argument("--seed", action="store_true", help="Load the demo data once the server listens.")
 
-    def handle(self, *args, host, port, no_jobs, **options):
+    def handle(self, *args, host, port, no_jobs, seed, **options):
         jobs = None if no_jobs else self._start_jobs()
+        server = uvicorn.Server(
+            uvicorn.Config("offerhub.asgi:application", host=host, port=port, log_level="info", lifespan="off")
+        )
+        if seed:
+            threading.Thread(target=self._seed_when_up, args=(server,), daemon=True).start()
         try:
             self.stdout.write(self.style.SUCCESS(f"OfferHub on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)"))
-            uvicorn.run("offerhub.asgi:application", host=host, port=port, log_level="info", lifespan="off")
+            server.run()
         finally:
             if jobs is not None and jobs.poll() is None:
                 jobs.send_signal(signal.SIGTERM)
@@ -34,6 +46,16 @@ class Command(BaseCommand):
                     jobs.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     jobs.kill()
+
+    def _seed_when_up(self, server: uvicorn.Server) -> None:
+        for _ in range(600):
+            if server.started:
+                break
+            time.sleep(0.05)
+        try:
+            call_command("seed_demo", stdout=self.stdout, stderr=self.stderr)
+        finally:
+            connection.close()
 
     def _start_jobs(self) -> subprocess.Popen:
         celery = [sys.executable, "-m", "celery", "-A", "offerhub"]
