@@ -24,6 +24,12 @@ def _generous_rate_limit(settings):
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 100_000
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """PBKDF2's deliberate slowness (~0.4 s a user) is for production, not for test fixtures."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def api_client():
     return APIClient()

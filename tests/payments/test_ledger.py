@@ -229,3 +229,17 @@ def test_twenty_concurrent_reservations_never_overdraw():
     available, held = user_accounts(user)
     assert (available.balance, held.balance) == (0, 70_000)
     assert_books_balance()
+
+
+@pytest.mark.django_db
+def test_a_balance_read_costs_the_same_whatever_the_history(django_assert_num_queries):
+    from payments.balances import balance_snapshot
+
+    user = UserFactory()
+    deposit(user, 10, "first")
+    with django_assert_num_queries(2):
+        assert balance_snapshot(user=user).available == 10
+    for number in range(200):
+        deposit(user, 10, f"more-{number}")
+    with django_assert_num_queries(2):
+        assert balance_snapshot(user=user).available == 2_010
