@@ -27,6 +27,7 @@ from payments.ledger import (
     hold_reserve,
     hold_void,
     ledger_account,
+    ledger_lock,
     ledger_transfer,
     user_accounts,
 )
@@ -70,9 +71,8 @@ class Actor:
 def balance_snapshot(*, user, lock: bool = False) -> Snapshot:
     available, held = user_accounts(user)
     if lock:
-        rows = LedgerAccount.objects.select_for_update().filter(pk__in=[available.pk, held.pk]).order_by("pk")
-        by_pk = {row.pk: row for row in rows}
-        available, held = by_pk[available.pk], by_pk[held.pk]
+        locked = ledger_lock([available, held])
+        available, held = locked[available.pk], locked[held.pk]
     return Snapshot(available.balance, held.balance, max(available.updated_at, held.updated_at))
 
 

@@ -12,7 +12,7 @@ from django.db import transaction
 
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
-from payments.ledger import ledger_account, ledger_transfer, user_accounts
+from payments.ledger import ledger_account, ledger_lock, ledger_transfer, user_accounts
 from payments.models import ChainCursor, JournalEntry, LedgerAccount, Wallet
 from payments.stellar import _call, horizon
 from payments.wallets import DEPOSIT_CURSOR
@@ -32,9 +32,9 @@ def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str) -> bool:
     if JournalEntry.objects.filter(idempotency_key=key).exists():
         return False
     user = wallet.user
-    available, _ = user_accounts(user)
+    available, held = user_accounts(user)
     with transaction.atomic():
-        previous = LedgerAccount.objects.select_for_update().get(pk=available.pk).balance
+        previous = ledger_lock([available, held])[available.pk].balance
         entry = ledger_transfer(
             idempotency_key=key,
             kind="deposit",

@@ -64,6 +64,14 @@ def ledger_account(*, kind: str, user=None, reference: str = "") -> LedgerAccoun
         return LedgerAccount.objects.get(code=code)
 
 
+def ledger_lock(accounts) -> dict[int, LedgerAccount]:
+    """Lock accounts in primary-key order (the one order every writer uses, so no deadlock)
+    and return them fresh. Evaluated as a list: `exists()` or `first()` would drop the
+    ORDER BY and lock an arbitrary row first."""
+    pks = sorted({account.pk for account in accounts})
+    return {row.pk: row for row in LedgerAccount.objects.select_for_update().filter(pk__in=pks).order_by("pk")}
+
+
 def user_accounts(user) -> tuple[LedgerAccount, LedgerAccount]:
     return ledger_account(kind=Kind.USER_AVAILABLE, user=user), ledger_account(kind=Kind.USER_HELD, user=user)
 
@@ -90,7 +98,7 @@ def ledger_post(
     deltas: dict[int, int] = {}
     for account, amount in lines:
         deltas[account.pk] = deltas.get(account.pk, 0) + amount
-    locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=deltas).order_by("pk")}
+    locked = ledger_lock(account for account, _ in lines)
     for pk, delta in deltas.items():
         account = locked[pk]
         if not account.may_go_negative and account.balance + delta < 0:
@@ -133,7 +141,7 @@ def ledger_transfer(
 def hold_reserve(*, user, reference: str, amount: int, idempotency_key: str | None = None) -> Hold:
     """available → held, under the lock of the user's accounts."""
     available, held = user_accounts(user)
-    LedgerAccount.objects.select_for_update().filter(pk__in=[available.pk, held.pk]).order_by("pk").exists()
+    ledger_lock([available, held])  # serialises holds of this user before the conflict check
     if Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).exists():
         raise HoldConflict(reference)
     hold = Hold.objects.create(user=user, reference=reference, amount=amount, remaining=amount)
@@ -149,6 +157,8 @@ def hold_reserve(*, user, reference: str, amount: int, idempotency_key: str | No
 
 
 def _locked_active_hold(*, user, reference: str) -> Hold:
+    # Accounts first, then the hold: the order hold_reserve and the balance services use.
+    ledger_lock(user_accounts(user))
     hold = Hold.objects.select_for_update().filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
     if hold is None:
         raise HoldNotFound(reference)

@@ -17,13 +17,20 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from stellar_sdk import StrKey, TransactionBuilder
-from stellar_sdk.helpers import parse_transaction_envelope_from_xdr
 
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
 from payments.deposits import deposit_key
-from payments.ledger import InsufficientFunds, hold_post, hold_reserve, hold_void, ledger_account, user_accounts
+from payments.ledger import (
+    InsufficientFunds,
+    hold_post,
+    hold_reserve,
+    hold_void,
+    ledger_account,
+    ledger_lock,
+    user_accounts,
+)
 from payments.models import JournalEntry, LedgerAccount, Wallet, Withdrawal
 from payments.stellar import (
     StellarError,
@@ -127,8 +134,8 @@ def withdrawal_create_crypto(
     stroops = money_to_stroops(amount)
 
     with transaction.atomic():
-        available, _ = user_accounts(user)
-        locked = LedgerAccount.objects.select_for_update().get(pk=available.pk)
+        available, held = user_accounts(user)
+        locked = ledger_lock([available, held])[available.pk]
         if locked.balance < stroops:
             raise WithdrawalError(
                 "INSUFFICIENT_FUNDS",
@@ -263,9 +270,7 @@ def withdrawal_submit(*, withdrawal: Withdrawal, max_rebuilds: int = 3) -> Withd
                         else _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
                     )
                 if withdrawal.envelope_xdr and not _envelope_expired(withdrawal):
-                    envelope = parse_transaction_envelope_from_xdr(
-                        withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE
-                    )
+                    envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
                 else:
                     envelope = None
             else:

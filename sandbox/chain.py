@@ -31,9 +31,9 @@ from stellar_sdk import (
     ReturnHashMemo,
     StrKey,
     TextMemo,
+    TransactionBuilder,
 )
 from stellar_sdk.exceptions import BadSignatureError
-from stellar_sdk.helpers import parse_transaction_envelope_from_xdr
 
 from sandbox.models import SandboxAccount, SandboxLedgerState, SandboxPayment, SandboxTransaction, SandboxTrustline
 
@@ -153,7 +153,7 @@ def _authorized(account: SandboxAccount, tx_hash: bytes, signatures, used: set[i
 def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
     """Check and apply one transaction envelope; returns its record (successful or failed)."""
     try:
-        envelope = parse_transaction_envelope_from_xdr(envelope_xdr, network_passphrase())
+        envelope = TransactionBuilder.from_xdr(envelope_xdr, network_passphrase())
     except Exception as exc:
         raise TransactionRejected("tx_malformed", f"could not decode the transaction envelope: {exc}") from None
     tx_hash_hex = envelope.hash_hex()

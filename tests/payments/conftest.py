@@ -36,6 +36,7 @@ class Chain:
             tx = (
                 TransactionBuilder(horizon().load_account(keypair.public_key), self.passphrase, base_fee=100)
                 .append_change_trust_op(usdc())
+                .set_timeout(300)
                 .build()
             )
             tx.sign(keypair)

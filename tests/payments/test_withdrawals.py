@@ -144,6 +144,7 @@ def test_a_final_chain_failure_returns_the_hold(chain, funded_user):
     tx = (
         TransactionBuilder(horizon().load_account(outside.public_key), chain.passphrase, base_fee=100)
         .append_change_trust_op(usdc(), limit="10")
+        .set_timeout(300)
         .build()
     )
     tx.sign(outside)

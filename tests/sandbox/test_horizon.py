@@ -55,6 +55,7 @@ def sponsored_wallet(horizon, platform, usdc, passphrase) -> Keypair:
         .append_create_account_op(user.public_key, "0")
         .append_change_trust_op(usdc, source=user.public_key)
         .append_end_sponsoring_future_reserves_op(source=user.public_key)
+        .set_timeout(300)
         .build()
     )
     tx.sign(platform)
