@@ -51,8 +51,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Web members log in with their e-mail; users created through the API may have none.
     email = models.EmailField("e-mail address", unique=True, null=True, blank=True)
     display_name = models.CharField(max_length=100, help_text="Shown to other members.")
-    external_user_id = models.CharField(
-        max_length=255, unique=True, null=True, blank=True, help_text="the integrating marketplace's own user id"
+    # NULL, not "", for web members: many of them must fit the per-tenant unique constraint.
+    external_user_id = models.CharField(  # noqa: DJ001
+        max_length=255, null=True, blank=True, help_text="the integrating marketplace's own user id"
     )
     type = models.CharField(max_length=10, choices=Type.choices, default=Type.BOTH)
     status = models.CharField(max_length=25, choices=Status.choices, default=Status.ACTIVE)
@@ -70,7 +71,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS = ["display_name"]
 
     class Meta:
-        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_ci_unique"),
+            # Each marketplace (tenant) has its own namespace of user ids.
+            models.UniqueConstraint(fields=["marketplace_id", "external_user_id"], name="user_external_id_per_tenant"),
+        ]
 
     def __str__(self):
         return f"{self.display_name} <{self.email or self.external_user_id or self.public_id}>"

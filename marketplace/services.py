@@ -38,7 +38,8 @@ def user_create_from_api(
     """Idempotent by externalUserId: an existing user comes back unchanged. Starts its wallet."""
     from payments.wallets import wallet_ensure
 
-    existing = User.objects.filter(external_user_id=external_user_id).first()
+    tenant_users = User.objects.filter(marketplace_id=marketplace_id)
+    existing = tenant_users.filter(external_user_id=external_user_id).first()
     if existing is not None:
         return existing, False
     try:
@@ -79,7 +80,7 @@ def user_create_from_api(
             )
             wallet_ensure(user=user)
     except IntegrityError:  # the same externalUserId was created concurrently, or the e-mail is taken
-        existing = User.objects.filter(external_user_id=external_user_id).first()
+        existing = tenant_users.filter(external_user_id=external_user_id).first()
         if existing is None:
             raise UserEmailTaken(email) from None
         return existing, False

@@ -7,6 +7,7 @@ from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.errors import ApiError, validation_error
 from offerhub.api.pagination import paginate, parse_limit
 from offerhub.api.parsing import parse_amount, parse_currency, require_fields
+from offerhub.api.ratelimit import rate_limit_hit
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp
 from payments.balances import (
@@ -26,6 +27,7 @@ from payments.selectors import api_user_get, balance_as_api, user_withdrawals, w
 from payments.stellar import StellarError, _call, account_load, horizon, usdc_balance
 from payments.withdrawals import WithdrawalError, withdrawal_create_crypto, withdrawal_submit
 
+WITHDRAWALS_PER_MINUTE = 5  # per user (API.md §1.8)
 HOLD_FIELDS = {"amount", "orderId", "reference", "currency", "description"}
 
 
@@ -330,6 +332,14 @@ class WithdrawalListCreateView(ApiView):
         amount = parse_amount(data)
         parse_currency(data)
         user = api_user_get(principal=request.auth, public_id=data["userId"])
+        limit = rate_limit_hit(bucket=f"withdrawals:{user.public_id}", limit=WITHDRAWALS_PER_MINUTE, window=60)
+        if limit.exceeded:
+            raise ApiError(
+                "RATE_LIMITED",
+                f"At most {WITHDRAWALS_PER_MINUTE} withdrawals a minute per user",
+                details={"limit": limit.limit, "windowSeconds": limit.window, "retryAfter": limit.retry_after},
+                headers={"Retry-After": str(limit.retry_after)},
+            )
         destination_type = data["destinationType"]
         if destination_type not in Withdrawal.DestinationType.values:
             raise validation_error([("destinationType", "must be crypto, bank or airtm_balance")])

@@ -23,8 +23,8 @@ from payments.ledger import (
     HoldConflict,
     HoldNotFound,
     InsufficientFunds,
-    hold_post,
     hold_reserve,
+    hold_split,
     hold_void,
     ledger_account,
     ledger_lock,
@@ -175,23 +175,20 @@ def balance_cancel_reservation(*, user, reference: str, amount: int, actor: Acto
     return BalanceChange(before, after, audit)
 
 
-@transaction.atomic
 def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, reason: str = "") -> BalanceChange:
-    """Support bookkeeping: record held money as moved into the order's escrow (held → escrow).
-    It moves nothing on chain: reconciliation reports it unless the escrow was funded."""
-    before = balance_snapshot(user=user, lock=True)
-    with _hold_errors(reference):
-        hold_post(
-            user=user,
-            reference=reference,
-            destination=ledger_account(kind=Kind.ESCROW, reference=reference),
-            kind="escrow_funded",
-            amount=amount,
+    """held → escrow happens only when the order's escrow is funded on chain (API.md §5:
+    "on-chain success only"). Moving it in the ledger alone would part ledger and chain
+    for good, so until an escrow is funded for this reference it is refused."""
+    if not Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).exists():
+        raise BalanceError(
+            "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
         )
-    after = balance_snapshot(user=user)
-    audit = _audit(user, "balance.reserved_deducted", before, after, actor, {"orderId": reference, "reason": reason})
-    _hold_event(user, "balance.released", amount, reference, before, after, reason="escrow_funded")
-    return BalanceChange(before, after, audit)
+    raise BalanceError(
+        "ESCROW_NOT_READY",
+        f"No escrow is funded for {reference}: held funds move into escrow only when its funding transaction "
+        "succeeds on chain, never by a ledger entry alone",
+        details={"orderId": reference},
+    )
 
 
 def _active_wallet(user, *, whose: str) -> Wallet:
@@ -217,29 +214,22 @@ def balance_release(
         before = balance_snapshot(user=user, lock=True)
         seller_before = balance_snapshot(user=seller)
         if existing is None:
-            hold = Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
-            if hold is None:
-                raise BalanceError(
-                    "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
-                )
-            if amount > hold.remaining:
-                raise BalanceError(
-                    "RESERVE_MISMATCH_AMOUNT",
-                    f"The amount exceeds what is reserved for {reference}",
-                    details={"orderId": reference},
-                    field="amount",
-                )
-            existing = Withdrawal.objects.create(
+            existing = Withdrawal(
                 user=user,
                 amount=amount,
                 purpose=Withdrawal.Purpose.RELEASE,
-                hold_reference=reference,
                 destination_type=Withdrawal.DestinationType.CRYPTO,
                 destination_ref=seller_wallet.public_key,
                 principal_id=principal_id,
                 idempotency_key=idempotency_key,
                 description=f"release of {reference} to {seller.public_id}",
             )
+            existing.hold_reference = existing.public_id
+            # The release takes its money out of the order's hold at once, under the lock:
+            # a second release (or a cancellation) can only use what is left.
+            with _hold_errors(reference):
+                hold_split(user=user, reference=reference, amount=amount, new_reference=existing.hold_reference)
+            existing.save()
     release = withdrawal_submit(withdrawal=existing)
     if release.status == Withdrawal.Status.FAILED:
         raise BalanceError("STELLAR_NETWORK_ERROR", release.failure_reason or "The release payment failed")

@@ -29,13 +29,14 @@ def deposit_key(tx_hash: str, recipient: str) -> str:
 def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str) -> bool:
     """Credit one on-chain payment to the wallet's owner; False if it was credited before."""
     key = deposit_key(tx_hash, wallet.public_key)
-    if JournalEntry.objects.filter(idempotency_key=key).exists():
-        return False
     user = wallet.user
     available, held = user_accounts(user)
     with transaction.atomic():
+        # Under the recipient's lock: a release settling the same payment checks this key too.
         previous = ledger_lock([available, held])[available.pk].balance
-        entry = ledger_transfer(
+        if JournalEntry.objects.filter(idempotency_key=key).exists():
+            return False
+        ledger_transfer(
             idempotency_key=key,
             kind="deposit",
             source=ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR),
@@ -43,8 +44,6 @@ def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str) -> bool:
             amount=amount,
             metadata={"transactionHash": tx_hash},
         )
-        if entry.replayed:  # credited concurrently by another run
-            return False
         new = previous + amount
         audit_record(
             action="balance.deposit_credited",
@@ -84,19 +83,26 @@ def _is_usdc_payment(record: dict) -> bool:
     )
 
 
-def deposits_sync(*, max_pages: int = 50) -> int:
+def deposits_sync(*, max_pages: int = 50, page_size: int = PAGE_SIZE) -> int:
     """Read new payments from the feed and credit those to our wallets. Returns how many."""
     cursor_row, _ = ChainCursor.objects.get_or_create(name=DEPOSIT_CURSOR)
     cursor = cursor_row.paging_token
     server = horizon()
     credited = 0
     for _ in range(max_pages):
-        request = server.payments().order(desc=False).limit(PAGE_SIZE)
+        request = server.payments().order(desc=False).limit(page_size)
         if cursor:
             request = request.cursor(cursor)
         records = _call(request.call)["_embedded"]["records"]
         if not records:
             break
+        full_page = len(records) == page_size
+        if full_page:
+            # A transaction (at most 100 operations) may go on in the next page: leave its
+            # records for the next read, so (transaction, recipient) is always summed whole.
+            last_hash = records[-1]["transaction_hash"]
+            complete = [r for r in records if r["transaction_hash"] != last_hash]
+            records = complete or records
         payments = [record for record in records if _is_usdc_payment(record)]
         wallets = {
             wallet.public_key: wallet
@@ -107,11 +113,11 @@ def deposits_sync(*, max_pages: int = 50) -> int:
             if payment["to"] in wallets:
                 key = (payment["transaction_hash"], payment["to"])
                 received[key] = received.get(key, 0) + money_to_stroops(Decimal(payment["amount"]))
-        with transaction.atomic():
-            for (tx_hash, recipient), amount in received.items():
-                credited += deposit_credit(wallet=wallets[recipient], amount=amount, tx_hash=tx_hash)
-            cursor = records[-1]["paging_token"]
-            ChainCursor.objects.filter(pk=cursor_row.pk).update(paging_token=cursor)
-        if len(records) < PAGE_SIZE:
+        # One short transaction per deposit: a page-long one would hold the shared accounts' locks.
+        for (tx_hash, recipient), amount in received.items():
+            credited += deposit_credit(wallet=wallets[recipient], amount=amount, tx_hash=tx_hash)
+        cursor = records[-1]["paging_token"]
+        ChainCursor.objects.filter(pk=cursor_row.pk).update(paging_token=cursor)
+        if not full_page:
             break
     return credited

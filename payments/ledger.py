@@ -203,7 +203,7 @@ def hold_post(
         raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
     _, held = user_accounts(user)
     step = hold.amount - hold.remaining
-    ledger_transfer(
+    entry = ledger_transfer(
         idempotency_key=idempotency_key or f"hold:{hold.pk}:post:{step}",
         kind=kind,
         source=held,
@@ -211,6 +211,8 @@ def hold_post(
         amount=amount,
         metadata={"reference": reference, "hold": hold.pk},
     )
+    if entry.replayed:  # that key already moved other money: posting nothing must not consume the hold
+        raise LedgerError(f"entry {entry.idempotency_key} already exists; hold {hold.pk} not posted")
     _consume(hold, amount, Hold.Status.POSTED)
     return hold
 
@@ -220,3 +222,14 @@ def _consume(hold: Hold, amount: int, final_status: str) -> None:
     if hold.remaining == 0:
         hold.status = final_status
     hold.save(update_fields=["remaining", "status", "updated_at"])
+
+
+@transaction.atomic
+def hold_split(*, user, reference: str, amount: int, new_reference: str) -> Hold:
+    """Move part of a hold into a hold of its own (both stay in `held`, so no entry): a
+    payment in flight then owns its money, and the rest of the hold cannot pay it twice."""
+    hold = _locked_active_hold(user=user, reference=reference)
+    if amount <= 0 or amount > hold.remaining:
+        raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
+    _consume(hold, amount, Hold.Status.POSTED)
+    return Hold.objects.create(user=user, reference=new_reference, amount=amount, remaining=amount)

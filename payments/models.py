@@ -237,6 +237,7 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
     description = models.CharField(max_length=255, blank=True)
     committed = models.BooleanField(default=False)
     transaction_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    attempted_hashes = models.JSONField(default=list, blank=True, help_text="every envelope ever signed for it")
     envelope_xdr = models.TextField(blank=True, editable=False)
     envelope_expires_at = models.DateTimeField(null=True, blank=True)
     submit_attempts = models.PositiveIntegerField(default=0)

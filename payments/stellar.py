@@ -4,6 +4,7 @@ The same code talks to the real Horizon and to the sandbox: only the base URL di
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 import requests
@@ -115,12 +116,24 @@ def transaction_lookup(tx_hash: str) -> dict | None:
 
 
 def transaction_submit(envelope) -> dict:
-    """Submit a signed envelope. Raises TransactionFailed (final) or StellarError (outcome unknown)."""
+    """Submit a signed envelope. Raises TransactionFailed when Horizon gives result codes
+    (the network's word), StellarError when the outcome is unknown (any other answer)."""
     try:
         return _call(lambda: horizon().submit_transaction(envelope, skip_memo_required_check=True))
     except BadRequestError as exc:
-        extras = exc.extras or {}
-        raise TransactionFailed(result_codes=extras.get("result_codes", {}), message=exc.detail or "failed") from exc
+        result_codes = (exc.extras or {}).get("result_codes") or {}
+        if not result_codes.get("transaction"):
+            raise StellarError("PROVIDER_ERROR", f"Stellar (Horizon) answered {exc.status} without a result") from exc
+        raise TransactionFailed(result_codes=result_codes, message=exc.detail or "failed") from exc
+
+
+def ledger_closed_at() -> datetime:
+    """When the network's latest ledger closed, by Horizon's clock (not ours)."""
+    root = _call(lambda: horizon().root().call())
+    closed = root.get("history_latest_ledger_closed_at")
+    if not closed:
+        raise StellarError("PROVIDER_ERROR", "Horizon did not say when its latest ledger closed")
+    return datetime.fromisoformat(closed.replace("Z", "+00:00"))
 
 
 def friendbot_fund(account_id: str) -> None:

@@ -4,6 +4,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.db.models import Q
 from django.utils import timezone
 
 from payments.deposits import deposits_sync
@@ -47,10 +48,17 @@ def deposits_watch() -> int:
 @shared_task(name="payments.tasks.withdrawals_resolve_pending")
 def withdrawals_resolve_pending() -> int:
     resolved = 0
-    for withdrawal in Withdrawal.objects.filter(
-        status__in=[Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING], destination_type="crypto"
-    ).order_by("id")[:100]:
-        resolved += withdrawal_submit(withdrawal=withdrawal).status in Withdrawal.TERMINAL
+    # CREATED ones older than a minute were interrupted (a crash) between their hold and their submission.
+    stuck_created = Q(status=Withdrawal.Status.CREATED, created_at__lt=timezone.now() - timedelta(minutes=1))
+    open_ones = Withdrawal.objects.filter(
+        Q(status__in=[Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING]) | stuck_created,
+        destination_type="crypto",
+    ).order_by("id")[:100]
+    for withdrawal in open_ones:
+        try:
+            resolved += withdrawal_submit(withdrawal=withdrawal).status in Withdrawal.TERMINAL
+        except Exception:  # one broken withdrawal must not stop the others
+            logger.exception("could not resolve withdrawal %s", withdrawal.public_id)
     return resolved
 
 

@@ -35,20 +35,19 @@ from payments.models import JournalEntry, LedgerAccount, Wallet, Withdrawal
 from payments.stellar import (
     StellarError,
     TransactionFailed,
+    _call,
     account_load,
     horizon,
+    ledger_closed_at,
     transaction_lookup,
     transaction_submit,
     usdc,
     usdc_balance,
 )
-from payments.wallets import MAX_FEE_PER_OPERATION, platform_account
+from payments.wallets import MAX_FEE_PER_OPERATION, PlatformNotReady, platform_account
 
 logger = logging.getLogger(__name__)
 
-ENVELOPE_LIFETIME = timedelta(minutes=5)
-# After its time bounds pass (plus this margin for clock skew) an envelope can never land.
-ENVELOPE_EXPIRY_MARGIN = timedelta(seconds=30)
 
 FAILURE_REASONS = {
     "op_no_trust": "The destination account no longer accepts USDC.",
@@ -229,14 +228,13 @@ def wallet_submission_lock(wallet: Wallet, timeout: float = 120.0):
 def _build_envelope(withdrawal: Withdrawal, wallet: Wallet):
     """The payment from the user's account, wrapped in a fee bump paid by the platform."""
     platform = platform_account()
-    builder = TransactionBuilder(
-        horizon().load_account(wallet.public_key),
-        settings.STELLAR_NETWORK_PASSPHRASE,
-        base_fee=100,
-    ).append_payment_op(withdrawal.destination_ref, usdc(), chain_amount(withdrawal.amount))
+    source = _call(lambda: horizon().load_account(wallet.public_key))
+    builder = TransactionBuilder(source, settings.STELLAR_NETWORK_PASSPHRASE, base_fee=100).append_payment_op(
+        withdrawal.destination_ref, usdc(), chain_amount(withdrawal.amount)
+    )
     if withdrawal.memo:
         builder = builder.add_text_memo(withdrawal.memo)
-    inner = builder.set_timeout(int(ENVELOPE_LIFETIME.total_seconds())).build()
+    inner = builder.set_timeout(settings.STELLAR_TX_LIFETIME_SECONDS).build()
     inner.sign(wallet.keypair())
     bumped = TransactionBuilder.build_fee_bump_transaction(
         platform.public_key, MAX_FEE_PER_OPERATION, inner, settings.STELLAR_NETWORK_PASSPHRASE
@@ -245,60 +243,65 @@ def _build_envelope(withdrawal: Withdrawal, wallet: Wallet):
     return bumped
 
 
-def _envelope_expired(withdrawal: Withdrawal) -> bool:
+def _can_never_land(withdrawal: Withdrawal) -> bool:
+    """True once Horizon's ingested history is past the envelope's time bounds: if none of
+    our hashes is in it by then, none of them can ever be applied."""
     expires = withdrawal.envelope_expires_at
-    return expires is not None and timezone.now() > expires + ENVELOPE_EXPIRY_MARGIN
+    margin = timedelta(seconds=settings.STELLAR_TX_EXPIRY_MARGIN_SECONDS)  # clock skew between us and the network
+    return expires is not None and ledger_closed_at() > expires + margin
 
 
-def withdrawal_submit(*, withdrawal: Withdrawal, max_rebuilds: int = 3) -> Withdrawal:
-    """Drive a committed or pending withdrawal to its end, as far as Horizon allows now."""
+def _landed(withdrawal: Withdrawal) -> dict | None:
+    for tx_hash in reversed(withdrawal.attempted_hashes or [withdrawal.transaction_hash]):
+        if tx_hash:
+            found = transaction_lookup(tx_hash)
+            if found is not None:
+                return found
+    return None
+
+
+def withdrawal_submit(*, withdrawal: Withdrawal, rounds: int = 3) -> Withdrawal:
+    """Drive a withdrawal to its end, as far as Horizon allows now; never pays twice.
+
+    Every envelope ever signed for it is looked up first. The stored envelope is only ever
+    resubmitted as it is (the network applies one hash once); a replacement is signed
+    only when Horizon's history shows the stored one can no longer land."""
     wallet = Wallet.objects.get(user=withdrawal.user)
-    with wallet_submission_lock(wallet):
-        withdrawal = Withdrawal.objects.get(pk=withdrawal.pk)
-        for _ in range(max_rebuilds + 1):
-            if withdrawal.status in Withdrawal.TERMINAL:
-                return withdrawal
-            if withdrawal.transaction_hash:
-                try:
-                    found = transaction_lookup(withdrawal.transaction_hash)
-                except StellarError:
-                    return _pending(withdrawal, "Stellar is unreachable; the payment will be checked again.")
-                if found is not None:
-                    return (
-                        _settle_success(withdrawal)
-                        if found.get("successful")
-                        else _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
-                    )
-                if withdrawal.envelope_xdr and not _envelope_expired(withdrawal):
-                    envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
-                else:
-                    envelope = None
-            else:
-                envelope = None
-            if envelope is None:
-                try:
-                    envelope = _build_envelope(withdrawal, wallet)
-                except StellarError:
-                    return _pending(withdrawal, "Stellar is unreachable; the payment will be sent when it is back.")
-                withdrawal = _store_envelope(withdrawal, envelope)
-            try:
-                transaction_submit(envelope)
-            except TransactionFailed as failure:
-                if failure.transaction_code in ("tx_bad_seq", "tx_too_late"):
-                    # Never applied (or superseded): safe to sign a fresh one after a lookup.
-                    Withdrawal.objects.filter(pk=withdrawal.pk).update(
-                        envelope_expires_at=timezone.now() - timedelta(hours=1)
-                    )
-                    withdrawal = Withdrawal.objects.get(pk=withdrawal.pk)
-                    continue
-                code = (failure.operation_codes or [failure.transaction_code or "tx_failed"])[-1]
-                return _settle_failure(
-                    withdrawal, FAILURE_REASONS.get(code, f"The Stellar network refused the payment ({code})."), code
-                )
-            except StellarError as error:
-                return _pending(withdrawal, f"Waiting for Stellar ({error.code}); the payment will be checked again.")
-            return _settle_success(withdrawal)
-        return _pending(withdrawal, "The payment could not be sequenced yet; it will be retried.")
+    try:
+        with wallet_submission_lock(wallet):
+            return _drive(withdrawal.pk, wallet, rounds)
+    except (StellarError, PlatformNotReady) as error:
+        return _pending(withdrawal, f"Waiting for Stellar ({error}); the payment will be checked again.")
+
+
+def _drive(pk: int, wallet: Wallet, rounds: int) -> Withdrawal:
+    withdrawal = Withdrawal.objects.get(pk=pk)
+    for _ in range(rounds):
+        if withdrawal.status in Withdrawal.TERMINAL:
+            return withdrawal
+        found = _landed(withdrawal)
+        if found is not None:
+            if found.get("successful"):
+                return _settle_success(withdrawal)
+            return _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
+        if withdrawal.envelope_xdr and not _can_never_land(withdrawal):
+            envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
+        else:
+            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, wallet))
+            envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
+        try:
+            transaction_submit(envelope)
+        except TransactionFailed as failure:
+            if failure.transaction_code in ("tx_bad_seq", "tx_too_late", "tx_duplicate"):
+                # Not a verdict on the payment: an earlier attempt may have landed, or this
+                # envelope is stale. Look everything up again before anything else.
+                withdrawal = Withdrawal.objects.get(pk=pk)
+                continue
+            code = (failure.operation_codes or [failure.transaction_code])[-1]
+            reason = FAILURE_REASONS.get(code, f"The Stellar network refused the payment ({code}).")
+            return _settle_failure(withdrawal, reason, code)
+        return _settle_success(withdrawal)
+    return _pending(withdrawal, "Waiting for the Stellar network to confirm the payment.")
 
 
 def _store_envelope(withdrawal: Withdrawal, envelope) -> Withdrawal:
@@ -306,10 +309,18 @@ def _store_envelope(withdrawal: Withdrawal, envelope) -> Withdrawal:
     with transaction.atomic():
         withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
         withdrawal.transaction_hash = envelope.hash_hex()
+        withdrawal.attempted_hashes = [*withdrawal.attempted_hashes, withdrawal.transaction_hash]
         withdrawal.envelope_xdr = envelope.to_xdr()
-        withdrawal.envelope_expires_at = timezone.now() + ENVELOPE_LIFETIME
+        withdrawal.envelope_expires_at = timezone.now() + timedelta(seconds=settings.STELLAR_TX_LIFETIME_SECONDS)
         withdrawal.submit_attempts += 1
-        fields = ["transaction_hash", "envelope_xdr", "envelope_expires_at", "submit_attempts", "updated_at"]
+        fields = [
+            "transaction_hash",
+            "attempted_hashes",
+            "envelope_xdr",
+            "envelope_expires_at",
+            "submit_attempts",
+            "updated_at",
+        ]
         if withdrawal.status == Withdrawal.Status.CREATED:
             withdrawal.commit()
             fields += ["status", "committed"]
@@ -356,8 +367,15 @@ def _settle_success(withdrawal: Withdrawal) -> Withdrawal:
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         user = withdrawal.user
+        # Lock both sides before looking at the deposit key: the watcher may be crediting
+        # the same payment to the recipient right now, under the recipient's lock.
+        involved = list(user_accounts(user))
+        recipient_wallet = Wallet.objects.filter(public_key=withdrawal.destination_ref).select_related("user").first()
+        if recipient_wallet is not None:
+            involved += user_accounts(recipient_wallet.user)
+        ledger_lock(involved)
         destination, key, recipient = _landing(withdrawal)
-        previous = destination.balance if recipient else None
+        previous = LedgerAccount.objects.get(pk=destination.pk).balance if recipient else None
         hold_post(
             user=user,
             reference=withdrawal.hold_reference,
@@ -414,8 +432,8 @@ def _settle_failure(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawa
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         user = withdrawal.user
-        if withdrawal.purpose != Withdrawal.Purpose.RELEASE:  # a failed release keeps the order's hold
-            hold_void(user=user, reference=withdrawal.hold_reference)
+        # The payment's own hold goes back to available (for a release: the part it took from the order's hold).
+        hold_void(user=user, reference=withdrawal.hold_reference)
         withdrawal.fail(reason=reason, code=code)
         withdrawal.save()
         _record(withdrawal, f"{withdrawal.purpose}.failed")

@@ -157,9 +157,6 @@ def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
     except Exception as exc:
         raise TransactionRejected("tx_malformed", f"could not decode the transaction envelope: {exc}") from None
     tx_hash_hex = envelope.hash_hex()
-    already = SandboxTransaction.objects.filter(hash=tx_hash_hex).first()
-    if already is not None:  # Horizon answers a resubmission with the recorded result
-        return already
 
     fee_bump = isinstance(envelope, FeeBumpTransactionEnvelope)
     inner_envelope = envelope.transaction.inner_transaction_envelope if fee_bump else envelope
@@ -182,7 +179,11 @@ def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
             raise TransactionRejected("tx_too_late", "the transaction's time bounds have passed")
 
     with transaction.atomic():
-        ledger = ledger_close()
+        ledger = ledger_close()  # serialises every submission
+        already = SandboxTransaction.objects.filter(hash=tx_hash_hex).first()
+        if already is not None:  # Horizon answers a resubmission with the recorded result
+            transaction.set_rollback(True)  # no ledger closed for it
+            return already
         wanted = sorted({source_id, fee_source_id})
         accounts = {a.account_id: a for a in SandboxAccount.objects.select_for_update().filter(account_id__in=wanted)}
         source = accounts.get(source_id)

@@ -5,13 +5,14 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from stellar_sdk import StrKey
 
 from sandbox.chain import TransactionRejected, chain_friendbot, chain_mint_usdc, chain_submit, format_amount, to_stroops
 from sandbox.faults import with_faults
-from sandbox.models import SandboxAccount, SandboxPayment, SandboxTransaction
+from sandbox.models import SandboxAccount, SandboxLedgerState, SandboxPayment, SandboxTransaction
 
 HORIZON_ERRORS = "https://stellar.org/horizon-errors/"
 
@@ -44,11 +45,17 @@ def _base(request) -> str:
 def horizon_root(request):
     """Horizon's `GET /`: network and version information."""
     base = _base(request)
+    state = SandboxLedgerState.objects.first()
+    latest = state.ledger_sequence if state else 0
+    # The sandbox closes a ledger per transaction and is never behind: its latest ledger is "now".
     return JsonResponse(
         {
             "_links": {"account": {"href": f"{base}/accounts/{{account_id}}", "templated": True}},
             "horizon_version": "offerhub-sandbox",
             "core_version": "offerhub-sandbox",
+            "history_latest_ledger": latest,
+            "history_latest_ledger_closed_at": _horizon_time(timezone.now()),
+            "core_latest_ledger": latest,
             "network_passphrase": settings.STELLAR_NETWORK_PASSPHRASE,
         }
     )
