@@ -309,6 +309,17 @@ def account_payments(request, account_id):
     return _payments_page(request, involved, f"/accounts/{account_id}/payments")
 
 
+def _operation_failed(rejected: TransactionRejected) -> JsonResponse:
+    """A sandbox-made transaction (friendbot, faucet) whose one operation failed."""
+    return _problem(
+        400,
+        "transaction_failed",
+        "Transaction Failed",
+        rejected.detail,
+        {"result_codes": {"transaction": "tx_failed", "operations": [rejected.code]}},
+    )
+
+
 @require_GET
 @with_faults("horizon")
 def friendbot(request):
@@ -316,13 +327,7 @@ def friendbot(request):
     try:
         record = chain_friendbot(account_id=account_id)
     except TransactionRejected as rejected:
-        return _problem(
-            400,
-            "transaction_failed",
-            "Transaction Failed",
-            rejected.detail,
-            {"result_codes": {"transaction": "tx_failed", "operations": [rejected.code]}},
-        )
+        return _operation_failed(rejected)
     return JsonResponse(_transaction_json(request, record))
 
 
@@ -349,11 +354,5 @@ def faucet(request):
     try:
         record = chain_mint_usdc(account_id=account_id, amount=amount)
     except TransactionRejected as rejected:
-        return _problem(
-            400,
-            "transaction_failed",
-            "Transaction Failed",
-            rejected.detail,
-            {"result_codes": {"transaction": "tx_failed", "operations": [rejected.code]}},
-        )
+        return _operation_failed(rejected)
     return JsonResponse(_transaction_json(request, record))

@@ -3,6 +3,8 @@ path (raw SQL, a shell, a bug) can rewrite history."""
 
 from django.db import migrations
 
+from offerhub.migration_helpers import postgresql_only
+
 CREATE = """
 CREATE OR REPLACE FUNCTION offerhub_audit_log_append_only() RETURNS trigger AS $$
 BEGIN
@@ -23,15 +25,7 @@ DROP FUNCTION IF EXISTS offerhub_audit_log_append_only();
 """
 
 
-def _on_postgresql(sql):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("offerhub", "0001_initial")]
 
-    operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
+    operations = [migrations.RunPython(postgresql_only(CREATE), postgresql_only(DROP))]

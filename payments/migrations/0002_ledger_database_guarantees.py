@@ -4,6 +4,8 @@
 
 from django.db import migrations
 
+from offerhub.migration_helpers import postgresql_only
+
 CREATE = """
 CREATE OR REPLACE FUNCTION payments_entry_balanced() RETURNS trigger AS $$
 DECLARE
@@ -50,15 +52,7 @@ DROP FUNCTION IF EXISTS payments_entry_balanced();
 """
 
 
-def _on_postgresql(sql):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
-
 class Migration(migrations.Migration):
     dependencies = [("payments", "0001_initial")]
 
-    operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
+    operations = [migrations.RunPython(postgresql_only(CREATE), postgresql_only(DROP))]
