@@ -10,6 +10,11 @@ class SignUpForm(UserCreationForm):
         fields = ("email", "display_name")
         help_texts = {"display_name": "Your name or shop name, shown to other members."}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Optional on the model (users created through the API may have none); web members log in with it.
+        self.fields["email"].required = True
+
     def clean_email(self):
         email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
         if User.objects.filter(email__iexact=email).exists():

@@ -52,6 +52,7 @@ def _history(user, page_number):
 def wallet_page(request):
     user = request.user
     wallet = wallet_ensure(user=user)  # a new wallet is activated in the background
+    wallet.refresh_from_db()  # in embedded mode that already happened, after commit
     snapshot = balance_snapshot(user=user)
     page, rows = _history(user, request.GET.get("page"))
     context = {

@@ -57,6 +57,12 @@ def test_sign_up_errors_name_the_field_and_keep_input(client, user):
     assert User.objects.count() == 1
 
 
+def test_sign_up_requires_an_email(client):
+    response = client.post("/accounts/signup/", {**SIGNUP, "email": ""})
+    assert "This field is required." in response.content.decode()
+    assert not User.objects.exists()
+
+
 def test_forms_are_csrf_protected():
     csrf_client = Client(enforce_csrf_checks=True)
     assert csrf_client.post("/accounts/signup/", SIGNUP).status_code == 403
