@@ -4,14 +4,11 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API keeps an event loop on the test's thread; the ORM calls the tests
-# and fixtures make there are still synchronous (as Playwright's Django guide sets up).
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
@@ -19,6 +16,11 @@ def browser():
         pytest.skip("install Debian's chromium (apt-get install chromium) to run the browser tests")
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API keeps an event loop on this thread while it runs; the ORM calls
+    # the tests and fixtures make meanwhile are still synchronous. Both end with the module,
+    # so later tests (Channels' async_to_sync) find no loop on their thread.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
@@ -33,6 +35,10 @@ def browser():
         )
         yield browser
         browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
