@@ -3,6 +3,7 @@ from django.db import IntegrityError, transaction
 from marketplace.models import User
 from offerhub.models import AuditLog
 from offerhub.services import audit_record, event_publish
+from payments.wallets import wallet_ensure
 
 
 class UserEmailTaken(Exception):
@@ -36,8 +37,6 @@ def user_create_from_api(
     *, external_user_id: str, email: str | None, user_type: str, metadata: dict, marketplace_id: str, actor_id: str
 ) -> tuple[User, bool]:
     """Idempotent by externalUserId: an existing user comes back unchanged. Starts its wallet."""
-    from payments.wallets import wallet_ensure
-
     tenant_users = User.objects.filter(marketplace_id=marketplace_id)
     existing = tenant_users.filter(external_user_id=external_user_id).first()
     if existing is not None:

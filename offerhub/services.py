@@ -5,12 +5,14 @@ import hmac
 import re
 import secrets
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get, idempotency_key_var
 from offerhub.ids import random_alnum
 from offerhub.models import ApiKey, AuditLog, Event
+from offerhub.tasks import events_dispatch
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEY = re.compile(r"secret|password|passwd|token|api_?key|apikey|authorization|email|seed|private", re.I)
@@ -80,8 +82,6 @@ def event_publish(
         user_id=user_id,
         marketplace_id=marketplace_id,
     )
-    from offerhub.tasks import events_dispatch
-
     event_pk = event.pk
     # robust: a broker outage must not turn a committed request into an error; the
     # sweeper (events_dispatch_pending) sends what was not dispatched.
@@ -117,8 +117,6 @@ def api_key_create(
     *, name: str, scopes: list[str], actor_type: str, actor_id: str, marketplace_id: str = ""
 ) -> tuple[ApiKey, str]:
     """Create a key and return it with its full secret, which is never retrievable again."""
-    from django.conf import settings
-
     environment = settings.OFFERHUB_API_KEY_ENVIRONMENT
     alnum = random_alnum()
     secret = secrets.token_hex(KEY_SECRET_HEX_LENGTH // 2)

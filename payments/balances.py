@@ -34,6 +34,7 @@ from payments.ledger import (
 from payments.models import Hold, LedgerAccount, Wallet, Withdrawal
 from payments.reconciliation import reconciliation_record, wallet_compare
 from payments.stellar import StellarError
+from payments.withdrawals import withdrawal_submit
 
 Kind = LedgerAccount.Kind
 DISCREPANCY_TOLERANCE = 10_000_000  # $1.00 in stroops: verify answers 409 beyond it
@@ -203,8 +204,6 @@ def balance_release(
 ) -> tuple[BalanceChange, BalanceChange, Withdrawal]:
     """Pay held money to the seller's wallet on chain; the seller is credited when it lands.
     Returns the buyer's change, the seller's change and the payment."""
-    from payments.withdrawals import withdrawal_submit
-
     _active_wallet(user, whose="buyer")
     seller_wallet = _active_wallet(seller, whose="seller")
     with transaction.atomic():
@@ -373,8 +372,6 @@ def balance_adjust(
 
 
 def _burn(*, user, wallet: Wallet, amount: int, principal_id: str, idempotency_key: str) -> Withdrawal:
-    from payments.withdrawals import withdrawal_submit
-
     with transaction.atomic():
         burn = None
         if idempotency_key:

@@ -8,10 +8,13 @@ balance read is one row whatever the history; tests prove the two agree.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from stellar_sdk import Keypair
 
 from offerhub.ids import new_wallet_id, new_withdrawal_id
 from offerhub.models import AppendOnlyError, AppendOnlyQuerySet
+from payments.crypto import secret_decrypt
 
 
 class LedgerAccount(models.Model):
@@ -148,10 +151,6 @@ class SecretHolder(models.Model):
 
     def keypair(self):
         """Decrypt for signing only; never log or return the result."""
-        from stellar_sdk import Keypair
-
-        from payments.crypto import secret_decrypt
-
         return Keypair.from_secret(secret_decrypt(self.encrypted_secret))
 
 
@@ -277,8 +276,6 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING], target=S.COMPLETED)
     def complete(self):
-        from django.utils import timezone
-
         self.completed_at = timezone.now()
 
     @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING, S.PENDING_USER_ACTION], target=S.FAILED)

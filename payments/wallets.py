@@ -95,7 +95,7 @@ def wallet_ensure(*, user) -> Wallet:
             )
     except IntegrityError:  # created concurrently
         return Wallet.objects.get(user=user)
-    from payments.tasks import wallets_activate
+    from payments.tasks import wallets_activate  # payments.tasks imports this module
 
     transaction.on_commit(lambda: wallets_activate.delay(wallet.pk), robust=True)
     return wallet
