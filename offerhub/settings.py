@@ -148,6 +148,11 @@ if not DEBUG and (OFFERHUB_SANDBOX or SANDBOX_PROVIDERS):
         "services and OFFERHUB_SANDBOX=false, or set DEBUG=true for a development server."
     )
 
+# Sandbox Trustless Work: requests per 60 s per API key, and whether the simulated indexer
+# lags after a deploy (until /indexer/update-from-txHash), as the real one can.
+SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 50
+SANDBOX_TRUSTLESS_WORK_INDEXER_LAG = False
+
 # --- Applications ----------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",

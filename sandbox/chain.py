@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from stellar_sdk import (
+    Address,
     BeginSponsoringFutureReserves,
     ChangeTrust,
     CreateAccount,
@@ -25,6 +26,7 @@ from stellar_sdk import (
     FeeBumpTransactionEnvelope,
     HashMemo,
     IdMemo,
+    InvokeHostFunction,
     Keypair,
     NoneMemo,
     Payment,
@@ -285,6 +287,17 @@ def _apply_operation(state: ApplyState, index: int, operation, tx_source_id: str
     elif isinstance(operation, EndSponsoringFutureReserves):
         if state.sponsorships.pop(op_source_id, None) is None:
             raise OperationFailed(index, "op_not_sponsored")
+    elif isinstance(operation, InvokeHostFunction) and operation.host_function.invoke_contract is not None:
+        from sandbox.escrow import apply_invocation  # the escrow engine builds on this module
+
+        invoke = operation.host_function.invoke_contract
+        apply_invocation(
+            tx_hash=state.tx_hash.hex(),
+            op_source=op_source_id,
+            contract_id=Address.from_xdr_sc_address(invoke.contract_address).address,
+            function=invoke.function_name.sc_symbol.decode(),
+            index=index,
+        )
     else:
         raise OperationFailed(index, "op_not_supported")
 

@@ -140,3 +140,46 @@ class SandboxFault(models.Model):
     def __str__(self):
         what = f"{self.status_code}" if self.status_code else "timeout" if self.timeout else f"+{self.latency_ms} ms"
         return f"{self.service} {self.method or '*'} *{self.path_contains}*: {what}"
+
+
+class SandboxEscrow(models.Model):
+    """One Trustless Work escrow contract (v1), single- or multi-release. Amounts in stroops."""
+
+    contract_id = models.CharField(max_length=56, primary_key=True)
+    type = models.CharField(max_length=20)  # single-release | multi-release
+    engagement_id = models.CharField(max_length=200, db_index=True)
+    title = models.CharField(max_length=100)
+    description = models.CharField(max_length=500)
+    signer = models.CharField(max_length=56)
+    roles = models.JSONField()
+    amount = models.BigIntegerField(default=0, help_text="single-release only")
+    platform_fee = models.DecimalField(max_digits=5, decimal_places=2, help_text="percent")
+    balance = models.BigIntegerField(default=0)
+    milestones = models.JSONField()
+    flags = models.JSONField()
+    trustline = models.JSONField()
+    receiver_memo = models.BigIntegerField(default=0)
+    deploy_tx_hash = models.CharField(max_length=64)
+    indexed = models.BooleanField(default=True, help_text="False while the simulated indexer lags after a deploy")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.type} escrow {self.contract_id[:8]}… ({self.engagement_id})"
+
+
+class SandboxEscrowCall(models.Model):
+    """A write call whose unsigned transaction was handed out, applied when it comes back signed."""
+
+    tx_hash = models.CharField(max_length=64, primary_key=True, help_text="hash of the unsigned transaction")
+    action = models.CharField(max_length=40)
+    escrow_type = models.CharField(max_length=20)
+    contract_id = models.CharField(max_length=56, blank=True)
+    signer = models.CharField(max_length=56)
+    params = models.JSONField()
+    applied_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.action} {self.contract_id or '(deploy)'} by {self.signer[:8]}…"

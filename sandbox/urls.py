@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from sandbox import views
+from sandbox import trustless_work, views
 
 app_name = "sandbox"
 
@@ -14,5 +14,24 @@ urlpatterns = [
     path("horizon/friendbot", views.friendbot, name="horizon-friendbot"),
     path("horizon/faucet", views.faucet, name="horizon-faucet"),
     path("trustless-work/", views.trustless_work_root, name="trustless-work-root"),
+    re_path(
+        r"^trustless-work/deployer/(?P<escrow_type>single-release|multi-release)$",
+        trustless_work.deploy,
+        name="tw-deploy",
+    ),
+    re_path(
+        r"^trustless-work/escrow/(?P<escrow_type>single-release|multi-release)/(?P<action>fund-escrow|"
+        r"change-milestone-status|approve-milestone|release-funds|release-milestone-funds|dispute-escrow|"
+        r"dispute-milestone|resolve-dispute|resolve-milestone-dispute)$",
+        trustless_work.escrow_call,
+        name="tw-escrow-call",
+    ),
+    path("trustless-work/helper/send-transaction", trustless_work.send_transaction, name="tw-send"),
+    path(
+        "trustless-work/helper/get-escrow-by-contract-ids",
+        trustless_work.get_escrows_by_contract_ids,
+        name="tw-get-escrows",
+    ),
+    path("trustless-work/indexer/update-from-txHash", trustless_work.indexer_update_from_tx_hash, name="tw-indexer"),
     path("airtm/v2/", views.airtm_root, name="airtm-root"),
 ]

@@ -20,8 +20,9 @@ def _celery_in_process():
 
 @pytest.fixture(autouse=True)
 def _generous_rate_limit(settings):
-    """The whole suite calls from one IP; rate-limit tests lower this limit themselves."""
+    """The whole suite calls from one IP and one sandbox key; rate-limit tests lower these themselves."""
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 100_000
+    settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 100_000
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,247 @@
+"""The sandbox Trustless Work engine over HTTP: real unsigned transactions, signed by the
+right role with stellar-sdk, applied on the same ledger as the sandbox Horizon."""
+
+from decimal import Decimal
+
+import pytest
+import requests
+from stellar_sdk import Keypair, TransactionBuilder
+
+from sandbox.escrow import TRUSTLESS_WORK_FEE_ACCOUNT
+from tests.payments.conftest import Chain
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class TrustlessWork:
+    def __init__(self, url: str, key: str, passphrase: str):
+        self.url, self.key, self.passphrase = url, key, passphrase
+
+    def post(self, path: str, body: dict, key: str | None = None) -> requests.Response:
+        return requests.post(f"{self.url}{path}", json=body, headers={"x-api-key": key or self.key}, timeout=10)
+
+    def get(self, path: str, params) -> requests.Response:
+        return requests.get(f"{self.url}{path}", params=params, headers={"x-api-key": self.key}, timeout=10)
+
+    def run(self, path: str, body: dict, signer: Keypair) -> dict:
+        """Call, sign the unsigned transaction as `signer`, send it; returns send-transaction's answer."""
+        response = self.post(path, body)
+        assert response.status_code == 201, response.text
+        tx = TransactionBuilder.from_xdr(response.json()["unsignedTransaction"], self.passphrase)
+        assert tx.transaction.source.account_id == signer.public_key
+        tx.sign(signer)
+        sent = self.post("/helper/send-transaction", {"signedXdr": tx.to_xdr()})
+        assert sent.status_code == 200, sent.text
+        return sent.json()
+
+
+@pytest.fixture
+def tw(live_server, settings):
+    settings.STELLAR_HORIZON_URL = live_server.url + "/sandbox/horizon"
+    return TrustlessWork(
+        live_server.url + "/sandbox/trustless-work",
+        settings.TRUSTLESS_WORK_API_KEY,
+        settings.STELLAR_NETWORK_PASSPHRASE,
+    )
+
+
+@pytest.fixture
+def parties(tw, settings):
+    chain = Chain(url=settings.STELLAR_HORIZON_URL, passphrase=settings.STELLAR_NETWORK_PASSPHRASE)
+    names = ("buyer", "seller", "platform")
+    keys = {name: chain.outside_account() for name in names}
+    chain.mint(keys["buyer"].public_key, "500")
+    return chain, keys
+
+
+def single_release_body(keys, amount="100.01", fee=5) -> dict:
+    buyer, seller, platform = keys["buyer"].public_key, keys["seller"].public_key, keys["platform"].public_key
+    from django.conf import settings
+
+    return {
+        "signer": platform,
+        "engagementId": "ord_1",
+        "title": "Logo design",
+        "description": "Three concepts",
+        "amount": amount,
+        "platformFee": fee,
+        "milestones": [{"description": "Concepts"}],
+        "trustline": {"address": settings.STELLAR_USDC_ISSUER, "symbol": "USDC"},
+        "roles": {
+            "approver": buyer,
+            "serviceProvider": seller,
+            "platformAddress": platform,
+            "releaseSigner": platform,
+            "disputeResolver": platform,
+            "receiver": seller,
+        },
+    }
+
+
+def test_single_release_lifecycle_pays_the_seller_net_of_exact_fees(tw, parties):
+    chain, keys = parties
+    deployed = tw.run("/deployer/single-release", single_release_body(keys), keys["platform"])
+    contract = deployed["contractId"]
+    assert contract.startswith("C") and deployed["escrow"]["amount"] == 100.01
+    base = {"contractId": contract}
+    tw.run(
+        "/escrow/single-release/fund-escrow",
+        {**base, "signer": keys["buyer"].public_key, "amount": 100.01},
+        keys["buyer"],
+    )
+    assert chain.usdc(keys["buyer"].public_key) == Decimal("399.99")
+    tw.run(
+        "/escrow/single-release/change-milestone-status",
+        {
+            **base,
+            "milestoneIndex": "0",
+            "newStatus": "delivered",
+            "newEvidence": "https://x.test/logo",
+            "serviceProvider": keys["seller"].public_key,
+        },
+        keys["seller"],
+    )
+    tw.run(
+        "/escrow/single-release/approve-milestone",
+        {**base, "milestoneIndex": "0", "approver": keys["buyer"].public_key},
+        keys["buyer"],
+    )
+    tw.run(
+        "/escrow/single-release/release-funds", {**base, "releaseSigner": keys["platform"].public_key}, keys["platform"]
+    )
+    # 100.01 at 5 %: Trustless Work 0.3 % = 0.300030, platform 5.0005, seller the rest.
+    assert chain.usdc(TRUSTLESS_WORK_FEE_ACCOUNT) == Decimal("0.30003")
+    assert chain.usdc(keys["platform"].public_key) == Decimal("5.0005")
+    assert chain.usdc(keys["seller"].public_key) == Decimal("94.70947")
+    escrow = tw.get("/helper/get-escrow-by-contract-ids", {"contractIds[]": contract, "validateOnChain": "true"})
+    (shown,) = escrow.json()
+    assert shown["flags"]["released"] is True and shown["balance"] == 0
+    assert shown["milestones"][0] == {
+        "description": "Concepts",
+        "status": "delivered",
+        "evidence": "https://x.test/logo",
+        "approved": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "signer", "code"),
+    [
+        (
+            "approve-milestone",
+            {"milestoneIndex": "0", "approver": "seller"},
+            "seller",
+            "ESCROW_ONLY_APPROVER_CHANGE_MILESTONE_FLAG",
+        ),
+        ("release-funds", {"releaseSigner": "platform"}, "platform", "ESCROW_NOT_COMPLETED"),
+        ("release-funds", {"releaseSigner": "buyer"}, "buyer", "ESCROW_ONLY_RELEASE_SIGNER_CAN_RELEASE"),
+        ("dispute-escrow", {"signer": "platform"}, "platform", "ESCROW_DISPUTE_RESOLVER_CANNOT_DISPUTE"),
+        (
+            "resolve-dispute",
+            {"disputeResolver": "platform", "distributions": [{"address": "buyer", "amount": 1}]},
+            "platform",
+            "ESCROW_NOT_IN_DISPUTE",
+        ),
+        (
+            "change-milestone-status",
+            {"milestoneIndex": "3", "newStatus": "x", "serviceProvider": "seller"},
+            "seller",
+            "ESCROW_MILESTONE_NOT_FOUND",
+        ),
+    ],
+)
+def test_contract_rules_answer_their_error(tw, parties, path, body, signer, code):
+    _, keys = parties
+    contract = tw.run("/deployer/single-release", single_release_body(keys), keys["platform"])["contractId"]
+    resolved = {k: (keys[v].public_key if isinstance(v, str) and v in keys else v) for k, v in body.items()}
+    if "distributions" in resolved:
+        resolved["distributions"] = [{"address": keys["buyer"].public_key, "amount": 1}]
+    response = tw.post(f"/escrow/single-release/{path}", {"contractId": contract, **resolved})
+    assert response.status_code == 400
+    assert response.json()["error"] == code
+
+
+def test_dispute_and_resolution_distributions_must_equal_the_balance(tw, parties):
+    chain, keys = parties
+    contract = tw.run("/deployer/single-release", single_release_body(keys, amount="50"), keys["platform"])[
+        "contractId"
+    ]
+    base = {"contractId": contract}
+    tw.run(
+        "/escrow/single-release/fund-escrow", {**base, "signer": keys["buyer"].public_key, "amount": 50}, keys["buyer"]
+    )
+    tw.run("/escrow/single-release/dispute-escrow", {**base, "signer": keys["buyer"].public_key}, keys["buyer"])
+    again = tw.post("/escrow/single-release/dispute-escrow", {**base, "signer": keys["seller"].public_key})
+    assert again.json()["error"] == "ESCROW_ALREADY_IN_DISPUTE"
+    uneven = tw.post(
+        "/escrow/single-release/resolve-dispute",
+        {
+            **base,
+            "disputeResolver": keys["platform"].public_key,
+            "distributions": [{"address": keys["buyer"].public_key, "amount": 30}],
+        },
+    )
+    assert uneven.json()["error"] == "ESCROW_DISTRIBUTIONS_MUST_EQUAL_BALANCE"
+    tw.run(
+        "/escrow/single-release/resolve-dispute",
+        {
+            **base,
+            "disputeResolver": keys["platform"].public_key,
+            "distributions": [
+                {"address": keys["buyer"].public_key, "amount": 30},
+                {"address": keys["seller"].public_key, "amount": 20},
+            ],
+        },
+        keys["platform"],
+    )
+    # Each distribution pays its fees pro rata (0.3 % and 5 %).
+    assert chain.usdc(keys["buyer"].public_key) == Decimal("450") + Decimal("30") * Decimal("0.947")
+    assert chain.usdc(keys["seller"].public_key) == Decimal("20") * Decimal("0.947")
+
+
+def test_a_transaction_signed_by_another_key_or_changed_is_refused(tw, parties):
+    from stellar_sdk import Account
+
+    from sandbox.escrow import DEPLOYER_CONTRACT, call_arguments
+
+    _, keys = parties
+    response = tw.post("/deployer/single-release", single_release_body(keys))
+    tx = TransactionBuilder.from_xdr(response.json()["unsignedTransaction"], tw.passphrase)
+    tx.sign(Keypair.random())
+    refused = tw.post("/helper/send-transaction", {"signedXdr": tx.to_xdr()})
+    assert refused.status_code == 400 and refused.json() == {"status": "FAILED", "message": "tx_bad_auth"}
+    # A correctly signed invocation that this service never handed out (here: other arguments).
+    sequence = TransactionBuilder.from_xdr(response.json()["unsignedTransaction"], tw.passphrase).transaction.sequence
+    forged = (
+        TransactionBuilder(Account(keys["platform"].public_key, sequence - 1), tw.passphrase, base_fee=100)
+        .append_invoke_contract_function_op(DEPLOYER_CONTRACT, "deploy_single_release", [call_arguments({"amount": 1})])
+        .set_timeout(300)
+        .build()
+    )
+    forged.sign(keys["platform"])
+    refused = tw.post("/helper/send-transaction", {"signedXdr": forged.to_xdr()})
+    assert refused.status_code == 400 and refused.json()["message"] == "op_not_supported"
+
+
+def test_api_key_and_rate_limit_and_indexer_lag(tw, parties, settings):
+    _, keys = parties
+    assert tw.post("/deployer/single-release", single_release_body(keys), key="wrong").status_code == 401
+    settings.SANDBOX_TRUSTLESS_WORK_INDEXER_LAG = True
+    sent = tw.run("/deployer/single-release", single_release_body(keys), keys["platform"])
+    fund = {"contractId": sent["contractId"], "signer": keys["buyer"].public_key, "amount": 1}
+    lagging = tw.post("/escrow/single-release/fund-escrow", fund)
+    assert lagging.status_code == 400 and lagging.json()["message"] == "Escrow not found"
+    from sandbox.models import SandboxEscrow
+
+    deploy_hash = SandboxEscrow.objects.get(contract_id=sent["contractId"]).deploy_tx_hash
+    assert tw.post("/indexer/update-from-txHash", {"txHash": deploy_hash}).status_code == 200
+    assert tw.post("/escrow/single-release/fund-escrow", fund).status_code == 201
+    settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 2
+    import secrets
+
+    settings.TRUSTLESS_WORK_API_KEY = f"fresh-{secrets.token_hex(4)}"
+    statuses = [
+        tw.post("/escrow/single-release/fund-escrow", fund, key=settings.TRUSTLESS_WORK_API_KEY).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [201, 201, 429]
