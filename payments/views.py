@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Q, Sum
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -14,7 +15,7 @@ from payments.balances import BalanceError, balance_snapshot, sandbox_mint
 from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, WithdrawalForm
 from payments.ledger import user_accounts
-from payments.models import Posting, Wallet
+from payments.models import JournalEntry, Wallet, Withdrawal
 from payments.stellar import StellarError
 from payments.wallets import wallet_ensure
 from payments.withdrawals import WithdrawalError, withdrawal_create_crypto
@@ -26,25 +27,49 @@ HISTORY_LABELS = {
     "hold_reserve": "Put on hold",
     "hold_void": "Hold released",
     "withdrawal": "Withdrawal",
-    "release": "Payment received",
+    "release": "Payment",
     "burn": "Debit by support",
     "escrow_funded": "Paid into escrow",
 }
+# Entries that only move a withdrawal's own money between available and on hold: the
+# withdrawal's row says it all.
+_WITHDRAWAL_HOLD_KINDS = {"hold_reserve", "hold_void"}
 
 
 def _history(user, page_number):
+    """One row per movement of the member's money, newest first."""
     available, held = user_accounts(user)
-    postings = Posting.objects.filter(account__in=[available, held]).select_related("entry", "account").order_by("-id")
-    page = Paginator(postings, 20).get_page(page_number)
-    rows = [
-        {
-            "when": posting.created_at,
-            "label": HISTORY_LABELS.get(posting.entry.kind, posting.entry.kind.replace("_", " ").capitalize()),
-            "amount": Decimal(posting.amount) / 10_000_000,
-            "on_hold": posting.account_id == held.pk,
-        }
-        for posting in page.object_list
-    ]
+    entries = (
+        JournalEntry.objects.filter(postings__account__in=[available, held])
+        .values("id", "kind", "created_at", "metadata")
+        .annotate(
+            available_delta=Sum("postings__amount", filter=Q(postings__account=available), default=0),
+            held_delta=Sum("postings__amount", filter=Q(postings__account=held), default=0),
+        )
+        .exclude(kind__in=_WITHDRAWAL_HOLD_KINDS, metadata__reference__startswith="wd_")
+        .order_by("-id")
+    )
+    page = Paginator(entries, 20).get_page(page_number)
+    references = {row["metadata"].get("reference") for row in page.object_list} - {None}
+    withdrawals = {w.hold_reference: w for w in Withdrawal.objects.filter(hold_reference__in=references)}
+    rows = []
+    for row in page.object_list:
+        label = HISTORY_LABELS.get(row["kind"], row["kind"].replace("_", " ").capitalize())
+        total = row["available_delta"] + row["held_delta"]
+        withdrawal = withdrawals.get(row["metadata"].get("reference"))
+        if withdrawal is not None and row["kind"] in ("withdrawal", "release", "burn"):
+            label = f"{label} to {withdrawal.destination_ref[:4]}…{withdrawal.destination_ref[-4:]}"
+        elif row["kind"] in _WITHDRAWAL_HOLD_KINDS:
+            label = f"{label} for {row['metadata'].get('reference', 'an order')}"
+        rows.append(
+            {
+                "when": row["created_at"],
+                "label": label,
+                # A hold moves money without changing the total: show what moved, as "on hold".
+                "amount": Decimal(total if total else row["held_delta"]) / 10_000_000,
+                "on_hold": total == 0,
+            }
+        )
     return page, rows
 
 
@@ -55,8 +80,19 @@ def wallet_page(request):
     wallet.refresh_from_db()  # in embedded mode that already happened, after commit
     snapshot = balance_snapshot(user=user)
     page, rows = _history(user, request.GET.get("page"))
+    in_progress = Withdrawal.objects.filter(
+        user=user, status__in=[Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING], purpose="withdrawal"
+    ).order_by("-id")
     context = {
         "wallet": wallet,
+        "in_progress": [
+            {
+                "amount": Decimal(w.amount) / 10_000_000,
+                "to": f"{w.destination_ref[:4]}…{w.destination_ref[-4:]}",
+                "since": w.created_at,
+            }
+            for w in in_progress
+        ],
         "available": Decimal(snapshot.available) / 10_000_000,
         "on_hold": Decimal(snapshot.reserved) / 10_000_000,
         "history": rows,
@@ -86,7 +122,7 @@ def wallet_page(request):
                 form.add_error(None, "We could not reach the payment network. Nothing was withdrawn; try again.")
             else:
                 if withdrawal.status == withdrawal.Status.COMPLETED:
-                    messages.success(request, f"${form.cleaned_data['amount']} is on its way to the destination.")
+                    messages.success(request, f"${form.cleaned_data['amount']:,.2f} was sent to the destination.")
                 elif withdrawal.status == withdrawal.Status.FAILED:
                     messages.error(request, f"The withdrawal failed: {withdrawal.failure_reason} Your funds are back.")
                 else:

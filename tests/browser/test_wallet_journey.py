@@ -45,6 +45,7 @@ def test_sign_up_add_funds_and_withdraw(page, live_server, settings):
     withdraw = page.locator("section", has_text="Withdraw")
     withdraw.locator("#id_destination").fill(exchange.public_key)
     withdraw.get_by_role("button", name="Withdraw").click()
-    expect(page.get_by_text(re.compile(r"\$30\.00 is on its way"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\$30\.00 was sent to the destination"))).to_be_visible()
+    expect(page.get_by_role("cell", name=re.compile(r"^Withdrawal to G"))).to_be_visible()
     expect(page.get_by_test_id("available")).to_have_text("$50.00")
     assert chain.usdc(exchange.public_key) == 30

@@ -30,22 +30,34 @@ class Command(BaseCommand):
         parser.add_argument("--seed", action="store_true", help="Load the demo data once the server listens.")
 
     def handle(self, *args, host, port, no_jobs, seed, **options):
-        jobs = None if no_jobs else self._start_jobs()
+        self.jobs = None if no_jobs else self._start_jobs()
         server = uvicorn.Server(
             uvicorn.Config("offerhub.asgi:application", host=host, port=port, log_level="info", lifespan="off")
         )
         if seed:
             threading.Thread(target=self._seed_when_up, args=(server,), daemon=True).start()
+        # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal to the handler
+        # installed before it: this one, so the background jobs stop with the server.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._exit)
         try:
             self.stdout.write(self.style.SUCCESS(f"OfferHub on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)"))
             server.run()
         finally:
-            if jobs is not None and jobs.poll() is None:
-                jobs.send_signal(signal.SIGTERM)
-                try:
-                    jobs.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    jobs.kill()
+            self._stop_jobs()
+
+    def _exit(self, signum, frame):
+        self._stop_jobs()
+        sys.exit(0)
+
+    def _stop_jobs(self) -> None:
+        jobs, self.jobs = self.jobs, None
+        if jobs is not None and jobs.poll() is None:
+            jobs.send_signal(signal.SIGTERM)
+            try:
+                jobs.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                jobs.kill()
 
     def _seed_when_up(self, server: uvicorn.Server) -> None:
         for _ in range(600):
@@ -65,4 +77,14 @@ class Command(BaseCommand):
         else:
             command = [*celery, "worker", "--beat", "--loglevel", "INFO", "--concurrency", "2", *schedule]
         self.stdout.write(f"Background jobs: {' '.join(command[2:])}")
-        return subprocess.Popen(command)
+        return subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """Linux: the jobs get SIGTERM if this process dies without a chance to stop them (kill -9)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
