@@ -38,9 +38,14 @@ class UserListCreateView(ApiView):
     def get(self, request):
         users = api_users(principal=request.auth)
         params = request.query_params
-        for field, name in (("type", "type"), ("status", "status"), ("externalUserId", "external_user_id")):
+        for field, choices in (("type", User.Type.values), ("status", User.Status.values)):
             if params.get(field):
-                users = users.filter(**{name: params[field]})
+                value = params[field].upper()
+                if value not in choices:
+                    raise validation_error([(field, f"must be one of {', '.join(choices)}")])
+                users = users.filter(**{field: value})
+        if params.get("externalUserId"):
+            users = users.filter(external_user_id=params["externalUserId"])
         page = paginate(users, params=params, id_field="public_id", time_field="date_joined")
         return api_list_response(
             [user_as_api(u) for u in page.items], has_more=page.has_more, next_cursor=page.next_cursor
@@ -50,8 +55,12 @@ class UserListCreateView(ApiView):
         data = require_fields(request.data, {"externalUserId", "external_user_id", "email", "type", "metadata"})
         external_id = data.get("externalUserId") or data.get("external_user_id")
         problems = []
-        if not external_id or not isinstance(external_id, str) or len(external_id) > 255:
-            problems.append(("externalUserId", "is required (a string of at most 255 characters)"))
+        if external_id in (None, ""):
+            problems.append(("externalUserId", "is required"))
+        elif not isinstance(external_id, str):
+            problems.append(("externalUserId", "must be a string"))
+        elif len(external_id) > 255:
+            problems.append(("externalUserId", "must be at most 255 characters"))
         email = data.get("email")
         if email is not None:
             try:

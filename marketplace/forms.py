@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserChangeForm, UserCreationForm
 
 from marketplace.models import User
 
@@ -20,6 +20,13 @@ class SignUpForm(UserCreationForm):
         if User.objects.filter(email__iexact=email).exists():
             raise forms.ValidationError("An account with this e-mail address already exists. Try logging in.")
         return email
+
+
+class LoginForm(AuthenticationForm):
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "invalid_login": "The e-mail address or the password is not right. Passwords are case-sensitive.",
+    }
 
 
 class AdminUserChangeForm(UserChangeForm):

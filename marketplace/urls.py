@@ -2,12 +2,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from marketplace import views
+from marketplace.forms import LoginForm
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/signup/", views.sign_up, name="signup"),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=LoginForm),
+        name="login",
+    ),
+    path("accounts/logout/", views.log_out, name="logout"),
     path("accounts/password-reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
     path("accounts/password-reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path(

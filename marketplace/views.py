@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.http import HttpResponseServerError
 from django.shortcuts import redirect, render
 from django.template import loader
@@ -27,6 +28,13 @@ def sign_up(request):
         messages.success(request, f"Welcome to OfferHub, {user.display_name}!")
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
+
+
+def log_out(request):
+    """POST logs out (CSRF-protected); a GET, e.g. a typed URL, asks to confirm."""
+    if request.method == "POST":
+        return auth_views.LogoutView.as_view()(request)
+    return render(request, "registration/logout_confirm.html")
 
 
 def page_not_found(request, exception=None):

@@ -48,6 +48,14 @@ class CorrelationIdMiddleware:
         return response
 
 
+class SandboxNotFoundFilter(logging.Filter):
+    """Drops Django's "Not Found: /sandbox/..." warnings: looking up an account before it
+    exists is how wallets are created, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.getMessage().startswith("Not Found: /sandbox/"))
+
+
 class CorrelationIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = correlation_id_var.get() or "-"

@@ -16,16 +16,23 @@ from payments.models import (
 )
 
 
+def usd(field: str, label: str):
+    """A list column showing a stroops field in USD (seven decimals, as the chain counts)."""
+
+    @admin.display(description=label, ordering=field)
+    def column(self, obj):
+        return chain_amount(getattr(obj, field))
+
+    return column
+
+
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
-    list_display = ("code", "kind", "user", "balance_display", "updated_at")
+    list_display = ("code", "kind", "user", "balance_usd", "updated_at")
+    balance_usd = usd("balance", "balance (USD)")
     list_filter = ("kind",)
     search_fields = ("code", "user__email", "user__public_id", "reference")
     list_select_related = ("user",)
-
-    @admin.display(description="balance (USD)", ordering="balance")
-    def balance_display(self, obj):
-        return chain_amount(obj.balance)
 
 
 class PostingInline(admin.TabularInline):
@@ -49,7 +56,9 @@ class JournalEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ("reference", "user", "amount", "remaining", "status", "created_at")
+    list_display = ("reference", "user", "amount_usd", "remaining_usd", "status", "created_at")
+    amount_usd = usd("amount", "amount (USD)")
+    remaining_usd = usd("remaining", "remaining (USD)")
     list_filter = ("status",)
     search_fields = ("reference", "user__email", "user__public_id")
     list_select_related = ("user",)
@@ -84,7 +93,8 @@ class PlatformAccountAdmin(ReadOnlyAdmin):
 @admin.register(Withdrawal)
 class WithdrawalAdmin(ReadOnlyAdmin):
     exclude = ("envelope_xdr",)
-    list_display = ("public_id", "user", "purpose", "amount", "status", "destination_ref", "created_at")
+    list_display = ("public_id", "user", "purpose", "amount_usd", "status", "destination_ref", "created_at")
+    amount_usd = usd("amount", "amount (USD)")
     list_filter = ("status", "purpose", "destination_type")
     search_fields = ("public_id", "transaction_hash", "destination_ref", "user__email", "user__public_id")
     list_select_related = ("user",)

@@ -1,5 +1,7 @@
 """REST endpoints for balances, wallets and withdrawals (API.md §5, §6, §11)."""
 
+from datetime import datetime
+
 from django.conf import settings
 
 from offerhub.api.base import ApiView
@@ -282,9 +284,10 @@ class WalletTransactionsView(ApiView):
     def get(self, request, user_id):
         wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
         limit = parse_limit(request.query_params.get("limit"))
-        page = _chain(
-            lambda: _call(horizon().payments().for_account(wallet.public_key).order(desc=True).limit(limit).call)
-        )
+        request_page = horizon().payments().for_account(wallet.public_key).order(desc=True).limit(limit)
+        if request.query_params.get("cursor"):
+            request_page = request_page.cursor(request.query_params["cursor"])
+        page = _chain(lambda: _call(request_page.call))
         items = []
         for record in page["_embedded"]["records"]:
             created = record["type"] == "create_account"
@@ -301,12 +304,19 @@ class WalletTransactionsView(ApiView):
                     "to": record.get("account") if created else record.get("to"),
                     "amount": record.get("starting_balance") if created else record.get("amount"),
                     "asset": asset,
-                    "createdAt": record.get("created_at"),
+                    "createdAt": _horizon_time(record.get("created_at")),
                     "hash": record.get("transaction_hash"),
                     "successful": record.get("transaction_successful", True),
                 }
             )
-        return api_response(items)
+        # The Horizon feed pages by cursor: more may follow when this page is full.
+        has_more = len(items) == limit
+        return api_list_response(items, has_more=has_more, next_cursor=items[-1]["id"] if has_more else None)
+
+
+def _horizon_time(value: str | None) -> str | None:
+    """Horizon writes "2026-01-12T10:00:00Z"; the API's timestamps carry milliseconds."""
+    return iso_timestamp(datetime.fromisoformat(value.replace("Z", "+00:00"))) if value else None
 
 
 class WithdrawalListCreateView(ApiView):

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 
 from payments.withdrawals import withdrawal_limits
 
@@ -8,7 +9,6 @@ from payments.withdrawals import withdrawal_limits
 class WithdrawalForm(forms.Form):
     amount = forms.DecimalField(
         label="Amount (USD)",
-        min_value=Decimal("0.01"),
         max_digits=12,
         decimal_places=2,
         widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
@@ -30,15 +30,25 @@ class WithdrawalForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         minimum, maximum = withdrawal_limits()
-        self.fields["amount"].help_text = f"Between ${minimum} and ${maximum}."
+        self.fields["amount"].help_text = f"Between ${minimum:,.2f} and ${maximum:,.2f}."
+
+    def clean_amount(self):
+        """The limits say more than the field's own "greater than 0.01"."""
+        amount = self.cleaned_data["amount"]
+        minimum, maximum = withdrawal_limits()
+        if not minimum <= amount <= maximum:
+            raise forms.ValidationError(f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.")
+        return amount
 
 
 class SimulateDepositForm(forms.Form):
-    amount = forms.DecimalField(
-        label="Amount (USD)",
-        min_value=Decimal("0.01"),
-        max_value=Decimal("10000"),
-        max_digits=12,
-        decimal_places=2,
-        initial=Decimal("100.00"),
-    )
+    """Sandbox: a deposit as a top-up would bring it, within the top-up limits."""
+
+    amount = forms.DecimalField(label="Amount (USD)", max_digits=12, decimal_places=2, initial=Decimal("100.00"))
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        minimum, maximum = (Decimal(settings.OFFERHUB_LIMITS["topup"][bound]) for bound in ("min", "max"))
+        if not minimum <= amount <= maximum:
+            raise forms.ValidationError(f"Enter an amount between ${minimum:,.2f} and ${maximum:,.2f}.")
+        return amount

@@ -149,5 +149,6 @@ def simulate_deposit(request):
         else:
             messages.success(request, f"Simulated a deposit of ${form.cleaned_data['amount']}.")
     else:
-        messages.error(request, "Enter an amount between $0.01 and $10,000.")
+        problems = form.errors.get("amount") or ["Your account is still being set up; try again in a moment."]
+        messages.error(request, problems[0])
     return redirect("wallet")

@@ -120,7 +120,7 @@ def withdrawal_create_crypto(
     if not minimum <= amount <= maximum:
         raise WithdrawalError(
             "INVALID_AMOUNT",
-            f"Withdrawals must be between ${minimum} and ${maximum}.",
+            f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.",
             field="amount",
             details={"min": str(minimum), "max": str(maximum)},
         )

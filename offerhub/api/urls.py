@@ -16,7 +16,6 @@ urlpatterns = [
     route("health", views.HealthView.as_view(), "health"),
     route("health/detailed", views.HealthDetailedView.as_view(), "health-detailed"),
     route("config", views.ConfigView.as_view(), "config"),
-    route("openapi.json", views.OpenApiSchemaView.as_view(), "openapi"),
     route("auth/api-keys", views.ApiKeyListCreateView.as_view(), "api-keys"),
     route(r"auth/api-keys/(?P<key_id>[^/]+)", views.ApiKeyRevokeView.as_view(), "api-key"),
     route(r"auth/api-keys/(?P<key_id>[^/]+)/token", views.ApiTokenMintView.as_view(), "api-key-token"),

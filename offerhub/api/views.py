@@ -4,7 +4,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.views import SpectacularJSONAPIView
 
 from offerhub.api.authentication import api_token_mint, scopes_intersect
 from offerhub.api.base import ANY_SCOPE, ApiView, PublicApiView
@@ -48,7 +47,8 @@ class ConfigView(PublicApiView):
             {
                 "currencies": ["USD"],
                 "limits": limits,
-                "features": {"milestones": True, "disputes": True, "sse": True, "airtm": True, "trustlessWork": True},
+                # What this server can do today: clients switch features on from these.
+                "features": dict(settings.OFFERHUB_FEATURES),
                 "providers": {"fiat": "airtm", "escrow": "trustless_work"},
                 "network": settings.STELLAR_NETWORK,
                 "sandbox": bool(settings.SANDBOX_PROVIDERS),
@@ -155,14 +155,6 @@ class AuditLogListView(ApiView):
         return api_list_response(
             [row.as_api() for row in page.items], has_more=page.has_more, next_cursor=page.next_cursor
         )
-
-
-class OpenApiSchemaView(ApiView, SpectacularJSONAPIView):
-    """The OpenAPI document (raw, not enveloped), for integrators holding a key."""
-
-    required_scope = "read"
-    permission_classes = ApiView.permission_classes
-    authentication_classes = ApiView.authentication_classes
 
 
 class NotFoundView(PublicApiView):

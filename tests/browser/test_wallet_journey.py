@@ -26,7 +26,7 @@ def test_sign_up_add_funds_and_withdraw(page, live_server, settings):
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_text("Welcome to OfferHub, Alex!")).to_be_visible()
 
-    page.get_by_role("link", name="Wallet").click()
+    page.get_by_role("link", name="Wallet", exact=True).click()
     expect(page.get_by_test_id("available")).to_have_text("$0.00")
     expect(page.get_by_text("No activity yet")).to_be_visible()
 
