@@ -15,6 +15,13 @@ class SignUpForm(UserCreationForm):
         # Optional on the model (users created through the API may have none); web members log in with it.
         self.fields["email"].required = True
 
+    def _post_clean(self):
+        super()._post_clean()
+        # Django files password-strength errors under the confirmation field; show them
+        # under the password they are about (a mismatch stays under the confirmation).
+        if "password2" in self.errors and not self.has_error("password2", "password_mismatch"):
+            self.errors["password1"] = self.errors.pop("password2")
+
     def clean_email(self):
         email = User.objects.normalize_email(self.cleaned_data["email"]).lower()
         if User.objects.filter(email__iexact=email).exists():

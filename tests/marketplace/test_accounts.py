@@ -57,6 +57,12 @@ def test_sign_up_errors_name_the_field_and_keep_input(client, user):
     assert User.objects.count() == 1
 
 
+def test_password_strength_errors_show_under_the_password(client):
+    form = client.post("/accounts/signup/", {**SIGNUP, "password1": "short", "password2": "short"}).context["form"]
+    assert "This password is too short." in " ".join(form.errors["password1"])
+    assert "password2" not in form.errors
+
+
 def test_sign_up_requires_an_email(client):
     response = client.post("/accounts/signup/", {**SIGNUP, "email": ""})
     assert "This field is required." in response.content.decode()
