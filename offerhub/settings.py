@@ -89,6 +89,7 @@ STELLAR_USDC_ISSUER = env.str(
 HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default=2.0)
 
 HORIZON_TIMEOUT_SECONDS = env.float("HORIZON_TIMEOUT_SECONDS", default=30.0)
+TRUSTLESS_WORK_TIMEOUT_SECONDS = env.float("TRUSTLESS_WORK_TIMEOUT_SECONDS", default=30.0)
 # Time bounds of the payments we sign: after this (by the network's clock) an unlanded
 # envelope can never land, and only then is a replacement signed.
 STELLAR_TX_LIFETIME_SECONDS = env.int("STELLAR_TX_LIFETIME_SECONDS", default=300)

@@ -1,8 +1,6 @@
 """Trustless Work API v1 paths, bodies, status codes and response shapes (PROVIDERS.md)."""
 
 import json
-import re
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -10,6 +8,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from offerhub import jsonnum
 from offerhub.api.ratelimit import rate_limit_hit
 from sandbox.chain import TransactionRejected, chain_submit, network_passphrase
 from sandbox.escrow import (
@@ -43,19 +42,11 @@ ONLY_FOR = {
     "dispute-milestone": "multi-release",
     "resolve-milestone-dispute": "multi-release",
 }
-_NUMBER = re.compile(r'"__number__(-?[0-9.]+)"')
 
 
 def respond(data, status: int = 200) -> HttpResponse:
     """JSON whose amounts are numbers (Decimal written exactly, never through a float)."""
-
-    def encode(value):
-        if isinstance(value, Decimal):
-            return f"__number__{value.normalize():f}"
-        raise TypeError(type(value))
-
-    body = _NUMBER.sub(r"\1", json.dumps(data, default=encode))
-    return HttpResponse(body, status=status, content_type="application/json")
+    return HttpResponse(jsonnum.dumps(data), status=status, content_type="application/json")
 
 
 def _error(status: int, message: str, code: str = "") -> HttpResponse:
@@ -78,7 +69,7 @@ def trustless_work_api(view):
             return response
         if request.method == "POST" or request.method == "PUT":
             try:
-                request.json = json.loads(request.body or b"{}", parse_float=Decimal)
+                request.json = jsonnum.loads(request.body or b"{}")
             except ValueError:
                 return _error(400, "Malformed JSON body")
             if not isinstance(request.json, dict):
