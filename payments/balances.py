@@ -34,7 +34,7 @@ from payments.ledger import (
 from payments.models import Hold, LedgerAccount, Wallet, Withdrawal
 from payments.reconciliation import reconciliation_record, wallet_compare
 from payments.stellar import StellarError
-from payments.withdrawals import withdrawal_submit
+from payments.withdrawals import payment_for_request, withdrawal_submit
 
 Kind = LedgerAccount.Kind
 DISCREPANCY_TOLERANCE = 10_000_000  # $1.00 in stroops: verify answers 409 beyond it
@@ -207,9 +207,7 @@ def balance_release(
     _active_wallet(user, whose="buyer")
     seller_wallet = _active_wallet(seller, whose="seller")
     with transaction.atomic():
-        existing = None
-        if idempotency_key:
-            existing = Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
+        existing = payment_for_request(principal_id=principal_id, idempotency_key=idempotency_key)
         before = balance_snapshot(user=user, lock=True)
         seller_before = balance_snapshot(user=seller)
         if existing is None:
@@ -373,9 +371,7 @@ def balance_adjust(
 
 def _burn(*, user, wallet: Wallet, amount: int, principal_id: str, idempotency_key: str) -> Withdrawal:
     with transaction.atomic():
-        burn = None
-        if idempotency_key:
-            burn = Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
+        burn = payment_for_request(principal_id=principal_id, idempotency_key=idempotency_key)
         if burn is None:
             burn = Withdrawal.objects.create(
                 user=user,

@@ -67,6 +67,13 @@ class WithdrawalError(Exception):
         self.details = details or {}
 
 
+def payment_for_request(*, principal_id: str, idempotency_key: str) -> Withdrawal | None:
+    """The payment an earlier try of this same API request already created, if any."""
+    if not idempotency_key:
+        return None
+    return Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
+
+
 def withdrawal_limits() -> tuple[Decimal, Decimal]:
     limits = settings.OFFERHUB_LIMITS["withdrawal"]
     return Decimal(limits["min"]), Decimal(limits["max"])
@@ -112,10 +119,9 @@ def withdrawal_create_crypto(
     actor_id: str,
 ) -> Withdrawal:
     """Validate, hold and sign, then submit. Nothing moves on any validation error."""
-    if idempotency_key:
-        existing = Withdrawal.objects.filter(principal_id=principal_id, idempotency_key=idempotency_key).first()
-        if existing is not None:  # a retry of a request whose response was lost
-            return existing
+    existing = payment_for_request(principal_id=principal_id, idempotency_key=idempotency_key)
+    if existing is not None:  # a retry of a request whose response was lost
+        return existing
     minimum, maximum = withdrawal_limits()
     if not minimum <= amount <= maximum:
         raise WithdrawalError(

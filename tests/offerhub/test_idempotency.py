@@ -220,6 +220,31 @@ def test_a_burst_on_the_real_endpoint_creates_one_key(make_api_key):
     assert set(conflicts) <= {"IDEMPOTENCY_KEY_IN_PROGRESS"}
 
 
+def _post_while_row_locked(record_pk: int, secret: str, body: dict):
+    """POST with the key "slow" while another transaction holds the record's row lock."""
+    holding, release, results = threading.Event(), threading.Event(), []
+
+    def holder():
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.select_for_update().get(pk=record_pk)
+                holding.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert holding.wait(timeout=10)
+        _post_json_in_thread(secret, KEYS, "slow", body, results).join(timeout=10)
+    finally:
+        release.set()
+        thread.join(timeout=10)
+    (response,) = results
+    return response
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_live_holder_keeps_its_key_however_long_it_runs(make_api_key):
     """Past its claim window, a request still holding the row lock is alive: no takeover."""
@@ -233,45 +258,15 @@ def test_a_live_holder_keeps_its_key_however_long_it_runs(make_api_key):
         locked_until=timezone.now() - timedelta(minutes=5),
         expires_at=timezone.now() + timedelta(hours=1),
     )
-    holding, release, results = threading.Event(), threading.Event(), []
+    body = {"name": "late", "scopes": ["read"]}
 
-    def holder():
-        try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.select_for_update().get(pk=record.pk)
-                holding.set()
-                release.wait(timeout=10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert holding.wait(timeout=10)
-        _post_json_in_thread(secret, KEYS, "slow", {"name": "late", "scopes": ["read"]}, results).join(timeout=10)
-    finally:
-        release.set()
-        thread.join(timeout=10)
-    (response,) = results
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"  # x is not this body's fingerprint
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        fingerprint=_fingerprint_of_create({"name": "late", "scopes": ["read"]})
-    )
-    results.clear()
-    holding.clear()
-    release.clear()
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert holding.wait(timeout=10)
-        _post_json_in_thread(secret, KEYS, "slow", {"name": "late", "scopes": ["read"]}, results).join(timeout=10)
-    finally:
-        release.set()
-        thread.join(timeout=10)
-    (response,) = results
-    assert response.status_code == 409
-    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
+    first = _post_while_row_locked(record.pk, secret, body)
+    assert first.status_code == 409
+    assert first.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"  # x is not this body's fingerprint
+    IdempotencyRecord.objects.filter(pk=record.pk).update(fingerprint=_fingerprint_of_create(body))
+    second = _post_while_row_locked(record.pk, secret, body)
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS"
     assert not ApiKey.objects.filter(name="late").exists()
 
 
