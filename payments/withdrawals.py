@@ -258,12 +258,19 @@ def _can_never_land(withdrawal: Withdrawal) -> bool:
 
 
 def _landed(withdrawal: Withdrawal) -> dict | None:
-    for tx_hash in reversed(withdrawal.attempted_hashes or [withdrawal.transaction_hash]):
-        if tx_hash:
-            found = transaction_lookup(tx_hash)
-            if found is not None:
-                return found
-    return None
+    """What the network did with our envelopes: a successful one wins; a failed one counts
+    only if it is the latest (an older failure says nothing about a newer envelope)."""
+    hashes = [tx_hash for tx_hash in (withdrawal.attempted_hashes or [withdrawal.transaction_hash]) if tx_hash]
+    latest_failed = None
+    for tx_hash in reversed(hashes):
+        found = transaction_lookup(tx_hash)
+        if found is None:
+            continue
+        if found.get("successful"):
+            return found
+        if tx_hash == hashes[-1]:
+            latest_failed = found
+    return latest_failed
 
 
 def withdrawal_submit(*, withdrawal: Withdrawal, rounds: int = 3) -> Withdrawal:
