@@ -218,6 +218,78 @@ def get_escrows_by_contract_ids(request):
     return respond([escrow_json(escrow) for escrow in escrows])
 
 
+PAGE_SIZE = 10
+STATUSES = ("working", "pendingRelease", "released", "resolved", "inDispute")
+
+
+def escrow_status(escrow: SandboxEscrow) -> str:
+    """Trustless Work's status filter values, derived from the contract's flags."""
+    milestone_flags = [m.get("flags", {}) for m in escrow.milestones] if escrow.type == "multi-release" else []
+    flags = escrow.flags
+    if flags.get("released") or (milestone_flags and all(f.get("released") for f in milestone_flags)):
+        return "released"
+    if flags.get("resolved") or (milestone_flags and all(f.get("resolved") for f in milestone_flags)):
+        return "resolved"
+    if flags.get("disputed") or any(f.get("disputed") for f in milestone_flags):
+        return "inDispute"
+    approved = (
+        [m.get("approved") for m in escrow.milestones]
+        if not milestone_flags
+        else [f.get("approved") for f in milestone_flags]
+    )
+    return "pendingRelease" if all(approved) else "working"
+
+
+def _filtered(request, escrows) -> HttpResponse:
+    if engagement_id := request.GET.get("engagementId"):
+        escrows = escrows.filter(engagement_id=engagement_id)
+    escrows = [escrow for escrow in escrows.filter(indexed=True).order_by("-created_at")]
+    if status := request.GET.get("status"):
+        if status not in STATUSES:
+            raise EscrowRuleError("VALIDATION_ERROR", f"status must be one of {', '.join(STATUSES)}")
+        escrows = [escrow for escrow in escrows if escrow_status(escrow) == status]
+    page = request.GET.get("page", "1")
+    if not page.isdigit() or int(page) < 1:
+        raise EscrowRuleError("VALIDATION_ERROR", "page must be a positive integer")
+    start = (int(page) - 1) * PAGE_SIZE
+    return respond([escrow_json(escrow) for escrow in escrows[start : start + PAGE_SIZE]])
+
+
+@require_GET
+@trustless_work_api
+def get_escrows_by_signer(request):
+    signer = request.GET.get("signer")
+    if not signer:
+        raise EscrowRuleError("VALIDATION_ERROR", "signer is required")
+    return _filtered(request, SandboxEscrow.objects.filter(signer=signer))
+
+
+@require_GET
+@trustless_work_api
+def get_escrows_by_role(request):
+    role, address = request.GET.get("role"), request.GET.get("roleAddress")
+    names = ("approver", "serviceProvider", "platformAddress", "releaseSigner", "disputeResolver", "receiver")
+    if role not in names or not address:
+        raise EscrowRuleError("VALIDATION_ERROR", f"role (one of {', '.join(names)}) and roleAddress are required")
+    return _filtered(request, SandboxEscrow.objects.filter(**{f"roles__{role}": address}))
+
+
+@require_GET
+@trustless_work_api
+def get_multiple_escrow_balance(request, escrow_type):
+    addresses = request.GET.getlist("addresses[]") or request.GET.getlist("addresses")
+    if not addresses:
+        raise EscrowRuleError("VALIDATION_ERROR", "addresses[] is required")
+    found = {e.contract_id: e for e in SandboxEscrow.objects.filter(contract_id__in=addresses, type=escrow_type)}
+    return respond(
+        [
+            {"address": address, "balance": stroops_to_units(found[address].balance)}
+            for address in addresses
+            if address in found
+        ]
+    )
+
+
 @require_POST
 @trustless_work_api
 def indexer_update_from_tx_hash(request):

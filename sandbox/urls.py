@@ -33,5 +33,12 @@ urlpatterns = [
         name="tw-get-escrows",
     ),
     path("trustless-work/indexer/update-from-txHash", trustless_work.indexer_update_from_tx_hash, name="tw-indexer"),
+    path("trustless-work/helper/get-escrows-by-signer", trustless_work.get_escrows_by_signer, name="tw-by-signer"),
+    path("trustless-work/helper/get-escrows-by-role", trustless_work.get_escrows_by_role, name="tw-by-role"),
+    re_path(
+        r"^trustless-work/escrow/(?P<escrow_type>single-release|multi-release)/get-multiple-escrow-balance$",
+        trustless_work.get_multiple_escrow_balance,
+        name="tw-balances",
+    ),
     path("airtm/v2/", views.airtm_root, name="airtm-root"),
 ]

@@ -245,3 +245,39 @@ def test_api_key_and_rate_limit_and_indexer_lag(tw, parties, settings):
         for _ in range(3)
     ]
     assert statuses == [201, 201, 429]
+
+
+def test_reads_by_signer_role_and_balances_with_filters(tw, parties):
+    _, keys = parties
+    contract = tw.run("/deployer/single-release", single_release_body(keys), keys["platform"])["contractId"]
+    tw.run(
+        "/escrow/single-release/fund-escrow",
+        {"contractId": contract, "signer": keys["buyer"].public_key, "amount": 12.5},
+        keys["buyer"],
+    )
+    by_signer = tw.get(
+        "/helper/get-escrows-by-signer", {"signer": keys["platform"].public_key, "engagementId": "ord_1"}
+    ).json()
+    assert [e["contractId"] for e in by_signer] == [contract]
+    assert (
+        tw.get("/helper/get-escrows-by-signer", {"signer": keys["platform"].public_key, "engagementId": "other"}).json()
+        == []
+    )
+    working = tw.get(
+        "/helper/get-escrows-by-role",
+        {"role": "approver", "roleAddress": keys["buyer"].public_key, "status": "working"},
+    ).json()
+    assert [e["contractId"] for e in working] == [contract]
+    assert (
+        tw.get(
+            "/helper/get-escrows-by-role",
+            {"role": "approver", "roleAddress": keys["buyer"].public_key, "status": "released"},
+        ).json()
+        == []
+    )
+    assert tw.get("/helper/get-escrows-by-role", {"role": "nobody", "roleAddress": "x"}).status_code == 400
+    balances = tw.get(
+        "/escrow/single-release/get-multiple-escrow-balance",
+        {"signer": keys["platform"].public_key, "addresses[]": [contract, "C" + "A" * 55]},
+    ).json()
+    assert balances == [{"address": contract, "balance": 12.5}]
