@@ -163,21 +163,25 @@ def withdrawal_create_crypto(
         except InsufficientFunds as exc:  # unreachable under the lock above; kept as a guard
             raise WithdrawalError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
         _record(withdrawal, "withdrawal.created", actor_type, actor_id)
-        event_publish(
-            type="withdrawal.created",
-            aggregate_type="Withdrawal",
-            aggregate_id=withdrawal.public_id,
-            payload={
-                "withdrawalId": withdrawal.public_id,
-                "userId": user.public_id,
-                "amount": money_from_stroops(stroops),
-                "currency": "USD",
-                "destinationType": "crypto",
-                "destinationRef": destination,
-            },
-            user_id=user.public_id,
-        )
+        _publish(withdrawal, "withdrawal.created", currency="USD", destinationType="crypto", destinationRef=destination)
     return withdrawal_submit(withdrawal=withdrawal)
+
+
+def _publish(withdrawal: Withdrawal, event_type: str, **fields) -> None:
+    """A `withdrawal.*` event: the catalog's common fields, then the event's own (API.md §17)."""
+    user_id = withdrawal.user.public_id
+    event_publish(
+        type=event_type,
+        aggregate_type="Withdrawal",
+        aggregate_id=withdrawal.public_id,
+        payload={
+            "withdrawalId": withdrawal.public_id,
+            "userId": user_id,
+            "amount": money_from_stroops(withdrawal.amount),
+            **fields,
+        },
+        user_id=user_id,
+    )
 
 
 def _record(withdrawal: Withdrawal, action: str, actor_type: str = "SYSTEM", actor_id: str = "withdrawals"):
@@ -422,19 +426,12 @@ def _settle_success(withdrawal: Withdrawal) -> Withdrawal:
                 user_id=recipient.user.public_id,
             )
         if withdrawal.purpose == Withdrawal.Purpose.WITHDRAWAL:
-            event_publish(
-                type="withdrawal.completed",
-                aggregate_type="Withdrawal",
-                aggregate_id=withdrawal.public_id,
-                payload={
-                    "withdrawalId": withdrawal.public_id,
-                    "userId": user.public_id,
-                    "amount": amount,
-                    "currency": "USD",
-                    "completedAt": iso_timestamp(withdrawal.completed_at),
-                    "transactionHash": withdrawal.transaction_hash,
-                },
-                user_id=user.public_id,
+            _publish(
+                withdrawal,
+                "withdrawal.completed",
+                currency="USD",
+                completedAt=iso_timestamp(withdrawal.completed_at),
+                transactionHash=withdrawal.transaction_hash,
             )
     return withdrawal
 
@@ -452,17 +449,5 @@ def _settle_failure(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawa
         _record(withdrawal, f"{withdrawal.purpose}.failed")
         if withdrawal.purpose != Withdrawal.Purpose.WITHDRAWAL:
             return withdrawal
-        event_publish(
-            type="withdrawal.failed",
-            aggregate_type="Withdrawal",
-            aggregate_id=withdrawal.public_id,
-            payload={
-                "withdrawalId": withdrawal.public_id,
-                "userId": user.public_id,
-                "amount": money_from_stroops(withdrawal.amount),
-                "reason": reason,
-                "errorCode": code,
-            },
-            user_id=user.public_id,
-        )
+        _publish(withdrawal, "withdrawal.failed", reason=reason, errorCode=code)
     return withdrawal
