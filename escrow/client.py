@@ -144,6 +144,25 @@ class TrustlessWorkClient:
     def index_transaction(self, tx_hash: str) -> dict:
         return self._request("POST", "/indexer/update-from-txHash", body={"txHash": tx_hash}, retry=True)
 
+    def update_escrow(self, escrow_type: str, body: dict) -> str:
+        """PUT update-escrow (platform address only): an unsigned XDR."""
+        return self._request("PUT", f"/escrow/{escrow_type}/update-escrow", body=body, retry=True)[
+            "unsignedTransaction"
+        ]
+
+    def get_escrows_by_signer(self, signer: str, **filters) -> list[dict]:
+        """Escrows deployed by `signer`; filters as PROVIDERS.md (`engagementId`, `status`, `page`, …)."""
+        return self._request("GET", "/helper/get-escrows-by-signer", params={"signer": signer, **filters}, retry=True)
+
+    def get_escrows_by_role(self, role: str, role_address: str, **filters) -> list[dict]:
+        params = {"role": role, "roleAddress": role_address, **filters}
+        return self._request("GET", "/helper/get-escrows-by-role", params=params, retry=True)
+
+    def get_balances(self, escrow_type: str, signer: str, addresses: list[str]) -> list[dict]:
+        """`[{address, balance}]` for several contracts in one request."""
+        params = [("signer", signer)] + [("addresses[]", address) for address in addresses]
+        return self._request("GET", f"/escrow/{escrow_type}/get-multiple-escrow-balance", params=params, retry=True)
+
 
 def verify_unsigned(
     xdr: str, *, source: str, contract_id: str | None, function: str, arguments: dict | None = None
