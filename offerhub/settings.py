@@ -286,6 +286,8 @@ STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+# Largest listing image accepted (each upload is also decoded: JPEG, PNG or WebP only).
+OFFERHUB_LISTING_IMAGE_MAX_BYTES = env.int("OFFERHUB_LISTING_IMAGE_MAX_MB", default=5) * 1024 * 1024
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
