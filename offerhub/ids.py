@@ -37,3 +37,7 @@ def new_wallet_id() -> str:
 
 def new_withdrawal_id() -> str:
     return public_id("wd_")
+
+
+def new_escrow_id() -> str:
+    return public_id("esc_")

@@ -9,6 +9,7 @@ Every variable is listed in .env.example and in the README.
 """
 
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -97,6 +98,12 @@ STELLAR_TX_EXPIRY_MARGIN_SECONDS = 30
 # Existing platform account to import on `platform_bootstrap` (mainnet); testnet and the
 # sandbox generate one and fund it with friendbot.
 OFFERHUB_PLATFORM_SECRET_KEY = env.str("OFFERHUB_PLATFORM_SECRET_KEY", default="")
+# Escrow: the platform's cut of every release (a percent, 0-99, paid to the platform address
+# by the contract), and how many contracts one sync request reads.
+OFFERHUB_PLATFORM_FEE_PERCENT = Decimal(env.str("OFFERHUB_PLATFORM_FEE_PERCENT", default="2.0"))
+if not Decimal(0) <= OFFERHUB_PLATFORM_FEE_PERCENT <= Decimal(99):
+    raise ImproperlyConfigured("OFFERHUB_PLATFORM_FEE_PERCENT must be a percent from 0 to 99")
+ESCROW_SYNC_BATCH_SIZE = 20
 
 
 def _dev_wallet_key() -> str:
@@ -274,6 +281,8 @@ CELERY_BEAT_SCHEDULE = {
     "withdrawals-resolve-pending": {"task": "payments.tasks.withdrawals_resolve_pending", "schedule": 30.0},
     "wallets-activate-pending": {"task": "payments.tasks.wallets_activate_pending", "schedule": 60.0},
     "wallets-reconcile": {"task": "payments.tasks.wallets_reconcile", "schedule": crontab(minute="*/30")},
+    "escrow-steps-resume": {"task": "escrow.tasks.escrow_steps_resume", "schedule": 20.0},
+    "escrow-sync": {"task": "escrow.tasks.escrow_sync_task", "schedule": crontab(minute="*/5")},
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",
         "schedule": 60.0,

@@ -65,8 +65,25 @@ def platform_bootstrap() -> tuple[PlatformAccount, bool]:
                 f"the platform account {account.public_key} does not exist on mainnet: send it XLM to create it"
             )
         friendbot_fund(account.public_key)
+    _platform_trustline(account)
     _deposit_cursor_start()
     return account, created
+
+
+def _platform_trustline(account: PlatformAccount) -> None:
+    """The platform address receives the platform fee of every escrow release in USDC."""
+    if usdc_balance(account_load(account.public_key)) is not None:
+        return
+    tx = (
+        TransactionBuilder(
+            horizon().load_account(account.public_key), settings.STELLAR_NETWORK_PASSPHRASE, base_fee=BASE_FEE
+        )
+        .append_change_trust_op(usdc())
+        .set_timeout(300)
+        .build()
+    )
+    tx.sign(account.keypair())
+    transaction_submit(tx)
 
 
 def _deposit_cursor_start() -> None:

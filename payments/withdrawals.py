@@ -8,16 +8,15 @@ only ever resubmits the same signed envelope, so the payment cannot be sent twic
 
 import contextlib
 import logging
-import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from stellar_sdk import StrKey, TransactionBuilder
 
+from offerhub.locks import LockTimeout, advisory_lock
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
@@ -201,38 +200,22 @@ def _record(withdrawal: Withdrawal, action: str, actor_type: str = "SYSTEM", act
     )
 
 
-_local_locks: dict[int, threading.Lock] = {}
-_local_locks_guard = threading.Lock()
+SUBMISSION_LOCK_NAMESPACE = 7_310
 
 
 @contextlib.contextmanager
-def wallet_submission_lock(wallet: Wallet, timeout: float = 120.0):
-    """One submission at a time per wallet (its sequence number is one counter). A
-    PostgreSQL advisory lock spans web nodes and survives the commits in between."""
-    if connection.vendor == "postgresql":
-        deadline = time.monotonic() + timeout
-        with connection.cursor() as cursor:
-            while True:
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7_310, wallet.pk])
-                if cursor.fetchone()[0]:
-                    break
-                if time.monotonic() > deadline:
-                    raise StellarError("PROVIDER_UNAVAILABLE", "the wallet is busy with another payment")
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [7_310, wallet.pk])
-        return
-    with _local_locks_guard:
-        lock = _local_locks.setdefault(wallet.pk, threading.Lock())
-    if not lock.acquire(timeout=timeout):
-        raise StellarError("PROVIDER_UNAVAILABLE", "the wallet is busy with another payment")
+def account_submission_lock(account_id: str, timeout: float = 120.0):
+    """One submission at a time per Stellar account (its sequence number is one counter):
+    withdrawals, escrow calls and activations signed by the same account take turns."""
     try:
-        yield
-    finally:
-        lock.release()
+        with advisory_lock(SUBMISSION_LOCK_NAMESPACE, account_id, timeout=timeout):
+            yield
+    except LockTimeout:
+        raise StellarError("PROVIDER_UNAVAILABLE", "the account is busy with another transaction") from None
+
+
+def wallet_submission_lock(wallet: Wallet, timeout: float = 120.0):
+    return account_submission_lock(wallet.public_key, timeout)
 
 
 def _build_envelope(withdrawal: Withdrawal, wallet: Wallet):

@@ -1,0 +1,347 @@
+"""The step runner: signs and submits an escrow's queued calls, in order, at most once each.
+
+For every step:
+1. ask Trustless Work for the unsigned transaction, verify it is the call we asked for,
+   sign it for the role, and commit the signed envelope and its hash (status SUBMITTED);
+2. send it through `/helper/send-transaction`;
+3. settle it (`escrow.services.step_settle`) when the answer says it landed.
+
+A lost answer (timeout, 5xx, a crash between 2 and 3) leaves the step SUBMITTED. The next
+run looks every hash it signed up on Horizon, then asks the indexer (`validateOnChain`)
+whether the call's effect is on the contract, and only then resends — the same envelope
+while it can still land (the network applies one hash once), a new one only after it
+expired. Steps of one escrow run one at a time (an advisory lock), and each signer's
+transactions take turns (its sequence number is one counter).
+"""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from stellar_sdk import TransactionBuilder
+
+from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWorkError, verify_unsigned
+from escrow.models import Escrow, EscrowStep
+from escrow.services import Action, step_fail, step_settle, units
+from escrow.signing import envelope_sign
+from offerhub.locks import LockTimeout, advisory_lock
+from offerhub.services import audit_record
+from payments.models import PlatformAccount, Wallet
+from payments.stellar import StellarError, ledger_closed_at, transaction_lookup
+from payments.wallets import PlatformNotReady, platform_account
+from payments.withdrawals import account_submission_lock
+
+logger = logging.getLogger(__name__)
+
+ESCROW_LOCK_NAMESPACE = 7_320
+# Rebuilding is safe only for these refusals: the envelope was never applied.
+STALE_ENVELOPE_CODES = ("tx_bad_seq", "tx_too_late", "tx_too_early")
+# The contract functions our calls invoke (what verify_unsigned expects).
+FUNCTIONS = {Action.FUND: "fund"}
+
+
+class StepPending(Exception):
+    """The outcome is not known yet (provider down, answer lost): try again later."""
+
+
+class StepStopped(Exception):
+    """The step reached an end (failed) while being prepared."""
+
+
+def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -> str:
+    """Run the escrow's open steps in order until one must wait. Returns "done", "pending" or "busy"."""
+    client = client or TrustlessWorkClient()
+    try:
+        with advisory_lock(ESCROW_LOCK_NAMESPACE, escrow_pk, timeout=30):
+            while True:
+                step = (
+                    EscrowStep.objects.filter(
+                        escrow_id=escrow_pk, status__in=[EscrowStep.Status.PENDING, EscrowStep.Status.SUBMITTED]
+                    )
+                    .order_by("pk")
+                    .first()
+                )
+                if step is None:
+                    return "done"
+                try:
+                    with account_submission_lock(step.signer):
+                        step_run(step=step, client=client)
+                except (StepPending, StellarError, PlatformNotReady) as waiting:
+                    _note_waiting(step, str(waiting))
+                    return "pending"
+                except StepStopped:
+                    continue
+    except LockTimeout:
+        return "busy"  # another worker is driving this escrow
+
+
+def _note_waiting(step: EscrowStep, reason: str) -> None:
+    logger.warning("escrow step %s waits: %s", step.key, reason)
+    EscrowStep.objects.filter(pk=step.pk).update(error_message=reason[:255], updated_at=timezone.now())
+
+
+def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
+    for _ in range(3):
+        step.refresh_from_db()
+        if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
+            return step
+        signed = None
+        if step.status == EscrowStep.Status.SUBMITTED:
+            landed = _landed(step)
+            if landed is True or _effect_visible(step, client):
+                return _settle(step, client, response=None)
+            if landed is False:
+                return step_fail(step=step, code="tx_failed", message="the transaction failed on the network")
+            if not _expired(step):
+                signed = step.signed_xdr  # the same envelope: it lands once at most
+        if signed is None:
+            signed = _prepare(step, client)
+        try:
+            response = client.send_transaction(signed)
+        except TrustlessWorkError as error:
+            if error.status != 400:
+                raise StepPending(str(error)) from None
+            if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
+                EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
+                continue  # never applied: look up once more, then sign a fresh one
+            return step_fail(step=step, code=error.provider_code or error.message, message=error.message)
+        return _settle(step, client, response=response)
+    raise StepPending("the signer's sequence number kept changing; trying again later")
+
+
+# --- Preparing --------------------------------------------------------------------------
+
+
+def _body(step: EscrowStep, escrow: Escrow) -> dict:
+    index = {"milestoneIndex": str(step.milestone_index)} if step.milestone_index is not None else {}
+    contract = {"contractId": escrow.contract_id}
+    action = step.action
+    if action == Action.DEPLOY:
+        return _deploy_body(escrow)
+    if action == Action.FUND:
+        return contract | {"signer": step.signer, "amount": units(int(step.params["amount"]))}
+    if action == Action.MILESTONE_STATUS:
+        return (
+            contract
+            | index
+            | {
+                "newStatus": step.params["status"],
+                "newEvidence": step.params["evidence"],
+                "serviceProvider": step.signer,
+            }
+        )
+    if action == Action.APPROVE:
+        return contract | index | {"approver": step.signer}
+    if action in (Action.RELEASE, Action.RELEASE_MILESTONE):
+        return contract | index | {"releaseSigner": step.signer}
+    if action in (Action.DISPUTE, Action.DISPUTE_MILESTONE):
+        return contract | index | {"signer": step.signer}
+    distributions = [{"address": a, "amount": units(int(amount))} for a, amount in step.params["distributions"]]
+    return contract | index | {"disputeResolver": step.signer, "distributions": distributions}
+
+
+def _deploy_body(escrow: Escrow) -> dict:
+    milestones = list(escrow.milestones.all())
+    body = {
+        "signer": escrow.roles["platformAddress"],
+        "engagementId": escrow.engagement_id,
+        "title": escrow.title,
+        "description": escrow.description or escrow.title,
+        "platformFee": escrow.platform_fee_percent,
+        "trustline": {"address": settings.STELLAR_USDC_ISSUER, "symbol": "USDC"},
+        "roles": escrow.roles,
+    }
+    if escrow.is_multi:
+        receiver = escrow.roles["serviceProvider"]
+        body["milestones"] = [
+            {"description": m.title, "amount": units(m.amount), "receiver": receiver} for m in milestones
+        ]
+    else:
+        body["amount"] = units(escrow.amount)
+        body["milestones"] = [{"description": m.title} for m in milestones]
+    return body
+
+
+def _expected_arguments(step: EscrowStep, escrow: Escrow) -> dict:
+    """What the unsigned call must say, beyond its source, contract and function."""
+    expected = {"signer": step.signer}
+    if step.action == Action.DEPLOY:
+        return expected if escrow.is_multi else expected | {"amount": escrow.amount}
+    expected["contractId"] = escrow.contract_id
+    if step.milestone_index is not None:
+        expected["index"] = step.milestone_index
+    if step.action == Action.FUND:
+        expected["amount"] = int(step.params["amount"])
+    elif step.action == Action.RELEASE:
+        expected["amount"] = escrow.amount
+    elif step.action == Action.RELEASE_MILESTONE:
+        expected["amount"] = escrow.milestones.get(index=step.milestone_index).amount
+    return expected
+
+
+def _unsigned(step: EscrowStep, escrow: Escrow, client: TrustlessWorkClient) -> str:
+    body = _body(step, escrow)
+    if step.action == Action.DEPLOY:
+        return client.deploy(escrow.type, body)
+    try:
+        return client.escrow_call(escrow.type, step.action, body)
+    except TrustlessWorkError as error:
+        if error.code != "ESCROW_NOT_FOUND":
+            raise
+        # The indexer has not seen the deploy yet: point it at the deploy transaction, once.
+        deploy = escrow.steps.filter(action=Action.DEPLOY, status=EscrowStep.Status.CONFIRMED).last()
+        if deploy is None or not deploy.tx_hash:
+            raise
+        client.index_transaction(deploy.tx_hash)
+        return client.escrow_call(escrow.type, step.action, body)
+
+
+def _signer(address: str) -> Wallet | PlatformAccount:
+    platform = platform_account()
+    if address == platform.public_key:
+        return platform
+    return Wallet.objects.get(public_key=address)
+
+
+def _prepare(step: EscrowStep, client: TrustlessWorkClient) -> str:
+    """Build, verify, sign; commit the envelope and hash before anything is sent."""
+    escrow = step.escrow
+    try:
+        unsigned = _unsigned(step, escrow, client)
+        envelope = verify_unsigned(
+            unsigned,
+            source=step.signer,
+            contract_id=None if step.action == Action.DEPLOY else escrow.contract_id,
+            function=f"deploy-{escrow.type}"
+            if step.action == Action.DEPLOY
+            else FUNCTIONS.get(step.action, step.action),
+            arguments=_expected_arguments(step, escrow),
+        )
+    except TamperedTransaction as tampered:  # refuse and record: it must never be signed
+        audit_record(
+            action="escrow.transaction_refused",
+            resource_type="Escrow",
+            resource_id=escrow.public_id,
+            actor_type="SYSTEM",
+            actor_id="escrow",
+            payload_after={"step": step.key, "differences": tampered.details.get("differences", [])},
+            result="FAILURE",
+        )
+        step_fail(step=step, code="TAMPERED_TRANSACTION", message=tampered.message)
+        raise StepStopped from None
+    except TrustlessWorkError as error:
+        if error.status == 400:  # the contract's rules refuse the call: final
+            step_fail(step=step, code=error.provider_code or error.code, message=error.message)
+            raise StepStopped from None
+        raise StepPending(str(error)) from None
+    signed = envelope_sign(envelope=envelope, signer=_signer(step.signer))
+    outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
+    with transaction.atomic():
+        locked = EscrowStep.objects.select_for_update().get(pk=step.pk)
+        locked.signed_xdr = signed
+        locked.tx_hash = outer.hash_hex()
+        locked.attempted_hashes = [*locked.attempted_hashes, locked.tx_hash]
+        locked.expires_at = _max_time(envelope)
+        locked.attempts += 1
+        locked.status = EscrowStep.Status.SUBMITTED
+        locked.save()
+    return signed
+
+
+def _max_time(envelope):
+    bounds = envelope.transaction.preconditions.time_bounds if envelope.transaction.preconditions else None
+    if bounds is None or not bounds.max_time:
+        return None
+    return datetime.fromtimestamp(bounds.max_time, tz=UTC)
+
+
+# --- Finding out what happened ----------------------------------------------------------
+
+
+def _landed(step: EscrowStep) -> bool | None:
+    """True if one of the step's envelopes succeeded, False if the latest failed on chain,
+    None if Horizon knows none of them."""
+    verdict = None
+    for tx_hash in step.attempted_hashes:
+        found = transaction_lookup(tx_hash)
+        if found is None:
+            continue
+        if found.get("successful"):
+            if tx_hash != step.tx_hash:
+                EscrowStep.objects.filter(pk=step.pk).update(tx_hash=tx_hash)
+                step.tx_hash = tx_hash
+            return True
+        verdict = False if tx_hash == step.tx_hash else verdict
+    return verdict
+
+
+def _expired(step: EscrowStep) -> bool:
+    """The stored envelope can no longer land, by the network's clock."""
+    if not step.signed_xdr:
+        return True
+    if step.expires_at is None:
+        return False
+    margin = timedelta(seconds=settings.STELLAR_TX_EXPIRY_MARGIN_SECONDS)
+    return ledger_closed_at() > step.expires_at + margin
+
+
+def _chain_escrow(escrow: Escrow, client: TrustlessWorkClient) -> dict | None:
+    if not escrow.contract_id:
+        return None
+    found = client.get_escrows([escrow.contract_id], validate_on_chain=True)
+    return found[0] if found else None
+
+
+def _deployed_contract(escrow: Escrow, client: TrustlessWorkClient) -> str | None:
+    """The contract deployed for this order, found by signer and engagement id."""
+    found = client.get_escrows_by_signer(escrow.roles["platformAddress"], engagementId=escrow.engagement_id)
+    ids = {item["contractId"] for item in found if item.get("engagementId") == escrow.engagement_id}
+    if len(ids) > 1:
+        raise StepPending(f"{len(ids)} contracts carry engagement {escrow.engagement_id}: support must look")
+    return ids.pop() if ids else None
+
+
+def _effect_visible(step: EscrowStep, client: TrustlessWorkClient) -> bool:
+    """Whether the contract already shows what the step asked for (the indexer, validated on chain)."""
+    escrow = step.escrow
+    try:
+        if step.action == Action.DEPLOY:
+            return _deployed_contract(escrow, client) is not None
+        chain = _chain_escrow(escrow, client)
+    except TrustlessWorkError as error:
+        raise StepPending(str(error)) from None
+    if chain is None:
+        return False
+    milestone = chain["milestones"][step.milestone_index] if step.milestone_index is not None else {}
+    flags = milestone.get("flags") or chain.get("flags") or {}
+    if step.action == Action.FUND:
+        return chain["balance"] >= units(escrow.balance + int(step.params["amount"]))
+    if step.action == Action.MILESTONE_STATUS:
+        return milestone.get("status") == step.params["status"] and milestone.get("evidence") == step.params["evidence"]
+    if step.action == Action.APPROVE:
+        return bool(milestone.get("approved") or (milestone.get("flags") or {}).get("approved"))
+    if step.action in (Action.RELEASE, Action.RELEASE_MILESTONE):
+        return bool(flags.get("released"))
+    if step.action in (Action.DISPUTE, Action.DISPUTE_MILESTONE):
+        return bool(flags.get("disputed"))
+    return bool(flags.get("resolved"))
+
+
+def _settle(step: EscrowStep, client: TrustlessWorkClient, *, response: dict | None) -> EscrowStep:
+    contract_id = None
+    if step.action == Action.DEPLOY:
+        contract_id = (response or {}).get("contractId")
+        if not contract_id:
+            try:
+                contract_id = _deployed_contract(step.escrow, client)
+            except TrustlessWorkError as error:
+                raise StepPending(str(error)) from None
+            if contract_id is None:
+                # Landed (Horizon says so) but not indexed yet: point the indexer at it.
+                client.index_transaction(step.tx_hash)
+                contract_id = _deployed_contract(step.escrow, client)
+            if contract_id is None:
+                raise StepPending("the deploy landed but its contract is not indexed yet")
+    return step_settle(step=step, contract_id=contract_id)

@@ -1,0 +1,660 @@
+"""Escrow services: open an order's escrow and queue the contract calls that move it.
+
+Each public function checks our side (state, wallets, amounts), records the calls it
+needs as `EscrowStep` rows in the caller's transaction and starts the step runner after
+commit. The runner (`escrow.runner`) signs and submits them in order; when the chain
+confirms a step, `step_settle` updates the record and posts the ledger entry in one
+transaction, so the ledger follows the contract to the stroop.
+
+Who signs, by default (DESIGN.md): the buyer approves, funds and may dispute; the seller
+is service provider and receiver; the platform deploys, releases and resolves.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.dispatch import Signal
+
+from escrow.models import Escrow, EscrowMilestone, EscrowStep
+from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
+from offerhub.services import audit_record, event_publish
+from offerhub.timefmt import iso_timestamp
+from payments.ledger import HoldNotFound, hold_post, ledger_account, ledger_post, ledger_transfer, user_accounts
+from payments.models import LedgerAccount, Wallet
+from payments.wallets import platform_account
+
+Kind = LedgerAccount.Kind
+Action = EscrowStep.Action
+TRUSTLESS_WORK_FEE_BPS = 30  # 0.3 %, charged by the contract on every payout
+MAX_MILESTONES = 50
+
+# Sent inside the settling transaction, so a listener's writes (an order's state) commit with it.
+step_settled = Signal()  # kwargs: step, escrow
+step_failed = Signal()  # kwargs: step, escrow
+
+
+class EscrowError(Exception):
+    def __init__(self, code: str, message: str, *, field: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Fees:
+    trustless_work: int
+    platform: int
+    net: int
+
+
+def escrow_fees(*, amount: int, platform_fee_percent: Decimal) -> Fees:
+    """What the contract takes from a payout of `amount` stroops: each fee rounded down
+    to the stroop, the receiver gets the rest (PROVIDERS.md §Contract rules)."""
+    trustless_work = amount * TRUSTLESS_WORK_FEE_BPS // 10_000
+    platform = int(Decimal(amount) * platform_fee_percent / 100)
+    return Fees(trustless_work, platform, amount - trustless_work - platform)
+
+
+def units(stroops: int) -> Decimal:
+    """Stroops as the token units Trustless Work's JSON numbers carry."""
+    return Decimal(stroops) / STROOPS_PER_UNIT
+
+
+def _active_wallet(user, whose: str) -> Wallet:
+    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
+    if wallet is None:
+        raise EscrowError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
+    return wallet
+
+
+def _locked(escrow: Escrow) -> Escrow:
+    return Escrow.objects.select_for_update().get(pk=escrow.pk)
+
+
+def _step_add(escrow: Escrow, *, action: str, key: str, signer: str, index=None, params=None, actor=None):
+    actor_type, actor_id = actor or ("SYSTEM", "escrow")
+    step, _ = EscrowStep.objects.get_or_create(
+        key=key,
+        defaults={
+            "escrow": escrow,
+            "action": action,
+            "milestone_index": index,
+            "params": params or {},
+            "signer": signer,
+            "actor_type": actor_type,
+            "actor_id": actor_id,
+        },
+    )
+    escrow_drive_later(escrow)
+    return step
+
+
+def escrow_drive_later(escrow: Escrow) -> None:
+    from escrow.tasks import escrow_drive_task
+
+    pk = escrow.pk
+    # robust: a broker outage must not undo the request; the resume sweeper picks the steps up.
+    transaction.on_commit(lambda: escrow_drive_task.delay(pk), robust=True)
+
+
+def _attempt(escrow: Escrow, action: str, stem: str) -> str:
+    """A fresh step key after a failed attempt of the same call (a rejected fund may be retried)."""
+    done = escrow.steps.filter(action=action, key__startswith=stem).count()
+    return stem if not done else f"{stem}:{done}"
+
+
+def _audit(escrow: Escrow, action: str, actor, **after) -> None:
+    actor_type, actor_id = actor or ("SYSTEM", "escrow")
+    audit_record(
+        action=action,
+        resource_type="Escrow",
+        resource_id=escrow.public_id,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        payload_after={"status": escrow.status, "engagementId": escrow.engagement_id, **after},
+        user_id=escrow.buyer.public_id,
+    )
+
+
+# --- Opening ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def escrow_open(
+    *,
+    engagement_id: str,
+    buyer,
+    seller,
+    amount: int,
+    title: str,
+    hold_reference: str,
+    description: str = "",
+    milestones: list[dict] | None = None,
+    actor=None,
+) -> Escrow:
+    """The order's escrow, deployed in the background. Calling again for the same order
+    resumes the same record (never a second contract) until the deploy is confirmed.
+
+    `milestones`: `[{ref, title, amount (stroops)}]`; with them the escrow is multi-release
+    and pays each milestone on its own; without, single-release."""
+    existing = Escrow.objects.select_for_update().filter(engagement_id=engagement_id).first()
+    if existing is not None:
+        if existing.status != Escrow.Status.CREATING:
+            raise EscrowError("ESCROW_ALREADY_EXISTS", f"the escrow of {engagement_id} is already deployed")
+        if not existing.steps.filter(action=Action.DEPLOY).exclude(status=EscrowStep.Status.FAILED).exists():
+            _deploy_step(existing, actor)  # the last deploy was refused: try again, same record
+        escrow_drive_later(existing)
+        return existing
+    buyer_wallet, seller_wallet = _active_wallet(buyer, "buyer"), _active_wallet(seller, "seller")
+    milestones = milestones or []
+    if len(milestones) > MAX_MILESTONES:
+        raise EscrowError("INVALID_REQUEST", f"an escrow has at most {MAX_MILESTONES} milestones", field="milestones")
+    if amount <= 0:
+        raise EscrowError("INVALID_AMOUNT", "the amount must be greater than zero", field="amount")
+    if milestones and sum(m["amount"] for m in milestones) != amount:
+        raise EscrowError("INVALID_AMOUNT", "milestone amounts must add up to the amount", field="milestones")
+    platform = platform_account().public_key
+    roles = {
+        "approver": buyer_wallet.public_key,
+        "serviceProvider": seller_wallet.public_key,
+        "platformAddress": platform,
+        "releaseSigner": platform,
+        "disputeResolver": platform,
+    }
+    if not milestones:
+        roles["receiver"] = seller_wallet.public_key
+    escrow = Escrow.objects.create(
+        engagement_id=engagement_id,
+        type=Escrow.Type.MULTI if milestones else Escrow.Type.SINGLE,
+        title=title[:100],
+        description=description[:500],
+        buyer=buyer,
+        seller=seller,
+        hold_reference=hold_reference,
+        roles=roles,
+        amount=amount,
+        platform_fee_percent=settings.OFFERHUB_PLATFORM_FEE_PERCENT,
+    )
+    EscrowMilestone.objects.bulk_create(
+        EscrowMilestone(escrow=escrow, index=index, ref=m["ref"], title=m["title"][:500], amount=m["amount"])
+        for index, m in enumerate(milestones or [{"ref": "delivery", "title": title, "amount": amount}])
+    )
+    _deploy_step(escrow, actor)
+    _audit(escrow, "escrow.creating", actor, amount=money_from_stroops(amount), type=escrow.type)
+    return escrow
+
+
+def _deploy_step(escrow: Escrow, actor) -> EscrowStep:
+    key = _attempt(escrow, Action.DEPLOY, f"{escrow.public_id}:deploy")
+    return _step_add(escrow, action=Action.DEPLOY, key=key, signer=escrow.roles["platformAddress"], actor=actor)
+
+
+# --- Calls on a deployed escrow ---------------------------------------------------------
+
+
+@transaction.atomic
+def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
+    """Move the buyer's held money into the contract. A failed attempt leaves the hold
+    intact and the escrow CREATED, so funding can be asked for again."""
+    escrow = _locked(escrow)
+    if escrow.status == Escrow.Status.FUNDING:
+        escrow_drive_later(escrow)
+        return escrow
+    if escrow.status != Escrow.Status.CREATED:
+        if escrow.funded_at is not None:
+            raise EscrowError("ESCROW_ALREADY_FUNDED", "the escrow is already funded")
+        raise EscrowError("ESCROW_NOT_READY", f"the escrow is {escrow.status}, not CREATED")
+    escrow.start_funding()
+    escrow.save()
+    key = _attempt(escrow, Action.FUND, f"{escrow.public_id}:fund")
+    _step_add(
+        escrow,
+        action=Action.FUND,
+        key=key,
+        signer=escrow.roles["approver"],
+        params={"amount": str(escrow.amount)},
+        actor=actor,
+    )
+    return escrow
+
+
+def _funded(escrow: Escrow) -> None:
+    if escrow.status != Escrow.Status.FUNDED:
+        raise EscrowError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not FUNDED")
+
+
+def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
+    milestone = escrow.milestones.filter(index=index).first()
+    if milestone is None:
+        raise EscrowError("MILESTONE_NOT_FOUND", f"the escrow has no milestone {index}", field="milestoneIndex")
+    return milestone
+
+
+@transaction.atomic
+def escrow_milestone_mark(
+    *, escrow: Escrow, index: int, status: str = "completed", evidence: str = "", actor=None
+) -> EscrowStep:
+    """The seller (service provider) records progress and evidence on the contract."""
+    escrow = _locked(escrow)
+    _funded(escrow)
+    milestone = _milestone(escrow, index)
+    if milestone.released or milestone.resolved:
+        raise EscrowError("ESCROW_INVALID_STATE", "that milestone is finished")
+    key = _attempt(escrow, Action.MILESTONE_STATUS, f"{escrow.public_id}:status:{index}")
+    return _step_add(
+        escrow,
+        action=Action.MILESTONE_STATUS,
+        key=key,
+        signer=escrow.roles["serviceProvider"],
+        index=index,
+        params={"status": status[:50], "evidence": evidence[:500]},
+        actor=actor,
+    )
+
+
+def _approve_step(escrow: Escrow, milestone: EscrowMilestone, actor) -> None:
+    if not milestone.approved:
+        _step_add(
+            escrow,
+            action=Action.APPROVE,
+            key=f"{escrow.public_id}:approve:{milestone.index}",  # approval is irreversible: once
+            signer=escrow.roles["approver"],
+            index=milestone.index,
+            actor=actor,
+        )
+
+
+@transaction.atomic
+def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> Escrow:
+    """Pay the seller: the whole escrow, or (multi-release) one milestone. The buyer's
+    approval of each milestone paid is signed first, as the contract requires."""
+    escrow = _locked(escrow)
+    _funded(escrow)
+    if index is not None and not escrow.is_multi:
+        raise EscrowError("ESCROW_INVALID_STATE", "a single-release escrow is released as a whole")
+    milestones = [_milestone(escrow, index)] if index is not None else list(escrow.milestones.all())
+    unpaid = [m for m in milestones if not (m.released or m.resolved)]
+    if not unpaid:
+        raise EscrowError("ESCROW_INVALID_STATE", "nothing is left to release")
+    if index is None:
+        escrow.start_release()
+        escrow.save()
+    for milestone in unpaid:
+        _approve_step(escrow, milestone, actor)
+        if escrow.is_multi:
+            _step_add(
+                escrow,
+                action=Action.RELEASE_MILESTONE,
+                key=f"{escrow.public_id}:release:{milestone.index}",
+                signer=escrow.roles["releaseSigner"],
+                index=milestone.index,
+                actor=actor,
+            )
+    if not escrow.is_multi:
+        _step_add(
+            escrow,
+            action=Action.RELEASE,
+            key=_attempt(escrow, Action.RELEASE, f"{escrow.public_id}:release"),
+            signer=escrow.roles["releaseSigner"],
+            actor=actor,
+        )
+    _audit(escrow, "escrow.release_requested", actor, milestoneIndex=index)
+    return escrow
+
+
+def _dispute_steps(escrow: Escrow, signer: str, actor) -> None:
+    if not escrow.is_multi:
+        _step_add(escrow, action=Action.DISPUTE, key=f"{escrow.public_id}:dispute", signer=signer, actor=actor)
+        return
+    for milestone in escrow.milestones.all():
+        if not (milestone.released or milestone.resolved or milestone.disputed):
+            _step_add(
+                escrow,
+                action=Action.DISPUTE_MILESTONE,
+                key=f"{escrow.public_id}:dispute:{milestone.index}",
+                signer=signer,
+                index=milestone.index,
+                actor=actor,
+            )
+
+
+@transaction.atomic
+def escrow_dispute(*, escrow: Escrow, opened_by: str, actor=None) -> Escrow:
+    """Freeze the escrow on chain: signed by the buyer or the seller (`opened_by`)."""
+    escrow = _locked(escrow)
+    _funded(escrow)
+    signer = escrow.roles["approver"] if opened_by == "buyer" else escrow.roles["serviceProvider"]
+    _dispute_steps(escrow, signer, actor)
+    _audit(escrow, "escrow.dispute_requested", actor, openedBy=opened_by)
+    return escrow
+
+
+@transaction.atomic
+def escrow_resolve(*, escrow: Escrow, seller_amount: int, buyer_amount: int, actor=None) -> Escrow:
+    """Split a disputed escrow: the platform (dispute resolver) pays `seller_amount` to the
+    seller and `buyer_amount` back to the buyer, each net of its pro-rata fees. Together
+    they must be everything still in the escrow."""
+    escrow = _locked(escrow)
+    if escrow.status not in (Escrow.Status.DISPUTED, Escrow.Status.REFUNDING):
+        raise EscrowError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not DISPUTED")
+    if seller_amount < 0 or buyer_amount < 0 or seller_amount + buyer_amount != _unpaid(escrow):
+        raise EscrowError(
+            "INVALID_AMOUNT",
+            f"the amounts must add up to {money_from_stroops(_unpaid(escrow))}, what the escrow still holds",
+            field="amount",
+        )
+    if escrow.status == Escrow.Status.DISPUTED:
+        if not buyer_amount:
+            escrow.start_release()
+        elif not seller_amount:
+            escrow.start_refund()
+        escrow.save()
+    _resolve_steps(escrow, seller_amount, buyer_amount, actor)
+    _audit(escrow, "escrow.resolution_requested", actor, seller=seller_amount, buyer=buyer_amount)
+    return escrow
+
+
+def _unpaid(escrow: Escrow) -> int:
+    return sum(m.amount for m in escrow.milestones.all() if not (m.released or m.resolved))
+
+
+def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor) -> None:
+    """One resolution (single-release) or one per open milestone, the seller's share first."""
+    seller, buyer = escrow.roles["serviceProvider"], escrow.roles["approver"]
+    signer = escrow.roles["disputeResolver"]
+    if not escrow.is_multi:
+        shares = [(seller, seller_amount), (buyer, buyer_amount)]
+        _step_add(
+            escrow,
+            action=Action.RESOLVE,
+            key=f"{escrow.public_id}:resolve",
+            signer=signer,
+            params={"distributions": [[address, str(amount)] for address, amount in shares if amount]},
+            actor=actor,
+        )
+        return
+    for milestone in escrow.milestones.all():
+        if milestone.released or milestone.resolved:
+            continue
+        to_seller = min(seller_amount, milestone.amount)
+        seller_amount -= to_seller
+        shares = [(seller, to_seller), (buyer, milestone.amount - to_seller)]
+        _step_add(
+            escrow,
+            action=Action.RESOLVE_MILESTONE,
+            key=f"{escrow.public_id}:resolve:{milestone.index}",
+            signer=signer,
+            index=milestone.index,
+            params={"distributions": [[address, str(amount)] for address, amount in shares if amount]},
+            actor=actor,
+        )
+
+
+@transaction.atomic
+def escrow_refund(*, escrow: Escrow, actor=None) -> Escrow:
+    """Everything still in the escrow back to the buyer. Trustless Work has no refund call:
+    the seller's key opens a dispute and the platform resolves it in the buyer's favour."""
+    escrow = _locked(escrow)
+    if escrow.status == Escrow.Status.FUNDED:
+        escrow.start_refund()
+        escrow.save()
+        _dispute_steps(escrow, escrow.roles["serviceProvider"], actor)
+    elif escrow.status == Escrow.Status.DISPUTED:
+        escrow.start_refund()
+        escrow.save()
+    else:
+        raise EscrowError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}; only a funded escrow is refunded")
+    _resolve_steps(escrow, 0, _unpaid(escrow), actor)
+    _audit(escrow, "escrow.refund_requested", actor)
+    return escrow
+
+
+# --- Settling what the chain confirmed ----------------------------------------------------
+
+
+def _escrow_event(escrow: Escrow, event_type: str, **payload) -> None:
+    event_publish(
+        type=event_type,
+        aggregate_type="Order",
+        aggregate_id=escrow.engagement_id,
+        payload={"escrowId": escrow.public_id, "orderId": escrow.engagement_id, **payload},
+        user_id=escrow.buyer.public_id,
+    )
+
+
+def _recipient(address: str) -> tuple[LedgerAccount, Wallet | None]:
+    wallet = Wallet.objects.filter(public_key=address).select_related("user").first()
+    if wallet is None:
+        return ledger_account(kind=Kind.EXTERNAL_STELLAR), None
+    return user_accounts(wallet.user)[0], wallet
+
+
+def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int]], source: str) -> None:
+    """One entry for everything a step paid out: escrow → each receiver's net, and the fees."""
+    lines = [(ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id), -sum(g for _, g in payouts))]
+    credited = []
+    for address, gross in payouts:
+        fees = escrow_fees(amount=gross, platform_fee_percent=escrow.platform_fee_percent)
+        account, wallet = _recipient(address)
+        lines += [(account, fees.net)] if fees.net else []
+        lines += [(ledger_account(kind=Kind.TRUSTLESS_WORK_FEE), fees.trustless_work)] if fees.trustless_work else []
+        lines += [(ledger_account(kind=Kind.PLATFORM_FEE), fees.platform)] if fees.platform else []
+        if wallet is not None:
+            credited.append((wallet.user, account, gross, fees.net))
+    ledger_post(
+        idempotency_key=f"escrow-step:{step.key}",
+        kind="escrow_payout",
+        lines=lines,
+        metadata={"escrow": escrow.public_id, "step": step.key},
+    )
+    escrow.balance -= sum(gross for _, gross in payouts)
+    for user, account, gross, net in credited:
+        account.refresh_from_db(fields=["balance"])
+        event_publish(
+            type="balance.credited",
+            aggregate_type="Balance",
+            aggregate_id=user.public_id,
+            payload={
+                "userId": user.public_id,
+                "amount": money_from_stroops(gross),
+                "netAmount": money_from_stroops(net),
+                "currency": "USD",
+                "source": source,
+                "sourceId": escrow.engagement_id,
+                "transactionHash": step.tx_hash,
+                "previousAvailableBalance": money_from_stroops(account.balance - net),
+                "newAvailableBalance": money_from_stroops(account.balance),
+                "newBalance": money_from_stroops(account.balance),
+            },
+            user_id=user.public_id,
+        )
+
+
+def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
+    amount = int(step.params["amount"])
+    destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id)
+    available, held = user_accounts(escrow.buyer)
+    before = (available.balance, held.balance)
+    key = f"escrow:{escrow.public_id}:fund"
+    try:
+        hold_post(
+            user=escrow.buyer,
+            reference=escrow.hold_reference,
+            destination=destination,
+            kind="escrow_fund",
+            amount=amount,
+            idempotency_key=key,
+        )
+    except HoldNotFound:
+        # The money left the buyer's wallet on chain whatever our holds say: follow the chain.
+        ledger_transfer(
+            idempotency_key=key, kind="escrow_fund", source=available, destination=destination, amount=amount
+        )
+    available.refresh_from_db(fields=["balance"])
+    held.refresh_from_db(fields=["balance"])
+    escrow.balance += amount
+    escrow.mark_funded()
+    buyer = escrow.buyer.public_id
+    event_publish(
+        type="balance.released",
+        aggregate_type="Balance",
+        aggregate_id=buyer,
+        payload={
+            "userId": buyer,
+            "amount": money_from_stroops(amount),
+            "currency": "USD",
+            "orderId": escrow.engagement_id,
+            "reason": "escrow_funded",
+            "previousReservedBalance": money_from_stroops(before[1]),
+            "newReservedBalance": money_from_stroops(held.balance),
+            "previousAvailableBalance": money_from_stroops(before[0]),
+            "newAvailableBalance": money_from_stroops(available.balance),
+        },
+        user_id=buyer,
+    )
+    _escrow_event(
+        escrow,
+        "escrow.funded",
+        trustlessContractId=escrow.contract_id,
+        amount=money_from_stroops(amount),
+        fundedAt=iso_timestamp(escrow.funded_at),
+    )
+
+
+def _settle_finished(escrow: Escrow, *, refunded: bool) -> None:
+    """Every milestone paid out: the escrow is RELEASED or REFUNDED."""
+    if any(not (m.released or m.resolved) for m in escrow.milestones.all()):
+        return
+    if refunded:
+        escrow.mark_refunded()
+        _escrow_event(
+            escrow,
+            "escrow.refunded",
+            buyerId=escrow.buyer.public_id,
+            amount=money_from_stroops(escrow.amount),
+            refundedAt=iso_timestamp(escrow.refunded_at),
+        )
+    else:
+        escrow.mark_released()
+        _escrow_event(
+            escrow,
+            "escrow.released",
+            sellerId=escrow.seller.public_id,
+            amount=money_from_stroops(escrow.amount),
+            releasedAt=iso_timestamp(escrow.released_at),
+        )
+
+
+def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
+    milestone = escrow.milestones.get(index=step.milestone_index) if step.milestone_index is not None else None
+    if step.action == Action.RELEASE:
+        _post_payouts(escrow, step, [(escrow.roles["receiver"], escrow.amount)], "release")
+        escrow.milestones.update(released=True, released_at=confirmed_at)
+        escrow.flags = {**escrow.flags, "released": True}
+        _settle_finished(escrow, refunded=False)
+        return
+    if step.action == Action.RELEASE_MILESTONE:
+        _post_payouts(escrow, step, [(escrow.roles["serviceProvider"], milestone.amount)], "release")
+        milestone.released, milestone.released_at = True, confirmed_at
+        milestone.save(update_fields=["released", "released_at"])
+        _escrow_event(
+            escrow,
+            "escrow.milestone_released",
+            milestoneRef=milestone.ref,
+            amount=money_from_stroops(milestone.amount),
+            releasedAt=iso_timestamp(confirmed_at),
+        )
+        _settle_finished(escrow, refunded=False)
+        return
+    # A resolution: who got what decides the words (refund, split, release).
+    payouts = [(address, int(amount)) for address, amount in step.params["distributions"]]
+    to_buyer_only = all(address == escrow.roles["approver"] for address, _ in payouts)
+    to_seller_only = all(address == escrow.roles["serviceProvider"] for address, _ in payouts)
+    source = "refund" if to_buyer_only else "release" if to_seller_only else "dispute_split"
+    _post_payouts(escrow, step, payouts, source)
+    resolved = escrow.milestones.all() if milestone is None else escrow.milestones.filter(pk=milestone.pk)
+    resolved.update(resolved=True, disputed=False)
+    if milestone is None:
+        escrow.flags = {**escrow.flags, "resolved": True, "disputed": False}
+    refunded = escrow.status == Escrow.Status.REFUNDING
+    _settle_finished(escrow, refunded=refunded)
+
+
+def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_at=None) -> EscrowStep:
+    """Record a step the chain confirmed, once: escrow state, ledger entry, events."""
+    from django.utils import timezone
+
+    confirmed_at = confirmed_at or timezone.now()
+    with transaction.atomic():
+        escrow = Escrow.objects.select_for_update().select_related("buyer", "seller").get(pk=step.escrow_id)
+        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+        if step.status == EscrowStep.Status.CONFIRMED:
+            return step
+        action = step.action
+        if action == Action.DEPLOY:
+            escrow.mark_created(contract_id=contract_id)
+            _escrow_event(escrow, "escrow.created", amount=money_from_stroops(escrow.amount), currency="USD")
+        elif action == Action.FUND:
+            _settle_fund(escrow, step)
+        elif action == Action.MILESTONE_STATUS:
+            milestone = escrow.milestones.get(index=step.milestone_index)
+            milestone.chain_status, milestone.evidence = step.params["status"], step.params["evidence"]
+            milestone.save(update_fields=["chain_status", "evidence"])
+            if milestone.chain_status == "completed":
+                _escrow_event(
+                    escrow,
+                    "escrow.milestone_completed",
+                    milestoneRef=milestone.ref,
+                    milestoneTitle=milestone.title,
+                    amount=money_from_stroops(milestone.amount),
+                    completedAt=iso_timestamp(confirmed_at),
+                )
+        elif action == Action.APPROVE:
+            escrow.milestones.filter(index=step.milestone_index).update(approved=True)
+        elif action in (Action.DISPUTE, Action.DISPUTE_MILESTONE):
+            disputed = escrow.milestones.all()
+            if action == Action.DISPUTE:
+                escrow.flags = {**escrow.flags, "disputed": True}
+            else:
+                disputed = disputed.filter(index=step.milestone_index)
+            disputed.update(disputed=True)
+            if escrow.status == Escrow.Status.FUNDED:
+                escrow.mark_disputed()
+        else:
+            _settle_payout(escrow, step, confirmed_at)
+        escrow.save()
+        step.status, step.confirmed_at = EscrowStep.Status.CONFIRMED, confirmed_at
+        step.error_code = step.error_message = ""
+        step.save(update_fields=["status", "confirmed_at", "error_code", "error_message", "updated_at"])
+        _audit(escrow, f"escrow.{action}.confirmed", (step.actor_type, step.actor_id), txHash=step.tx_hash)
+        step_settled.send(sender=EscrowStep, step=step, escrow=escrow)
+    return step
+
+
+def step_fail(*, step: EscrowStep, code: str, message: str) -> EscrowStep:
+    """A permanent refusal: the step and the calls queued after it fail; money stays where
+    the chain has it (a failed fund keeps the hold, a failed payout keeps the escrow)."""
+    with transaction.atomic():
+        escrow = Escrow.objects.select_for_update().select_related("buyer").get(pk=step.escrow_id)
+        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+        if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
+            return step
+        step.status, step.error_code, step.error_message = EscrowStep.Status.FAILED, code[:80], message[:255]
+        step.save(update_fields=["status", "error_code", "error_message", "updated_at"])
+        escrow.steps.filter(status=EscrowStep.Status.PENDING, pk__gt=step.pk).update(
+            status=EscrowStep.Status.FAILED, error_code="PREVIOUS_STEP_FAILED", error_message=f"{step.key}: {code}"
+        )
+        if escrow.status == Escrow.Status.FUNDING:
+            escrow.funding_failed()
+        elif escrow.status in (Escrow.Status.RELEASING, Escrow.Status.REFUNDING):
+            if escrow.flags.get("disputed") or escrow.milestones.filter(disputed=True).exists():
+                escrow.resolution_failed()
+            else:
+                escrow.payout_failed()
+        escrow.save()
+        _audit(escrow, f"escrow.{step.action}.failed", (step.actor_type, step.actor_id), code=code, message=message)
+        step_failed.send(sender=EscrowStep, step=step, escrow=escrow)
+    return step
