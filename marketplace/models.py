@@ -1,10 +1,13 @@
+from decimal import Decimal
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from offerhub.ids import new_user_id
+from offerhub.ids import new_user_id, public_id, random_alnum
 
 
 class UserManager(BaseUserManager):
@@ -88,3 +91,133 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def is_support(self) -> bool:
         return self.is_staff
+
+
+def new_listing_id() -> str:
+    return public_id("lst_")
+
+
+class Category(models.Model):
+    """A shelf of the marketplace; buyers filter listings by it."""
+
+    name = models.CharField(max_length=60, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    icon = models.CharField(max_length=40, blank=True, help_text='A Bootstrap icon name, e.g. "palette".')
+    position = models.PositiveSmallIntegerField(default=0, help_text="Lower comes first.")
+
+    class Meta:
+        ordering = ["position", "name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self):
+        return self.name
+
+
+class ListingQuerySet(models.QuerySet):
+    def browsable(self):
+        """What buyers may see: active listings of sellers in good standing."""
+        return self.filter(status=Listing.Status.ACTIVE, seller__is_active=True, seller__status=User.Status.ACTIVE)
+
+    def owned_by(self, user):
+        """The seller's own listings that still exist for them (active and paused)."""
+        return self.filter(seller=user).exclude(status=Listing.Status.DELETED)
+
+
+class Listing(models.Model):
+    """A service a seller offers at a fixed price, paid through escrow (optionally milestone by milestone)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "ACTIVE", "Active"
+        PAUSED = "PAUSED", "Paused"
+        # Soft delete: orders placed on the listing keep pointing at it.
+        DELETED = "DELETED", "Deleted"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_listing_id, editable=False)
+    seller = models.ForeignKey(User, on_delete=models.PROTECT, related_name="listings")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="listings")
+    title = models.CharField(max_length=120)
+    description = models.TextField(max_length=5000)
+    # Whole cents: exact, and sortable in every database.
+    price_cents = models.PositiveBigIntegerField()
+    delivery_days = models.PositiveSmallIntegerField(help_text="Days from the funded order to the delivery.")
+    delivery_terms = models.TextField(max_length=2000, blank=True, help_text="What the buyer receives, and how.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    # Kept current by a database trigger on PostgreSQL (see migration 0004); unused on SQLite.
+    search_vector = SearchVectorField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ListingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="listing_status_created_idx"),
+            models.Index(fields=["status", "price_cents"], name="listing_status_price_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(price_cents__gt=0), name="listing_price_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.title} ({self.public_id})"
+
+    @property
+    def is_browsable(self) -> bool:
+        """ListingQuerySet.browsable() for one loaded listing."""
+        return self.status == self.Status.ACTIVE and self.seller.is_active and self.seller.status == User.Status.ACTIVE
+
+    @property
+    def price(self) -> Decimal:
+        """The price in dollars, exactly."""
+        return Decimal(self.price_cents).scaleb(-2)  # 12050 -> Decimal('120.50')
+
+    @property
+    def cover_image(self):
+        """The first image, read from the prefetched images when the selector prefetched them."""
+        images = list(self.images.all())
+        return images[0] if images else None
+
+
+def listing_image_path(image: "ListingImage", filename: str) -> str:
+    # The name is ours, never the uploader's: a random stem and the extension of the decoded format.
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"listings/{image.listing.public_id}/{random_alnum(16)}.{extension}"
+
+
+class ListingImage(models.Model):
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="images")
+    image = models.ImageField(upload_to=listing_image_path, width_field="width", height_field="height")
+    width = models.PositiveIntegerField(default=0)
+    height = models.PositiveIntegerField(default=0)
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self):
+        return f"Image {self.position + 1} of {self.listing.public_id}"
+
+
+class ListingMilestone(models.Model):
+    """One part of the delivery, released from escrow on its own; a listing's milestones sum to its price."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="milestones")
+    position = models.PositiveSmallIntegerField(default=0)
+    title = models.CharField(max_length=120)
+    amount_cents = models.PositiveBigIntegerField()
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_cents__gt=0), name="listing_milestone_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.title} (${self.amount:,.2f})"
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.amount_cents).scaleb(-2)

@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
@@ -6,6 +8,14 @@ from marketplace.forms import LoginForm
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("listings/", views.listing_browse, name="listing-browse"),
+    path("listings/new/", views.listing_new, name="listing-create"),
+    path("listings/mine/", views.my_listings, name="my-listings"),
+    path("listings/<str:public_id>/", views.listing_detail, name="listing-detail"),
+    path("listings/<str:public_id>/edit/", views.listing_edit, name="listing-edit"),
+    path("listings/<str:public_id>/pause/", views.listing_pause_view, name="listing-pause"),
+    path("listings/<str:public_id>/resume/", views.listing_resume_view, name="listing-resume"),
+    path("listings/<str:public_id>/delete/", views.listing_delete_view, name="listing-delete"),
     path("accounts/signup/", views.sign_up, name="signup"),
     path(
         "accounts/login/",
@@ -22,3 +32,7 @@ urlpatterns = [
     ),
     path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
+
+# Uploaded listing images in development (`make run`); in production the TLS proxy serves
+# MEDIA_ROOT at MEDIA_URL (static() adds nothing when DEBUG is off).
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

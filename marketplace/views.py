@@ -1,17 +1,199 @@
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponseServerError
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponseServerError
 from django.shortcuts import redirect, render
 from django.template import loader
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import requires_csrf_token
+from django.views.decorators.http import require_POST
 
-from marketplace.forms import SignUpForm
+from marketplace.forms import BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
+from marketplace.listings import (
+    ListingError,
+    categories_all,
+    listing_create,
+    listing_delete,
+    listing_for_buyers,
+    listing_owned,
+    listing_pause,
+    listing_resume,
+    listing_update,
+    listings_browse,
+    listings_of_seller,
+    sort_effective,
+)
 from marketplace.services import user_sign_up
+
+LISTINGS_PER_PAGE = 12
+HOME_LISTINGS = 8
 
 
 def home(request):
-    return render(request, "marketplace/home.html")
+    return render(
+        request,
+        "marketplace/home.html",
+        {"latest": listings_browse()[:HOME_LISTINGS], "categories": categories_all()},
+    )
+
+
+# --- Listings: buyers --------------------------------------------------------------
+
+
+def listing_browse(request):
+    form = BrowseForm(request.GET)
+    form.is_valid()  # invalid values are left out of cleaned_data, and so not applied
+    query = form.cleaned_data.get("q", "")
+    category = form.cleaned_data.get("category")
+    sort = sort_effective(sort=form.cleaned_data.get("sort", ""), query=query)
+    page = Paginator(listings_browse(query=query, category=category, sort=sort), LISTINGS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "form": form,
+        "page": page,
+        "query": query,
+        "category": category,
+        "sort": sort,
+        "categories": categories_all(),
+        "filtered": bool(query or category),
+    }
+    return render(request, "marketplace/listing_browse.html", context)
+
+
+def listing_detail(request, public_id):
+    viewer = request.user if request.user.is_authenticated else None
+    listing = listing_for_buyers(public_id=public_id, viewer=viewer)
+    if listing is None:
+        raise Http404("No such listing")
+    return render(
+        request,
+        "marketplace/listing_detail.html",
+        {"listing": listing, "is_owner": viewer is not None and listing.seller_id == viewer.pk},
+    )
+
+
+# --- Listings: sellers -------------------------------------------------------------
+
+
+def _owned_or_404(request, public_id):
+    """Someone else's listing answers exactly as a listing that does not exist."""
+    listing = listing_owned(seller=request.user, public_id=public_id)
+    if listing is None:
+        raise Http404("No such listing")
+    return listing
+
+
+def _listing_forms(request, listing=None):
+    """The listing form and its milestones formset, the formset checking its sum against the form's price."""
+    data = request.POST if request.method == "POST" else None
+    form = ListingForm(data, request.FILES if data is not None else None, listing=listing)
+    price = None
+    if data is not None:
+        form.is_valid()  # the price is usable even when another field of the form failed
+        price = form.cleaned_data.get("price")
+    initial = [{"title": m.title, "amount": m.amount} for m in listing.milestones.all()] if listing else None
+    milestones = MilestoneFormSet(data, prefix="milestones", initial=initial, price=price)
+    return form, milestones
+
+
+def _listing_fields(form, milestones) -> dict:
+    data = form.cleaned_data
+    return {
+        "title": data["title"],
+        "description": data["description"],
+        "price": data["price"],
+        "category": data["category"],
+        "delivery_days": data["delivery_days"],
+        "delivery_terms": data["delivery_terms"],
+        "milestones": milestones.milestones(),
+    }
+
+
+def _refused(form, error: ListingError) -> None:
+    form.add_error(error.field if error.field in form.fields else None, error.message)
+
+
+@login_required
+def listing_new(request):
+    form, milestones = _listing_forms(request)
+    if request.method == "POST" and form.is_valid() and milestones.is_valid():
+        try:
+            listing = listing_create(
+                seller=request.user, images=form.cleaned_data["images"], **_listing_fields(form, milestones)
+            )
+        except ListingError as error:
+            _refused(form, error)
+        else:
+            messages.success(request, "Your listing is live. Buyers can find it now.")
+            return redirect("listing-detail", public_id=listing.public_id)
+    return render(request, "marketplace/listing_form.html", {"form": form, "milestones": milestones})
+
+
+@login_required
+def listing_edit(request, public_id):
+    listing = _owned_or_404(request, public_id)
+    form, milestones = _listing_forms(request, listing)
+    if request.method == "POST" and form.is_valid() and milestones.is_valid():
+        try:
+            listing_update(
+                listing=listing,
+                actor=request.user,
+                images_added=form.cleaned_data["images"],
+                images_removed=list(form.cleaned_data["remove_images"]),
+                **_listing_fields(form, milestones),
+            )
+        except ListingError as error:
+            _refused(form, error)
+        else:
+            messages.success(request, "Your changes are saved.")
+            return redirect("listing-detail", public_id=listing.public_id)
+    return render(
+        request, "marketplace/listing_form.html", {"form": form, "milestones": milestones, "listing": listing}
+    )
+
+
+def _back(request, default: str):
+    """Where the seller pressed the button (a page of ours), or `default`."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect(default)
+
+
+@login_required
+@require_POST
+def listing_pause_view(request, public_id):
+    listing = listing_pause(listing=_owned_or_404(request, public_id), actor=request.user)
+    messages.success(request, f"“{listing.title}” is paused: buyers no longer see it. Resume it any time.")
+    return _back(request, "my-listings")
+
+
+@login_required
+@require_POST
+def listing_resume_view(request, public_id):
+    listing = listing_resume(listing=_owned_or_404(request, public_id), actor=request.user)
+    messages.success(request, f"“{listing.title}” is live again.")
+    return _back(request, "my-listings")
+
+
+@login_required
+def listing_delete_view(request, public_id):
+    """A GET asks to confirm; the POST deletes."""
+    listing = _owned_or_404(request, public_id)
+    if request.method == "POST":
+        listing_delete(listing=listing, actor=request.user)
+        messages.success(request, f"“{listing.title}” is deleted.")
+        return redirect("my-listings")
+    return render(request, "marketplace/listing_delete.html", {"listing": listing})
+
+
+@login_required
+def my_listings(request):
+    page = Paginator(listings_of_seller(seller=request.user), 20).get_page(request.GET.get("page"))
+    return render(request, "marketplace/listing_mine.html", {"page": page})
 
 
 def sign_up(request):

@@ -9,7 +9,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from marketplace.models import User
+from marketplace.listings import MilestoneSpec, listing_create
+from marketplace.models import Category, Listing, User
 from payments.deposits import deposits_sync
 from payments.ledger import user_accounts
 from payments.models import Wallet
@@ -21,6 +22,79 @@ DEMO_USERS = [
     {"email": "buyer@demo.offerhub.test", "display_name": "Bea Buyer", "is_staff": False, "funds": Decimal("500")},
     {"email": "seller@demo.offerhub.test", "display_name": "Sam Seller", "is_staff": False, "funds": Decimal("0")},
     {"email": "support@demo.offerhub.test", "display_name": "Sofia Support", "is_staff": True, "funds": Decimal("0")},
+]
+
+DEMO_SELLER = "seller@demo.offerhub.test"
+DEMO_CATEGORIES = [
+    ("design", "Design", "palette"),
+    ("development", "Development", "code-slash"),
+    ("writing-translation", "Writing & translation", "translate"),
+    ("video-animation", "Video & animation", "camera-reels"),
+    ("marketing", "Marketing", "megaphone"),
+]
+DEMO_LISTINGS = [
+    {
+        "title": "A logo and brand kit for your small business",
+        "category": "design",
+        "price": "180.00",
+        "delivery_days": 5,
+        "description": "Three logo concepts to choose from, then the chosen one polished into a small brand kit: "
+        "colour palette, two typefaces and the logo in every format you need (SVG, PNG, favicon).",
+        "delivery_terms": "Files delivered as a ZIP link. Two rounds of revisions on the chosen concept.",
+        "milestones": [("Three logo concepts", "60.00"), ("Final logo and brand kit", "120.00")],
+    },
+    {
+        "title": "A landing page built with Django and Bootstrap",
+        "category": "development",
+        "price": "650.00",
+        "delivery_days": 14,
+        "description": "A fast, accessible landing page for your product, with a contact form and analytics, "
+        "deployed to your server or handed over as a Git repository.",
+        "delivery_terms": "A mock-up first, then the build on a preview URL, then the launch.",
+        "milestones": [("Mock-up", "150.00"), ("Build on a preview URL", "350.00"), ("Launch", "150.00")],
+    },
+    {
+        "title": "One hour of Python code review",
+        "category": "development",
+        "price": "75.00",
+        "delivery_days": 2,
+        "description": "I read the module or pull request you point me at and send written notes: bugs, "
+        "readability, tests worth adding. Django, FastAPI and data pipelines welcome.",
+        "delivery_terms": "Notes as a Markdown file or as comments on your pull request.",
+    },
+    {
+        "title": "Translate your website from English to Spanish",
+        "category": "writing-translation",
+        "price": "95.00",
+        "delivery_days": 3,
+        "description": "Natural, native Spanish for up to 2,000 words of web copy, adapted for Latin American "
+        "readers. Glossary of your product terms included.",
+    },
+    {
+        "title": "Proofread and edit up to 5,000 words",
+        "category": "writing-translation",
+        "price": "45.00",
+        "delivery_days": 2,
+        "description": "Spelling, grammar, clarity and consistency for your article, report or thesis chapter, "
+        "with tracked changes so you keep the final say.",
+    },
+    {
+        "title": "A 60-second explainer video",
+        "category": "video-animation",
+        "price": "320.00",
+        "delivery_days": 10,
+        "description": "A short animated video that explains what your product does: script, voice-over and "
+        "motion graphics, in landscape and square formats for social media.",
+        "milestones": [("Script and storyboard", "120.00"), ("Final video", "200.00")],
+    },
+    {
+        "title": "SEO audit of your online shop",
+        "category": "marketing",
+        "price": "120.00",
+        "delivery_days": 4,
+        "description": "A prioritised list of what keeps your shop from ranking: page speed, titles, structured "
+        "data, broken links, and the ten fixes worth doing first.",
+    },
 ]
 
 
@@ -38,6 +112,7 @@ class Command(BaseCommand):
                 created += 1
             users.append((user, spec))
         self.stdout.write(self.style.SUCCESS(f"Demo users ready ({created} created)."))
+        self._listings()
         try:
             self._money(users)
         except (PlatformNotReady, StellarError) as error:
@@ -61,3 +136,29 @@ class Command(BaseCommand):
             if sandbox and spec["funds"] and wallet.status == Wallet.Status.ACTIVE and not available.postings.exists():
                 sandbox_mint(wallet, int(spec["funds"] * 10_000_000))
         deposits_sync()
+
+    def _listings(self) -> None:
+        """The demo categories, and the demo seller's listings unless one of that title ever existed."""
+        categories = {}
+        for position, (slug, name, icon) in enumerate(DEMO_CATEGORIES):
+            categories[slug], _ = Category.objects.get_or_create(
+                slug=slug, defaults={"name": name, "icon": icon, "position": position}
+            )
+        seller = User.objects.get(email__iexact=DEMO_SELLER)
+        existing = set(Listing.objects.filter(seller=seller).values_list("title", flat=True))
+        created = 0
+        for spec in DEMO_LISTINGS:
+            if spec["title"] in existing:
+                continue
+            listing_create(
+                seller=seller,
+                title=spec["title"],
+                description=spec["description"],
+                price=Decimal(spec["price"]),
+                category=categories[spec["category"]],
+                delivery_days=spec["delivery_days"],
+                delivery_terms=spec.get("delivery_terms", ""),
+                milestones=[MilestoneSpec(title=t, amount=Decimal(a)) for t, a in spec.get("milestones", [])],
+            )
+            created += 1
+        self.stdout.write(self.style.SUCCESS(f"Demo listings ready ({created} created)."))

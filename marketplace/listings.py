@@ -1,0 +1,410 @@
+"""Listings: the writes sellers make (services) and the reads buyers and sellers share (selectors).
+
+Prices travel as `Decimal` dollars with two places at the edges and are stored as whole cents.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
+from django.db.models import Case, F, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.utils import timezone
+from PIL import Image, UnidentifiedImageError
+
+from marketplace.models import Category, Listing, ListingImage, ListingMilestone, User
+from offerhub.models import AuditLog
+from offerhub.services import audit_record
+
+MAX_IMAGES = 8
+MAX_MILESTONES = 10
+# Pillow's format name -> the extension the stored file gets.
+IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# The longest side Pillow is asked to decode; larger files are refused before decoding them.
+MAX_IMAGE_SIDE = 10_000
+
+
+class SORT:
+    NEWEST = "newest"
+    PRICE_LOW = "price_asc"
+    PRICE_HIGH = "price_desc"
+    RELEVANCE = "relevance"
+
+
+SORT_CHOICES = [
+    (SORT.RELEVANCE, "Best match"),
+    (SORT.NEWEST, "Newest"),
+    (SORT.PRICE_LOW, "Price: low to high"),
+    (SORT.PRICE_HIGH, "Price: high to low"),
+]
+
+
+class ListingError(Exception):
+    """A listing change refused; `field` names the form field the message belongs under."""
+
+    def __init__(self, field: str | None, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class MilestoneSpec:
+    title: str
+    amount: Decimal
+
+
+# --- Money -------------------------------------------------------------------------
+
+
+def dollars_to_cents(amount: Decimal) -> int:
+    cents = amount * 100
+    if cents != cents.to_integral_value():
+        raise ListingError("price", "Use at most two decimals, such as 12.50.")
+    return int(cents)
+
+
+def price_limits() -> tuple[Decimal, Decimal]:
+    """A listing is bought as one order, so its price stays within the order limits."""
+    limits = settings.OFFERHUB_LIMITS["order"]
+    return Decimal(limits["min"]), Decimal(limits["max"])
+
+
+# --- Images ------------------------------------------------------------------------
+
+
+def size_label(size: int) -> str:
+    """5242880 -> "5 MB", 10240 -> "10 KB"."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):g} MB"
+    return f"{size / 1024:g} KB"
+
+
+def listing_image_check(upload: UploadedFile) -> str:
+    """Refuse anything but a real JPEG, PNG or WebP within the size limit; return its extension.
+
+    The content is decoded: a renamed text file or a truncated image fails here whatever its name says.
+    """
+    max_bytes = settings.OFFERHUB_LISTING_IMAGE_MAX_BYTES
+    name = upload.name or "the image"
+    if upload.size > max_bytes:
+        raise ListingError("images", f"“{name}” is larger than {size_label(max_bytes)}.")
+    try:
+        upload.seek(0)
+        with Image.open(upload) as image:
+            image_format = image.format
+            if max(image.size) > MAX_IMAGE_SIDE:
+                raise ListingError("images", f"“{name}” is larger than {MAX_IMAGE_SIDE:,} pixels on a side.")
+            image.verify()
+    except Image.DecompressionBombError:
+        raise ListingError("images", f"“{name}” has too many pixels; use a smaller image.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise ListingError("images", f"“{name}” is not a JPEG, PNG or WebP image we can read.") from None
+    finally:
+        upload.seek(0)
+    if image_format not in IMAGE_FORMATS:
+        raise ListingError("images", f"“{name}” is a {image_format} image; use JPEG, PNG or WebP.")
+    return IMAGE_FORMATS[image_format]
+
+
+def _images_add(listing: Listing, uploads: Sequence[tuple[UploadedFile, str]], first_position: int) -> None:
+    """Store uploads already checked by listing_image_check, given with their extensions."""
+    for offset, (upload, extension) in enumerate(uploads):
+        image = ListingImage(listing=listing, position=first_position + offset)
+        # Stored through the default storage under a name of ours (listing_image_path).
+        image.image.save(f"image.{extension}", upload, save=False)
+        image.save()
+
+
+def _images_remove(images: Sequence[ListingImage]) -> None:
+    names = [image.image.name for image in images]
+    storage = ListingImage._meta.get_field("image").storage
+    ListingImage.objects.filter(pk__in=[image.pk for image in images]).delete()
+    # The files go only once the rows are gone for good.
+    transaction.on_commit(lambda: [storage.delete(name) for name in names], robust=True)
+
+
+# --- Services ----------------------------------------------------------------------
+
+
+def _validated(
+    *, title: str, description: str, price: Decimal, delivery_days: int, milestones: Sequence[MilestoneSpec]
+) -> tuple[int, list[tuple[str, int]]]:
+    """The service's own checks (the forms make the same ones, for their messages in place)."""
+    if not title.strip():
+        raise ListingError("title", "Give the listing a title.")
+    if not description.strip():
+        raise ListingError("description", "Describe what the buyer gets.")
+    minimum, maximum = price_limits()
+    if not minimum <= price <= maximum:
+        raise ListingError("price", f"The price must be between ${minimum:,.2f} and ${maximum:,.2f}.")
+    price_cents = dollars_to_cents(price)
+    if delivery_days < 1:
+        raise ListingError("delivery_days", "Delivery takes at least one day.")
+    if len(milestones) > MAX_MILESTONES:
+        raise ListingError("milestones", f"A listing has at most {MAX_MILESTONES} milestones.")
+    parts = []
+    for milestone in milestones:
+        if milestone.amount <= 0:
+            raise ListingError("milestones", f"The milestone “{milestone.title}” needs an amount above $0.00.")
+        parts.append((milestone.title.strip(), dollars_to_cents(milestone.amount)))
+    total = sum(cents for _, cents in parts)
+    if parts and total != price_cents:
+        raise ListingError(
+            "milestones",
+            f"The milestone amounts add up to ${Decimal(total).scaleb(-2):,.2f}; "
+            f"they must add up to the price, ${price:,.2f}.",
+        )
+    return price_cents, parts
+
+
+def _snapshot(listing: Listing) -> dict:
+    return {
+        "title": listing.title,
+        "priceCents": listing.price_cents,
+        "category": listing.category.slug,
+        "deliveryDays": listing.delivery_days,
+        "status": listing.status,
+    }
+
+
+def _audit(*, listing: Listing, action: str, actor: User, before: dict | None = None, after: dict | None = None):
+    audit_record(
+        action=action,
+        resource_type="Listing",
+        resource_id=listing.public_id,
+        actor_type=AuditLog.ActorType.SUPPORT
+        if actor.is_staff and actor != listing.seller
+        else AuditLog.ActorType.USER,
+        actor_id=actor.public_id,
+        payload_before=before,
+        payload_after=after,
+        user_id=listing.seller.public_id,
+    )
+
+
+def _milestones_replace(listing: Listing, parts: list[tuple[str, int]]) -> None:
+    listing.milestones.all().delete()
+    ListingMilestone.objects.bulk_create(
+        ListingMilestone(listing=listing, position=position, title=title, amount_cents=cents)
+        for position, (title, cents) in enumerate(parts)
+    )
+
+
+@transaction.atomic
+def listing_create(
+    *,
+    seller: User,
+    title: str,
+    description: str,
+    price: Decimal,
+    category: Category,
+    delivery_days: int,
+    delivery_terms: str = "",
+    milestones: Sequence[MilestoneSpec] = (),
+    images: Sequence[UploadedFile] = (),
+) -> Listing:
+    """Publish a listing at once (active), with its milestones and images."""
+    price_cents, parts = _validated(
+        title=title, description=description, price=price, delivery_days=delivery_days, milestones=milestones
+    )
+    if len(images) > MAX_IMAGES:
+        raise ListingError("images", f"A listing has at most {MAX_IMAGES} images.")
+    # Every image is checked before anything is written, so a refused one leaves no stored file behind.
+    checked_images = [(upload, listing_image_check(upload)) for upload in images]
+    listing = Listing.objects.create(
+        seller=seller,
+        category=category,
+        title=title.strip(),
+        description=description.strip(),
+        price_cents=price_cents,
+        delivery_days=delivery_days,
+        delivery_terms=delivery_terms.strip(),
+    )
+    _milestones_replace(listing, parts)
+    _images_add(listing, checked_images, first_position=0)
+    _audit(listing=listing, action="listing.created", actor=seller, after=_snapshot(listing))
+    return listing
+
+
+@transaction.atomic
+def listing_update(
+    *,
+    listing: Listing,
+    actor: User,
+    title: str,
+    description: str,
+    price: Decimal,
+    category: Category,
+    delivery_days: int,
+    delivery_terms: str = "",
+    milestones: Sequence[MilestoneSpec] = (),
+    images_added: Sequence[UploadedFile] = (),
+    images_removed: Sequence[ListingImage] = (),
+) -> Listing:
+    """Change every field; the milestones are replaced as a set, so their sum is checked against the new price."""
+    listing = Listing.objects.select_for_update().select_related("seller", "category").get(pk=listing.pk)
+    if listing.status == Listing.Status.DELETED:
+        raise ListingError(None, "This listing was deleted.")
+    price_cents, parts = _validated(
+        title=title, description=description, price=price, delivery_days=delivery_days, milestones=milestones
+    )
+    kept = [image for image in listing.images.all() if image.pk not in {removed.pk for removed in images_removed}]
+    if len(kept) + len(images_added) > MAX_IMAGES:
+        raise ListingError("images", f"A listing has at most {MAX_IMAGES} images; remove some first.")
+    checked_images = [(upload, listing_image_check(upload)) for upload in images_added]
+    before = _snapshot(listing)
+    listing.title = title.strip()
+    listing.description = description.strip()
+    listing.price_cents = price_cents
+    listing.category = category
+    listing.delivery_days = delivery_days
+    listing.delivery_terms = delivery_terms.strip()
+    listing.save()
+    _milestones_replace(listing, parts)
+    _images_remove([image for image in images_removed if image.listing_id == listing.pk])
+    for position, image in enumerate(kept):
+        if image.position != position:
+            image.position = position
+            image.save(update_fields=["position"])
+    _images_add(listing, checked_images, first_position=len(kept))
+    _audit(listing=listing, action="listing.updated", actor=actor, before=before, after=_snapshot(listing))
+    return listing
+
+
+def _status_change(*, listing: Listing, actor: User, allowed_from: set[str], to: str, action: str) -> Listing:
+    listing = Listing.objects.select_for_update().select_related("seller", "category").get(pk=listing.pk)
+    if listing.status == to:
+        return listing  # pressing the button twice changes nothing
+    if listing.status not in allowed_from:
+        raise ListingError(None, f"A {listing.get_status_display().lower()} listing cannot be changed like this.")
+    before = _snapshot(listing)
+    listing.status = to
+    update_fields = ["status", "updated_at"]
+    if to == Listing.Status.DELETED:
+        listing.deleted_at = timezone.now()
+        update_fields.append("deleted_at")
+    listing.save(update_fields=update_fields)
+    _audit(listing=listing, action=action, actor=actor, before=before, after=_snapshot(listing))
+    return listing
+
+
+@transaction.atomic
+def listing_pause(*, listing: Listing, actor: User) -> Listing:
+    """Hide the listing from buyers; the seller still sees it and can resume it."""
+    return _status_change(
+        listing=listing,
+        actor=actor,
+        allowed_from={Listing.Status.ACTIVE},
+        to=Listing.Status.PAUSED,
+        action="listing.paused",
+    )
+
+
+@transaction.atomic
+def listing_resume(*, listing: Listing, actor: User) -> Listing:
+    return _status_change(
+        listing=listing,
+        actor=actor,
+        allowed_from={Listing.Status.PAUSED},
+        to=Listing.Status.ACTIVE,
+        action="listing.resumed",
+    )
+
+
+@transaction.atomic
+def listing_delete(*, listing: Listing, actor: User) -> Listing:
+    """A soft delete: the row, its milestones and images stay for the orders that point at it."""
+    return _status_change(
+        listing=listing,
+        actor=actor,
+        allowed_from={Listing.Status.ACTIVE, Listing.Status.PAUSED},
+        to=Listing.Status.DELETED,
+        action="listing.deleted",
+    )
+
+
+# --- Selectors ---------------------------------------------------------------------
+
+
+def _with_cards(listings: QuerySet) -> QuerySet:
+    """What a listing card shows, in a fixed number of queries whatever the page size."""
+    return listings.select_related("seller", "category").prefetch_related(
+        Prefetch("images", queryset=ListingImage.objects.order_by("position", "id"))
+    )
+
+
+def sort_effective(*, sort: str, query: str) -> str:
+    """Relevance when searching and newest otherwise, unless asked; relevance needs a query."""
+    if sort not in {value for value, _ in SORT_CHOICES} or (sort == SORT.RELEVANCE and not query):
+        return SORT.RELEVANCE if query else SORT.NEWEST
+    return sort
+
+
+def listings_browse(*, query: str = "", category: Category | None = None, sort: str = "") -> QuerySet:
+    """Active listings matching the words of `query` (full-text on PostgreSQL), in `category`, sorted."""
+    listings = Listing.objects.browsable()
+    if category is not None:
+        listings = listings.filter(category=category)
+    query = " ".join(query.split())
+    sort = sort_effective(sort=sort, query=query)
+    if query:
+        listings = _search(listings, query)
+    ordering = {
+        SORT.NEWEST: ["-created_at", "-id"],
+        SORT.PRICE_LOW: ["price_cents", "-created_at", "-id"],
+        SORT.PRICE_HIGH: ["-price_cents", "-created_at", "-id"],
+        SORT.RELEVANCE: ["-rank", "-created_at", "-id"],
+    }[sort]
+    return _with_cards(listings).order_by(*ordering)
+
+
+def _search(listings: QuerySet, query: str) -> QuerySet:
+    if connection.vendor == "postgresql":
+        # websearch syntax: "exact phrase", -excluded, or; English stemming finds "logos" for "logo".
+        search = SearchQuery(query, config="english", search_type="websearch")
+        return listings.filter(search_vector=search).annotate(rank=SearchRank(F("search_vector"), search))
+    # SQLite (embedded mode): every word in the title or the description; title matches rank first.
+    for word in query.split():
+        listings = listings.filter(Q(title__icontains=word) | Q(description__icontains=word))
+    return listings.annotate(
+        rank=Case(When(title__icontains=query, then=Value(1)), default=Value(0), output_field=IntegerField())
+    )
+
+
+def listing_for_buyers(*, public_id: str, viewer: User | None = None) -> Listing | None:
+    """An active listing with everything its page shows; its seller also sees it while paused."""
+    listing = (
+        _with_cards(Listing.objects.exclude(status=Listing.Status.DELETED))
+        .prefetch_related("milestones")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if listing is None:
+        return None
+    if listing.seller_id == getattr(viewer, "pk", None) or listing.is_browsable:
+        return listing
+    return None
+
+
+def listings_of_seller(*, seller: User) -> QuerySet:
+    """The seller's own listings, paused ones included, newest first."""
+    return _with_cards(Listing.objects.owned_by(seller)).order_by("-created_at", "-id")
+
+
+def listing_owned(*, seller: User, public_id: str) -> Listing | None:
+    """The seller's own listing (active or paused), or None: someone else's looks like no listing at all."""
+    return (
+        Listing.objects.owned_by(seller)
+        .select_related("seller", "category")
+        .prefetch_related("milestones", Prefetch("images", queryset=ListingImage.objects.order_by("position", "id")))
+        .filter(public_id=public_id)
+        .first()
+    )
+
+
+def categories_all() -> list[Category]:
+    return list(Category.objects.all())
