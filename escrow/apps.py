@@ -6,3 +6,10 @@ class EscrowConfig(AppConfig):
 
     name = "escrow"
     verbose_name = "Escrow"
+
+    def ready(self):
+        from escrow.runner import escrow_funding_confirm
+        from payments.balances import escrow_funding_confirmers
+
+        if escrow_funding_confirm not in escrow_funding_confirmers:
+            escrow_funding_confirmers.append(escrow_funding_confirm)

@@ -77,6 +77,21 @@ def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -
         return "busy"  # another worker is driving this escrow
 
 
+def escrow_funding_confirm(*, user, reference: str, amount: int) -> bool:
+    """Whether the escrow funded by `user`'s hold `reference` is funded on chain, settling
+    its funding step now if the chain has it (payments' deduct-reserved asks this)."""
+    escrow = Escrow.objects.filter(buyer=user, hold_reference=reference, status=Escrow.Status.FUNDING).first()
+    if escrow is None or escrow.amount != amount:
+        return False
+    step = escrow.steps.filter(action=Action.FUND).exclude(status=EscrowStep.Status.FAILED).last()
+    if step is None:
+        return False
+    if step.status != EscrowStep.Status.CONFIRMED:
+        escrow_drive(escrow_pk=escrow.pk)
+        step.refresh_from_db()
+    return step.status == EscrowStep.Status.CONFIRMED
+
+
 def _note_waiting(step: EscrowStep, reason: str) -> None:
     logger.warning("escrow step %s waits: %s", step.key, reason)
     EscrowStep.objects.filter(pk=step.pk).update(error_message=reason[:255], updated_at=timezone.now())

@@ -151,6 +151,7 @@ class BalanceCancelReservationView(_HoldOperationView):
 class BalanceDeductReservedView(_HoldOperationView):
     required_scope = "support"
     operation = "DEDUCT_RESERVED"
+    atomic_handler = False  # it may look the funding transaction up on chain; posting is idempotent
 
     def run(self, request, user, reference, stroops, description):
         return balance_deduct_reserved(

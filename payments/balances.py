@@ -176,20 +176,38 @@ def balance_cancel_reservation(*, user, reference: str, amount: int, actor: Acto
     return BalanceChange(before, after, audit)
 
 
+# Callables (user, reference, amount) -> bool that confirm an escrow's funding on chain and
+# post held → escrow; the escrow app registers one (payments must not import escrow).
+escrow_funding_confirmers: list = []
+
+
 def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, reason: str = "") -> BalanceChange:
-    """held → escrow happens only when the order's escrow is funded on chain (API.md §5:
-    "on-chain success only"). Moving it in the ledger alone would part ledger and chain
-    for good, so until an escrow is funded for this reference it is refused."""
-    if not Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).exists():
+    """held → escrow, only when the order's escrow is funded on chain (API.md §5: "on-chain
+    success only"): a funding the chain confirms is posted now (the same entry the escrow's
+    step runner posts, never twice); otherwise nothing moves and the answer is ESCROW_NOT_READY."""
+    hold = Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
+    if hold is None:
         raise BalanceError(
             "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
         )
-    raise BalanceError(
-        "ESCROW_NOT_READY",
-        f"No escrow is funded for {reference}: held funds move into escrow only when its funding transaction "
-        "succeeds on chain, never by a ledger entry alone",
-        details={"orderId": reference},
-    )
+    if amount != hold.remaining:
+        raise BalanceError(
+            "RESERVE_MISMATCH_AMOUNT",
+            f"An escrow is funded with the whole reservation for {reference}",
+            details={"orderId": reference},
+            field="amount",
+        )
+    before = balance_snapshot(user=user)
+    if not any(confirm(user=user, reference=reference, amount=amount) for confirm in escrow_funding_confirmers):
+        raise BalanceError(
+            "ESCROW_NOT_READY",
+            f"No escrow is funded for {reference}: held funds move into escrow only when its funding transaction "
+            "succeeds on chain, never by a ledger entry alone",
+            details={"orderId": reference},
+        )
+    after = balance_snapshot(user=user)
+    audit = _audit(user, "balance.reserved_deducted", before, after, actor, {"orderId": reference, "reason": reason})
+    return BalanceChange(before, after, audit)
 
 
 def _active_wallet(user, *, whose: str) -> Wallet:
