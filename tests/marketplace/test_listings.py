@@ -236,6 +236,7 @@ def test_a_text_file_renamed_png_is_refused(seller_client, category):
     page = response.content.decode()
     assert 'id="id_images_error"' in page and 'aria-invalid="true"' in page
     assert 'value="A logo for your shop"' in page  # the rest of the input is kept
+    assert "choose your images again" in page
     assert not Listing.objects.exists() and not ListingImage.objects.exists()
 
 
