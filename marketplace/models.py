@@ -6,6 +6,7 @@ from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from offerhub.ids import new_user_id, public_id, random_alnum
 
@@ -221,3 +222,238 @@ class ListingMilestone(models.Model):
     @property
     def amount(self) -> Decimal:
         return Decimal(self.amount_cents).scaleb(-2)
+
+
+def new_order_id() -> str:
+    return public_id("ord_")
+
+
+class Order(ConcurrentTransitionMixin, models.Model):
+    """A purchase paid through its own escrow. States and transitions are API.md §16's.
+
+    Transitions say who may take them (`permission`: buyer, seller, support, or the
+    system, which takes every `system` step) and under which `conditions`; services
+    lock the row, call one, then write its audit record and event in the same transaction.
+    """
+
+    class Status(models.TextChoices):
+        ORDER_CREATED = "ORDER_CREATED", "created"
+        FUNDS_RESERVED = "FUNDS_RESERVED", "funds on hold"
+        ESCROW_CREATING = "ESCROW_CREATING", "setting up payment protection"
+        ESCROW_FUNDING = "ESCROW_FUNDING", "securing the payment"
+        ESCROW_FUNDED = "ESCROW_FUNDED", "payment secured"
+        IN_PROGRESS = "IN_PROGRESS", "in progress"
+        RELEASE_REQUESTED = "RELEASE_REQUESTED", "paying the seller"
+        RELEASED = "RELEASED", "seller paid"
+        REFUND_REQUESTED = "REFUND_REQUESTED", "refunding"
+        REFUNDED = "REFUNDED", "refunded"
+        DISPUTED = "DISPUTED", "in dispute"
+        CLOSED = "CLOSED", "closed"
+
+    class Outcome(models.TextChoices):
+        NONE = "", "open"
+        CANCELED = "canceled"
+        RELEASED = "released"
+        REFUNDED = "refunded"
+
+    S = Status
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_order_id, editable=False)
+    marketplace_id = models.CharField(max_length=100, blank=True, default="")
+    client_order_ref = models.CharField(max_length=255, blank=True, default="")
+    checkout_token = models.CharField(max_length=64, blank=True, default="", help_text="one order per checkout form")
+    buyer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="purchases")
+    seller = models.ForeignKey(User, on_delete=models.PROTECT, related_name="sales")
+    listing = models.ForeignKey(Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    amount = models.BigIntegerField(help_text="stroops (10^-7 USD)")
+    currency = models.CharField(max_length=3, default="USD")
+    status = FSMField(max_length=20, choices=Status.choices, default=Status.ORDER_CREATED, protected=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default="")
+    title = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    metadata = models.JSONField(null=True, blank=True)
+    autopilot = models.BooleanField(
+        default=False, help_text="web checkout: reserve → deploy → fund run on their own after confirmation"
+    )
+    cancel_reason = models.CharField(max_length=255, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="every milestone delivered: inspection starts")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["marketplace_id", "client_order_ref"],
+                condition=~models.Q(client_order_ref=""),
+                name="order_client_ref_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["buyer", "checkout_token"],
+                condition=~models.Q(checkout_token=""),
+                name="order_once_per_checkout",
+            ),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
+            models.CheckConstraint(condition=~models.Q(buyer=models.F("seller")), name="order_buyer_is_not_seller"),
+        ]
+        indexes = [
+            models.Index(fields=["buyer", "-created_at"], name="order_buyer_created_idx"),
+            models.Index(fields=["seller", "-created_at"], name="order_seller_created_idx"),
+            models.Index(fields=["status", "delivered_at"], name="order_status_delivered_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.public_id} {self.title[:40]} ({self.status})"
+
+    # --- who may act (`actor`: marketplace.orders.OrderActor) ---------------------------
+    def is_buyer(self, user) -> bool:
+        return user is not None and user.pk == self.buyer_id
+
+    def is_seller(self, user) -> bool:
+        return user is not None and user.pk == self.seller_id
+
+    def is_participant(self, user) -> bool:
+        return self.is_buyer(user) or self.is_seller(user)
+
+    def _buyer_or_support(self, actor) -> bool:
+        return self.is_buyer(actor.user) or actor.is_support or actor.is_system
+
+    def _seller_or_support(self, actor) -> bool:
+        return self.is_seller(actor.user) or actor.is_support or actor.is_system
+
+    def _participant_or_support(self, actor) -> bool:
+        return self.is_participant(actor.user) or actor.is_support or actor.is_system
+
+    def _support(self, actor) -> bool:
+        return actor.is_support
+
+    def _system(self, actor) -> bool:
+        return actor.is_system
+
+    # --- conditions -------------------------------------------------------------------
+    def all_milestones_delivered(self) -> bool:
+        return all(m.status != OrderMilestone.Status.OPEN for m in self.milestones.all())
+
+    def no_open_dispute(self) -> bool:
+        return self.status != self.S.DISPUTED
+
+    # --- transitions (API.md §16) -------------------------------------------------------
+    @transition(field=status, source=S.ORDER_CREATED, target=S.FUNDS_RESERVED, permission=_buyer_or_support)
+    def reserve(self):
+        pass
+
+    @transition(
+        field=status, source=[S.ORDER_CREATED, S.FUNDS_RESERVED], target=S.CLOSED, permission=_participant_or_support
+    )
+    def cancel(self, *, reason: str = ""):
+        self.outcome, self.cancel_reason, self.closed_at = self.Outcome.CANCELED, reason[:255], timezone.now()
+
+    @transition(field=status, source=S.FUNDS_RESERVED, target=S.ESCROW_CREATING, permission=_buyer_or_support)
+    def escrow_create(self):
+        pass
+
+    @transition(field=status, source=S.ESCROW_CREATING, target=S.ESCROW_FUNDING, permission=_system)
+    def escrow_deployed(self):
+        pass
+
+    @transition(field=status, source=S.ESCROW_CREATING, target=S.FUNDS_RESERVED, permission=_system)
+    def escrow_deploy_failed(self):
+        pass
+
+    @transition(field=status, source=S.ESCROW_FUNDING, target=S.ESCROW_FUNDED, permission=_system)
+    def escrow_funded(self):
+        pass
+
+    @transition(field=status, source=S.ESCROW_FUNDED, target=S.IN_PROGRESS, permission=_system)
+    def start(self):
+        pass
+
+    @transition(
+        field=status,
+        source=S.IN_PROGRESS,
+        target=S.RELEASE_REQUESTED,
+        permission=_buyer_or_support,
+        conditions=[all_milestones_delivered],
+    )
+    def request_release(self):
+        pass
+
+    @transition(field=status, source=S.IN_PROGRESS, target=S.REFUND_REQUESTED, permission=_seller_or_support)
+    def request_refund(self):
+        pass
+
+    @transition(field=status, source=S.IN_PROGRESS, target=S.DISPUTED, permission=_participant_or_support)
+    def dispute(self):
+        pass
+
+    @transition(field=status, source=S.IN_PROGRESS, target=S.RELEASED, permission=_system)
+    def last_milestone_released(self):
+        pass
+
+    @transition(
+        field=status, source=[S.RELEASE_REQUESTED, S.REFUND_REQUESTED], target=S.IN_PROGRESS, permission=_system
+    )
+    def payout_rejected(self):
+        pass
+
+    @transition(field=status, source=S.RELEASE_REQUESTED, target=S.RELEASED, permission=_system)
+    def released(self):
+        pass
+
+    @transition(field=status, source=S.REFUND_REQUESTED, target=S.REFUNDED, permission=_system)
+    def refunded(self):
+        pass
+
+    @transition(field=status, source=S.DISPUTED, target=S.RELEASE_REQUESTED, permission=_support)
+    def resolve_release(self):
+        pass
+
+    @transition(field=status, source=S.DISPUTED, target=S.REFUND_REQUESTED, permission=_support)
+    def resolve_refund(self):
+        pass
+
+    @transition(field=status, source=S.DISPUTED, target=S.RELEASED, permission=_support)
+    def resolve_split(self):
+        pass
+
+    @transition(field=status, source=[S.RELEASED, S.REFUNDED], target=S.CLOSED, permission=_system)
+    def close(self):
+        self.outcome = self.Outcome.RELEASED if self.status == self.S.RELEASED else self.Outcome.REFUNDED
+        self.closed_at = timezone.now()
+
+
+def milestone_evidence_path(milestone: "OrderMilestone", filename: str) -> str:
+    extension = filename.rsplit(".", 1)[-1].lower()[:10] if "." in filename else "bin"
+    return f"orders/{milestone.order.public_id}/{random_alnum(16)}.{extension}"
+
+
+class OrderMilestone(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        COMPLETED = "COMPLETED"
+        RELEASED = "RELEASED"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="milestones")
+    position = models.PositiveSmallIntegerField()
+    ref = models.CharField(max_length=100)
+    title = models.CharField(max_length=255)
+    amount = models.BigIntegerField(help_text="stroops")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    evidence_text = models.TextField(blank=True)
+    evidence_link = models.URLField(blank=True)
+    evidence_file = models.FileField(upload_to=milestone_evidence_path, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "ref"], name="order_milestone_ref_unique"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_milestone_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.order.public_id} / {self.ref} ({self.status})"

@@ -104,6 +104,12 @@ OFFERHUB_PLATFORM_FEE_PERCENT = Decimal(env.str("OFFERHUB_PLATFORM_FEE_PERCENT",
 if not Decimal(0) <= OFFERHUB_PLATFORM_FEE_PERCENT <= Decimal(99):
     raise ImproperlyConfigured("OFFERHUB_PLATFORM_FEE_PERCENT must be a percent from 0 to 99")
 ESCROW_SYNC_BATCH_SIZE = 20
+# Orders: how long a buyer has to review a delivery before it is released automatically;
+# how long an API call waits for a provider-backed step before answering 202.
+OFFERHUB_INSPECTION_WINDOW_HOURS = env.int("OFFERHUB_INSPECTION_WINDOW_HOURS", default=72)
+OFFERHUB_SYNC_WAIT_SECONDS = env.float("OFFERHUB_SYNC_WAIT_SECONDS", default=55.0)
+# Where links in e-mails point (the site's public address).
+OFFERHUB_PUBLIC_URL = env.str("OFFERHUB_PUBLIC_URL", default="http://localhost:8000").rstrip("/")
 
 
 def _dev_wallet_key() -> str:
@@ -282,6 +288,7 @@ CELERY_BEAT_SCHEDULE = {
     "wallets-activate-pending": {"task": "payments.tasks.wallets_activate_pending", "schedule": 60.0},
     "wallets-reconcile": {"task": "payments.tasks.wallets_reconcile", "schedule": crontab(minute="*/30")},
     "escrow-steps-resume": {"task": "escrow.tasks.escrow_steps_resume", "schedule": 20.0},
+    "orders-release-inspected": {"task": "marketplace.tasks.orders_release_inspected_task", "schedule": 300.0},
     "escrow-sync": {"task": "escrow.tasks.escrow_sync_task", "schedule": crontab(minute="*/5")},
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",

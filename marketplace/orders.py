@@ -1,0 +1,748 @@
+"""Order services: the API and the web pages both call these.
+
+Every transition locks the order row, asks django-fsm whether this actor may take it
+now (`has_transition_perm`, `can_proceed`), and writes the audit record and the event
+in the same transaction. Steps that talk to Trustless Work are queued on the escrow
+(`escrow.services`) and finish in the background; the escrow's `step_settled` and
+`step_failed` signals move the order on, inside the transaction that settles the step.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.dispatch import receiver
+from django.utils import timezone
+from django_fsm import can_proceed, has_transition_perm
+
+from escrow.models import Escrow, EscrowStep
+from escrow.services import (
+    EscrowError,
+    escrow_dispute,
+    escrow_fees,
+    escrow_fund,
+    escrow_milestone_mark,
+    escrow_open,
+    escrow_refund,
+    escrow_release,
+    step_failed,
+    step_settled,
+)
+from marketplace.models import Order, OrderMilestone, User
+from offerhub.money import money_from_stroops, money_to_stroops
+from offerhub.services import audit_record, event_publish
+from offerhub.timefmt import iso_timestamp
+from payments.balances import Actor, BalanceError, balance_cancel_reservation, balance_reserve, balance_snapshot
+
+logger = logging.getLogger(__name__)
+S = Order.Status
+Action = EscrowStep.Action
+MAX_MILESTONES = 50
+
+
+class OrderError(Exception):
+    def __init__(self, code: str, message: str, *, field: str = "", details: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = details or {}
+
+
+@dataclass(frozen=True)
+class OrderActor:
+    """Who acts on an order: a signed-in user, support staff, an API key, or the platform."""
+
+    type: str  # AuditLog.ActorType
+    id: str
+    user: User | None = None
+    is_support: bool = False
+
+    @property
+    def is_system(self) -> bool:
+        return self.type in ("SYSTEM", "API_KEY")
+
+    @classmethod
+    def for_user(cls, user: User) -> "OrderActor":
+        if user.is_support:
+            return cls("SUPPORT", user.public_id, user, is_support=True)
+        return cls("USER", user.public_id, user)
+
+    @classmethod
+    def for_api_key(cls, principal) -> "OrderActor":
+        return cls("API_KEY", principal.key_id, None, is_support="support" in principal.scopes)
+
+    @property
+    def as_balance_actor(self) -> Actor:
+        return Actor(self.type, self.id)
+
+
+SYSTEM = OrderActor("SYSTEM", "orders")
+
+
+def milestone_spec(*, ref: str, title: str, amount: int) -> dict:
+    return {"ref": ref, "title": title, "amount": amount}
+
+
+# --- Reading helpers ----------------------------------------------------------------------
+
+
+def order_escrow(order: Order) -> Escrow | None:
+    return Escrow.objects.filter(engagement_id=order.public_id).first()
+
+
+def seller_net(*, amount: int) -> int:
+    """What the seller receives of `amount` once the escrow pays out (Trustless Work + platform fees)."""
+    return escrow_fees(amount=amount, platform_fee_percent=settings.OFFERHUB_PLATFORM_FEE_PERCENT).net
+
+
+# --- Transitions ----------------------------------------------------------------------------
+
+
+def _locked(order: Order) -> Order:
+    return Order.objects.select_for_update().select_related("buyer", "seller").get(pk=order.pk)
+
+
+def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
+    """Take transition `name` for `actor` or refuse with the API's codes."""
+    method = getattr(order, name)
+    if not has_transition_perm(method, actor):
+        if not can_proceed(method, check_conditions=False):
+            raise OrderError("INVALID_STATE", f"the order is {order.status}; it cannot {name.replace('_', ' ')}")
+        raise OrderError("FORBIDDEN", f"you may not {name.replace('_', ' ')} this order")
+    if not can_proceed(method):
+        raise OrderError("INVALID_STATE", f"the order is {order.status}; it cannot {name.replace('_', ' ')} now")
+    before = order.status
+    method(**kwargs)
+    order.save()
+    audit_record(
+        action=f"order.{name}",
+        resource_type="Order",
+        resource_id=order.public_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        payload_before={"status": before},
+        payload_after={"status": order.status, **{k: str(v) for k, v in kwargs.items()}},
+        user_id=order.buyer.public_id,
+        marketplace_id=order.marketplace_id,
+    )
+
+
+def _event(order: Order, event_type: str, **payload) -> None:
+    event_publish(
+        type=event_type,
+        aggregate_type="Order",
+        aggregate_id=order.public_id,
+        payload={"orderId": order.public_id, **payload},
+        user_id=order.buyer.public_id,
+        marketplace_id=order.marketplace_id,
+    )
+    _notify_participants(order, event_type)
+
+
+# --- Creating ---------------------------------------------------------------------------------
+
+
+def _validated_milestones(milestones: list[dict], amount: int) -> list[dict]:
+    if not milestones:
+        return []
+    if len(milestones) > MAX_MILESTONES:
+        raise OrderError("INVALID_REQUEST", f"an order has at most {MAX_MILESTONES} milestones", field="milestones")
+    refs = [m["ref"] for m in milestones]
+    if len(set(refs)) != len(refs):
+        raise OrderError("INVALID_REQUEST", "milestone refs must be unique within the order", field="milestones")
+    if any(m["amount"] <= 0 for m in milestones):
+        raise OrderError("INVALID_AMOUNT", "every milestone amount must be greater than zero", field="milestones")
+    if sum(m["amount"] for m in milestones) != amount:
+        raise OrderError("INVALID_AMOUNT", "milestone amounts must add up to the order amount", field="milestones")
+    return milestones
+
+
+def order_amount_check(amount: int) -> None:
+    limits = settings.OFFERHUB_LIMITS["order"]
+    low, high = money_to_stroops(Decimal(limits["min"])), money_to_stroops(Decimal(limits["max"]))
+    if not low <= amount <= high:
+        raise OrderError(
+            "INVALID_AMOUNT", f"the amount must be between {limits['min']} and {limits['max']} USD", field="amount"
+        )
+
+
+def order_create(
+    *,
+    buyer: User,
+    seller: User,
+    amount: int,
+    title: str,
+    actor: OrderActor,
+    description: str = "",
+    milestones: list[dict] | None = None,
+    client_order_ref: str = "",
+    metadata: dict | None = None,
+    listing=None,
+    checkout_token: str = "",
+    marketplace_id: str = "",
+    autopilot: bool = False,
+) -> tuple[Order, bool]:
+    """(order, created). The same `client_order_ref` with the same terms, or the same
+    checkout form submitted twice, returns the first order instead of a second one."""
+    if buyer.pk == seller.pk:
+        raise OrderError("INVALID_REQUEST", "the buyer and the seller must be different users", field="seller_id")
+    if not title or len(title) > 100:
+        raise OrderError("VALIDATION_ERROR", "title is required, at most 100 characters", field="title")
+    order_amount_check(amount)
+    milestones = _validated_milestones(milestones or [], amount)
+    existing = _existing_order(buyer, client_order_ref, checkout_token, marketplace_id)
+    if existing is not None:
+        return _same_terms(existing, buyer, seller, amount), False
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                buyer=buyer,
+                seller=seller,
+                amount=amount,
+                title=title,
+                description=description,
+                metadata=metadata,
+                client_order_ref=client_order_ref,
+                checkout_token=checkout_token,
+                listing=listing,
+                marketplace_id=marketplace_id,
+                autopilot=autopilot,
+            )
+            OrderMilestone.objects.bulk_create(
+                OrderMilestone(order=order, position=i, ref=m["ref"], title=m["title"][:255], amount=m["amount"])
+                for i, m in enumerate(milestones)
+            )
+            audit_record(
+                action="order.created",
+                resource_type="Order",
+                resource_id=order.public_id,
+                actor_type=actor.type,
+                actor_id=actor.id,
+                payload_after={"status": order.status, "amount": money_from_stroops(amount)},
+                user_id=buyer.public_id,
+                marketplace_id=marketplace_id,
+            )
+            _event(
+                order,
+                "order.created",
+                buyerId=buyer.public_id,
+                sellerId=seller.public_id,
+                amount=money_from_stroops(amount),
+                currency="USD",
+                title=title,
+                description=description or None,
+                clientOrderRef=client_order_ref or None,
+            )
+    except IntegrityError:  # the same reference or checkout committed meanwhile
+        existing = _existing_order(buyer, client_order_ref, checkout_token, marketplace_id)
+        if existing is None:
+            raise
+        return _same_terms(existing, buyer, seller, amount), False
+    return order, True
+
+
+def _existing_order(buyer, client_order_ref: str, checkout_token: str, marketplace_id: str) -> Order | None:
+    if client_order_ref:
+        return Order.objects.filter(marketplace_id=marketplace_id, client_order_ref=client_order_ref).first()
+    if checkout_token:
+        return Order.objects.filter(buyer=buyer, checkout_token=checkout_token).first()
+    return None
+
+
+def _same_terms(order: Order, buyer, seller, amount: int) -> Order:
+    if (order.buyer_id, order.seller_id, order.amount) != (buyer.pk, seller.pk, amount):
+        raise OrderError(
+            "ORDER_REF_CONFLICT",
+            f"client_order_ref {order.client_order_ref!r} is already used by {order.public_id} with other terms",
+            field="client_order_ref",
+        )
+    return order
+
+
+# --- Money steps ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None) -> Order:
+    """Hold the buyer's money for the order (available → held)."""
+    order = _locked(order)
+    if amount is not None and amount != order.amount:
+        raise OrderError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
+    _take(order, "reserve", actor)
+    try:
+        balance_reserve(user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor)
+    except BalanceError as error:
+        raise OrderError(error.code, error.message, field=error.field, details=error.details) from None
+    after = balance_snapshot(user=order.buyer)
+    _event(
+        order,
+        "order.funds_reserved",
+        buyerId=order.buyer.public_id,
+        amount=money_from_stroops(order.amount),
+        currency="USD",
+        reservedBalance=money_from_stroops(after.reserved),
+        availableBalance=money_from_stroops(after.available),
+    )
+    return order
+
+
+@transaction.atomic
+def order_cancel(*, order: Order, actor: OrderActor, reason: str = "") -> Order:
+    """Before funding only: the hold (if any) goes back to the buyer's available balance."""
+    order = _locked(order)
+    held = order.status == S.FUNDS_RESERVED
+    _take(order, "cancel", actor, reason=reason)
+    if held:
+        balance_cancel_reservation(
+            user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor
+        )
+    _event(
+        order,
+        "order.canceled",
+        buyerId=order.buyer.public_id,
+        canceledBy=actor.type.lower(),
+        reason=reason or None,
+        canceledAt=iso_timestamp(order.closed_at),
+        fundsReleased=held,
+    )
+    return order
+
+
+@transaction.atomic
+def order_escrow_create(*, order: Order, actor: OrderActor) -> Order:
+    """Deploy the order's escrow (in the background). Asking again while the deploy is
+    pending or after it failed resumes the same escrow record, never a second contract."""
+    order = _locked(order)
+    if order.status != S.ESCROW_CREATING:
+        escrow = order_escrow(order)
+        if escrow is not None and escrow.status != Escrow.Status.CREATING:
+            raise OrderError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
+        _take(order, "escrow_create", actor)
+    milestones = [{"ref": m.ref, "title": m.title, "amount": m.amount} for m in order.milestones.all()]
+    try:
+        escrow = escrow_open(
+            engagement_id=order.public_id,
+            buyer=order.buyer,
+            seller=order.seller,
+            amount=order.amount,
+            title=order.title,
+            description=order.description,
+            milestones=milestones,
+            hold_reference=order.public_id,
+            actor=(actor.type, actor.id),
+        )
+    except EscrowError as error:
+        raise OrderError(error.code, error.message, field=error.field) from None
+    _event(order, "order.escrow_creating", escrowId=escrow.public_id, amount=money_from_stroops(order.amount))
+    return order
+
+
+@transaction.atomic
+def order_escrow_fund(*, order: Order, actor: OrderActor) -> Order:
+    """Move the held money into the contract. A failure leaves the order ESCROW_FUNDING
+    with the hold intact, so funding can be asked for again."""
+    order = _locked(order)
+    escrow = order_escrow(order)
+    if order.status in (S.ESCROW_FUNDED, S.IN_PROGRESS) or (escrow and escrow.funded_at):
+        raise OrderError("ESCROW_ALREADY_FUNDED", "the order's escrow is already funded")
+    if order.status != S.ESCROW_FUNDING or escrow is None:
+        raise OrderError("ESCROW_NOT_READY", f"the order is {order.status}; its escrow is not deployed yet")
+    _fund(order, escrow, actor)
+    return order
+
+
+def _fund(order: Order, escrow: Escrow, actor: OrderActor) -> None:
+    try:
+        escrow = escrow_fund(escrow=escrow, actor=(actor.type, actor.id))
+    except EscrowError as error:
+        raise OrderError(error.code, error.message) from None
+    _event(
+        order,
+        "escrow.funding_started",
+        escrowId=escrow.public_id,
+        trustlessContractId=escrow.contract_id,
+        amount=money_from_stroops(order.amount),
+    )
+
+
+# --- Work and payout ----------------------------------------------------------------------------
+
+
+def _in_progress(order: Order) -> None:
+    if order.status != S.IN_PROGRESS:
+        raise OrderError("INVALID_STATE", f"the order is {order.status}, not IN_PROGRESS")
+
+
+def _escrow_of(order: Order) -> Escrow:
+    escrow = order_escrow(order)
+    if escrow is None:
+        raise OrderError("ESCROW_NOT_READY", "the order has no escrow")
+    return escrow
+
+
+@transaction.atomic
+def order_milestone_complete(
+    *,
+    order: Order,
+    ref: str | None,
+    actor: OrderActor,
+    evidence_text: str = "",
+    evidence_link: str = "",
+    evidence_file=None,
+) -> OrderMilestone | None:
+    """The seller delivers a milestone (or, for an order without milestones, the whole
+    order: `ref` None). The mark and its evidence are recorded on the contract too."""
+    order = _locked(order)
+    if not (order.is_seller(actor.user) or actor.is_support or actor.is_system):
+        raise OrderError("FORBIDDEN", "only the seller marks work delivered")
+    _in_progress(order)
+    escrow = _escrow_of(order)
+    milestone = None
+    if ref is not None:
+        milestone = order.milestones.select_for_update().filter(ref=ref).first()
+        if milestone is None:
+            raise OrderError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
+        if milestone.status != OrderMilestone.Status.OPEN:
+            raise OrderError("INVALID_STATE", f"milestone {ref!r} is already {milestone.status}")
+        milestone.status, milestone.completed_at = OrderMilestone.Status.COMPLETED, timezone.now()
+        milestone.evidence_text, milestone.evidence_link = evidence_text, evidence_link
+        if evidence_file is not None:
+            milestone.evidence_file = evidence_file
+        milestone.save()
+        index = milestone.position
+    elif order.milestones.exists():
+        raise OrderError("MILESTONE_NOT_FOUND", "say which milestone was delivered")
+    else:
+        if order.delivered_at is not None:
+            raise OrderError("INVALID_STATE", "the order is already marked delivered")
+        index = 0
+    evidence = " ".join(part for part in (evidence_link, evidence_text) if part)[:500]
+    escrow_milestone_mark(escrow=escrow, index=index, evidence=evidence, actor=(actor.type, actor.id))
+    if order.all_milestones_delivered() and order.delivered_at is None:
+        order.delivered_at = timezone.now()
+        order.save(update_fields=["delivered_at", "updated_at"])
+        _notify_participants(order, "order.delivered")
+    audit_record(
+        action="order.delivered" if milestone is None else "order.milestone_completed",
+        resource_type="Order",
+        resource_id=order.public_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        payload_after={"milestoneRef": ref, "evidence": evidence},
+        user_id=order.buyer.public_id,
+    )
+    return milestone
+
+
+@transaction.atomic
+def order_milestone_release(*, order: Order, ref: str, actor: OrderActor) -> Order:
+    """Approve and pay one delivered milestone (multi-release escrows)."""
+    order = _locked(order)
+    if not (order.is_buyer(actor.user) or actor.is_support or actor.is_system):
+        raise OrderError("FORBIDDEN", "only the buyer (or support) releases a milestone")
+    if order.status == S.DISPUTED:
+        raise OrderError("DISPUTE_ALREADY_OPEN", "the order is in dispute")
+    _in_progress(order)
+    milestone = order.milestones.filter(ref=ref).first()
+    if milestone is None:
+        raise OrderError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
+    if milestone.status != OrderMilestone.Status.COMPLETED:
+        raise OrderError("INVALID_STATE", f"milestone {ref!r} is {milestone.status}, not COMPLETED")
+    escrow = _escrow_of(order)
+    if not escrow.is_multi:
+        raise OrderError("INVALID_STATE", "this order's escrow pays out as a whole: release the order")
+    try:
+        escrow_release(escrow=escrow, index=milestone.position, actor=(actor.type, actor.id))
+    except EscrowError as error:
+        raise OrderError(error.code, error.message) from None
+    return order
+
+
+@transaction.atomic
+def order_release(*, order: Order, actor: OrderActor, reason: str = "") -> Order:
+    """The buyer approves: everything still in escrow goes to the seller."""
+    order = _locked(order)
+    if order.status == S.DISPUTED:
+        raise OrderError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
+    _in_progress(order)
+    open_refs = [m.ref for m in order.milestones.all() if m.status == OrderMilestone.Status.OPEN]
+    if open_refs:
+        raise OrderError(
+            "INVALID_STATE", f"milestones not delivered yet: {', '.join(open_refs)}", details={"open": open_refs}
+        )
+    escrow = _escrow_of(order)
+    _take(order, "request_release", actor)
+    try:
+        escrow_release(escrow=escrow, actor=(actor.type, actor.id))
+    except EscrowError as error:
+        raise OrderError(error.code, error.message) from None
+    _event(
+        order,
+        "order.release_requested",
+        requestedBy=actor.id,
+        requestedAt=iso_timestamp(timezone.now()),
+        reason=reason or None,
+    )
+    return order
+
+
+@transaction.atomic
+def order_refund(*, order: Order, actor: OrderActor, reason: str) -> Order:
+    """The seller (or support) gives the money back: the escrow returns to the buyer."""
+    order = _locked(order)
+    if order.status == S.DISPUTED:
+        raise OrderError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
+    _in_progress(order)
+    escrow = _escrow_of(order)
+    _take(order, "request_refund", actor)
+    try:
+        escrow_refund(escrow=escrow, actor=(actor.type, actor.id))
+    except EscrowError as error:
+        raise OrderError(error.code, error.message) from None
+    _event(
+        order, "order.refund_requested", requestedBy=actor.id, requestedAt=iso_timestamp(timezone.now()), reason=reason
+    )
+    return order
+
+
+@transaction.atomic
+def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: str) -> Order:
+    """Freeze the order and its escrow (on chain) until support decides."""
+    order = _locked(order)
+    if order.status == S.DISPUTED:
+        raise OrderError("DISPUTE_ALREADY_OPEN", "a dispute is already open on this order")
+    escrow = _escrow_of(order) if order.status == S.IN_PROGRESS else None
+    _take(order, "dispute", actor)
+    try:
+        escrow_dispute(escrow=escrow, opened_by=opened_by, actor=(actor.type, actor.id))
+    except EscrowError as error:
+        raise OrderError(error.code, error.message) from None
+    _event(
+        order,
+        "order.disputed",
+        openedBy=opened_by.upper(),
+        reason=reason,
+        openedAt=iso_timestamp(timezone.now()),
+    )
+    return order
+
+
+# --- Checkout (web) -----------------------------------------------------------------------------
+
+
+def order_checkout(*, buyer: User, listing, checkout_token: str) -> Order:
+    """Create, hold the money and start the escrow; the rest runs in the background.
+    Submitting the same checkout form twice returns the same order."""
+    actor = OrderActor.for_user(buyer)
+    milestones = [
+        {"ref": f"m{m.position + 1}", "title": m.title, "amount": m.amount_cents * 100_000}
+        for m in listing.milestones.all()
+    ]
+    with transaction.atomic():
+        order, created = order_create(
+            buyer=buyer,
+            seller=listing.seller,
+            amount=listing.price_cents * 100_000,
+            title=listing.title[:100],
+            description=listing.description[:500],
+            milestones=milestones,
+            listing=listing,
+            checkout_token=checkout_token,
+            autopilot=True,
+            actor=actor,
+        )
+        if not created:
+            return order
+        order_reserve(order=order, actor=actor)
+    try:
+        order_escrow_create(order=order, actor=SYSTEM)
+    except OrderError as error:
+        # Money is held and the order waits in FUNDS_RESERVED: the page offers to retry or cancel.
+        logger.warning("order %s: escrow not started: %s", order.public_id, error.message)
+    order.refresh_from_db()
+    return order
+
+
+def order_wait(*, order: Order, until, seconds: float) -> Order:
+    """Re-read the order until its status is in `until` or `seconds` pass (the API's sync wait)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        order.refresh_from_db()
+        if order.status in until or time.monotonic() >= deadline:
+            return order
+        time.sleep(0.2)
+
+
+# --- Following the escrow --------------------------------------------------------------------------
+
+
+@receiver(step_settled, dispatch_uid="orders-step-settled")
+def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
+    order = (
+        Order.objects.select_for_update()
+        .select_related("buyer", "seller")
+        .filter(public_id=escrow.engagement_id)
+        .first()
+    )
+    if order is None:
+        return  # an escrow opened without an order (raw API use)
+    if step.action == Action.DEPLOY and order.status == S.ESCROW_CREATING:
+        _take(order, "escrow_deployed", SYSTEM)
+        _event(
+            order,
+            "order.escrow_funding",
+            escrowId=escrow.public_id,
+            trustlessContractId=escrow.contract_id,
+            amount=money_from_stroops(order.amount),
+        )
+        if order.autopilot:
+            _fund(order, escrow, SYSTEM)
+    elif step.action == Action.FUND and order.status == S.ESCROW_FUNDING:
+        _take(order, "escrow_funded", SYSTEM)
+        funded = {
+            "escrowId": escrow.public_id,
+            "trustlessContractId": escrow.contract_id,
+            "amount": money_from_stroops(order.amount),
+            "fundedAt": iso_timestamp(escrow.funded_at),
+        }
+        _event(order, "order.escrow_funded", **funded)
+        _take(order, "start", SYSTEM)
+        _event(order, "order.in_progress", escrowId=escrow.public_id)
+    elif step.action == Action.RELEASE_MILESTONE:
+        milestone = order.milestones.filter(position=step.milestone_index).first()
+        if milestone is not None:
+            milestone.status, milestone.released_at = OrderMilestone.Status.RELEASED, timezone.now()
+            milestone.save(update_fields=["status", "released_at", "updated_at"])
+    if escrow.status in (Escrow.Status.RELEASED, Escrow.Status.REFUNDED):
+        _finish(order, escrow)
+
+
+def _finish(order: Order, escrow: Escrow) -> None:
+    """The escrow paid everything out: the order reaches RELEASED or REFUNDED, then CLOSED."""
+    if order.status == S.CLOSED:
+        return
+    now = timezone.now()
+    if escrow.status == Escrow.Status.RELEASED:
+        if order.status == S.IN_PROGRESS:
+            _take(order, "last_milestone_released", SYSTEM)
+        elif order.status == S.RELEASE_REQUESTED:
+            _take(order, "released", SYSTEM)
+        else:
+            return  # a dispute's resolution is the disputes app's to record
+        order.milestones.exclude(status=OrderMilestone.Status.RELEASED).update(
+            status=OrderMilestone.Status.RELEASED, released_at=now
+        )
+        seller = balance_snapshot(user=order.seller)
+        _event(
+            order,
+            "order.released",
+            sellerId=order.seller.public_id,
+            amount=money_from_stroops(order.amount),
+            netAmount=money_from_stroops(seller_net(amount=order.amount)),
+            currency="USD",
+            releasedAt=iso_timestamp(now),
+            newSellerBalance=money_from_stroops(seller.available),
+        )
+    else:
+        if order.status != S.REFUND_REQUESTED:
+            return
+        _take(order, "refunded", SYSTEM)
+        buyer = balance_snapshot(user=order.buyer)
+        _event(
+            order,
+            "order.refunded",
+            buyerId=order.buyer.public_id,
+            amount=money_from_stroops(order.amount),
+            currency="USD",
+            refundedAt=iso_timestamp(now),
+            newBuyerBalance=money_from_stroops(buyer.available),
+        )
+    _take(order, "close", SYSTEM)
+    _event(order, "order.closed", finalStatus="CLOSED", closedAt=iso_timestamp(order.closed_at))
+
+
+@receiver(step_failed, dispatch_uid="orders-step-failed")
+def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
+    order = (
+        Order.objects.select_for_update()
+        .select_related("buyer", "seller")
+        .filter(public_id=escrow.engagement_id)
+        .first()
+    )
+    if order is None:
+        return
+    if step.action == Action.DEPLOY and order.status == S.ESCROW_CREATING:
+        _take(order, "escrow_deploy_failed", SYSTEM)  # money still held; creating the escrow may be retried
+    elif order.status in (S.RELEASE_REQUESTED, S.REFUND_REQUESTED) and step.action != Action.DISPUTE:
+        _take(order, "payout_rejected", SYSTEM)
+    logger.warning("order %s: escrow step %s failed: %s", order.public_id, step.key, step.error_code)
+
+
+# --- Automatic release ------------------------------------------------------------------------------
+
+
+def orders_release_inspected(*, now=None, limit: int = 200) -> int:
+    """Release orders delivered longer ago than the inspection window and neither approved
+    nor disputed. Returns how many were asked to release."""
+    now = now or timezone.now()
+    window = timezone.timedelta(hours=settings.OFFERHUB_INSPECTION_WINDOW_HOURS)
+    due = Order.objects.filter(status=S.IN_PROGRESS, delivered_at__lte=now - window).order_by("delivered_at")
+    released = 0
+    for order in due[:limit]:
+        try:
+            order_release(order=order, actor=SYSTEM, reason="inspection window elapsed")
+            released += 1
+        except OrderError as error:
+            logger.warning("order %s not auto-released: %s", order.public_id, error.message)
+    return released
+
+
+# --- E-mail on the key transitions -------------------------------------------------------------------
+
+NOTIFICATIONS = {
+    "order.in_progress": (
+        "seller",
+        "New order: {title}",
+        "{buyer} paid ${amount} for “{title}”. The money is safe in escrow until you deliver.",
+    ),
+    "order.delivered": (
+        "buyer",
+        "Delivered: {title}",
+        "{seller} marked “{title}” delivered. Review it and approve the payment, or open a dispute.",
+    ),
+    "order.released": ("seller", "You've been paid for {title}", "${net} for “{title}” is now in your balance."),
+    "order.refunded": ("buyer", "Refund for {title}", "The payment for “{title}” was refunded to your balance."),
+    "order.disputed": (
+        "both",
+        "Dispute opened: {title}",
+        "A dispute was opened on “{title}”. The money stays in escrow until support decides.",
+    ),
+    "order.canceled": ("both", "Order canceled: {title}", "The order “{title}” was canceled."),
+}
+
+
+def _notify_participants(order: Order, event_type: str) -> None:
+    if event_type not in NOTIFICATIONS:
+        return
+    whom, subject, body = NOTIFICATIONS[event_type]
+    users = {"buyer": [order.buyer], "seller": [order.seller], "both": [order.buyer, order.seller]}[whom]
+    recipients = [user.email for user in users if user.email]
+    if not recipients:
+        return
+    values = {
+        "title": order.title,
+        "buyer": order.buyer.display_name,
+        "seller": order.seller.display_name,
+        "amount": money_from_stroops(order.amount),
+        "net": money_from_stroops(seller_net(amount=order.amount)),
+    }
+    link = f"{settings.OFFERHUB_PUBLIC_URL}/orders/{order.public_id}/"
+    message = body.format(**values) + f"\n\n{link}\n"
+    transaction.on_commit(
+        lambda: send_mail(subject.format(**values), message, None, recipients, fail_silently=True), robust=True
+    )

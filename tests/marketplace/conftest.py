@@ -1,0 +1,2 @@
+from tests.escrow.conftest import trustless_work  # noqa: F401  (shared fixtures)
+from tests.payments.conftest import chain, funded_user  # noqa: F401
