@@ -7,8 +7,10 @@ urlpatterns = [
     # App endpoints first: offerhub.api.urls ends with the catch-all NOT_FOUND route.
     path("api/v1/", include("marketplace.api_urls")),
     path("api/v1/", include("payments.api_urls")),
+    path("api/v1/", include("escrow.api_urls")),
     path("api/v1/", include("offerhub.api.urls")),
     path("", include("payments.urls")),
+    path("escrow/", include("escrow.urls")),
     path("", include("marketplace.urls")),
 ]
 
