@@ -110,12 +110,11 @@ def _locked(order: Order) -> Order:
 def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
     """Take transition `name` for `actor` or refuse with the API's codes."""
     method = getattr(order, name)
+    words = name.replace("_", " ")
+    if not can_proceed(method):  # the state, then the transition's conditions
+        raise OrderError("INVALID_STATE", f"the order is {order.status}; it cannot {words} now")
     if not has_transition_perm(method, actor):
-        if not can_proceed(method, check_conditions=False):
-            raise OrderError("INVALID_STATE", f"the order is {order.status}; it cannot {name.replace('_', ' ')}")
-        raise OrderError("FORBIDDEN", f"you may not {name.replace('_', ' ')} this order")
-    if not can_proceed(method):
-        raise OrderError("INVALID_STATE", f"the order is {order.status}; it cannot {name.replace('_', ' ')} now")
+        raise OrderError("FORBIDDEN", f"you may not {words} this order")
     before = order.status
     method(**kwargs)
     order.save()

@@ -156,3 +156,32 @@ def test_delivered_orders_are_released_after_the_inspection_window(chain, funded
     assert order.status == Order.Status.CLOSED
     assert user_accounts(seller)[0].balance == seller_net(amount=10 * USD)
     assert Decimal(seller_net(amount=10 * USD)) > 0
+
+
+def test_two_concurrent_confirmations_make_one_order(chain, funded_user, trustless_work):
+    import threading
+
+    from django.db import connection
+
+    buyer, seller = funded_user("100.00"), funded_user("0")
+    listing = listing_of(seller, 2_500)
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def confirm():
+        try:
+            barrier.wait()
+            results.append(order_checkout(buyer=buyer, listing=listing, checkout_token="same-form").pk)
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=confirm) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(set(results)) == 1
+    assert Order.objects.count() == 1
+    assert user_accounts(buyer)[0].balance == 75 * USD  # held (then escrowed) once
