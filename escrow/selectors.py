@@ -215,6 +215,14 @@ def _cache_set(contract_id: str, value: dict) -> None:
         logger.warning("escrow viewer cache unavailable", exc_info=True)
 
 
+def contract_forget(contract_id: str) -> None:
+    """Drop the cached read once one of our steps changed the contract."""
+    try:
+        cache.delete(_cache_key(contract_id))
+    except Exception:
+        logger.warning("escrow viewer cache unavailable", exc_info=True)
+
+
 def contract_read(*, contract_id: str, client: TrustlessWorkClient | None = None) -> dict | None:
     """The contract as Trustless Work's indexer shows it, validated on chain; None if unknown."""
     cached = _cache_get(contract_id)
