@@ -34,6 +34,8 @@ TRUSTLESS_WORK_FEE_ACCOUNT = StrKey.encode_ed25519_public_key(hashlib.sha256(b"o
 
 ROLE_NAMES_SINGLE = ("approver", "serviceProvider", "platformAddress", "releaseSigner", "disputeResolver", "receiver")
 ROLE_NAMES_MULTI = ROLE_NAMES_SINGLE[:-1]
+# What update-escrow may change; the order's identity and asset stay as deployed.
+UPDATABLE_FIELDS = ("title", "description", "milestones", "roles", "platformFee", "amount")
 
 
 class EscrowRuleError(Exception):
@@ -248,19 +250,7 @@ def check_call(escrow: SandboxEscrow, action: str, signer: str, body: dict) -> d
             raise EscrowRuleError(
                 "ESCROW_ONLY_DISPUTE_RESOLVER_CAN_EXECUTE_THIS_FUNCTION", "only the dispute resolver can resolve"
             )
-        distributions = body.get("distributions")
-        if not isinstance(distributions, list) or not distributions:
-            raise EscrowRuleError("VALIDATION_ERROR", "distributions must be a non-empty list")
-        if len(distributions) > MAX_DISTRIBUTIONS:
-            raise EscrowRuleError("ESCROW_TOO_MANY_DISTRIBUTIONS", f"at most {MAX_DISTRIBUTIONS} distributions")
-        parsed = []
-        for number, item in enumerate(distributions):
-            amount = units_to_stroops(item.get("amount"), f"distributions[{number}].amount")
-            if amount <= 0:
-                raise EscrowRuleError("ESCROW_AMOUNT_CANNOT_BE_ZERO", "every distribution must be greater than 0")
-            parsed.append(
-                {"address": _address(item.get("address"), f"distributions[{number}].address"), "amount": amount}
-            )
+        parsed = _distributions(body)
         total = sum(item["amount"] for item in parsed)
         if not multi:
             if not escrow.flags.get("disputed"):
@@ -280,7 +270,103 @@ def check_call(escrow: SandboxEscrow, action: str, signer: str, body: dict) -> d
                 "ESCROW_DISTRIBUTIONS_EXCEED_AMOUNT", "distributions exceed the milestone's amount or the balance"
             )
         return {"index": index, "distributions": parsed}
+    if action == "update-escrow":
+        return _update_rules(escrow, signer, body)
+    if action == "withdraw-remaining-funds":
+        if signer != roles["disputeResolver"]:
+            raise EscrowRuleError(
+                "ESCROW_ONLY_DISPUTE_RESOLVER_CAN_EXECUTE_THIS_FUNCTION", "only the dispute resolver can withdraw"
+            )
+        parsed = _distributions(body)
+        if not all(m["flags"]["released"] or m["flags"]["resolved"] for m in escrow.milestones):
+            raise EscrowRuleError("ESCROW_NOT_FULLY_PROCESSED", "every milestone must be released or resolved first")
+        if escrow.balance <= 0:
+            raise EscrowRuleError("ESCROW_INSUFFICIENT_FUNDS_TO_MAKE_THE_REFUND", "the escrow holds nothing")
+        if sum(item["amount"] for item in parsed) > escrow.balance:
+            raise EscrowRuleError(
+                "ESCROW_INSUFFICIENT_FUNDS_FOR_RESOLUTION", "distributions exceed the escrow's balance"
+            )
+        return {"distributions": parsed}
     raise EscrowRuleError("VALIDATION_ERROR", f"unknown action {action}")
+
+
+def _distributions(body: dict) -> list[dict]:
+    """1 to 50 `{address, amount}`, each amount > 0, in stroops."""
+    distributions = body.get("distributions")
+    if not isinstance(distributions, list) or not distributions:
+        raise EscrowRuleError("VALIDATION_ERROR", "distributions must be a non-empty list")
+    if len(distributions) > MAX_DISTRIBUTIONS:
+        raise EscrowRuleError("ESCROW_TOO_MANY_DISTRIBUTIONS", f"at most {MAX_DISTRIBUTIONS} distributions")
+    parsed = []
+    for number, item in enumerate(distributions):
+        amount = units_to_stroops(item.get("amount"), f"distributions[{number}].amount")
+        if amount <= 0:
+            raise EscrowRuleError("ESCROW_AMOUNT_CANNOT_BE_ZERO", "every distribution must be greater than 0")
+        parsed.append({"address": _address(item.get("address"), f"distributions[{number}].address"), "amount": amount})
+    return parsed
+
+
+def _update_rules(escrow: SandboxEscrow, signer: str, body: dict) -> dict:
+    """update-escrow: the platform rewrites the terms while nothing is funded, approved or disputed."""
+    if signer != escrow.roles["platformAddress"]:
+        raise EscrowRuleError(
+            "ESCROW_ONLY_PLATFORM_ADDRESS_CAN_EXECUTE_THIS_FUNCTION", "only the platform address can update the escrow"
+        )
+    changes = body.get("escrow")
+    if not isinstance(changes, dict) or not changes:
+        raise EscrowRuleError("VALIDATION_ERROR", "escrow must be an object holding the properties to change")
+    multi = escrow.type == "multi-release"
+    _not_finished(escrow)
+    milestone_flags = [m["flags"] if multi else {"approved": m["approved"]} for m in escrow.milestones]
+    if escrow.flags.get("disputed") or any(f.get("disputed") for f in milestone_flags):
+        raise EscrowRuleError("ESCROW_OPENED_FOR_DISPUTE", "an escrow in dispute cannot be updated")
+    if any(f.get("released") or f.get("resolved") for f in milestone_flags):
+        raise EscrowRuleError(
+            "ESCROW_MILESTONE_ALREADY_RELEASED", "an escrow with a finished milestone cannot be updated"
+        )
+    if any(f["approved"] for f in milestone_flags):
+        raise EscrowRuleError(
+            "ESCROW_MILESTONE_APPROVED_CANT_CHANGE_ESCROW_PROPERTIES",
+            "an escrow with an approved milestone cannot be updated",
+        )
+    if escrow.balance > 0:
+        raise EscrowRuleError("ESCROW_HAS_FUNDS", "a funded escrow cannot be updated")
+    fixed = {
+        "engagementId": escrow.engagement_id,
+        "trustline": escrow.trustline["address"],
+        "receiverMemo": escrow.receiver_memo,
+    }
+    for name, kept in fixed.items():  # may be echoed back, never changed
+        given = changes.get(name)
+        if isinstance(given, dict):  # the trustline object
+            given = given.get("address")
+        if given is not None and str(given) != str(kept):
+            raise EscrowRuleError("VALIDATION_ERROR", f"escrow.{name} cannot be updated")
+    # The current terms in deploy's shape, overlaid with the changes, pass deploy's validation.
+    current = {
+        "signer": escrow.signer,
+        "engagementId": escrow.engagement_id,
+        "title": escrow.title,
+        "description": escrow.description,
+        "roles": escrow.roles,
+        "platformFee": escrow.platform_fee,
+        "amount": stroops_to_units(escrow.amount),
+        "milestones": [
+            {"description": m["description"]}
+            | ({"amount": stroops_to_units(m["amount"]), "receiver": m["receiver"]} if multi else {})
+            for m in escrow.milestones
+        ],
+        "trustline": {"address": escrow.trustline["address"], "symbol": escrow.trustline["name"]},
+        "receiverMemo": escrow.receiver_memo,
+    }
+    updates = {name: value for name, value in changes.items() if name in (*UPDATABLE_FIELDS, "flags")}
+    if isinstance(updates.get("roles"), dict):  # a role left out keeps its address
+        updates["roles"] = escrow.roles | updates["roles"]
+    state = deploy_params(escrow.type, current | updates)
+    # Status and evidence are the service provider's: the platform's update keeps them, by index.
+    for old, new in zip(escrow.milestones, state["milestones"], strict=False):
+        new["status"], new["evidence"] = old["status"], old["evidence"]
+    return {"escrow": state} | ({} if multi else {"amount": state["amount"]})
 
 
 # --- Moving USDC on the sandbox ledger ---------------------------------------------------
@@ -352,12 +438,17 @@ def escrow_apply(*, escrow: SandboxEscrow, action: str, signer: str, arguments: 
         escrow.flags["disputed"] = True
     elif action == "dispute-milestone":
         escrow.milestones[arguments["index"]]["flags"]["disputed"] = True
-    elif action in ("resolve-dispute", "resolve-milestone-dispute"):
+    elif action == "update-escrow":
+        state = arguments["escrow"]
+        escrow.title, escrow.description, escrow.roles = state["title"], state["description"], state["roles"]
+        escrow.platform_fee, escrow.milestones = Decimal(state["platformFee"]), state["milestones"]
+        escrow.amount = state.get("amount", 0)
+    elif action in ("resolve-dispute", "resolve-milestone-dispute", "withdraw-remaining-funds"):
         result["payouts"] = [_pay_out(escrow, d["address"], d["amount"]) for d in arguments["distributions"]]
-        if multi:
+        if action == "resolve-milestone-dispute":
             flags = escrow.milestones[arguments["index"]]["flags"]
             flags["disputed"], flags["resolved"] = False, True
-        else:
+        elif action == "resolve-dispute":
             escrow.flags["disputed"], escrow.flags["resolved"] = False, True
     escrow.save()
     return result

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from offerhub import jsonnum
 from offerhub.api.ratelimit import rate_limit_hit
@@ -33,6 +33,8 @@ SIGNER_FIELD = {
     "dispute-milestone": "signer",
     "resolve-dispute": "disputeResolver",
     "resolve-milestone-dispute": "disputeResolver",
+    "withdraw-remaining-funds": "disputeResolver",
+    "update-escrow": "signer",
 }
 ONLY_FOR = {
     "release-funds": "single-release",
@@ -41,6 +43,7 @@ ONLY_FOR = {
     "release-milestone-funds": "multi-release",
     "dispute-milestone": "multi-release",
     "resolve-milestone-dispute": "multi-release",
+    "withdraw-remaining-funds": "multi-release",
 }
 
 
@@ -123,17 +126,24 @@ def deploy(request, escrow_type):
 def escrow_call(request, escrow_type, action):
     if ONLY_FOR.get(action, escrow_type) != escrow_type:
         return _error(404, f"Cannot POST /escrow/{escrow_type}/{action}")
-    body = request.json
+    return _prepare_call(request.json, escrow_type, action)
+
+
+@require_http_methods(["PUT"])
+@trustless_work_api
+def update_escrow(request, escrow_type):
+    return _prepare_call(request.json, escrow_type, "update-escrow")
+
+
+def _prepare_call(body: dict, escrow_type: str, action: str) -> HttpResponse:
+    """Check the call against the escrow's current state; hand out its unsigned transaction."""
     signer_field = SIGNER_FIELD[action]
     if not body.get("contractId") or not body.get(signer_field):
         raise EscrowRuleError("VALIDATION_ERROR", f"contractId and {signer_field} are required")
     escrow = _escrow_for(body["contractId"], escrow_type)
     signer = body[signer_field]
     arguments = check_call(escrow, _engine_action(action), signer, body)
-    params = {"contractId": escrow.contract_id, "signer": signer}
-    params |= {key: value for key, value in arguments.items() if isinstance(value, int | str)}
-    if "distributions" in arguments:
-        params["distributions"] = arguments["distributions"]
+    params = {"contractId": escrow.contract_id, "signer": signer} | arguments
     xdr, tx_hash = build_unsigned(
         signer=signer, contract_id=escrow.contract_id, function=_engine_action(action), params=params
     )

@@ -22,9 +22,14 @@ urlpatterns = [
     re_path(
         r"^trustless-work/escrow/(?P<escrow_type>single-release|multi-release)/(?P<action>fund-escrow|"
         r"change-milestone-status|approve-milestone|release-funds|release-milestone-funds|dispute-escrow|"
-        r"dispute-milestone|resolve-dispute|resolve-milestone-dispute)$",
+        r"dispute-milestone|resolve-dispute|resolve-milestone-dispute|withdraw-remaining-funds)$",
         trustless_work.escrow_call,
         name="tw-escrow-call",
+    ),
+    re_path(
+        r"^trustless-work/escrow/(?P<escrow_type>single-release|multi-release)/update-escrow$",
+        trustless_work.update_escrow,
+        name="tw-update-escrow",
     ),
     path("trustless-work/helper/send-transaction", trustless_work.send_transaction, name="tw-send"),
     path(

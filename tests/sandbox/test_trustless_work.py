@@ -7,6 +7,7 @@ import pytest
 import requests
 from stellar_sdk import Keypair, TransactionBuilder
 
+from escrow.client import verify_unsigned
 from sandbox.escrow import TRUSTLESS_WORK_FEE_ACCOUNT
 from tests.payments.conftest import Chain
 
@@ -17,15 +18,16 @@ class TrustlessWork:
     def __init__(self, url: str, key: str, passphrase: str):
         self.url, self.key, self.passphrase = url, key, passphrase
 
-    def post(self, path: str, body: dict, key: str | None = None) -> requests.Response:
-        return requests.post(f"{self.url}{path}", json=body, headers={"x-api-key": key or self.key}, timeout=10)
+    def post(self, path: str, body, key: str | None = None, method: str = "POST") -> requests.Response:
+        headers = {"x-api-key": key or self.key}
+        return requests.request(method, f"{self.url}{path}", json=body, headers=headers, timeout=10)
 
     def get(self, path: str, params) -> requests.Response:
         return requests.get(f"{self.url}{path}", params=params, headers={"x-api-key": self.key}, timeout=10)
 
-    def run(self, path: str, body: dict, signer: Keypair) -> dict:
+    def run(self, path: str, body: dict, signer: Keypair, method: str = "POST") -> dict:
         """Call, sign the unsigned transaction as `signer`, send it; returns send-transaction's answer."""
-        response = self.post(path, body)
+        response = self.post(path, body, method=method)
         assert response.status_code == 201, response.text
         tx = TransactionBuilder.from_xdr(response.json()["unsignedTransaction"], self.passphrase)
         assert tx.transaction.source.account_id == signer.public_key
@@ -76,6 +78,16 @@ def single_release_body(keys, amount="100.01", fee=5) -> dict:
             "receiver": seller,
         },
     }
+
+
+def multi_release_body(keys, amounts=("10",)) -> dict:
+    body = single_release_body(keys)
+    del body["amount"], body["roles"]["receiver"]
+    receiver = keys["seller"].public_key
+    body["milestones"] = [
+        {"description": f"Part {n}", "amount": a, "receiver": receiver} for n, a in enumerate(amounts)
+    ]
+    return body
 
 
 def test_single_release_lifecycle_pays_the_seller_net_of_exact_fees(tw, parties):
@@ -281,3 +293,90 @@ def test_reads_by_signer_role_and_balances_with_filters(tw, parties):
         {"signer": keys["platform"].public_key, "addresses[]": [contract, "C" + "A" * 55]},
     ).json()
     assert balances == [{"address": contract, "balance": 12.5}]
+
+
+def test_update_escrow_rewrites_the_terms_until_the_escrow_is_funded(tw, parties):
+    _, keys = parties
+    contract = tw.run("/deployer/single-release", single_release_body(keys), keys["platform"])["contractId"]
+    base = {"contractId": contract}
+    status = {**base, "milestoneIndex": "0", "newStatus": "sketching", "serviceProvider": keys["seller"].public_key}
+    tw.run("/escrow/single-release/change-milestone-status", status, keys["seller"])
+    update = {
+        **base,
+        "signer": keys["platform"].public_key,
+        "escrow": {
+            "title": "Logo and icon",
+            "amount": 120,
+            "platformFee": 3,
+            "milestones": [{"description": "Concepts"}, {"description": "Icon"}],
+            "roles": {"receiver": keys["buyer"].public_key},  # a role left out keeps its address
+            "engagementId": "ord_1",  # echoing a fixed property unchanged is fine
+        },
+    }
+    response = tw.post("/escrow/single-release/update-escrow", update, method="PUT")
+    assert response.status_code == 201, response.text
+    verify_unsigned(
+        response.json()["unsignedTransaction"],
+        source=keys["platform"].public_key,
+        contract_id=contract,
+        function="update-escrow",
+        arguments={"amount": 1_200_000_000},
+    )
+    tw.run("/escrow/single-release/update-escrow", update, keys["platform"], method="PUT")
+    (shown,) = tw.get("/helper/get-escrow-by-contract-ids", {"contractIds[]": contract}).json()
+    assert (shown["title"], shown["amount"], shown["platformFee"], shown["engagementId"]) == (
+        "Logo and icon",
+        120,
+        3,
+        "ord_1",
+    )
+    assert shown["roles"]["receiver"] == keys["buyer"].public_key
+    assert shown["roles"]["serviceProvider"] == keys["seller"].public_key
+    assert [(m["description"], m["status"]) for m in shown["milestones"]] == [
+        ("Concepts", "sketching"),  # the service provider's status survives the platform's update
+        ("Icon", "pending"),
+    ]
+    tw.run(
+        "/escrow/single-release/fund-escrow", {**base, "signer": keys["buyer"].public_key, "amount": 1}, keys["buyer"]
+    )
+    funded = tw.post("/escrow/single-release/update-escrow", update, method="PUT")
+    assert (funded.status_code, funded.json()["error"]) == (400, "ESCROW_HAS_FUNDS")
+    assert tw.post("/escrow/single-release/update-escrow", update).status_code == 405  # PUT only
+
+
+def test_withdraw_remaining_funds_pays_the_leftover_net_of_fees(tw, parties):
+    chain, keys = parties
+    contract = tw.run("/deployer/multi-release", multi_release_body(keys), keys["platform"])["contractId"]
+    base = {"contractId": contract}
+    platform = keys["platform"].public_key
+    tw.run(
+        "/escrow/multi-release/fund-escrow", {**base, "signer": keys["buyer"].public_key, "amount": 12}, keys["buyer"]
+    )
+    tw.run(
+        "/escrow/multi-release/approve-milestone",
+        {**base, "milestoneIndex": "0", "approver": keys["buyer"].public_key},
+        keys["buyer"],
+    )
+    tw.run(
+        "/escrow/multi-release/release-milestone-funds",
+        {**base, "milestoneIndex": "0", "releaseSigner": platform},
+        keys["platform"],
+    )
+    assert chain.usdc(keys["seller"].public_key) == Decimal("9.47")
+    withdraw = {
+        **base,
+        "disputeResolver": platform,
+        "distributions": [
+            {"address": keys["buyer"].public_key, "amount": 1.5},
+            {"address": keys["seller"].public_key, "amount": 0.5},
+        ],
+    }
+    tw.run("/escrow/multi-release/withdraw-remaining-funds", withdraw, keys["platform"])
+    # Each distribution pays its fees pro rata (0.3 % and 5 %), like a resolution.
+    assert chain.usdc(keys["buyer"].public_key) == Decimal("488") + Decimal("1.4205")
+    assert chain.usdc(keys["seller"].public_key) == Decimal("9.47") + Decimal("0.4735")
+    (shown,) = tw.get("/helper/get-escrow-by-contract-ids", {"contractIds[]": contract}).json()
+    assert shown["balance"] == 0
+    emptied = tw.post("/escrow/multi-release/withdraw-remaining-funds", withdraw)
+    assert emptied.json()["error"] == "ESCROW_INSUFFICIENT_FUNDS_TO_MAKE_THE_REFUND"
+    assert tw.post("/escrow/single-release/withdraw-remaining-funds", withdraw).status_code == 404
