@@ -22,7 +22,7 @@ from django.db.models import F
 from stellar_sdk import StrKey, TransactionBuilder, scval
 from stellar_sdk import xdr as stellar_xdr
 
-from sandbox.chain import BASE_FEE, STROOPS_PER_UNIT, OperationFailed, chain_genesis
+from sandbox.chain import BASE_FEE, MAX_INT64, STROOPS_PER_UNIT, OperationFailed, chain_genesis
 from sandbox.models import SandboxAccount, SandboxEscrow, SandboxEscrowCall, SandboxTrustline
 
 TRUSTLESS_WORK_FEE_BPS = 30  # 0.3 %
@@ -47,13 +47,22 @@ class EscrowRuleError(Exception):
         self.message = message or code
 
 
-def units_to_stroops(value, field: str) -> int:
+def _number(value, field: str) -> Decimal:
     try:
-        amount = Decimal(str(value)) * STROOPS_PER_UNIT
+        number = Decimal(str(value))
     except (InvalidOperation, TypeError):
         raise EscrowRuleError("VALIDATION_ERROR", f"{field} must be a number") from None
+    if not number.is_finite():  # "Infinity" parses, but is no amount
+        raise EscrowRuleError("VALIDATION_ERROR", f"{field} must be a number")
+    return number
+
+
+def units_to_stroops(value, field: str) -> int:
+    amount = _number(value, field) * STROOPS_PER_UNIT
     if amount != amount.to_integral_value():
         raise EscrowRuleError("VALIDATION_ERROR", f"{field} has more than 7 decimals")
+    if abs(amount) > MAX_INT64:  # no trustline, and no column, holds more
+        raise EscrowRuleError("VALIDATION_ERROR", f"{field} is too large")
     return int(amount)
 
 
@@ -80,6 +89,20 @@ def _address(value, field: str) -> str:
     return value
 
 
+def _objects(value, field: str) -> list[dict]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise EscrowRuleError("VALIDATION_ERROR", f"{field} must be a list of objects")
+    return value
+
+
+def _any_flag_set(flags, field: str) -> bool:
+    if flags is None:
+        return False
+    if not isinstance(flags, dict):
+        raise EscrowRuleError("VALIDATION_ERROR", f"{field} must be an object")
+    return any(flags.values())
+
+
 def _milestone_index(escrow: SandboxEscrow, body: dict) -> int:
     raw = body.get("milestoneIndex")
     if not isinstance(raw, str) or not raw.isdigit():
@@ -99,9 +122,13 @@ def deploy_params(escrow_type: str, body: dict) -> dict:
     signer = _address(body["signer"], "signer")
     if body.get("platformFee") is None:
         raise EscrowRuleError("VALIDATION_ERROR", "missing field(s): platformFee")
-    platform_fee = Decimal(str(body["platformFee"]))
+    platform_fee = _number(body["platformFee"], "platformFee")
     if not Decimal(0) <= platform_fee <= Decimal(99):
         raise EscrowRuleError("ESCROW_PLATFORM_FEE_TOO_HIGH", "platformFee must be a percent from 0 to 99")
+    if platform_fee != platform_fee.quantize(Decimal("0.01")):  # the fee column keeps two decimals
+        raise EscrowRuleError("VALIDATION_ERROR", "platformFee has at most 2 decimals")
+    if len(str(body["engagementId"])) > 200:  # the sandbox's column; longer ones crashed the deploy
+        raise EscrowRuleError("VALIDATION_ERROR", "engagementId is at most 200 characters")
     if len(str(body["title"])) > 100 or len(str(body["description"])) > 500:
         raise EscrowRuleError("VALIDATION_ERROR", "title is at most 100 and description 500 characters")
     names = ROLE_NAMES_SINGLE if escrow_type == "single-release" else ROLE_NAMES_MULTI
@@ -109,13 +136,16 @@ def deploy_params(escrow_type: str, body: dict) -> dict:
     if not isinstance(roles, dict):
         raise EscrowRuleError("VALIDATION_ERROR", "roles must be an object")
     roles = {name: _address(roles.get(name), f"roles.{name}") for name in names}
-    milestones = body["milestones"]
-    if not isinstance(milestones, list) or not milestones:
+    milestones = _objects(body["milestones"], "milestones")
+    if not milestones:
         raise EscrowRuleError("VALIDATION_ERROR", "at least one milestone is required")
     if len(milestones) > MAX_MILESTONES:
         raise EscrowRuleError("ESCROW_TOO_MANY_MILESTONES", f"at most {MAX_MILESTONES} milestones")
-    if any(flag for flag in (body.get("flags") or {}).values()):
-        raise EscrowRuleError("ESCROW_FLAGS_MUST_BE_FALSE", "flags must all be false at deploy")
+    milestone_flags = [m.get("flags") for m in milestones] + [{"approved": m.get("approved")} for m in milestones]
+    if _any_flag_set(body.get("flags"), "flags") or any(
+        _any_flag_set(f, "milestones[].flags") for f in milestone_flags
+    ):
+        raise EscrowRuleError("ESCROW_FLAGS_MUST_BE_FALSE", "flags must all be false")
     trustline = body["trustline"]
     if not isinstance(trustline, dict) or trustline.get("address") != settings.STELLAR_USDC_ISSUER:
         raise EscrowRuleError("VALIDATION_ERROR", "trustline.address must be the USDC issuer")
@@ -127,7 +157,7 @@ def deploy_params(escrow_type: str, body: dict) -> dict:
         "roles": roles,
         "platformFee": str(platform_fee),
         "trustline": {"address": trustline["address"], "name": trustline.get("symbol") or "USDC"},
-        "receiverMemo": int(body.get("receiverMemo") or 0),
+        "receiverMemo": _memo(body.get("receiverMemo")),
     }
     if escrow_type == "single-release":
         _require(body, "amount")
@@ -157,6 +187,13 @@ def deploy_params(escrow_type: str, body: dict) -> dict:
             )
         state["milestones"] = parsed
     return state
+
+
+def _memo(value) -> int:
+    memo = _number(value or 0, "receiverMemo")
+    if memo != memo.to_integral_value() or not 0 <= memo <= MAX_INT64:
+        raise EscrowRuleError("VALIDATION_ERROR", "receiverMemo must be a whole number of at most 19 digits")
+    return int(memo)
 
 
 # --- Rules of the other calls (checked when preparing and again when applying) --------
@@ -298,7 +335,7 @@ def _distributions(body: dict) -> list[dict]:
     if len(distributions) > MAX_DISTRIBUTIONS:
         raise EscrowRuleError("ESCROW_TOO_MANY_DISTRIBUTIONS", f"at most {MAX_DISTRIBUTIONS} distributions")
     parsed = []
-    for number, item in enumerate(distributions):
+    for number, item in enumerate(_objects(distributions, "distributions")):
         amount = units_to_stroops(item.get("amount"), f"distributions[{number}].amount")
         if amount <= 0:
             raise EscrowRuleError("ESCROW_AMOUNT_CANNOT_BE_ZERO", "every distribution must be greater than 0")

@@ -138,7 +138,7 @@ def update_escrow(request, escrow_type):
 def _prepare_call(body: dict, escrow_type: str, action: str) -> HttpResponse:
     """Check the call against the escrow's current state; hand out its unsigned transaction."""
     signer_field = SIGNER_FIELD[action]
-    if not body.get("contractId") or not body.get(signer_field):
+    if not all(isinstance(body.get(field), str) and body[field] for field in ("contractId", signer_field)):
         raise EscrowRuleError("VALIDATION_ERROR", f"contractId and {signer_field} are required")
     escrow = _escrow_for(body["contractId"], escrow_type)
     signer = body[signer_field]
@@ -180,7 +180,10 @@ def send_transaction(request):
         return respond({"status": "FAILED", "message": rejected.code}, 400)
     if not record.successful:
         codes = record.result_codes.get("operations") or [record.result_codes.get("transaction")]
-        return respond({"status": "FAILED", "message": codes[-1]}, 400)
+        failed = {"status": "FAILED", "message": codes[-1]}
+        if not codes[-1].startswith(("op_", "tx_")):  # the contract refused the call when it was applied
+            failed["error"] = codes[-1]
+        return respond(failed, 400)
     from stellar_sdk import TransactionBuilder
 
     envelope = TransactionBuilder.from_xdr(signed, network_passphrase())

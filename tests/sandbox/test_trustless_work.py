@@ -336,11 +336,19 @@ def test_update_escrow_rewrites_the_terms_until_the_escrow_is_funded(tw, parties
         ("Concepts", "sketching"),  # the service provider's status survives the platform's update
         ("Icon", "pending"),
     ]
+    late = TransactionBuilder.from_xdr(
+        tw.post("/escrow/single-release/update-escrow", update, method="PUT").json()["unsignedTransaction"],
+        tw.passphrase,
+    )
     tw.run(
         "/escrow/single-release/fund-escrow", {**base, "signer": keys["buyer"].public_key, "amount": 1}, keys["buyer"]
     )
     funded = tw.post("/escrow/single-release/update-escrow", update, method="PUT")
     assert (funded.status_code, funded.json()["error"]) == (400, "ESCROW_HAS_FUNDS")
+    late.sign(keys["platform"])  # prepared before the deposit: the contract refuses it when applied
+    sent = tw.post("/helper/send-transaction", {"signedXdr": late.to_xdr()})
+    assert sent.status_code == 400
+    assert sent.json() == {"status": "FAILED", "message": "ESCROW_HAS_FUNDS", "error": "ESCROW_HAS_FUNDS"}
     assert tw.post("/escrow/single-release/update-escrow", update).status_code == 405  # PUT only
 
 
@@ -380,3 +388,39 @@ def test_withdraw_remaining_funds_pays_the_leftover_net_of_fees(tw, parties):
     emptied = tw.post("/escrow/multi-release/withdraw-remaining-funds", withdraw)
     assert emptied.json()["error"] == "ESCROW_INSUFFICIENT_FUNDS_TO_MAKE_THE_REFUND"
     assert tw.post("/escrow/single-release/withdraw-remaining-funds", withdraw).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "changes", "error"),
+    [
+        # An approved milestone was silently deployed as unapproved; a fee of 2.555 % charged 2.56 %.
+        (
+            "/deployer/single-release",
+            {"milestones": [{"description": "C", "approved": True}]},
+            "ESCROW_FLAGS_MUST_BE_FALSE",
+        ),
+        ("/deployer/single-release", {"platformFee": "2.555"}, "VALIDATION_ERROR"),
+        ("/deployer/single-release", {"amount": "Infinity"}, "VALIDATION_ERROR"),
+        ("/deployer/single-release", {"engagementId": "x" * 201}, "VALIDATION_ERROR"),
+        ("/deployer/single-release", {"amount": 10**13}, "VALIDATION_ERROR"),  # more stroops than an int64 holds
+        ("/deployer/single-release", {"platformFee": "five"}, "VALIDATION_ERROR"),
+        ("/deployer/single-release", {"receiverMemo": "memo"}, "VALIDATION_ERROR"),
+        ("/deployer/single-release", {"milestones": ["Concepts"]}, "VALIDATION_ERROR"),
+        ("/deployer/single-release", {"flags": ["disputed"]}, "VALIDATION_ERROR"),
+        ("/escrow/single-release/fund-escrow", {"contractId": {"id": 1}}, "VALIDATION_ERROR"),
+        ("/escrow/single-release/fund-escrow", {"signer": ["G"]}, "VALIDATION_ERROR"),
+        ("/escrow/single-release/resolve-dispute", {"distributions": ["all to the buyer"]}, "VALIDATION_ERROR"),
+    ],
+)
+def test_bad_values_are_refused_with_their_error(tw, parties, path, changes, error):
+    """Each of these used to crash the sandbox (a 500, at once or at send-transaction) or be kept
+    other than asked."""
+    _, keys = parties
+    if path.startswith("/deployer"):
+        body = single_release_body(keys) | changes
+    else:
+        contract = tw.run("/deployer/single-release", single_release_body(keys), keys["platform"])["contractId"]
+        platform = keys["platform"].public_key
+        body = {"contractId": contract, "signer": platform, "disputeResolver": platform, "amount": 1} | changes
+    response = tw.post(path, body)
+    assert (response.status_code, response.json().get("error")) == (400, error), response.text
