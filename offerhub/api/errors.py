@@ -63,6 +63,8 @@ STATUS_BY_CODE = {
     "WALLET_NOT_FOUND": 404,
     "API_KEY_NOT_FOUND": 404,
     "ORDER_REF_CONFLICT": 409,
+    # A participant acting outside their role (the web pages' actors; API keys act as the platform).
+    "FORBIDDEN": 403,
 }
 
 

@@ -1,0 +1,143 @@
+"""Order reads for the API (API.md §8): what a key may see, and the wire shapes.
+
+`orders_visible` scopes orders by the key's marketplace (§1.10); `orders_with_escrows`
+loads a page's escrows in one query (an escrow points at its order by `engagement_id`,
+not by a foreign key), so a list costs the same number of queries for 3 orders or 100.
+"""
+
+import datetime as dt
+
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils.dateparse import parse_date, parse_datetime
+
+from escrow.models import Escrow
+from marketplace.models import Order, OrderMilestone
+from offerhub.api.errors import ApiError, validation_error
+from offerhub.money import money_from_stroops
+from offerhub.timefmt import iso_timestamp
+
+NO_ESCROW = object()  # not loaded yet (None means: loaded, the order has none)
+
+
+def orders_visible(*, principal) -> QuerySet[Order]:
+    """Orders an API key may see: all of them, or those created through its marketplace's keys."""
+    orders = Order.objects.select_related("buyer", "seller").prefetch_related(
+        Prefetch("milestones", queryset=OrderMilestone.objects.order_by("position"))
+    )
+    if principal.marketplace_id:
+        orders = orders.filter(marketplace_id=principal.marketplace_id)
+    return orders
+
+
+def _instant(params, name: str) -> dt.datetime | None:
+    """An ISO-8601 date or date-time query parameter; naive values are UTC."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        value = parse_datetime(raw)
+        if value is None and (day := parse_date(raw)) is not None:
+            value = dt.datetime.combine(day, dt.time.min)
+    except ValueError:
+        value = None
+    if value is None:
+        raise validation_error([(name, "must be an ISO-8601 date or date-time, e.g. 2026-01-12T10:00:00.000Z")])
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def orders_filter(*, principal, params) -> QuerySet[Order]:
+    """GET /orders: `buyer_id`, `seller_id` (both given: orders matching either, as the
+    original), `status` (validated), `created_after`, `created_before`."""
+    orders = orders_visible(principal=principal)
+    buyer_id, seller_id = params.get("buyer_id"), params.get("seller_id")
+    if buyer_id and seller_id:
+        orders = orders.filter(Q(buyer__public_id=buyer_id) | Q(seller__public_id=seller_id))
+    elif buyer_id:
+        orders = orders.filter(buyer__public_id=buyer_id)
+    elif seller_id:
+        orders = orders.filter(seller__public_id=seller_id)
+    if params.get("status"):
+        status = params["status"].upper()
+        if status not in Order.Status.values:
+            raise validation_error([("status", f"must be one of {', '.join(Order.Status.values)}")])
+        orders = orders.filter(status=status)
+    after, before = _instant(params, "created_after"), _instant(params, "created_before")
+    if after is not None:
+        orders = orders.filter(created_at__gte=after)
+    if before is not None:
+        orders = orders.filter(created_at__lte=before)
+    return orders
+
+
+def orders_with_escrows(orders: list[Order]) -> list[Order]:
+    """Attach each order's escrow (or None), for all of them in one query."""
+    escrows = {e.engagement_id: e for e in Escrow.objects.filter(engagement_id__in=[o.public_id for o in orders])}
+    for order in orders:
+        order._api_escrow = escrows.get(order.public_id)
+    return orders
+
+
+def order_get(*, principal, public_id: str) -> Order:
+    """One order the key may see, ready for `order_as_api`; 404 ORDER_NOT_FOUND otherwise."""
+    order = orders_visible(principal=principal).filter(public_id=public_id).first()
+    if order is None:
+        raise ApiError("ORDER_NOT_FOUND", f"Order {public_id[:100]} not found", details={"orderId": public_id[:100]})
+    return orders_with_escrows([order])[0]
+
+
+def escrow_as_api(escrow: Escrow) -> dict:
+    return {
+        "id": escrow.public_id,
+        "orderId": escrow.engagement_id,
+        "type": escrow.type,
+        "trustlessContractId": escrow.contract_id or None,
+        "status": escrow.status,
+        "amount": money_from_stroops(escrow.amount),
+        "terms": None,
+        "fundedAt": iso_timestamp(escrow.funded_at),
+        "releasedAt": iso_timestamp(escrow.released_at),
+        "refundedAt": iso_timestamp(escrow.refunded_at),
+        "createdAt": iso_timestamp(escrow.created_at),
+        "updatedAt": iso_timestamp(escrow.updated_at),
+    }
+
+
+def milestone_as_api(milestone: OrderMilestone, *, order_id: str) -> dict:
+    return {
+        "id": f"{order_id}:{milestone.ref}",  # opaque: milestones are addressed by their ref
+        "orderId": order_id,
+        "milestoneRef": milestone.ref,
+        "ref": milestone.ref,
+        "title": milestone.title,
+        "description": milestone.title,
+        "amount": money_from_stroops(milestone.amount),
+        "status": milestone.status,
+        "completedAt": iso_timestamp(milestone.completed_at),
+        "releasedAt": iso_timestamp(milestone.released_at),
+        "createdAt": iso_timestamp(milestone.created_at),
+        "updatedAt": iso_timestamp(milestone.updated_at),
+    }
+
+
+def order_as_api(order: Order) -> dict:
+    """The Order object of API.md §8. Reads the prefetched milestones and the attached escrow."""
+    escrow = getattr(order, "_api_escrow", NO_ESCROW)
+    if escrow is NO_ESCROW:
+        escrow = Escrow.objects.filter(engagement_id=order.public_id).first()
+    return {
+        "id": order.public_id,
+        "clientOrderRef": order.client_order_ref or None,
+        "buyerId": order.buyer.public_id,
+        "sellerId": order.seller.public_id,
+        "amount": money_from_stroops(order.amount),
+        "currency": order.currency,
+        "status": order.status,
+        "title": order.title,
+        "description": order.description or None,
+        "metadata": order.metadata,
+        "escrow": escrow_as_api(escrow) if escrow is not None else None,
+        "milestones": [milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()],
+        "dispute": None,  # disputes (API.md §10) are not part of this server yet
+        "createdAt": iso_timestamp(order.created_at),
+        "updatedAt": iso_timestamp(order.updated_at),
+    }
