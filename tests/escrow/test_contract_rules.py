@@ -565,7 +565,7 @@ RULES = {
                 ]
             },
             "ESCROW_INSUFFICIENT_FUNDS_FOR_RESOLUTION",
-            "ESCROW_INVALID_STATE",
+            "ESCROW_INSUFFICIENT_FUNDS",
             "exceed the escrow's balance",
         ),
     ],
@@ -575,7 +575,7 @@ RULES = {
             "platform",
             {"distributions": distributions(1, 1)},
             "ESCROW_INSUFFICIENT_FUNDS_TO_MAKE_THE_REFUND",
-            "ESCROW_INVALID_STATE",
+            "ESCROW_INSUFFICIENT_FUNDS",
             "holds nothing",
         ),
     ],
