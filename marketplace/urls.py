@@ -3,7 +3,7 @@ from django.conf.urls.static import static
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from marketplace import views
+from marketplace import order_views, views
 from marketplace.forms import LoginForm
 
 urlpatterns = [
@@ -16,6 +16,18 @@ urlpatterns = [
     path("listings/<str:public_id>/pause/", views.listing_pause_view, name="listing-pause"),
     path("listings/<str:public_id>/resume/", views.listing_resume_view, name="listing-resume"),
     path("listings/<str:public_id>/delete/", views.listing_delete_view, name="listing-delete"),
+    path("listings/<str:public_id>/checkout/", order_views.checkout, name="checkout"),
+    path("orders/purchases/", order_views.my_purchases, name="my-purchases"),
+    path("orders/sales/", order_views.my_sales, name="my-sales"),
+    path("orders/<str:public_id>/", order_views.order_detail, name="order-detail"),
+    path("orders/<str:public_id>/live/", order_views.order_live, name="order-live"),
+    path("orders/<str:public_id>/deliver/", order_views.order_deliver, name="order-deliver"),
+    path("orders/<str:public_id>/release/", order_views.order_release_view, name="order-release"),
+    path("orders/<str:public_id>/refund/", order_views.order_refund_view, name="order-refund"),
+    path("orders/<str:public_id>/dispute/", order_views.order_dispute_view, name="order-dispute"),
+    path("orders/<str:public_id>/cancel/", order_views.order_cancel_view, name="order-cancel"),
+    path("orders/<str:public_id>/retry/", order_views.order_retry_view, name="order-retry"),
+    path("orders/<str:public_id>/milestones/<path:ref>/evidence/", order_views.order_evidence, name="order-evidence"),
     path("accounts/signup/", views.sign_up, name="signup"),
     path(
         "accounts/login/",

@@ -1,5 +1,7 @@
 """Built-in event subscribers."""
 
+import re
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -8,6 +10,13 @@ from offerhub.events import event_subscriber
 
 def user_group_name(user_public_id: str) -> str:
     return f"user.{user_public_id}"
+
+
+def order_group_name(order_public_id: str) -> str:
+    return f"order.{order_public_id}"
+
+
+_GROUP_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,90}$")  # what Channels accepts in a group name
 
 
 @event_subscriber("*")
@@ -19,3 +28,15 @@ def push_to_user_sockets(event: dict) -> None:
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(user_group_name(user_id), {"type": "domain.event", "event": event})
+
+
+@event_subscriber("*")
+def push_to_order_pages(event: dict) -> None:
+    """Live order pages: everyone watching an order's page (ws/orders/<id>/, its buyer and
+    its seller) hears of the order's events, whoever of them the event names."""
+    order_id = event.get("aggregateId") or ""
+    if event.get("aggregateType") != "Order" or not _GROUP_SAFE_ID.match(order_id):
+        return  # e.g. an escrow opened through the API for an engagement id of its own
+    layer = get_channel_layer()
+    if layer is not None:
+        async_to_sync(layer.group_send)(order_group_name(order_id), {"type": "domain.event", "event": event})

@@ -1,0 +1,595 @@
+"""Web pages of orders: checkout, the order page (with its live fragment and actions), and
+the buyer's and seller's order lists. Thin: they parse input and call marketplace.orders."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_fsm import can_proceed, has_transition_perm
+
+from escrow.models import Escrow, EscrowStep
+from marketplace.listings import listing_for_buyers
+from marketplace.models import Order, OrderMilestone
+from marketplace.order_forms import CheckoutForm, DeliverForm, MilestoneForm, ReasonForm, checkout_token_new
+from marketplace.orders import (
+    OrderActor,
+    OrderError,
+    order_cancel,
+    order_checkout,
+    order_dispute,
+    order_escrow_create,
+    order_milestone_complete,
+    order_milestone_release,
+    order_refund,
+    order_release,
+    seller_net,
+)
+from offerhub.models import Event
+from offerhub.money import money_from_stroops
+from payments.balances import balance_snapshot
+from payments.wallets import wallet_ensure
+
+S = Order.Status
+ORDERS_PER_PAGE = 20
+
+
+def dollars(stroops: int) -> Decimal:
+    """Stroops as dollars, rounded down to the cent (never show more than there is)."""
+    return Decimal(money_from_stroops(stroops))
+
+
+# --- Checkout -------------------------------------------------------------------------------------
+
+
+@login_required
+def checkout(request, public_id):
+    listing = listing_for_buyers(public_id=public_id, viewer=request.user)
+    if listing is not None and listing.seller_id == request.user.pk:
+        messages.info(request, "This is your own listing: you cannot buy it.")
+        return redirect("listing-detail", public_id=listing.public_id)
+    if listing is None:
+        raise Http404("No such listing")
+    # The escrow needs both wallets active: start them now, they are ready by the time the buyer confirms.
+    wallet_ensure(user=request.user)
+    wallet_ensure(user=listing.seller)
+    form = CheckoutForm(initial={"token": checkout_token_new(), "price_cents": listing.price_cents})
+    if request.method == "POST":
+        posted = CheckoutForm(request.POST)
+        if not posted.is_valid():
+            form = _checkout_again(listing, "This checkout form is not valid any more. Please check and confirm again.")
+        elif posted.cleaned_data["price_cents"] != listing.price_cents:
+            problem = f"The seller changed the price to ${listing.price:,.2f}. Please check and confirm again."
+            form = _checkout_again(listing, problem, token=posted.cleaned_data["token"])
+        else:
+            form = posted
+            try:
+                order = order_checkout(buyer=request.user, listing=listing, checkout_token=form.cleaned_data["token"])
+            except OrderError as error:
+                form.add_error(None, _checkout_problem(error))
+            else:
+                messages.success(request, "Order placed. We are securing your payment: this page follows it live.")
+                return redirect("order-detail", public_id=order.public_id)
+    return render(request, "marketplace/checkout.html", _checkout_context(request, listing, form))
+
+
+def _checkout_again(listing, problem: str, *, token: str = "") -> CheckoutForm:
+    """The form to confirm again (current price, a usable token), with what went wrong."""
+    form = CheckoutForm({"token": token or checkout_token_new(), "price_cents": listing.price_cents})
+    form.is_valid()
+    form.add_error(None, problem)
+    return form
+
+
+def _checkout_problem(error: OrderError) -> str:
+    if error.code == "INSUFFICIENT_FUNDS":
+        return (
+            "Your available balance is not enough for this order. Nothing was charged or put on hold: "
+            "add funds, then confirm again."
+        )
+    return f"We could not place the order ({error.message}). Nothing was charged or put on hold."
+
+
+def _checkout_context(request, listing, form) -> dict:
+    price = listing.price_cents * 100_000
+    available = balance_snapshot(user=request.user).available
+    net = seller_net(amount=price)
+    return {
+        "listing": listing,
+        "form": form,
+        "price": dollars(price),
+        "available": dollars(available),
+        "short_by": dollars(price - available) if available < price else None,
+        "seller_receives": dollars(net),
+        "fees": dollars(price) - dollars(net),
+        "milestones": list(listing.milestones.all()),
+    }
+
+
+# --- The order page -------------------------------------------------------------------------------
+
+
+def _order_for(request, public_id) -> Order:
+    """The order with what its page shows, for its buyer, its seller or support; 404 for anyone else."""
+    order = (
+        Order.objects.select_related("buyer", "seller", "listing")
+        .prefetch_related("milestones")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if order is None or not (order.is_participant(request.user) or request.user.is_support):
+        raise Http404("No such order")
+    return order
+
+
+def _escrow_for(order: Order) -> Escrow | None:
+    working = EscrowStep.objects.filter(status__in=[EscrowStep.Status.PENDING, EscrowStep.Status.SUBMITTED])
+    return (
+        Escrow.objects.filter(engagement_id=order.public_id)
+        .prefetch_related("milestones", Prefetch("steps", queryset=working, to_attr="working_steps"))
+        .first()
+    )
+
+
+@dataclass
+class Step:
+    label: str
+    state: str  # "done", "current" or "todo"
+
+
+# The road of an order that goes well, in plain words, and the status at which each step is reached.
+PROGRESS = [
+    ("Funds reserved", S.FUNDS_RESERVED),
+    ("Protection set up", S.ESCROW_FUNDING),
+    ("Payment secured", S.ESCROW_FUNDED),
+    ("In progress", S.IN_PROGRESS),
+    ("Delivered", None),  # delivered_at
+    ("Paid", S.RELEASED),
+]
+ROAD = [
+    S.ORDER_CREATED,
+    S.FUNDS_RESERVED,
+    S.ESCROW_CREATING,
+    S.ESCROW_FUNDING,
+    S.ESCROW_FUNDED,
+    S.IN_PROGRESS,
+    S.RELEASE_REQUESTED,
+    S.RELEASED,
+]
+OFF_ROAD = {S.DISPUTED, S.REFUND_REQUESTED, S.REFUNDED}  # left the road at IN_PROGRESS
+
+
+def _progress(order: Order) -> list[Step]:
+    if order.status == S.CLOSED and order.outcome == Order.Outcome.RELEASED:
+        return [Step(label, "done") for label, _ in PROGRESS]
+    if order.status == S.CLOSED:
+        reached = -1 if order.outcome == Order.Outcome.CANCELED else ROAD.index(S.IN_PROGRESS)
+    else:
+        reached = ROAD.index(S.IN_PROGRESS) if order.status in OFF_ROAD else ROAD.index(order.status)
+    steps, current_given = [], False
+    for label, status in PROGRESS:
+        done = order.delivered_at is not None if status is None else (reached >= 0 and reached >= ROAD.index(status))
+        if done:
+            steps.append(Step(label, "done"))
+        elif not current_given and order.status not in OFF_ROAD | {S.CLOSED}:
+            steps.append(Step(label, "current"))
+            current_given = True
+        else:
+            steps.append(Step(label, "todo"))
+    return steps
+
+
+BADGES = {
+    S.ORDER_CREATED: "secondary",
+    S.FUNDS_RESERVED: "secondary",
+    S.ESCROW_CREATING: "info",
+    S.ESCROW_FUNDING: "info",
+    S.ESCROW_FUNDED: "info",
+    S.IN_PROGRESS: "primary",
+    S.RELEASE_REQUESTED: "warning",
+    S.RELEASED: "success",
+    S.REFUND_REQUESTED: "warning",
+    S.REFUNDED: "secondary",
+    S.DISPUTED: "danger",
+    S.CLOSED: "secondary",
+}
+OUTCOME_WORDS = {
+    Order.Outcome.RELEASED: "seller paid",
+    Order.Outcome.REFUNDED: "refunded to the buyer",
+    Order.Outcome.CANCELED: "canceled",
+}
+# Background work runs in these states: the page polls quickly without a WebSocket.
+BUSY = {
+    S.ESCROW_CREATING,
+    S.ESCROW_FUNDING,
+    S.ESCROW_FUNDED,
+    S.RELEASE_REQUESTED,
+    S.REFUND_REQUESTED,
+    S.RELEASED,
+    S.REFUNDED,
+}
+
+
+def order_badge(order: Order) -> dict:
+    """The status in plain words, and its Bootstrap colour."""
+    label = order.get_status_display()
+    colour = BADGES[order.status]
+    if order.status == S.CLOSED and order.outcome:
+        label = "canceled" if order.outcome == Order.Outcome.CANCELED else f"closed · {OUTCOME_WORDS[order.outcome]}"
+        colour = "success" if order.outcome == Order.Outcome.RELEASED else "secondary"
+    return {"label": label[:1].upper() + label[1:], "colour": colour}
+
+
+def _who(actor_id: str, order: Order) -> str:
+    if actor_id == order.buyer.public_id:
+        return "the buyer"
+    if actor_id == order.seller.public_id:
+        return "the seller"
+    return "support" if actor_id else "OfferHub"
+
+
+def _usd(value) -> str:
+    try:
+        return f"${Decimal(str(value)):,.2f}"
+    except (ArithmeticError, ValueError):
+        return ""
+
+
+def _timeline_text(event: Event, order: Order) -> tuple[str, str] | None:
+    """(icon, words) for an order event; None for the ones another already says."""
+    p = event.payload or {}
+    amount = _usd(p.get("amount"))
+    words = {
+        "order.created": ("cart-check", "Order placed"),
+        "order.funds_reserved": ("lock", f"{amount} put on hold from the buyer's balance"),
+        "order.escrow_creating": ("hourglass-split", "Setting up the payment protection"),
+        "escrow.created": ("shield", "Payment protection set up"),
+        "escrow.funding_started": ("arrow-right-circle", "Moving the payment into protection"),
+        "order.escrow_funded": ("shield-check", f"Payment of {amount} secured in escrow"),
+        "order.in_progress": ("play-circle", "Work started: the seller can begin"),
+        "escrow.milestone_completed": ("box-seam", f"Delivered: {p.get('milestoneTitle') or 'the work'}"),
+        "escrow.milestone_released": ("cash-coin", f"{amount} released to the seller"),
+        "order.release_requested": (
+            "hand-thumbs-up",
+            f"Approved by {_who(p.get('requestedBy', ''), order)}: paying the seller",
+        ),
+        "order.released": ("cash-stack", f"Seller paid {_usd(p.get('netAmount')) or amount} (after fees)"),
+        "order.refund_requested": (
+            "arrow-counterclockwise",
+            f"Refund started by {_who(p.get('requestedBy', ''), order)}",
+        ),
+        "order.refunded": ("arrow-return-left", "Payment refunded to the buyer"),
+        "order.disputed": ("exclamation-octagon", f"Dispute opened by the {str(p.get('openedBy', 'buyer')).lower()}"),
+        "order.canceled": (
+            "x-circle",
+            "Order canceled" + (" · the hold was released" if p.get("fundsReleased") else ""),
+        ),
+        "order.closed": ("check2-all", "Order closed"),
+    }
+    return words.get(event.type)
+
+
+def _timeline(order: Order) -> list[dict]:
+    events = Event.objects.filter(aggregate_type="Order", aggregate_id=order.public_id).order_by("id")
+    rows = []
+    for event in events.only("id", "type", "payload", "occurred_at"):
+        text = _timeline_text(event, order)
+        if text is not None:
+            rows.append({"when": event.occurred_at, "icon": text[0], "text": text[1], "id": event.id})
+    return rows
+
+
+def _may(order: Order, name: str, actor: OrderActor) -> bool:
+    """Whether django-fsm lets this actor take transition `name` now (permission, source and conditions)."""
+    method = getattr(order, name)
+    return has_transition_perm(method, actor) and can_proceed(method)
+
+
+def _actions(order: Order, user, milestones: list[OrderMilestone]) -> dict:
+    """The buttons this user may use now. Support acts from the backoffice, not here."""
+    none = {"any": False}
+    if not order.is_participant(user):
+        return none
+    actor = OrderActor.for_user(user)
+    buyer, seller = order.is_buyer(user), order.is_seller(user)
+    working = order.status == S.IN_PROGRESS
+    actions = {
+        "cancel": _may(order, "cancel", actor),
+        "retry": buyer and _may(order, "escrow_create", actor),
+        "deliver": seller and working and not milestones and order.delivered_at is None,
+        "deliver_milestones": [m for m in milestones if seller and working and m.status == OrderMilestone.Status.OPEN],
+        "release_milestones": [
+            m for m in milestones if buyer and working and m.status == OrderMilestone.Status.COMPLETED
+        ],
+        "release": buyer and order.delivered_at is not None and _may(order, "request_release", actor),
+        "refund": seller and _may(order, "request_refund", actor),
+        "dispute": _may(order, "dispute", actor),
+    }
+    actions["any"] = any(actions.values())
+    return actions
+
+
+def _deliver_forms(actions: dict) -> list[tuple[OrderMilestone | None, DeliverForm]]:
+    """One delivery form for the order, or one per milestone still to deliver (ids kept unique)."""
+    if actions.get("deliver"):
+        return [(None, DeliverForm(auto_id="deliver-%s"))]
+    return [
+        (m, DeliverForm(initial={"milestone": m.ref}, auto_id=f"deliver-{m.position}-%s"))
+        for m in actions.get("deliver_milestones", [])
+    ]
+
+
+def _escrow_link(escrow: Escrow | None) -> str:
+    if escrow is None or not escrow.contract_id:
+        return ""
+    try:
+        return reverse("escrow-detail", args=[escrow.contract_id])
+    except NoReverseMatch:
+        return f"/escrow/{escrow.contract_id}/"
+
+
+def _order_context(request, order: Order) -> dict:
+    escrow = _escrow_for(order)
+    milestones = list(order.milestones.all())
+    for milestone in milestones:
+        milestone.dollars = dollars(milestone.amount)
+    delivery_evidence = ""
+    if escrow is not None and not milestones:
+        first = next(iter(escrow.milestones.all()), None)
+        delivery_evidence = first.evidence if first is not None else ""
+    timeline = _timeline(order)
+    actions = _actions(order, request.user, milestones)
+    auto_release_at = None
+    if order.delivered_at and order.status == S.IN_PROGRESS:
+        auto_release_at = order.delivered_at + timedelta(hours=settings.OFFERHUB_INSPECTION_WINDOW_HOURS)
+    settled = order.status == S.CLOSED
+    return {
+        "order": order,
+        "badge": order_badge(order),
+        "is_buyer": order.is_buyer(request.user),
+        "is_seller": order.is_seller(request.user),
+        "amount": dollars(order.amount),
+        "seller_receives": dollars(seller_net(amount=order.amount)),
+        "progress": _progress(order),
+        "off_road": order.status in OFF_ROAD,
+        "milestones": milestones,
+        "delivery_evidence": delivery_evidence,
+        "timeline": timeline,
+        "actions": actions,
+        "deliver_forms": _deliver_forms(actions),
+        "escrow_link": _escrow_link(escrow),
+        "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
+        "auto_release_at": auto_release_at,
+        "inspection_hours": settings.OFFERHUB_INSPECTION_WINDOW_HOURS,
+        "settled": settled,
+        "poll_seconds": 0 if settled else 3 if order.status in BUSY else 10,
+        "version": f"{order.status}:{order.updated_at.timestamp()}:{timeline[-1]['id'] if timeline else 0}",
+    }
+
+
+@login_required
+def order_detail(request, public_id):
+    order = _order_for(request, public_id)
+    context = _order_context(request, order)
+    context["socket_path"] = f"/ws/orders/{order.public_id}/"
+    return render(request, "marketplace/order_detail.html", context)
+
+
+@login_required
+@require_GET
+def order_live(request, public_id):
+    """The changing part of the order page, fetched again on every live update (or poll)."""
+    order = _order_for(request, public_id)
+    response = render(request, "marketplace/order_live.html", _order_context(request, order))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def order_evidence(request, public_id, ref):
+    """A delivered milestone's file, for the order's participants and support only."""
+    order = _order_for(request, public_id)
+    milestone = next((m for m in order.milestones.all() if m.ref == ref), None)
+    if milestone is None or not milestone.evidence_file:
+        raise Http404("No such file")
+    name = milestone.evidence_file.name.rsplit("/", 1)[-1]
+    return FileResponse(milestone.evidence_file.open("rb"), as_attachment=True, filename=f"{order.public_id}-{name}")
+
+
+# --- Actions (POST, CSRF-protected; each calls one service) -----------------------------------------
+
+
+def _participant(request, public_id) -> tuple[Order, OrderActor]:
+    order = _order_for(request, public_id)
+    if not order.is_participant(request.user):
+        raise PermissionDenied("support acts on orders from the backoffice")
+    return order, OrderActor.for_user(request.user)
+
+
+def _back(order: Order):
+    return redirect("order-detail", public_id=order.public_id)
+
+
+def _refused(request, order: Order, error: OrderError):
+    """A service's refusal as a flash message in plain words (the order may have moved on meanwhile)."""
+    if error.code == "FORBIDDEN":
+        raise PermissionDenied(error.message)
+    if error.code == "INVALID_STATE":
+        now = Order.objects.get(pk=order.pk)
+        message = f"That is not possible any more: the order is now “{order_badge(now)['label'].lower()}”."
+    elif error.code == "DISPUTE_ALREADY_OPEN":
+        message = "A dispute is open on this order: support decides what happens to the payment."
+    elif error.code == "ESCROW_NOT_READY":
+        message = "The payment protection is not ready yet. Please try again in a minute."
+    else:
+        message = f"That did not work: {error.message[:1].upper()}{error.message[1:]}."
+    messages.error(request, message)
+    return _back(order)
+
+
+def _milestone(order: Order, ref: str) -> OrderMilestone:
+    milestone = next((m for m in order.milestones.all() if m.ref == ref), None)
+    if milestone is None:
+        raise Http404("No such milestone")
+    return milestone
+
+
+@login_required
+@require_POST
+def order_deliver(request, public_id):
+    order, actor = _participant(request, public_id)
+    if not order.is_seller(request.user):
+        raise PermissionDenied("only the seller marks an order delivered")
+    form = DeliverForm(request.POST, request.FILES)
+    if not form.is_valid():
+        problems = [error for errors in form.errors.values() for error in errors]
+        messages.error(request, " ".join(problems))
+        return _back(order)
+    ref = form.cleaned_data["milestone"] or None
+    if ref is not None:
+        _milestone(order, ref)
+    try:
+        order_milestone_complete(
+            order=order,
+            ref=ref,
+            actor=actor,
+            evidence_text=form.cleaned_data["evidence_text"],
+            evidence_link=form.cleaned_data["evidence_link"],
+            evidence_file=form.cleaned_data["evidence_file"],
+        )
+    except OrderError as error:
+        return _refused(request, order, error)
+    if ref is None:
+        messages.success(request, "Marked delivered. The buyer is told and can now approve the payment.")
+    else:
+        messages.success(request, f"“{_milestone(order, ref).title}” marked delivered. The buyer is told.")
+    return _back(order)
+
+
+@login_required
+@require_POST
+def order_release_view(request, public_id):
+    order, actor = _participant(request, public_id)
+    if not order.is_buyer(request.user):
+        raise PermissionDenied("only the buyer approves and releases the payment")
+    form = MilestoneForm(request.POST)
+    ref = form.cleaned_data["milestone"] if form.is_valid() else ""
+    try:
+        if ref:
+            milestone = _milestone(order, ref)
+            order_milestone_release(order=order, ref=ref, actor=actor)
+            messages.success(
+                request, f"Approved “{milestone.title}”: ${dollars(milestone.amount):,.2f} is on its way to the seller."
+            )
+        else:
+            order_release(order=order, actor=actor)
+            messages.success(request, "Thank you! You approved the delivery: the payment is on its way to the seller.")
+    except OrderError as error:
+        return _refused(request, order, error)
+    return _back(order)
+
+
+@login_required
+@require_POST
+def order_refund_view(request, public_id):
+    order, actor = _participant(request, public_id)
+    if not order.is_seller(request.user):
+        raise PermissionDenied("only the seller refunds an order")
+    form = ReasonForm(request.POST, required=True)
+    if not form.is_valid():
+        messages.error(request, "Please say why you are refunding the order.")
+        return _back(order)
+    try:
+        order_refund(order=order, actor=actor, reason=form.cleaned_data["reason"])
+    except OrderError as error:
+        return _refused(request, order, error)
+    messages.success(request, "Refund started: the payment goes back to the buyer, less the escrow's fees.")
+    return _back(order)
+
+
+@login_required
+@require_POST
+def order_dispute_view(request, public_id):
+    order, actor = _participant(request, public_id)
+    form = ReasonForm(request.POST, required=True)
+    if not form.is_valid():
+        messages.error(request, "Please tell support what went wrong.")
+        return _back(order)
+    opened_by = "buyer" if order.is_buyer(request.user) else "seller"
+    try:
+        order_dispute(order=order, actor=actor, opened_by=opened_by, reason=form.cleaned_data["reason"])
+    except OrderError as error:
+        return _refused(request, order, error)
+    messages.success(
+        request, "Dispute opened. The money stays in escrow until support decides; they will contact you both."
+    )
+    return _back(order)
+
+
+@login_required
+@require_POST
+def order_cancel_view(request, public_id):
+    order, actor = _participant(request, public_id)
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        order_cancel(order=order, actor=actor, reason=reason)
+    except OrderError as error:
+        return _refused(request, order, error)
+    messages.success(request, "Order canceled. Nothing was paid; the hold on the buyer's balance is released.")
+    return _back(order)
+
+
+@login_required
+@require_POST
+def order_retry_view(request, public_id):
+    """Setting up the payment protection did not start (or failed): try again, same order, same hold."""
+    order, actor = _participant(request, public_id)
+    if not order.is_buyer(request.user):
+        raise PermissionDenied("only the buyer retries the checkout")
+    try:
+        order_escrow_create(order=order, actor=actor)
+    except OrderError as error:
+        return _refused(request, order, error)
+    messages.success(request, "We are setting up the payment protection again.")
+    return _back(order)
+
+
+# --- My purchases, my sales --------------------------------------------------------------------------
+
+
+def _order_list(request, *, mine: str):
+    side = {"purchases": ("buyer", "seller"), "sales": ("seller", "buyer")}[mine]
+    orders = Order.objects.filter(**{side[0]: request.user}).select_related(side[1]).order_by("-created_at", "-pk")
+    page = Paginator(orders, ORDERS_PER_PAGE).get_page(request.GET.get("page"))
+    rows = [
+        {
+            "order": order,
+            "badge": order_badge(order),
+            "other": getattr(order, side[1]),
+            "amount": dollars(order.amount),
+            "net": dollars(seller_net(amount=order.amount)) if mine == "sales" else None,
+        }
+        for order in page.object_list
+    ]
+    return render(request, f"marketplace/orders_{mine}.html", {"page": page, "rows": rows, "mine": mine})
+
+
+@login_required
+def my_purchases(request):
+    return _order_list(request, mine="purchases")
+
+
+@login_required
+def my_sales(request):
+    return _order_list(request, mine="sales")

@@ -1,0 +1,178 @@
+/* OfferHub order pages.
+ *
+ * Live order page: a WebSocket (ws/orders/<id>/) says "something happened to this order";
+ * the page then fetches its changing part again (the order's live fragment) and swaps it in.
+ * Without a WebSocket (a server without ASGI, a proxy that drops upgrades, a refused
+ * socket) the page polls the fragment instead: every few seconds while the order is busy,
+ * less often while it waits for people, never once it is closed.
+ *
+ * Forms marked data-submit-once (checkout) disable their buttons once submitted.
+ */
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("form[data-submit-once]")) return;
+    if (form.dataset.submitted) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.submitted = "true";
+    window.setTimeout(function () {
+      form.querySelectorAll("button[type=submit]").forEach(function (button) {
+        button.disabled = true;
+        button.insertAdjacentHTML("afterbegin", '<span class="spinner-border spinner-border-sm me-2" aria-hidden="true"></span>');
+      });
+    }, 0);
+  });
+
+  var container = document.querySelector("[data-order-live]");
+  if (!container) return;
+
+  var fragmentUrl = container.dataset.fragmentUrl;
+  var socketPath = container.dataset.socketPath;
+  var note = document.getElementById("live-note");
+  var socket = null;
+  var pollTimer = null;
+  var reconnectTimer = null;
+  var reconnects = 0;
+  var inFlight = false;
+  var again = false;
+
+  function root() {
+    return container.querySelector("#order-live-root");
+  }
+
+  function settled() {
+    var current = root();
+    return !current || current.dataset.settled === "true";
+  }
+
+  function setMode(mode) {
+    container.dataset.live = mode;
+    if (!note) return;
+    if (settled()) note.textContent = "This order is closed.";
+    else if (mode === "socket") note.textContent = "This page updates live.";
+    else note.textContent = "This page updates by itself every few seconds.";
+  }
+
+  // A form the user has started to fill in (or a section they opened) is not replaced under them.
+  function dirty(section) {
+    if (!section) return false;
+    if (section.querySelector("details[open]")) return true;
+    var fields = section.querySelectorAll("input, textarea, select");
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (field.type === "hidden") continue;
+      if (field.type === "file" ? field.files && field.files.length : field.value !== field.defaultValue) return true;
+      if (document.activeElement === field) return true;
+    }
+    return false;
+  }
+
+  function swap(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var fresh = template.content.querySelector("#order-live-root");
+    var current = root();
+    if (!fresh || !current || fresh.dataset.version === current.dataset.version) return;
+    var actions = current.querySelector("#order-actions");
+    if (dirty(actions)) {
+      current.querySelector("#order-state").replaceWith(fresh.querySelector("#order-state"));
+      ["version", "status", "pollSeconds", "settled"].forEach(function (key) {
+        current.dataset[key] = fresh.dataset[key];
+      });
+      if (!actions.querySelector("[data-stale]")) {
+        actions.querySelector(".card-body").insertAdjacentHTML(
+          "afterbegin",
+          '<div class="alert alert-info small" data-stale role="status">This order changed. Your text is kept; ' +
+            '<a href="">reload the page</a> to see what you can do now.</div>'
+        );
+      }
+    } else {
+      current.replaceWith(fresh);
+    }
+    container.dispatchEvent(new CustomEvent("order:updated", { bubbles: true }));
+  }
+
+  function refresh() {
+    if (inFlight) {
+      again = true;
+      return;
+    }
+    inFlight = true;
+    fetch(fragmentUrl, { credentials: "same-origin", cache: "no-store", headers: { "X-Requested-With": "fetch" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.text();
+      })
+      .then(swap)
+      .catch(function () {
+        /* the next message or poll tries again */
+      })
+      .then(function () {
+        inFlight = false;
+        if (again) {
+          again = false;
+          refresh();
+        } else if (socket === null) {
+          schedulePoll();
+        } else if (settled()) {
+          setMode(container.dataset.live);
+        }
+      });
+  }
+
+  function schedulePoll() {
+    window.clearTimeout(pollTimer);
+    pollTimer = null;
+    var current = root();
+    var seconds = current ? parseInt(current.dataset.pollSeconds, 10) : 0;
+    if (socket !== null || settled() || !seconds) {
+      setMode(container.dataset.live);
+      return;
+    }
+    setMode("polling");
+    pollTimer = window.setTimeout(refresh, seconds * 1000);
+  }
+
+  function connect() {
+    if (!("WebSocket" in window) || !socketPath || settled()) {
+      schedulePoll();
+      return;
+    }
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var candidate;
+    try {
+      candidate = new WebSocket(scheme + window.location.host + socketPath);
+    } catch (error) {
+      schedulePoll();
+      return;
+    }
+    candidate.onopen = function () {
+      socket = candidate;
+      reconnects = 0;
+      window.clearTimeout(pollTimer);
+      setMode("socket");
+      refresh(); // whatever happened between the page's rendering and now
+    };
+    candidate.onmessage = function () {
+      refresh();
+    };
+    candidate.onclose = function (event) {
+      var wasOpen = socket === candidate;
+      socket = null;
+      setMode("polling");
+      schedulePoll();
+      // 4401/4403: not signed in / not a participant: polling only. Otherwise retry a few times.
+      if (event.code !== 4401 && event.code !== 4403 && reconnects < 5 && !settled()) {
+        reconnects += wasOpen ? 0 : 1;
+        window.clearTimeout(reconnectTimer);
+        reconnectTimer = window.setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, reconnects)));
+      }
+    };
+  }
+
+  connect();
+})();
