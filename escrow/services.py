@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.dispatch import Signal
 
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
@@ -101,9 +102,14 @@ def escrow_drive_later(escrow: Escrow) -> None:
 
 
 def _attempt(escrow: Escrow, action: str, stem: str) -> str:
-    """A fresh step key after a failed attempt of the same call (a rejected fund may be retried)."""
-    done = escrow.steps.filter(action=action, key__startswith=stem).count()
-    return stem if not done else f"{stem}:{done}"
+    """The step key for a call: the attempt still open or confirmed (asking twice changes
+    nothing), or a fresh key after failed attempts (a refused call may be asked for again)."""
+    family = escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:"))
+    current = family.exclude(status=EscrowStep.Status.FAILED).order_by("-pk").first()
+    if current is not None:
+        return current.key
+    tried = family.count()
+    return stem if not tried else f"{stem}:{tried}"
 
 
 def _audit(escrow: Escrow, action: str, actor, **after) -> None:
@@ -243,7 +249,8 @@ def escrow_milestone_mark(
     milestone = _milestone(escrow, index)
     if milestone.released or milestone.resolved:
         raise EscrowError("ESCROW_INVALID_STATE", "that milestone is finished")
-    key = _attempt(escrow, Action.MILESTONE_STATUS, f"{escrow.public_id}:status:{index}")
+    # Every mark is a call of its own (progress, then completed, with new evidence).
+    key = f"{escrow.public_id}:status:{index}:{escrow.steps.filter(action=Action.MILESTONE_STATUS).count()}"
     return _step_add(
         escrow,
         action=Action.MILESTONE_STATUS,
@@ -260,7 +267,7 @@ def _approve_step(escrow: Escrow, milestone: EscrowMilestone, actor) -> None:
         _step_add(
             escrow,
             action=Action.APPROVE,
-            key=f"{escrow.public_id}:approve:{milestone.index}",  # approval is irreversible: once
+            key=_attempt(escrow, Action.APPROVE, f"{escrow.public_id}:approve:{milestone.index}"),
             signer=escrow.roles["approver"],
             index=milestone.index,
             actor=actor,
@@ -288,7 +295,7 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
             _step_add(
                 escrow,
                 action=Action.RELEASE_MILESTONE,
-                key=f"{escrow.public_id}:release:{milestone.index}",
+                key=_attempt(escrow, Action.RELEASE_MILESTONE, f"{escrow.public_id}:release:{milestone.index}"),
                 signer=escrow.roles["releaseSigner"],
                 index=milestone.index,
                 actor=actor,
@@ -307,14 +314,15 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
 
 def _dispute_steps(escrow: Escrow, signer: str, actor) -> None:
     if not escrow.is_multi:
-        _step_add(escrow, action=Action.DISPUTE, key=f"{escrow.public_id}:dispute", signer=signer, actor=actor)
+        key = _attempt(escrow, Action.DISPUTE, f"{escrow.public_id}:dispute")
+        _step_add(escrow, action=Action.DISPUTE, key=key, signer=signer, actor=actor)
         return
     for milestone in escrow.milestones.all():
         if not (milestone.released or milestone.resolved or milestone.disputed):
             _step_add(
                 escrow,
                 action=Action.DISPUTE_MILESTONE,
-                key=f"{escrow.public_id}:dispute:{milestone.index}",
+                key=_attempt(escrow, Action.DISPUTE_MILESTONE, f"{escrow.public_id}:dispute:{milestone.index}"),
                 signer=signer,
                 index=milestone.index,
                 actor=actor,
@@ -370,7 +378,7 @@ def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor)
         _step_add(
             escrow,
             action=Action.RESOLVE,
-            key=f"{escrow.public_id}:resolve",
+            key=_attempt(escrow, Action.RESOLVE, f"{escrow.public_id}:resolve"),
             signer=signer,
             params={"distributions": [[address, str(amount)] for address, amount in shares if amount]},
             actor=actor,
@@ -385,7 +393,7 @@ def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor)
         _step_add(
             escrow,
             action=Action.RESOLVE_MILESTONE,
-            key=f"{escrow.public_id}:resolve:{milestone.index}",
+            key=_attempt(escrow, Action.RESOLVE_MILESTONE, f"{escrow.public_id}:resolve:{milestone.index}"),
             signer=signer,
             index=milestone.index,
             params={"distributions": [[address, str(amount)] for address, amount in shares if amount]},

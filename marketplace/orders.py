@@ -678,7 +678,7 @@ def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> N
         return
     if step.action == Action.DEPLOY and order.status == S.ESCROW_CREATING:
         _take(order, "escrow_deploy_failed", SYSTEM)  # money still held; creating the escrow may be retried
-    elif order.status in (S.RELEASE_REQUESTED, S.REFUND_REQUESTED) and step.action != Action.DISPUTE:
+    elif order.status in (S.RELEASE_REQUESTED, S.REFUND_REQUESTED):  # the money is still in the escrow
         _take(order, "payout_rejected", SYSTEM)
     logger.warning("order %s: escrow step %s failed: %s", order.public_id, step.key, step.error_code)
 

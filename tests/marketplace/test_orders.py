@@ -185,3 +185,37 @@ def test_two_concurrent_confirmations_make_one_order(chain, funded_user, trustle
     assert not errors and len(set(results)) == 1
     assert Order.objects.count() == 1
     assert user_accounts(buyer)[0].balance == 75 * USD  # held (then escrowed) once
+
+
+def refuse_once(path: str) -> None:
+    from sandbox.models import SandboxFault
+
+    SandboxFault.objects.create(service="trustless-work", path_contains=path, status_code=400, remaining=1)
+
+
+def test_a_refused_milestone_release_can_be_asked_for_again(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("100.00"), funded_user("0")
+    order = order_checkout(
+        buyer=buyer, listing=listing_of(seller, 2_000, [("A", 500), ("B", 1_500)]), checkout_token="r"
+    )
+    order_milestone_complete(order=order, ref="m1", actor=OrderActor.for_user(seller))
+    refuse_once("release-milestone-funds")
+    order_milestone_release(order=order, ref="m1", actor=OrderActor.for_user(buyer))
+    assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.COMPLETED
+    order_milestone_release(order=order, ref="m1", actor=OrderActor.for_user(buyer))
+    assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.RELEASED
+    assert user_accounts(seller)[0].balance == seller_net(amount=5 * USD)
+
+
+def test_a_refund_whose_dispute_is_refused_returns_the_order_to_in_progress(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    order = order_checkout(buyer=buyer, listing=listing_of(seller, 1_000), checkout_token="rf")
+    refuse_once("dispute-escrow")
+    order_refund(order=order, actor=OrderActor.for_user(seller), reason="cannot deliver")
+    order.refresh_from_db()
+    escrow = Escrow.objects.get(engagement_id=order.public_id)
+    assert (order.status, escrow.status) == (Order.Status.IN_PROGRESS, Escrow.Status.FUNDED)
+    order_refund(order=order, actor=OrderActor.for_user(seller), reason="cannot deliver")
+    order.refresh_from_db()
+    assert (order.status, order.outcome) == (Order.Status.CLOSED, Order.Outcome.REFUNDED)
+    ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)
