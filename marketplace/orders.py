@@ -511,7 +511,7 @@ def order_refund(*, order: Order, actor: OrderActor, reason: str) -> Order:
 
 
 @transaction.atomic
-def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: str) -> Order:
+def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: str, dispute_id: str = "") -> Order:
     """Freeze the order and its escrow (on chain) until support decides."""
     order = _locked(order)
     if order.status == S.DISPUTED:
@@ -525,6 +525,7 @@ def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: st
     _event(
         order,
         "order.disputed",
+        disputeId=dispute_id or None,
         openedBy=opened_by.upper(),
         reason=reason,
         openedAt=iso_timestamp(timezone.now()),

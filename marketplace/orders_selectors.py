@@ -7,6 +7,7 @@ not by a foreign key), so a list costs the same number of queries for 3 orders o
 
 import datetime as dt
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -21,7 +22,7 @@ NO_ESCROW = object()  # not loaded yet (None means: loaded, the order has none)
 
 def orders_visible(*, principal) -> QuerySet[Order]:
     """Orders an API key may see: all of them, or those created through its marketplace's keys."""
-    orders = Order.objects.select_related("buyer", "seller").prefetch_related(
+    orders = Order.objects.select_related("buyer", "seller", "dispute_record").prefetch_related(
         Prefetch("milestones", queryset=OrderMilestone.objects.order_by("position"))
     )
     if principal.marketplace_id:
@@ -119,6 +120,37 @@ def milestone_as_api(milestone: OrderMilestone, *, order_id: str) -> dict:
     }
 
 
+def dispute_as_api(dispute, *, order: dict | None = None) -> dict:
+    """The Dispute object of API.md §10 (`order` nested only where the contract says so)."""
+    data = {
+        "id": dispute.public_id,
+        "orderId": dispute.order.public_id,
+        "openedBy": dispute.opened_by,
+        "reason": dispute.reason,
+        "evidence": dispute.evidence,
+        "status": dispute.status,
+        "resolutionDecision": dispute.resolution_decision or None,
+        "decisionNote": dispute.decision_note or None,
+        "assignedTo": dispute.assigned_to or None,
+        "releaseAmount": money_from_stroops(dispute.release_amount) if dispute.release_amount is not None else None,
+        "refundAmount": money_from_stroops(dispute.refund_amount) if dispute.refund_amount is not None else None,
+        "resolvedAt": iso_timestamp(dispute.resolved_at) if dispute.resolved_at else None,
+        "createdAt": iso_timestamp(dispute.created_at),
+        "updatedAt": iso_timestamp(dispute.updated_at),
+    }
+    if order is not None:
+        data["order"] = order
+    return data
+
+
+def _dispute_of(order: Order) -> dict | None:
+    try:
+        dispute = order.dispute_record  # the disputes app's one dispute per order
+    except ObjectDoesNotExist:
+        return None
+    return dispute_as_api(dispute)
+
+
 def order_as_api(order: Order) -> dict:
     """The Order object of API.md §8. Reads the prefetched milestones and the attached escrow."""
     escrow = getattr(order, "_api_escrow", NO_ESCROW)
@@ -137,7 +169,7 @@ def order_as_api(order: Order) -> dict:
         "metadata": order.metadata,
         "escrow": escrow_as_api(escrow) if escrow is not None else None,
         "milestones": [milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()],
-        "dispute": None,  # disputes (API.md §10) are not part of this server yet
+        "dispute": _dispute_of(order),
         "createdAt": iso_timestamp(order.created_at),
         "updatedAt": iso_timestamp(order.updated_at),
     }

@@ -41,3 +41,7 @@ def new_withdrawal_id() -> str:
 
 def new_escrow_id() -> str:
     return public_id("esc_")
+
+
+def new_dispute_id() -> str:
+    return public_id("dsp_")

@@ -1,0 +1,50 @@
+"""A dispute on an order: opened by the buyer or the seller; support reviews and resolves it."""
+
+from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from marketplace.models import Order
+from offerhub.ids import new_dispute_id
+
+
+class Dispute(ConcurrentTransitionMixin, models.Model):
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        UNDER_REVIEW = "UNDER_REVIEW"
+        RESOLVED = "RESOLVED"
+
+    class OpenedBy(models.TextChoices):
+        BUYER = "BUYER"
+        SELLER = "SELLER"
+
+    class Reason(models.TextChoices):
+        NOT_DELIVERED = "NOT_DELIVERED", "not delivered"
+        QUALITY_ISSUE = "QUALITY_ISSUE", "quality issue"
+        OTHER = "OTHER", "other"
+
+    class Decision(models.TextChoices):
+        FULL_RELEASE = "FULL_RELEASE"
+        FULL_REFUND = "FULL_REFUND"
+        SPLIT = "SPLIT"
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_dispute_id, editable=False)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="dispute_record")
+    opened_by = models.CharField(max_length=10, choices=OpenedBy.choices)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    evidence = models.JSONField(null=True, blank=True, help_text="URLs or short texts")
+    status = FSMField(max_length=15, choices=Status.choices, default=Status.OPEN, protected=True)
+    resolution_decision = models.CharField(max_length=15, choices=Decision.choices, blank=True)
+    decision_note = models.TextField(blank=True)
+    assigned_to = models.CharField(max_length=100, blank=True)
+    release_amount = models.BigIntegerField(null=True, blank=True, help_text="stroops to the seller")
+    refund_amount = models.BigIntegerField(null=True, blank=True, help_text="stroops to the buyer")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.public_id} on {self.order.public_id} ({self.status})"
+
+    @transition(field=status, source=Status.OPEN, target=Status.UNDER_REVIEW)
+    def assign(self, *, agent: str):
+        self.assigned_to = agent[:100]
