@@ -5,6 +5,7 @@ import secrets
 
 from django import forms
 
+from disputes.models import Dispute
 from marketplace.forms import BootstrapFormMixin
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -122,3 +123,10 @@ class ReasonForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["reason"].required = required
         self.fields["reason"].error_messages["required"] = "Please say why."
+
+
+class DisputeForm(forms.Form):
+    reason = forms.ChoiceField(
+        choices=Dispute.Reason.choices, error_messages={"required": "Please say what went wrong."}
+    )
+    details = forms.CharField(max_length=500, required=False)

@@ -17,16 +17,24 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_fsm import can_proceed, has_transition_perm
 
+from disputes.models import Dispute
+from disputes.services import dispute_open
 from escrow.models import Escrow, EscrowStep
 from marketplace.listings import listing_for_buyers
 from marketplace.models import Order, OrderMilestone
-from marketplace.order_forms import CheckoutForm, DeliverForm, MilestoneForm, ReasonForm, checkout_token_new
+from marketplace.order_forms import (
+    CheckoutForm,
+    DeliverForm,
+    DisputeForm,
+    MilestoneForm,
+    ReasonForm,
+    checkout_token_new,
+)
 from marketplace.orders import (
     OrderActor,
     OrderError,
     order_cancel,
     order_checkout,
-    order_dispute,
     order_escrow_create,
     order_milestone_complete,
     order_milestone_release,
@@ -244,6 +252,11 @@ def _usd(value) -> str:
         return ""
 
 
+def _dispute_reason(reason) -> str:
+    label = dict(Dispute.Reason.choices).get(reason)
+    return f": {label}" if label else ""
+
+
 def _timeline_text(event: Event, order: Order) -> tuple[str, str] | None:
     """(icon, words) for an order event; None for the ones another already says."""
     p = event.payload or {}
@@ -268,7 +281,10 @@ def _timeline_text(event: Event, order: Order) -> tuple[str, str] | None:
             f"Refund started by {_who(p.get('requestedBy', ''), order)}",
         ),
         "order.refunded": ("arrow-return-left", "Payment refunded to the buyer"),
-        "order.disputed": ("exclamation-octagon", f"Dispute opened by the {str(p.get('openedBy', 'buyer')).lower()}"),
+        "order.disputed": (
+            "exclamation-octagon",
+            f"Dispute opened by the {str(p.get('openedBy', 'buyer')).lower()}{_dispute_reason(p.get('reason'))}",
+        ),
         "order.canceled": (
             "x-circle",
             "Order canceled" + (" · the hold was released" if p.get("fundsReleased") else ""),
@@ -366,6 +382,7 @@ def _order_context(request, order: Order) -> dict:
         "timeline": timeline,
         "actions": actions,
         "deliver_forms": _deliver_forms(actions),
+        "dispute_reasons": Dispute.Reason.choices,
         "escrow_link": _escrow_link(escrow),
         "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
         "auto_release_at": auto_release_at,
@@ -520,19 +537,25 @@ def order_refund_view(request, public_id):
 @login_required
 @require_POST
 def order_dispute_view(request, public_id):
+    """Either side opens a dispute: the order and its escrow freeze, and a case opens for support
+    (disputes.services.dispute_open, which takes the order's own `dispute` transition)."""
     order, actor = _participant(request, public_id)
-    form = ReasonForm(request.POST, required=True)
+    form = DisputeForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Please tell support what went wrong.")
+        messages.error(request, "Please say what went wrong.")
         return _back(order)
-    opened_by = "buyer" if order.is_buyer(request.user) else "seller"
+    details = form.cleaned_data["details"].strip()
     try:
-        order_dispute(order=order, actor=actor, opened_by=opened_by, reason=form.cleaned_data["reason"])
+        dispute_open(
+            order=order,
+            actor=actor,
+            opened_by="BUYER" if order.is_buyer(request.user) else "SELLER",
+            reason=form.cleaned_data["reason"],
+            evidence=[details] if details else None,
+        )
     except OrderError as error:
         return _refused(request, order, error)
-    messages.success(
-        request, "Dispute opened. The money stays in escrow until support decides; they will contact you both."
-    )
+    messages.success(request, "Dispute opened. The money stays in escrow until support decides; they contact you both.")
     return _back(order)
 
 

@@ -57,6 +57,19 @@
     else note.textContent = "This page updates by itself every few seconds.";
   }
 
+  function changed(field) {
+    if (field.type === "file") return field.files && field.files.length > 0;
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.tagName === "SELECT") {
+      var initial = 0; // what the browser shows first when no option is marked selected
+      Array.prototype.forEach.call(field.options, function (option, index) {
+        if (option.defaultSelected) initial = index;
+      });
+      return field.selectedIndex !== initial;
+    }
+    return field.value !== field.defaultValue;
+  }
+
   // A form the user has started to fill in (or a section they opened) is not replaced under them.
   function dirty(section) {
     if (!section) return false;
@@ -65,7 +78,7 @@
     for (var i = 0; i < fields.length; i++) {
       var field = fields[i];
       if (field.type === "hidden") continue;
-      if (field.type === "file" ? field.files && field.files.length : field.value !== field.defaultValue) return true;
+      if (changed(field)) return true;
       if (document.activeElement === field) return true;
     }
     return false;
@@ -150,10 +163,12 @@
       schedulePoll();
       return;
     }
+    var openedAt = 0;
     candidate.onopen = function () {
       socket = candidate;
-      reconnects = 0;
+      openedAt = Date.now();
       window.clearTimeout(pollTimer);
+      pollTimer = null;
       setMode("socket");
       refresh(); // whatever happened between the page's rendering and now
     };
@@ -161,13 +176,13 @@
       refresh();
     };
     candidate.onclose = function (event) {
-      var wasOpen = socket === candidate;
       socket = null;
       setMode("polling");
-      schedulePoll();
-      // 4401/4403: not signed in / not a participant: polling only. Otherwise retry a few times.
-      if (event.code !== 4401 && event.code !== 4403 && reconnects < 5 && !settled()) {
-        reconnects += wasOpen ? 0 : 1;
+      if (!pollTimer && !inFlight) schedulePoll(); // a poll already on its way keeps its time
+      // 4401/4403: not signed in / not a participant: polling only. Otherwise reconnect, backing
+      // off while the sockets keep failing (a socket that lived a while resets the count).
+      reconnects = openedAt && Date.now() - openedAt > 10000 ? 0 : reconnects + 1;
+      if (event.code !== 4401 && event.code !== 4403 && reconnects <= 5 && !settled()) {
         window.clearTimeout(reconnectTimer);
         reconnectTimer = window.setTimeout(connect, Math.min(30000, 1000 * Math.pow(2, reconnects)));
       }

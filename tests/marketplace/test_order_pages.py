@@ -12,6 +12,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
+from disputes.models import Dispute
 from escrow.models import Escrow
 from marketplace.models import Order, OrderMilestone
 from marketplace.order_consumers import OrderEventsConsumer
@@ -381,15 +382,20 @@ def test_the_seller_refunds_and_the_buyer_opens_a_dispute(chain, funded_user, tr
     response = seller_client.post(orders[0] + "refund/", {"reason": "Cannot take it on"}, follow=True)
     assert "Refund started" in response.content.decode()
 
-    response = buyer_client.post(orders[1] + "dispute/", {"reason": "Nothing delivered"}, follow=True)
+    response = buyer_client.post(orders[1] + "dispute/", {"reason": "late"}, follow=True)
+    assert "Please say what went wrong" in response.content.decode()
+    response = buyer_client.post(orders[1] + "dispute/", {"reason": "NOT_DELIVERED", "details": "Silence"}, follow=True)
     page = response.content.decode()
-    assert "Dispute opened" in page and "A dispute is open" in page and "Dispute opened by the buyer" in page
+    assert "Dispute opened." in page and "A dispute is open" in page
+    assert "Dispute opened by the buyer: not delivered" in page
     response = buyer_client.post(orders[1] + "release/", follow=True)
     assert "A dispute is open on this order" in response.content.decode()
 
     first, second = (Order.objects.get(public_id=location.split("/")[2]) for location in orders)
     assert (first.status, first.outcome) == (S.CLOSED, Order.Outcome.REFUNDED)
     assert second.status == S.DISPUTED
+    case = Dispute.objects.get(order=second)  # support's queue has it
+    assert (case.opened_by, case.reason, case.evidence) == ("BUYER", "NOT_DELIVERED", ["Silence"])
     # $10 back less the escrow's fees; $15 frozen in the disputed escrow.
     assert user_accounts(buyer)[0].balance == 25 * USD + seller_net(amount=10 * USD)
 
