@@ -677,10 +677,13 @@ def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> N
     )
     if order is None:
         return
+    failure = {"escrowId": escrow.public_id, "errorCode": step.error_code, "reason": step.error_message}
     if step.action == Action.DEPLOY and order.status == S.ESCROW_CREATING:
         _take(order, "escrow_deploy_failed", SYSTEM)  # money still held; creating the escrow may be retried
+        _event(order, "order.escrow_failed", **failure)
     elif order.status in (S.RELEASE_REQUESTED, S.REFUND_REQUESTED):  # the money is still in the escrow
         _take(order, "payout_rejected", SYSTEM)
+        _event(order, "order.payout_rejected", **failure)
     logger.warning("order %s: escrow step %s failed: %s", order.public_id, step.key, step.error_code)
 
 
