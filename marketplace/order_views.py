@@ -129,7 +129,7 @@ def _checkout_context(request, listing, form) -> dict:
 def _order_for(request, public_id) -> Order:
     """The order with what its page shows, for its buyer, its seller or support; 404 for anyone else."""
     order = (
-        Order.objects.select_related("buyer", "seller", "listing")
+        Order.objects.select_related("buyer", "seller")
         .prefetch_related("milestones")
         .filter(public_id=public_id)
         .first()
@@ -324,7 +324,7 @@ def _actions(order: Order, user, milestones: list[OrderMilestone]) -> dict:
         "deliver": seller and working and not milestones and order.delivered_at is None,
         "deliver_milestones": [m for m in milestones if seller and working and m.status == OrderMilestone.Status.OPEN],
         "release_milestones": [
-            m for m in milestones if buyer and working and m.status == OrderMilestone.Status.COMPLETED
+            m for m in milestones if buyer and working and m.status == OrderMilestone.Status.COMPLETED and not m.paying
         ],
         "release": buyer and order.delivered_at is not None and _may(order, "request_release", actor),
         "refund": seller and _may(order, "request_refund", actor),
@@ -356,8 +356,15 @@ def _escrow_link(escrow: Escrow | None) -> str:
 def _order_context(request, order: Order) -> dict:
     escrow = _escrow_for(order)
     milestones = list(order.milestones.all())
+    # Milestones whose payout was asked for and is on its way (the step runs in the background).
+    paying = {
+        step.milestone_index
+        for step in (escrow.working_steps if escrow is not None else [])
+        if step.action in (EscrowStep.Action.APPROVE, EscrowStep.Action.RELEASE_MILESTONE)
+    }
     for milestone in milestones:
         milestone.dollars = dollars(milestone.amount)
+        milestone.paying = milestone.status == OrderMilestone.Status.COMPLETED and milestone.position in paying
     delivery_evidence = ""
     if escrow is not None and not milestones:
         first = next(iter(escrow.milestones.all()), None)

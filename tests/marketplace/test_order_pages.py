@@ -20,7 +20,7 @@ from marketplace.order_forms import EVIDENCE_MAX_BYTES
 from marketplace.orders import seller_net
 from offerhub.services import event_publish
 from payments.ledger import ledger_account, ledger_transfer, user_accounts
-from payments.models import LedgerAccount
+from payments.models import LedgerAccount, Wallet
 from tests.factories import ListingFactory, ListingMilestoneFactory, UserFactory
 
 USD = 10_000_000
@@ -398,6 +398,27 @@ def test_the_seller_refunds_and_the_buyer_opens_a_dispute(chain, funded_user, tr
     assert (case.opened_by, case.reason, case.evidence) == ("BUYER", "NOT_DELIVERED", ["Silence"])
     # $10 back less the escrow's fees; $15 frozen in the disputed escrow.
     assert user_accounts(buyer)[0].balance == 25 * USD + seller_net(amount=10 * USD)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_escrow_that_could_not_start_is_retried_from_the_order_page(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    Wallet.objects.filter(user=seller).update(status=Wallet.Status.PENDING)  # still being set up
+    listing = ListingFactory(seller=seller, price_cents=1_000)
+    client = logged_in(buyer)
+    url = f"/listings/{listing.public_id}/checkout/"
+    location = client.post(url, {"token": "retry-token-0123456789", "price_cents": 1_000})["Location"]
+    order = Order.objects.get()
+    assert order.status == S.FUNDS_RESERVED and user_accounts(buyer)[1].balance == 10 * USD
+    page = client.get(location).content.decode()
+    assert "we could not set up the payment protection yet" in page and "Try again" in page
+    assert "Try again" not in logged_in(seller).get(location).content.decode()
+
+    Wallet.objects.filter(user=seller).update(status=Wallet.Status.ACTIVE)
+    response = client.post(location + "retry/", follow=True)
+    assert "We are setting up the payment protection again" in response.content.decode()
+    order.refresh_from_db()
+    assert order.status == S.IN_PROGRESS and user_accounts(buyer)[1].balance == 0
 
 
 # --- Live updates -------------------------------------------------------------------------------------
