@@ -18,7 +18,7 @@ from decimal import Decimal
 import pytest
 import uvicorn
 from celery.contrib.testing.worker import start_worker
-from django.db import connection, connections
+from django.db import connection
 from playwright.sync_api import expect
 
 from marketplace.orders import seller_net
@@ -52,7 +52,8 @@ def _asgi_application():
 @pytest.fixture
 def asgi_server(transactional_db, settings):
     """HTTP and WebSockets (uvicorn, in a thread), serving the sandbox providers too."""
-    # Every request and task runs on a thread of its own: no connection outlives its work.
+    # Requests and tasks run on threads of their own: each closes its database connection when
+    # done, so that none is left open when the test database is flushed and dropped.
     conn_max_age = connection.settings_dict["CONN_MAX_AGE"]
     connection.settings_dict["CONN_MAX_AGE"] = 0
     listener = socket.socket()
@@ -73,20 +74,7 @@ def asgi_server(transactional_db, settings):
     server.should_exit = True
     thread.join(10)
     listener.close()
-    _close_other_connections()
     connection.settings_dict["CONN_MAX_AGE"] = conn_max_age
-
-
-def _close_other_connections() -> None:
-    """Threads that served requests or ran tasks are gone; their database sessions must be too
-    (the test database is flushed, then dropped, after the test)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-    connections.close_all()
 
 
 @contextmanager
