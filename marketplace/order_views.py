@@ -337,7 +337,7 @@ def _actions(order: Order, user, milestones: list[OrderMilestone]) -> dict:
 def _deliver_forms(actions: dict) -> list[tuple[OrderMilestone | None, DeliverForm]]:
     """One delivery form for the order, or one per milestone still to deliver (ids kept unique)."""
     if actions.get("deliver"):
-        return [(None, DeliverForm(auto_id="deliver-%s"))]
+        return [(None, DeliverForm(auto_id="deliver-%s", allow_file=False))]
     return [
         (m, DeliverForm(initial={"milestone": m.ref}, auto_id=f"deliver-{m.position}-%s"))
         for m in actions.get("deliver_milestones", [])
@@ -474,7 +474,7 @@ def order_deliver(request, public_id):
     order, actor = _participant(request, public_id)
     if not order.is_seller(request.user):
         raise PermissionDenied("only the seller marks an order delivered")
-    form = DeliverForm(request.POST, request.FILES)
+    form = DeliverForm(request.POST, request.FILES, allow_file=bool(request.POST.get("milestone")))
     if not form.is_valid():
         problems = [error for errors in form.errors.values() for error in errors]
         messages.error(request, " ".join(problems))
@@ -489,7 +489,7 @@ def order_deliver(request, public_id):
             actor=actor,
             evidence_text=form.cleaned_data["evidence_text"],
             evidence_link=form.cleaned_data["evidence_link"],
-            evidence_file=form.cleaned_data["evidence_file"],
+            evidence_file=form.cleaned_data.get("evidence_file"),
         )
     except OrderError as error:
         return _refused(request, order, error)
