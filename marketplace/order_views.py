@@ -1,9 +1,10 @@
 """Web pages of orders: checkout, the order page (with its live fragment and actions), and
-the buyer's and seller's order lists. Thin: they parse input and call marketplace.orders."""
+the buyer's and seller's order lists. Thin: they parse input and call the order services
+(marketplace.orders; disputes.services to open a dispute, which is the support case too)."""
 
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 
 from django.conf import settings
 from django.contrib import messages
@@ -43,7 +44,7 @@ from marketplace.orders import (
     seller_net,
 )
 from offerhub.models import Event
-from offerhub.money import money_from_stroops
+from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
 from payments.balances import balance_snapshot
 from payments.wallets import wallet_ensure
 
@@ -107,6 +108,11 @@ def _checkout_problem(error: OrderError) -> str:
     return f"We could not place the order ({error.message}). Nothing was charged or put on hold."
 
 
+def _shortfall(stroops: int) -> Decimal:
+    """What is missing, rounded up to the cent: adding that much is always enough."""
+    return (Decimal(stroops) / STROOPS_PER_UNIT).quantize(Decimal("0.01"), rounding=ROUND_UP)
+
+
 def _checkout_context(request, listing, form) -> dict:
     price = listing.price_cents * 100_000
     available = balance_snapshot(user=request.user).available
@@ -116,7 +122,7 @@ def _checkout_context(request, listing, form) -> dict:
         "form": form,
         "price": dollars(price),
         "available": dollars(available),
-        "short_by": dollars(price - available) if available < price else None,
+        "short_by": _shortfall(price - available) if available < price else None,
         "seller_receives": dollars(net),
         "fees": dollars(price) - dollars(net),
         "milestones": list(listing.milestones.all()),
