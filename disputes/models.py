@@ -3,7 +3,7 @@
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
-from marketplace.models import Order
+from marketplace.models import DisputeReason, Order
 from offerhub.ids import new_dispute_id
 
 
@@ -17,10 +17,7 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         BUYER = "BUYER"
         SELLER = "SELLER"
 
-    class Reason(models.TextChoices):
-        NOT_DELIVERED = "NOT_DELIVERED", "not delivered"
-        QUALITY_ISSUE = "QUALITY_ISSUE", "quality issue"
-        OTHER = "OTHER", "other"
+    Reason = DisputeReason
 
     class Decision(models.TextChoices):
         FULL_RELEASE = "FULL_RELEASE"

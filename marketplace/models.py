@@ -224,6 +224,14 @@ class ListingMilestone(models.Model):
         return Decimal(self.amount_cents).scaleb(-2)
 
 
+class DisputeReason(models.TextChoices):
+    """Why an order is disputed (API.md §9); the disputes app's cases use the same values."""
+
+    NOT_DELIVERED = "NOT_DELIVERED", "not delivered"
+    QUALITY_ISSUE = "QUALITY_ISSUE", "quality issue"
+    OTHER = "OTHER", "other"
+
+
 def new_order_id() -> str:
     return public_id("ord_")
 

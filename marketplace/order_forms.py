@@ -5,8 +5,8 @@ import secrets
 
 from django import forms
 
-from disputes.models import Dispute
 from marketplace.forms import BootstrapFormMixin
+from marketplace.models import DisputeReason
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -134,6 +134,6 @@ class ReasonForm(forms.Form):
 
 class DisputeForm(forms.Form):
     reason = forms.ChoiceField(
-        choices=Dispute.Reason.choices, error_messages={"required": "Please say what went wrong."}
+        choices=DisputeReason.choices, error_messages={"required": "Please say what went wrong."}
     )
     details = forms.CharField(max_length=500, required=False)

@@ -1,6 +1,6 @@
 """Web pages of orders: checkout, the order page (with its live fragment and actions), and
 the buyer's and seller's order lists. Thin: they parse input and call the order services
-(marketplace.orders; disputes.services to open a dispute, which is the support case too)."""
+(marketplace.orders; opening a dispute is disputes.views, which also opens the support case)."""
 
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,15 +18,12 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_fsm import can_proceed, has_transition_perm
 
-from disputes.models import Dispute
-from disputes.services import dispute_open
 from escrow.models import Escrow, EscrowStep
 from marketplace.listings import listing_for_buyers
-from marketplace.models import Order, OrderMilestone
+from marketplace.models import DisputeReason, Order, OrderMilestone
 from marketplace.order_forms import (
     CheckoutForm,
     DeliverForm,
-    DisputeForm,
     MilestoneForm,
     ReasonForm,
     checkout_token_new,
@@ -259,7 +256,7 @@ def _usd(value) -> str:
 
 
 def _dispute_reason(reason) -> str:
-    label = dict(Dispute.Reason.choices).get(reason)
+    label = dict(DisputeReason.choices).get(reason)
     return f": {label}" if label else ""
 
 
@@ -395,7 +392,7 @@ def _order_context(request, order: Order) -> dict:
         "timeline": timeline,
         "actions": actions,
         "deliver_forms": _deliver_forms(actions),
-        "dispute_reasons": Dispute.Reason.choices,
+        "dispute_reasons": DisputeReason.choices,
         "escrow_link": _escrow_link(escrow),
         "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
         "auto_release_at": auto_release_at,
@@ -544,31 +541,6 @@ def order_refund_view(request, public_id):
     except OrderError as error:
         return _refused(request, order, error)
     messages.success(request, "Refund started: the payment goes back to the buyer, less the escrow's fees.")
-    return _back(order)
-
-
-@login_required
-@require_POST
-def order_dispute_view(request, public_id):
-    """Either side opens a dispute: the order and its escrow freeze, and a case opens for support
-    (disputes.services.dispute_open, which takes the order's own `dispute` transition)."""
-    order, actor = _participant(request, public_id)
-    form = DisputeForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, "Please say what went wrong.")
-        return _back(order)
-    details = form.cleaned_data["details"].strip()
-    try:
-        dispute_open(
-            order=order,
-            actor=actor,
-            opened_by="BUYER" if order.is_buyer(request.user) else "SELLER",
-            reason=form.cleaned_data["reason"],
-            evidence=[details] if details else None,
-        )
-    except OrderError as error:
-        return _refused(request, order, error)
-    messages.success(request, "Dispute opened. The money stays in escrow until support decides; they contact you both.")
     return _back(order)
 
 

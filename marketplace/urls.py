@@ -24,7 +24,6 @@ urlpatterns = [
     path("orders/<str:public_id>/deliver/", order_views.order_deliver, name="order-deliver"),
     path("orders/<str:public_id>/release/", order_views.order_release_view, name="order-release"),
     path("orders/<str:public_id>/refund/", order_views.order_refund_view, name="order-refund"),
-    path("orders/<str:public_id>/dispute/", order_views.order_dispute_view, name="order-dispute"),
     path("orders/<str:public_id>/cancel/", order_views.order_cancel_view, name="order-cancel"),
     path("orders/<str:public_id>/retry/", order_views.order_retry_view, name="order-retry"),
     path("orders/<str:public_id>/milestones/<path:ref>/evidence/", order_views.order_evidence, name="order-evidence"),

@@ -12,7 +12,7 @@ class LockTimeout(Exception):
     pass
 
 
-_local_locks: dict[tuple[int, int], threading.Lock] = {}
+_local_locks: dict[tuple[int, int], threading.RLock] = {}
 _local_locks_guard = threading.Lock()
 
 
@@ -43,7 +43,7 @@ def advisory_lock(namespace: int, key: int | str, *, timeout: float = 120.0):
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
         return
     with _local_locks_guard:
-        lock = _local_locks.setdefault((namespace, key), threading.Lock())
+        lock = _local_locks.setdefault((namespace, key), threading.RLock())  # re-entrant, as PostgreSQL's are
     if not lock.acquire(timeout=timeout):
         raise LockTimeout(f"lock {namespace}:{key} is busy")
     try:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include("offerhub.api.urls")),
     path("", include("payments.urls")),
     path("escrow/", include("escrow.urls")),
+    path("", include("disputes.urls")),
     path("", include("marketplace.urls")),
 ]
 
