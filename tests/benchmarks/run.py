@@ -223,11 +223,9 @@ def bench_order_lifecycle(orders_count: int = 40) -> dict:
     }
 
 
-def bench_pages(repeat: int = 30) -> list[tuple[str, dict, int]]:
+def bench_pages(repeat: int = 30) -> list[tuple[str, dict]]:
     """Server-side latency of the busiest pages (Django test client, logged in, PostgreSQL)."""
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     from marketplace.models import Listing, Order, User
 
@@ -252,12 +250,8 @@ def bench_pages(repeat: int = 30) -> list[tuple[str, dict, int]]:
     rows = []
     for label, path in pages:
         response = client.get(path)
-        if response.status_code != 200:
-            rows.append((label, {"median_ms": float("nan"), "p95_ms": float("nan")}, response.status_code))
-            continue
-        with CaptureQueriesContext(connection) as queries:
-            client.get(path)
-        rows.append((label, timed(lambda path=path: client.get(path), repeat), len(queries)))
+        assert response.status_code == 200, (path, response.status_code)
+        rows.append((label, timed(lambda path=path: client.get(path), repeat)))
     return rows
 
 
@@ -269,6 +263,12 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    from django.conf import settings
+
+    # Our own costs: the sandbox's 50-requests-a-minute limit (Trustless Work's) is lifted
+    # here; the lifecycle section says what it means in production.
+    settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 10**9
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     serve_sandbox()
     print("balance reads…", flush=True)
     balance_rows = bench_balance_reads()
@@ -325,17 +325,22 @@ def main() -> None:
         + " | ".join(f"{value:.0f}" for value in lifecycle["steps"].values())
         + " |",
         "",
-        "Step times are medians. A release is two contract calls (the buyer's approval, then the release).",
+        "Step times are medians. A release is two contract calls (the buyer's approval, then the release). "
+        "The sandbox's rate limit is lifted for this run: on the real Trustless Work, 50 requests a minute per "
+        "API key bound the platform to about 5 such lifecycles a minute (each costs about 10 requests: a build "
+        "and a submission per call), whatever our own throughput; the step runner waits out 429s without ever "
+        "resubmitting blindly.",
         "",
         "## Page latency",
         "",
         "Server-side time of a GET through the Django test client (no network), logged in as a buyer with 40 "
-        "orders, 200 listings in the catalogue.",
+        "orders, 200 listings in the catalogue. Query counts are bounded by the tests "
+        "(`django_assert_max_num_queries`), not measured here.",
         "",
-        "| page | median (ms) | p95 (ms) | queries |",
-        "|---|---:|---:|---:|",
+        "| page | median (ms) | p95 (ms) |",
+        "|---|---:|---:|",
     ]
-    lines += [f"| {label} | {t['median_ms']:.1f} | {t['p95_ms']:.1f} | {q} |" for label, t, q in pages]
+    lines += [f"| {label} | {t['median_ms']:.1f} | {t['p95_ms']:.1f} |" for label, t in pages]
     lines += [""]
     output = ROOT / "docs" / "benchmarks.md"
     output.write_text("\n".join(lines))
