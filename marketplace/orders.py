@@ -745,7 +745,7 @@ def _notify_participants(order: Order, event_type: str) -> None:
         "amount": money_from_stroops(order.amount),
         "net": money_from_stroops(seller_net(amount=order.amount)),
     }
-    link = f"{settings.OFFERHUB_PUBLIC_URL}/orders/{order.public_id}/"
+    link = f"{settings.SITE_URL}/orders/{order.public_id}/"
     message = body.format(**values) + f"\n\n{link}\n"
     transaction.on_commit(
         lambda: send_mail(subject.format(**values), message, None, recipients, fail_silently=True), robust=True

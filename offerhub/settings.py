@@ -108,8 +108,6 @@ ESCROW_SYNC_BATCH_SIZE = 20
 # how long an API call waits for a provider-backed step before answering 202.
 OFFERHUB_INSPECTION_WINDOW_HOURS = env.int("OFFERHUB_INSPECTION_WINDOW_HOURS", default=72)
 OFFERHUB_SYNC_WAIT_SECONDS = env.float("OFFERHUB_SYNC_WAIT_SECONDS", default=55.0)
-# Where links in e-mails point (the site's public address).
-OFFERHUB_PUBLIC_URL = env.str("OFFERHUB_PUBLIC_URL", default="http://localhost:8000").rstrip("/")
 
 
 def _dev_wallet_key() -> str:

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from offerhub.models import AuditLog
+from offerhub.money import money_from_stroops
 from payments.balances import BalanceError, balance_snapshot, sandbox_mint
 from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, WithdrawalForm
@@ -29,11 +30,17 @@ HISTORY_LABELS = {
     "withdrawal": "Withdrawal",
     "release": "Payment",
     "burn": "Debit by support",
-    "escrow_funded": "Paid into escrow",
+    "escrow_fund": "Paid into an order's escrow",
+    "escrow_payout": "Paid out from an order's escrow",
 }
 # Entries that only move a withdrawal's own money between available and on hold: the
 # withdrawal's row says it all.
 _WITHDRAWAL_HOLD_KINDS = {"hold_reserve", "hold_void"}
+
+
+def _dollars(stroops: int) -> Decimal:
+    """Whole cents, rounded toward zero like the API: never show a cent that cannot be spent."""
+    return Decimal(money_from_stroops(abs(stroops))) * (1 if stroops >= 0 else -1)
 
 
 def _history(user, page_number):
@@ -66,7 +73,7 @@ def _history(user, page_number):
                 "when": row["created_at"],
                 "label": label,
                 # A hold moves money without changing the total: show what moved, as "on hold".
-                "amount": Decimal(total if total else row["held_delta"]) / 10_000_000,
+                "amount": _dollars(total if total else row["held_delta"]),
                 "on_hold": total == 0,
             }
         )
@@ -87,14 +94,14 @@ def wallet_page(request):
         "wallet": wallet,
         "in_progress": [
             {
-                "amount": Decimal(w.amount) / 10_000_000,
+                "amount": _dollars(w.amount),
                 "to": f"{w.destination_ref[:4]}…{w.destination_ref[-4:]}",
                 "since": w.created_at,
             }
             for w in in_progress
         ],
-        "available": Decimal(snapshot.available) / 10_000_000,
-        "on_hold": Decimal(snapshot.reserved) / 10_000_000,
+        "available": _dollars(snapshot.available),
+        "on_hold": _dollars(snapshot.reserved),
         "history": rows,
         "page": page,
         "withdrawal_form": WithdrawalForm(),

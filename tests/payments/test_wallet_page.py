@@ -83,3 +83,12 @@ def test_wallet_page_queries_do_not_grow_with_history(chain, client, funded_user
         page = client.get("/wallet/").content.decode()
     assert "Page 1 of 4" in page  # 63 movements: the deposit and 31 holds put on and released
     assert "Hold released" in client.get("/wallet/?page=2").content.decode()
+
+
+def test_sub_cent_balances_show_the_cents_that_can_be_spent(chain, client, funded_user):
+    """An escrow payout net of fees can end in fractions of a cent: the page rounds down, as the API does."""
+    user = funded_user("73.2750000")
+    client.force_login(user)
+    page = client.get("/wallet/").content.decode()
+    assert 'data-testid="available">$73.27' in page and "+$73.27" in page
+    assert "73.28" not in page
