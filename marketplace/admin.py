@@ -5,8 +5,9 @@ from django.utils.html import format_html
 
 from marketplace.forms import AdminUserChangeForm, SignUpForm
 from marketplace.listings import listing_pause
-from marketplace.models import Category, Listing, ListingImage, ListingMilestone, User
-from offerhub.money import money_format
+from marketplace.models import Category, Listing, ListingImage, ListingMilestone, Order, OrderMilestone, User
+from offerhub.admin import ReadOnlyAdmin
+from offerhub.money import money_format, money_from_stroops
 
 
 @admin.register(User)
@@ -118,3 +119,36 @@ class ListingAdmin(admin.ModelAdmin):
             listing_pause(listing=listing, actor=request.user)
             paused += 1
         self.message_user(request, f"Paused {paused} listing(s); their sellers can resume them.", messages.SUCCESS)
+
+
+class OrderMilestoneInline(admin.TabularInline):
+    model = OrderMilestone
+    extra = 0
+    can_delete = False
+    fields = ("position", "ref", "title", "amount_usd", "status", "evidence_text", "evidence_link", "completed_at")
+    readonly_fields = fields
+
+    @admin.display(description="amount (USD)")
+    def amount_usd(self, obj):
+        return money_from_stroops(obj.amount)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    """Orders move only through their services (the state field is protected): support looks here,
+    and acts through the order's dispute or the escrow's records."""
+
+    list_display = ("public_id", "title", "buyer", "seller", "amount_usd", "status", "created_at")
+    list_filter = ("status", "outcome")
+    search_fields = ("public_id", "client_order_ref", "title", "buyer__email", "seller__email")
+    list_select_related = ("buyer", "seller")
+    date_hierarchy = "created_at"
+    exclude = ("checkout_token",)
+    inlines = [OrderMilestoneInline]
+
+    @admin.display(description="amount (USD)", ordering="amount")
+    def amount_usd(self, obj):
+        return money_from_stroops(obj.amount)

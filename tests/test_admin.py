@@ -36,3 +36,14 @@ def test_wallet_admin_never_shows_the_secret(support_client):
     page = support_client.get(reverse("admin:payments_wallet_change", args=[wallet.pk])).content.decode()
     assert wallet.public_key in page
     assert ciphertext not in page and "SBSECRET" not in page
+
+
+def test_support_sees_an_order_with_its_milestones(support_client):
+    from marketplace.models import Order
+
+    order = Order.objects.create(buyer=UserFactory(), seller=UserFactory(), amount=125_000_000, title="Translation")
+    order.milestones.create(position=0, ref="m1", title="First half", amount=125_000_000)
+    page = support_client.get(reverse("admin:marketplace_order_change", args=[order.pk])).content.decode()
+    assert "Translation" in page and "First half" in page and "12.50" in page
+    listing = support_client.get(reverse("admin:marketplace_order_changelist") + "?q=Translation").content.decode()
+    assert order.public_id in listing
