@@ -21,7 +21,7 @@ from stellar_sdk import StrKey
 from escrow.client import TrustlessWorkClient, TrustlessWorkError
 from escrow.models import Escrow, EscrowStep
 from escrow.services import TRUSTLESS_WORK_FEE_BPS, escrow_fees
-from offerhub.money import CENT, STROOPS_PER_UNIT, money_from_stroops
+from offerhub.money import STROOPS_PER_UNIT, money_dollars, money_from_stroops
 from payments.models import PlatformAccount, Wallet
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Usd:
 
     @property
     def dollars(self) -> Decimal:
-        return (Decimal(self.stroops) / STROOPS_PER_UNIT).quantize(CENT, rounding=ROUND_DOWN)
+        return money_dollars(self.stroops)
 
     @property
     def money(self) -> str:

@@ -41,17 +41,12 @@ from marketplace.orders import (
     seller_net,
 )
 from offerhub.models import Event
-from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
+from offerhub.money import STROOPS_PER_UNIT, money_dollars
 from payments.balances import balance_snapshot
 from payments.wallets import wallet_ensure
 
 S = Order.Status
 ORDERS_PER_PAGE = 20
-
-
-def dollars(stroops: int) -> Decimal:
-    """Stroops as dollars, rounded down to the cent (never show more than there is)."""
-    return Decimal(money_from_stroops(stroops))
 
 
 # --- Checkout -------------------------------------------------------------------------------------
@@ -117,11 +112,11 @@ def _checkout_context(request, listing, form) -> dict:
     return {
         "listing": listing,
         "form": form,
-        "price": dollars(price),
-        "available": dollars(available),
+        "price": money_dollars(price),
+        "available": money_dollars(available),
         "short_by": _shortfall(price - available) if available < price else None,
-        "seller_receives": dollars(net),
-        "fees": dollars(price) - dollars(net),
+        "seller_receives": money_dollars(net),
+        "fees": money_dollars(price) - money_dollars(net),
         "milestones": list(listing.milestones.all()),
     }
 
@@ -366,7 +361,7 @@ def _order_context(request, order: Order) -> dict:
         if step.action in (EscrowStep.Action.APPROVE, EscrowStep.Action.RELEASE_MILESTONE)
     }
     for milestone in milestones:
-        milestone.dollars = dollars(milestone.amount)
+        milestone.dollars = money_dollars(milestone.amount)
         milestone.paying = milestone.status == OrderMilestone.Status.COMPLETED and milestone.position in paying
     delivery_evidence = ""
     if escrow is not None and not milestones:
@@ -383,8 +378,8 @@ def _order_context(request, order: Order) -> dict:
         "badge": order_badge(order),
         "is_buyer": order.is_buyer(request.user),
         "is_seller": order.is_seller(request.user),
-        "amount": dollars(order.amount),
-        "seller_receives": dollars(seller_net(amount=order.amount)),
+        "amount": money_dollars(order.amount),
+        "seller_receives": money_dollars(seller_net(amount=order.amount)),
         "progress": _progress(order),
         "off_road": order.status in OFF_ROAD,
         "milestones": milestones,
@@ -516,7 +511,8 @@ def order_release_view(request, public_id):
             milestone = _milestone(order, ref)
             order_milestone_release(order=order, ref=ref, actor=actor)
             messages.success(
-                request, f"Approved “{milestone.title}”: ${dollars(milestone.amount):,.2f} is on its way to the seller."
+                request,
+                f"Approved “{milestone.title}”: ${money_dollars(milestone.amount):,.2f} is on its way to the seller.",
             )
         else:
             order_release(order=order, actor=actor)
@@ -585,8 +581,8 @@ def _order_list(request, *, mine: str):
             "order": order,
             "badge": order_badge(order),
             "other": getattr(order, side[1]),
-            "amount": dollars(order.amount),
-            "net": dollars(seller_net(amount=order.amount)) if mine == "sales" else None,
+            "amount": money_dollars(order.amount),
+            "net": money_dollars(seller_net(amount=order.amount)) if mine == "sales" else None,
         }
         for order in page.object_list
     ]

@@ -36,9 +36,14 @@ def money_to_stroops(amount: Decimal) -> int:
     return int(stroops)
 
 
+def money_dollars(stroops: int) -> Decimal:
+    """Stroops as dollars, rounded toward zero to the cent: never show more than there is."""
+    return (Decimal(stroops) / STROOPS_PER_UNIT).quantize(CENT, rounding=ROUND_DOWN)
+
+
 def money_from_stroops(stroops: int) -> str:
-    """Stroops as an API money string, rounded down to the cent: never show more than there is."""
-    return str((Decimal(stroops) / STROOPS_PER_UNIT).quantize(CENT, rounding=ROUND_DOWN))
+    """Stroops as an API money string ("12.50"), rounded as money_dollars."""
+    return str(money_dollars(stroops))
 
 
 def chain_amount(stroops: int) -> str:

@@ -1,7 +1,5 @@
 """The member's wallet page: balance, add funds, withdraw, history."""
 
-from decimal import Decimal
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from offerhub.models import AuditLog
-from offerhub.money import money_from_stroops
+from offerhub.money import money_dollars
 from payments.balances import BalanceError, balance_snapshot, sandbox_mint
 from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, WithdrawalForm
@@ -36,11 +34,6 @@ HISTORY_LABELS = {
 # Entries that only move a withdrawal's own money between available and on hold: the
 # withdrawal's row says it all.
 _WITHDRAWAL_HOLD_KINDS = {"hold_reserve", "hold_void"}
-
-
-def _dollars(stroops: int) -> Decimal:
-    """Whole cents, rounded toward zero like the API: never show a cent that cannot be spent."""
-    return Decimal(money_from_stroops(abs(stroops))) * (1 if stroops >= 0 else -1)
 
 
 def _history(user, page_number):
@@ -73,7 +66,7 @@ def _history(user, page_number):
                 "when": row["created_at"],
                 "label": label,
                 # A hold moves money without changing the total: show what moved, as "on hold".
-                "amount": _dollars(total if total else row["held_delta"]),
+                "amount": money_dollars(total if total else row["held_delta"]),
                 "on_hold": total == 0,
             }
         )
@@ -94,14 +87,14 @@ def wallet_page(request):
         "wallet": wallet,
         "in_progress": [
             {
-                "amount": _dollars(w.amount),
+                "amount": money_dollars(w.amount),
                 "to": f"{w.destination_ref[:4]}…{w.destination_ref[-4:]}",
                 "since": w.created_at,
             }
             for w in in_progress
         ],
-        "available": _dollars(snapshot.available),
-        "on_hold": _dollars(snapshot.reserved),
+        "available": money_dollars(snapshot.available),
+        "on_hold": money_dollars(snapshot.reserved),
         "history": rows,
         "page": page,
         "withdrawal_form": WithdrawalForm(),
