@@ -8,7 +8,6 @@ in the same transaction. Steps that talk to Trustless Work are queued on the esc
 """
 
 import logging
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -82,10 +81,6 @@ class OrderActor:
 
 
 SYSTEM = OrderActor("SYSTEM", "orders")
-
-
-def milestone_spec(*, ref: str, title: str, amount: int) -> dict:
-    return {"ref": ref, "title": title, "amount": amount}
 
 
 # --- Reading helpers ----------------------------------------------------------------------
@@ -569,29 +564,24 @@ def order_checkout(*, buyer: User, listing, checkout_token: str) -> Order:
     return order
 
 
-def order_wait(*, order: Order, until, seconds: float) -> Order:
-    """Re-read the order until its status is in `until` or `seconds` pass (the API's sync wait)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        order.refresh_from_db()
-        if order.status in until or time.monotonic() >= deadline:
-            return order
-        time.sleep(0.2)
-
-
 # --- Following the escrow --------------------------------------------------------------------------
 
 
-@receiver(step_settled, dispatch_uid="orders-step-settled")
-def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
-    order = (
+def _order_of(escrow: Escrow) -> Order | None:
+    """The escrow's order, locked (None for an escrow opened without an order, by raw API use)."""
+    return (
         Order.objects.select_for_update()
         .select_related("buyer", "seller")
         .filter(public_id=escrow.engagement_id)
         .first()
     )
+
+
+@receiver(step_settled, dispatch_uid="orders-step-settled")
+def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
+    order = _order_of(escrow)
     if order is None:
-        return  # an escrow opened without an order (raw API use)
+        return
     if step.action == Action.DEPLOY and order.status == S.ESCROW_CREATING:
         _take(order, "escrow_deployed", SYSTEM)
         _event(
@@ -669,12 +659,7 @@ def _finish(order: Order, escrow: Escrow) -> None:
 
 @receiver(step_failed, dispatch_uid="orders-step-failed")
 def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
-    order = (
-        Order.objects.select_for_update()
-        .select_related("buyer", "seller")
-        .filter(public_id=escrow.engagement_id)
-        .first()
-    )
+    order = _order_of(escrow)
     if order is None:
         return
     failure = {"escrowId": escrow.public_id, "errorCode": step.error_code, "reason": step.error_message}
