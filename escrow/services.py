@@ -75,7 +75,9 @@ def _locked(escrow: Escrow) -> Escrow:
     return Escrow.objects.select_for_update().get(pk=escrow.pk)
 
 
-def _step_add(escrow: Escrow, *, action: str, key: str, signer: str, index=None, params=None, actor=None):
+def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None, params=None, actor=None):
+    """Queue the call `stem` names (e.g. "approve:0"): the open attempt if there is one (see _attempt)."""
+    key = _attempt(escrow, action, f"{escrow.public_id}:{stem}")
     actor_type, actor_id = actor or ("SYSTEM", "escrow")
     step, _ = EscrowStep.objects.get_or_create(
         key=key,
@@ -194,8 +196,7 @@ def escrow_open(
 
 
 def _deploy_step(escrow: Escrow, actor) -> EscrowStep:
-    key = _attempt(escrow, Action.DEPLOY, f"{escrow.public_id}:deploy")
-    return _step_add(escrow, action=Action.DEPLOY, key=key, signer=escrow.roles["platformAddress"], actor=actor)
+    return _step_add(escrow, action=Action.DEPLOY, stem="deploy", signer=escrow.roles["platformAddress"], actor=actor)
 
 
 # --- Calls on a deployed escrow ---------------------------------------------------------
@@ -215,11 +216,10 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
         raise EscrowError("ESCROW_NOT_READY", f"the escrow is {escrow.status}, not CREATED")
     escrow.start_funding()
     escrow.save()
-    key = _attempt(escrow, Action.FUND, f"{escrow.public_id}:fund")
     _step_add(
         escrow,
         action=Action.FUND,
-        key=key,
+        stem="fund",
         signer=escrow.roles["approver"],
         params={"amount": str(escrow.amount)},
         actor=actor,
@@ -250,11 +250,11 @@ def escrow_milestone_mark(
     if milestone.released or milestone.resolved:
         raise EscrowError("ESCROW_INVALID_STATE", "that milestone is finished")
     # Every mark is a call of its own (progress, then completed, with new evidence).
-    key = f"{escrow.public_id}:status:{index}:{escrow.steps.filter(action=Action.MILESTONE_STATUS).count()}"
+    stem = f"status:{index}:{escrow.steps.filter(action=Action.MILESTONE_STATUS).count()}"
     return _step_add(
         escrow,
         action=Action.MILESTONE_STATUS,
-        key=key,
+        stem=stem,
         signer=escrow.roles["serviceProvider"],
         index=index,
         params={"status": status[:50], "evidence": evidence[:500]},
@@ -267,7 +267,7 @@ def _approve_step(escrow: Escrow, milestone: EscrowMilestone, actor) -> None:
         _step_add(
             escrow,
             action=Action.APPROVE,
-            key=_attempt(escrow, Action.APPROVE, f"{escrow.public_id}:approve:{milestone.index}"),
+            stem=f"approve:{milestone.index}",
             signer=escrow.roles["approver"],
             index=milestone.index,
             actor=actor,
@@ -295,7 +295,7 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
             _step_add(
                 escrow,
                 action=Action.RELEASE_MILESTONE,
-                key=_attempt(escrow, Action.RELEASE_MILESTONE, f"{escrow.public_id}:release:{milestone.index}"),
+                stem=f"release:{milestone.index}",
                 signer=escrow.roles["releaseSigner"],
                 index=milestone.index,
                 actor=actor,
@@ -304,7 +304,7 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
         _step_add(
             escrow,
             action=Action.RELEASE,
-            key=_attempt(escrow, Action.RELEASE, f"{escrow.public_id}:release"),
+            stem="release",
             signer=escrow.roles["releaseSigner"],
             actor=actor,
         )
@@ -314,15 +314,14 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
 
 def _dispute_steps(escrow: Escrow, signer: str, actor) -> None:
     if not escrow.is_multi:
-        key = _attempt(escrow, Action.DISPUTE, f"{escrow.public_id}:dispute")
-        _step_add(escrow, action=Action.DISPUTE, key=key, signer=signer, actor=actor)
+        _step_add(escrow, action=Action.DISPUTE, stem="dispute", signer=signer, actor=actor)
         return
     for milestone in escrow.milestones.all():
         if not (milestone.released or milestone.resolved or milestone.disputed):
             _step_add(
                 escrow,
                 action=Action.DISPUTE_MILESTONE,
-                key=_attempt(escrow, Action.DISPUTE_MILESTONE, f"{escrow.public_id}:dispute:{milestone.index}"),
+                stem=f"dispute:{milestone.index}",
                 signer=signer,
                 index=milestone.index,
                 actor=actor,
@@ -378,7 +377,7 @@ def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor)
         _step_add(
             escrow,
             action=Action.RESOLVE,
-            key=_attempt(escrow, Action.RESOLVE, f"{escrow.public_id}:resolve"),
+            stem="resolve",
             signer=signer,
             params={"distributions": [[address, str(amount)] for address, amount in shares if amount]},
             actor=actor,
@@ -393,7 +392,7 @@ def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor)
         _step_add(
             escrow,
             action=Action.RESOLVE_MILESTONE,
-            key=_attempt(escrow, Action.RESOLVE_MILESTONE, f"{escrow.public_id}:resolve:{milestone.index}"),
+            stem=f"resolve:{milestone.index}",
             signer=signer,
             index=milestone.index,
             params={"distributions": [[address, str(amount)] for address, amount in shares if amount]},
