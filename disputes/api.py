@@ -3,14 +3,15 @@
 from disputes.models import Dispute
 from disputes.services import dispute_open
 from marketplace.models import Order
-from marketplace.orders import OrderActor, OrderError
+from marketplace.orders import OrderActor
 from marketplace.orders_api import _as_api_error
 from marketplace.orders_selectors import dispute_as_api, order_as_api, order_get
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_response
-from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.errors import validation_error
 from offerhub.api.idempotency import RETENTION_ORDERS
 from offerhub.api.parsing import require_fields
+from offerhub.errors import ServiceError
 
 FIELDS = {"openedBy", "reason", "evidence", "orderId"}
 
@@ -47,7 +48,7 @@ class OrderDisputeOpenView(ApiView):
             raise validation_error(problems)
         evidence = _evidence(data.get("evidence"))
         if data.get("orderId") not in (None, order_id):
-            raise ApiError("INVALID_REQUEST", "orderId must be the order in the path", details={"field": "orderId"})
+            raise ServiceError("INVALID_REQUEST", "orderId must be the order in the path", details={"field": "orderId"})
         order = order_get(principal=request.auth, public_id=order_id)
         try:
             dispute = dispute_open(
@@ -57,7 +58,7 @@ class OrderDisputeOpenView(ApiView):
                 reason=data["reason"],
                 evidence=evidence,
             )
-        except OrderError as error:
+        except ServiceError as error:
             raise _as_api_error(
                 error, state=lambda: (Order.objects.get(pk=order.pk).status, ("IN_PROGRESS",))
             ) from None

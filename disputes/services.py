@@ -4,7 +4,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from disputes.models import Dispute
-from marketplace.orders import OrderActor, OrderError, order_dispute
+from marketplace.orders import OrderActor, order_dispute
+from offerhub.errors import ServiceError
 from offerhub.ids import new_dispute_id
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
@@ -16,7 +17,7 @@ def dispute_open(
 ) -> Dispute:
     """`opened_by` BUYER or SELLER; `reason` one of Dispute.Reason. One dispute per order."""
     if Dispute.objects.filter(order=order).exists():
-        raise OrderError("DISPUTE_ALREADY_OPEN", "this order already has a dispute")
+        raise ServiceError("DISPUTE_ALREADY_OPEN", "this order already has a dispute")
     public_id = new_dispute_id()
     order = order_dispute(order=order, actor=actor, opened_by=opened_by.lower(), reason=reason, dispute_id=public_id)
     dispute = Dispute.objects.create(

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 from disputes.services import dispute_open
 from marketplace.order_forms import DisputeForm
 from marketplace.order_views import _back, _participant, _refused
-from marketplace.orders import OrderError
+from offerhub.errors import ServiceError
 
 
 @login_required
@@ -29,7 +29,7 @@ def order_dispute_view(request, public_id):
             reason=form.cleaned_data["reason"],
             evidence=[details] if details else None,
         )
-    except OrderError as error:
+    except ServiceError as error:
         return _refused(request, order, error)
     messages.success(request, "Dispute opened. The money stays in escrow until support decides; they contact you both.")
     return _back(order)

@@ -7,7 +7,7 @@ it, enriched with our record when the escrow was created through this OfferHub.
 from escrow.selectors import EscrowServiceUnavailable, EscrowView, Party, escrow_public_view, percent_text
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_response
-from offerhub.api.errors import ApiError
+from offerhub.errors import ServiceError
 from offerhub.timefmt import iso_timestamp
 
 
@@ -76,13 +76,13 @@ class EscrowDetailView(ApiView):
         try:
             view = escrow_public_view(contract_id=contract_id, marketplace_id=request.auth.marketplace_id)
         except EscrowServiceUnavailable as error:
-            raise ApiError(
+            raise ServiceError(
                 error.code,
                 "The escrow service (Trustless Work) is unreachable; try again in a minute",
                 details={"provider": "trustless-work"},
             ) from None
         if view is None:
-            raise ApiError(
+            raise ServiceError(
                 "ESCROW_NOT_FOUND",
                 f"Escrow contract {contract_id[:100]} not found",
                 details={"contractId": contract_id[:100]},

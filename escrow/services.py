@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.dispatch import Signal
 
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
+from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
@@ -34,14 +35,6 @@ MAX_MILESTONES = 50
 # Sent inside the settling transaction, so a listener's writes (an order's state) commit with it.
 step_settled = Signal()  # kwargs: step, escrow
 step_failed = Signal()  # kwargs: step, escrow
-
-
-class EscrowError(Exception):
-    def __init__(self, code: str, message: str, *, field: str = ""):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -67,7 +60,7 @@ def units(stroops: int) -> Decimal:
 def _active_wallet(user, whose: str) -> Wallet:
     wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
     if wallet is None:
-        raise EscrowError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
+        raise ServiceError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
     return wallet
 
 
@@ -151,7 +144,7 @@ def escrow_open(
     existing = Escrow.objects.select_for_update().filter(engagement_id=engagement_id).first()
     if existing is not None:
         if existing.status != Escrow.Status.CREATING:
-            raise EscrowError("ESCROW_ALREADY_EXISTS", f"the escrow of {engagement_id} is already deployed")
+            raise ServiceError("ESCROW_ALREADY_EXISTS", f"the escrow of {engagement_id} is already deployed")
         if not existing.steps.filter(action=Action.DEPLOY).exclude(status=EscrowStep.Status.FAILED).exists():
             _deploy_step(existing, actor)  # the last deploy was refused: try again, same record
         escrow_drive_later(existing)
@@ -159,11 +152,11 @@ def escrow_open(
     buyer_wallet, seller_wallet = _active_wallet(buyer, "buyer"), _active_wallet(seller, "seller")
     milestones = milestones or []
     if len(milestones) > MAX_MILESTONES:
-        raise EscrowError("INVALID_REQUEST", f"an escrow has at most {MAX_MILESTONES} milestones", field="milestones")
+        raise ServiceError("INVALID_REQUEST", f"an escrow has at most {MAX_MILESTONES} milestones", field="milestones")
     if amount <= 0:
-        raise EscrowError("INVALID_AMOUNT", "the amount must be greater than zero", field="amount")
+        raise ServiceError("INVALID_AMOUNT", "the amount must be greater than zero", field="amount")
     if milestones and sum(m["amount"] for m in milestones) != amount:
-        raise EscrowError("INVALID_AMOUNT", "milestone amounts must add up to the amount", field="milestones")
+        raise ServiceError("INVALID_AMOUNT", "milestone amounts must add up to the amount", field="milestones")
     platform = platform_account().public_key
     roles = {
         "approver": buyer_wallet.public_key,
@@ -212,8 +205,8 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
         return escrow
     if escrow.status != Escrow.Status.CREATED:
         if escrow.funded_at is not None:
-            raise EscrowError("ESCROW_ALREADY_FUNDED", "the escrow is already funded")
-        raise EscrowError("ESCROW_NOT_READY", f"the escrow is {escrow.status}, not CREATED")
+            raise ServiceError("ESCROW_ALREADY_FUNDED", "the escrow is already funded")
+        raise ServiceError("ESCROW_NOT_READY", f"the escrow is {escrow.status}, not CREATED")
     escrow.start_funding()
     escrow.save()
     _step_add(
@@ -229,13 +222,13 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
 
 def _funded(escrow: Escrow) -> None:
     if escrow.status != Escrow.Status.FUNDED:
-        raise EscrowError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not FUNDED")
+        raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not FUNDED")
 
 
 def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
     milestone = escrow.milestones.filter(index=index).first()
     if milestone is None:
-        raise EscrowError("MILESTONE_NOT_FOUND", f"the escrow has no milestone {index}", field="milestoneIndex")
+        raise ServiceError("MILESTONE_NOT_FOUND", f"the escrow has no milestone {index}", field="milestoneIndex")
     return milestone
 
 
@@ -248,7 +241,7 @@ def escrow_milestone_mark(
     _funded(escrow)
     milestone = _milestone(escrow, index)
     if milestone.released or milestone.resolved:
-        raise EscrowError("ESCROW_INVALID_STATE", "that milestone is finished")
+        raise ServiceError("ESCROW_INVALID_STATE", "that milestone is finished")
     # Every mark is a call of its own (progress, then completed, with new evidence).
     stem = f"status:{index}:{escrow.steps.filter(action=Action.MILESTONE_STATUS).count()}"
     return _step_add(
@@ -281,11 +274,11 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
     escrow = _locked(escrow)
     _funded(escrow)
     if index is not None and not escrow.is_multi:
-        raise EscrowError("ESCROW_INVALID_STATE", "a single-release escrow is released as a whole")
+        raise ServiceError("ESCROW_INVALID_STATE", "a single-release escrow is released as a whole")
     milestones = [_milestone(escrow, index)] if index is not None else list(escrow.milestones.all())
     unpaid = [m for m in milestones if not (m.released or m.resolved)]
     if not unpaid:
-        raise EscrowError("ESCROW_INVALID_STATE", "nothing is left to release")
+        raise ServiceError("ESCROW_INVALID_STATE", "nothing is left to release")
     if index is None:
         escrow.start_release()
         escrow.save()
@@ -346,9 +339,9 @@ def escrow_resolve(*, escrow: Escrow, seller_amount: int, buyer_amount: int, act
     they must be everything still in the escrow."""
     escrow = _locked(escrow)
     if escrow.status not in (Escrow.Status.DISPUTED, Escrow.Status.REFUNDING):
-        raise EscrowError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not DISPUTED")
+        raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not DISPUTED")
     if seller_amount < 0 or buyer_amount < 0 or seller_amount + buyer_amount != _unpaid(escrow):
-        raise EscrowError(
+        raise ServiceError(
             "INVALID_AMOUNT",
             f"the amounts must add up to {money_from_stroops(_unpaid(escrow))}, what the escrow still holds",
             field="amount",
@@ -413,7 +406,7 @@ def escrow_refund(*, escrow: Escrow, actor=None) -> Escrow:
         escrow.start_refund()
         escrow.save()
     else:
-        raise EscrowError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}; only a funded escrow is refunded")
+        raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}; only a funded escrow is refunded")
     _resolve_steps(escrow, 0, _unpaid(escrow), actor)
     _audit(escrow, "escrow.refund_requested", actor)
     return escrow

@@ -7,9 +7,10 @@ from marketplace.models import User
 from marketplace.services import UserEmailTaken, user_create_from_api
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.errors import validation_error
 from offerhub.api.pagination import paginate
 from offerhub.api.parsing import require_fields
+from offerhub.errors import ServiceError
 from offerhub.timefmt import iso_timestamp
 from payments.selectors import api_user_get, api_users, balance_as_api
 
@@ -85,7 +86,7 @@ class UserListCreateView(ApiView):
                 actor_id=request.auth.key_id,
             )
         except UserEmailTaken:
-            raise ApiError(
+            raise ServiceError(
                 "USER_ALREADY_EXISTS", "Another user already has this e-mail address", details={"field": "email"}
             ) from None
         return api_response(user_as_api(user), status=201 if created else 200)

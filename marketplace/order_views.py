@@ -30,7 +30,6 @@ from marketplace.order_forms import (
 )
 from marketplace.orders import (
     OrderActor,
-    OrderError,
     order_cancel,
     order_checkout,
     order_escrow_create,
@@ -40,6 +39,7 @@ from marketplace.orders import (
     order_release,
     seller_net,
 )
+from offerhub.errors import ServiceError
 from offerhub.models import Event
 from offerhub.money import STROOPS_PER_UNIT, money_dollars
 from payments.balances import balance_snapshot
@@ -75,7 +75,7 @@ def checkout(request, public_id):
             form = posted
             try:
                 order = order_checkout(buyer=request.user, listing=listing, checkout_token=form.cleaned_data["token"])
-            except OrderError as error:
+            except ServiceError as error:
                 form.add_error(None, _checkout_problem(error))
             else:
                 messages.success(request, "Order placed. We are securing your payment: this page follows it live.")
@@ -91,7 +91,7 @@ def _checkout_again(listing, problem: str, *, token: str = "") -> CheckoutForm:
     return form
 
 
-def _checkout_problem(error: OrderError) -> str:
+def _checkout_problem(error: ServiceError) -> str:
     if error.code == "INSUFFICIENT_FUNDS":
         return (
             "Your available balance is not enough for this order. Nothing was charged or put on hold: "
@@ -442,7 +442,7 @@ def _back(order: Order):
     return redirect("order-detail", public_id=order.public_id)
 
 
-def _refused(request, order: Order, error: OrderError):
+def _refused(request, order: Order, error: ServiceError):
     """A service's refusal as a flash message in plain words (the order may have moved on meanwhile)."""
     if error.code == "FORBIDDEN":
         raise PermissionDenied(error.message)
@@ -489,7 +489,7 @@ def order_deliver(request, public_id):
             evidence_link=form.cleaned_data["evidence_link"],
             evidence_file=form.cleaned_data.get("evidence_file"),
         )
-    except OrderError as error:
+    except ServiceError as error:
         return _refused(request, order, error)
     if ref is None:
         messages.success(request, "Marked delivered. The buyer is told and can now approve the payment.")
@@ -517,7 +517,7 @@ def order_release_view(request, public_id):
         else:
             order_release(order=order, actor=actor)
             messages.success(request, "Thank you! You approved the delivery: the payment is on its way to the seller.")
-    except OrderError as error:
+    except ServiceError as error:
         return _refused(request, order, error)
     return _back(order)
 
@@ -534,7 +534,7 @@ def order_refund_view(request, public_id):
         return _back(order)
     try:
         order_refund(order=order, actor=actor, reason=form.cleaned_data["reason"])
-    except OrderError as error:
+    except ServiceError as error:
         return _refused(request, order, error)
     messages.success(request, "Refund started: the payment goes back to the buyer, less the escrow's fees.")
     return _back(order)
@@ -548,7 +548,7 @@ def order_cancel_view(request, public_id):
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:
         order_cancel(order=order, actor=actor, reason=reason)
-    except OrderError as error:
+    except ServiceError as error:
         return _refused(request, order, error)
     messages.success(request, "Order canceled. Nothing was paid; the hold on the buyer's balance is released.")
     return _back(order)
@@ -563,7 +563,7 @@ def order_retry_view(request, public_id):
         raise PermissionDenied("only the buyer retries the checkout")
     try:
         order_escrow_create(order=order, actor=actor)
-    except OrderError as error:
+    except ServiceError as error:
         return _refused(request, order, error)
     messages.success(request, "We are setting up the payment protection again.")
     return _back(order)

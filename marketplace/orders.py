@@ -20,7 +20,6 @@ from django_fsm import can_proceed, has_transition_perm
 
 from escrow.models import Escrow, EscrowStep
 from escrow.services import (
-    EscrowError,
     escrow_dispute,
     escrow_fees,
     escrow_fund,
@@ -32,24 +31,16 @@ from escrow.services import (
     step_settled,
 )
 from marketplace.models import Order, OrderMilestone, User
+from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
-from payments.balances import Actor, BalanceError, balance_cancel_reservation, balance_reserve, balance_snapshot
+from payments.balances import Actor, balance_cancel_reservation, balance_reserve, balance_snapshot
 
 logger = logging.getLogger(__name__)
 S = Order.Status
 Action = EscrowStep.Action
 MAX_MILESTONES = 50
-
-
-class OrderError(Exception):
-    def __init__(self, code: str, message: str, *, field: str = "", details: dict | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.details = details or {}
 
 
 @dataclass(frozen=True)
@@ -107,9 +98,13 @@ def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
     method = getattr(order, name)
     words = name.replace("_", " ")
     if not can_proceed(method):  # the state, then the transition's conditions
-        raise OrderError("INVALID_STATE", f"the order is {order.status}; it cannot {words} now")
+        raise ServiceError(
+            "INVALID_STATE",
+            f"the order is {order.status}; it cannot {words} now",
+            details={"currentState": order.status, "allowedStates": sorted(method._django_fsm.transitions)},
+        )
     if not has_transition_perm(method, actor):
-        raise OrderError("FORBIDDEN", f"you may not {words} this order")
+        raise ServiceError("FORBIDDEN", f"you may not {words} this order")
     before = order.status
     method(**kwargs)
     order.save()
@@ -145,14 +140,14 @@ def _validated_milestones(milestones: list[dict], amount: int) -> list[dict]:
     if not milestones:
         return []
     if len(milestones) > MAX_MILESTONES:
-        raise OrderError("INVALID_REQUEST", f"an order has at most {MAX_MILESTONES} milestones", field="milestones")
+        raise ServiceError("INVALID_REQUEST", f"an order has at most {MAX_MILESTONES} milestones", field="milestones")
     refs = [m["ref"] for m in milestones]
     if len(set(refs)) != len(refs):
-        raise OrderError("INVALID_REQUEST", "milestone refs must be unique within the order", field="milestones")
+        raise ServiceError("INVALID_REQUEST", "milestone refs must be unique within the order", field="milestones")
     if any(m["amount"] <= 0 for m in milestones):
-        raise OrderError("INVALID_AMOUNT", "every milestone amount must be greater than zero", field="milestones")
+        raise ServiceError("INVALID_AMOUNT", "every milestone amount must be greater than zero", field="milestones")
     if sum(m["amount"] for m in milestones) != amount:
-        raise OrderError("INVALID_AMOUNT", "milestone amounts must add up to the order amount", field="milestones")
+        raise ServiceError("INVALID_AMOUNT", "milestone amounts must add up to the order amount", field="milestones")
     return milestones
 
 
@@ -160,7 +155,7 @@ def order_amount_check(amount: int) -> None:
     limits = settings.OFFERHUB_LIMITS["order"]
     low, high = money_to_stroops(Decimal(limits["min"])), money_to_stroops(Decimal(limits["max"]))
     if not low <= amount <= high:
-        raise OrderError(
+        raise ServiceError(
             "INVALID_AMOUNT", f"the amount must be between {limits['min']} and {limits['max']} USD", field="amount"
         )
 
@@ -184,9 +179,9 @@ def order_create(
     """(order, created). The same `client_order_ref` with the same terms, or the same
     checkout form submitted twice, returns the first order instead of a second one."""
     if buyer.pk == seller.pk:
-        raise OrderError("INVALID_REQUEST", "the buyer and the seller must be different users", field="seller_id")
+        raise ServiceError("INVALID_REQUEST", "the buyer and the seller must be different users", field="seller_id")
     if not title or len(title) > 100:
-        raise OrderError("VALIDATION_ERROR", "title is required, at most 100 characters", field="title")
+        raise ServiceError("VALIDATION_ERROR", "title is required, at most 100 characters", field="title")
     order_amount_check(amount)
     milestones = _validated_milestones(milestones or [], amount)
     existing = _existing_order(buyer, client_order_ref, checkout_token, marketplace_id)
@@ -250,7 +245,7 @@ def _existing_order(buyer, client_order_ref: str, checkout_token: str, marketpla
 
 def _same_terms(order: Order, buyer, seller, amount: int) -> Order:
     if (order.buyer_id, order.seller_id, order.amount) != (buyer.pk, seller.pk, amount):
-        raise OrderError(
+        raise ServiceError(
             "ORDER_REF_CONFLICT",
             f"client_order_ref {order.client_order_ref!r} is already used by {order.public_id} with other terms",
             field="client_order_ref",
@@ -266,12 +261,9 @@ def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None)
     """Hold the buyer's money for the order (available → held)."""
     order = _locked(order)
     if amount is not None and amount != order.amount:
-        raise OrderError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
+        raise ServiceError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
     _take(order, "reserve", actor)
-    try:
-        balance_reserve(user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor)
-    except BalanceError as error:
-        raise OrderError(error.code, error.message, field=error.field, details=error.details) from None
+    balance_reserve(user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor)
     after = balance_snapshot(user=order.buyer)
     _event(
         order,
@@ -315,23 +307,20 @@ def order_escrow_create(*, order: Order, actor: OrderActor) -> Order:
     if order.status != S.ESCROW_CREATING:
         escrow = order_escrow(order)
         if escrow is not None and escrow.status != Escrow.Status.CREATING:
-            raise OrderError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
+            raise ServiceError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
         _take(order, "escrow_create", actor)
     milestones = [{"ref": m.ref, "title": m.title, "amount": m.amount} for m in order.milestones.all()]
-    try:
-        escrow = escrow_open(
-            engagement_id=order.public_id,
-            buyer=order.buyer,
-            seller=order.seller,
-            amount=order.amount,
-            title=order.title,
-            description=order.description,
-            milestones=milestones,
-            hold_reference=order.public_id,
-            actor=(actor.type, actor.id),
-        )
-    except EscrowError as error:
-        raise OrderError(error.code, error.message, field=error.field) from None
+    escrow = escrow_open(
+        engagement_id=order.public_id,
+        buyer=order.buyer,
+        seller=order.seller,
+        amount=order.amount,
+        title=order.title,
+        description=order.description,
+        milestones=milestones,
+        hold_reference=order.public_id,
+        actor=(actor.type, actor.id),
+    )
     _event(order, "order.escrow_creating", escrowId=escrow.public_id, amount=money_from_stroops(order.amount))
     return order
 
@@ -343,18 +332,15 @@ def order_escrow_fund(*, order: Order, actor: OrderActor) -> Order:
     order = _locked(order)
     escrow = order_escrow(order)
     if order.status in (S.ESCROW_FUNDED, S.IN_PROGRESS) or (escrow and escrow.funded_at):
-        raise OrderError("ESCROW_ALREADY_FUNDED", "the order's escrow is already funded")
+        raise ServiceError("ESCROW_ALREADY_FUNDED", "the order's escrow is already funded")
     if order.status != S.ESCROW_FUNDING or escrow is None:
-        raise OrderError("ESCROW_NOT_READY", f"the order is {order.status}; its escrow is not deployed yet")
+        raise ServiceError("ESCROW_NOT_READY", f"the order is {order.status}; its escrow is not deployed yet")
     _fund(order, escrow, actor)
     return order
 
 
 def _fund(order: Order, escrow: Escrow, actor: OrderActor) -> None:
-    try:
-        escrow = escrow_fund(escrow=escrow, actor=(actor.type, actor.id))
-    except EscrowError as error:
-        raise OrderError(error.code, error.message) from None
+    escrow = escrow_fund(escrow=escrow, actor=(actor.type, actor.id))
     _event(
         order,
         "escrow.funding_started",
@@ -369,13 +355,13 @@ def _fund(order: Order, escrow: Escrow, actor: OrderActor) -> None:
 
 def _in_progress(order: Order) -> None:
     if order.status != S.IN_PROGRESS:
-        raise OrderError("INVALID_STATE", f"the order is {order.status}, not IN_PROGRESS")
+        raise ServiceError("INVALID_STATE", f"the order is {order.status}, not IN_PROGRESS")
 
 
 def _escrow_of(order: Order) -> Escrow:
     escrow = order_escrow(order)
     if escrow is None:
-        raise OrderError("ESCROW_NOT_READY", "the order has no escrow")
+        raise ServiceError("ESCROW_NOT_READY", "the order has no escrow")
     return escrow
 
 
@@ -393,16 +379,16 @@ def order_milestone_complete(
     order: `ref` None). The mark and its evidence are recorded on the contract too."""
     order = _locked(order)
     if not (order.is_seller(actor.user) or actor.is_support or actor.is_system):
-        raise OrderError("FORBIDDEN", "only the seller marks work delivered")
+        raise ServiceError("FORBIDDEN", "only the seller marks work delivered")
     _in_progress(order)
     escrow = _escrow_of(order)
     milestone = None
     if ref is not None:
         milestone = order.milestones.select_for_update().filter(ref=ref).first()
         if milestone is None:
-            raise OrderError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
+            raise ServiceError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
         if milestone.status != OrderMilestone.Status.OPEN:
-            raise OrderError("INVALID_STATE", f"milestone {ref!r} is already {milestone.status}")
+            raise ServiceError("INVALID_STATE", f"milestone {ref!r} is already {milestone.status}")
         milestone.status, milestone.completed_at = OrderMilestone.Status.COMPLETED, timezone.now()
         milestone.evidence_text, milestone.evidence_link = evidence_text, evidence_link
         if evidence_file is not None:
@@ -410,10 +396,10 @@ def order_milestone_complete(
         milestone.save()
         index = milestone.position
     elif order.milestones.exists():
-        raise OrderError("MILESTONE_NOT_FOUND", "say which milestone was delivered")
+        raise ServiceError("MILESTONE_NOT_FOUND", "say which milestone was delivered")
     else:
         if order.delivered_at is not None:
-            raise OrderError("INVALID_STATE", "the order is already marked delivered")
+            raise ServiceError("INVALID_STATE", "the order is already marked delivered")
         index = 0
     evidence = " ".join(part for part in (evidence_link, evidence_text) if part)[:500]
     escrow_milestone_mark(escrow=escrow, index=index, evidence=evidence, actor=(actor.type, actor.id))
@@ -438,22 +424,19 @@ def order_milestone_release(*, order: Order, ref: str, actor: OrderActor) -> Ord
     """Approve and pay one delivered milestone (multi-release escrows)."""
     order = _locked(order)
     if not (order.is_buyer(actor.user) or actor.is_support or actor.is_system):
-        raise OrderError("FORBIDDEN", "only the buyer (or support) releases a milestone")
+        raise ServiceError("FORBIDDEN", "only the buyer (or support) releases a milestone")
     if order.status == S.DISPUTED:
-        raise OrderError("DISPUTE_ALREADY_OPEN", "the order is in dispute")
+        raise ServiceError("DISPUTE_ALREADY_OPEN", "the order is in dispute")
     _in_progress(order)
     milestone = order.milestones.filter(ref=ref).first()
     if milestone is None:
-        raise OrderError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
+        raise ServiceError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
     if milestone.status != OrderMilestone.Status.COMPLETED:
-        raise OrderError("INVALID_STATE", f"milestone {ref!r} is {milestone.status}, not COMPLETED")
+        raise ServiceError("INVALID_STATE", f"milestone {ref!r} is {milestone.status}, not COMPLETED")
     escrow = _escrow_of(order)
     if not escrow.is_multi:
-        raise OrderError("INVALID_STATE", "this order's escrow pays out as a whole: release the order")
-    try:
-        escrow_release(escrow=escrow, index=milestone.position, actor=(actor.type, actor.id))
-    except EscrowError as error:
-        raise OrderError(error.code, error.message) from None
+        raise ServiceError("INVALID_STATE", "this order's escrow pays out as a whole: release the order")
+    escrow_release(escrow=escrow, index=milestone.position, actor=(actor.type, actor.id))
     return order
 
 
@@ -463,19 +446,16 @@ def order_release(*, order: Order, actor: OrderActor, reason: str = "", requeste
     who asked, as the API caller names them (API.md §9); the actor by default."""
     order = _locked(order)
     if order.status == S.DISPUTED:
-        raise OrderError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
+        raise ServiceError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
     _in_progress(order)
     open_refs = [m.ref for m in order.milestones.all() if m.status == OrderMilestone.Status.OPEN]
     if open_refs:
-        raise OrderError(
+        raise ServiceError(
             "INVALID_STATE", f"milestones not delivered yet: {', '.join(open_refs)}", details={"open": open_refs}
         )
     escrow = _escrow_of(order)
     _take(order, "request_release", actor)
-    try:
-        escrow_release(escrow=escrow, actor=(actor.type, actor.id))
-    except EscrowError as error:
-        raise OrderError(error.code, error.message) from None
+    escrow_release(escrow=escrow, actor=(actor.type, actor.id))
     _event(
         order,
         "order.release_requested",
@@ -491,14 +471,11 @@ def order_refund(*, order: Order, actor: OrderActor, reason: str) -> Order:
     """The seller (or support) gives the money back: the escrow returns to the buyer."""
     order = _locked(order)
     if order.status == S.DISPUTED:
-        raise OrderError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
+        raise ServiceError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
     _in_progress(order)
     escrow = _escrow_of(order)
     _take(order, "request_refund", actor)
-    try:
-        escrow_refund(escrow=escrow, actor=(actor.type, actor.id))
-    except EscrowError as error:
-        raise OrderError(error.code, error.message) from None
+    escrow_refund(escrow=escrow, actor=(actor.type, actor.id))
     _event(
         order, "order.refund_requested", requestedBy=actor.id, requestedAt=iso_timestamp(timezone.now()), reason=reason
     )
@@ -510,13 +487,10 @@ def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: st
     """Freeze the order and its escrow (on chain) until support decides."""
     order = _locked(order)
     if order.status == S.DISPUTED:
-        raise OrderError("DISPUTE_ALREADY_OPEN", "a dispute is already open on this order")
+        raise ServiceError("DISPUTE_ALREADY_OPEN", "a dispute is already open on this order")
     escrow = _escrow_of(order) if order.status == S.IN_PROGRESS else None
     _take(order, "dispute", actor)
-    try:
-        escrow_dispute(escrow=escrow, opened_by=opened_by, actor=(actor.type, actor.id))
-    except EscrowError as error:
-        raise OrderError(error.code, error.message) from None
+    escrow_dispute(escrow=escrow, opened_by=opened_by, actor=(actor.type, actor.id))
     _event(
         order,
         "order.disputed",
@@ -557,7 +531,7 @@ def order_checkout(*, buyer: User, listing, checkout_token: str) -> Order:
         order_reserve(order=order, actor=actor)
     try:
         order_escrow_create(order=order, actor=SYSTEM)
-    except OrderError as error:
+    except ServiceError as error:
         # Money is held and the order waits in FUNDS_RESERVED: the page offers to retry or cancel.
         logger.warning("order %s: escrow not started: %s", order.public_id, error.message)
     order.refresh_from_db()
@@ -686,7 +660,7 @@ def orders_release_inspected(*, now=None, limit: int = 200) -> int:
         try:
             order_release(order=order, actor=SYSTEM, reason="inspection window elapsed")
             released += 1
-        except OrderError as error:
+        except ServiceError as error:
             logger.warning("order %s not auto-released: %s", order.public_id, error.message)
     return released
 

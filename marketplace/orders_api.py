@@ -20,7 +20,6 @@ from escrow.models import Escrow, EscrowStep
 from marketplace.models import Order, OrderMilestone
 from marketplace.orders import (
     OrderActor,
-    OrderError,
     order_cancel,
     order_create,
     order_escrow,
@@ -35,10 +34,11 @@ from marketplace.orders import (
 from marketplace.orders_selectors import milestone_as_api, order_as_api, order_get, orders_filter, orders_with_escrows
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.errors import STATUS_BY_CODE, ApiError, validation_error
+from offerhub.api.errors import validation_error
 from offerhub.api.idempotency import RETENTION_ORDERS
 from offerhub.api.pagination import paginate
 from offerhub.api.parsing import parse_amount, parse_currency, require_fields
+from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.money import MoneyFormatError, money_parse, money_to_stroops
 from payments.selectors import api_user_get
 
@@ -64,7 +64,9 @@ def _actor(request) -> OrderActor:
     return OrderActor.for_api_key(request.auth)
 
 
-def _as_api_error(error: OrderError, *, state: Callable[[], tuple[str, tuple[str, ...]]] | None = None) -> ApiError:
+def _as_api_error(
+    error: ServiceError, *, state: Callable[[], tuple[str, tuple[str, ...]]] | None = None
+) -> ServiceError:
     """An order service's refusal in the API's codes (API.md §1.7); `state` gives
     INVALID_STATE's `currentState` and `allowedStates`."""
     if error.code == "VALIDATION_ERROR":
@@ -77,7 +79,7 @@ def _as_api_error(error: OrderError, *, state: Callable[[], tuple[str, tuple[str
         details.setdefault("currentState", current)
         details.setdefault("allowedStates", list(allowed))
     code = error.code if error.code in STATUS_BY_CODE else "INVALID_REQUEST"
-    return ApiError(code, error.message, details=details)
+    return ServiceError(code, error.message, details=details)
 
 
 # --- Input ----------------------------------------------------------------------------------
@@ -186,9 +188,9 @@ def _refusal(escrow: Escrow | None, spec: ProviderStep, *, after: int = 0) -> Es
     return steps.order_by("-pk").first()
 
 
-def _refusal_error(step: EscrowStep | None, spec: ProviderStep, order: Order) -> ApiError:
+def _refusal_error(step: EscrowStep | None, spec: ProviderStep, order: Order) -> ServiceError:
     if step is None:
-        return ApiError(
+        return ServiceError(
             "PROVIDER_ERROR", "Trustless Work did not complete the step", details={"orderId": order.public_id}
         )
     code = PROVIDER_ERROR_CODES.get(step.error_code, step.error_code)
@@ -200,7 +202,7 @@ def _refusal_error(step: EscrowStep | None, spec: ProviderStep, order: Order) ->
         code = spec.refusal_code
     elif code not in STATUS_BY_CODE or STATUS_BY_CODE[code] < 409:
         code = "PROVIDER_ERROR"  # not one of API.md's codes for a refused call
-    return ApiError(
+    return ServiceError(
         code,
         f"Trustless Work refused {step.action}: {step.error_message or step.error_code}",
         details={
@@ -252,7 +254,7 @@ class OrderListCreateView(ApiView):
         seller_id = _string(data, "seller_id", problems, required=True, max_length=40)
         try:
             amount = money_to_stroops(parse_amount(data))
-        except ApiError as error:
+        except ServiceError as error:
             problems += [(f["field"], f["message"]) for f in error.details["fields"]]
             amount = None
         title = _string(data, "title", problems, required=True, max_length=100)
@@ -280,7 +282,7 @@ class OrderListCreateView(ApiView):
                 marketplace_id=request.auth.marketplace_id,
                 actor=_actor(request),
             )
-        except OrderError as error:
+        except ServiceError as error:
             raise _as_api_error(error) from None
         order = order_get(principal=request.auth, public_id=order.public_id)
         return api_response(order_as_api(order), status=201 if created else 200)
@@ -324,7 +326,7 @@ class _OrderActionView(ApiView):
         order = order_get(principal=request.auth, public_id=order_id)
         try:
             return order, self.run(request, order, data, **kwargs)
-        except OrderError as error:
+        except ServiceError as error:
             raise _as_api_error(error, state=lambda: self.state(order, **kwargs)) from None
 
     def post(self, request, order_id, **kwargs):

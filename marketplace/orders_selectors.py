@@ -13,7 +13,8 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from escrow.models import Escrow
 from marketplace.models import Order, OrderMilestone
-from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.errors import validation_error
+from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops
 from offerhub.timefmt import iso_timestamp
 
@@ -82,7 +83,9 @@ def order_get(*, principal, public_id: str) -> Order:
     """One order the key may see, ready for `order_as_api`; 404 ORDER_NOT_FOUND otherwise."""
     order = orders_visible(principal=principal).filter(public_id=public_id).first()
     if order is None:
-        raise ApiError("ORDER_NOT_FOUND", f"Order {public_id[:100]} not found", details={"orderId": public_id[:100]})
+        raise ServiceError(
+            "ORDER_NOT_FOUND", f"Order {public_id[:100]} not found", details={"orderId": public_id[:100]}
+        )
     return orders_with_escrows([order])[0]
 
 

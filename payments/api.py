@@ -6,17 +6,17 @@ from django.conf import settings
 
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.errors import validation_error
 from offerhub.api.pagination import paginate, parse_limit
 from offerhub.api.parsing import parse_amount, parse_currency, require_fields
 from offerhub.api.ratelimit import rate_limit_hit
+from offerhub.errors import ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp
 from payments.balances import (
     DISCREPANCY_TOLERANCE,
     Actor,
     BalanceChange,
-    BalanceError,
     balance_adjust,
     balance_cancel_reservation,
     balance_deduct_reserved,
@@ -27,7 +27,7 @@ from payments.balances import (
 from payments.models import Wallet, Withdrawal
 from payments.selectors import api_user_get, balance_as_api, user_withdrawals, withdrawal_as_api
 from payments.stellar import StellarError, _call, account_load, horizon, usdc_balance
-from payments.withdrawals import WithdrawalError, withdrawal_create_crypto, withdrawal_submit
+from payments.withdrawals import withdrawal_create_crypto, withdrawal_submit
 
 WITHDRAWALS_PER_MINUTE = 5  # per user (API.md §1.8)
 HOLD_FIELDS = {"amount", "orderId", "reference", "currency", "description"}
@@ -37,15 +37,15 @@ def _actor(request) -> Actor:
     return Actor("API_KEY", request.auth.key_id)
 
 
-def _as_api_error(error: BalanceError | WithdrawalError | StellarError) -> ApiError:
+def _as_api_error(error: ServiceError | ServiceError | StellarError) -> ServiceError:
     if isinstance(error, StellarError):
-        return ApiError(error.code, error.message)
+        return ServiceError(error.code, error.message)
     details = dict(error.details)
     if error.code == "VALIDATION_ERROR":
         return validation_error([(error.field, error.message)])
     if error.field:
         details.setdefault("field", error.field)
-    return ApiError(error.code, error.message, details=details)
+    return ServiceError(error.code, error.message, details=details)
 
 
 def _operation(user, change: BalanceChange, operation: str, amount) -> dict:
@@ -81,7 +81,7 @@ class BalanceVerifyView(ApiView):
         result = balance_sync(user=user)
         data = {**balance_as_api(user=user), "providerVerified": result.provider is not None}
         if result.discrepancy is not None and abs(result.discrepancy) > DISCREPANCY_TOLERANCE:
-            raise ApiError(
+            raise ServiceError(
                 "BALANCE_DISCREPANCY",
                 "The ledger and the chain differ by more than 1.00; support has been alerted",
                 details={
@@ -129,7 +129,7 @@ class _HoldOperationView(ApiView):
             raise validation_error([("orderId", "is required")])
         try:
             change = self.run(request, user, str(reference), money_to_stroops(amount), data.get("description", ""))
-        except BalanceError as error:
+        except ServiceError as error:
             raise _as_api_error(error) from None
         return api_response(_operation(user, change, self.operation, amount), mirror=True)
 
@@ -177,7 +177,7 @@ class BalanceReleaseView(ApiView):
             raise validation_error(missing)
         seller = api_user_get(principal=request.auth, public_id=seller_id)
         if seller.pk == user.pk:
-            raise ApiError("INVALID_REQUEST", "The seller must be another user", details={"field": "sellerId"})
+            raise ServiceError("INVALID_REQUEST", "The seller must be another user", details={"field": "sellerId"})
         try:
             _, seller_change, _ = balance_release(
                 user=user,
@@ -188,7 +188,7 @@ class BalanceReleaseView(ApiView):
                 principal_id=request.auth.key_id,
                 idempotency_key=request.headers.get("Idempotency-Key", ""),
             )
-        except (BalanceError, StellarError) as error:
+        except (ServiceError, StellarError) as error:
             raise _as_api_error(error) from None
         return api_response(
             _operation(seller, seller_change, "RELEASE", amount) | {"buyerBalance": balance_as_api(user=user)},
@@ -218,7 +218,7 @@ class _AdjustView(ApiView):
                 principal_id=request.auth.key_id,
                 idempotency_key=request.headers.get("Idempotency-Key", ""),
             )
-        except (BalanceError, StellarError) as error:
+        except (ServiceError, StellarError) as error:
             raise _as_api_error(error) from None
         operation = "CREDIT_AVAILABLE" if self.credit else "DEBIT_AVAILABLE"
         return api_response(_operation(user, change, operation, amount), mirror=True)
@@ -235,7 +235,7 @@ class BalanceDebitView(_AdjustView):
 def _wallet_or_404(user) -> Wallet:
     wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
     if wallet is None:
-        raise ApiError("WALLET_NOT_FOUND", "This user has no active wallet yet", details={"userId": user.public_id})
+        raise ServiceError("WALLET_NOT_FOUND", "This user has no active wallet yet", details={"userId": user.public_id})
     return wallet
 
 
@@ -243,7 +243,7 @@ def _chain(call):
     try:
         return call()
     except StellarError as error:
-        raise ApiError("PROVIDER_ERROR", f"Stellar is not answering: {error.message}") from None
+        raise ServiceError("PROVIDER_ERROR", f"Stellar is not answering: {error.message}") from None
 
 
 class WalletView(ApiView):
@@ -345,7 +345,7 @@ class WithdrawalListCreateView(ApiView):
         user = api_user_get(principal=request.auth, public_id=data["userId"])
         limit = rate_limit_hit(bucket=f"withdrawals:{user.public_id}", limit=WITHDRAWALS_PER_MINUTE, window=60)
         if limit.exceeded:
-            raise ApiError(
+            raise ServiceError(
                 "RATE_LIMITED",
                 f"At most {WITHDRAWALS_PER_MINUTE} withdrawals a minute per user",
                 details={"limit": limit.limit, "windowSeconds": limit.window, "retryAfter": limit.retry_after},
@@ -355,7 +355,7 @@ class WithdrawalListCreateView(ApiView):
         if destination_type not in Withdrawal.DestinationType.values:
             raise validation_error([("destinationType", "must be crypto, bank or airtm_balance")])
         if destination_type != Withdrawal.DestinationType.CRYPTO:
-            raise ApiError(
+            raise ServiceError(
                 "AIRTM_USER_NOT_LINKED",
                 "Airtm withdrawals need a linked Airtm account",
                 details={"userId": user.public_id},
@@ -372,10 +372,10 @@ class WithdrawalListCreateView(ApiView):
                 actor_type="API_KEY",
                 actor_id=request.auth.key_id,
             )
-        except (WithdrawalError, StellarError) as error:
+        except (ServiceError, StellarError) as error:
             raise _as_api_error(error) from None
         if withdrawal.status == Withdrawal.Status.FAILED:
-            raise ApiError(
+            raise ServiceError(
                 "STELLAR_NETWORK_ERROR",
                 withdrawal.failure_reason,
                 details={"withdrawalId": withdrawal.public_id, "errorCode": withdrawal.error_code},
@@ -390,7 +390,7 @@ def _withdrawal_or_404(request, withdrawal_id) -> Withdrawal:
         rows = rows.filter(user__public_id=user_id)
     withdrawal = rows.first()
     if withdrawal is None:
-        raise ApiError("WITHDRAWAL_NOT_FOUND", f"Withdrawal {withdrawal_id} not found")
+        raise ServiceError("WITHDRAWAL_NOT_FOUND", f"Withdrawal {withdrawal_id} not found")
     return withdrawal
 
 
@@ -416,7 +416,7 @@ class WithdrawalCommitView(ApiView):
 
     def post(self, request, withdrawal_id):
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
-        raise ApiError(
+        raise ServiceError(
             "WITHDRAWAL_NOT_COMMITTABLE",
             "Only Airtm withdrawals in WITHDRAWAL_CREATED can be committed; crypto withdrawals commit on creation",
             details={"withdrawalId": withdrawal.public_id, "status": withdrawal.status},

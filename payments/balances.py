@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.money import money_from_stroops
 from offerhub.services import audit_record, event_publish
@@ -38,15 +39,6 @@ from payments.withdrawals import payment_for_request, withdrawal_submit
 
 Kind = LedgerAccount.Kind
 DISCREPANCY_TOLERANCE = 10_000_000  # $1.00 in stroops: verify answers 409 beyond it
-
-
-class BalanceError(Exception):
-    def __init__(self, code: str, message: str, *, details: dict | None = None, field: str = ""):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or {}
-        self.field = field
 
 
 @dataclass
@@ -117,8 +109,8 @@ def _hold_event(user, event_type: str, amount: int, reference: str, before: Snap
     )
 
 
-def _insufficient(requested: int, available: int) -> BalanceError:
-    return BalanceError(
+def _insufficient(requested: int, available: int) -> ServiceError:
+    return ServiceError(
         "INSUFFICIENT_FUNDS",
         f"Insufficient funds: {money_from_stroops(available)} available, {money_from_stroops(requested)} requested",
         details={
@@ -136,7 +128,7 @@ def balance_reserve(*, user, reference: str, amount: int, actor: Actor) -> Balan
     try:
         hold_reserve(user=user, reference=reference, amount=amount)
     except HoldConflict:
-        raise BalanceError(
+        raise ServiceError(
             "FUNDS_ALREADY_RESERVED", f"Funds are already reserved for {reference}", details={"orderId": reference}
         ) from None
     except InsufficientFunds:
@@ -153,11 +145,11 @@ def _hold_errors(reference: str):
     try:
         yield
     except HoldNotFound:
-        raise BalanceError(
+        raise ServiceError(
             "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
         ) from None
     except HoldAmountMismatch:
-        raise BalanceError(
+        raise ServiceError(
             "RESERVE_MISMATCH_AMOUNT",
             f"The amount exceeds what is reserved for {reference}",
             details={"orderId": reference},
@@ -187,11 +179,11 @@ def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, 
     step runner posts, never twice); otherwise nothing moves and the answer is ESCROW_NOT_READY."""
     hold = Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
     if hold is None:
-        raise BalanceError(
+        raise ServiceError(
             "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
         )
     if amount != hold.remaining:
-        raise BalanceError(
+        raise ServiceError(
             "RESERVE_MISMATCH_AMOUNT",
             f"An escrow is funded with the whole reservation for {reference}",
             details={"orderId": reference},
@@ -199,7 +191,7 @@ def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, 
         )
     before = balance_snapshot(user=user)
     if not any(confirm(user=user, reference=reference, amount=amount) for confirm in escrow_funding_confirmers):
-        raise BalanceError(
+        raise ServiceError(
             "ESCROW_NOT_READY",
             f"No escrow is funded for {reference}: held funds move into escrow only when its funding transaction "
             "succeeds on chain, never by a ledger entry alone",
@@ -213,7 +205,7 @@ def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, 
 def _active_wallet(user, *, whose: str) -> Wallet:
     wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
     if wallet is None:
-        raise BalanceError("WALLET_NOT_FOUND", f"The {whose} has no active wallet yet")
+        raise ServiceError("WALLET_NOT_FOUND", f"The {whose} has no active wallet yet")
     return wallet
 
 
@@ -247,9 +239,9 @@ def balance_release(
             existing.save()
     release = withdrawal_submit(withdrawal=existing)
     if release.status == Withdrawal.Status.FAILED:
-        raise BalanceError("STELLAR_NETWORK_ERROR", release.failure_reason or "The release payment failed")
+        raise ServiceError("STELLAR_NETWORK_ERROR", release.failure_reason or "The release payment failed")
     if release.status != Withdrawal.Status.COMPLETED:
-        raise BalanceError(
+        raise ServiceError(
             "PROVIDER_TIMEOUT",
             "The release is submitted and waiting for the Stellar network; retry "
             "this request with the same Idempotency-Key to see it settle",
@@ -281,9 +273,9 @@ def sandbox_mint(wallet: Wallet, amount: int) -> str:
             timeout=settings.HORIZON_TIMEOUT_SECONDS,
         )
     except requests.RequestException as exc:
-        raise BalanceError("PROVIDER_UNAVAILABLE", "The sandbox chain is unreachable") from exc
+        raise ServiceError("PROVIDER_UNAVAILABLE", "The sandbox chain is unreachable") from exc
     if response.status_code != 200:
-        raise BalanceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
+        raise ServiceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
     return response.json()["hash"]
 
 
@@ -301,7 +293,7 @@ def balance_adjust(
     """Support credit or debit, with a reason, audited. On the sandbox chain it also mints or
     burns USDC in the user's wallet, so that chain and ledger stay equal."""
     if not reason.strip():
-        raise BalanceError("VALIDATION_ERROR", "A reason is required for a manual adjustment", field="description")
+        raise ServiceError("VALIDATION_ERROR", "A reason is required for a manual adjustment", field="description")
     adjustments = ledger_account(kind=Kind.ADJUSTMENTS)
     available, _ = user_accounts(user)
     key_suffix = idempotency_key or timezone.now().isoformat()
@@ -407,7 +399,7 @@ def _burn(*, user, wallet: Wallet, amount: int, principal_id: str, idempotency_k
                 raise _insufficient(amount, exc.available) from None
     burn = withdrawal_submit(withdrawal=burn)
     if burn.status != Withdrawal.Status.COMPLETED:
-        raise BalanceError(
+        raise ServiceError(
             "PROVIDER_TIMEOUT" if burn.status == Withdrawal.Status.PENDING else "STELLAR_NETWORK_ERROR",
             burn.failure_reason or "The debit could not be settled on chain",
         )

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
-from offerhub.api.errors import ApiError
+from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops
 from offerhub.timefmt import iso_timestamp
 from payments.balances import balance_snapshot
@@ -21,7 +21,7 @@ def api_users(*, principal) -> QuerySet:
 def api_user_get(*, principal, public_id: str):
     user = api_users(principal=principal).filter(public_id=public_id).first()
     if user is None:
-        raise ApiError("USER_NOT_FOUND", f"User {public_id} not found", details={"userId": public_id})
+        raise ServiceError("USER_NOT_FOUND", f"User {public_id} not found", details={"userId": public_id})
     return user
 
 

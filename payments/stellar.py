@@ -21,18 +21,13 @@ from stellar_sdk.exceptions import (
     ConnectionError as StellarConnectionError,
 )
 
+from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT
 
 
-@dataclass
-class StellarError(Exception):
-    """A Horizon call that did not give an answer we can act on."""
-
-    code: str  # PROVIDER_TIMEOUT | PROVIDER_UNAVAILABLE | PROVIDER_ERROR | PROVIDER_RATE_LIMITED
-    message: str
-
-    def __str__(self):
-        return f"{self.code}: {self.message}"
+class StellarError(ServiceError):
+    """A Horizon call that did not give an answer we can act on: PROVIDER_TIMEOUT,
+    PROVIDER_UNAVAILABLE, PROVIDER_ERROR or PROVIDER_RATE_LIMITED."""
 
 
 @dataclass

@@ -8,16 +8,17 @@ from django.db.models import Q, Sum
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.money import money_dollars
-from payments.balances import BalanceError, balance_snapshot, sandbox_mint
+from payments.balances import balance_snapshot, sandbox_mint
 from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, WithdrawalForm
 from payments.ledger import user_accounts
 from payments.models import JournalEntry, Wallet, Withdrawal
 from payments.stellar import StellarError
 from payments.wallets import wallet_ensure
-from payments.withdrawals import WithdrawalError, withdrawal_create_crypto
+from payments.withdrawals import withdrawal_create_crypto
 
 HISTORY_LABELS = {
     "deposit": "Funds added",
@@ -115,11 +116,11 @@ def wallet_page(request):
                     actor_type=AuditLog.ActorType.USER,
                     actor_id=user.public_id,
                 )
-            except WithdrawalError as error:
+            except StellarError:  # before ServiceError, of which it is one
+                form.add_error(None, "We could not reach the payment network. Nothing was withdrawn; try again.")
+            except ServiceError as error:
                 field = {"destinationRef": "destination", "amount": "amount", "memo": "memo"}.get(error.field)
                 form.add_error(field, error.message)
-            except StellarError:
-                form.add_error(None, "We could not reach the payment network. Nothing was withdrawn; try again.")
             else:
                 if withdrawal.status == withdrawal.Status.COMPLETED:
                     messages.success(request, f"${form.cleaned_data['amount']:,.2f} was sent to the destination.")
@@ -144,7 +145,7 @@ def simulate_deposit(request):
         try:
             sandbox_mint(wallet, int(form.cleaned_data["amount"] * 10_000_000))
             deposits_sync()
-        except (BalanceError, StellarError):
+        except (ServiceError, StellarError):
             messages.error(request, "The sandbox could not simulate the deposit right now; try again.")
         else:
             messages.success(request, f"Simulated a deposit of ${form.cleaned_data['amount']}.")

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from stellar_sdk import StrKey, TransactionBuilder
 
+from offerhub.errors import ServiceError
 from offerhub.locks import LockTimeout, advisory_lock
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
@@ -57,15 +58,6 @@ FAILURE_REASONS = {
 }
 
 
-class WithdrawalError(Exception):
-    def __init__(self, code: str, message: str, *, field: str = "", details: dict | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.details = details or {}
-
-
 def payment_for_request(*, principal_id: str, idempotency_key: str) -> Withdrawal | None:
     """The payment an earlier try of this same API request already created, if any."""
     if not idempotency_key:
@@ -80,25 +72,25 @@ def withdrawal_limits() -> tuple[Decimal, Decimal]:
 
 def _destination_check(*, user, destination: str) -> None:
     if not StrKey.is_valid_ed25519_public_key(destination):
-        raise WithdrawalError(
+        raise ServiceError(
             "WITHDRAWAL_DESTINATION_INVALID",
             "The destination is not a valid Stellar address (56 characters starting with G).",
             field="destinationRef",
         )
     own = Wallet.objects.filter(user=user).values_list("public_key", flat=True).first()
     if destination == own:
-        raise WithdrawalError(
+        raise ServiceError(
             "WITHDRAWAL_DESTINATION_INVALID", "The destination is this account's own wallet.", field="destinationRef"
         )
     account = account_load(destination)
     if account is None:
-        raise WithdrawalError(
+        raise ServiceError(
             "WITHDRAWAL_DESTINATION_INVALID",
             "The destination account does not exist on the Stellar network.",
             field="destinationRef",
         )
     if usdc_balance(account) is None:
-        raise WithdrawalError(
+        raise ServiceError(
             "WITHDRAWAL_DESTINATION_INVALID",
             "The destination account does not accept USDC (it has no USDC trustline).",
             field="destinationRef",
@@ -123,17 +115,17 @@ def withdrawal_create_crypto(
         return existing
     minimum, maximum = withdrawal_limits()
     if not minimum <= amount <= maximum:
-        raise WithdrawalError(
+        raise ServiceError(
             "INVALID_AMOUNT",
             f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.",
             field="amount",
             details={"min": str(minimum), "max": str(maximum)},
         )
     if len(memo.encode()) > 28:
-        raise WithdrawalError("VALIDATION_ERROR", "The memo is at most 28 bytes.", field="memo")
+        raise ServiceError("VALIDATION_ERROR", "The memo is at most 28 bytes.", field="memo")
     wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
     if wallet is None:
-        raise WithdrawalError("WALLET_NOT_FOUND", "This account has no active wallet yet.")
+        raise ServiceError("WALLET_NOT_FOUND", "This account has no active wallet yet.")
     _destination_check(user=user, destination=destination)
     stroops = money_to_stroops(amount)
 
@@ -141,7 +133,7 @@ def withdrawal_create_crypto(
         available, held = user_accounts(user)
         locked = ledger_lock([available, held])[available.pk]
         if locked.balance < stroops:
-            raise WithdrawalError(
+            raise ServiceError(
                 "INSUFFICIENT_FUNDS",
                 f"Not enough funds: ${money_from_stroops(locked.balance)} available.",
                 field="amount",
@@ -160,7 +152,7 @@ def withdrawal_create_crypto(
         try:
             hold_reserve(user=user, reference=withdrawal.hold_reference, amount=stroops)
         except InsufficientFunds as exc:  # unreachable under the lock above; kept as a guard
-            raise WithdrawalError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
+            raise ServiceError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
         _record(withdrawal, "withdrawal.created", actor_type, actor_id)
         _publish(withdrawal, "withdrawal.created", currency="USD", destinationType="crypto", destinationRef=destination)
     return withdrawal_submit(withdrawal=withdrawal)

@@ -8,7 +8,7 @@ import jwt
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 
-from offerhub.api.errors import ApiError
+from offerhub.errors import ServiceError
 from offerhub.models import ApiKey
 from offerhub.services import api_key_parse, api_key_secret_matches, api_key_touch
 
@@ -37,8 +37,8 @@ class Principal:
         return "*" in self.scopes or scope in self.scopes
 
 
-def _invalid_key() -> ApiError:
-    return ApiError("INVALID_API_KEY", "Invalid API key")
+def _invalid_key() -> ServiceError:
+    return ServiceError("INVALID_API_KEY", "Invalid API key")
 
 
 def scopes_intersect(first: frozenset[str], second: frozenset[str]) -> frozenset[str]:
@@ -100,7 +100,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         raw = raw.strip()
         if scheme.lower() != "bearer" or not raw:
-            raise ApiError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
+            raise ServiceError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
         principal = principal_from_bearer(raw)
         return principal, principal
 

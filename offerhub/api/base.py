@@ -13,7 +13,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
-from offerhub.api.errors import ApiError, as_api_error, error_response
+from offerhub.api.errors import as_api_error, error_response
 from offerhub.api.idempotency import (
     MUTATING_METHODS,
     RETENTION_DEFAULT,
@@ -24,6 +24,7 @@ from offerhub.api.idempotency import (
 from offerhub.api.permissions import ANY_SCOPE
 from offerhub.api.ratelimit import RateLimitState, client_ip, rate_limit_hit
 from offerhub.correlation import idempotency_key_var
+from offerhub.errors import ServiceError
 
 __all__ = ["ANY_SCOPE", "ApiView", "JsonOnlyNegotiation", "PublicApiView"]
 
@@ -69,8 +70,8 @@ class ApiView(APIView):
         return f"key:{principal.key_id}" if principal is not None else f"ip:{client_ip(request)}"
 
     @staticmethod
-    def _rate_limited(state: RateLimitState) -> ApiError:
-        return ApiError(
+    def _rate_limited(state: RateLimitState) -> ServiceError:
+        return ServiceError(
             "RATE_LIMITED",
             "Too many requests; retry after the window resets",
             details={"limit": state.limit, "windowSeconds": state.window, "retryAfter": state.retry_after},

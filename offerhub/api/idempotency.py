@@ -18,7 +18,8 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
-from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.errors import validation_error
+from offerhub.errors import ServiceError
 from offerhub.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -121,16 +122,16 @@ def idempotency_start(*, request, principal_id: str, retention: timedelta | None
     raise _in_progress(key)
 
 
-def _reused(key: str) -> ApiError:
-    return ApiError(
+def _reused(key: str) -> ServiceError:
+    return ServiceError(
         "IDEMPOTENCY_KEY_REUSED",
         "This Idempotency-Key was already used for a different request",
         details={"idempotency_key": key},
     )
 
 
-def _in_progress(key: str) -> ApiError:
-    return ApiError(
+def _in_progress(key: str) -> ServiceError:
+    return ServiceError(
         "IDEMPOTENCY_KEY_IN_PROGRESS",
         "A request with this Idempotency-Key is still being processed; retry later",
         details={"idempotency_key": key},

@@ -2,7 +2,8 @@
 
 from decimal import Decimal
 
-from offerhub.api.errors import ApiError, validation_error
+from offerhub.api.errors import validation_error
+from offerhub.errors import ServiceError
 from offerhub.money import MoneyFormatError, money_parse
 
 
@@ -15,13 +16,13 @@ def parse_amount(data: dict, field: str = "amount", *, code: str = "VALIDATION_E
     except MoneyFormatError as exc:
         if code == "VALIDATION_ERROR":
             raise validation_error([(field, str(exc))]) from None
-        raise ApiError(code, f"{field} {exc}", details={"field": field}) from None
+        raise ServiceError(code, f"{field} {exc}", details={"field": field}) from None
 
 
 def parse_currency(data: dict) -> str:
     currency = data.get("currency", "USD")
     if currency != "USD":
-        raise ApiError("INVALID_CURRENCY", "Only USD is supported", details={"field": "currency"})
+        raise ServiceError("INVALID_CURRENCY", "Only USD is supported", details={"field": "currency"})
     return currency
 
 

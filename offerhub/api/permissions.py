@@ -2,7 +2,7 @@
 
 from rest_framework.permissions import BasePermission
 
-from offerhub.api.errors import ApiError
+from offerhub.errors import ServiceError
 
 ANY_SCOPE = "any"
 
@@ -14,10 +14,10 @@ class HasRequiredScope(BasePermission):
             return True
         principal = request.auth
         if principal is None:
-            raise ApiError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
+            raise ServiceError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
         if required == ANY_SCOPE or principal.has_scope(required):
             return True
-        raise ApiError(
+        raise ServiceError(
             "INSUFFICIENT_SCOPE",
             f"This API key lacks the '{required}' scope",
             details={"required_scope": required, "current_scopes": sorted(principal.scopes)},

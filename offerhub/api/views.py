@@ -8,9 +8,9 @@ from django.http import HttpResponse
 from offerhub.api.authentication import api_token_mint, scopes_intersect
 from offerhub.api.base import ANY_SCOPE, ApiView, PublicApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.errors import ApiError
 from offerhub.api.pagination import paginate
 from offerhub.api.serializers import ApiKeyCreateInput, TokenMintInput
+from offerhub.errors import ServiceError
 from offerhub.health import UNHEALTHY, health_report
 from offerhub.models import ApiKey, AuditLog
 from offerhub.money import money_format, money_parse
@@ -82,7 +82,7 @@ class ApiKeyListCreateView(ApiView):
         known_requested = {scope for scope in scopes if scope in ("read", "write", "support", "*")}
         lacking = sorted(scope for scope in known_requested if not principal.has_scope(scope))
         if lacking:
-            raise ApiError(
+            raise ServiceError(
                 "INSUFFICIENT_SCOPE",
                 "An API key cannot grant scopes it does not hold",
                 details={"required_scope": lacking[0], "current_scopes": sorted(principal.scopes)},
@@ -100,7 +100,7 @@ class ApiKeyRevokeView(ApiView):
     def delete(self, request, key_id):
         api_key = _visible_keys(request.auth).filter(pk=key_id).first()
         if api_key is None:
-            raise ApiError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
+            raise ServiceError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
         api_key = api_key_revoke(api_key=api_key, **_actor(request))
         return api_response({"id": api_key.id, "status": "revoked", "revokedAt": iso_timestamp(api_key.revoked_at)})
 
@@ -113,16 +113,16 @@ class ApiTokenMintView(ApiView):
         data.is_valid(raise_exception=True)
         principal = request.auth
         if principal.via_token:
-            raise ApiError(
+            raise ServiceError(
                 "INSUFFICIENT_SCOPE",
                 "Tokens cannot mint tokens; use the API key itself",
                 details={"required_scope": "write", "current_scopes": sorted(principal.scopes)},
             )
         api_key = _visible_keys(principal).filter(pk=key_id, revoked_at__isnull=True).first()
         if api_key is None:
-            raise ApiError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
+            raise ServiceError("API_KEY_NOT_FOUND", f"API key {key_id} not found")
         if api_key.id != principal.key_id and not principal.has_scope("support"):
-            raise ApiError(
+            raise ServiceError(
                 "INSUFFICIENT_SCOPE",
                 "Minting a token for another key requires the 'support' scope",
                 details={"required_scope": "support", "current_scopes": sorted(principal.scopes)},
@@ -163,6 +163,6 @@ class NotFoundView(PublicApiView):
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def _not_found(self, request, *args, **kwargs) -> HttpResponse:
-        raise ApiError("NOT_FOUND", f"No route for {request.method} {request.path}")
+        raise ServiceError("NOT_FOUND", f"No route for {request.method} {request.path}")
 
     get = post = put = patch = delete = head = options = _not_found

@@ -11,7 +11,6 @@ from marketplace.models import Order, OrderMilestone
 from marketplace.orders import (
     SYSTEM,
     OrderActor,
-    OrderError,
     order_cancel,
     order_checkout,
     order_create,
@@ -26,6 +25,7 @@ from marketplace.orders import (
     orders_release_inspected,
     seller_net,
 )
+from offerhub.errors import ServiceError
 from payments.ledger import user_accounts
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain
 from tests.factories import ListingFactory
@@ -49,13 +49,13 @@ def test_checkout_runs_to_in_progress_then_delivery_and_approval_pay_the_seller(
     escrow = Escrow.objects.get(engagement_id=order.public_id)
     ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)
 
-    with pytest.raises(OrderError) as refused:
+    with pytest.raises(ServiceError) as refused:
         order_milestone_complete(order=order, ref=None, actor=OrderActor.for_user(buyer))
     assert refused.value.code == "FORBIDDEN"  # a buyer cannot mark delivered
     order_milestone_complete(order=order, ref=None, actor=OrderActor.for_user(seller), evidence_text="Done")
     order.refresh_from_db()
     assert order.delivered_at is not None
-    with pytest.raises(OrderError) as refused:
+    with pytest.raises(ServiceError) as refused:
         order_release(order=order, actor=OrderActor.for_user(seller))
     assert refused.value.code == "FORBIDDEN"  # a seller cannot release
 
@@ -98,7 +98,7 @@ def test_the_api_flow_step_by_step_and_a_seller_refund(chain, funded_user, trust
     order_escrow_fund(order=order, actor=SYSTEM)
     order.refresh_from_db()
     assert order.status == Order.Status.IN_PROGRESS
-    with pytest.raises(OrderError) as again:
+    with pytest.raises(ServiceError) as again:
         order_escrow_fund(order=order, actor=SYSTEM)
     assert again.value.code == "ESCROW_ALREADY_FUNDED"
     order_refund(order=order, actor=OrderActor.for_user(seller), reason="Cannot deliver")
@@ -112,7 +112,7 @@ def test_the_api_flow_step_by_step_and_a_seller_refund(chain, funded_user, trust
 def test_insufficient_balance_is_a_clear_error_and_holds_nothing(chain, funded_user, trustless_work):
     buyer, seller = funded_user("5.00"), funded_user("0")
     listing = listing_of(seller, 2_000)
-    with pytest.raises(OrderError) as short:
+    with pytest.raises(ServiceError) as short:
         order_checkout(buyer=buyer, listing=listing, checkout_token="tok-poor")
     assert short.value.code == "INSUFFICIENT_FUNDS"
     assert not Order.objects.exists()
@@ -139,7 +139,7 @@ def test_a_dispute_freezes_the_escrow_on_chain(chain, funded_user, trustless_wor
     assert order.status == Order.Status.DISPUTED and escrow.status == Escrow.Status.DISPUTED
     (on_chain,) = trustless_work.get_escrows([escrow.contract_id])
     assert on_chain["flags"]["disputed"] is True
-    with pytest.raises(OrderError) as frozen:
+    with pytest.raises(ServiceError) as frozen:
         order_release(order=order, actor=OrderActor.for_user(buyer))
     assert frozen.value.code == "DISPUTE_ALREADY_OPEN"
 

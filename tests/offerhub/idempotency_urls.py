@@ -6,7 +6,7 @@ from django.urls import include, path
 
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_response
-from offerhub.api.errors import ApiError
+from offerhub.errors import ServiceError
 from offerhub.services import audit_record
 
 
@@ -33,7 +33,7 @@ class FailingEffectView(ApiView):
         audit_record(action="test.effect", resource_type="Test", resource_id="fail", actor_type="SYSTEM", actor_id="t")
         if request.data.get("mode") == "crash":
             raise RuntimeError("provider exploded")
-        raise ApiError("INSUFFICIENT_FUNDS", "Not enough", details={"requested": "5.00"})
+        raise ServiceError("INSUFFICIENT_FUNDS", "Not enough", details={"requested": "5.00"})
 
 
 urlpatterns = [

@@ -6,11 +6,12 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from offerhub.errors import ServiceError
 from offerhub.models import Event
 from payments.ledger import user_accounts
 from payments.models import Hold, Withdrawal
 from payments.tasks import withdrawals_resolve_pending
-from payments.withdrawals import WithdrawalError, withdrawal_create_crypto
+from payments.withdrawals import withdrawal_create_crypto
 from sandbox.models import SandboxFault, SandboxPayment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +61,7 @@ def test_withdrawal_pays_the_address_and_posts_the_hold(chain, funded_user):
 )
 def test_bad_destinations_fail_cleanly(chain, funded_user, destination, message):
     user = funded_user("50.00")
-    with pytest.raises(WithdrawalError) as error:
+    with pytest.raises(ServiceError) as error:
         withdraw(user, destination)
     assert error.value.code == "WITHDRAWAL_DESTINATION_INVALID"
     assert message in error.value.message and error.value.field == "destinationRef"
@@ -71,7 +72,7 @@ def test_bad_destinations_fail_cleanly(chain, funded_user, destination, message)
 def test_address_without_usdc_trustline_fails_cleanly(chain, funded_user):
     user = funded_user("50.00")
     no_trust = chain.outside_account(trustline=False)
-    with pytest.raises(WithdrawalError) as error:
+    with pytest.raises(ServiceError) as error:
         withdraw(user, no_trust.public_key)
     assert "no USDC trustline" in error.value.message
     assert balances(user) == (500_000_000, 0)
@@ -81,10 +82,10 @@ def test_address_without_usdc_trustline_fails_cleanly(chain, funded_user):
 def test_limits_and_balance_are_checked_before_anything_moves(chain, funded_user):
     user = funded_user("15.00")
     outside = chain.outside_account()
-    with pytest.raises(WithdrawalError) as error:
+    with pytest.raises(ServiceError) as error:
         withdraw(user, outside.public_key, "5.00")
     assert error.value.code == "INVALID_AMOUNT" and error.value.details == {"min": "10.00", "max": "5000.00"}
-    with pytest.raises(WithdrawalError) as error:
+    with pytest.raises(ServiceError) as error:
         withdraw(user, outside.public_key, "15.01")
     assert error.value.code == "INSUFFICIENT_FUNDS" and error.value.details["available"] == "15.00"
     assert balances(user) == (150_000_000, 0)
@@ -171,7 +172,7 @@ def test_twenty_concurrent_withdrawals_never_overdraw(chain, funded_user):
         try:
             barrier.wait()
             outcomes.append(withdraw(user, outside.public_key, "20.00").status)
-        except WithdrawalError as error:
+        except ServiceError as error:
             outcomes.append(error.code)
         finally:
             connection.close()
