@@ -3,8 +3,12 @@
 import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-MONEY_PATTERN = re.compile(r"^\d+\.\d{2}$")
+# ASCII digits only (fullwidth or Arabic-Indic digits are not money) and no trailing newline (fullmatch, not `$`).
+MONEY_PATTERN = re.compile(r"[0-9]{1,15}\.[0-9]{2}")
 CENT = Decimal("0.01")
+# The largest amount anything may name: far below int64 stroops (922,337,203,685.4775807), so
+# no sum of balances and amounts can overflow a ledger column or a Stellar amount.
+MONEY_MAX = Decimal("1000000000.00")
 
 
 class MoneyFormatError(ValueError):
@@ -13,11 +17,13 @@ class MoneyFormatError(ValueError):
 
 def money_parse(value, *, allow_zero: bool = False) -> Decimal:
     """Parse an API money string such as "100.00"; reject numbers, signs and other precisions."""
-    if not isinstance(value, str) or not MONEY_PATTERN.match(value):
+    if not isinstance(value, str) or not MONEY_PATTERN.fullmatch(value):
         raise MoneyFormatError('must be a string with exactly two decimals, such as "100.00"')
     amount = Decimal(value)
     if amount == 0 and not allow_zero:
         raise MoneyFormatError("must be greater than 0.00")
+    if amount > MONEY_MAX:
+        raise MoneyFormatError(f"must be at most {MONEY_MAX}")
     return amount
 
 

@@ -175,6 +175,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's assets, served from our static files
     "django_htmx",
     "channels",
     "offerhub.apps.OfferHubConfig",
@@ -352,7 +355,26 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "offerhub.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "offerhub.api.schema.OfferHubAutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+# GET /api/v1/openapi.json and the Swagger UI at /api/v1/docs/ (docs/api.md).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OfferHub API",
+    "DESCRIPTION": "Payments orchestrator: users, balances, orders in Trustless Work escrow, withdrawals. "
+    "Conventions (envelope, errors, idempotency, pagination) as in API.md §1.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "PREPROCESSING_HOOKS": ["offerhub.api.schema.schema_paths_only_api"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {},
 }
 
 OFFERHUB_MASTER_KEY = env.str("OFFERHUB_MASTER_KEY", default="")

@@ -8,12 +8,15 @@ the stored idempotent response committing in one transaction.
 from contextlib import nullcontext
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from rest_framework import exceptions as drf_exceptions
-from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
-from offerhub.api.errors import as_api_error, error_response
+from offerhub.api.errors import as_api_error, error_response, validation_error
 from offerhub.api.idempotency import (
     MUTATING_METHODS,
     RETENTION_DEFAULT,
@@ -26,17 +29,49 @@ from offerhub.api.ratelimit import RateLimitState, client_ip, rate_limit_hit
 from offerhub.correlation import idempotency_key_var
 from offerhub.errors import ServiceError
 
-__all__ = ["ANY_SCOPE", "ApiView", "JsonOnlyNegotiation", "PublicApiView"]
+__all__ = ["ANY_SCOPE", "ApiView", "JsonNegotiation", "PublicApiView", "StrictJSONParser"]
 
 
-class JsonOnlyNegotiation(BaseContentNegotiation):
-    """The API speaks JSON whatever the client's Accept header asks for."""
-
-    def select_parser(self, request, parsers):
-        return parsers[0]
+class JsonNegotiation(DefaultContentNegotiation):
+    """Bodies must be JSON (415 otherwise); answers are JSON whatever the Accept header asks for."""
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+class StrictJSONParser(JSONParser):
+    """JSON with a bounded size and depth: a deep body would otherwise reach Python's recursion
+    limit while it is parsed or fingerprinted, and a large one exhaust a worker."""
+
+    MAX_DEPTH = 32
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        length = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if length and length.isdigit() and int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise drf_exceptions.ParseError(f"JSON nested deeper than {self.MAX_DEPTH} levels") from None
+        if _depth(data) > self.MAX_DEPTH:
+            raise drf_exceptions.ParseError(f"JSON nested deeper than {self.MAX_DEPTH} levels")
+        return data
+
+
+def _depth(value) -> int:
+    """Nesting depth of parsed JSON, iteratively (no recursion to exhaust)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _unprintable(value: str) -> bool:
+    return any(ord(char) < 32 for char in value)
 
 
 class ApiView(APIView):
@@ -50,13 +85,32 @@ class ApiView(APIView):
     # before it is submitted), so they do not run inside one transaction; they dedupe
     # retries on the Idempotency-Key themselves.
     atomic_handler = True
-    content_negotiation_class = JsonOnlyNegotiation
+    content_negotiation_class = JsonNegotiation
+    parser_classes = [StrictJSONParser]
 
     def initial(self, request, *args, **kwargs):
         # The route exists (URL resolution got here); the method must too, before auth.
         if request.method.lower() not in self.http_method_names or not hasattr(self, request.method.lower()):
             raise drf_exceptions.MethodNotAllowed(request.method)
         super().initial(request, *args, **kwargs)
+        self.check_path_and_query(kwargs, request.query_params)
+
+    @staticmethod
+    def check_path_and_query(kwargs: dict, query) -> None:
+        """Ids in the path and every query value are bounded and printable (NUL would reach the
+        database as an error); the endpoints' own serializers check their meaning."""
+        problems = [
+            (name, "must be at most 255 printable characters")
+            for name, value in kwargs.items()
+            if isinstance(value, str) and (len(value) > 255 or _unprintable(value))
+        ]
+        problems += [
+            (name, "must be at most 1000 printable characters")
+            for name, values in query.lists()
+            if len(name) > 100 or _unprintable(name) or any(len(v) > 1000 or _unprintable(v) for v in values)
+        ]
+        if problems:
+            raise validation_error(problems)
 
     def check_throttles(self, request):
         self.rate_limit_state = rate_limit_hit(bucket=self._bucket(request))

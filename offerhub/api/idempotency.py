@@ -48,8 +48,8 @@ def request_fingerprint(*, method: str, path: str, query: str, body: bytes) -> s
     try:
         parsed = json.loads(body) if body.strip() else {}
         canonical = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    except (ValueError, UnicodeDecodeError):
-        canonical = body  # malformed JSON still fingerprints; the handler answers 400
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        canonical = body  # malformed or absurdly nested JSON still fingerprints; the handler answers 400
     digest = hashlib.sha256()
     for part in (method.upper().encode(), path.encode(), query.encode(), canonical):
         digest.update(len(part).to_bytes(8, "big"))

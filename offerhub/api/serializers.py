@@ -1,6 +1,20 @@
-"""Input serializers. Unknown body fields are rejected, as API.md §1.1 requires."""
+"""Input and output serializers shared by every API module, and the fields they are built from.
 
+Every endpoint's body and query go through a serializer: strings are bounded and free of NUL
+(DRF's CharField refuses NUL and surrogates), money is a two-decimal ASCII string, ids are
+id-shaped, and unknown body fields are refused (API.md §1.1) unless listed in `Meta.aliases`.
+"""
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from offerhub.money import MONEY_MAX, MoneyFormatError, money_parse
+
+# Free text (reasons, descriptions, evidence) is bounded so that nothing downstream
+# (audit redaction, e-mails, the database) ever handles an unbounded string.
+TEXT_MAX = 2000
+SHORT_TEXT_MAX = 255
+ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 
 
 class StrictSerializer(serializers.Serializer):
@@ -20,6 +34,138 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
+class QuerySerializer(serializers.Serializer):
+    """Query parameters: unknown ones are ignored (clients add their own, e.g. cache busters)."""
+
+    limit = serializers.IntegerField(required=False, min_value=1, help_text="1-100 (larger values are clamped)")
+    cursor = serializers.RegexField(
+        ID_PATTERN, required=False, help_text="the `id` of the last item of the page before"
+    )
+
+    def to_internal_value(self, data):
+        # A QueryDict: the last value of each parameter, as Django's .get() gives.
+        return super().to_internal_value({key: data.get(key) for key in data} if hasattr(data, "getlist") else data)
+
+    def validate_limit(self, value: int) -> int:
+        return min(value, 100)
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^[0-9]{1,15}\.[0-9]{2}$", "example": "100.00", "maximum": str(MONEY_MAX)}
+)
+class MoneyField(serializers.Field):
+    """An API money string, "100.00": ASCII digits, exactly two decimals, > 0 unless `allow_zero`.
+
+    `error_code` gives the refusal its own API code (INVALID_AMOUNT_FORMAT on balance endpoints)."""
+
+    def __init__(self, *, allow_zero: bool = False, error_code: str = "invalid", **kwargs):
+        self.allow_zero = allow_zero
+        self.error_code = error_code
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            return money_parse(data, allow_zero=self.allow_zero)
+        except MoneyFormatError as exc:
+            raise serializers.ValidationError(str(exc), code=self.error_code) from None
+
+    def to_representation(self, value):
+        return value if isinstance(value, str) else f"{value:.2f}"
+
+
+@extend_schema_field({"type": "string", "enum": ["USD"], "default": "USD"})
+class CurrencyField(serializers.Field):
+    """Only "USD" (API.md §1.1); anything else is 400 INVALID_CURRENCY."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("default", "USD")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if data != "USD":
+            raise serializers.ValidationError("only USD is supported", code="INVALID_CURRENCY")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class PublicIdField(serializers.RegexField):
+    """An id as API.md §1.1 writes them (`usr_…`, `ord_…`); bounded, no NUL, no spaces."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        super().__init__(ID_PATTERN, **kwargs)
+        self.error_messages["invalid"] = "must be an id such as usr_… (letters, digits and _ only)"
+
+
+class TextField(serializers.CharField):
+    """Free text with a bound (TEXT_MAX unless given); blank allowed unless said otherwise."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", TEXT_MAX)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+class MetadataField(serializers.DictField):
+    """A small JSON object of the integrator's own (strings, numbers, booleans; no nesting)."""
+
+    MAX_KEYS = 50
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(child=serializers.JSONField(), **kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if len(value) > self.MAX_KEYS:
+            raise serializers.ValidationError(f"at most {self.MAX_KEYS} keys")
+        for key, item in value.items():
+            if len(key) > 100 or "\x00" in key:
+                raise serializers.ValidationError("keys are at most 100 characters, without NUL")
+            if isinstance(item, dict | list):
+                raise serializers.ValidationError(f"{key}: values are strings, numbers, booleans or null")
+            if isinstance(item, str) and (len(item) > 500 or "\x00" in item):
+                raise serializers.ValidationError(f"{key}: strings are at most 500 characters, without NUL")
+        return value
+
+
+# --- Outputs shared by many resources --------------------------------------------------------
+
+
+class TimestampField(serializers.CharField):
+    """ISO-8601 UTC with milliseconds and Z, as the API writes every timestamp."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)
+
+
+extend_schema_field({"type": "string", "format": "date-time", "example": "2026-01-12T10:00:00.000Z"})(TimestampField)
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(help_text="always has requestId; validation errors add fields[]")
+
+
+class ErrorEnvelopeSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+class MetaSerializer(serializers.Serializer):
+    requestId = serializers.CharField()
+    timestamp = TimestampField()
+
+
+# --- Platform endpoints --------------------------------------------------------------------------
+
+
 class ApiKeyCreateInput(StrictSerializer):
     name = serializers.CharField(min_length=1, max_length=100)
     scopes = serializers.ListField(
@@ -30,3 +176,22 @@ class ApiKeyCreateInput(StrictSerializer):
 
 class TokenMintInput(StrictSerializer):
     ttl_seconds = serializers.IntegerField(required=False, min_value=60, max_value=3600)
+
+
+__all__ = [
+    "ID_PATTERN",
+    "SHORT_TEXT_MAX",
+    "TEXT_MAX",
+    "ApiKeyCreateInput",
+    "CurrencyField",
+    "ErrorEnvelopeSerializer",
+    "MetaSerializer",
+    "MetadataField",
+    "MoneyField",
+    "PublicIdField",
+    "QuerySerializer",
+    "StrictSerializer",
+    "TextField",
+    "TimestampField",
+    "TokenMintInput",
+]

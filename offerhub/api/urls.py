@@ -22,6 +22,8 @@ urlpatterns = [
     route("auth/me", views.MeView.as_view(), "me"),
     route("me", views.MeView.as_view(), "me-alias"),
     route("audit/logs", views.AuditLogListView.as_view(), "audit-logs"),
+    route(r"openapi\.json", views.OpenApiSchemaView.as_view(), "openapi"),
+    route("docs", views.ApiDocsView.as_view(url_name="api:openapi"), "docs"),
     # Must stay last: unknown paths answer the NOT_FOUND envelope instead of an HTML 404.
     re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
 ]

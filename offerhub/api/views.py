@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpResponse
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
 
 from offerhub.api.authentication import api_token_mint, scopes_intersect
 from offerhub.api.base import ANY_SCOPE, ApiView, PublicApiView
@@ -166,3 +167,15 @@ class NotFoundView(PublicApiView):
         raise ServiceError("NOT_FOUND", f"No route for {request.method} {request.path}")
 
     get = post = put = patch = delete = head = options = _not_found
+
+
+class OpenApiSchemaView(SpectacularJSONAPIView):
+    """GET /openapi.json: the whole API described (public, like the original's /docs)."""
+
+    in_schema = False
+
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """GET /docs/: Swagger UI from vendored assets; its start-up script is a separate file (CSP)."""
+
+    in_schema = False
