@@ -6,7 +6,7 @@ from django.views.decorators.http import require_POST
 
 from disputes.services import dispute_open
 from marketplace.order_forms import DisputeForm
-from marketplace.order_views import _back, _participant, _refused
+from marketplace.order_views import _back, _form_refused, _participant, _refused
 from offerhub.errors import ServiceError
 
 
@@ -18,8 +18,7 @@ def order_dispute_view(request, public_id):
     order, actor = _participant(request, public_id)
     form = DisputeForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Please say what went wrong.")
-        return _back(order)
+        return _form_refused(request, order, "dispute", form, "Please say what went wrong.")
     details = form.cleaned_data["details"].strip()
     try:
         dispute_open(

@@ -201,10 +201,17 @@ class BaseMilestoneFormSet(forms.BaseFormSet):
         self.price = price
 
     def milestones(self) -> list[MilestoneSpec]:
+        """Every row the seller kept: the listing's own rows, changed or not, and the added rows they filled in.
+
+        Rows that came with the listing are kept unless ticked for removal: an unchanged row is a milestone
+        the seller wants to keep, not an empty one. Only a row added on the page and left blank is ignored.
+        """
         return [
             MilestoneSpec(title=form.cleaned_data["title"], amount=form.cleaned_data["amount"])
-            for form in self.forms
-            if form.has_changed() and not self._should_delete_form(form) and form.cleaned_data
+            for index, form in enumerate(self.forms)
+            if (index < self.initial_form_count() or form.has_changed())
+            and not self._should_delete_form(form)
+            and form.cleaned_data
         ]
 
     def clean(self):

@@ -134,6 +134,10 @@ class ReasonForm(forms.Form):
 
 class DisputeForm(forms.Form):
     reason = forms.ChoiceField(
-        choices=DisputeReason.choices, error_messages={"required": "Please say what went wrong."}
+        choices=DisputeReason.choices,
+        error_messages={
+            "required": "Please say what went wrong.",
+            "invalid_choice": "Please say what went wrong: choose one of the reasons in the list.",
+        },
     )
     details = forms.CharField(max_length=500, required=False)

@@ -332,14 +332,22 @@ def _actions(order: Order, user, milestones: list[OrderMilestone]) -> dict:
     return actions
 
 
-def _deliver_forms(actions: dict) -> list[tuple[OrderMilestone | None, DeliverForm]]:
-    """One delivery form for the order, or one per milestone still to deliver (ids kept unique)."""
+def _deliver_forms(actions: dict, posted: DeliverForm | None = None) -> list[tuple[OrderMilestone | None, DeliverForm]]:
+    """One delivery form for the order, or one per milestone still to deliver (ids kept unique);
+    a refused `posted` form takes the place of the one it was sent from, as the seller filled it in."""
+
+    def form(milestone: OrderMilestone | None, auto_id: str) -> DeliverForm:
+        ref = milestone.ref if milestone else ""
+        if posted is not None and posted.data.get("milestone", "") == ref:
+            posted.auto_id = auto_id
+            return posted
+        if milestone is None:
+            return DeliverForm(auto_id=auto_id, allow_file=False)
+        return DeliverForm(initial={"milestone": ref}, auto_id=auto_id)
+
     if actions.get("deliver"):
-        return [(None, DeliverForm(auto_id="deliver-%s", allow_file=False))]
-    return [
-        (m, DeliverForm(initial={"milestone": m.ref}, auto_id=f"deliver-{m.position}-%s"))
-        for m in actions.get("deliver_milestones", [])
-    ]
+        return [(None, form(None, "deliver-%s"))]
+    return [(m, form(m, f"deliver-{m.position}-%s")) for m in actions.get("deliver_milestones", [])]
 
 
 def _escrow_link(escrow: Escrow | None) -> str:
@@ -351,7 +359,10 @@ def _escrow_link(escrow: Escrow | None) -> str:
         return f"/escrow/{escrow.contract_id}/"
 
 
-def _order_context(request, order: Order) -> dict:
+def _order_context(request, order: Order, posted: dict | None = None) -> dict:
+    """What the order page shows; `posted` holds a refused form ("deliver", "refund" or "dispute")
+    to show again as it was filled in."""
+    posted = posted or {}
     escrow = _escrow_for(order)
     milestones = list(order.milestones.all())
     # Milestones whose payout was asked for and is on its way (the step runs in the background).
@@ -386,7 +397,9 @@ def _order_context(request, order: Order) -> dict:
         "delivery_evidence": delivery_evidence,
         "timeline": timeline,
         "actions": actions,
-        "deliver_forms": _deliver_forms(actions),
+        "deliver_forms": _deliver_forms(actions, posted.get("deliver")),
+        "refund_form": posted.get("refund") if actions.get("refund") else None,
+        "dispute_form": posted.get("dispute") if actions.get("dispute") else None,
         "dispute_reasons": DisputeReason.choices,
         "escrow_link": _escrow_link(escrow),
         "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
@@ -398,12 +411,15 @@ def _order_context(request, order: Order) -> dict:
     }
 
 
+def _order_page(request, order: Order, context: dict):
+    context["socket_path"] = f"/ws/orders/{order.public_id}/"
+    return render(request, "marketplace/order_detail.html", context)
+
+
 @login_required
 def order_detail(request, public_id):
     order = _order_for(request, public_id)
-    context = _order_context(request, order)
-    context["socket_path"] = f"/ws/orders/{order.public_id}/"
-    return render(request, "marketplace/order_detail.html", context)
+    return _order_page(request, order, _order_context(request, order))
 
 
 @login_required
@@ -459,6 +475,18 @@ def _refused(request, order: Order, error: ServiceError):
     return _back(order)
 
 
+def _form_refused(request, order: Order, name: str, form, problem: str = ""):
+    """The order page again with the refused form as the user filled it in, its errors in place, so
+    nothing typed is lost. When the order no longer offers that form (it moved on meanwhile), the
+    problem comes as a message on the order page instead."""
+    context = _order_context(request, order, {name: form})
+    shown = [form for _, form in context["deliver_forms"]] + [context["refund_form"], context["dispute_form"]]
+    if not any(candidate is form for candidate in shown):
+        messages.error(request, problem or " ".join(error for errors in form.errors.values() for error in errors))
+        return _back(order)
+    return _order_page(request, order, context)
+
+
 def _milestone(order: Order, ref: str) -> OrderMilestone:
     milestone = next((m for m in order.milestones.all() if m.ref == ref), None)
     if milestone is None:
@@ -474,9 +502,7 @@ def order_deliver(request, public_id):
         raise PermissionDenied("only the seller marks an order delivered")
     form = DeliverForm(request.POST, request.FILES, allow_file=bool(request.POST.get("milestone")))
     if not form.is_valid():
-        problems = [error for errors in form.errors.values() for error in errors]
-        messages.error(request, " ".join(problems))
-        return _back(order)
+        return _form_refused(request, order, "deliver", form)
     ref = form.cleaned_data["milestone"] or None
     if ref is not None:
         _milestone(order, ref)
@@ -530,8 +556,7 @@ def order_refund_view(request, public_id):
         raise PermissionDenied("only the seller refunds an order")
     form = ReasonForm(request.POST, required=True)
     if not form.is_valid():
-        messages.error(request, "Please say why you are refunding the order.")
-        return _back(order)
+        return _form_refused(request, order, "refund", form, "Please say why you are refunding the order.")
     try:
         order_refund(order=order, actor=actor, reason=form.cleaned_data["reason"])
     except ServiceError as error:

@@ -70,10 +70,11 @@
     return field.value !== field.defaultValue;
   }
 
-  // A form the user has started to fill in (or a section they opened) is not replaced under them.
+  // A form the user has started to fill in (or a section they opened, or a form shown again after an
+  // error with what they typed) is not replaced under them.
   function dirty(section) {
     if (!section) return false;
-    if (section.querySelector("details[open]")) return true;
+    if (section.querySelector("details[open], [data-kept-input]")) return true;
     var fields = section.querySelectorAll("input, textarea, select");
     for (var i = 0; i < fields.length; i++) {
       var field = fields[i];

@@ -294,6 +294,70 @@ def test_a_delivery_needs_something_to_show():
     assert "Describe what you delivered, or add a link or a file" in response.content.decode()
 
 
+# A refused form comes back as it was filled in, its problem by the field; nothing typed is lost.
+
+
+@pytest.mark.django_db
+def test_a_refused_delivery_keeps_what_the_seller_typed():
+    order = an_order(S.IN_PROGRESS)
+    response = logged_in(order.seller).post(
+        f"/orders/{order.public_id}/deliver/",
+        {"evidence_text": "The logo in three sizes & a style guide.", "evidence_link": "files at my drive"},
+    )
+    assert response.status_code == 200
+    assert response.context["deliver_forms"][0][1].errors["evidence_link"] == ["Enter a valid URL."]
+    page = response.content.decode()
+    assert ">\nThe logo in three sizes &amp; a style guide.</textarea>" in page
+    assert 'value="files at my drive"' in page and "Enter a valid URL." in page
+    assert Order.objects.get(pk=order.pk).delivered_at is None
+
+
+@pytest.mark.django_db
+def test_a_refused_milestone_delivery_keeps_the_text_in_that_milestone_form():
+    order = an_order(S.IN_PROGRESS, milestones=2)
+    response = logged_in(order.seller).post(
+        f"/orders/{order.public_id}/deliver/",
+        {
+            "milestone": "m2",
+            "evidence_text": "Final files attached.",
+            "evidence_file": SimpleUploadedFile("tool.exe", b"MZ\x90\x00"),
+        },
+    )
+    assert response.status_code == 200
+    first, second = (form for _, form in response.context["deliver_forms"])
+    assert not first.is_bound and second.is_bound
+    page = response.content.decode()
+    assert 'id="deliver-1-evidence_text"' in page and ">\nFinal files attached.</textarea>" in page
+    assert "“tool.exe” is not a file type we accept" in page
+    assert OrderMilestone.objects.get(order=order, ref="m2").status == OrderMilestone.Status.OPEN
+
+
+@pytest.mark.django_db
+def test_a_refused_dispute_keeps_the_details_and_a_refused_refund_says_why_in_place():
+    order = an_order(S.IN_PROGRESS)
+    response = logged_in(order.buyer).post(
+        f"/orders/{order.public_id}/dispute/", {"reason": "", "details": "No answer for two weeks."}
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert ">No answer for two weeks.</textarea>" in page and "Please say what went wrong." in page
+    assert '<details class="mb-2" open data-kept-input>' in page  # the section stays open
+    assert Order.objects.get(pk=order.pk).status == S.IN_PROGRESS
+
+    response = logged_in(order.seller).post(f"/orders/{order.public_id}/refund/", {"reason": "  "})
+    assert response.status_code == 200
+    assert "Please say why." in response.content.decode()
+    assert Order.objects.get(pk=order.pk).status == S.IN_PROGRESS
+
+
+@pytest.mark.django_db
+def test_a_form_the_order_no_longer_offers_falls_back_to_a_message():
+    order = an_order(S.CLOSED, outcome=Order.Outcome.RELEASED)
+    response = logged_in(order.buyer).post(f"/orders/{order.public_id}/dispute/", {"reason": ""}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/orders/{order.public_id}/"
+    assert "Please say what went wrong." in response.content.decode()
+
+
 # --- The whole road through the web, over the real escrow ---------------------------------------------
 
 
