@@ -1,5 +1,6 @@
 """Cursor pagination (API.md §1.6): newest first, the cursor is the last item's public id."""
 
+import re
 from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
@@ -7,6 +8,7 @@ from django.db.models import Q, QuerySet
 from offerhub.api.errors import validation_error
 
 DEFAULT_LIMIT = 20
+CURSOR_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")  # every id is prefix_ + letters and digits
 MAX_LIMIT = 100
 
 
@@ -35,6 +37,8 @@ def paginate(
     """Keyset pagination on (time_field, pk) descending, so deep pages cost what the first one does."""
     limit = parse_limit(params.get("limit"), default=default_limit)
     cursor = params.get("cursor") or None
+    if cursor is not None and not CURSOR_PATTERN.fullmatch(cursor):
+        raise validation_error([("cursor", "must be the id of the last item of a page")])
     queryset = queryset.order_by(f"-{time_field}", "-pk")
     if cursor:
         anchor = queryset.model._default_manager.filter(**{id_field: cursor}).values(time_field, "pk").first()

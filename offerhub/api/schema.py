@@ -11,7 +11,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 
 from offerhub.api.idempotency import MUTATING_METHODS
-from offerhub.api.serializers import ErrorEnvelopeSerializer, MetaSerializer
+from offerhub.api.serializers import ID_PATTERN, ErrorEnvelopeSerializer, MetaSerializer
 
 ERROR_STATUSES = {
     "400": "Invalid input: `VALIDATION_ERROR` with `details.fields`, or the field's own code",
@@ -59,6 +59,19 @@ class OfferHubAutoSchema(AutoSchema):
                     description="Retries with the same key and body replay the first answer (API.md §1.4)",
                 )
             )
+        if self.method == "GET" and self._is_list_view():
+            parameters += [
+                OpenApiParameter(
+                    "limit",
+                    {"type": "integer", "minimum": 1},
+                    description="1-100, default 20 (larger values are clamped)",
+                ),
+                OpenApiParameter(
+                    "cursor",
+                    {"type": "string", "pattern": ID_PATTERN},
+                    description="the id of the previous page's last item",
+                ),
+            ]
         return parameters
 
     def _get_response_bodies(self, direction="response"):

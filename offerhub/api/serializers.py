@@ -51,7 +51,12 @@ class QuerySerializer(serializers.Serializer):
 
 
 @extend_schema_field(
-    {"type": "string", "pattern": r"^[0-9]{1,15}\.[0-9]{2}$", "example": "100.00", "maximum": str(MONEY_MAX)}
+    {
+        "type": "string",
+        "pattern": r"^[0-9]{1,15}\.[0-9]{2}$",
+        "example": "100.00",
+        "description": f"dollars with exactly two decimals, at most {MONEY_MAX}",
+    }
 )
 class MoneyField(serializers.Field):
     """An API money string, "100.00": ASCII digits, exactly two decimals, > 0 unless `allow_zero`.
@@ -178,20 +183,83 @@ class TokenMintInput(StrictSerializer):
     ttl_seconds = serializers.IntegerField(required=False, min_value=60, max_value=3600)
 
 
-__all__ = [
-    "ID_PATTERN",
-    "SHORT_TEXT_MAX",
-    "TEXT_MAX",
-    "ApiKeyCreateInput",
-    "CurrencyField",
-    "ErrorEnvelopeSerializer",
-    "MetaSerializer",
-    "MetadataField",
-    "MoneyField",
-    "PublicIdField",
-    "QuerySerializer",
-    "StrictSerializer",
-    "TextField",
-    "TimestampField",
-    "TokenMintInput",
-]
+class ApiKeySerializer(serializers.Serializer):
+    id = serializers.CharField()
+    name = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.CharField())
+    marketplaceId = serializers.CharField(allow_null=True)
+    lastUsedAt = TimestampField(allow_null=True)
+    createdAt = TimestampField()
+    revokedAt = TimestampField(allow_null=True)
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="the full secret, shown once")
+    api_key = serializers.CharField(help_text="alias of key")
+    apiKey = serializers.CharField(help_text="alias of key")
+
+
+class ApiKeyRevokedSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["revoked"])
+    revokedAt = TimestampField()
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="ohk_tok_…")
+    expiresAt = TimestampField()
+
+
+class MeSerializer(serializers.Serializer):
+    apiKeyId = serializers.CharField()
+    apiKeyName = serializers.CharField()
+    scopes = serializers.ListField(child=serializers.CharField())
+    marketplaceId = serializers.CharField(required=False)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
+    version = serializers.CharField()
+    timestamp = TimestampField()
+
+
+class DependencySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
+    latency = serializers.FloatField(required=False, help_text="milliseconds")
+    mode = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class HealthDetailedSerializer(HealthSerializer):
+    dependencies = serializers.DictField(child=DependencySerializer())
+
+
+class LimitSerializer(serializers.Serializer):
+    min = MoneyField()
+    max = MoneyField()
+
+
+class ConfigSerializer(serializers.Serializer):
+    currencies = serializers.ListField(child=serializers.CharField())
+    limits = serializers.DictField(child=LimitSerializer())
+    features = serializers.DictField(child=serializers.BooleanField())
+    providers = serializers.DictField(child=serializers.CharField())
+    network = serializers.CharField()
+    sandbox = serializers.BooleanField()
+    version = serializers.CharField()
+
+
+class AuditLogSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    occurredAt = TimestampField()
+    action = serializers.CharField()
+    resourceType = serializers.CharField()
+    resourceId = serializers.CharField()
+    payloadBefore = serializers.JSONField(allow_null=True)
+    payloadAfter = serializers.JSONField(allow_null=True)
+    actorType = serializers.CharField()
+    actorId = serializers.CharField()
+    result = serializers.ChoiceField(choices=["SUCCESS", "FAILURE", "DISCREPANCY_FOUND"])
+    correlationId = serializers.CharField(allow_null=True)
+    userId = serializers.CharField(allow_null=True)
+    idempotencyKey = serializers.CharField(allow_null=True)

@@ -4,18 +4,33 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpResponse
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
 
 from offerhub.api.authentication import api_token_mint, scopes_intersect
 from offerhub.api.base import ANY_SCOPE, ApiView, PublicApiView
 from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.pagination import paginate
-from offerhub.api.serializers import ApiKeyCreateInput, TokenMintInput
+from offerhub.api.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateInput,
+    ApiKeyRevokedSerializer,
+    ApiKeySerializer,
+    AuditLogSerializer,
+    ConfigSerializer,
+    HealthDetailedSerializer,
+    HealthSerializer,
+    MeSerializer,
+    TokenMintInput,
+    TokenSerializer,
+)
 from offerhub.errors import ServiceError
+from offerhub.filters import AuditLogFilter
 from offerhub.health import UNHEALTHY, health_report
 from offerhub.models import ApiKey, AuditLog
 from offerhub.money import money_format, money_parse
-from offerhub.selectors import audit_log_filter
+from offerhub.selectors import audit_logs_visible
 from offerhub.services import api_key_create, api_key_revoke
 from offerhub.timefmt import iso_now, iso_timestamp
 
@@ -27,11 +42,17 @@ def _actor(request) -> dict:
 class HealthView(PublicApiView):
     """Liveness only: answers as long as the process serves requests."""
 
+    @extend_schema(responses=HealthSerializer, tags=["platform"], summary="Liveness")
     def get(self, request):
         return api_response({"status": "healthy", "version": settings.VERSION, "timestamp": iso_now()})
 
 
 class HealthDetailedView(PublicApiView):
+    @extend_schema(
+        responses={200: HealthDetailedSerializer, 503: HealthDetailedSerializer},
+        tags=["platform"],
+        summary="Dependencies (503 when the database is down)",
+    )
     def get(self, request):
         report = health_report()
         data = {"status": report["status"], "version": settings.VERSION, **report, "timestamp": iso_now()}
@@ -39,6 +60,7 @@ class HealthDetailedView(PublicApiView):
 
 
 class ConfigView(PublicApiView):
+    @extend_schema(responses=ConfigSerializer, tags=["platform"], summary="Limits, features and providers")
     def get(self, request):
         limits = {
             name: {bound: money_format(money_parse(value)) for bound, value in bounds.items()}
@@ -68,12 +90,16 @@ def _visible_keys(principal):
 class ApiKeyListCreateView(ApiView):
     required_scope = "support"
 
+    @extend_schema(responses=ApiKeySerializer(many=True), tags=["api keys"], summary="List API keys")
     def get(self, request):
         page = paginate(_visible_keys(request.auth), params=request.query_params, id_field="id")
         return api_list_response(
             [key.as_api() for key in page.items], has_more=page.has_more, next_cursor=page.next_cursor
         )
 
+    @extend_schema(
+        request=ApiKeyCreateInput, responses={201: ApiKeyCreatedSerializer}, tags=["api keys"], summary="Create"
+    )
     def post(self, request):
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -98,6 +124,7 @@ class ApiKeyListCreateView(ApiView):
 class ApiKeyRevokeView(ApiView):
     required_scope = "support"
 
+    @extend_schema(responses={200: ApiKeyRevokedSerializer}, tags=["api keys"], summary="Revoke")
     def delete(self, request, key_id):
         api_key = _visible_keys(request.auth).filter(pk=key_id).first()
         if api_key is None:
@@ -109,6 +136,7 @@ class ApiKeyRevokeView(ApiView):
 class ApiTokenMintView(ApiView):
     required_scope = "write"
 
+    @extend_schema(request=TokenMintInput, responses={201: TokenSerializer}, tags=["api keys"], summary="Mint a token")
     def post(self, request, key_id):
         data = TokenMintInput(data=request.data or {})
         data.is_valid(raise_exception=True)
@@ -139,6 +167,7 @@ class ApiTokenMintView(ApiView):
 class MeView(ApiView):
     required_scope = ANY_SCOPE
 
+    @extend_schema(responses=MeSerializer, tags=["api keys"], summary="The calling key")
     def get(self, request):
         principal = request.auth
         data = {"apiKeyId": principal.key_id, "apiKeyName": principal.name, "scopes": sorted(principal.scopes)}
@@ -149,9 +178,14 @@ class MeView(ApiView):
 
 class AuditLogListView(ApiView):
     required_scope = "support"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AuditLogFilter
+    queryset = AuditLog.objects.none()  # for the schema; the rows are the key's own below
 
+    @extend_schema(responses=AuditLogSerializer(many=True), tags=["audit"], summary="Audit log")
     def get(self, request):
-        rows = audit_log_filter(params=request.query_params, marketplace_id=request.auth.marketplace_id)
+        visible = audit_logs_visible(marketplace_id=request.auth.marketplace_id)
+        rows = DjangoFilterBackend().filter_queryset(request, visible, self)
         page = paginate(rows, params=request.query_params, id_field="public_id", time_field="occurred_at")
         return api_list_response(
             [row.as_api() for row in page.items], has_more=page.has_more, next_cursor=page.next_cursor
