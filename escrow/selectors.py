@@ -2,8 +2,14 @@
 
 The contract itself is read from Trustless Work (`validateOnChain=true`), so any contract
 id works, ours or not. When the contract is one of ours (`Escrow.contract_id`), our
-records add the participants' names, our status and the on-chain timeline (the confirmed
-`EscrowStep` rows with their transaction hashes). Everything else comes from the chain.
+records add our status and the on-chain timeline (the confirmed `EscrowStep` rows with
+their transaction hashes). Everything else comes from the chain.
+
+What is private stays with the order's side: the participants' names and the delivery
+evidence (the seller's note and link, which the contract's milestones carry) are shown
+only to the order's buyer and seller, support staff, and API keys of the marketplace that
+owns the order. Anyone else sees amounts, roles as addresses, milestone titles and
+statuses, fees and transactions.
 
 Reads are cached for a few seconds per contract id (found or not): the page is public and
 Trustless Work allows 50 requests a minute to the whole installation, step runner included.
@@ -100,19 +106,16 @@ class MilestoneView:
     index: int
     description: str
     status: str
-    evidence: str
+    evidence: str  # "" when hidden from this reader
     approved: bool
     amount: Usd | None = None  # multi-release only
     flags: dict | None = None  # multi-release only
     receiver: Party | None = None  # multi-release only
+    evidence_hidden: bool = False  # the contract holds evidence this reader may not see
 
     @property
     def number(self) -> int:
         return self.index + 1
-
-    @property
-    def evidence_url(self) -> str | None:
-        return self.evidence if self.evidence.startswith(("https://", "http://")) else None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class EscrowView:
     asset: dict = field(default_factory=dict)  # the trustline: {address, name}
     escrow: Escrow | None = None  # our record, when the contract is ours
     timeline: list[TimelineEntry] | None = None  # None: not ours, so unknown
+    private: bool = False  # shows the names and the delivery evidence (the reader is on the order's side)
 
     @property
     def is_ours(self) -> bool:
@@ -292,15 +296,20 @@ def chain_status(*, multi: bool, balance: int, flags: dict, milestones: list[Mil
 # --- Our side ---------------------------------------------------------------------------
 
 
-def _names(escrow: Escrow | None, addresses: set[str], marketplace_id: str) -> dict[str, tuple[str, str]]:
-    """address → (name, relation) for our escrows: our users' wallets and the platform."""
+def _names(
+    escrow: Escrow | None, addresses: set[str], marketplace_id: str | None, private: bool
+) -> dict[str, tuple[str, str]]:
+    """address → (name, relation) for our escrows: the platform, and our users' wallets for
+    a reader on the order's side."""
     if escrow is None:
         return {}
-    wallets = Wallet.objects.filter(public_key__in=addresses).select_related("user")
-    if marketplace_id:
-        wallets = wallets.filter(user__marketplace_id=marketplace_id)
-    relation = {escrow.buyer_id: "buyer", escrow.seller_id: "seller"}
-    names = {w.public_key: (w.user.display_name, relation.get(w.user_id, "")) for w in wallets}
+    names = {}
+    if private:
+        wallets = Wallet.objects.filter(public_key__in=addresses).select_related("user")
+        if marketplace_id:
+            wallets = wallets.filter(user__marketplace_id=marketplace_id)
+        relation = {escrow.buyer_id: "buyer", escrow.seller_id: "seller"}
+        names = {w.public_key: (w.user.display_name, relation.get(w.user_id, "")) for w in wallets}
     platform = PlatformAccount.objects.values_list("public_key", flat=True).first()
     if platform in addresses:
         names[platform] = (PLATFORM_NAME, "")
@@ -360,14 +369,21 @@ def _timeline(escrow: Escrow) -> list[TimelineEntry]:
 
 
 def escrow_public_view(
-    *, contract_id: str, marketplace_id: str = "", client: TrustlessWorkClient | None = None
+    *,
+    contract_id: str,
+    marketplace_id: str | None = None,
+    user=None,
+    client: TrustlessWorkClient | None = None,
 ) -> EscrowView | None:
-    """Any escrow contract, as the public viewer shows it; None if the id is malformed
-    (the provider is not asked) or no such contract exists.
+    """Any escrow contract, as the viewer shows it to this reader; None if the id is
+    malformed (the provider is not asked) or no such contract exists.
 
-    `marketplace_id` (an API key's tenant, API.md §1.10) treats escrows of other tenants
-    as foreign: the chain's data only. Raises `EscrowServiceUnavailable` when Trustless
-    Work cannot be read."""
+    The reader: an API key gives its tenant as `marketplace_id` ("" for a key bound to no
+    marketplace, API.md §1.10). A key reads for its marketplace, so it sees the names and
+    delivery evidence of that marketplace's escrows; other tenants' escrows are foreign to
+    it (the chain's public data only). A web reader is `user` (possibly anonymous): the
+    order's buyer and seller and support staff see the private side. Neither: anonymous.
+    Raises `EscrowServiceUnavailable` when Trustless Work cannot be read."""
     if not contract_id_is_valid(contract_id):
         return None
     chain = contract_read(contract_id=contract_id, client=client)
@@ -376,20 +392,29 @@ def escrow_public_view(
     escrow = Escrow.objects.select_related("buyer").filter(contract_id=contract_id).first()
     if escrow is not None and marketplace_id and escrow.buyer.marketplace_id != marketplace_id:
         escrow = None
+    private = escrow is not None and (marketplace_id is not None or _on_the_order_side(escrow, user))
     try:
-        return _build(chain, contract_id, escrow, marketplace_id)
+        return _build(chain, contract_id, escrow, marketplace_id, private)
     except (InvalidOperation, ValueError, TypeError, AttributeError) as error:
         logger.warning("unexpected escrow shape from Trustless Work for %s: %s", contract_id, error)
         raise EscrowServiceUnavailable("PROVIDER_ERROR", "Trustless Work answered an escrow we cannot read") from None
 
 
-def _build(chain: dict, contract_id: str, escrow: Escrow | None, marketplace_id: str) -> EscrowView:
+def _on_the_order_side(escrow: Escrow, user) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    return user.pk in (escrow.buyer_id, escrow.seller_id) or user.is_support
+
+
+def _build(
+    chain: dict, contract_id: str, escrow: Escrow | None, marketplace_id: str | None, private: bool
+) -> EscrowView:
     escrow_type = _escrow_type(chain, escrow)
     multi = escrow_type == Escrow.Type.MULTI
     roles = {key: value for key, value in (chain.get("roles") or {}).items() if isinstance(value, str) and value}
     raw_milestones = [m for m in chain.get("milestones") or [] if isinstance(m, dict)]
     addresses = set(roles.values()) | {m["receiver"] for m in raw_milestones if isinstance(m.get("receiver"), str)}
-    names = _names(escrow, addresses, marketplace_id)
+    names = _names(escrow, addresses, marketplace_id, private)
 
     def party(role: str, title: str, duty: str, address: str) -> Party:
         name, relation = names.get(address, (None, ""))
@@ -403,12 +428,14 @@ def _build(chain: dict, contract_id: str, escrow: Escrow | None, marketplace_id:
     for index, raw in enumerate(raw_milestones):
         flags = raw.get("flags") if isinstance(raw.get("flags"), dict) else None
         receiver = raw.get("receiver") if isinstance(raw.get("receiver"), str) else None
+        evidence = str(raw.get("evidence") or "")
         milestones.append(
             MilestoneView(
                 index=index,
                 description=str(raw.get("description") or ""),
                 status=str(raw.get("status") or "pending"),
-                evidence=str(raw.get("evidence") or ""),
+                evidence=evidence if private else "",
+                evidence_hidden=bool(evidence) and not private,
                 approved=bool(raw.get("approved") or (flags or {}).get("approved")),
                 amount=Usd(_stroops(raw.get("amount"))) if multi else None,
                 flags=flags if multi else None,
@@ -456,4 +483,5 @@ def _build(chain: dict, contract_id: str, escrow: Escrow | None, marketplace_id:
         asset={"address": str(trustline.get("address") or ""), "name": str(trustline.get("name") or "USDC")},
         escrow=escrow,
         timeline=_timeline(escrow) if escrow is not None else None,
+        private=private,
     )

@@ -2,10 +2,13 @@
 
 The one place where on-chain detail (addresses, transaction hashes) is shown on purpose:
 it lets buyers, sellers and anyone they share the link with check what the contract holds.
+Names and delivery evidence are for the order's buyer and seller (and support) only, when
+logged in (`escrow.selectors`).
 """
 
 from django.conf import settings
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_cache_control
 
 from escrow.selectors import EscrowServiceUnavailable, contract_id_is_valid, escrow_public_view
 from offerhub.api.ratelimit import client_ip, rate_limit_hit
@@ -44,18 +47,21 @@ def escrow_detail(request, contract_id: str):
         response["Retry-After"] = str(limit.retry_after)
         return response
     try:
-        view = escrow_public_view(contract_id=contract_id)
+        view = escrow_public_view(contract_id=contract_id, user=request.user)
     except EscrowServiceUnavailable:
         response = render(request, "escrow/unavailable.html", {"contract_id": contract_id}, status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     if view is None:
         return _not_found(request, contract_id)
-    return render(
+    response = render(
         request,
         "escrow/detail.html",
         {"view": view, "explorer": _explorer_url(), "network": settings.STELLAR_NETWORK},
     )
+    if view.private:
+        patch_cache_control(response, private=True, no_store=True)  # names and evidence: this reader only
+    return response
 
 
 def _not_found(request, contract_id: str):

@@ -8,6 +8,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from offerhub.files import private_storage
 from offerhub.ids import new_user_id, public_id, random_alnum
 
 
@@ -450,7 +451,8 @@ class OrderMilestone(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     evidence_text = models.TextField(blank=True)
     evidence_link = models.URLField(blank=True)
-    evidence_file = models.FileField(upload_to=milestone_evidence_path, blank=True)
+    # Private: outside the public media, downloaded only through the order's access-checked view.
+    evidence_file = models.FileField(upload_to=milestone_evidence_path, storage=private_storage, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

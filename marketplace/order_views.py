@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -40,6 +40,7 @@ from marketplace.orders import (
     seller_net,
 )
 from offerhub.errors import ServiceError
+from offerhub.files import private_file_response
 from offerhub.models import Event
 from offerhub.money import STROOPS_PER_UNIT, money_dollars
 from payments.balances import balance_snapshot
@@ -441,7 +442,7 @@ def order_evidence(request, public_id, ref):
     if milestone is None or not milestone.evidence_file:
         raise Http404("No such file")
     name = milestone.evidence_file.name.rsplit("/", 1)[-1]
-    return FileResponse(milestone.evidence_file.open("rb"), as_attachment=True, filename=f"{order.public_id}-{name}")
+    return private_file_response(milestone.evidence_file, filename=f"{order.public_id}-{name}")
 
 
 # --- Actions (POST, CSRF-protected; each calls one service) -----------------------------------------

@@ -303,10 +303,16 @@ STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+# Private uploads (delivery evidence): outside MEDIA_ROOT, never at a public URL; served only
+# by views that check who asks (offerhub.files), by Django or by the web server in front.
+PRIVATE_MEDIA_ROOT = env.str("PRIVATE_MEDIA_ROOT", default=str(VAR_DIR / "private"))
+PRIVATE_MEDIA_SERVE = env.str("PRIVATE_MEDIA_SERVE", default="django")  # or x-accel-redirect, x-sendfile
+PRIVATE_MEDIA_ACCEL_PREFIX = env.str("PRIVATE_MEDIA_ACCEL_PREFIX", default="/_private/")
 # Largest listing image accepted (each upload is also decoded: JPEG, PNG or WebP only).
 OFFERHUB_LISTING_IMAGE_MAX_BYTES = env.int("OFFERHUB_LISTING_IMAGE_MAX_MB", default=5) * 1024 * 1024
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {"BACKEND": "offerhub.files.PrivateFileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG

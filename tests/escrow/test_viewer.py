@@ -4,14 +4,17 @@ import os
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from stellar_sdk import StrKey, TransactionBuilder
 
 from escrow.client import TrustlessWorkClient
 from escrow.services import escrow_milestone_mark, escrow_release
 from escrow.signing import envelope_sign
+from marketplace.models import User
 from payments.models import PlatformAccount
 from sandbox.models import SandboxFault
 from tests.escrow.test_lifecycle import USD, open_funded
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,6 +63,10 @@ def test_our_released_escrow_shows_names_fees_milestones_and_the_timeline(
     with django_assert_max_num_queries(5):
         page = client.get(f"/escrow/{escrow.contract_id}/")
     assert page.status_code == 200
+    assert buyer.display_name not in page.content.decode()  # names and evidence: the order's side only
+    client.force_login(buyer)
+    with django_assert_max_num_queries(8):  # + the session and the user
+        page = client.get(f"/escrow/{escrow.contract_id}/")
     html = page.content.decode()
     for text in (
         buyer.display_name,
@@ -91,6 +98,7 @@ def test_our_released_escrow_shows_names_fees_milestones_and_the_timeline(
     assert "only known for escrows created through this OfferHub" not in html
 
     url = f"/api/v1/escrows/{escrow.contract_id}"
+    client.logout()
     assert client.get(url).json()["error"]["code"] == "UNAUTHORIZED"
     assert client.get(url).status_code == 401
     assert auth_client(scopes=["write"]).get(url).status_code == 403
@@ -222,3 +230,51 @@ def test_the_page_is_rate_limited_per_client(trustless_work, client, settings):
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 1
     statuses = {client.get(f"/escrow/{unknown_contract_id()}/").status_code for _ in range(2)}
     assert 429 in statuses
+
+
+def test_delivery_evidence_and_names_are_for_the_order_parties_only(
+    chain, funded_user, trustless_work, client, auth_client
+):
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    User.objects.filter(pk=buyer.pk).update(display_name="Bea Privatebuyer")
+    User.objects.filter(pk=seller.pk).update(display_name="Sol Privateseller")
+    escrow = open_funded(buyer, seller, 30 * USD, order="ord_private")
+    # What order_milestone_complete records on the contract: the delivery link, then the note.
+    escrow_milestone_mark(escrow=escrow, index=0, evidence="https://files.example/s3cret-logo Password is hunter2")
+    url = f"/escrow/{escrow.contract_id}/"
+    private = ("files.example/s3cret-logo", "hunter2", "Bea Privatebuyer", "Sol Privateseller")
+
+    def logged_in(user) -> Client:
+        member = Client()
+        member.force_login(user)
+        return member
+
+    staff = UserFactory(is_staff=True)
+    for viewer in (client, logged_in(UserFactory())):
+        page = viewer.get(url)
+        assert page.status_code == 200
+        html = page.content.decode()
+        for text in private:
+            assert text not in html, text
+        # What the chain says is still there: the milestone, its status, the roles as addresses.
+        approver = buyer.wallet.public_key
+        for text in ("Logo design", "Status: completed", f"{approver[:4]}…{approver[-4:]}", "$30.00"):
+            assert text in html, text
+        assert "Delivery evidence recorded" in html
+
+    for party in (buyer, seller, staff):
+        page = logged_in(party).get(url)
+        html = page.content.decode()
+        for text in private:
+            assert text in html, (party, text)
+        assert "private" in page["Cache-Control"]
+
+    # The API: a key of another marketplace reads the contract as a stranger would; the
+    # installation's own key (the marketplace that owns the order) reads our record.
+    data = auth_client(scopes=["read"], marketplace_id="mkt_elsewhere").get(f"/api/v1/escrows/{escrow.contract_id}")
+    assert data.status_code == 200
+    assert not any(text in data.content.decode() for text in private)
+    assert data.json()["data"]["milestones"][0]["evidence"] == ""
+    own = auth_client(scopes=["read"]).get(f"/api/v1/escrows/{escrow.contract_id}").json()["data"]
+    assert own["milestones"][0]["evidence"] == "https://files.example/s3cret-logo Password is hunter2"
+    assert own["roles"]["approver"]["name"] == "Bea Privatebuyer"

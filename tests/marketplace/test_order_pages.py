@@ -9,8 +9,10 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
-from django.test import Client
+from django.http import Http404
+from django.test import Client, RequestFactory
 from django.urls import reverse
+from django.views.static import serve as static_serve
 
 from disputes.models import Dispute
 from escrow.models import Escrow
@@ -625,3 +627,46 @@ def test_page_queries_do_not_grow_with_the_rows(count, django_assert_max_num_que
     assert page.count('data-testid="milestone"') == count
     with django_assert_max_num_queries(8):
         seller_client.get(f"/orders/{order.public_id}/live/")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delivered_files_live_outside_the_public_media_and_only_the_order_side_downloads_them(
+    chain, funded_user, trustless_work, settings, tmp_path
+):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.PRIVATE_MEDIA_ROOT = str(tmp_path / "private")
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    listing = ListingFactory(seller=seller, price_cents=3_000)
+    ListingMilestoneFactory(listing=listing, position=0, title="Draft", amount_cents=1_000)
+    ListingMilestoneFactory(listing=listing, position=1, title="Final", amount_cents=2_000)
+    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
+    base = buyer_client.post(
+        f"/listings/{listing.public_id}/checkout/",
+        {"token": checkout_token(buyer_client, listing), "price_cents": 3_000},
+    )["Location"]
+    order = Order.objects.get()
+    pdf = SimpleUploadedFile("draft.pdf", b"%PDF-1.4\n% the private draft\n", content_type="application/pdf")
+    seller_client.post(base + "deliver/", {"milestone": "m1", "evidence_text": "The draft", "evidence_file": pdf})
+    name = OrderMilestone.objects.get(order=order, ref="m1").evidence_file.name
+    assert name
+
+    # Nothing reaches the public media directory, so nothing is served at MEDIA_URL (what the
+    # proxy, or `make run`, serves from MEDIA_ROOT).
+    assert not [path for path in (tmp_path / "media").rglob("*") if path.is_file()]
+    with pytest.raises(Http404):
+        static_serve(RequestFactory().get(settings.MEDIA_URL + name), name, document_root=settings.MEDIA_ROOT)
+    assert (tmp_path / "private" / name).read_bytes().startswith(b"%PDF-1.4")
+    assert settings.MEDIA_URL not in buyer_client.get(base).content.decode()
+
+    evidence = reverse("order-evidence", args=[order.public_id, "m1"])
+    for member in (buyer, seller, UserFactory(is_staff=True)):
+        download = logged_in(member).get(evidence)
+        assert download.status_code == 200, member
+        assert b"".join(download.streaming_content) == b"%PDF-1.4\n% the private draft\n"
+        assert download["Content-Type"] == "application/pdf"
+        assert download["Content-Disposition"].startswith("attachment; filename=")
+        assert download["X-Content-Type-Options"] == "nosniff"
+        assert "private" in download["Cache-Control"]
+    assert logged_in(UserFactory()).get(evidence).status_code == 404
+    anonymous = Client().get(evidence)
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/accounts/login/")
