@@ -170,8 +170,14 @@ class EscrowStep(models.Model):
     signed_xdr = models.TextField(blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="the signed envelope's upper time bound")
     attempts = models.PositiveIntegerField(default=0)
-    error_code = models.CharField(max_length=80, blank=True)
+    error_code = models.CharField(max_length=80, blank=True, help_text="why it failed, or why its last run did")
     error_message = models.CharField(max_length=255, blank=True)
+    failures = models.PositiveIntegerField(
+        default=0, help_text="runs that ended without an outcome (provider down, an unexpected error)"
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="the resume sweeper leaves it alone until then (back-off, or a drive queued)"
+    )
     actor_type = models.CharField(max_length=20, default="SYSTEM")
     actor_id = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -181,6 +187,8 @@ class EscrowStep(models.Model):
     class Meta:
         ordering = ["created_at", "pk"]
         indexes = [models.Index(fields=["status", "updated_at"], name="escrow_step_status_idx")]
+
+    OPEN = (Status.PENDING, Status.SUBMITTED)
 
     def __str__(self):
         where = f" #{self.milestone_index}" if self.milestone_index is not None else ""

@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 from stellar_sdk import TransactionBuilder
 
 from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWorkError, verify_unsigned
 from escrow.models import Escrow, EscrowStep
-from escrow.services import Action, step_fail, step_settle, units
+from escrow.services import DRIVE_CLAIM, Action, step_fail, step_postpone, step_settle, units
 from escrow.signing import envelope_sign
 from offerhub.locks import LockTimeout, advisory_lock
 from offerhub.services import audit_record
@@ -45,36 +46,75 @@ FUNCTIONS = {Action.FUND: "fund"}
 class StepPending(Exception):
     """The outcome is not known yet (provider down, answer lost): try again later."""
 
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+    @classmethod
+    def provider_down(cls, error: TrustlessWorkError) -> "StepPending":
+        return cls(error.message, code=error.code)
+
 
 class StepStopped(Exception):
     """The step reached an end (failed) while being prepared."""
 
 
 def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -> str:
-    """Run the escrow's open steps in order until one must wait. Returns "done", "pending" or "busy"."""
+    """Run the escrow's open steps in order until one must wait. Returns "done", "pending"
+    (a run ended without an outcome: recorded on the step, which backs off) or "busy"."""
     client = client or TrustlessWorkClient()
     try:
         with advisory_lock(ESCROW_LOCK_NAMESPACE, escrow_pk, timeout=30):
             while True:
-                step = (
-                    EscrowStep.objects.filter(
-                        escrow_id=escrow_pk, status__in=[EscrowStep.Status.PENDING, EscrowStep.Status.SUBMITTED]
-                    )
-                    .order_by("pk")
-                    .first()
-                )
+                step = EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).order_by("pk").first()
                 if step is None:
                     return "done"
                 try:
                     with account_submission_lock(step.signer):
                         step_run(step=step, client=client)
-                except (StepPending, StellarError, PlatformNotReady) as waiting:
-                    _note_waiting(step, str(waiting))
-                    return "pending"
                 except StepStopped:
                     continue
+                except (StepPending, StellarError) as waiting:
+                    _postpone(step, waiting.code, waiting.message)
+                    return "pending"
+                except PlatformNotReady as waiting:
+                    _postpone(step, "PLATFORM_NOT_READY", str(waiting) or "the platform account is not ready")
+                    return "pending"
+                except Exception as error:  # a bug or a broken record: recorded; it must not stop other escrows
+                    logger.exception("escrow step %s raised", step.key)
+                    _postpone(step, "INTERNAL_ERROR", f"{type(error).__name__}: {error}")
+                    return "pending"
     except LockTimeout:
         return "busy"  # another worker is driving this escrow
+
+
+def escrows_due_claim(*, limit: int, stale_after: timedelta) -> list[int]:
+    """The escrows the resume sweeper should drive now, each claimed for DRIVE_CLAIM.
+
+    Due: an open step untouched for `stale_after` (its worker crashed, its answer was lost),
+    and no open step backing off or already claimed by a queued drive. Oldest first; a claimed
+    or failing escrow is out of the way until it is due again, so none starves the others.
+    The claim is a conditional UPDATE, so two sweeps never queue the same escrow twice."""
+    now = timezone.now()
+    open_steps = EscrowStep.objects.filter(status__in=EscrowStep.OPEN)
+    not_due = open_steps.filter(next_attempt_at__gt=now).values("escrow_id")
+    candidates = (
+        open_steps.filter(updated_at__lt=now - stale_after)
+        .exclude(escrow_id__in=not_due)
+        .values("escrow_id")
+        .annotate(oldest=Min("updated_at"))
+        .order_by("oldest")[:limit]
+    )
+    claimed = []
+    for escrow_pk in [row["escrow_id"] for row in candidates]:
+        mine = (
+            open_steps.filter(escrow_id=escrow_pk)
+            .exclude(next_attempt_at__gt=now)
+            .update(next_attempt_at=now + DRIVE_CLAIM)
+        )
+        if mine:
+            claimed.append(escrow_pk)
+    return claimed
 
 
 def escrow_funding_confirm(*, user, reference: str, amount: int) -> bool:
@@ -92,9 +132,9 @@ def escrow_funding_confirm(*, user, reference: str, amount: int) -> bool:
     return step.status == EscrowStep.Status.CONFIRMED
 
 
-def _note_waiting(step: EscrowStep, reason: str) -> None:
-    logger.warning("escrow step %s waits: %s", step.key, reason)
-    EscrowStep.objects.filter(pk=step.pk).update(error_message=reason[:255], updated_at=timezone.now())
+def _postpone(step: EscrowStep, code: str, message: str) -> None:
+    logger.warning("escrow step %s waits: %s: %s", step.key, code, message)
+    step_postpone(step=step, code=code, message=message)
 
 
 def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
@@ -117,13 +157,13 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
             response = client.send_transaction(signed)
         except TrustlessWorkError as error:
             if error.status != 400:
-                raise StepPending(str(error)) from None
+                raise StepPending.provider_down(error) from None
             if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
                 EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
                 continue  # never applied: look up once more, then sign a fresh one
             return step_fail(step=step, code=error.provider_code or error.message, message=error.message)
         return _settle(step, client, response=response)
-    raise StepPending("the signer's sequence number kept changing; trying again later")
+    raise StepPending("the signer's sequence number kept changing; trying again later", code="SEQUENCE_CHANGING")
 
 
 # --- Preparing --------------------------------------------------------------------------
@@ -250,7 +290,7 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient) -> str:
         if error.status == 400:  # the contract's rules refuse the call: final
             step_fail(step=step, code=error.provider_code or error.code, message=error.message)
             raise StepStopped from None
-        raise StepPending(str(error)) from None
+        raise StepPending.provider_down(error) from None
     signed = envelope_sign(envelope=envelope, signer=_signer(step.signer))
     outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
     with transaction.atomic():
@@ -314,7 +354,8 @@ def _deployed_contract(escrow: Escrow, client: TrustlessWorkClient) -> str | Non
     found = client.get_escrows_by_signer(escrow.roles["platformAddress"], engagementId=escrow.engagement_id)
     ids = {item["contractId"] for item in found if item.get("engagementId") == escrow.engagement_id}
     if len(ids) > 1:
-        raise StepPending(f"{len(ids)} contracts carry engagement {escrow.engagement_id}: support must look")
+        found = f"{len(ids)} contracts carry engagement {escrow.engagement_id}: support must look"
+        raise StepPending(found, code="DUPLICATE_CONTRACTS")
     return ids.pop() if ids else None
 
 
@@ -326,7 +367,7 @@ def _effect_visible(step: EscrowStep, client: TrustlessWorkClient) -> bool:
             return _deployed_contract(escrow, client) is not None
         chain = _chain_escrow(escrow, client)
     except TrustlessWorkError as error:
-        raise StepPending(str(error)) from None
+        raise StepPending.provider_down(error) from None
     if chain is None:
         return False
     milestone = chain["milestones"][step.milestone_index] if step.milestone_index is not None else {}
@@ -352,11 +393,14 @@ def _settle(step: EscrowStep, client: TrustlessWorkClient, *, response: dict | N
             try:
                 contract_id = _deployed_contract(step.escrow, client)
             except TrustlessWorkError as error:
-                raise StepPending(str(error)) from None
+                raise StepPending.provider_down(error) from None
             if contract_id is None:
                 # Landed (Horizon says so) but not indexed yet: point the indexer at it.
-                client.index_transaction(step.tx_hash)
-                contract_id = _deployed_contract(step.escrow, client)
+                try:
+                    client.index_transaction(step.tx_hash)
+                    contract_id = _deployed_contract(step.escrow, client)
+                except TrustlessWorkError as error:
+                    raise StepPending.provider_down(error) from None
             if contract_id is None:
-                raise StepPending("the deploy landed but its contract is not indexed yet")
+                raise StepPending("the deploy landed but its contract is not indexed yet", code="NOT_INDEXED")
     return step_settle(step=step, contract_id=contract_id)

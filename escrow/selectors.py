@@ -13,6 +13,8 @@ statuses, fees and transactions.
 
 Reads are cached for a few seconds per contract id (found or not): the page is public and
 Trustless Work allows 50 requests a minute to the whole installation, step runner included.
+
+Also here: the backoffice's steps that need attention (`steps_needing_attention`).
 """
 
 import logging
@@ -485,3 +487,10 @@ def _build(
         timeline=_timeline(escrow) if escrow is not None else None,
         private=private,
     )
+
+
+def steps_needing_attention(steps=None):
+    """Open steps whose runs failed ESCROW_STEP_ATTENTION_AFTER times or more (the backoffice's
+    "needs attention"): they keep retrying with back-off, but support should look."""
+    steps = EscrowStep.objects.all() if steps is None else steps
+    return steps.filter(status__in=EscrowStep.OPEN, failures__gte=settings.ESCROW_STEP_ATTENTION_AFTER)

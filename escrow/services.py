@@ -10,13 +10,16 @@ Who signs, by default (DESIGN.md): the buyer approves, funds and may dispute; th
 is service provider and receiver; the platform deploys, releases and resolves.
 """
 
+import random
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.dispatch import Signal
+from django.utils import timezone
 
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
@@ -31,6 +34,9 @@ Kind = LedgerAccount.Kind
 Action = EscrowStep.Action
 TRUSTLESS_WORK_FEE_BPS = 30  # 0.3 %, charged by the contract on every payout
 MAX_MILESTONES = 50
+# How long a queued drive keeps its escrow's steps from the resume sweeper: longer than a
+# task waits for a worker, short enough that one lost with its worker is queued again soon.
+DRIVE_CLAIM = timedelta(minutes=2)
 
 # Sent inside the settling transaction, so a listener's writes (an order's state) commit with it.
 step_settled = Signal()  # kwargs: step, escrow
@@ -89,8 +95,15 @@ def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None
 
 
 def escrow_drive_later(escrow: Escrow) -> None:
+    """Drive the escrow's open steps after commit. They are claimed for DRIVE_CLAIM, so the
+    resume sweeper does not queue a second drive while this one waits for a worker (and
+    picks them up after that, should the task be lost)."""
     from escrow.tasks import escrow_drive_task
 
+    now = timezone.now()
+    escrow.steps.filter(status__in=EscrowStep.OPEN).exclude(next_attempt_at__gt=now).update(
+        next_attempt_at=now + DRIVE_CLAIM
+    )
     pk = escrow.pk
     # robust: a broker outage must not undo the request; the resume sweeper picks the steps up.
     transaction.on_commit(lambda: escrow_drive_task.delay(pk), robust=True)
@@ -585,8 +598,6 @@ def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
 
 def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_at=None) -> EscrowStep:
     """Record a step the chain confirmed, once: escrow state, ledger entry, events."""
-    from django.utils import timezone
-
     confirmed_at = confirmed_at or timezone.now()
     with transaction.atomic():
         escrow = Escrow.objects.select_for_update().select_related("buyer", "seller").get(pk=step.escrow_id)
@@ -658,3 +669,57 @@ def step_fail(*, step: EscrowStep, code: str, message: str) -> EscrowStep:
         _audit(escrow, f"escrow.{step.action}.failed", (step.actor_type, step.actor_id), code=code, message=message)
         step_failed.send(sender=EscrowStep, step=step, escrow=escrow)
     return step
+
+
+# --- Retrying -----------------------------------------------------------------------------
+
+
+def step_retry_delay(*, failures: int) -> timedelta:
+    """How long a step waits after its `failures`-th failed run: doubling from
+    ESCROW_STEP_RETRY_BASE_SECONDS up to ESCROW_STEP_RETRY_MAX_SECONDS, plus up to 25 %
+    jitter so that the escrows an outage stopped together do not all come back at once."""
+    base, cap = settings.ESCROW_STEP_RETRY_BASE_SECONDS, settings.ESCROW_STEP_RETRY_MAX_SECONDS
+    seconds = min(base * 2 ** min(max(failures, 1) - 1, 30), cap)
+    return timedelta(seconds=seconds * (1 + random.random() / 4))  # noqa: S311  (jitter, not security)
+
+
+def step_postpone(*, step: EscrowStep, code: str, message: str) -> EscrowStep:
+    """A run of the step ended without an outcome: count it, keep the error, and back off.
+    The escrow's other open steps wait behind this one, so they lose any claim they had
+    (the sweeper looks at the escrow again when this step is due)."""
+    with transaction.atomic():
+        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+        if step.status not in EscrowStep.OPEN:
+            return step
+        step.failures += 1
+        step.error_code, step.error_message = code[:80], message[:255]
+        step.next_attempt_at = timezone.now() + step_retry_delay(failures=step.failures)
+        step.save(update_fields=["failures", "error_code", "error_message", "next_attempt_at", "updated_at"])
+        EscrowStep.objects.filter(escrow_id=step.escrow_id, status__in=EscrowStep.OPEN).exclude(pk=step.pk).update(
+            next_attempt_at=None
+        )
+        if step.failures == settings.ESCROW_STEP_ATTENTION_AFTER:
+            audit_record(
+                action="escrow.step_needs_attention",
+                resource_type="Escrow",
+                resource_id=step.escrow.public_id,
+                actor_type="SYSTEM",
+                actor_id="escrow",
+                payload_after={"step": step.key, "failures": step.failures, "code": step.error_code},
+                result="FAILURE",
+            )
+    return step
+
+
+@transaction.atomic
+def escrow_retry_now(*, escrow: Escrow, actor) -> bool:
+    """Support asks for the escrow's open steps to run now, without waiting out their
+    back-off (the provider is back, a record was repaired). False if nothing is open."""
+    escrow = _locked(escrow)
+    waiting = escrow.steps.filter(status__in=EscrowStep.OPEN)
+    if not waiting.exists():
+        return False
+    waiting.update(next_attempt_at=None)
+    _audit(escrow, "escrow.retry_requested", actor, steps=list(waiting.values_list("key", flat=True)))
+    escrow_drive_later(escrow)
+    return True

@@ -104,6 +104,12 @@ OFFERHUB_PLATFORM_FEE_PERCENT = Decimal(env.str("OFFERHUB_PLATFORM_FEE_PERCENT",
 if not Decimal(0) <= OFFERHUB_PLATFORM_FEE_PERCENT <= Decimal(99):
     raise ImproperlyConfigured("OFFERHUB_PLATFORM_FEE_PERCENT must be a percent from 0 to 99")
 ESCROW_SYNC_BATCH_SIZE = 20
+# A step whose run ends without an outcome (provider down, an unexpected error) waits before
+# the resume sweeper tries it again: 20 s, doubling per failure, at most 15 min. After this
+# many failures in a row it is listed in the backoffice as needing attention.
+ESCROW_STEP_RETRY_BASE_SECONDS = 20
+ESCROW_STEP_RETRY_MAX_SECONDS = 900
+ESCROW_STEP_ATTENTION_AFTER = 5
 # Orders: how long a buyer has to review a delivery before it is released automatically;
 # how long an API call waits for a provider-backed step before answering 202.
 OFFERHUB_INSPECTION_WINDOW_HOURS = env.int("OFFERHUB_INSPECTION_WINDOW_HOURS", default=72)
