@@ -36,6 +36,7 @@ from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor, BalanceError, balance_cancel_reservation, balance_reserve, balance_snapshot
+from payments.models import Hold
 
 logger = logging.getLogger(__name__)
 S = Order.Status
@@ -269,7 +270,13 @@ def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None)
         raise OrderError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
     _take(order, "reserve", actor)
     try:
-        balance_reserve(user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor)
+        balance_reserve(
+            user=order.buyer,
+            reference=order.public_id,
+            amount=order.amount,
+            actor=actor.as_balance_actor,
+            owner=Hold.Owner.ORDER,  # the order's own: the balance endpoints cannot void or move it
+        )
     except BalanceError as error:
         raise OrderError(error.code, error.message, field=error.field, details=error.details) from None
     after = balance_snapshot(user=order.buyer)
@@ -293,7 +300,11 @@ def order_cancel(*, order: Order, actor: OrderActor, reason: str = "") -> Order:
     _take(order, "cancel", actor, reason=reason)
     if held:
         balance_cancel_reservation(
-            user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor
+            user=order.buyer,
+            reference=order.public_id,
+            amount=order.amount,
+            actor=actor.as_balance_actor,
+            owner=Hold.Owner.ORDER,
         )
     _event(
         order,

@@ -22,6 +22,7 @@ from payments.ledger import (
     HoldAmountMismatch,
     HoldConflict,
     HoldNotFound,
+    HoldOwned,
     InsufficientFunds,
     hold_reserve,
     hold_split,
@@ -130,11 +131,49 @@ def _insufficient(requested: int, available: int) -> BalanceError:
     )
 
 
+# Callables (reference) -> bool: whether `reference` is a marketplace order's id. An order's
+# money is held and released by the order's own services only; marketplace registers the
+# check at start-up (payments must not import marketplace).
+order_reference_checks: list = []
+
+OWNER_NAMES = {Hold.Owner.ORDER: "order", Hold.Owner.PAYMENT: "payment in flight"}
+
+
+def _is_order(reference: str) -> bool:
+    return any(check(reference) for check in order_reference_checks)
+
+
+def _not_yours(reference: str, owner: str) -> BalanceError:
+    """A balance endpoint asked to touch money that an order or a payment holds."""
+    how = (
+        "through the order (POST /orders/{id}/reserve, /cancel, /escrow/fund)"
+        if owner == Hold.Owner.ORDER
+        else "by the payment itself when it completes or fails"
+    )
+    return BalanceError(
+        "INVALID_STATE",
+        f"{reference} belongs to a {OWNER_NAMES[owner]}: its money is reserved and released {how}, "
+        "never through the balance endpoints",
+        details={"orderId": reference, "heldBy": str(owner)},
+    )
+
+
+def _raw_reference(reference: str, owner: str) -> None:
+    """The balance endpoints (owner BALANCE) stay off every order's id, held or not yet."""
+    if owner == Hold.Owner.BALANCE and _is_order(reference):
+        raise _not_yours(reference, Hold.Owner.ORDER)
+
+
 @transaction.atomic
-def balance_reserve(*, user, reference: str, amount: int, actor: Actor) -> BalanceChange:
+def balance_reserve(
+    *, user, reference: str, amount: int, actor: Actor, owner: str = Hold.Owner.BALANCE
+) -> BalanceChange:
+    """available → held under `reference`. The balance endpoints reserve with the default
+    owner and may not use an order's id; an order's services reserve with owner ORDER."""
+    _raw_reference(reference, owner)
     before = balance_snapshot(user=user, lock=True)
     try:
-        hold_reserve(user=user, reference=reference, amount=amount)
+        hold_reserve(user=user, reference=reference, amount=amount, owner=owner)
     except HoldConflict:
         raise BalanceError(
             "FUNDS_ALREADY_RESERVED", f"Funds are already reserved for {reference}", details={"orderId": reference}
@@ -163,13 +202,20 @@ def _hold_errors(reference: str):
             details={"orderId": reference},
             field="amount",
         ) from None
+    except HoldOwned as owned:
+        raise _not_yours(reference, owned.hold.owner) from None
 
 
 @transaction.atomic
-def balance_cancel_reservation(*, user, reference: str, amount: int, actor: Actor) -> BalanceChange:
+def balance_cancel_reservation(
+    *, user, reference: str, amount: int, actor: Actor, owner: str = Hold.Owner.BALANCE
+) -> BalanceChange:
+    """held → available. Only the hold's owner may: the balance endpoints their own holds,
+    an order's services (owner ORDER) the order's."""
+    _raw_reference(reference, owner)
     before = balance_snapshot(user=user, lock=True)
     with _hold_errors(reference):
-        hold_void(user=user, reference=reference, amount=amount)
+        hold_void(user=user, reference=reference, amount=amount, owner=owner)
     after = balance_snapshot(user=user)
     audit = _audit(user, "balance.reservation_canceled", before, after, actor, {"orderId": reference})
     _hold_event(user, "balance.released", amount, reference, before, after, reason="cancel")
@@ -184,12 +230,16 @@ escrow_funding_confirmers: list = []
 def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, reason: str = "") -> BalanceChange:
     """held → escrow, only when the order's escrow is funded on chain (API.md §5: "on-chain
     success only"): a funding the chain confirms is posted now (the same entry the escrow's
-    step runner posts, never twice); otherwise nothing moves and the answer is ESCROW_NOT_READY."""
+    step runner posts, never twice); otherwise nothing moves and the answer is ESCROW_NOT_READY.
+    An order's hold is the order's: its funding is the order's fund step, not this endpoint."""
+    _raw_reference(reference, Hold.Owner.BALANCE)
     hold = Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
     if hold is None:
         raise BalanceError(
             "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
         )
+    if hold.owner != Hold.Owner.BALANCE:
+        raise _not_yours(reference, hold.owner)
     if amount != hold.remaining:
         raise BalanceError(
             "RESERVE_MISMATCH_AMOUNT",
@@ -221,7 +271,9 @@ def balance_release(
     *, user, seller, reference: str, amount: int, actor: Actor, principal_id: str = "", idempotency_key: str = ""
 ) -> tuple[BalanceChange, BalanceChange, Withdrawal]:
     """Pay held money to the seller's wallet on chain; the seller is credited when it lands.
+    Only a hold of the balance endpoints' own: an order pays its seller through its escrow.
     Returns the buyer's change, the seller's change and the payment."""
+    _raw_reference(reference, Hold.Owner.BALANCE)
     _active_wallet(user, whose="buyer")
     seller_wallet = _active_wallet(seller, whose="seller")
     with transaction.atomic():
@@ -243,7 +295,14 @@ def balance_release(
             # The release takes its money out of the order's hold at once, under the lock:
             # a second release (or a cancellation) can only use what is left.
             with _hold_errors(reference):
-                hold_split(user=user, reference=reference, amount=amount, new_reference=existing.hold_reference)
+                hold_split(
+                    user=user,
+                    reference=reference,
+                    amount=amount,
+                    new_reference=existing.hold_reference,
+                    owner=Hold.Owner.BALANCE,
+                    new_owner=Hold.Owner.PAYMENT,
+                )
             existing.save()
     release = withdrawal_submit(withdrawal=existing)
     if release.status == Withdrawal.Status.FAILED:
@@ -402,7 +461,7 @@ def _burn(*, user, wallet: Wallet, amount: int, principal_id: str, idempotency_k
                 description="support debit",
             )
             try:
-                hold_reserve(user=user, reference=burn.hold_reference, amount=amount)
+                hold_reserve(user=user, reference=burn.hold_reference, amount=amount, owner=Hold.Owner.PAYMENT)
             except InsufficientFunds as exc:
                 raise _insufficient(amount, exc.available) from None
     burn = withdrawal_submit(withdrawal=burn)
