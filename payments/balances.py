@@ -5,6 +5,7 @@ publishes the catalog's events and leaves nothing half-done on error.
 """
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -332,11 +333,14 @@ def _sandbox_chain() -> bool:
     return "stellar" in settings.SANDBOX_PROVIDERS
 
 
-def sandbox_mint(wallet: Wallet, amount: int) -> str:
+def sandbox_mint(wallet: Wallet, amount: int, *, memo: str = "") -> str:
+    """Mint sandbox USDC to the wallet; returns the transaction hash. With a `memo` the
+    faucet mints once per (wallet, memo) and answers the same hash to every retry."""
+    data = {"addr": wallet.public_key, "amount": str(Decimal(amount) / 10_000_000)}
     try:
         response = requests.post(
             settings.STELLAR_HORIZON_URL.rstrip("/") + "/faucet",
-            data={"addr": wallet.public_key, "amount": str(Decimal(amount) / 10_000_000)},
+            data=data | ({"memo": memo} if memo else {}),
             timeout=settings.HORIZON_TIMEOUT_SECONDS,
         )
     except requests.RequestException as exc:
@@ -344,6 +348,15 @@ def sandbox_mint(wallet: Wallet, amount: int) -> str:
     if response.status_code != 200:
         raise BalanceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
     return response.json()["hash"]
+
+
+def _credit_memo(*, user, principal_id: str, idempotency_key: str) -> str:
+    """The mint's memo for one support credit (28 bytes, a Stellar text memo): the same for
+    every retry of the request, so the faucet mints it once. Without a key, none."""
+    if not idempotency_key:
+        return ""
+    digest = hashlib.sha256(f"{principal_id}\n{idempotency_key}\n{user.public_id}".encode()).hexdigest()
+    return f"credit:{digest[:21]}"
 
 
 def balance_adjust(
@@ -358,7 +371,13 @@ def balance_adjust(
     idempotency_key: str = "",
 ) -> BalanceChange:
     """Support credit or debit, with a reason, audited. On the sandbox chain it also mints or
-    burns USDC in the user's wallet, so that chain and ledger stay equal."""
+    burns USDC in the user's wallet, so that chain and ledger stay equal.
+
+    A sandbox credit mints first, keyed by the request (principal, Idempotency-Key), and
+    records the mint under its transaction hash, the key the deposit watcher also uses. A
+    retry after any failure (the faucet's answer lost, the ledger write failed, a crash in
+    between) gets the same mint back from the faucet instead of a second one, and the mint
+    is credited once: by this service or, if no retry comes, by the watcher."""
     if not reason.strip():
         raise BalanceError("VALIDATION_ERROR", "A reason is required for a manual adjustment", field="description")
     adjustments = ledger_account(kind=Kind.ADJUSTMENTS)
@@ -367,7 +386,8 @@ def balance_adjust(
     if _sandbox_chain():
         wallet = _active_wallet(user, whose="user")
         if credit:
-            tx_hash = sandbox_mint(wallet, amount)
+            memo = _credit_memo(user=user, principal_id=principal_id, idempotency_key=idempotency_key)
+            tx_hash = sandbox_mint(wallet, amount, memo=memo)
             entry_key = deposit_key(tx_hash, wallet.public_key)
         else:
             before = balance_snapshot(user=user)
@@ -384,8 +404,9 @@ def balance_adjust(
 
     with transaction.atomic():
         before = balance_snapshot(user=user, lock=True)
+        watcher_credited = False
         if credit:
-            ledger_transfer(
+            entry = ledger_transfer(
                 idempotency_key=entry_key,
                 kind="adjustment_credit",
                 source=adjustments,
@@ -393,6 +414,12 @@ def balance_adjust(
                 amount=amount,
                 metadata={"reason": reason},
             )
+            if entry.replayed and entry.kind == "adjustment_credit":
+                # An earlier attempt of this credit recorded it (with its audit and event).
+                return BalanceChange(before, before, None)
+            # Or the deposit watcher met the mint first and credited it (its event said so):
+            # nothing moves now, the support credit is still audited with its reason.
+            watcher_credited = entry.replayed
         elif entry_key is not None:
             if before.available < amount:
                 raise _insufficient(amount, before.available)
@@ -418,8 +445,11 @@ def balance_adjust(
                 "reason": reason,
                 "reference": reference,
                 "transactionHash": tx_hash,
+                **({"creditedByDepositWatcher": True} if watcher_credited else {}),
             },
         )
+        if watcher_credited:
+            return BalanceChange(before, after, audit)
         payload = {
             "userId": user.public_id,
             "amount": money_from_stroops(amount),
