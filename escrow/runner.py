@@ -3,6 +3,7 @@
 For every step:
 1. ask Trustless Work for the unsigned transaction, verify it is the call we asked for,
    sign it for the role, and commit the signed envelope and its hash (status SUBMITTED);
+   a fund call is built only while the buyer's hold still covers it, else the step fails;
 2. send it through `/helper/send-transaction`;
 3. settle it (`escrow.services.step_settle`) when the answer says it landed.
 
@@ -25,7 +26,7 @@ from stellar_sdk import TransactionBuilder
 
 from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWorkError, verify_unsigned
 from escrow.models import Escrow, EscrowStep
-from escrow.services import DRIVE_CLAIM, Action, step_fail, step_postpone, step_settle, units
+from escrow.services import DRIVE_CLAIM, Action, escrow_funding_refusal, step_fail, step_postpone, step_settle, units
 from escrow.signing import envelope_sign
 from offerhub.locks import LockTimeout, advisory_lock
 from offerhub.services import audit_record
@@ -263,6 +264,11 @@ def _signer(address: str) -> Wallet | PlatformAccount:
 def _prepare(step: EscrowStep, client: TrustlessWorkClient) -> str:
     """Build, verify, sign; commit the envelope and hash before anything is sent."""
     escrow = step.escrow
+    if step.action == Action.FUND:
+        refusal = escrow_funding_refusal(escrow=escrow, amount=int(step.params["amount"]))
+        if refusal is not None:
+            step_fail(step=step, code=refusal[0], message=refusal[1])
+            raise StepStopped
     try:
         unsigned = _unsigned(step, escrow, client)
         envelope = verify_unsigned(

@@ -27,7 +27,7 @@ from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
 from payments.ledger import HoldNotFound, hold_post, ledger_account, ledger_post, ledger_transfer, user_accounts
-from payments.models import LedgerAccount, Wallet
+from payments.models import Hold, LedgerAccount, Wallet
 from payments.wallets import platform_account
 
 Kind = LedgerAccount.Kind
@@ -231,6 +231,23 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
         actor=actor,
     )
     return escrow
+
+
+def escrow_funding_refusal(*, escrow: Escrow, amount: int) -> tuple[str, str] | None:
+    """Why the buyer's hold cannot pay `amount` into the escrow, as (code, message), or None.
+    The runner asks before it signs a fund call: a funding the ledger cannot post from the
+    hold (voided, spent on another hold, smaller) must never reach the chain."""
+    hold = Hold.objects.filter(user_id=escrow.buyer_id, reference=escrow.hold_reference, status=Hold.Status.ACTIVE)
+    hold = hold.first()
+    if hold is None:
+        return "RESERVE_NOT_FOUND", f"the buyer holds no money for {escrow.hold_reference}: nothing was signed"
+    if hold.remaining != amount:
+        return (
+            "RESERVE_MISMATCH_AMOUNT",
+            f"the buyer holds {money_from_stroops(hold.remaining)} for {escrow.hold_reference}, "
+            f"not the {money_from_stroops(amount)} to fund: nothing was signed",
+        )
+    return None
 
 
 def _funded(escrow: Escrow) -> None:

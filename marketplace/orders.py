@@ -36,6 +36,7 @@ from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor, balance_cancel_reservation, balance_reserve, balance_snapshot
+from payments.models import Hold
 
 logger = logging.getLogger(__name__)
 S = Order.Status
@@ -263,7 +264,13 @@ def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None)
     if amount is not None and amount != order.amount:
         raise ServiceError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
     _take(order, "reserve", actor)
-    balance_reserve(user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor)
+    balance_reserve(
+        user=order.buyer,
+        reference=order.public_id,
+        amount=order.amount,
+        actor=actor.as_balance_actor,
+        owner=Hold.Owner.ORDER,  # the order's own: the balance endpoints cannot void or move it
+    )
     after = balance_snapshot(user=order.buyer)
     _event(
         order,
@@ -285,7 +292,11 @@ def order_cancel(*, order: Order, actor: OrderActor, reason: str = "") -> Order:
     _take(order, "cancel", actor, reason=reason)
     if held:
         balance_cancel_reservation(
-            user=order.buyer, reference=order.public_id, amount=order.amount, actor=actor.as_balance_actor
+            user=order.buyer,
+            reference=order.public_id,
+            amount=order.amount,
+            actor=actor.as_balance_actor,
+            owner=Hold.Owner.ORDER,
         )
     _event(
         order,

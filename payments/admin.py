@@ -56,10 +56,10 @@ class JournalEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
-    list_display = ("reference", "user", "amount_usd", "remaining_usd", "status", "created_at")
+    list_display = ("reference", "user", "amount_usd", "remaining_usd", "status", "owner", "created_at")
     amount_usd = usd("amount", "amount (USD)")
     remaining_usd = usd("remaining", "remaining (USD)")
-    list_filter = ("status",)
+    list_filter = ("status", "owner")
     search_fields = ("reference", "user__email", "user__public_id")
     list_select_related = ("user",)
 

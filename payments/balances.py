@@ -5,6 +5,7 @@ publishes the catalog's events and leaves nothing half-done on error.
 """
 
 import contextlib
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from payments.ledger import (
     HoldAmountMismatch,
     HoldConflict,
     HoldNotFound,
+    HoldOwned,
     InsufficientFunds,
     hold_reserve,
     hold_split,
@@ -122,11 +124,49 @@ def _insufficient(requested: int, available: int) -> ServiceError:
     )
 
 
+# Callables (reference) -> bool: whether `reference` is a marketplace order's id. An order's
+# money is held and released by the order's own services only; marketplace registers the
+# check at start-up (payments must not import marketplace).
+order_reference_checks: list = []
+
+OWNER_NAMES = {Hold.Owner.ORDER: "order", Hold.Owner.PAYMENT: "payment in flight"}
+
+
+def _is_order(reference: str) -> bool:
+    return any(check(reference) for check in order_reference_checks)
+
+
+def _not_yours(reference: str, owner: str) -> ServiceError:
+    """A balance endpoint asked to touch money that an order or a payment holds."""
+    how = (
+        "through the order (POST /orders/{id}/reserve, /cancel, /escrow/fund)"
+        if owner == Hold.Owner.ORDER
+        else "by the payment itself when it completes or fails"
+    )
+    return ServiceError(
+        "INVALID_STATE",
+        f"{reference} belongs to a {OWNER_NAMES[owner]}: its money is reserved and released {how}, "
+        "never through the balance endpoints",
+        details={"orderId": reference, "heldBy": str(owner)},
+    )
+
+
+def _raw_reference(reference: str, owner: str) -> None:
+    """The balance endpoints (owner BALANCE) stay off every order's id, held or not yet."""
+    if owner == Hold.Owner.BALANCE and _is_order(reference):
+        raise _not_yours(reference, Hold.Owner.ORDER)
+
+
 @transaction.atomic
-def balance_reserve(*, user, reference: str, amount: int, actor: Actor) -> BalanceChange:
+def balance_reserve(
+    *, user, reference: str, amount: int, actor: Actor, owner: str = Hold.Owner.BALANCE
+) -> BalanceChange:
+    """available → held under `reference`. The balance endpoints reserve with the default
+    owner and may not use an order's id; an order's services reserve with owner ORDER."""
+    _raw_reference(reference, owner)
     before = balance_snapshot(user=user, lock=True)
     try:
-        hold_reserve(user=user, reference=reference, amount=amount)
+        hold_reserve(user=user, reference=reference, amount=amount, owner=owner)
     except HoldConflict:
         raise ServiceError(
             "FUNDS_ALREADY_RESERVED", f"Funds are already reserved for {reference}", details={"orderId": reference}
@@ -155,13 +195,20 @@ def _hold_errors(reference: str):
             details={"orderId": reference},
             field="amount",
         ) from None
+    except HoldOwned as owned:
+        raise _not_yours(reference, owned.hold.owner) from None
 
 
 @transaction.atomic
-def balance_cancel_reservation(*, user, reference: str, amount: int, actor: Actor) -> BalanceChange:
+def balance_cancel_reservation(
+    *, user, reference: str, amount: int, actor: Actor, owner: str = Hold.Owner.BALANCE
+) -> BalanceChange:
+    """held → available. Only the hold's owner may: the balance endpoints their own holds,
+    an order's services (owner ORDER) the order's."""
+    _raw_reference(reference, owner)
     before = balance_snapshot(user=user, lock=True)
     with _hold_errors(reference):
-        hold_void(user=user, reference=reference, amount=amount)
+        hold_void(user=user, reference=reference, amount=amount, owner=owner)
     after = balance_snapshot(user=user)
     audit = _audit(user, "balance.reservation_canceled", before, after, actor, {"orderId": reference})
     _hold_event(user, "balance.released", amount, reference, before, after, reason="cancel")
@@ -176,12 +223,16 @@ escrow_funding_confirmers: list = []
 def balance_deduct_reserved(*, user, reference: str, amount: int, actor: Actor, reason: str = "") -> BalanceChange:
     """held → escrow, only when the order's escrow is funded on chain (API.md §5: "on-chain
     success only"): a funding the chain confirms is posted now (the same entry the escrow's
-    step runner posts, never twice); otherwise nothing moves and the answer is ESCROW_NOT_READY."""
+    step runner posts, never twice); otherwise nothing moves and the answer is ESCROW_NOT_READY.
+    An order's hold is the order's: its funding is the order's fund step, not this endpoint."""
+    _raw_reference(reference, Hold.Owner.BALANCE)
     hold = Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
     if hold is None:
         raise ServiceError(
             "RESERVE_NOT_FOUND", f"No active reservation for {reference}", details={"orderId": reference}
         )
+    if hold.owner != Hold.Owner.BALANCE:
+        raise _not_yours(reference, hold.owner)
     if amount != hold.remaining:
         raise ServiceError(
             "RESERVE_MISMATCH_AMOUNT",
@@ -213,7 +264,9 @@ def balance_release(
     *, user, seller, reference: str, amount: int, actor: Actor, principal_id: str = "", idempotency_key: str = ""
 ) -> tuple[BalanceChange, BalanceChange, Withdrawal]:
     """Pay held money to the seller's wallet on chain; the seller is credited when it lands.
+    Only a hold of the balance endpoints' own: an order pays its seller through its escrow.
     Returns the buyer's change, the seller's change and the payment."""
+    _raw_reference(reference, Hold.Owner.BALANCE)
     _active_wallet(user, whose="buyer")
     seller_wallet = _active_wallet(seller, whose="seller")
     with transaction.atomic():
@@ -235,7 +288,14 @@ def balance_release(
             # The release takes its money out of the order's hold at once, under the lock:
             # a second release (or a cancellation) can only use what is left.
             with _hold_errors(reference):
-                hold_split(user=user, reference=reference, amount=amount, new_reference=existing.hold_reference)
+                hold_split(
+                    user=user,
+                    reference=reference,
+                    amount=amount,
+                    new_reference=existing.hold_reference,
+                    owner=Hold.Owner.BALANCE,
+                    new_owner=Hold.Owner.PAYMENT,
+                )
             existing.save()
     release = withdrawal_submit(withdrawal=existing)
     if release.status == Withdrawal.Status.FAILED:
@@ -265,11 +325,14 @@ def _sandbox_chain() -> bool:
     return "stellar" in settings.SANDBOX_PROVIDERS
 
 
-def sandbox_mint(wallet: Wallet, amount: int) -> str:
+def sandbox_mint(wallet: Wallet, amount: int, *, memo: str = "") -> str:
+    """Mint sandbox USDC to the wallet; returns the transaction hash. With a `memo` the
+    faucet mints once per (wallet, memo) and answers the same hash to every retry."""
+    data = {"addr": wallet.public_key, "amount": str(Decimal(amount) / 10_000_000)}
     try:
         response = requests.post(
             settings.STELLAR_HORIZON_URL.rstrip("/") + "/faucet",
-            data={"addr": wallet.public_key, "amount": str(Decimal(amount) / 10_000_000)},
+            data=data | ({"memo": memo} if memo else {}),
             timeout=settings.HORIZON_TIMEOUT_SECONDS,
         )
     except requests.RequestException as exc:
@@ -277,6 +340,15 @@ def sandbox_mint(wallet: Wallet, amount: int) -> str:
     if response.status_code != 200:
         raise ServiceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
     return response.json()["hash"]
+
+
+def _credit_memo(*, user, principal_id: str, idempotency_key: str) -> str:
+    """The mint's memo for one support credit (28 bytes, a Stellar text memo): the same for
+    every retry of the request, so the faucet mints it once. Without a key, none."""
+    if not idempotency_key:
+        return ""
+    digest = hashlib.sha256(f"{principal_id}\n{idempotency_key}\n{user.public_id}".encode()).hexdigest()
+    return f"credit:{digest[:21]}"
 
 
 def balance_adjust(
@@ -291,7 +363,13 @@ def balance_adjust(
     idempotency_key: str = "",
 ) -> BalanceChange:
     """Support credit or debit, with a reason, audited. On the sandbox chain it also mints or
-    burns USDC in the user's wallet, so that chain and ledger stay equal."""
+    burns USDC in the user's wallet, so that chain and ledger stay equal.
+
+    A sandbox credit mints first, keyed by the request (principal, Idempotency-Key), and
+    records the mint under its transaction hash, the key the deposit watcher also uses. A
+    retry after any failure (the faucet's answer lost, the ledger write failed, a crash in
+    between) gets the same mint back from the faucet instead of a second one, and the mint
+    is credited once: by this service or, if no retry comes, by the watcher."""
     if not reason.strip():
         raise ServiceError("VALIDATION_ERROR", "A reason is required for a manual adjustment", field="description")
     adjustments = ledger_account(kind=Kind.ADJUSTMENTS)
@@ -300,7 +378,8 @@ def balance_adjust(
     if _sandbox_chain():
         wallet = _active_wallet(user, whose="user")
         if credit:
-            tx_hash = sandbox_mint(wallet, amount)
+            memo = _credit_memo(user=user, principal_id=principal_id, idempotency_key=idempotency_key)
+            tx_hash = sandbox_mint(wallet, amount, memo=memo)
             entry_key = deposit_key(tx_hash, wallet.public_key)
         else:
             before = balance_snapshot(user=user)
@@ -317,8 +396,9 @@ def balance_adjust(
 
     with transaction.atomic():
         before = balance_snapshot(user=user, lock=True)
+        watcher_credited = False
         if credit:
-            ledger_transfer(
+            entry = ledger_transfer(
                 idempotency_key=entry_key,
                 kind="adjustment_credit",
                 source=adjustments,
@@ -326,6 +406,12 @@ def balance_adjust(
                 amount=amount,
                 metadata={"reason": reason},
             )
+            if entry.replayed and entry.kind == "adjustment_credit":
+                # An earlier attempt of this credit recorded it (with its audit and event).
+                return BalanceChange(before, before, None)
+            # Or the deposit watcher met the mint first and credited it (its event said so):
+            # nothing moves now, the support credit is still audited with its reason.
+            watcher_credited = entry.replayed
         elif entry_key is not None:
             if before.available < amount:
                 raise _insufficient(amount, before.available)
@@ -351,8 +437,11 @@ def balance_adjust(
                 "reason": reason,
                 "reference": reference,
                 "transactionHash": tx_hash,
+                **({"creditedByDepositWatcher": True} if watcher_credited else {}),
             },
         )
+        if watcher_credited:
+            return BalanceChange(before, after, audit)
         payload = {
             "userId": user.public_id,
             "amount": money_from_stroops(amount),
@@ -394,7 +483,7 @@ def _burn(*, user, wallet: Wallet, amount: int, principal_id: str, idempotency_k
                 description="support debit",
             )
             try:
-                hold_reserve(user=user, reference=burn.hold_reference, amount=amount)
+                hold_reserve(user=user, reference=burn.hold_reference, amount=amount, owner=Hold.Owner.PAYMENT)
             except InsufficientFunds as exc:
                 raise _insufficient(amount, exc.available) from None
     burn = withdrawal_submit(withdrawal=burn)

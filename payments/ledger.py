@@ -43,6 +43,16 @@ class HoldAmountMismatch(LedgerError):
     pass
 
 
+@dataclass
+class HoldOwned(LedgerError):
+    """The hold belongs to someone else (an order, a payment in flight) than the caller."""
+
+    hold: Hold
+
+    def __str__(self):
+        return f"hold {self.hold.reference} belongs to its {self.hold.owner}"
+
+
 def ledger_account_code(*, kind: str, user=None, reference: str = "") -> str:
     if kind in (Kind.USER_AVAILABLE, Kind.USER_HELD):
         return f"user:{user.public_id}:{'available' if kind == Kind.USER_AVAILABLE else 'held'}"
@@ -138,13 +148,21 @@ def ledger_transfer(
 
 
 @transaction.atomic
-def hold_reserve(*, user, reference: str, amount: int, idempotency_key: str | None = None) -> Hold:
-    """available → held, under the lock of the user's accounts."""
+def hold_reserve(
+    *,
+    user,
+    reference: str,
+    amount: int,
+    owner: str = Hold.Owner.BALANCE,
+    idempotency_key: str | None = None,
+) -> Hold:
+    """available → held, under the lock of the user's accounts. `owner` is who may void or
+    move the hold later (see `Hold.Owner`)."""
     available, held = user_accounts(user)
     ledger_lock([available, held])  # serialises holds of this user before the conflict check
     if Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).exists():
         raise HoldConflict(reference)
-    hold = Hold.objects.create(user=user, reference=reference, amount=amount, remaining=amount)
+    hold = Hold.objects.create(user=user, reference=reference, amount=amount, remaining=amount, owner=owner)
     ledger_transfer(
         idempotency_key=idempotency_key or f"hold:{hold.pk}:reserve",
         kind="hold_reserve",
@@ -156,19 +174,22 @@ def hold_reserve(*, user, reference: str, amount: int, idempotency_key: str | No
     return hold
 
 
-def _locked_active_hold(*, user, reference: str) -> Hold:
+def _locked_active_hold(*, user, reference: str, owner: str | None = None) -> Hold:
+    """The active hold, locked; with `owner`, only if it is that owner's (else HoldOwned)."""
     # Accounts first, then the hold: the order hold_reserve and the balance services use.
     ledger_lock(user_accounts(user))
     hold = Hold.objects.select_for_update().filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
     if hold is None:
         raise HoldNotFound(reference)
+    if owner is not None and hold.owner != owner:
+        raise HoldOwned(hold)
     return hold
 
 
 @transaction.atomic
-def hold_void(*, user, reference: str, amount: int | None = None) -> Hold:
-    """held → available, for all of the hold or part of it."""
-    hold = _locked_active_hold(user=user, reference=reference)
+def hold_void(*, user, reference: str, amount: int | None = None, owner: str | None = None) -> Hold:
+    """held → available, for all of the hold or part of it. With `owner`, only that owner's hold."""
+    hold = _locked_active_hold(user=user, reference=reference, owner=owner)
     amount = hold.remaining if amount is None else amount
     if amount <= 0 or amount > hold.remaining:
         raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
@@ -225,11 +246,14 @@ def _consume(hold: Hold, amount: int, final_status: str) -> None:
 
 
 @transaction.atomic
-def hold_split(*, user, reference: str, amount: int, new_reference: str) -> Hold:
+def hold_split(
+    *, user, reference: str, amount: int, new_reference: str, owner: str | None = None, new_owner: str
+) -> Hold:
     """Move part of a hold into a hold of its own (both stay in `held`, so no entry): a
-    payment in flight then owns its money, and the rest of the hold cannot pay it twice."""
-    hold = _locked_active_hold(user=user, reference=reference)
+    payment in flight then owns its money, and the rest of the hold cannot pay it twice.
+    With `owner`, only that owner's hold is split."""
+    hold = _locked_active_hold(user=user, reference=reference, owner=owner)
     if amount <= 0 or amount > hold.remaining:
         raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
     _consume(hold, amount, Hold.Status.POSTED)
-    return Hold.objects.create(user=user, reference=new_reference, amount=amount, remaining=amount)
+    return Hold.objects.create(user=user, reference=new_reference, amount=amount, remaining=amount, owner=new_owner)

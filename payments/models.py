@@ -113,8 +113,18 @@ class Hold(models.Model):
         POSTED = "POSTED"
         VOIDED = "VOIDED"
 
+    class Owner(models.TextChoices):
+        """Who may void or move the hold: the balance endpoints touch only their own holds."""
+
+        BALANCE = "balance", "the balance API (reserve / cancel-reservation / deduct-reserved / release)"
+        ORDER = "order", "a marketplace order (reserve, cancel, escrow funding)"
+        PAYMENT = "payment", "a payment in flight (withdrawal, release, support debit)"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="holds")
     reference = models.CharField(max_length=100, help_text="the order id (or any reference) the money is held for")
+    owner = models.CharField(
+        max_length=10, choices=Owner.choices, default=Owner.BALANCE, help_text="who may void or move it"
+    )
     amount = models.BigIntegerField(help_text="stroops reserved")
     remaining = models.BigIntegerField(help_text="stroops still held")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
@@ -133,7 +143,7 @@ class Hold(models.Model):
         ]
 
     def __str__(self):
-        return f"hold {self.reference} of {self.user_id}: {self.remaining}/{self.amount} ({self.status})"
+        return f"hold {self.reference} of {self.user_id}: {self.remaining}/{self.amount} ({self.status}, {self.owner})"
 
 
 class SecretHolder(models.Model):

@@ -31,7 +31,7 @@ from payments.ledger import (
     ledger_lock,
     user_accounts,
 )
-from payments.models import JournalEntry, LedgerAccount, Wallet, Withdrawal
+from payments.models import Hold, JournalEntry, LedgerAccount, Wallet, Withdrawal
 from payments.stellar import (
     StellarError,
     TransactionFailed,
@@ -150,7 +150,7 @@ def withdrawal_create_crypto(
             idempotency_key=idempotency_key,
         )
         try:
-            hold_reserve(user=user, reference=withdrawal.hold_reference, amount=stroops)
+            hold_reserve(user=user, reference=withdrawal.hold_reference, amount=stroops, owner=Hold.Owner.PAYMENT)
         except InsufficientFunds as exc:  # unreachable under the lock above; kept as a guard
             raise ServiceError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
         _record(withdrawal, "withdrawal.created", actor_type, actor_id)

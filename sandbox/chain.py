@@ -446,10 +446,12 @@ def _move_credit(index: int, from_id: str, to_id: str, code: str, issuer: str, a
         SandboxTrustline.objects.filter(pk=lines[to_id].pk).update(balance=F("balance") + amount)
 
 
-def _synthetic_record(*, source: str, ledger: int) -> SandboxTransaction:
+def _synthetic_record(*, source: str, ledger: int, tx_hash: str = "", memo: str = "") -> SandboxTransaction:
     """A transaction the sandbox itself makes (friendbot, faucet): no envelope to check."""
     return SandboxTransaction.objects.create(
-        hash=hashlib.sha256(secrets.token_bytes(32)).hexdigest(),
+        hash=tx_hash or hashlib.sha256(secrets.token_bytes(32)).hexdigest(),
+        memo_type="text" if memo else "none",
+        memo=memo,
         ledger=ledger,
         source_account=source,
         source_account_sequence=0,
@@ -490,17 +492,42 @@ def chain_friendbot(*, account_id: str) -> SandboxTransaction:
     return record
 
 
+FAUCET_MEMO_MAX_BYTES = 28  # a Stellar text memo
+
+
+def faucet_hash(*, account_id: str, memo: str) -> str:
+    """The hash of a mint with a memo: fixed by (issuer, account, memo) before it is made, as
+    a signed envelope's hash is fixed before it is submitted."""
+    return hashlib.sha256(f"faucet:{usdc_issuer()}:{account_id}:{memo}".encode()).hexdigest()
+
+
+def _minted_before(tx_hash: str, amount: int) -> SandboxTransaction | None:
+    record = SandboxTransaction.objects.filter(hash=tx_hash).first()
+    if record is not None and record.payments.get().amount != amount:
+        raise TransactionRejected("op_malformed", "this memo already minted another amount to the account")
+    return record
+
+
 @transaction.atomic
-def chain_mint_usdc(*, account_id: str, amount: int) -> SandboxTransaction:
-    """Faucet: the issuer pays sandbox USDC to an account that trusts it."""
+def chain_mint_usdc(*, account_id: str, amount: int, memo: str = "") -> SandboxTransaction:
+    """Faucet: the issuer pays sandbox USDC to an account that trusts it. With a `memo`, a
+    mint happens once: asking again with the same account and memo answers the first
+    transaction and mints nothing (the network applies one transaction once)."""
     if amount <= 0:
         raise TransactionRejected("op_malformed", "amount must be positive")
+    if len(memo.encode()) > FAUCET_MEMO_MAX_BYTES:
+        raise TransactionRejected("op_malformed", f"memo is longer than {FAUCET_MEMO_MAX_BYTES} bytes")
+    tx_hash = faucet_hash(account_id=account_id, memo=memo) if memo else ""
+    if tx_hash and (minted := _minted_before(tx_hash, amount)) is not None:
+        return minted
     chain_genesis()
-    ledger = ledger_close()
+    ledger = ledger_close()  # locks the chain: a concurrent mint with the same memo is seen below
+    if tx_hash and (minted := _minted_before(tx_hash, amount)) is not None:
+        return minted
     if not SandboxAccount.objects.filter(account_id=account_id).exists():
         raise TransactionRejected("op_no_destination", "the account does not exist")
     issuer = usdc_issuer()
-    record = _synthetic_record(source=issuer, ledger=ledger)
+    record = _synthetic_record(source=issuer, ledger=ledger, tx_hash=tx_hash, memo=memo)
     try:
         _move_credit(0, issuer, account_id, "USDC", issuer, amount)
     except OperationFailed as failure:

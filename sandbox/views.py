@@ -335,7 +335,9 @@ def friendbot(request):
 @require_POST
 @with_faults("horizon")
 def faucet(request):
-    """Sandbox only: mint USDC to an account (`addr`, `amount` as a decimal string)."""
+    """Sandbox only: mint USDC to an account (`addr`, `amount` as a decimal string). With a
+    `memo` (a text memo, at most 28 bytes) the mint happens once per account and memo:
+    asking again answers the same transaction, so a caller may retry a lost answer."""
     account_id = request.POST.get("addr", "")
     if not StrKey.is_valid_ed25519_public_key(account_id):
         return _problem(
@@ -352,7 +354,7 @@ def faucet(request):
             {"invalid_field": "amount"},
         )
     try:
-        record = chain_mint_usdc(account_id=account_id, amount=amount)
+        record = chain_mint_usdc(account_id=account_id, amount=amount, memo=request.POST.get("memo", ""))
     except TransactionRejected as rejected:
         return _operation_failed(rejected)
     return JsonResponse(_transaction_json(request, record))

@@ -12,7 +12,7 @@ from escrow.services import escrow_fund, escrow_open
 from escrow.signing import envelope_sign
 from escrow.sync import escrow_sync
 from offerhub.models import AuditLog
-from payments.ledger import hold_reserve, user_accounts
+from payments.ledger import hold_reserve, hold_void, user_accounts
 from payments.models import Hold
 from payments.stellar import horizon, usdc
 from sandbox.models import SandboxEscrow, SandboxEscrowCall, SandboxFault
@@ -168,6 +168,27 @@ def test_a_fund_the_contract_refuses_keeps_the_hold_and_can_be_asked_again(chain
     assert escrow.status == Escrow.Status.FUNDED
     assert [s.status for s in escrow.steps.filter(action="fund-escrow")] == ["FAILED", "CONFIRMED"]
     assert user_accounts(buyer)[1].balance == 0
+
+
+@pytest.mark.parametrize(
+    ("voided", "code"), [(None, "RESERVE_NOT_FOUND"), (4 * USD, "RESERVE_MISMATCH_AMOUNT")], ids=["gone", "short"]
+)
+def test_the_fund_step_signs_nothing_when_the_hold_is_gone_or_short(chain, funded_user, trustless_work, voided, code):
+    """The money for the escrow must still be held for it: otherwise the funding would land
+    on chain with nothing in the ledger to post (the money was spent on another hold)."""
+    buyer, seller = funded_user("10.00"), funded_user("0")
+    escrow = deployed(buyer, seller, 10 * USD, order="ord_gone")
+    hold_void(user=buyer, reference="ord_gone", amount=voided)  # the state left by an outside void
+    freed = 10 * USD if voided is None else voided
+    hold_reserve(user=buyer, reference="ord_other", amount=freed)  # …and the freed money held again
+    escrow_fund(escrow=escrow)
+    step = fund_step(escrow)
+    escrow.refresh_from_db()
+    assert (step.status, step.error_code) == (EscrowStep.Status.FAILED, code)
+    assert not step.attempted_hashes and not step.signed_xdr  # nothing signed, nothing sent
+    assert applied("fund") == 0 and chain.usdc(buyer.wallet.public_key) == 10
+    assert escrow.status == Escrow.Status.CREATED and escrow.balance == 0
+    ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)
 
 
 def test_deduct_reserved_posts_a_funding_the_chain_confirmed(chain, funded_user, trustless_work, auth_client):

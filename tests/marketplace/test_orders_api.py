@@ -260,6 +260,46 @@ def test_a_fund_the_contract_refuses_keeps_the_hold_and_can_be_retried(chain, fu
     assert funded.status_code == 201 and funded.json()["data"]["status"] == "IN_PROGRESS"
 
 
+def test_an_orders_hold_cannot_be_freed_or_taken_through_the_balance_endpoints(
+    chain, funded_user, trustless_work, writer, auth_client, settings
+):
+    """Issue 9 item 3: voiding an order's hold with cancel-reservation let the buyer reserve
+    the same money for a second order, and the first escrow's funding then landed on
+    chain without a ledger entry (verify: BALANCE_DISCREPANCY)."""
+    settings.OFFERHUB_SYNC_WAIT_SECONDS = 5  # on the unfixed code the funding never settles
+    buyer, seller = funded_user("35.00"), funded_user("0")
+    first = create(writer, buyer, seller, "30.00")
+    assert post(writer, f"/orders/{first['id']}/reserve").status_code == 201
+    balance = f"/users/{buyer.public_id}/balance"
+
+    freed = post(writer, f"{balance}/cancel-reservation", {"amount": "30.00", "orderId": first["id"]})
+    assert freed.status_code == 409 and error(freed)["code"] == "INVALID_STATE", freed.content
+    assert error(freed)["details"]["orderId"] == first["id"]
+    hold = Hold.objects.get(reference=first["id"])
+    assert (hold.status, hold.remaining, hold.owner) == (Hold.Status.ACTIVE, 30 * USD, Hold.Owner.ORDER)
+    second = create(writer, buyer, seller, "30.00")
+    refused = post(writer, f"/orders/{second['id']}/reserve")
+    assert refused.status_code == 422 and error(refused)["code"] == "INSUFFICIENT_FUNDS"
+
+    # Nor can a raw hold be put on another order's id, or the order's hold be moved by support.
+    squat = post(writer, f"{balance}/reserve", {"amount": "5.00", "orderId": second["id"]})
+    assert squat.status_code == 409 and error(squat)["code"] == "INVALID_STATE", squat.content
+    support = auth_client(scopes=["read", "write", "support"])
+    for action, extra in (("deduct-reserved", {}), ("release", {"sellerId": seller.public_id})):
+        taken = post(support, f"{balance}/{action}", {"amount": "30.00", "orderId": first["id"], **extra})
+        assert taken.status_code == 409 and error(taken)["code"] == "INVALID_STATE", (action, taken.content)
+    assert user_accounts(buyer)[0].balance == 5 * USD and user_accounts(buyer)[1].balance == 30 * USD
+
+    for step in ("escrow", "escrow/fund"):
+        response = post(writer, f"/orders/{first['id']}/{step}")
+        assert response.status_code == 201, (step, response.content)
+    assert response.json()["data"]["status"] == "IN_PROGRESS"
+    verified = writer.get(f"/api/v1{balance}/verify")
+    assert verified.status_code == 200, verified.content
+    assert verified.json()["data"]["providerVerified"] is True
+    ledger_equals_chain(chain, trustless_work, Escrow.objects.get(engagement_id=first["id"]), buyer, seller)
+
+
 def test_a_slow_chain_answers_202_with_the_intermediate_state(
     chain, funded_user, trustless_work, writer, settings, monkeypatch
 ):

@@ -9,6 +9,7 @@ from stellar_sdk import TransactionBuilder
 from payments.deposits import deposits_sync
 from payments.ledger import user_accounts
 from payments.models import ChainCursor, Hold, Withdrawal
+from payments.reconciliation import wallets_reconcile
 from payments.stellar import horizon, usdc
 from payments.tasks import withdrawals_resolve_pending
 from payments.wallets import DEPOSIT_CURSOR, _deposit_cursor_start
@@ -185,6 +186,44 @@ def test_deduct_reserved_never_moves_money_in_the_ledger_alone(chain, funded_use
     )
     assert missing.status_code == 404
     assert client.get(path).json()["reserved"] == "20.00"
+    assert_mirrors(chain, user)
+
+
+def test_a_sandbox_credit_retried_after_its_mint_landed_mints_once(chain, funded_user, auth_client):
+    """Issue 9 item 7: the credit minted before its ledger write, and a 5xx is not stored, so
+    every retry of one Idempotency-Key minted again (three retries, three payouts)."""
+    client = auth_client(scopes=["read", "support"])
+    user = funded_user("0")
+    path = f"/api/v1/users/{user.public_id}/balance"
+    body = {"amount": "25.00", "description": "goodwill for a late delivery"}
+    # The faucet mints, then its answer is lost: the credit cannot tell it worked.
+    SandboxFault.objects.create(
+        service="horizon", method="POST", path_contains="/faucet", after_processing=True, status_code=503, remaining=3
+    )
+    for _ in range(3):
+        failed = client.post(f"{path}/credit", body, format="json", HTTP_IDEMPOTENCY_KEY="credit-1")
+        assert failed.status_code == 502 and failed.json()["error"]["code"] == "PROVIDER_ERROR"
+    assert usdc_payments_to(user.wallet.public_key) == 1
+    deposits_sync()  # the watcher meets the one mint and credits it, once
+    assert client.get(path).json()["available"] == "25.00"
+
+    done = client.post(f"{path}/credit", body, format="json", HTTP_IDEMPOTENCY_KEY="credit-1")
+    assert done.status_code == 200, done.content
+    assert done.json()["available"] == "25.00"  # the same credit, not a second one
+    replay = client.post(f"{path}/credit", body, format="json", HTTP_IDEMPOTENCY_KEY="credit-1")
+    assert replay.status_code == 200 and replay["Idempotency-Replay"] == "true"
+    deposits_sync()
+    assert usdc_payments_to(user.wallet.public_key) == 1 and chain.usdc(user.wallet.public_key) == 25
+    assert client.get(path).json()["available"] == "25.00"
+    verified = client.get(f"{path}/verify")
+    assert verified.status_code == 200 and verified.json()["providerVerified"] is True
+    assert wallets_reconcile() == 0
+    assert_mirrors(chain, user)
+
+    # A new key is a new credit: it mints again, once.
+    other = client.post(f"{path}/credit", body, format="json", HTTP_IDEMPOTENCY_KEY="credit-2")
+    assert other.status_code == 200 and other.json()["available"] == "50.00"
+    assert usdc_payments_to(user.wallet.public_key) == 2
     assert_mirrors(chain, user)
 
 

@@ -102,6 +102,28 @@ def test_sponsored_account_holds_usdc_with_no_xlm_and_pays_by_fee_bump(horizon, 
     assert balances(horizon, bob)["USDC"] == Decimal("10.25")
 
 
+def test_a_faucet_mint_with_a_memo_happens_once(horizon, usdc, settings):
+    platform = Keypair.random()
+    friendbot(horizon, platform)
+    alice = sponsored_wallet(horizon, platform, usdc, settings.STELLAR_NETWORK_PASSPHRASE)
+
+    def faucet(amount, memo):
+        data = {"addr": alice.public_key, "amount": amount, "memo": memo}
+        return requests.post(horizon.url + "/faucet", data=data, timeout=10)
+
+    first = faucet("5", "credit:1")
+    assert first.status_code == 200, first.text
+    assert (first.json()["memo_type"], first.json()["memo"]) == ("text", "credit:1")
+    again = faucet("5", "credit:1")  # a retry whose first answer was lost
+    assert again.status_code == 200 and again.json()["hash"] == first.json()["hash"]
+    assert horizon.transactions().transaction(first.json()["hash"]).call()["memo"] == "credit:1"
+    assert balances(horizon, alice)["USDC"] == Decimal("5")
+    assert faucet("6", "credit:1").status_code == 400  # the memo minted another amount
+    assert faucet("5", "x" * 29).status_code == 400  # longer than a text memo
+    assert faucet("5", "credit:2").json()["hash"] != first.json()["hash"]
+    assert balances(horizon, alice)["USDC"] == Decimal("10")
+
+
 def test_wrong_signer_is_rejected_and_nothing_moves(horizon, usdc, settings):
     passphrase = settings.STELLAR_NETWORK_PASSPHRASE
     sender = Keypair.random()
