@@ -1,13 +1,17 @@
 from django.db import IntegrityError, transaction
 
 from marketplace.models import User
+from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.services import audit_record, event_publish
 from payments.wallets import wallet_ensure
 
 
-class UserEmailTaken(Exception):
+class UserEmailTaken(ServiceError):
     """Another user already has this e-mail address."""
+
+    def __init__(self, email: str | None):
+        super().__init__("USER_ALREADY_EXISTS", "Another user already has this e-mail address", field="email")
 
 
 @transaction.atomic

@@ -386,7 +386,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    # Choice sets that share a field name (`type`, `status`) get a name of their own.
+    "ENUM_NAME_OVERRIDES": {
+        "UserTypeEnum": "marketplace.models.User.Type",
+        "UserStatusEnum": "marketplace.models.User.Status",
+        "WithdrawalStatusEnum": "payments.models.Withdrawal.Status",
+        "WithdrawalDestinationTypeEnum": "payments.models.Withdrawal.DestinationType",
+    },
 }
 
 OFFERHUB_MASTER_KEY = env.str("OFFERHUB_MASTER_KEY", default="")

@@ -3,12 +3,13 @@
 from datetime import datetime
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from stellar_sdk.exceptions import BadRequestError
 
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.errors import validation_error
-from offerhub.api.pagination import paginate, parse_limit
-from offerhub.api.parsing import parse_amount, parse_currency, require_fields
+from offerhub.api.input import validated
+from offerhub.api.pagination import DEFAULT_LIMIT, paginate
 from offerhub.api.ratelimit import rate_limit_hit
 from offerhub.errors import ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
@@ -26,26 +27,36 @@ from payments.balances import (
 )
 from payments.models import Wallet, Withdrawal
 from payments.selectors import api_user_get, balance_as_api, user_withdrawals, withdrawal_as_api
+from payments.serializers import (
+    AdjustInput,
+    BalanceOperationOutput,
+    BalanceOutput,
+    BalanceReleaseOutput,
+    BalanceSyncOutput,
+    BalanceVerifyOutput,
+    EmptyInput,
+    HoldInput,
+    ReleaseInput,
+    WalletDepositOutput,
+    WalletOutput,
+    WalletTransactionOutput,
+    WalletTransactionsQuery,
+    WithdrawalCreateInput,
+    WithdrawalListQuery,
+    WithdrawalOutput,
+    WithdrawalOwnerQuery,
+)
 from payments.stellar import StellarError, _call, account_load, horizon, usdc_balance
 from payments.withdrawals import withdrawal_create_crypto, withdrawal_submit
 
 WITHDRAWALS_PER_MINUTE = 5  # per user (API.md §1.8)
-HOLD_FIELDS = {"amount", "orderId", "reference", "currency", "description"}
+BALANCE = ["balance"]
+WALLET = ["wallet"]
+WITHDRAWALS = ["withdrawals"]
 
 
 def _actor(request) -> Actor:
     return Actor("API_KEY", request.auth.key_id)
-
-
-def _as_api_error(error: ServiceError | ServiceError | StellarError) -> ServiceError:
-    if isinstance(error, StellarError):
-        return ServiceError(error.code, error.message)
-    details = dict(error.details)
-    if error.code == "VALIDATION_ERROR":
-        return validation_error([(error.field, error.message)])
-    if error.field:
-        details.setdefault("field", error.field)
-    return ServiceError(error.code, error.message, details=details)
 
 
 def _operation(user, change: BalanceChange, operation: str, amount) -> dict:
@@ -68,6 +79,7 @@ def _operation(user, change: BalanceChange, operation: str, amount) -> dict:
 class BalanceView(ApiView):
     required_scope = "read"
 
+    @extend_schema(summary="A user's balance", tags=BALANCE, responses=BalanceOutput)
     def get(self, request, user_id):
         user = api_user_get(principal=request.auth, public_id=user_id)
         return api_response(balance_as_api(user=user), mirror=True)
@@ -76,6 +88,11 @@ class BalanceView(ApiView):
 class BalanceVerifyView(ApiView):
     required_scope = "read"
 
+    @extend_schema(
+        summary="The balance, checked against the chain (409 BALANCE_DISCREPANCY beyond 1.00)",
+        tags=BALANCE,
+        responses=BalanceVerifyOutput,
+    )
     def get(self, request, user_id):
         user = api_user_get(principal=request.auth, public_id=user_id)
         result = balance_sync(user=user)
@@ -95,9 +112,15 @@ class BalanceVerifyView(ApiView):
 class BalanceSyncView(ApiView):
     required_scope = "write"
 
+    @extend_schema(
+        summary="Compare ledger and chain; drift is flagged for support, never moved",
+        tags=BALANCE,
+        request=None,
+        responses=BalanceSyncOutput,
+    )
     def post(self, request, user_id):
+        validated(EmptyInput, request.data)
         user = api_user_get(principal=request.auth, public_id=user_id)
-        require_fields(request.data or {}, set())
         result = balance_sync(user=user)
         data = {
             "synced": result.provider is not None,
@@ -120,20 +143,18 @@ class _HoldOperationView(ApiView):
         raise NotImplementedError
 
     def post(self, request, user_id):
+        data = validated(HoldInput, request.data)
         user = api_user_get(principal=request.auth, public_id=user_id)
-        data = require_fields(request.data, HOLD_FIELDS)
-        amount = parse_amount(data, code="INVALID_AMOUNT_FORMAT")
-        parse_currency(data)
-        reference = data.get("orderId") or data.get("reference")
-        if not reference:
-            raise validation_error([("orderId", "is required")])
-        try:
-            change = self.run(request, user, str(reference), money_to_stroops(amount), data.get("description", ""))
-        except ServiceError as error:
-            raise _as_api_error(error) from None
+        amount = data["amount"]
+        change = self.run(request, user, data["orderId"], money_to_stroops(amount), data.get("description", ""))
         return api_response(_operation(user, change, self.operation, amount), mirror=True)
 
 
+def _hold_schema(summary: str):
+    return extend_schema(summary=summary, tags=BALANCE, request=HoldInput, responses=BalanceOperationOutput)
+
+
+@_hold_schema("Hold available funds for an order reference (409 if it already holds)")
 class BalanceReserveView(_HoldOperationView):
     operation = "RESERVE"
 
@@ -141,6 +162,7 @@ class BalanceReserveView(_HoldOperationView):
         return balance_reserve(user=user, reference=reference, amount=stroops, actor=_actor(request))
 
 
+@_hold_schema("Return held funds to available")
 class BalanceCancelReservationView(_HoldOperationView):
     operation = "CANCEL_RESERVATION"
 
@@ -148,6 +170,7 @@ class BalanceCancelReservationView(_HoldOperationView):
         return balance_cancel_reservation(user=user, reference=reference, amount=stroops, actor=_actor(request))
 
 
+@_hold_schema("Take held funds out of the balance (support)")
 class BalanceDeductReservedView(_HoldOperationView):
     required_scope = "support"
     operation = "DEDUCT_RESERVED"
@@ -163,35 +186,29 @@ class BalanceReleaseView(ApiView):
     required_scope = "support"
     atomic_handler = False
 
+    @extend_schema(
+        summary="Pay held funds to another user's wallet on chain (support)",
+        tags=BALANCE,
+        request=ReleaseInput,
+        responses=BalanceReleaseOutput,
+    )
     def post(self, request, user_id):
+        data = validated(ReleaseInput, request.data)
         user = api_user_get(principal=request.auth, public_id=user_id)
-        data = require_fields(request.data, HOLD_FIELDS | {"sellerId", "recipientId"})
-        amount = parse_amount(data, code="INVALID_AMOUNT_FORMAT")
-        parse_currency(data)
-        reference = data.get("orderId") or data.get("reference")
-        seller_id = data.get("sellerId") or data.get("recipientId")
-        missing = [
-            (name, "is required") for name, value in (("orderId", reference), ("sellerId", seller_id)) if not value
-        ]
-        if missing:
-            raise validation_error(missing)
-        seller = api_user_get(principal=request.auth, public_id=seller_id)
+        seller = api_user_get(principal=request.auth, public_id=data["sellerId"])
         if seller.pk == user.pk:
-            raise ServiceError("INVALID_REQUEST", "The seller must be another user", details={"field": "sellerId"})
-        try:
-            _, seller_change, _ = balance_release(
-                user=user,
-                seller=seller,
-                reference=str(reference),
-                amount=money_to_stroops(amount),
-                actor=_actor(request),
-                principal_id=request.auth.key_id,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
-            )
-        except (ServiceError, StellarError) as error:
-            raise _as_api_error(error) from None
+            raise ServiceError("INVALID_REQUEST", "The seller must be another user", field="sellerId")
+        _, seller_change, _ = balance_release(
+            user=user,
+            seller=seller,
+            reference=data["orderId"],
+            amount=money_to_stroops(data["amount"]),
+            actor=_actor(request),
+            principal_id=request.auth.key_id,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
         return api_response(
-            _operation(seller, seller_change, "RELEASE", amount) | {"buyerBalance": balance_as_api(user=user)},
+            _operation(seller, seller_change, "RELEASE", data["amount"]) | {"buyerBalance": balance_as_api(user=user)},
             mirror=True,
         )
 
@@ -202,32 +219,32 @@ class _AdjustView(ApiView):
     credit = True
 
     def post(self, request, user_id):
+        data = validated(AdjustInput, request.data)
         user = api_user_get(principal=request.auth, public_id=user_id)
-        data = require_fields(request.data, {"amount", "currency", "description", "reason", "reference"})
-        amount = parse_amount(data, code="INVALID_AMOUNT_FORMAT")
-        parse_currency(data)
-        reason = data.get("description") or data.get("reason") or ""
-        try:
-            change = balance_adjust(
-                user=user,
-                amount=money_to_stroops(amount),
-                credit=self.credit,
-                reason=reason,
-                reference=data.get("reference", ""),
-                actor=_actor(request),
-                principal_id=request.auth.key_id,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
-            )
-        except (ServiceError, StellarError) as error:
-            raise _as_api_error(error) from None
+        change = balance_adjust(
+            user=user,
+            amount=money_to_stroops(data["amount"]),
+            credit=self.credit,
+            reason=data.get("description", ""),
+            reference=data.get("reference", ""),
+            actor=_actor(request),
+            principal_id=request.auth.key_id,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
         operation = "CREDIT_AVAILABLE" if self.credit else "DEBIT_AVAILABLE"
-        return api_response(_operation(user, change, operation, amount), mirror=True)
+        return api_response(_operation(user, change, operation, data["amount"]), mirror=True)
 
 
+def _adjust_schema(summary: str):
+    return extend_schema(summary=summary, tags=BALANCE, request=AdjustInput, responses=BalanceOperationOutput)
+
+
+@_adjust_schema("Credit available funds, with a reason (support)")
 class BalanceCreditView(_AdjustView):
     credit = True
 
 
+@_adjust_schema("Debit available funds, with a reason (support)")
 class BalanceDebitView(_AdjustView):
     credit = False
 
@@ -240,13 +257,15 @@ def _wallet_or_404(user) -> Wallet:
 
 
 def _chain(call):
+    """Horizon's answer; any failure to get one is PROVIDER_ERROR (API.md §6)."""
     try:
         return call()
-    except StellarError as error:
+    except (StellarError, BadRequestError) as error:
         raise ServiceError("PROVIDER_ERROR", f"Stellar is not answering: {error.message}") from None
 
 
 class WalletView(ApiView):
+    @extend_schema(summary="The user's Stellar wallet and its on-chain balances", tags=WALLET, responses=WalletOutput)
     def get(self, request, user_id):
         wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
         account = _chain(lambda: account_load(wallet.public_key)) or {}
@@ -266,6 +285,7 @@ class WalletView(ApiView):
 
 
 class WalletDepositView(ApiView):
+    @extend_schema(summary="Where to send USDC to fund the balance", tags=WALLET, responses=WalletDepositOutput)
     def get(self, request, user_id):
         wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
         return api_response(
@@ -282,12 +302,19 @@ class WalletDepositView(ApiView):
 
 
 class WalletTransactionsView(ApiView):
+    @extend_schema(
+        summary="The wallet's payments on chain, newest first",
+        tags=WALLET,
+        parameters=[WalletTransactionsQuery],
+        responses=WalletTransactionOutput(many=True),
+    )
     def get(self, request, user_id):
+        query = validated(WalletTransactionsQuery, request.query_params)
         wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
-        limit = parse_limit(request.query_params.get("limit"))
+        limit = query.get("limit", DEFAULT_LIMIT)
         request_page = horizon().payments().for_account(wallet.public_key).order(desc=True).limit(limit)
-        if request.query_params.get("cursor"):
-            request_page = request_page.cursor(request.query_params["cursor"])
+        if query.get("cursor"):
+            request_page = request_page.cursor(query["cursor"])
         page = _chain(lambda: _call(request_page.call))
         items = []
         for record in page["_embedded"]["records"]:
@@ -324,24 +351,30 @@ class WithdrawalListCreateView(ApiView):
     required_scopes = {"GET": "read", "POST": "write"}
     atomic_handler = False
 
+    @extend_schema(
+        summary="Withdrawals, newest first",
+        tags=WITHDRAWALS,
+        parameters=[WithdrawalListQuery],
+        responses=WithdrawalOutput(many=True),
+    )
     def get(self, request):
+        query = validated(WithdrawalListQuery, request.query_params)
         rows = user_withdrawals(principal=request.auth)
-        user_id = request.query_params.get("userId")
-        if user_id:
-            rows = rows.filter(user=api_user_get(principal=request.auth, public_id=user_id))
-        page = paginate(rows, params=request.query_params, id_field="public_id")
+        if query.get("userId"):
+            rows = rows.filter(user=api_user_get(principal=request.auth, public_id=query["userId"]))
+        page = paginate(rows, params=query, id_field="public_id")
         return api_list_response(
             [withdrawal_as_api(w) for w in page.items], has_more=page.has_more, next_cursor=page.next_cursor
         )
 
+    @extend_schema(
+        summary="Withdraw to a Stellar address (crypto: settled synchronously)",
+        tags=WITHDRAWALS,
+        request=WithdrawalCreateInput,
+        responses={201: WithdrawalOutput},
+    )
     def post(self, request):
-        data = require_fields(
-            request.data,
-            {"userId", "amount", "currency", "destinationType", "destinationRef", "commit", "description", "memo"},
-            required=("userId", "amount", "destinationType", "destinationRef"),
-        )
-        amount = parse_amount(data)
-        parse_currency(data)
+        data = validated(WithdrawalCreateInput, request.data)
         user = api_user_get(principal=request.auth, public_id=data["userId"])
         limit = rate_limit_hit(bucket=f"withdrawals:{user.public_id}", limit=WITHDRAWALS_PER_MINUTE, window=60)
         if limit.exceeded:
@@ -351,29 +384,23 @@ class WithdrawalListCreateView(ApiView):
                 details={"limit": limit.limit, "windowSeconds": limit.window, "retryAfter": limit.retry_after},
                 headers={"Retry-After": str(limit.retry_after)},
             )
-        destination_type = data["destinationType"]
-        if destination_type not in Withdrawal.DestinationType.values:
-            raise validation_error([("destinationType", "must be crypto, bank or airtm_balance")])
-        if destination_type != Withdrawal.DestinationType.CRYPTO:
+        if data["destinationType"] != Withdrawal.DestinationType.CRYPTO:
             raise ServiceError(
                 "AIRTM_USER_NOT_LINKED",
                 "Airtm withdrawals need a linked Airtm account",
                 details={"userId": user.public_id},
             )
-        try:
-            withdrawal = withdrawal_create_crypto(
-                user=user,
-                amount=amount,
-                destination=str(data["destinationRef"]),
-                memo=str(data.get("memo", "")),
-                description=str(data.get("description", "")),
-                principal_id=request.auth.key_id,
-                idempotency_key=request.headers.get("Idempotency-Key", ""),
-                actor_type="API_KEY",
-                actor_id=request.auth.key_id,
-            )
-        except (ServiceError, StellarError) as error:
-            raise _as_api_error(error) from None
+        withdrawal = withdrawal_create_crypto(
+            user=user,
+            amount=data["amount"],
+            destination=data["destinationRef"],
+            memo=data.get("memo", ""),
+            description=data.get("description", ""),
+            principal_id=request.auth.key_id,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            actor_type="API_KEY",
+            actor_id=request.auth.key_id,
+        )
         if withdrawal.status == Withdrawal.Status.FAILED:
             raise ServiceError(
                 "STELLAR_NETWORK_ERROR",
@@ -384,10 +411,10 @@ class WithdrawalListCreateView(ApiView):
 
 
 def _withdrawal_or_404(request, withdrawal_id) -> Withdrawal:
+    query = validated(WithdrawalOwnerQuery, request.query_params)
     rows = user_withdrawals(principal=request.auth).filter(public_id=withdrawal_id)
-    user_id = request.query_params.get("userId")
-    if user_id:
-        rows = rows.filter(user__public_id=user_id)
+    if query.get("userId"):
+        rows = rows.filter(user__public_id=query["userId"])
     withdrawal = rows.first()
     if withdrawal is None:
         raise ServiceError("WITHDRAWAL_NOT_FOUND", f"Withdrawal {withdrawal_id} not found")
@@ -395,6 +422,12 @@ def _withdrawal_or_404(request, withdrawal_id) -> Withdrawal:
 
 
 class WithdrawalDetailView(ApiView):
+    @extend_schema(
+        summary="One withdrawal (optional userId must own it)",
+        tags=WITHDRAWALS,
+        parameters=[WithdrawalOwnerQuery],
+        responses=WithdrawalOutput,
+    )
     def get(self, request, withdrawal_id):
         return api_response(withdrawal_as_api(_withdrawal_or_404(request, withdrawal_id)), mirror=True)
 
@@ -404,7 +437,15 @@ class WithdrawalRefreshView(ApiView):
     idempotency_exempt = True
     atomic_handler = False
 
+    @extend_schema(
+        summary="Re-read the withdrawal's settlement",
+        tags=WITHDRAWALS,
+        request=None,
+        parameters=[WithdrawalOwnerQuery],
+        responses=WithdrawalOutput,
+    )
     def post(self, request, withdrawal_id):
+        validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
         if withdrawal.status in (Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING):
             withdrawal = withdrawal_submit(withdrawal=withdrawal)
@@ -414,7 +455,15 @@ class WithdrawalRefreshView(ApiView):
 class WithdrawalCommitView(ApiView):
     required_scope = "write"
 
+    @extend_schema(
+        summary="Commit an Airtm withdrawal (crypto withdrawals commit on creation: 409)",
+        tags=WITHDRAWALS,
+        request=None,
+        parameters=[WithdrawalOwnerQuery],
+        responses=WithdrawalOutput,
+    )
     def post(self, request, withdrawal_id):
+        validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
         raise ServiceError(
             "WITHDRAWAL_NOT_COMMITTABLE",

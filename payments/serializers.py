@@ -1,0 +1,225 @@
+"""Input and output of the balance, wallet and withdrawal endpoints (API.md §5, §6, §11).
+
+Inputs are strict (offerhub.api.input): strings must be JSON strings, bounded by the column they
+end up in, without NUL; money is MoneyField's two-decimal ASCII string. Outputs
+describe, field for field, the dicts that payments.selectors and payments.api build, so that
+the OpenAPI schema says exactly what the endpoints answer.
+"""
+
+from rest_framework import serializers
+
+from offerhub.api.input import (
+    AliasedInput,
+    MoneyOutputField,
+    StringField,
+    StringIdField,
+    StringTextField,
+)
+from offerhub.api.serializers import (
+    SHORT_TEXT_MAX,
+    CurrencyField,
+    MoneyField,
+    QuerySerializer,
+    StrictSerializer,
+    TimestampField,
+)
+from payments.models import Hold, Withdrawal
+
+
+def _balance_amount(**kwargs) -> MoneyField:
+    return MoneyField(error_code="INVALID_AMOUNT_FORMAT", **kwargs)
+
+
+# --- Balance inputs ------------------------------------------------------------------------------
+
+HOLD_REFERENCE_MAX = Hold._meta.get_field("reference").max_length
+
+
+class HoldInput(AliasedInput):
+    """reserve / cancel-reservation / deduct-reserved: `reference` is the SDK's name for `orderId`."""
+
+    amount = _balance_amount()
+    orderId = StringField(
+        max_length=HOLD_REFERENCE_MAX,
+        help_text="an opaque hold reference (need not be an existing order); alias `reference`",
+    )
+    currency = CurrencyField()
+    description = StringTextField(required=False)
+
+    class Meta:
+        aliases = {"reference": "orderId"}
+
+
+class ReleaseInput(HoldInput):
+    sellerId = StringIdField(help_text="the user paid; alias `recipientId`")
+
+    class Meta:
+        aliases = {"reference": "orderId", "recipientId": "sellerId"}
+
+
+class AdjustInput(AliasedInput):
+    """credit / debit by support: `reference` is a free reference here, `reason` an alias of `description`."""
+
+    amount = _balance_amount()
+    currency = CurrencyField()
+    description = StringTextField(required=False, help_text="why support adjusts the balance (required in effect)")
+    reference = StringField(required=False, allow_blank=True, max_length=SHORT_TEXT_MAX)
+
+    class Meta:
+        aliases = {"reason": "description"}
+
+
+class EmptyInput(StrictSerializer):
+    """Action POSTs take an empty body or `{}` (API.md §1.1); any field is unknown."""
+
+
+# --- Balance outputs -----------------------------------------------------------------------------
+
+
+class BalanceOutput(serializers.Serializer):
+    user_id = serializers.CharField()
+    userId = serializers.CharField()
+    available = MoneyOutputField()
+    reserved = MoneyOutputField()
+    total = MoneyOutputField()
+    currency = serializers.ChoiceField(["USD"])
+    updated_at = TimestampField()
+    updatedAt = TimestampField()
+
+
+class BalanceVerifyOutput(BalanceOutput):
+    providerVerified = serializers.BooleanField()
+
+
+class BalanceSyncOutput(BalanceOutput):
+    synced = serializers.BooleanField()
+    localBalance = MoneyOutputField()
+    providerBalance = serializers.CharField(help_text='a money string, or "unknown" when the chain is unreachable')
+    discrepancy = serializers.CharField(help_text='a money string, or "unknown" when the chain is unreachable')
+    action = serializers.ChoiceField(["none", "adjusted", "flagged"])
+
+
+class BalancePairOutput(serializers.Serializer):
+    available = MoneyOutputField()
+    reserved = MoneyOutputField()
+
+
+class BalanceOperationOutput(BalanceOutput):
+    success = serializers.BooleanField()
+    operation = serializers.ChoiceField(
+        ["CREDIT_AVAILABLE", "DEBIT_AVAILABLE", "RESERVE", "RELEASE", "CANCEL_RESERVATION", "DEDUCT_RESERVED"]
+    )
+    amount = MoneyOutputField()
+    previousBalance = BalancePairOutput()
+    newBalance = BalancePairOutput()
+    auditLogId = serializers.CharField(allow_null=True)
+    balance = BalanceOutput()
+
+
+class BalanceReleaseOutput(BalanceOperationOutput):
+    buyerBalance = BalanceOutput(help_text="the buyer's balance after the release")
+
+
+# --- Wallet --------------------------------------------------------------------------------------
+
+
+class WalletBalanceOutput(serializers.Serializer):
+    usdc = serializers.CharField(help_text='seven decimals, as Stellar writes amounts: "150.0000000"')
+    xlm = serializers.CharField()
+
+
+class WalletOutput(serializers.Serializer):
+    publicKey = serializers.CharField()
+    type = serializers.ChoiceField(["INVISIBLE", "EXTERNAL"])
+    provider = serializers.ChoiceField(["STELLAR"])
+    isActive = serializers.BooleanField()
+    isPrimary = serializers.BooleanField()
+    balance = WalletBalanceOutput()
+    createdAt = TimestampField()
+
+
+class AssetOutput(serializers.Serializer):
+    code = serializers.CharField()
+    issuer = serializers.CharField()
+
+
+class WalletDepositOutput(serializers.Serializer):
+    provider = serializers.ChoiceField(["crypto"])
+    method = serializers.ChoiceField(["stellar_address"])
+    address = serializers.CharField()
+    asset = AssetOutput()
+    network = serializers.ChoiceField(["testnet", "mainnet"])
+    instructions = serializers.CharField()
+
+
+class WalletTransactionOutput(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.ChoiceField(["payment", "create_account"])
+    # `from` is a Python keyword: declared through the class namespace.
+    vars()["from"] = serializers.CharField(allow_null=True)
+    to = serializers.CharField(allow_null=True)
+    amount = serializers.CharField(allow_null=True, help_text="seven decimals")
+    asset = serializers.CharField(help_text='"XLM" or "CODE:ISSUER"')
+    createdAt = TimestampField(allow_null=True)
+    hash = serializers.CharField(allow_null=True)
+    successful = serializers.BooleanField()
+
+
+# A Horizon paging token: the id of a payment operation, a positive 64-bit integer.
+HORIZON_CURSOR_MAX = 2**63 - 1
+
+
+class WalletTransactionsQuery(QuerySerializer):
+    cursor = serializers.RegexField(
+        r"^[0-9]{1,19}$", required=False, help_text="the `id` of the last transaction of the page before"
+    )
+
+    def validate_cursor(self, value: str) -> str:
+        if int(value) > HORIZON_CURSOR_MAX:
+            raise serializers.ValidationError(f"must be at most {HORIZON_CURSOR_MAX}")
+        return value
+
+
+# --- Withdrawals ---------------------------------------------------------------------------------
+
+
+def _column(name: str) -> int:
+    return Withdrawal._meta.get_field(name).max_length
+
+
+class WithdrawalCreateInput(StrictSerializer):
+    userId = StringIdField()
+    amount = MoneyField()
+    currency = CurrencyField()
+    destinationType = serializers.ChoiceField(Withdrawal.DestinationType.choices)
+    destinationRef = StringField(
+        max_length=_column("destination_ref"), help_text="a Stellar G… address for crypto; an Airtm reference otherwise"
+    )
+    commit = serializers.BooleanField(required=False, default=False, help_text="Airtm only: commit on creation")
+    description = StringTextField(required=False, max_length=_column("description"))
+    memo = StringField(required=False, allow_blank=True, max_length=_column("memo"), help_text="at most 28 bytes")
+
+
+class WithdrawalOwnerQuery(serializers.Serializer):
+    userId = StringIdField(required=False, help_text="only this user's withdrawals")
+
+
+class WithdrawalListQuery(WithdrawalOwnerQuery, QuerySerializer):
+    pass
+
+
+class WithdrawalOutput(serializers.Serializer):
+    id = serializers.CharField()
+    userId = serializers.CharField()
+    amount = MoneyOutputField()
+    fee = MoneyOutputField(allow_null=True)
+    currency = serializers.ChoiceField(["USD"])
+    status = serializers.ChoiceField(Withdrawal.Status.choices)
+    destinationType = serializers.ChoiceField(Withdrawal.DestinationType.choices)
+    destinationRef = serializers.CharField()
+    committed = serializers.BooleanField()
+    airtmPayoutId = serializers.CharField(allow_null=True)
+    transactionHash = serializers.CharField(allow_null=True)
+    failureReason = serializers.CharField(allow_null=True)
+    createdAt = TimestampField()
+    updatedAt = TimestampField()
