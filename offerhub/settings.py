@@ -388,6 +388,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Choice sets that share a field name (`type`, `status`) get a name of their own.
     "ENUM_NAME_OVERRIDES": {
+        "HealthStatusEnum": ["healthy", "degraded", "unhealthy"],
+        "AuditResultEnum": ["SUCCESS", "FAILURE", "DISCREPANCY_FOUND"],
         "UserTypeEnum": "marketplace.models.User.Type",
         "UserStatusEnum": "marketplace.models.User.Status",
         "WithdrawalStatusEnum": "payments.models.Withdrawal.Status",

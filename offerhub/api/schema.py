@@ -11,7 +11,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 
 from offerhub.api.idempotency import MUTATING_METHODS
-from offerhub.api.serializers import ID_PATTERN, ErrorEnvelopeSerializer, MetaSerializer
+from offerhub.api.serializers import ID_PATTERN, ErrorEnvelopeSerializer, MetaSerializer, StrictSerializer
 
 ERROR_STATUSES = {
     "400": "Invalid input: `VALIDATION_ERROR` with `details.fields`, or the field's own code",
@@ -73,6 +73,19 @@ class OfferHubAutoSchema(AutoSchema):
                 ),
             ]
         return parameters
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        """Strict inputs refuse unknown fields: say so, and list their aliases (API.md's [C] names)."""
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if direction == "request" and isinstance(serializer, StrictSerializer):
+            properties = schema.setdefault("properties", {})
+            aliases = getattr(getattr(serializer, "Meta", None), "aliases", ())
+            for alias in aliases:
+                target = aliases[alias] if isinstance(aliases, dict) else None
+                described = {**properties.get(target, {}), "description": f"alias of {target}"} if target else {}
+                properties.setdefault(alias, described)
+            schema["additionalProperties"] = False
+        return schema
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)

@@ -201,7 +201,7 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 class ApiKeyRevokedSerializer(serializers.Serializer):
     id = serializers.CharField()
-    status = serializers.ChoiceField(choices=["revoked"])
+    status = serializers.CharField(help_text='always "revoked"')
     revokedAt = TimestampField()
 
 

@@ -195,6 +195,8 @@ class AuditLogListView(ApiView):
 class NotFoundView(PublicApiView):
     """Every unknown path under /api/v1 answers NOT_FOUND in the envelope, whatever the method."""
 
+    in_schema = False
+
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def _not_found(self, request, *args, **kwargs) -> HttpResponse:
