@@ -14,6 +14,8 @@ django.setup()
 from offerhub.celery import app
 print(json.dumps({
     "engine": settings.DATABASES["default"]["ENGINE"],
+    "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+    "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
     "cache": settings.CACHES["default"]["BACKEND"],
     "channels": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "eager": app.conf.task_always_eager,
@@ -77,6 +79,22 @@ def test_full_mode_uses_postgresql_and_redis():
     assert loaded["channels"] == "channels_redis.core.RedisChannelLayer"
     assert loaded["eager"] is False
     assert loaded["broker"] == "redis"
+
+
+def test_postgresql_connections_are_pooled_and_bounded_by_default():
+    loaded = json.loads(load_settings(DATABASE_URL="postgres://postgres@127.0.0.1:5432/offerhub").stdout)
+    assert loaded["pool"]["max_size"] == 10
+    assert loaded["conn_max_age"] == 0  # never kept per thread: under ASGI each request has its own
+
+
+def test_pool_can_be_turned_off_for_pgbouncer_and_refuses_per_thread_connections_beside_it():
+    postgres = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/offerhub"}
+    loaded = json.loads(load_settings(**postgres, DATABASE_POOL_MAX_SIZE="0", DATABASE_CONN_MAX_AGE="60").stdout)
+    assert loaded["pool"] is None
+    assert loaded["conn_max_age"] == 60
+    refused = load_settings(**postgres, DATABASE_CONN_MAX_AGE="60")
+    assert refused.returncode != 0
+    assert "cannot be combined with the connection pool" in refused.stderr
 
 
 def test_production_refuses_to_start_without_secret_key():
