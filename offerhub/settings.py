@@ -241,7 +241,7 @@ else:
     # Under ASGI every request runs on a thread of its own, so a connection kept per thread
     # (CONN_MAX_AGE) is never reused: bursts of requests left one idle connection each until
     # PostgreSQL refused clients. A pool per process reuses connections and bounds them: a
-    # request beyond DATABASE_POOL_MAX_SIZE waits for a free one (up to 30 s). 0 turns the pool
+    # request beyond DATABASE_POOL_MAX_SIZE waits for a free one (up to 10 s). 0 turns the pool
     # off (e.g. behind PgBouncer), then a connection lives DATABASE_CONN_MAX_AGE seconds.
     DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
     DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
@@ -254,7 +254,7 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
-            "timeout": 30,
+            "timeout": 10,
         }
     DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
