@@ -27,6 +27,7 @@ print(json.dumps({
 }))
 """
 
+PRODUCTION_SECRET_KEY = "q7-Vn2wZb4Lr9sKd0XyT6eJh1UcMa8PgF3oRiN5tBz_WlYxEvD"
 WALLET_KEYS = {"OFFERHUB_WALLET_KEYS": "0mE1Vj2S0jvcJ2yo3LZi3SoJbtzT4hy-nXeDdOcOxH8="}
 REAL_PROVIDERS = {
     "TRUSTLESS_WORK_API_URL": "https://dev.api.trustlesswork.example",
@@ -103,9 +104,17 @@ def test_production_refuses_to_start_without_secret_key():
     assert "SECRET_KEY is not set" in result.stderr
 
 
+def test_production_refuses_a_short_or_repetitive_secret_key():
+    production = {"DEBUG": "false", "OFFERHUB_SANDBOX": "false", **WALLET_KEYS, **REAL_PROVIDERS}
+    for weak in ("k", "x" * 49, "ab" * 30):
+        result = load_settings(SECRET_KEY=weak, **production)
+        assert result.returncode != 0, weak
+        assert "SECRET_KEY is too weak" in result.stderr
+
+
 def test_production_refuses_to_start_on_sandbox_providers():
     result = load_settings(
-        DEBUG="false", SECRET_KEY="x" * 50, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"], **WALLET_KEYS
+        DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"], **WALLET_KEYS
     )
     assert result.returncode != 0
     assert "sandbox providers" in result.stderr
@@ -113,14 +122,14 @@ def test_production_refuses_to_start_on_sandbox_providers():
 
 
 def test_production_refuses_to_start_without_wallet_keys():
-    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
+    result = load_settings(DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
     assert result.returncode != 0
     assert "OFFERHUB_WALLET_KEYS is not set" in result.stderr
 
 
 def test_production_starts_with_secret_key_and_real_providers():
     result = load_settings(
-        DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS
+        DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS
     )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
