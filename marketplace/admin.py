@@ -54,7 +54,7 @@ class ListingImageInline(admin.TabularInline):
 
     @admin.display(description="image")
     def preview(self, obj):
-        return format_html('<a href="{0}"><img src="{0}" alt="" style="height: 4rem"></a>', obj.image.url)
+        return format_html('<a href="{0}"><img src="{0}" alt="" height="64"></a>', obj.image.url)
 
 
 class ListingMilestoneInline(admin.TabularInline):

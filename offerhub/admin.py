@@ -54,6 +54,9 @@ class ApiKeyAddForm(forms.ModelForm):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    class Media:
+        css = {"all": ["css/admin.css"]}  # colours as classes: the CSP refuses style attributes
+
     list_display = ("name", "id", "scope_list", "marketplace_id", "created_at", "last_used_at", "status")
     search_fields = ("id", "name", "marketplace_id")
     actions = ["revoke_selected"]
@@ -89,7 +92,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="status")
     def status(self, obj):
-        return format_html('<span style="color:#b00">revoked</span>') if obj.revoked_at else "active"
+        return format_html('<span class="offerhub-alert">revoked</span>') if obj.revoked_at else "active"
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,6 +54,13 @@ if not SECRET_KEY:
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
         )
     SECRET_KEY = _dev_secret_key()
+# Django's own bar for a production key (`check --deploy`): signed sessions, password reset
+# links and the like are only as strong as it.
+if not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-")):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak for production (DEBUG off): use at least 50 random characters, "
+        "e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+    )
 
 # Loopback names are always allowed: the container health check and local tools use them.
 ALLOWED_HOSTS = [*env.list("ALLOWED_HOSTS", default=[]), "127.0.0.1", "localhost", "[::1]"]
@@ -186,6 +194,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's assets, served from our static files
     "django_htmx",
     "channels",
+    "csp",
     "offerhub.apps.OfferHubConfig",
     "payments.apps.PaymentsConfig",
     "escrow.apps.EscrowConfig",
@@ -199,6 +208,8 @@ if OFFERHUB_SANDBOX:
 MIDDLEWARE = [
     "offerhub.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "offerhub.security.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -247,7 +258,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    # Under ASGI every request runs on a thread of its own, so a connection kept per thread
+    # (CONN_MAX_AGE) is never reused: bursts of requests left one idle connection each until
+    # PostgreSQL refused clients. A pool per process reuses connections and bounds them: a
+    # request beyond DATABASE_POOL_MAX_SIZE waits for a free one (up to 10 s). 0 turns the pool
+    # off (e.g. behind PgBouncer), then a connection lives DATABASE_CONN_MAX_AGE seconds.
+    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+    DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    if DATABASE_POOL_MAX_SIZE > 0:
+        if DATABASE_CONN_MAX_AGE:
+            raise ImproperlyConfigured(
+                "DATABASE_CONN_MAX_AGE keeps connections per thread and cannot be combined with the "
+                "connection pool: unset it, or set DATABASE_POOL_MAX_SIZE=0 to turn the pool off."
+            )
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": 10,
+        }
+    DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -352,6 +381,27 @@ CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cook
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Only this origin's own files: no inline scripts, handlers or style attributes (the
+# templates keep theirs in static/), no eval. Bootstrap draws some icons as data: images;
+# 'self' covers this origin's WebSockets (ws:/wss:) too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+# Browser features no page uses, refused to this origin and to anything embedded.
+PERMISSIONS_POLICY = (
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()"
+)
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)

@@ -105,6 +105,9 @@ class ReconciliationReportAdmin(admin.ModelAdmin):
     """Drift between chain and ledger. Support investigates, corrects with an audited
     adjustment if needed, and records what it found in the note."""
 
+    class Media:
+        css = {"all": ["css/admin.css"]}  # colours as classes: the CSP refuses style attributes
+
     list_display = (
         "wallet",
         "difference_display",
@@ -135,9 +138,9 @@ class ReconciliationReportAdmin(admin.ModelAdmin):
 
     @admin.display(description="chain minus ledger (USD)", ordering="difference")
     def difference_display(self, obj):
-        colour = "#b00" if obj.difference else "inherit"
+        css_class = "offerhub-alert" if obj.difference else ""
         sign = "+" if obj.difference > 0 else "-" if obj.difference < 0 else ""
-        return format_html('<span style="color:{}">{}{}</span>', colour, sign, chain_amount(abs(obj.difference)))
+        return format_html('<span class="{}">{}{}</span>', css_class, sign, chain_amount(abs(obj.difference)))
 
 
 @admin.register(ChainCursor)

@@ -1,10 +1,18 @@
 import pytest
+from django.conf import settings
 from rest_framework.test import APIClient
 
 from offerhub.celery import app as celery_app
 from offerhub.models import AuditLog
 from offerhub.services import api_key_create
 from tests.factories import UserFactory
+
+# The suite runs the application, the sandbox it calls over HTTP and tests' own threads in one
+# process: on one bounded pool they would wait on each other (a thread holding a connection
+# while its provider call, served here, waits for one), and pooled connections left idle would
+# linger on a PostgreSQL other runs share. So tests take plain connections, as before the pool;
+# tests/offerhub/test_database_connections.py proves the pool in servers of their own.
+settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
 
 
 @pytest.fixture(autouse=True, scope="session")

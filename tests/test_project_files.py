@@ -27,8 +27,8 @@ def test_readme_opens_with_the_two_commands():
 
 def test_compose_has_every_service_and_only_documented_variables():
     compose = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())
-    assert set(compose["services"]) >= {"postgres", "redis", "web", "worker", "beat"}
-    for name in ("web", "worker", "beat"):
+    assert set(compose["services"]) >= {"postgres", "redis", "web", "ws", "worker", "beat"}
+    for name in ("web", "ws", "worker", "beat"):
         service = compose["services"][name]
         assert service["build"]["dockerfile"] == "docker/Dockerfile"
         assert service["environment"]["DATABASE_URL"].startswith("postgres://")
@@ -40,6 +40,8 @@ def test_compose_has_every_service_and_only_documented_variables():
         "WEB_BIND",
         "WEB_PORT",
         "WEB_CONCURRENCY",
+        "WEB_THREADS",
+        "WS_PORT",
         "WORKER_CONCURRENCY",
         "FORWARDED_ALLOW_IPS",
     }
@@ -47,6 +49,15 @@ def test_compose_has_every_service_and_only_documented_variables():
     assert not unknown, f"compose passes variables the settings never read: {sorted(unknown)}"
     guide = (ROOT / "docs/deployment.md").read_text()
     assert all(name in guide for name in deployment_only)
+
+
+def test_web_serves_http_under_gunicorn_and_ws_serves_the_websockets():
+    dockerfile = (ROOT / "docker/Dockerfile").read_text()
+    command = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
+    assert command.startswith('["gunicorn", "--config", "docker/gunicorn.conf.py", "offerhub.wsgi:application"')
+    assert (ROOT / "docker/gunicorn.conf.py").exists()
+    ws = yaml.safe_load((ROOT / "docker/compose.yaml").read_text())["services"]["ws"]
+    assert ws["command"][:2] == ["uvicorn", "offerhub.asgi:application"]
 
 
 def test_dockerfile_is_multi_stage_and_runs_unprivileged():

@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -41,12 +42,28 @@ def browser():
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def policy_violations(page) -> list[str]:
+    """Collects what the browser refuses under the Content-Security-Policy or the
+    Permissions-Policy (an inline script, style or handler, an eval, an unknown feature)."""
+    violations = []
+    policies = re.compile(r"Content.Security.Policy|Permissions.Policy")
+
+    def console(message):
+        if message.type in ("error", "warning") and policies.search(message.text):
+            violations.append(message.text)
+
+    page.on("console", console)
+    return violations
+
+
 @pytest.fixture
 def page(browser, request):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    violations = policy_violations(page)
     yield page
+    assert not violations, "refused by the page's security policies:\n" + "\n".join(violations)
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(exist_ok=True)

@@ -1,10 +1,15 @@
 """The audit log is append-only, in the model and, on PostgreSQL, in the database."""
 
+import re
+
 import pytest
 from django.db import DatabaseError, connection, transaction
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from offerhub.models import AppendOnlyError, AuditLog
-from offerhub.services import audit_record
+from offerhub.services import REDACTED, audit_record, redact
 
 pytestmark = pytest.mark.django_db
 
@@ -64,6 +69,42 @@ def test_secrets_keys_and_emails_are_redacted_before_storage():
     assert "sam@example.test" not in after["nested"]["note"]
     assert "ohk_test_key" not in after["nested"]["note"]
     assert after["items"] == [{"secret": "[REDACTED]"}]
+
+
+# Inputs on which a backtracking e-mail pattern retried from every position is quadratic:
+# long runs with no "@", no dot after it, or "@" everywhere (each 100,000+ characters).
+PATHOLOGICAL = [
+    ("a" * 100_000, "a" * 100_000),
+    ("a@" + "b" * 100_000, "a@" + "b" * 100_000),
+    ("@" * 100_000, "@" * 100_000),
+    ("a@b" * 40_000, "a@b" * 40_000),
+    ("a." * 50_000 + "@", "a." * 50_000 + "@"),
+    ("x" * 100_000 + "@example.com and keep this", f"{REDACTED} and keep this"),
+    ("S" * 100_000, REDACTED),
+    ("ohk_test_" * 12_000 + " ohk_live_", REDACTED + " ohk_live_"),
+    ("a@" + "b." * 50_000, REDACTED),
+    ("write to " + "user@example.com " * 10_000 + "today", "write to " + f"{REDACTED} " * 10_000 + "today"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
+def test_redaction_of_pathological_long_strings_redacts_emails_and_keeps_the_rest(text, expected):
+    assert redact({"note": text}) == {"note": expected}
+
+
+# The pattern redaction used before it was made linear: a word it finds anything in is hidden.
+QUADRATIC_REFERENCE = re.compile(r"ohk_(?:live|test|tok)_\S+|S[A-Z2-7]{55}|[^@\s]+@[^@\s]+\.[^@\s]+")
+PIECES = ["a", "b", ".", "@", " ", "\n\t", "-", "ohk_test_", "S" + "A" * 55, "x@y.io"]
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=14).map("".join))
+def test_redaction_hides_exactly_the_words_the_reference_pattern_finds_something_in(text):
+    expected = "".join(
+        REDACTED if index % 2 == 0 and QUADRATIC_REFERENCE.search(part) else part
+        for index, part in enumerate(re.split(r"(\s+)", text))
+    )
+    assert redact(text) == expected
 
 
 def test_audit_rows_through_the_api_carry_the_key_and_request_id(auth_client):

@@ -14,6 +14,8 @@ django.setup()
 from offerhub.celery import app
 print(json.dumps({
     "engine": settings.DATABASES["default"]["ENGINE"],
+    "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+    "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
     "cache": settings.CACHES["default"]["BACKEND"],
     "channels": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "eager": app.conf.task_always_eager,
@@ -25,6 +27,7 @@ print(json.dumps({
 }))
 """
 
+PRODUCTION_SECRET_KEY = "q7-Vn2wZb4Lr9sKd0XyT6eJh1UcMa8PgF3oRiN5tBz_WlYxEvD"
 WALLET_KEYS = {"OFFERHUB_WALLET_KEYS": "0mE1Vj2S0jvcJ2yo3LZi3SoJbtzT4hy-nXeDdOcOxH8="}
 REAL_PROVIDERS = {
     "TRUSTLESS_WORK_API_URL": "https://dev.api.trustlesswork.example",
@@ -79,15 +82,39 @@ def test_full_mode_uses_postgresql_and_redis():
     assert loaded["broker"] == "redis"
 
 
+def test_postgresql_connections_are_pooled_and_bounded_by_default():
+    loaded = json.loads(load_settings(DATABASE_URL="postgres://postgres@127.0.0.1:5432/offerhub").stdout)
+    assert loaded["pool"]["max_size"] == 10
+    assert loaded["conn_max_age"] == 0  # never kept per thread: under ASGI each request has its own
+
+
+def test_pool_can_be_turned_off_for_pgbouncer_and_refuses_per_thread_connections_beside_it():
+    postgres = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/offerhub"}
+    loaded = json.loads(load_settings(**postgres, DATABASE_POOL_MAX_SIZE="0", DATABASE_CONN_MAX_AGE="60").stdout)
+    assert loaded["pool"] is None
+    assert loaded["conn_max_age"] == 60
+    refused = load_settings(**postgres, DATABASE_CONN_MAX_AGE="60")
+    assert refused.returncode != 0
+    assert "cannot be combined with the connection pool" in refused.stderr
+
+
 def test_production_refuses_to_start_without_secret_key():
     result = load_settings(DEBUG="false", OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS)
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
 
 
+def test_production_refuses_a_short_or_repetitive_secret_key():
+    production = {"DEBUG": "false", "OFFERHUB_SANDBOX": "false", **WALLET_KEYS, **REAL_PROVIDERS}
+    for weak in ("k", "x" * 49, "ab" * 30):
+        result = load_settings(SECRET_KEY=weak, **production)
+        assert result.returncode != 0, weak
+        assert "SECRET_KEY is too weak" in result.stderr
+
+
 def test_production_refuses_to_start_on_sandbox_providers():
     result = load_settings(
-        DEBUG="false", SECRET_KEY="x" * 50, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"], **WALLET_KEYS
+        DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"], **WALLET_KEYS
     )
     assert result.returncode != 0
     assert "sandbox providers" in result.stderr
@@ -95,14 +122,14 @@ def test_production_refuses_to_start_on_sandbox_providers():
 
 
 def test_production_refuses_to_start_without_wallet_keys():
-    result = load_settings(DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
+    result = load_settings(DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, OFFERHUB_SANDBOX="false", **REAL_PROVIDERS)
     assert result.returncode != 0
     assert "OFFERHUB_WALLET_KEYS is not set" in result.stderr
 
 
 def test_production_starts_with_secret_key_and_real_providers():
     result = load_settings(
-        DEBUG="false", SECRET_KEY="x" * 50, OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS
+        DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, OFFERHUB_SANDBOX="false", **WALLET_KEYS, **REAL_PROVIDERS
     )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
