@@ -212,6 +212,8 @@ class OpenApiSchemaView(SpectacularJSONAPIView):
 
 
 class ApiDocsView(SpectacularSwaggerSplitView):
-    """GET /docs/: Swagger UI from vendored assets; its start-up script is a separate file (CSP)."""
+    """GET /docs/: Swagger UI from vendored assets; its start-up script and styles are separate
+    files, as the Content-Security-Policy requires."""
 
     in_schema = False
+    template_name = "api/swagger_ui.html"
