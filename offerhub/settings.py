@@ -374,7 +374,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "marketplace.models.Order.Status",
+        "MilestoneStatusEnum": "marketplace.models.OrderMilestone.Status",
+        "EscrowStatusEnum": "escrow.models.Escrow.Status",
+        "DisputeStatusEnum": "disputes.models.Dispute.Status",
+    },
 }
 
 OFFERHUB_MASTER_KEY = env.str("OFFERHUB_MASTER_KEY", default="")
