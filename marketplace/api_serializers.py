@@ -10,6 +10,7 @@ OpenAPI schema is the contract the responses keep.
 import datetime as dt
 
 from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -83,6 +84,34 @@ class MilestoneInput(StrictSerializer):
                 {"milestone_ref": "must not contain '/', control characters or edge spaces"}
             )
         return {"ref": ref, "title": _one_of(attrs, "title", "description"), "amount": attrs["amount"]}
+
+
+# The ref is a path segment: no '/', no control characters, no spaces at either end.
+MILESTONE_REF_PATTERN = r"^[^/\s\x00-\x1f]([^/\x00-\x1f]*[^/\s\x00-\x1f])?$"
+
+
+class MilestoneInputScheme(OpenApiSerializerExtension):
+    """The two shapes a milestone is sent in, each complete (mixing them is accepted too)."""
+
+    target_class = "marketplace.api_serializers.MilestoneInput"
+    priority = 1  # before the StrictSerializer scheme
+
+    def map_serializer(self, auto_schema, direction):
+        amount = auto_schema._map_serializer_field(self.target.fields["amount"], direction)
+
+        def shape(ref: str, title: str) -> dict:
+            return {
+                "type": "object",
+                "properties": {
+                    ref: {"type": "string", "maxLength": MILESTONE_REF_MAX, "pattern": MILESTONE_REF_PATTERN},
+                    title: {"type": "string", "minLength": 1, "maxLength": 255},
+                    "amount": amount,
+                },
+                "required": [ref, title, "amount"],
+                "additionalProperties": False,
+            }
+
+        return {"oneOf": [shape("milestone_ref", "title"), shape("ref", "description")]}
 
 
 def _one_of(attrs: dict, name: str, alias: str) -> str:

@@ -6,7 +6,7 @@ resource (§1.5, with cursors on lists), the error envelope for every error stat
 the Bearer key (§1.2) and the Idempotency-Key header on mutating requests (§1.4).
 """
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
 
@@ -43,9 +43,35 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """A StrictSerializer refuses unknown fields: its schema says so (`additionalProperties:
+    false`), with the aliases it takes besides its fields."""
+
+    target_class = "offerhub.api.serializers.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        for alias in getattr(getattr(self.target, "Meta", None), "aliases", ()):
+            schema.setdefault("properties", {}).setdefault(alias, {"description": "alias"})
+        schema["additionalProperties"] = False
+        return schema
+
+
+# What ApiView.check_path_and_query lets through to any view: at most 255 characters, none below 0x20.
+PATH_PARAMETER = {"maxLength": 255, "pattern": "^[^/\\x00-\\x1f]+$"}
+
+
 class OfferHubAutoSchema(AutoSchema):
     def _is_public(self) -> bool:
         return not getattr(self.view, "authentication_classes", None)
+
+    def _resolve_path_parameters(self, variables):
+        parameters = super()._resolve_path_parameters(variables)
+        for parameter in parameters:
+            if parameter["schema"].get("type") == "string":
+                parameter["schema"] = {**parameter["schema"], **PATH_PARAMETER}
+        return parameters
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
@@ -56,6 +82,7 @@ class OfferHubAutoSchema(AutoSchema):
                     str,
                     OpenApiParameter.HEADER,
                     required=False,
+                    pattern=r"^[\x21-\x7e]{1,255}$",  # printable ASCII, as idempotency_start checks
                     description="Retries with the same key and body replay the first answer (API.md §1.4)",
                 )
             )
