@@ -4,6 +4,9 @@ The escrow viewer's data as JSON (see `escrow.selectors`): the contract as the c
 it, enriched with our record when the escrow was created through this OfferHub.
 """
 
+from drf_spectacular.utils import extend_schema
+
+from escrow.api_serializers import EscrowViewOutput
 from escrow.selectors import EscrowServiceUnavailable, EscrowView, Party, escrow_public_view, percent_text
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_response
@@ -72,6 +75,11 @@ def escrow_view_as_api(view: EscrowView) -> dict:
 class EscrowDetailView(ApiView):
     required_scope = "read"
 
+    @extend_schema(
+        summary="Any escrow contract as the chain has it, with our record's details when it is ours",
+        tags=["escrows"],
+        responses=EscrowViewOutput,
+    )
     def get(self, request, contract_id):
         try:
             view = escrow_public_view(contract_id=contract_id, marketplace_id=request.auth.marketplace_id)

@@ -2,13 +2,13 @@
 
 from drf_spectacular.utils import extend_schema
 
-from marketplace.api_serializers import UserCreateInput, UserListQuery, UserOutput
 from marketplace.models import User
 from marketplace.services import user_create_from_api
+from marketplace.user_serializers import UserCreateInput, UserListQuery, UserOutput
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.input import validated
 from offerhub.api.pagination import paginate
+from offerhub.api.serializers import validated
 from offerhub.timefmt import iso_timestamp
 from payments.selectors import api_user_get, api_users, balance_as_api
 

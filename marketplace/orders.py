@@ -90,6 +90,13 @@ def seller_net(*, amount: int) -> int:
 # --- Transitions ----------------------------------------------------------------------------
 
 
+def _invalid_state(message: str, current: str, allowed: list[str], **details) -> ServiceError:
+    """INVALID_STATE with what API.md §1.7 promises in its details: where it is, where it must be."""
+    return ServiceError(
+        "INVALID_STATE", message, details={"currentState": current, "allowedStates": allowed, **details}
+    )
+
+
 def _locked(order: Order) -> Order:
     return Order.objects.select_for_update().select_related("buyer", "seller").get(pk=order.pk)
 
@@ -99,10 +106,10 @@ def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
     method = getattr(order, name)
     words = name.replace("_", " ")
     if not can_proceed(method):  # the state, then the transition's conditions
-        raise ServiceError(
-            "INVALID_STATE",
+        raise _invalid_state(
             f"the order is {order.status}; it cannot {words} now",
-            details={"currentState": order.status, "allowedStates": sorted(method._django_fsm.transitions)},
+            order.status,
+            sorted(method._django_fsm.transitions),
         )
     if not has_transition_perm(method, actor):
         raise ServiceError("FORBIDDEN", f"you may not {words} this order")
@@ -366,7 +373,7 @@ def _fund(order: Order, escrow: Escrow, actor: OrderActor) -> None:
 
 def _in_progress(order: Order) -> None:
     if order.status != S.IN_PROGRESS:
-        raise ServiceError("INVALID_STATE", f"the order is {order.status}, not IN_PROGRESS")
+        raise _invalid_state(f"the order is {order.status}, not IN_PROGRESS", order.status, [S.IN_PROGRESS])
 
 
 def _escrow_of(order: Order) -> Escrow:
@@ -399,7 +406,9 @@ def order_milestone_complete(
         if milestone is None:
             raise ServiceError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
         if milestone.status != OrderMilestone.Status.OPEN:
-            raise ServiceError("INVALID_STATE", f"milestone {ref!r} is already {milestone.status}")
+            raise _invalid_state(
+                f"milestone {ref!r} is already {milestone.status}", milestone.status, [OrderMilestone.Status.OPEN]
+            )
         milestone.status, milestone.completed_at = OrderMilestone.Status.COMPLETED, timezone.now()
         milestone.evidence_text, milestone.evidence_link = evidence_text, evidence_link
         if evidence_file is not None:
@@ -443,10 +452,16 @@ def order_milestone_release(*, order: Order, ref: str, actor: OrderActor) -> Ord
     if milestone is None:
         raise ServiceError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
     if milestone.status != OrderMilestone.Status.COMPLETED:
-        raise ServiceError("INVALID_STATE", f"milestone {ref!r} is {milestone.status}, not COMPLETED")
+        raise _invalid_state(
+            f"milestone {ref!r} is {milestone.status}, not COMPLETED",
+            milestone.status,
+            [OrderMilestone.Status.COMPLETED],
+        )
     escrow = _escrow_of(order)
     if not escrow.is_multi:
-        raise ServiceError("INVALID_STATE", "this order's escrow pays out as a whole: release the order")
+        raise _invalid_state(
+            "this order's escrow pays out as a whole: release the order", escrow.type, [Escrow.Type.MULTI]
+        )
     escrow_release(escrow=escrow, index=milestone.position, actor=(actor.type, actor.id))
     return order
 
@@ -461,8 +476,8 @@ def order_release(*, order: Order, actor: OrderActor, reason: str = "", requeste
     _in_progress(order)
     open_refs = [m.ref for m in order.milestones.all() if m.status == OrderMilestone.Status.OPEN]
     if open_refs:
-        raise ServiceError(
-            "INVALID_STATE", f"milestones not delivered yet: {', '.join(open_refs)}", details={"open": open_refs}
+        raise _invalid_state(
+            f"milestones not delivered yet: {', '.join(open_refs)}", order.status, [S.IN_PROGRESS], open=open_refs
         )
     escrow = _escrow_of(order)
     _take(order, "request_release", actor)
@@ -545,8 +560,9 @@ def order_checkout(*, buyer: User, listing, checkout_token: str) -> Order:
     except ServiceError as error:
         # Money is held and the order waits in FUNDS_RESERVED: the page offers to retry or cancel.
         logger.warning("order %s: escrow not started: %s", order.public_id, error.message)
-    order.refresh_from_db()
-    return order
+    # A fresh read, not refresh_from_db(): django-fsm unprotects `status` class-wide while it
+    # refreshes, which makes a concurrent refresh in another thread fail.
+    return Order.objects.select_related("buyer", "seller").get(pk=order.pk)
 
 
 # --- Following the escrow --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """REST endpoints for orders and their resolution (API.md §8, §9).
 
-The views parse and answer; every change is a service of `marketplace.orders`, called
-with the API key as actor. Steps that talk to Trustless Work (`escrow`, `escrow/fund`,
+The views validate with `marketplace.api_serializers` and answer; every change is a service
+of `marketplace.orders`, called with the API key as actor, whose refusals (`ServiceError`)
+reach the client as they are. Steps that talk to Trustless Work (`escrow`, `escrow/fund`,
 a milestone's `release`, resolution `release`/`refund`) are not one transaction: the
 service commits the step's intent, the step runner submits it, and the view waits up to
 OFFERHUB_SYNC_WAIT_SECONDS for the outcome. It answers the final state, the provider's
@@ -14,9 +15,22 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Max
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 
 from escrow.client import ERROR_CODES as PROVIDER_ERROR_CODES
 from escrow.models import Escrow, EscrowStep
+from marketplace.api_serializers import (
+    EmptyInput,
+    MilestoneOutput,
+    OrderCancelInput,
+    OrderCreateInput,
+    OrderListQuery,
+    OrderOutput,
+    OrderRefundInput,
+    OrderReleaseInput,
+    OrderReserveInput,
+)
 from marketplace.models import Order, OrderMilestone
 from marketplace.orders import (
     OrderActor,
@@ -34,126 +48,22 @@ from marketplace.orders import (
 from marketplace.orders_selectors import milestone_as_api, order_as_api, order_get, orders_filter, orders_with_escrows
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.errors import validation_error
 from offerhub.api.idempotency import RETENTION_ORDERS
 from offerhub.api.pagination import paginate
-from offerhub.api.parsing import parse_amount, parse_currency, require_fields
+from offerhub.api.serializers import validated
 from offerhub.errors import STATUS_BY_CODE, ServiceError
-from offerhub.money import MoneyFormatError, money_parse, money_to_stroops
+from offerhub.money import money_to_stroops
 from payments.selectors import api_user_get
 
 S = Order.Status
 Action = EscrowStep.Action
-ORDER_FIELDS = {
-    "buyer_id",
-    "seller_id",
-    "amount",
-    "currency",
-    "title",
-    "description",
-    "client_order_ref",
-    "milestones",
-    "metadata",
-}
-MILESTONE_FIELDS = {"milestone_ref", "ref", "title", "description", "amount"}
-MAX_MILESTONES = 50
 OPEN_STEPS = (EscrowStep.Status.PENDING, EscrowStep.Status.SUBMITTED)
+TAGS = ["orders"]
+FILTERS = ("buyer_id", "seller_id", "status", "created_after", "created_before")
 
 
 def _actor(request) -> OrderActor:
     return OrderActor.for_api_key(request.auth)
-
-
-def _as_api_error(
-    error: ServiceError, *, state: Callable[[], tuple[str, tuple[str, ...]]] | None = None
-) -> ServiceError:
-    """An order service's refusal in the API's codes (API.md §1.7); `state` gives
-    INVALID_STATE's `currentState` and `allowedStates`."""
-    if error.code == "VALIDATION_ERROR":
-        return validation_error([(error.field, error.message)])
-    details = dict(error.details)
-    if error.field:
-        details.setdefault("field", error.field)
-    if error.code == "INVALID_STATE" and state is not None:
-        current, allowed = state()
-        details.setdefault("currentState", current)
-        details.setdefault("allowedStates", list(allowed))
-    code = error.code if error.code in STATUS_BY_CODE else "INVALID_REQUEST"
-    return ServiceError(code, error.message, details=details)
-
-
-# --- Input ----------------------------------------------------------------------------------
-
-
-def _string(data: dict, field: str, problems: list, *, required: bool = False, max_length: int | None = None):
-    value = data.get(field)
-    if value is None or value == "":
-        if required:
-            problems.append((field, "is required"))
-        return None
-    if not isinstance(value, str):
-        problems.append((field, "must be a string"))
-        return None
-    if max_length is not None and len(value) > max_length:
-        problems.append((field, f"must be at most {max_length} characters"))
-        return None
-    return value
-
-
-def _either(item: dict, names: tuple[str, str], where: str, problems: list) -> str | None:
-    """A milestone field given under either of its names (API.md §8: both shapes)."""
-    values = [item[name] for name in names if item.get(name) not in (None, "")]
-    if not values:
-        problems.append((f"{where}.{names[0]}", "is required"))
-        return None
-    if any(not isinstance(value, str) for value in values):
-        problems.append((f"{where}.{names[0]}", "must be a string"))
-        return None
-    if len(set(values)) > 1:
-        problems.append((f"{where}.{names[0]}", f"{names[0]} and {names[1]} differ"))
-        return None
-    return values[0]
-
-
-def _milestones(raw, problems: list) -> list[dict]:
-    """`[{milestone_ref, title, amount}]` or the SDK's `[{ref, description, amount}]`."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_MILESTONES:
-        problems.append(("milestones", f"must be a list of 1 to {MAX_MILESTONES} milestones"))
-        return []
-    milestones = []
-    for index, item in enumerate(raw):
-        where = f"milestones.{index}"
-        if not isinstance(item, dict):
-            problems.append((where, "must be an object"))
-            continue
-        problems += [(f"{where}.{name}", "unknown field") for name in sorted(set(item) - MILESTONE_FIELDS)]
-        ref = _either(item, ("milestone_ref", "ref"), where, problems)
-        if ref is not None and (len(ref) > 100 or "/" in ref or ref != ref.strip()):
-            problems.append((f"{where}.milestone_ref", "must be at most 100 characters, without '/' or edge spaces"))
-        title = _either(item, ("title", "description"), where, problems)
-        if title is not None and len(title) > 255:
-            problems.append((f"{where}.title", "must be at most 255 characters"))
-        try:
-            amount = money_to_stroops(money_parse(item.get("amount")))
-        except MoneyFormatError as exc:
-            problems.append((f"{where}.amount", "is required" if item.get("amount") in (None, "") else str(exc)))
-            continue
-        if ref is not None and title is not None:
-            milestones.append({"ref": ref, "title": title, "amount": amount})
-    return milestones
-
-
-def _optional_body(request, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
-    """An action's body: empty, `{}`, or only the listed fields, each a string."""
-    data = require_fields(request.data or {}, allowed, required)
-    problems = [
-        (name, "must be a string") for name in sorted(data) if name != "amount" and not isinstance(data[name], str)
-    ]
-    if problems:
-        raise validation_error(problems)
-    return data
 
 
 # --- Waiting for the chain ------------------------------------------------------------------------
@@ -218,7 +128,9 @@ def _await(order: Order, spec: ProviderStep, *, after: int) -> tuple[Order, bool
     """Wait for the step's outcome: (order, finished). A refusal raises its error."""
     deadline = time.monotonic() + settings.OFFERHUB_SYNC_WAIT_SECONDS
     while True:
-        order.refresh_from_db()
+        # A fresh read each time, never refresh_from_db(): django-fsm unprotects `status` for
+        # the whole class while it refreshes, failing a refresh in a concurrent request.
+        order = Order.objects.get(pk=order.pk)
         escrow = order_escrow(order)
         refused = _refusal(escrow, spec, after=after)
         if refused is not None:
@@ -239,51 +151,41 @@ class OrderListCreateView(ApiView):
     required_scopes = {"GET": "read", "POST": "write"}
     idempotency_retention = RETENTION_ORDERS
 
+    @extend_schema(summary="List orders", tags=TAGS, parameters=[OrderListQuery], responses=OrderOutput(many=True))
     def get(self, request):
-        rows = orders_filter(principal=request.auth, params=request.query_params)
-        page = paginate(rows, params=request.query_params, id_field="public_id")
+        query = validated(OrderListQuery, request.query_params)
+        rows = orders_filter(principal=request.auth, **{name: query[name] for name in FILTERS if name in query})
+        page = paginate(rows, params=query, id_field="public_id")
         orders = orders_with_escrows(page.items)
         return api_list_response(
             [order_as_api(o) for o in orders], has_more=page.has_more, next_cursor=page.next_cursor
         )
 
+    @extend_schema(
+        summary="Create an order (the same client_order_ref and terms again: 200 with the first order)",
+        tags=TAGS,
+        request=OrderCreateInput,
+        responses={201: OrderOutput, 200: OrderOutput},
+    )
     def post(self, request):
-        data = require_fields(request.data, ORDER_FIELDS)
-        problems: list[tuple[str, str]] = []
-        buyer_id = _string(data, "buyer_id", problems, required=True, max_length=40)
-        seller_id = _string(data, "seller_id", problems, required=True, max_length=40)
-        try:
-            amount = money_to_stroops(parse_amount(data))
-        except ServiceError as error:
-            problems += [(f["field"], f["message"]) for f in error.details["fields"]]
-            amount = None
-        title = _string(data, "title", problems, required=True, max_length=100)
-        description = _string(data, "description", problems) or ""
-        client_order_ref = _string(data, "client_order_ref", problems, max_length=255) or ""
-        milestones = _milestones(data.get("milestones"), problems)
-        metadata = data.get("metadata")
-        if metadata is not None and not isinstance(metadata, dict):
-            problems.append(("metadata", "must be an object"))
-        if problems:
-            raise validation_error(problems)
-        parse_currency(data)
-        buyer = api_user_get(principal=request.auth, public_id=buyer_id)
-        seller = api_user_get(principal=request.auth, public_id=seller_id)
-        try:
-            order, created = order_create(
-                buyer=buyer,
-                seller=seller,
-                amount=amount,
-                title=title,
-                description=description,
-                milestones=milestones,
-                client_order_ref=client_order_ref,
-                metadata=metadata,
-                marketplace_id=request.auth.marketplace_id,
-                actor=_actor(request),
-            )
-        except ServiceError as error:
-            raise _as_api_error(error) from None
+        data = validated(OrderCreateInput, request.data)
+        buyer = api_user_get(principal=request.auth, public_id=data["buyer_id"])
+        seller = api_user_get(principal=request.auth, public_id=data["seller_id"])
+        order, created = order_create(
+            buyer=buyer,
+            seller=seller,
+            amount=money_to_stroops(data["amount"]),
+            title=data["title"],
+            description=data.get("description") or "",
+            milestones=[
+                {"ref": m["ref"], "title": m["title"], "amount": money_to_stroops(m["amount"])}
+                for m in data.get("milestones") or []
+            ],
+            client_order_ref=data.get("client_order_ref") or "",
+            metadata=data.get("metadata"),
+            marketplace_id=request.auth.marketplace_id,
+            actor=_actor(request),
+        )
         order = order_get(principal=request.auth, public_id=order.public_id)
         return api_response(order_as_api(order), status=201 if created else 200)
 
@@ -291,6 +193,7 @@ class OrderListCreateView(ApiView):
 class OrderDetailView(ApiView):
     required_scope = "read"
 
+    @extend_schema(summary="Get an order", tags=TAGS, responses=OrderOutput)
     def get(self, request, order_id):
         return api_response(order_as_api(order_get(principal=request.auth, public_id=order_id)))
 
@@ -298,6 +201,7 @@ class OrderDetailView(ApiView):
 class OrderMilestonesView(ApiView):
     required_scope = "read"
 
+    @extend_schema(summary="List an order's milestones", tags=TAGS, responses=MilestoneOutput(many=True))
     def get(self, request, order_id):
         order = order_get(principal=request.auth, public_id=order_id)
         return api_response([milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()])
@@ -308,55 +212,36 @@ class _OrderActionView(ApiView):
 
     required_scope = "write"
     idempotency_retention = RETENTION_ORDERS
-    fields: set[str] = set()
-    required: tuple[str, ...] = ()
-    allowed_states: tuple[str, ...] = ()  # for INVALID_STATE's details
+    input_serializer: type[serializers.Serializer] = EmptyInput
     status = 201
 
     def run(self, request, order: Order, data: dict, **kwargs):
         raise NotImplementedError
 
-    def state(self, order: Order, **kwargs) -> tuple[str, tuple[str, ...]]:
-        """(current, allowed) states for INVALID_STATE: the order's, or a milestone's."""
-        order.refresh_from_db(fields=["status"])
-        return order.status, self.allowed_states
-
     def act(self, request, order_id, **kwargs) -> tuple[Order, object]:
-        data = _optional_body(request, self.fields, self.required)
+        data = validated(self.input_serializer, request.data)
         order = order_get(principal=request.auth, public_id=order_id)
-        try:
-            return order, self.run(request, order, data, **kwargs)
-        except ServiceError as error:
-            raise _as_api_error(error, state=lambda: self.state(order, **kwargs)) from None
+        return order, self.run(request, order, data, **kwargs)
 
     def post(self, request, order_id, **kwargs):
         self.act(request, order_id, **kwargs)
         return api_response(order_as_api(order_get(principal=request.auth, public_id=order_id)), status=self.status)
 
 
-class _MilestoneActionMixin:
-    milestone_allowed: tuple[str, ...] = ()
-
-    def state(self, order: Order, ref: str) -> tuple[str, tuple[str, ...]]:
-        order.refresh_from_db(fields=["status"])
-        milestone = order.milestones.filter(ref=ref).first()
-        if order.status == S.IN_PROGRESS and milestone is not None:
-            return milestone.status, self.milestone_allowed
-        return order.status, self.allowed_states
-
-
+@extend_schema(
+    summary="Hold the buyer's money for the order", tags=TAGS, request=OrderReserveInput, responses={201: OrderOutput}
+)
 class OrderReserveView(_OrderActionView):
-    fields = {"amount"}
-    allowed_states = (S.ORDER_CREATED,)
+    input_serializer = OrderReserveInput
 
     def run(self, request, order, data):
-        amount = money_to_stroops(parse_amount(data)) if data.get("amount") is not None else None
-        order_reserve(order=order, actor=_actor(request), amount=amount)
+        amount = data.get("amount")
+        order_reserve(order=order, actor=_actor(request), amount=None if amount is None else money_to_stroops(amount))
 
 
+@extend_schema(summary="Cancel before funding", tags=TAGS, request=OrderCancelInput, responses={201: OrderOutput})
 class OrderCancelView(_OrderActionView):
-    fields = {"reason"}
-    allowed_states = (S.ORDER_CREATED, S.FUNDS_RESERVED)
+    input_serializer = OrderCancelInput
 
     def run(self, request, order, data):
         order_cancel(order=order, actor=_actor(request), reason=data.get("reason", ""))
@@ -381,9 +266,13 @@ class _ProviderStepView(_OrderActionView):
         )
 
 
+@extend_schema(
+    summary="Deploy the order's escrow contract (202 while the chain is slower)",
+    tags=TAGS,
+    request=None,
+    responses={201: OrderOutput, 202: OrderOutput},
+)
 class OrderEscrowView(_ProviderStepView):
-    allowed_states = (S.FUNDS_RESERVED,)
-
     def run(self, request, order, data):
         order_escrow_create(order=order, actor=_actor(request))
 
@@ -395,9 +284,13 @@ class OrderEscrowView(_ProviderStepView):
         )
 
 
+@extend_schema(
+    summary="Move the held money into the contract (202 while the chain is slower)",
+    tags=TAGS,
+    request=None,
+    responses={201: OrderOutput, 202: OrderOutput},
+)
 class OrderEscrowFundView(_ProviderStepView):
-    allowed_states = (S.ESCROW_FUNDING,)
-
     def run(self, request, order, data):
         order_escrow_fund(order=order, actor=_actor(request))
 
@@ -411,11 +304,9 @@ class OrderEscrowFundView(_ProviderStepView):
         )
 
 
-class OrderMilestoneCompleteView(_MilestoneActionMixin, _OrderActionView):
+@extend_schema(summary="Mark a milestone delivered", tags=TAGS, request=None, responses={201: MilestoneOutput})
+class OrderMilestoneCompleteView(_OrderActionView):
     """Our record is final at once; the seller's mark on the contract follows in the background."""
-
-    allowed_states = (S.IN_PROGRESS,)
-    milestone_allowed = (OrderMilestone.Status.OPEN,)
 
     def run(self, request, order, data, ref):
         return order_milestone_complete(order=order, ref=ref, actor=_actor(request))
@@ -425,9 +316,13 @@ class OrderMilestoneCompleteView(_MilestoneActionMixin, _OrderActionView):
         return api_response(milestone_as_api(milestone, order_id=order.public_id), status=201)
 
 
-class OrderMilestoneReleaseView(_MilestoneActionMixin, _ProviderStepView):
-    allowed_states = (S.IN_PROGRESS,)
-    milestone_allowed = (OrderMilestone.Status.COMPLETED,)
+@extend_schema(
+    summary="Approve and pay one delivered milestone (202 while the chain is slower)",
+    tags=TAGS,
+    request=None,
+    responses={200: OrderOutput, 202: OrderOutput},
+)
+class OrderMilestoneReleaseView(_ProviderStepView):
     status = 200
 
     def run(self, request, order, data, ref):
@@ -453,9 +348,14 @@ class OrderMilestoneReleaseView(_MilestoneActionMixin, _ProviderStepView):
         )
 
 
+@extend_schema(
+    summary="Release everything in escrow to the seller (202 while the chain is slower)",
+    tags=TAGS,
+    request=OrderReleaseInput,
+    responses={200: OrderOutput, 202: OrderOutput},
+)
 class OrderResolutionReleaseView(_ProviderStepView):
-    fields = {"reason", "requestedBy"}
-    allowed_states = (S.IN_PROGRESS,)
+    input_serializer = OrderReleaseInput
     status = 200
 
     def run(self, request, order, data):
@@ -471,10 +371,14 @@ class OrderResolutionReleaseView(_ProviderStepView):
         )
 
 
+@extend_schema(
+    summary="Refund the whole escrow to the buyer (202 while the chain is slower)",
+    tags=TAGS,
+    request=OrderRefundInput,
+    responses={200: OrderOutput, 202: OrderOutput},
+)
 class OrderResolutionRefundView(_ProviderStepView):
-    fields = {"reason"}
-    required = ("reason",)
-    allowed_states = (S.IN_PROGRESS,)
+    input_serializer = OrderRefundInput
     status = 200
 
     def run(self, request, order, data):

@@ -9,11 +9,9 @@ import datetime as dt
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Prefetch, Q, QuerySet
-from django.utils.dateparse import parse_date, parse_datetime
 
 from escrow.models import Escrow
 from marketplace.models import Order, OrderMilestone
-from offerhub.api.errors import validation_error
 from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops
 from offerhub.timefmt import iso_timestamp
@@ -31,43 +29,30 @@ def orders_visible(*, principal) -> QuerySet[Order]:
     return orders
 
 
-def _instant(params, name: str) -> dt.datetime | None:
-    """An ISO-8601 date or date-time query parameter; naive values are UTC."""
-    raw = params.get(name)
-    if not raw:
-        return None
-    try:
-        value = parse_datetime(raw)
-        if value is None and (day := parse_date(raw)) is not None:
-            value = dt.datetime.combine(day, dt.time.min)
-    except ValueError:
-        value = None
-    if value is None:
-        raise validation_error([(name, "must be an ISO-8601 date or date-time, e.g. 2026-01-12T10:00:00.000Z")])
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
-def orders_filter(*, principal, params) -> QuerySet[Order]:
-    """GET /orders: `buyer_id`, `seller_id` (both given: orders matching either, as the
-    original), `status` (validated), `created_after`, `created_before`."""
+def orders_filter(
+    *,
+    principal,
+    buyer_id: str | None = None,
+    seller_id: str | None = None,
+    status: str | None = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+) -> QuerySet[Order]:
+    """GET /orders: by buyer, seller (both given: orders matching either, as the original),
+    status and creation time (inclusive bounds)."""
     orders = orders_visible(principal=principal)
-    buyer_id, seller_id = params.get("buyer_id"), params.get("seller_id")
     if buyer_id and seller_id:
         orders = orders.filter(Q(buyer__public_id=buyer_id) | Q(seller__public_id=seller_id))
     elif buyer_id:
         orders = orders.filter(buyer__public_id=buyer_id)
     elif seller_id:
         orders = orders.filter(seller__public_id=seller_id)
-    if params.get("status"):
-        status = params["status"].upper()
-        if status not in Order.Status.values:
-            raise validation_error([("status", f"must be one of {', '.join(Order.Status.values)}")])
+    if status:
         orders = orders.filter(status=status)
-    after, before = _instant(params, "created_after"), _instant(params, "created_before")
-    if after is not None:
-        orders = orders.filter(created_at__gte=after)
-    if before is not None:
-        orders = orders.filter(created_at__lte=before)
+    if created_after is not None:
+        orders = orders.filter(created_at__gte=created_after)
+    if created_before is not None:
+        orders = orders.filter(created_at__lte=created_before)
     return orders
 
 

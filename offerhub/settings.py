@@ -444,6 +444,11 @@ SPECTACULAR_SETTINGS = {
         "UserStatusEnum": "marketplace.models.User.Status",
         "WithdrawalStatusEnum": "payments.models.Withdrawal.Status",
         "WithdrawalDestinationTypeEnum": "payments.models.Withdrawal.DestinationType",
+        "OrderStatusEnum": "marketplace.models.Order.Status",
+        "MilestoneStatusEnum": "marketplace.models.OrderMilestone.Status",
+        "EscrowStatusEnum": "escrow.models.Escrow.Status",
+        "DisputeStatusEnum": "disputes.models.Dispute.Status",
+        "EscrowTypeEnum": "escrow.models.Escrow.Type",
     },
 }
 

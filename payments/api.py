@@ -8,9 +8,9 @@ from stellar_sdk.exceptions import BadRequestError
 
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
-from offerhub.api.input import validated
 from offerhub.api.pagination import DEFAULT_LIMIT, paginate
 from offerhub.api.ratelimit import rate_limit_hit
+from offerhub.api.serializers import validated
 from offerhub.errors import ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp

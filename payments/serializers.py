@@ -1,6 +1,6 @@
 """Input and output of the balance, wallet and withdrawal endpoints (API.md §5, §6, §11).
 
-Inputs are strict (offerhub.api.input): strings must be JSON strings, bounded by the column they
+Inputs are strict (offerhub.api.serializers): strings must be JSON strings, bounded by the column they
 end up in, without NUL; money is MoneyField's two-decimal ASCII string. Outputs
 describe, field for field, the dicts that payments.selectors and payments.api build, so that
 the OpenAPI schema says exactly what the endpoints answer.
@@ -8,19 +8,17 @@ the OpenAPI schema says exactly what the endpoints answer.
 
 from rest_framework import serializers
 
-from offerhub.api.input import (
-    AliasedInput,
-    MoneyOutputField,
-    StringField,
-    StringIdField,
-    StringTextField,
-)
 from offerhub.api.serializers import (
     SHORT_TEXT_MAX,
+    AliasedInput,
     CurrencyField,
     MoneyField,
+    MoneyOutputField,
+    PublicIdField,
     QuerySerializer,
     StrictSerializer,
+    StringField,
+    TextField,
     TimestampField,
 )
 from payments.models import Hold, Withdrawal
@@ -44,14 +42,14 @@ class HoldInput(AliasedInput):
         help_text="an opaque hold reference (need not be an existing order); alias `reference`",
     )
     currency = CurrencyField()
-    description = StringTextField(required=False)
+    description = TextField(required=False)
 
     class Meta:
         aliases = {"reference": "orderId"}
 
 
 class ReleaseInput(HoldInput):
-    sellerId = StringIdField(help_text="the user paid; alias `recipientId`")
+    sellerId = PublicIdField(help_text="the user paid; alias `recipientId`")
 
     class Meta:
         aliases = {"reference": "orderId", "recipientId": "sellerId"}
@@ -62,7 +60,7 @@ class AdjustInput(AliasedInput):
 
     amount = _balance_amount()
     currency = CurrencyField()
-    description = StringTextField(required=False, help_text="why support adjusts the balance (required in effect)")
+    description = TextField(required=False, help_text="why support adjusts the balance (required in effect)")
     reference = StringField(required=False, allow_blank=True, max_length=SHORT_TEXT_MAX)
 
     class Meta:
@@ -188,7 +186,7 @@ def _column(name: str) -> int:
 
 
 class WithdrawalCreateInput(StrictSerializer):
-    userId = StringIdField()
+    userId = PublicIdField()
     amount = MoneyField()
     currency = CurrencyField()
     destinationType = serializers.ChoiceField(Withdrawal.DestinationType.choices)
@@ -196,12 +194,12 @@ class WithdrawalCreateInput(StrictSerializer):
         max_length=_column("destination_ref"), help_text="a Stellar G… address for crypto; an Airtm reference otherwise"
     )
     commit = serializers.BooleanField(required=False, default=False, help_text="Airtm only: commit on creation")
-    description = StringTextField(required=False, max_length=_column("description"))
+    description = TextField(required=False, max_length=_column("description"))
     memo = StringField(required=False, allow_blank=True, max_length=_column("memo"), help_text="at most 28 bytes")
 
 
 class WithdrawalOwnerQuery(serializers.Serializer):
-    userId = StringIdField(required=False, help_text="only this user's withdrawals")
+    userId = PublicIdField(required=False, help_text="only this user's withdrawals")
 
 
 class WithdrawalListQuery(WithdrawalOwnerQuery, QuerySerializer):

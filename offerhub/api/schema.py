@@ -43,9 +43,20 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
+# What ApiView.check_path_and_query lets through to any view: at most 255 characters, none below 0x20.
+PATH_PARAMETER = {"maxLength": 255, "pattern": "^[^/\\x00-\\x1f]+$"}
+
+
 class OfferHubAutoSchema(AutoSchema):
     def _is_public(self) -> bool:
         return not getattr(self.view, "authentication_classes", None)
+
+    def _resolve_path_parameters(self, variables):
+        parameters = super()._resolve_path_parameters(variables)
+        for parameter in parameters:
+            if parameter["schema"].get("type") == "string":
+                parameter["schema"] = {**parameter["schema"], **PATH_PARAMETER}
+        return parameters
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
@@ -56,6 +67,7 @@ class OfferHubAutoSchema(AutoSchema):
                     str,
                     OpenApiParameter.HEADER,
                     required=False,
+                    pattern=r"^[\x21-\x7e]{1,255}$",  # printable ASCII, as idempotency_start checks
                     description="Retries with the same key and body replay the first answer (API.md §1.4)",
                 )
             )

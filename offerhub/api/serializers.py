@@ -34,6 +34,42 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
+class AliasedInput(StrictSerializer):
+    """A strict input whose `Meta.aliases` maps the original's or the SDK's field names onto ours
+    (`{"reference": "orderId"}`): the alias is used when our name is absent or empty, and errors
+    name the field the client sent."""
+
+    class Meta:
+        aliases: dict[str, str] = {}
+
+    def to_internal_value(self, data):
+        sent_as = {}
+        if isinstance(data, dict):
+            data = dict(data)
+            for alias, name in self.Meta.aliases.items():
+                if alias in data:
+                    value = data.pop(alias)
+                    if data.get(name) in (None, ""):
+                        data[name], sent_as[name] = value, alias
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail
+            if isinstance(detail, dict):
+                detail = {sent_as.get(name, name): errors for name, errors in detail.items()}
+            raise serializers.ValidationError(detail) from None
+
+
+def validated(serializer_class, data) -> dict:
+    """The input checked by `serializer_class`; an empty body counts as `{}`. A refusal raises
+    DRF's ValidationError, which the API answers once (offerhub.api.errors), naming each field."""
+    if data is None or (hasattr(data, "getlist") and not data):
+        data = {}
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 class QuerySerializer(serializers.Serializer):
     """Query parameters: unknown ones are ignored (clients add their own, e.g. cache busters)."""
 
@@ -78,6 +114,11 @@ class MoneyField(serializers.Field):
         return value if isinstance(value, str) else f"{value:.2f}"
 
 
+@extend_schema_field({"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "example": "100.00"})
+class MoneyOutputField(serializers.CharField):
+    """An amount as the API writes it: a string with exactly two decimals."""
+
+
 @extend_schema_field({"type": "string", "enum": ["USD"], "default": "USD"})
 class CurrencyField(serializers.Field):
     """Only "USD" (API.md §1.1); anything else is 400 INVALID_CURRENCY."""
@@ -96,7 +137,27 @@ class CurrencyField(serializers.Field):
         return value
 
 
-class PublicIdField(serializers.RegexField):
+class StringOnlyMixin:
+    """Refuse JSON numbers and booleans where a string is expected (DRF's CharField would turn
+    12 into "12" and true into "True")."""
+
+    default_error_messages = {"not_a_string": "must be a string"}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StringField(StringOnlyMixin, serializers.CharField):
+    """A JSON string kept as sent (no trimming), bounded by `max_length`."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+class PublicIdField(StringOnlyMixin, serializers.RegexField):
     """An id as API.md §1.1 writes them (`usr_…`, `ord_…`); bounded, no NUL, no spaces."""
 
     def __init__(self, **kwargs):
@@ -105,7 +166,7 @@ class PublicIdField(serializers.RegexField):
         self.error_messages["invalid"] = "must be an id such as usr_… (letters, digits and _ only)"
 
 
-class TextField(serializers.CharField):
+class TextField(StringOnlyMixin, serializers.CharField):
     """Free text with a bound (TEXT_MAX unless given); blank allowed unless said otherwise."""
 
     def __init__(self, **kwargs):

@@ -1,0 +1,69 @@
+"""Input and output of the users endpoints (API.md §4)."""
+
+from rest_framework import serializers
+
+from marketplace.models import User
+from offerhub.api.serializers import (
+    AliasedInput,
+    MetadataField,
+    MoneyOutputField,
+    QuerySerializer,
+    StringField,
+    TimestampField,
+)
+
+EXTERNAL_ID_MAX = User._meta.get_field("external_user_id").max_length
+EMAIL_MAX = User._meta.get_field("email").max_length
+
+
+class UpperCaseChoiceField(serializers.ChoiceField):
+    """An enum the original accepted in any case (`"seller"`), stored upper-case (API.md §4 [C])."""
+
+    def to_internal_value(self, data):
+        return super().to_internal_value(data.upper() if isinstance(data, str) else data)
+
+
+class StringEmailField(serializers.EmailField):
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class UserCreateInput(AliasedInput):
+    externalUserId = StringField(
+        max_length=EXTERNAL_ID_MAX, help_text="the marketplace's own user id; alias `external_user_id`"
+    )
+    email = StringEmailField(required=False, allow_null=True, max_length=EMAIL_MAX)
+    type = UpperCaseChoiceField(User.Type.choices, required=False, default=User.Type.BOTH)
+    metadata = MetadataField()
+
+    class Meta:
+        aliases = {"external_user_id": "externalUserId"}
+
+
+class UserListQuery(QuerySerializer):
+    type = UpperCaseChoiceField(User.Type.choices, required=False)
+    status = UpperCaseChoiceField(User.Status.choices, required=False)
+    externalUserId = StringField(required=False, max_length=EXTERNAL_ID_MAX)
+
+
+class UserBalanceOutput(serializers.Serializer):
+    available = MoneyOutputField()
+    reserved = MoneyOutputField()
+    currency = serializers.ChoiceField(["USD"])
+
+
+class UserOutput(serializers.Serializer):
+    id = serializers.CharField()
+    externalUserId = serializers.CharField(allow_null=True, help_text="null for members who signed up on the web")
+    email = serializers.CharField(allow_null=True)
+    type = serializers.ChoiceField(User.Type.choices)
+    status = serializers.ChoiceField(User.Status.choices)
+    balance = UserBalanceOutput()
+    airtmLinked = serializers.BooleanField()
+    airtmUserId = serializers.CharField(allow_null=True)
+    airtmLinkedAt = TimestampField(allow_null=True)
+    metadata = serializers.DictField(allow_null=True)
+    createdAt = TimestampField()
+    updatedAt = TimestampField()
