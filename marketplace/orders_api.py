@@ -204,7 +204,9 @@ class OrderMilestonesView(ApiView):
     @extend_schema(summary="List an order's milestones", tags=TAGS, responses=MilestoneOutput(many=True))
     def get(self, request, order_id):
         order = order_get(principal=request.auth, public_id=order_id)
-        return api_response([milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()])
+        # Every milestone in one page (at most 50): a list envelope that says there is no more (API.md §1.5).
+        milestones = [milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()]
+        return api_list_response(milestones, has_more=False, next_cursor=None)
 
 
 class _OrderActionView(ApiView):
