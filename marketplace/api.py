@@ -1,14 +1,17 @@
 """REST endpoints for users (API.md §4)."""
 
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 
+from marketplace.filters import UserFilter
 from marketplace.models import User
 from marketplace.services import user_create_from_api
-from marketplace.user_serializers import UserCreateInput, UserListQuery, UserOutput
+from marketplace.user_serializers import UserCreateInput, UserOutput
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.pagination import paginate
 from offerhub.api.serializers import validated
+from offerhub.filters import rows_filtered
 from offerhub.timefmt import iso_timestamp
 from payments.selectors import api_user_get, api_users, balance_as_api
 
@@ -36,19 +39,14 @@ def user_as_api(user: User) -> dict:
 class UserListCreateView(ApiView):
     required_scopes = {"GET": "read", "POST": "write"}
 
-    @extend_schema(
-        summary="Users, newest first", tags=USERS, parameters=[UserListQuery], responses=UserOutput(many=True)
-    )
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = UserFilter
+    queryset = User.objects.none()  # for the schema; the rows are the key's own below
+
+    @extend_schema(summary="Users, newest first", tags=USERS, responses=UserOutput(many=True))
     def get(self, request):
-        query = validated(UserListQuery, request.query_params)
-        users = api_users(principal=request.auth)
-        if query.get("type"):
-            users = users.filter(type=query["type"])
-        if query.get("status"):
-            users = users.filter(status=query["status"])
-        if query.get("externalUserId"):
-            users = users.filter(external_user_id=query["externalUserId"])
-        page = paginate(users, params=query, id_field="public_id", time_field="date_joined")
+        users = rows_filtered(view=self, request=request, rows=api_users(principal=request.auth))
+        page = paginate(users, params=request.query_params, id_field="public_id", time_field="date_joined")
         return api_list_response(
             [user_as_api(u) for u in page.items], has_more=page.has_more, next_cursor=page.next_cursor
         )

@@ -7,11 +7,7 @@ describe exactly what `marketplace.orders_selectors`' `*_as_api` builders write,
 OpenAPI schema is the contract the responses keep.
 """
 
-import datetime as dt
-
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from disputes.models import Dispute
@@ -23,7 +19,6 @@ from offerhub.api.serializers import (
     MetadataField,
     MoneyField,
     PublicIdField,
-    QuerySerializer,
     StrictSerializer,
     StringField,
     TextField,
@@ -126,48 +121,6 @@ class OrderCreateInput(StrictSerializer):
 
 
 # --- Orders: list query -------------------------------------------------------------------------
-
-
-@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-01-12T10:00:00.000Z"})
-class InstantField(serializers.Field):
-    """An ISO-8601 date or date-time; naive values are UTC."""
-
-    default_error_messages = {"invalid": "must be an ISO-8601 date or date-time, e.g. 2026-01-12T10:00:00.000Z"}
-
-    def to_internal_value(self, data) -> dt.datetime:
-        try:
-            value = parse_datetime(data)
-            if value is None and (day := parse_date(data)) is not None:
-                value = dt.datetime.combine(day, dt.time.min)
-        except (TypeError, ValueError):
-            value = None
-        if value is None:
-            self.fail("invalid")
-        try:
-            # In UTC: PostgreSQL takes offsets of at most 15:59, Python's go to 23:59.
-            return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        except OverflowError:
-            raise serializers.ValidationError("is out of range (years 1 to 9999 in UTC)") from None
-
-
-class OrderStatusField(serializers.ChoiceField):
-    """An order status, in any letter case (`order_created` too, as today's clients send)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(choices=Order.Status.choices, **kwargs)
-
-    def to_internal_value(self, data):
-        return super().to_internal_value(data.upper() if isinstance(data, str) else data)
-
-
-class OrderListQuery(QuerySerializer):
-    """GET /orders: filters and the page."""
-
-    buyer_id = PublicIdField(required=False, help_text="with `seller_id` too: orders matching either")
-    seller_id = PublicIdField(required=False)
-    status = OrderStatusField(required=False)
-    created_after = InstantField(required=False)
-    created_before = InstantField(required=False)
 
 
 # --- Orders: actions ------------------------------------------------------------------------------

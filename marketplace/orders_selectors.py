@@ -5,10 +5,8 @@ loads a page's escrows in one query (an escrow points at its order by `engagemen
 not by a foreign key), so a list costs the same number of queries for 3 orders or 100.
 """
 
-import datetime as dt
-
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from escrow.models import Escrow
 from marketplace.models import Order, OrderMilestone
@@ -26,33 +24,6 @@ def orders_visible(*, principal) -> QuerySet[Order]:
     )
     if principal.marketplace_id:
         orders = orders.filter(marketplace_id=principal.marketplace_id)
-    return orders
-
-
-def orders_filter(
-    *,
-    principal,
-    buyer_id: str | None = None,
-    seller_id: str | None = None,
-    status: str | None = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
-) -> QuerySet[Order]:
-    """GET /orders: by buyer, seller (both given: orders matching either, as the original),
-    status and creation time (inclusive bounds)."""
-    orders = orders_visible(principal=principal)
-    if buyer_id and seller_id:
-        orders = orders.filter(Q(buyer__public_id=buyer_id) | Q(seller__public_id=seller_id))
-    elif buyer_id:
-        orders = orders.filter(buyer__public_id=buyer_id)
-    elif seller_id:
-        orders = orders.filter(seller__public_id=seller_id)
-    if status:
-        orders = orders.filter(status=status)
-    if created_after is not None:
-        orders = orders.filter(created_at__gte=created_after)
-    if created_before is not None:
-        orders = orders.filter(created_at__lte=created_before)
     return orders
 
 

@@ -7,7 +7,6 @@ from offerhub.api.serializers import (
     AliasedInput,
     MetadataField,
     MoneyOutputField,
-    QuerySerializer,
     StringField,
     TimestampField,
 )
@@ -40,12 +39,6 @@ class UserCreateInput(AliasedInput):
 
     class Meta:
         aliases = {"external_user_id": "externalUserId"}
-
-
-class UserListQuery(QuerySerializer):
-    type = UpperCaseChoiceField(User.Type.choices, required=False)
-    status = UpperCaseChoiceField(User.Status.choices, required=False)
-    externalUserId = StringField(required=False, max_length=EXTERNAL_ID_MAX)
 
 
 class UserBalanceOutput(serializers.Serializer):

@@ -1,20 +1,60 @@
-"""Query filters of the platform's list endpoints (django-filter), checked like any input."""
+"""Query filters of the list endpoints (django-filter), checked like any input, and the filter
+types the apps' FilterSets share.
 
+A list view sets `filter_backends = [DjangoFilterBackend]` and `filterset_class` (the schema
+reads its parameters from them) and narrows its rows with `rows_filtered`: a bad value is a 400
+naming its parameter; paging (`limit`, `cursor`) is offerhub.api.pagination's.
+"""
+
+import datetime as dt
 from datetime import UTC
 
 import django_filters
 from django import forms
+from django.core.validators import RegexValidator
+from django.utils.dateparse import parse_date
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
 
 from offerhub.models import AuditLog
 
+ID_VALIDATOR = RegexValidator(r"^[A-Za-z0-9_]{1,64}\Z", "must be an id such as usr_… (letters, digits and _ only)")
+
+
+def rows_filtered(*, view, request, rows):
+    """`rows` narrowed by the request's query parameters, as the view's `filterset_class` says."""
+    return DjangoFilterBackend().filter_queryset(request, rows, view)
+
+
+class IdFilter(django_filters.CharFilter):
+    """An exact match on a public id; anything not id-shaped is refused rather than looked up."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("validators", [ID_VALIDATOR])
+        super().__init__(*args, **kwargs)
+
+
+class AnyCaseChoiceField(forms.ChoiceField):
+    def to_python(self, value):
+        return super().to_python(value).upper()
+
+
+class AnyCaseChoiceFilter(django_filters.ChoiceFilter):
+    """An upper-case enum the original's clients also sent in lower case (`seller`, `order_created`)."""
+
+    field_class = AnyCaseChoiceField
+
 
 class UtcDateTimeField(IsoDateTimeField):
-    """An ISO-8601 instant, in UTC: PostgreSQL refuses offsets beyond ±15:59 and years outside
-    1-9999, which a well-formed timestamp can still name."""
+    """An ISO-8601 instant (or a date: its midnight UTC), in UTC: PostgreSQL refuses offsets
+    beyond ±15:59 and years outside 1-9999, which a well-formed timestamp can still name."""
 
     def to_python(self, value):
-        value = super().to_python(value)
+        try:
+            day = parse_date(value) if isinstance(value, str) and len(value) == 10 else None
+        except ValueError:  # well-formed but impossible, e.g. February 30th
+            raise forms.ValidationError("must be an ISO-8601 date or timestamp") from None
+        value = dt.datetime.combine(day, dt.time.min, tzinfo=UTC) if day else super().to_python(value)
         if value is None:
             return None
         try:

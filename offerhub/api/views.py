@@ -26,7 +26,7 @@ from offerhub.api.serializers import (
     TokenSerializer,
 )
 from offerhub.errors import ServiceError
-from offerhub.filters import AuditLogFilter
+from offerhub.filters import AuditLogFilter, rows_filtered
 from offerhub.health import UNHEALTHY, health_report
 from offerhub.models import ApiKey, AuditLog
 from offerhub.money import money_format, money_parse
@@ -185,7 +185,7 @@ class AuditLogListView(ApiView):
     @extend_schema(responses=AuditLogSerializer(many=True), tags=["audit"], summary="Audit log")
     def get(self, request):
         visible = audit_logs_visible(marketplace_id=request.auth.marketplace_id)
-        rows = DjangoFilterBackend().filter_queryset(request, visible, self)
+        rows = rows_filtered(view=self, request=request, rows=visible)
         page = paginate(rows, params=request.query_params, id_field="public_id", time_field="occurred_at")
         return api_list_response(
             [row.as_api() for row in page.items], has_more=page.has_more, next_cursor=page.next_cursor
