@@ -342,12 +342,14 @@ def sandbox_mint(wallet: Wallet, amount: int, *, memo: str = "") -> str:
     return response.json()["hash"]
 
 
-def _credit_memo(*, user, principal_id: str, idempotency_key: str) -> str:
+def _credit_memo(*, user, amount: int, principal_id: str, idempotency_key: str) -> str:
     """The mint's memo for one support credit (28 bytes, a Stellar text memo): the same for
-    every retry of the request, so the faucet mints it once. Without a key, none."""
+    every retry of the request, so the faucet mints it once. The amount is part of it: the
+    same key retried with another amount (after a failure nothing was stored for) is another
+    mint, not a faucet refusal. Without a key, none."""
     if not idempotency_key:
         return ""
-    digest = hashlib.sha256(f"{principal_id}\n{idempotency_key}\n{user.public_id}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{principal_id}\n{idempotency_key}\n{user.public_id}\n{amount}".encode()).hexdigest()
     return f"credit:{digest[:21]}"
 
 
@@ -378,7 +380,7 @@ def balance_adjust(
     if _sandbox_chain():
         wallet = _active_wallet(user, whose="user")
         if credit:
-            memo = _credit_memo(user=user, principal_id=principal_id, idempotency_key=idempotency_key)
+            memo = _credit_memo(user=user, amount=amount, principal_id=principal_id, idempotency_key=idempotency_key)
             tx_hash = sandbox_mint(wallet, amount, memo=memo)
             entry_key = deposit_key(tx_hash, wallet.public_key)
         else:

@@ -54,20 +54,28 @@ class StrictJSONParser(JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise drf_exceptions.ParseError(f"JSON nested deeper than {self.MAX_DEPTH} levels") from None
-        if _depth(data) > self.MAX_DEPTH:
-            raise drf_exceptions.ParseError(f"JSON nested deeper than {self.MAX_DEPTH} levels")
+        _check_parsed(data, max_depth=self.MAX_DEPTH)
         return data
 
 
-def _depth(value) -> int:
-    """Nesting depth of parsed JSON, iteratively (no recursion to exhaust)."""
-    deepest, stack = 0, [(value, 1)]
+def _check_parsed(value, *, max_depth: int) -> None:
+    """Nesting depth and text of parsed JSON, iteratively (no recursion to exhaust). A lone
+    surrogate (`"\\ud800"`) is valid JSON but not text: PostgreSQL and our own error
+    answers could not encode it."""
+    stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
         if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+            if level > max_depth:
+                raise drf_exceptions.ParseError(f"JSON nested deeper than {max_depth} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+            stack.extend((key, level) for key in (item if isinstance(item, dict) else ()))
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise drf_exceptions.ParseError("strings must be Unicode text (no lone surrogates)") from None
 
 
 def _has_nul(value: str) -> bool:

@@ -8,6 +8,7 @@ from django.db.models import Q, QuerySet
 from offerhub.api.errors import validation_error
 
 DEFAULT_LIMIT = 20
+LIMIT_PATTERN = re.compile(r"[0-9]{1,9}")  # not int(): it takes "1_0", spaces and other scripts' digits
 CURSOR_PATTERN = re.compile(r"[A-Za-z0-9_]{1,64}")  # every id is prefix_ + letters and digits
 MAX_LIMIT = 100
 
@@ -19,13 +20,13 @@ class Page:
     next_cursor: str | None
 
 
-def parse_limit(raw: str | None, *, default: int = DEFAULT_LIMIT) -> int:
+def parse_limit(raw, *, default: int = DEFAULT_LIMIT) -> int:
+    """`limit` as API.md §1.6 says: 1 or more (ASCII digits), above 100 clamped."""
     if raw is None or raw == "":
         return default
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise validation_error([("limit", "must be an integer between 1 and 100")]) from None
+    if not isinstance(raw, int) and not LIMIT_PATTERN.fullmatch(str(raw)):
+        raise validation_error([("limit", "must be an integer between 1 and 100")])
+    limit = int(raw)
     if limit < 1:
         raise validation_error([("limit", "must be an integer between 1 and 100")])
     return min(limit, MAX_LIMIT)

@@ -8,6 +8,7 @@ id-shaped, and unknown body fields are refused (API.md §1.1) unless listed in `
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from offerhub.api.pagination import parse_limit
 from offerhub.money import MONEY_MAX, MoneyFormatError, money_parse
 
 # Free text (reasons, descriptions, evidence) is bounded so that nothing downstream
@@ -73,7 +74,7 @@ def validated(serializer_class, data) -> dict:
 class QuerySerializer(serializers.Serializer):
     """Query parameters: unknown ones are ignored (clients add their own, e.g. cache busters)."""
 
-    limit = serializers.IntegerField(required=False, min_value=1, help_text="1-100 (larger values are clamped)")
+    limit = serializers.CharField(required=False, help_text="1-100 (larger values are clamped)")
     cursor = serializers.RegexField(
         ID_PATTERN, required=False, help_text="the `id` of the last item of the page before"
     )
@@ -82,8 +83,8 @@ class QuerySerializer(serializers.Serializer):
         # A QueryDict: the last value of each parameter, as Django's .get() gives.
         return super().to_internal_value({key: data.get(key) for key in data} if hasattr(data, "getlist") else data)
 
-    def validate_limit(self, value: int) -> int:
-        return min(value, 100)
+    def validate_limit(self, value: str) -> int:
+        return parse_limit(value)  # one rule for every list, whichever way it reads its query
 
 
 @extend_schema_field(
@@ -233,11 +234,9 @@ class MetaSerializer(serializers.Serializer):
 
 
 class ApiKeyCreateInput(StrictSerializer):
-    name = serializers.CharField(min_length=1, max_length=100)
-    scopes = serializers.ListField(
-        child=serializers.CharField(min_length=1, max_length=50), min_length=1, max_length=20
-    )
-    marketplaceId = serializers.CharField(required=False, allow_blank=False, max_length=100)
+    name = StringField(min_length=1, max_length=100)
+    scopes = serializers.ListField(child=StringField(min_length=1, max_length=50), min_length=1, max_length=20)
+    marketplaceId = StringField(required=False, allow_blank=False, max_length=100)
 
 
 class TokenMintInput(StrictSerializer):

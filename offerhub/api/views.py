@@ -24,6 +24,7 @@ from offerhub.api.serializers import (
     MeSerializer,
     TokenMintInput,
     TokenSerializer,
+    validated,
 )
 from offerhub.errors import ServiceError
 from offerhub.filters import AuditLogFilter, rows_filtered
@@ -101,9 +102,8 @@ class ApiKeyListCreateView(ApiView):
         request=ApiKeyCreateInput, responses={201: ApiKeyCreatedSerializer}, tags=["api keys"], summary="Create"
     )
     def post(self, request):
-        data = ApiKeyCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        scopes = data.validated_data["scopes"]
+        data = validated(ApiKeyCreateInput, request.data)
+        scopes = data["scopes"]
         principal = request.auth
         # A caller may only grant what it holds; unknown scope strings grant nothing and pass.
         known_requested = {scope for scope in scopes if scope in ("read", "write", "support", "*")}
@@ -114,9 +114,9 @@ class ApiKeyListCreateView(ApiView):
                 "An API key cannot grant scopes it does not hold",
                 details={"required_scope": lacking[0], "current_scopes": sorted(principal.scopes)},
             )
-        marketplace_id = principal.marketplace_id or data.validated_data.get("marketplaceId", "")
+        marketplace_id = principal.marketplace_id or data.get("marketplaceId", "")
         api_key, secret = api_key_create(
-            name=data.validated_data["name"], scopes=scopes, marketplace_id=marketplace_id, **_actor(request)
+            name=data["name"], scopes=scopes, marketplace_id=marketplace_id, **_actor(request)
         )
         return api_response({**api_key.as_api(), "key": secret, "api_key": secret, "apiKey": secret}, status=201)
 
@@ -138,8 +138,7 @@ class ApiTokenMintView(ApiView):
 
     @extend_schema(request=TokenMintInput, responses={201: TokenSerializer}, tags=["api keys"], summary="Mint a token")
     def post(self, request, key_id):
-        data = TokenMintInput(data=request.data or {})
-        data.is_valid(raise_exception=True)
+        data = validated(TokenMintInput, request.data)
         principal = request.auth
         if principal.via_token:
             raise ServiceError(
@@ -157,7 +156,7 @@ class ApiTokenMintView(ApiView):
                 details={"required_scope": "support", "current_scopes": sorted(principal.scopes)},
             )
         scopes = scopes_intersect(frozenset(api_key.scopes), principal.scopes)
-        ttl = data.validated_data.get("ttl_seconds", settings.OFFERHUB_TOKEN_DEFAULT_TTL_SECONDS)
+        ttl = data.get("ttl_seconds", settings.OFFERHUB_TOKEN_DEFAULT_TTL_SECONDS)
         token, expires_at = api_token_mint(api_key=api_key, scopes=scopes, ttl_seconds=ttl)
         return api_response(
             {"token": token, "expiresAt": iso_timestamp(datetime.fromtimestamp(expires_at, UTC))}, status=201

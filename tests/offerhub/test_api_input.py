@@ -76,6 +76,27 @@ def test_deeply_nested_json_is_400_even_while_fingerprinted(auth_client, depth):
     assert "nested" in response.json()["error"]["message"] + json.dumps(response.json()["error"]["details"])
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"name": "k", "scopes": ["read"], "x": {"a": "\\ud800"}}',
+        '{"\\udfff": 1}',
+        '{"name": "\\ud83d", "scopes": ["read"]}',
+    ],
+)
+def test_a_lone_surrogate_in_json_is_400_not_500(auth_client, body):
+    """Valid JSON, not text: it used to reach PostgreSQL or the error renderer and answer 500."""
+    client = auth_client(scopes=["support"])
+    response = client.post(
+        "/api/v1/auth/api-keys", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-s"
+    )
+    assert response.status_code == 400
+    assert _fields(response) == ["body"]
+    # The key was answered, not left in progress: the same retry replays the 400.
+    again = client.post("/api/v1/auth/api-keys", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-s")
+    assert again.status_code == 400
+
+
 def test_nul_in_a_path_id_is_400_naming_it(auth_client):
     client = auth_client(scopes=["support"])
     response = client.delete("/api/v1/auth/api-keys/key_%00abc", HTTP_IDEMPOTENCY_KEY="k-nul-path")

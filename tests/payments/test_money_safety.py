@@ -226,6 +226,20 @@ def test_a_sandbox_credit_retried_after_its_mint_landed_mints_once(chain, funded
     assert usdc_payments_to(user.wallet.public_key) == 2
     assert_mirrors(chain, user)
 
+    # A failed credit retried with the same key but another amount is another mint, not a
+    # faucet refusal answered 502 (the key would be stuck for this user).
+    SandboxFault.objects.create(
+        service="horizon", method="POST", path_contains="/faucet", after_processing=True, status_code=503, remaining=1
+    )
+    assert client.post(f"{path}/credit", body, format="json", HTTP_IDEMPOTENCY_KEY="credit-3").status_code == 502
+    changed = {**body, "amount": "30.00"}
+    retried = client.post(f"{path}/credit", changed, format="json", HTTP_IDEMPOTENCY_KEY="credit-3")
+    assert retried.status_code == 200, retried.content
+    deposits_sync()
+    assert usdc_payments_to(user.wallet.public_key) == 4 and chain.usdc(user.wallet.public_key) == 105
+    assert client.get(path).json()["available"] == "105.00"
+    assert_mirrors(chain, user)
+
 
 def test_each_marketplace_has_its_own_user_ids(chain, auth_client):
     shop_a = auth_client(scopes=["read", "write"], marketplace_id="mkt_a")
