@@ -236,7 +236,12 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
 def escrow_funding_refusal(*, escrow: Escrow, amount: int) -> tuple[str, str] | None:
     """Why the buyer's hold cannot pay `amount` into the escrow, as (code, message), or None.
     The runner asks before it signs a fund call: a funding the ledger cannot post from the
-    hold (voided, spent on another hold, smaller) must never reach the chain."""
+    hold (voided, spent on another hold, smaller) must never reach the chain.
+
+    Read without a lock on purpose: a lock would be held across the Trustless Work calls, and
+    nothing can change the hold meanwhile. It is the order's (Hold.Owner.ORDER): the balance
+    endpoints refuse it, and only order_cancel voids it, which the order's state machine
+    refuses from ESCROW_CREATING on. A new way to void an order's hold must keep that true."""
     hold = Hold.objects.filter(user_id=escrow.buyer_id, reference=escrow.hold_reference, status=Hold.Status.ACTIVE)
     hold = hold.first()
     if hold is None:
