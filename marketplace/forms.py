@@ -8,13 +8,13 @@ from marketplace.listings import (
     MAX_IMAGES,
     MAX_MILESTONES,
     SORT_CHOICES,
-    ListingError,
     MilestoneSpec,
     listing_image_check,
     price_limits,
     size_label,
 )
 from marketplace.models import Category, Listing, ListingImage, User
+from offerhub.errors import ServiceError
 from offerhub.forms import MoneyFormField
 
 
@@ -99,7 +99,7 @@ class ListingImagesField(forms.FileField):
         for upload in uploads:
             try:
                 listing_image_check(upload)
-            except ListingError as error:
+            except ServiceError as error:
                 problems.append(error.message)
         if problems:
             raise forms.ValidationError(problems)
