@@ -8,13 +8,14 @@ from marketplace.listings import (
     MAX_IMAGES,
     MAX_MILESTONES,
     SORT_CHOICES,
-    ListingError,
     MilestoneSpec,
     listing_image_check,
     price_limits,
     size_label,
 )
 from marketplace.models import Category, Listing, ListingImage, User
+from offerhub.errors import ServiceError
+from offerhub.forms import MoneyFormField
 
 
 class SignUpForm(UserCreationForm):
@@ -98,7 +99,7 @@ class ListingImagesField(forms.FileField):
         for upload in uploads:
             try:
                 listing_image_check(upload)
-            except ListingError as error:
+            except ServiceError as error:
                 problems.append(error.message)
         if problems:
             raise forms.ValidationError(problems)
@@ -113,10 +114,8 @@ class ListingForm(BootstrapFormMixin, forms.Form):
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text="What the buyer gets, what you need from them, what is not included.",
     )
-    price = forms.DecimalField(
+    price = MoneyFormField(
         label="Price (USD)",
-        max_digits=12,
-        decimal_places=2,
         widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal", "placeholder": "50.00"}),
     )
     delivery_days = forms.IntegerField(
@@ -184,12 +183,11 @@ class ListingForm(BootstrapFormMixin, forms.Form):
 
 class MilestoneForm(BootstrapFormMixin, forms.Form):
     title = forms.CharField(label="Milestone", max_length=120, widget=forms.TextInput(attrs={"placeholder": "Draft"}))
-    amount = forms.DecimalField(
+    amount = MoneyFormField(
         label="Amount (USD)",
-        max_digits=12,
-        decimal_places=2,
-        min_value=Decimal("0.01"),
-        widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal", "data-milestone-amount": ""}),
+        widget=forms.NumberInput(
+            attrs={"step": "0.01", "min": "0.01", "inputmode": "decimal", "data-milestone-amount": ""}
+        ),
     )
 
 

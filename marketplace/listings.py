@@ -16,6 +16,7 @@ from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from marketplace.models import Category, Listing, ListingImage, ListingMilestone, User
+from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.services import audit_record
 
@@ -42,15 +43,6 @@ SORT_CHOICES = [
 ]
 
 
-class ListingError(Exception):
-    """A listing change refused; `field` names the form field the message belongs under."""
-
-    def __init__(self, field: str | None, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 @dataclass(frozen=True)
 class MilestoneSpec:
     title: str
@@ -63,7 +55,7 @@ class MilestoneSpec:
 def dollars_to_cents(amount: Decimal) -> int:
     cents = amount * 100
     if cents != cents.to_integral_value():
-        raise ListingError("price", "Use at most two decimals, such as 12.50.")
+        raise ServiceError("VALIDATION_ERROR", "Use at most two decimals, such as 12.50.", field="price")
     return int(cents)
 
 
@@ -91,22 +83,30 @@ def listing_image_check(upload: UploadedFile) -> str:
     max_bytes = settings.OFFERHUB_LISTING_IMAGE_MAX_BYTES
     name = upload.name or "the image"
     if upload.size > max_bytes:
-        raise ListingError("images", f"“{name}” is larger than {size_label(max_bytes)}.")
+        raise ServiceError("VALIDATION_ERROR", f"“{name}” is larger than {size_label(max_bytes)}.", field="images")
     try:
         upload.seek(0)
         with Image.open(upload) as image:
             image_format = image.format
             if max(image.size) > MAX_IMAGE_SIDE:
-                raise ListingError("images", f"“{name}” is larger than {MAX_IMAGE_SIDE:,} pixels on a side.")
+                raise ServiceError(
+                    "VALIDATION_ERROR", f"“{name}” is larger than {MAX_IMAGE_SIDE:,} pixels on a side.", field="images"
+                )
             image.verify()
     except Image.DecompressionBombError:
-        raise ListingError("images", f"“{name}” has too many pixels; use a smaller image.") from None
+        raise ServiceError(
+            "VALIDATION_ERROR", f"“{name}” has too many pixels; use a smaller image.", field="images"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise ListingError("images", f"“{name}” is not a JPEG, PNG or WebP image we can read.") from None
+        raise ServiceError(
+            "VALIDATION_ERROR", f"“{name}” is not a JPEG, PNG or WebP image we can read.", field="images"
+        ) from None
     finally:
         upload.seek(0)
     if image_format not in IMAGE_FORMATS:
-        raise ListingError("images", f"“{name}” is a {image_format} image; use JPEG, PNG or WebP.")
+        raise ServiceError(
+            "VALIDATION_ERROR", f"“{name}” is a {image_format} image; use JPEG, PNG or WebP.", field="images"
+        )
     return IMAGE_FORMATS[image_format]
 
 
@@ -135,28 +135,37 @@ def _validated(
 ) -> tuple[int, list[tuple[str, int]]]:
     """The service's own checks (the forms make the same ones, for their messages in place)."""
     if not title.strip():
-        raise ListingError("title", "Give the listing a title.")
+        raise ServiceError("VALIDATION_ERROR", "Give the listing a title.", field="title")
     if not description.strip():
-        raise ListingError("description", "Describe what the buyer gets.")
+        raise ServiceError("VALIDATION_ERROR", "Describe what the buyer gets.", field="description")
     minimum, maximum = price_limits()
     if not minimum <= price <= maximum:
-        raise ListingError("price", f"The price must be between ${minimum:,.2f} and ${maximum:,.2f}.")
+        raise ServiceError(
+            "VALIDATION_ERROR", f"The price must be between ${minimum:,.2f} and ${maximum:,.2f}.", field="price"
+        )
     price_cents = dollars_to_cents(price)
     if delivery_days < 1:
-        raise ListingError("delivery_days", "Delivery takes at least one day.")
+        raise ServiceError("VALIDATION_ERROR", "Delivery takes at least one day.", field="delivery_days")
     if len(milestones) > MAX_MILESTONES:
-        raise ListingError("milestones", f"A listing has at most {MAX_MILESTONES} milestones.")
+        raise ServiceError(
+            "VALIDATION_ERROR", f"A listing has at most {MAX_MILESTONES} milestones.", field="milestones"
+        )
     parts = []
     for milestone in milestones:
         if milestone.amount <= 0:
-            raise ListingError("milestones", f"The milestone “{milestone.title}” needs an amount above $0.00.")
+            raise ServiceError(
+                "VALIDATION_ERROR",
+                f"The milestone “{milestone.title}” needs an amount above $0.00.",
+                field="milestones",
+            )
         parts.append((milestone.title.strip(), dollars_to_cents(milestone.amount)))
     total = sum(cents for _, cents in parts)
     if parts and total != price_cents:
-        raise ListingError(
-            "milestones",
+        raise ServiceError(
+            "VALIDATION_ERROR",
             f"The milestone amounts add up to ${Decimal(total).scaleb(-2):,.2f}; "
             f"they must add up to the price, ${price:,.2f}.",
+            field="milestones",
         )
     return price_cents, parts
 
@@ -212,7 +221,7 @@ def listing_create(
         title=title, description=description, price=price, delivery_days=delivery_days, milestones=milestones
     )
     if len(images) > MAX_IMAGES:
-        raise ListingError("images", f"A listing has at most {MAX_IMAGES} images.")
+        raise ServiceError("VALIDATION_ERROR", f"A listing has at most {MAX_IMAGES} images.", field="images")
     # Every image is checked before anything is written, so a refused one leaves no stored file behind.
     checked_images = [(upload, listing_image_check(upload)) for upload in images]
     listing = Listing.objects.create(
@@ -248,13 +257,15 @@ def listing_update(
     """Change every field; the milestones are replaced as a set, so their sum is checked against the new price."""
     listing = Listing.objects.select_for_update().select_related("seller", "category").get(pk=listing.pk)
     if listing.status == Listing.Status.DELETED:
-        raise ListingError(None, "This listing was deleted.")
+        raise ServiceError("INVALID_STATE", "This listing was deleted.")
     price_cents, parts = _validated(
         title=title, description=description, price=price, delivery_days=delivery_days, milestones=milestones
     )
     kept = [image for image in listing.images.all() if image.pk not in {removed.pk for removed in images_removed}]
     if len(kept) + len(images_added) > MAX_IMAGES:
-        raise ListingError("images", f"A listing has at most {MAX_IMAGES} images; remove some first.")
+        raise ServiceError(
+            "VALIDATION_ERROR", f"A listing has at most {MAX_IMAGES} images; remove some first.", field="images"
+        )
     checked_images = [(upload, listing_image_check(upload)) for upload in images_added]
     before = _snapshot(listing)
     listing.title = title.strip()
@@ -280,7 +291,9 @@ def _status_change(*, listing: Listing, actor: User, allowed_from: set[str], to:
     if listing.status == to:
         return listing  # pressing the button twice changes nothing
     if listing.status not in allowed_from:
-        raise ListingError(None, f"A {listing.get_status_display().lower()} listing cannot be changed like this.")
+        raise ServiceError(
+            "INVALID_STATE", f"A {listing.get_status_display().lower()} listing cannot be changed like this."
+        )
     before = _snapshot(listing)
     listing.status = to
     update_fields = ["status", "updated_at"]

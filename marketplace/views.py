@@ -12,7 +12,6 @@ from django.views.decorators.http import require_POST
 
 from marketplace.forms import BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
 from marketplace.listings import (
-    ListingError,
     categories_all,
     listing_create,
     listing_delete,
@@ -26,6 +25,7 @@ from marketplace.listings import (
     sort_effective,
 )
 from marketplace.services import user_sign_up
+from offerhub.errors import ServiceError
 
 LISTINGS_PER_PAGE = 12
 HOME_LISTINGS = 8
@@ -112,7 +112,7 @@ def _listing_fields(form, milestones) -> dict:
     }
 
 
-def _refused(form, error: ListingError) -> None:
+def _refused(form, error: ServiceError) -> None:
     form.add_error(error.field if error.field in form.fields else None, error.message)
 
 
@@ -124,7 +124,7 @@ def listing_new(request):
             listing = listing_create(
                 seller=request.user, images=form.cleaned_data["images"], **_listing_fields(form, milestones)
             )
-        except ListingError as error:
+        except ServiceError as error:
             _refused(form, error)
         else:
             messages.success(request, "Your listing is live. Buyers can find it now.")
@@ -145,7 +145,7 @@ def listing_edit(request, public_id):
                 images_removed=list(form.cleaned_data["remove_images"]),
                 **_listing_fields(form, milestones),
             )
-        except ListingError as error:
+        except ServiceError as error:
             _refused(form, error)
         else:
             messages.success(request, "Your changes are saved.")

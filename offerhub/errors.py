@@ -67,8 +67,10 @@ STATUS_BY_CODE = {
 class ServiceError(Exception):
     """A refusal: `code` is one of STATUS_BY_CODE's, `field` names the input it is about.
 
-    Provider adapters' errors (Horizon, Trustless Work) are dataclass subclasses that set
-    `code` and `message` themselves, so every attribute here has a class-level default.
+    Provider adapters' errors either are one or are translated into one: `StellarError`
+    (payments.stellar) is a plain subclass raised with a PROVIDER_* code; `TrustlessWorkError`
+    (escrow.client) is not a ServiceError: the escrow code translates it (escrow.runner into a step
+    left pending or failed, escrow.selectors into EscrowServiceUnavailable) before it leaves them.
     """
 
     code = "INTERNAL_ERROR"

@@ -3,16 +3,12 @@ from decimal import Decimal
 from django import forms
 from django.conf import settings
 
+from offerhub.forms import MoneyFormField
 from payments.withdrawals import withdrawal_limits
 
 
 class WithdrawalForm(forms.Form):
-    amount = forms.DecimalField(
-        label="Amount (USD)",
-        max_digits=12,
-        decimal_places=2,
-        widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
-    )
+    amount = MoneyFormField(label="Amount (USD)")
     destination = forms.CharField(
         label="Destination wallet address",
         max_length=56,
@@ -33,7 +29,7 @@ class WithdrawalForm(forms.Form):
         self.fields["amount"].help_text = f"Between ${minimum:,.2f} and ${maximum:,.2f}."
 
     def clean_amount(self):
-        """The limits say more than the field's own "greater than 0.01"."""
+        """The limits say more than the field's own "above $0.00"."""
         amount = self.cleaned_data["amount"]
         minimum, maximum = withdrawal_limits()
         if not minimum <= amount <= maximum:
@@ -44,7 +40,7 @@ class WithdrawalForm(forms.Form):
 class SimulateDepositForm(forms.Form):
     """Sandbox: a deposit as a top-up would bring it, within the top-up limits."""
 
-    amount = forms.DecimalField(label="Amount (USD)", max_digits=12, decimal_places=2, initial=Decimal("100.00"))
+    amount = MoneyFormField(label="Amount (USD)", initial=Decimal("100.00"))
 
     def clean_amount(self):
         amount = self.cleaned_data["amount"]

@@ -145,10 +145,10 @@ def simulate_deposit(request):
         try:
             sandbox_mint(wallet, int(form.cleaned_data["amount"] * 10_000_000))
             deposits_sync()
-        except (ServiceError, StellarError):
+        except ServiceError:  # StellarError is one
             messages.error(request, "The sandbox could not simulate the deposit right now; try again.")
         else:
-            messages.success(request, f"Simulated a deposit of ${form.cleaned_data['amount']}.")
+            messages.success(request, f"Simulated a deposit of ${form.cleaned_data['amount']:,.2f}.")
     else:
         problems = form.errors.get("amount") or ["Your account is still being set up; try again in a moment."]
         messages.error(request, problems[0])

@@ -14,8 +14,9 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from PIL import Image
 
-from marketplace.listings import ListingError, MilestoneSpec, listing_create, listings_browse
+from marketplace.listings import MilestoneSpec, listing_create, listings_browse
 from marketplace.models import Listing, ListingImage, User
+from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from tests.factories import CategoryFactory, ListingFactory, ListingMilestoneFactory, UserFactory
 
@@ -284,7 +285,7 @@ def test_milestones_must_add_up_to_the_price(seller_client, category):
 
 
 def test_the_service_checks_the_milestone_sum_itself(seller, category):
-    with pytest.raises(ListingError) as refused:
+    with pytest.raises(ServiceError) as refused:
         listing_create(
             seller=seller,
             title="Direct",
@@ -294,7 +295,7 @@ def test_the_service_checks_the_milestone_sum_itself(seller, category):
             delivery_days=1,
             milestones=[MilestoneSpec(title="Only part", amount=Decimal("9.99"))],
         )
-    assert refused.value.field == "milestones"
+    assert (refused.value.code, refused.value.field) == ("VALIDATION_ERROR", "milestones")
     assert not Listing.objects.exists()
 
 
@@ -302,7 +303,8 @@ def test_the_service_checks_the_milestone_sum_itself(seller, category):
     ("field", "value", "message"),
     [
         ("price", "0.50", "The price must be between $1.00 and $50,000.00."),
-        ("price", "12.345", "Ensure that there are no more than 2 decimal places."),
+        ("price", "12.345", "Use at most two decimals (cents), such as 12.50."),
+        ("price", "1e3", "Enter the amount in dollars with the digits 0-9, such as 100 or 12.50."),
         ("price", "", "This field is required."),
         ("delivery_days", "0", "Ensure this value is greater than or equal to 1."),
         ("title", "", "This field is required."),

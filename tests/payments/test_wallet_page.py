@@ -92,3 +92,13 @@ def test_sub_cent_balances_show_the_cents_that_can_be_spent(chain, client, funde
     page = client.get("/wallet/").content.decode()
     assert 'data-testid="available">$73.27' in page and "+$73.27" in page
     assert "73.28" not in page
+
+
+def test_simulated_deposit_refuses_an_exponent_and_credits_nothing(chain, client, funded_user):
+    user = funded_user("0")
+    client.force_login(user)
+    page = client.post("/wallet/simulate-deposit/", {"amount": "1e3"}, follow=True).content.decode()
+    assert "such as 100 or 12.50" in page and "Simulated a deposit" not in page
+    assert 'data-testid="available">$0.00' in page
+    available, _ = user_accounts(user)
+    assert available.balance == 0
