@@ -255,7 +255,7 @@ def listing_update(
     images_removed: Sequence[ListingImage] = (),
 ) -> Listing:
     """Change every field; the milestones are replaced as a set, so their sum is checked against the new price."""
-    listing = Listing.objects.select_for_update().select_related("seller", "category").get(pk=listing.pk)
+    listing = Listing.objects.select_for_update(of=("self",)).select_related("seller", "category").get(pk=listing.pk)
     if listing.status == Listing.Status.DELETED:
         raise ServiceError("INVALID_STATE", "This listing was deleted.")
     price_cents, parts = _validated(
@@ -287,7 +287,7 @@ def listing_update(
 
 
 def _status_change(*, listing: Listing, actor: User, allowed_from: set[str], to: str, action: str) -> Listing:
-    listing = Listing.objects.select_for_update().select_related("seller", "category").get(pk=listing.pk)
+    listing = Listing.objects.select_for_update(of=("self",)).select_related("seller", "category").get(pk=listing.pk)
     if listing.status == to:
         return listing  # pressing the button twice changes nothing
     if listing.status not in allowed_from:

@@ -166,16 +166,24 @@ def _back(request, default: str):
 @login_required
 @require_POST
 def listing_pause_view(request, public_id):
-    listing = listing_pause(listing=_owned_or_404(request, public_id), actor=request.user)
-    messages.success(request, f"“{listing.title}” is paused: buyers no longer see it. Resume it any time.")
+    try:
+        listing = listing_pause(listing=_owned_or_404(request, public_id), actor=request.user)
+    except ServiceError as error:  # e.g. deleted in another tab meanwhile
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"“{listing.title}” is paused: buyers no longer see it. Resume it any time.")
     return _back(request, "my-listings")
 
 
 @login_required
 @require_POST
 def listing_resume_view(request, public_id):
-    listing = listing_resume(listing=_owned_or_404(request, public_id), actor=request.user)
-    messages.success(request, f"“{listing.title}” is live again.")
+    try:
+        listing = listing_resume(listing=_owned_or_404(request, public_id), actor=request.user)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"“{listing.title}” is live again.")
     return _back(request, "my-listings")
 
 
@@ -184,8 +192,12 @@ def listing_delete_view(request, public_id):
     """A GET asks to confirm; the POST deletes."""
     listing = _owned_or_404(request, public_id)
     if request.method == "POST":
-        listing_delete(listing=listing, actor=request.user)
-        messages.success(request, f"“{listing.title}” is deleted.")
+        try:
+            listing_delete(listing=listing, actor=request.user)
+        except ServiceError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(request, f"“{listing.title}” is deleted.")
         return redirect("my-listings")
     return render(request, "marketplace/listing_delete.html", {"listing": listing})
 
