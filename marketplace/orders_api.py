@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Max
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
@@ -142,7 +143,16 @@ def _await(order: Order, spec: ProviderStep, *, after: int) -> tuple[Order, bool
             raise _refusal_error(_refusal(escrow, spec), spec, order)
         if time.monotonic() >= deadline:
             return order, False
+        _connection_release()
         time.sleep(0.2)
+
+
+def _connection_release() -> None:
+    """Give the pooled connection back while waiting: a wait of up to a minute must not hold
+    one of the pool's few (the sandbox served by this process and other requests need them).
+    The next poll takes one again. Without a pool this would open a connection per poll."""
+    if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
+        connection.close()
 
 
 # --- Views ------------------------------------------------------------------------------------

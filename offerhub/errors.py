@@ -51,6 +51,9 @@ STATUS_BY_CODE = {
     "IDEMPOTENCY_KEY_IN_PROGRESS": 409,
     "RATE_LIMITED": 429,
     "INTERNAL_ERROR": 500,
+    # [X] the database could not serve the request now (its pool had no free connection in
+    # time, or PostgreSQL refused the connection): nothing was applied; retry after Retry-After.
+    "SERVICE_UNAVAILABLE": 503,
     # [X] transport refusals: a body over the size limit, a body that is not JSON.
     "PAYLOAD_TOO_LARGE": 413,
     "UNSUPPORTED_MEDIA_TYPE": 415,

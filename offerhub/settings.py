@@ -218,6 +218,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "offerhub.database.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "offerhub.urls"
@@ -261,9 +262,14 @@ else:
     # Under ASGI every request runs on a thread of its own, so a connection kept per thread
     # (CONN_MAX_AGE) is never reused: bursts of requests left one idle connection each until
     # PostgreSQL refused clients. A pool per process reuses connections and bounds them: a
-    # request beyond DATABASE_POOL_MAX_SIZE waits for a free one (up to 10 s). 0 turns the pool
-    # off (e.g. behind PgBouncer), then a connection lives DATABASE_CONN_MAX_AGE seconds.
-    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+    # request beyond DATABASE_POOL_MAX_SIZE waits for a free one (DATABASE_POOL_TIMEOUT
+    # seconds, then it answers 503 with Retry-After). 0 turns the pool off (e.g. behind
+    # PgBouncer), then a connection lives DATABASE_CONN_MAX_AGE seconds.
+    # With the sandbox served by this same process, a request calling a provider holds one
+    # connection while the sandbox's request for it takes another, and the background worker
+    # calls the sandbox here too: the default is then twice as large, plus room for the worker.
+    DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=25 if OFFERHUB_SANDBOX else 10)
+    DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=10.0)
     DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
     if DATABASE_POOL_MAX_SIZE > 0:
         if DATABASE_CONN_MAX_AGE:
@@ -274,7 +280,7 @@ else:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
-            "timeout": 10,
+            "timeout": DATABASE_POOL_TIMEOUT,
         }
     DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

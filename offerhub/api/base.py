@@ -5,12 +5,13 @@ route (404/405) → authentication (401) → scope (403) → rate limit (429)
 the stored idempotent response committing in one transaction.
 """
 
+import logging
 from contextlib import nullcontext
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
+from django.db import OperationalError, transaction
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -28,6 +29,8 @@ from offerhub.api.permissions import ANY_SCOPE
 from offerhub.api.ratelimit import RateLimitState, client_ip, rate_limit_hit
 from offerhub.correlation import idempotency_key_var
 from offerhub.errors import ServiceError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ANY_SCOPE", "ApiView", "JsonNegotiation", "PublicApiView", "StrictJSONParser"]
 
@@ -182,7 +185,12 @@ class ApiView(APIView):
         except Exception as exc:
             response = self._finalize(request, self.handle_exception(exc))
             if record is not None:  # the handler's writes rolled back; keep or release the key
-                idempotency_finish(record=record, response=response)
+                try:
+                    idempotency_finish(record=record, response=response)
+                except OperationalError:
+                    # The database is out of reach (the error answered is likely a 503 for it): the
+                    # record stays unfinished, and a retry takes it over once its claim lapses.
+                    logger.warning("idempotency record %s left to lapse", record.pk, exc_info=True)
             return response
 
     def handle_exception(self, exc):

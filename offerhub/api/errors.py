@@ -9,6 +9,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
 from offerhub.correlation import correlation_id_get
+from offerhub.database import RETRY_AFTER_SECONDS, database_unavailable
 from offerhub.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,14 @@ def as_api_error(exc: Exception) -> ServiceError:
         return ServiceError("INVALID_API_KEY", "Invalid API key")
     if isinstance(exc, PermissionDenied | drf_exceptions.PermissionDenied):
         return ServiceError("INSUFFICIENT_SCOPE", "This API key may not perform this action")
+    if database_unavailable(exc):
+        logger.warning("database unavailable: %s", exc)
+        return ServiceError(
+            "SERVICE_UNAVAILABLE",
+            "The service is busy and did not process the request; retry after Retry-After seconds",
+            details={"retryAfter": RETRY_AFTER_SECONDS},
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     logger.exception("unhandled API error")
     return ServiceError("INTERNAL_ERROR", "An unexpected error occurred. Quote the requestId when reporting it.")
 

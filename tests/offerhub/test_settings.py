@@ -83,9 +83,14 @@ def test_full_mode_uses_postgresql_and_redis():
 
 
 def test_postgresql_connections_are_pooled_and_bounded_by_default():
-    loaded = json.loads(load_settings(DATABASE_URL="postgres://postgres@127.0.0.1:5432/offerhub").stdout)
+    postgres = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/offerhub"}
+    loaded = json.loads(load_settings(**postgres, OFFERHUB_SANDBOX="false").stdout)
     assert loaded["pool"]["max_size"] == 10
+    assert loaded["pool"]["timeout"] == 10
     assert loaded["conn_max_age"] == 0  # never kept per thread: under ASGI each request has its own
+    # The sandbox served in-process takes a connection of its own while a request calls it.
+    assert json.loads(load_settings(**postgres).stdout)["pool"]["max_size"] == 25
+    assert json.loads(load_settings(**postgres, DATABASE_POOL_TIMEOUT="2.5").stdout)["pool"]["timeout"] == 2.5
 
 
 def test_pool_can_be_turned_off_for_pgbouncer_and_refuses_per_thread_connections_beside_it():
