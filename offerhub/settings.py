@@ -431,7 +431,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "OfferHub API",
     "DESCRIPTION": "Payments orchestrator: users, balances, orders in Trustless Work escrow, withdrawals. "
-    "Conventions (envelope, errors, idempotency, pagination) as in API.md §1.",
+    "Conventions (envelope, errors, idempotency, pagination): docs/api.md in the repository.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],

@@ -57,8 +57,19 @@ class StrictJSONParser(JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise drf_exceptions.ParseError(f"JSON nested deeper than {self.MAX_DEPTH} levels") from None
+        except drf_exceptions.ParseError as error:
+            raise drf_exceptions.ParseError(_parse_problem(str(error.detail))) from None
         _check_parsed(data, max_depth=self.MAX_DEPTH)
         return data
+
+
+def _parse_problem(detail: str) -> str:
+    """What is wrong with a body in the client's terms, not the parser's (no Python internals)."""
+    if "int_max_str_digits" in detail:
+        return "a number has too many digits"
+    if "codec can't decode" in detail:
+        return "the body is not UTF-8 text"
+    return detail.removeprefix("JSON parse error - ")
 
 
 def _check_parsed(value, *, max_depth: int) -> None:

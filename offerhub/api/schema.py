@@ -6,6 +6,8 @@ resource (§1.5, with cursors on lists), the error envelope for every error stat
 the Bearer key (§1.2) and the Idempotency-Key header on mutating requests (§1.4).
 """
 
+import inspect
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter
@@ -57,6 +59,13 @@ class OfferHubAutoSchema(AutoSchema):
             if parameter["schema"].get("type") == "string":
                 parameter["schema"] = {**parameter["schema"], **PATH_PARAMETER}
         return parameters
+
+    def get_description(self) -> str:
+        """The handler's docstring, or the view's own: never one inherited from a base view,
+        which speaks to the people who write views, not to those who call them."""
+        handler = getattr(self.view, self.method.lower(), None)
+        own = type(self.view).__dict__.get("__doc__")
+        return inspect.cleandoc(getattr(handler, "__doc__", None) or own or "")
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())

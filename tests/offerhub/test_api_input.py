@@ -97,6 +97,20 @@ def test_a_lone_surrogate_in_json_is_400_not_500(auth_client, body):
     assert again.status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [(b'{"name": ' + b"9" * 5000 + b"}", "too many digits"), (b'{"name": "\xff"}', "not UTF-8")],
+)
+def test_a_malformed_body_is_explained_without_python_internals(auth_client, body, problem):
+    client = auth_client(scopes=["support"])
+    response = client.post(
+        "/api/v1/auth/api-keys", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="m"
+    )
+    assert response.status_code == 400
+    text = json.dumps(response.json())
+    assert problem in text and "sys." not in text and "codec" not in text
+
+
 def test_nul_in_a_path_id_is_400_naming_it(auth_client):
     client = auth_client(scopes=["support"])
     response = client.delete("/api/v1/auth/api-keys/key_%00abc", HTTP_IDEMPOTENCY_KEY="k-nul-path")
