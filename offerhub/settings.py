@@ -454,6 +454,7 @@ SPECTACULAR_SETTINGS = {
         "MilestoneStatusEnum": "marketplace.models.OrderMilestone.Status",
         "EscrowStatusEnum": "escrow.models.Escrow.Status",
         "DisputeStatusEnum": "disputes.models.Dispute.Status",
+        "DisputeDecisionEnum": "disputes.models.Dispute.Decision",
         "EscrowTypeEnum": "escrow.models.Escrow.Type",
     },
 }
