@@ -6,3 +6,6 @@ class DisputesConfig(AppConfig):
 
     name = "disputes"
     verbose_name = "Disputes"
+
+    def ready(self):
+        from disputes import services  # noqa: F401  (connects the resolution's escrow step listener)

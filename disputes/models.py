@@ -1,6 +1,7 @@
 """A dispute on an order: opened by the buyer or the seller; support reviews and resolves it."""
 
 from django.db import models
+from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from marketplace.models import DisputeReason, Order
@@ -45,3 +46,17 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=Status.OPEN, target=Status.UNDER_REVIEW)
     def assign(self, *, agent: str):
         self.assigned_to = agent[:100]
+
+    @transition(field=status, source=Status.UNDER_REVIEW, target=Status.RESOLVED)
+    def resolve(self, *, decision: str, release_amount: int, refund_amount: int, note: str):
+        """The decision is final here; the payout it orders follows on chain (disputes.services)."""
+        self.resolution_decision = decision
+        self.release_amount, self.refund_amount = release_amount, refund_amount
+        self.decision_note = note
+        self.resolved_at = timezone.now()
+
+    @transition(field=status, source=Status.RESOLVED, target=Status.UNDER_REVIEW)
+    def reopen(self):
+        """The chain refused the resolution's payout for good: nothing was paid, support decides again."""
+        self.resolution_decision = ""
+        self.release_amount = self.refund_amount = self.resolved_at = None

@@ -406,6 +406,10 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def payout_rejected(self):
         pass
 
+    @transition(field=status, source=[S.RELEASE_REQUESTED, S.REFUND_REQUESTED], target=S.DISPUTED, permission=_system)
+    def resolution_rejected(self):
+        """A dispute's payout refused for good by the chain: the case goes back to support."""
+
     @transition(field=status, source=S.RELEASE_REQUESTED, target=S.RELEASED, permission=_system)
     def released(self):
         pass

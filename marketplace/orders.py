@@ -27,6 +27,7 @@ from escrow.services import (
     escrow_open,
     escrow_refund,
     escrow_release,
+    escrow_resolve,
     step_failed,
     step_settled,
 )
@@ -73,6 +74,8 @@ class OrderActor:
 
 
 SYSTEM = OrderActor("SYSTEM", "orders")
+# Finishes a dispute's split once the chain pays it: support decided it, the platform records it.
+DISPUTE_RESOLVER = OrderActor("SYSTEM", "disputes", is_support=True)
 
 
 # --- Reading helpers ----------------------------------------------------------------------
@@ -528,6 +531,34 @@ def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: st
     return order
 
 
+@transaction.atomic
+def order_dispute_resolve(*, order: Order, actor: OrderActor, seller_amount: int, buyer_amount: int) -> Order:
+    """Pay a disputed order's escrow out as support decided (the disputes app's `dispute_resolve`):
+    all to the seller (→ RELEASE_REQUESTED), all to the buyer (→ REFUND_REQUESTED), or split
+    (the order stays DISPUTED until the chain pays, then RELEASED → CLOSED)."""
+    order = _locked(order)
+    if order.status != S.DISPUTED:
+        raise _invalid_state(f"the order is {order.status}, not DISPUTED", order.status, [S.DISPUTED])
+    escrow = _escrow_of(order)
+    now = iso_timestamp(timezone.now())
+    if not buyer_amount:
+        _take(order, "resolve_release", actor)
+        _event(order, "order.release_requested", requestedBy=actor.id, requestedAt=now, reason="dispute resolution")
+    elif not seller_amount:
+        _take(order, "resolve_refund", actor)
+        _event(order, "order.refund_requested", requestedBy=actor.id, requestedAt=now, reason="dispute resolution")
+    elif not has_transition_perm(order.resolve_split, actor):
+        raise ServiceError("FORBIDDEN", "only support resolves a dispute")
+    escrow_resolve(escrow=escrow, seller_amount=seller_amount, buyer_amount=buyer_amount, actor=(actor.type, actor.id))
+    return order
+
+
+def order_escrow_unpaid(order: Order) -> int:
+    """What the order's escrow still holds for someone (stroops): a dispute's resolution pays exactly this."""
+    escrow = _escrow_of(order)
+    return sum(m.amount for m in escrow.milestones.all() if not (m.released or m.resolved))
+
+
 # --- Checkout (web) -----------------------------------------------------------------------------
 
 
@@ -620,26 +651,30 @@ def _finish(order: Order, escrow: Escrow) -> None:
         return
     now = timezone.now()
     if escrow.status == Escrow.Status.RELEASED:
+        split = order.status == S.DISPUTED
         if order.status == S.IN_PROGRESS:
             _take(order, "last_milestone_released", SYSTEM)
         elif order.status == S.RELEASE_REQUESTED:
             _take(order, "released", SYSTEM)
+        elif split:  # a dispute's split, paid: each side's credit is its own balance.credited event
+            _take(order, "resolve_split", DISPUTE_RESOLVER)
         else:
-            return  # a dispute's resolution is the disputes app's to record
+            return
         order.milestones.exclude(status=OrderMilestone.Status.RELEASED).update(
             status=OrderMilestone.Status.RELEASED, released_at=now
         )
-        seller = balance_snapshot(user=order.seller)
-        _event(
-            order,
-            "order.released",
-            sellerId=order.seller.public_id,
-            amount=money_from_stroops(order.amount),
-            netAmount=money_from_stroops(seller_net(amount=order.amount)),
-            currency="USD",
-            releasedAt=iso_timestamp(now),
-            newSellerBalance=money_from_stroops(seller.available),
-        )
+        if not split:
+            seller = balance_snapshot(user=order.seller)
+            _event(
+                order,
+                "order.released",
+                sellerId=order.seller.public_id,
+                amount=money_from_stroops(order.amount),
+                netAmount=money_from_stroops(seller_net(amount=order.amount)),
+                currency="USD",
+                releasedAt=iso_timestamp(now),
+                newSellerBalance=money_from_stroops(seller.available),
+            )
     else:
         if order.status != S.REFUND_REQUESTED:
             return
@@ -667,10 +702,19 @@ def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> N
     if step.action == Action.DEPLOY and order.status == S.ESCROW_CREATING:
         _take(order, "escrow_deploy_failed", SYSTEM)  # money still held; creating the escrow may be retried
         _event(order, "order.escrow_failed", **failure)
+    elif order.status in (S.RELEASE_REQUESTED, S.REFUND_REQUESTED) and _resolving_dispute(order, escrow):
+        _take(order, "resolution_rejected", SYSTEM)  # the money is still in the escrow; support decides again
+        _event(order, "order.payout_rejected", **failure)
     elif order.status in (S.RELEASE_REQUESTED, S.REFUND_REQUESTED):  # the money is still in the escrow
         _take(order, "payout_rejected", SYSTEM)
         _event(order, "order.payout_rejected", **failure)
     logger.warning("order %s: escrow step %s failed: %s", order.public_id, step.key, step.error_code)
+
+
+def _resolving_dispute(order: Order, escrow: Escrow) -> bool:
+    """Whether the order's payout was a dispute's resolution (the disputes app's case, resolved)."""
+    dispute = getattr(order, "dispute_record", None)  # the reverse one-to-one raises AttributeError if none
+    return dispute is not None and escrow.status == Escrow.Status.DISPUTED
 
 
 # --- Automatic release ------------------------------------------------------------------------------

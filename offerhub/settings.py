@@ -454,6 +454,7 @@ SPECTACULAR_SETTINGS = {
         "MilestoneStatusEnum": "marketplace.models.OrderMilestone.Status",
         "EscrowStatusEnum": "escrow.models.Escrow.Status",
         "DisputeStatusEnum": "disputes.models.Dispute.Status",
+        "DisputeDecisionEnum": "disputes.models.Dispute.Decision",
         "EscrowTypeEnum": "escrow.models.Escrow.Type",
     },
 }
@@ -470,7 +471,7 @@ OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)
 OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default=30)
 # Turned on as each part lands (orders and milestones, disputes, SSE, the Airtm rail, escrow).
-OFFERHUB_FEATURES = {"milestones": True, "disputes": False, "sse": False, "airtm": False, "trustlessWork": True}
+OFFERHUB_FEATURES = {"milestones": True, "disputes": True, "sse": False, "airtm": False, "trustlessWork": True}
 OFFERHUB_LIMITS = {
     "topup": {
         "min": env.str("OFFERHUB_TOPUP_MIN", default="1.00"),
