@@ -14,7 +14,7 @@ from disputes.services import RESOLUTION_STEPS, dispute_assign, dispute_open, di
 from marketplace.api_serializers import DisputeOpenInput, DisputeWithOrderOutput
 from marketplace.models import Order
 from marketplace.orders import OrderActor
-from marketplace.orders_api import ProviderStep, _await, _steps_mark
+from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
 from marketplace.orders_selectors import dispute_as_api, order_as_api, order_get
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
@@ -114,7 +114,7 @@ class DisputeResolveView(ApiView):
     def post(self, request, dispute_id):
         data = validated(DisputeResolveInput, request.data)
         dispute = dispute_get(principal=request.auth, public_id=dispute_id)
-        after = _steps_mark()
+        after = provider_steps_mark()
         dispute = dispute_resolve(
             dispute=dispute,
             decision=data["decision"],
@@ -129,7 +129,7 @@ class DisputeResolveView(ApiView):
             pending=lambda order, escrow: order.status in paying,
             succeeded=lambda order, escrow: order.status == S.CLOSED,
         )
-        _, finished = _await(Order.objects.get(pk=dispute.order_id), spec, after=after)
+        _, finished = provider_step_await(Order.objects.get(pk=dispute.order_id), spec, after=after)
         return _dispute_answer(request, dispute_id, status=200 if finished else 202)
 
 

@@ -83,7 +83,7 @@ class ProviderStep:
     milestone_index: int | None = None
 
 
-def _steps_mark() -> int:
+def provider_steps_mark() -> int:
     """The newest step id now: the steps a request queues come after it."""
     return EscrowStep.objects.aggregate(last=Max("pk"))["last"] or 0
 
@@ -126,7 +126,7 @@ def _refusal_error(step: EscrowStep | None, spec: ProviderStep, order: Order) ->
     )
 
 
-def _await(order: Order, spec: ProviderStep, *, after: int) -> tuple[Order, bool]:
+def provider_step_await(order: Order, spec: ProviderStep, *, after: int) -> tuple[Order, bool]:
     """Wait for the step's outcome: (order, finished). A refusal raises its error."""
     deadline = time.monotonic() + settings.OFFERHUB_SYNC_WAIT_SECONDS
     while True:
@@ -273,9 +273,9 @@ class _ProviderStepView(_OrderActionView):
         raise NotImplementedError
 
     def post(self, request, order_id, **kwargs):
-        after = _steps_mark()
+        after = provider_steps_mark()
         order, _ = self.act(request, order_id, **kwargs)
-        order, finished = _await(order, self.spec(order, **kwargs), after=after)
+        order, finished = provider_step_await(order, self.spec(order, **kwargs), after=after)
         return api_response(
             order_as_api(order_get(principal=request.auth, public_id=order_id)),
             status=self.status if finished else self.pending_status,

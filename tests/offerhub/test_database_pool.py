@@ -169,7 +169,7 @@ import django
 django.setup()
 from django.db import connection
 from marketplace.models import Order
-from marketplace.orders_api import ProviderStep, _await
+from marketplace.orders_api import ProviderStep, provider_step_await
 
 order = Order.objects.get(public_id=sys.argv[1])
 connection.close()
@@ -178,7 +178,7 @@ outcome = {}
 
 def wait():
     try:
-        outcome["finished"] = _await(order, never_done, after=0)[1]
+        outcome["finished"] = provider_step_await(order, never_done, after=0)[1]
     finally:
         connection.close()
 

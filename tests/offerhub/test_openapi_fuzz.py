@@ -19,6 +19,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from offerhub.models import AuditLog
 from offerhub.services import api_key_create
+from tests.escrow.conftest import trustless_work  # noqa: F401  (shared fixtures)
 from tests.factories import UserFactory
 from tests.payments.conftest import chain, funded_user  # noqa: F401  (shared fixtures)
 
@@ -28,12 +29,14 @@ REAL_IDS: dict[str, list[str]] = {}
 
 
 @pytest.fixture
-def api_schema(live_server, chain, funded_user, settings):  # noqa: F811
+def api_schema(live_server, chain, funded_user, trustless_work, auth_client, settings):  # noqa: F811
     from marketplace.orders import SYSTEM, order_create
     from payments.models import Withdrawal
+    from tests.marketplace.test_dispute_case_api import disputed
 
-    settings.TRUSTLESS_WORK_API_URL = live_server.url + "/sandbox/trustless-work"
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 1_000_000
+    # A dispute on an order in escrow, so the dispute handlers are reached, not only their 404.
+    dispute = disputed(auth_client(scopes=["read", "write"]), funded_user("50.00"), funded_user("0"))
     buyer = funded_user("500.00")
     seller = UserFactory()
     order, _ = order_create(
@@ -62,6 +65,7 @@ def api_schema(live_server, chain, funded_user, settings):  # noqa: F811
         key_id=[api_key.id],
         withdrawal_id=list(Withdrawal.objects.values_list("public_id", flat=True)[:1]) or ["wd_none"],
         ref=["m1"],
+        dispute_id=[dispute["id"]],
     )
     schema = schemathesis.openapi.from_url(live_server.url + "/api/v1/openapi.json")
     schema.hook(flatmap_path_parameters)
