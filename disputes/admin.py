@@ -10,24 +10,19 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from disputes.api import DISPUTE_PAYOUT
 from disputes.models import Dispute
-from disputes.services import RESOLUTION_STEPS, dispute_assign, dispute_resolve
+from disputes.services import dispute_assign, dispute_resolve
 from marketplace.models import Order
 from marketplace.orders import OrderActor, order_escrow_unpaid
-from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
+from marketplace.orders_api import provider_step_await, provider_steps_mark
 from offerhub.admin import ReadOnlyAdmin
 from offerhub.errors import ServiceError
 from offerhub.forms import MoneyFormField
 from offerhub.money import money_from_stroops, money_to_stroops
 
-S = Order.Status
 # The service names the API's fields; the form shows the refusal by its own field.
 FORM_FIELD_OF = {"releaseAmount": "release_amount", "refundAmount": "refund_amount", "decision": "decision"}
-PAYOUT = ProviderStep(
-    actions=RESOLUTION_STEPS,
-    pending=lambda order, escrow: order.status in (S.DISPUTED, S.RELEASE_REQUESTED, S.REFUND_REQUESTED),
-    succeeded=lambda order, escrow: order.status == S.CLOSED,
-)
 
 
 def agent_name(user) -> str:
@@ -183,7 +178,7 @@ class DisputeAdmin(ReadOnlyAdmin):
     def _payout_report(self, request, dispute, *, after: int) -> None:
         """The decision is recorded; say whether the chain has paid it yet."""
         try:
-            _, finished = provider_step_await(Order.objects.get(pk=dispute.order_id), PAYOUT, after=after)
+            _, finished = provider_step_await(Order.objects.get(pk=dispute.order_id), DISPUTE_PAYOUT, after=after)
         except ServiceError as refused:
             self.message_user(
                 request,

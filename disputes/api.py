@@ -58,6 +58,15 @@ class OrderDisputeOpenView(ApiView):
         return api_response(dispute_as_api(dispute, order=order_as_api(order)), status=201)
 
 
+# A decided case is paid by its resolution step; the order closes when the chain confirms it
+# (the admin's Resolve page waits on the same).
+DISPUTE_PAYOUT = ProviderStep(
+    actions=RESOLUTION_STEPS,
+    pending=lambda order, escrow: order.status in (S.DISPUTED, S.RELEASE_REQUESTED, S.REFUND_REQUESTED),
+    succeeded=lambda order, escrow: order.status == S.CLOSED,
+)
+
+
 def _dispute_answer(request, public_id: str, *, status: int = 200):
     return api_response(disputes_as_api([dispute_get(principal=request.auth, public_id=public_id)])[0], status=status)
 
@@ -123,13 +132,7 @@ class DisputeResolveView(ApiView):
             note=data.get("note") or "",
             actor=OrderActor.for_api_key(request.auth),
         )
-        paying = (S.DISPUTED, S.RELEASE_REQUESTED, S.REFUND_REQUESTED)
-        spec = ProviderStep(
-            actions=RESOLUTION_STEPS,
-            pending=lambda order, escrow: order.status in paying,
-            succeeded=lambda order, escrow: order.status == S.CLOSED,
-        )
-        _, finished = provider_step_await(Order.objects.get(pk=dispute.order_id), spec, after=after)
+        _, finished = provider_step_await(Order.objects.get(pk=dispute.order_id), DISPUTE_PAYOUT, after=after)
         return _dispute_answer(request, dispute_id, status=200 if finished else 202)
 
 

@@ -6,8 +6,9 @@ from marketplace.models import User
 from offerhub.api.serializers import (
     AliasedInput,
     MetadataField,
-    MoneyOutputField,
+    MoneyField,
     StringField,
+    StringOnlyMixin,
     TimestampField,
 )
 
@@ -22,11 +23,8 @@ class UpperCaseChoiceField(serializers.ChoiceField):
         return super().to_internal_value(data.upper() if isinstance(data, str) else data)
 
 
-class StringEmailField(serializers.EmailField):
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+class StringEmailField(StringOnlyMixin, serializers.EmailField):
+    pass
 
 
 class UserCreateInput(AliasedInput):
@@ -42,8 +40,8 @@ class UserCreateInput(AliasedInput):
 
 
 class UserBalanceOutput(serializers.Serializer):
-    available = MoneyOutputField()
-    reserved = MoneyOutputField()
+    available = MoneyField()
+    reserved = MoneyField()
     currency = serializers.ChoiceField(["USD"])
 
 

@@ -13,7 +13,6 @@ from offerhub.api.serializers import (
     AliasedInput,
     CurrencyField,
     MoneyField,
-    MoneyOutputField,
     PublicIdField,
     QuerySerializer,
     StrictSerializer,
@@ -77,9 +76,9 @@ class EmptyInput(StrictSerializer):
 class BalanceOutput(serializers.Serializer):
     user_id = serializers.CharField()
     userId = serializers.CharField()
-    available = MoneyOutputField()
-    reserved = MoneyOutputField()
-    total = MoneyOutputField()
+    available = MoneyField()
+    reserved = MoneyField()
+    total = MoneyField()
     currency = serializers.ChoiceField(["USD"])
     updated_at = TimestampField()
     updatedAt = TimestampField()
@@ -91,15 +90,15 @@ class BalanceVerifyOutput(BalanceOutput):
 
 class BalanceSyncOutput(BalanceOutput):
     synced = serializers.BooleanField()
-    localBalance = MoneyOutputField()
+    localBalance = MoneyField()
     providerBalance = serializers.CharField(help_text='a money string, or "unknown" when the chain is unreachable')
     discrepancy = serializers.CharField(help_text='a money string, or "unknown" when the chain is unreachable')
     action = serializers.ChoiceField(["none", "adjusted", "flagged"])
 
 
 class BalancePairOutput(serializers.Serializer):
-    available = MoneyOutputField()
-    reserved = MoneyOutputField()
+    available = MoneyField()
+    reserved = MoneyField()
 
 
 class BalanceOperationOutput(BalanceOutput):
@@ -107,7 +106,7 @@ class BalanceOperationOutput(BalanceOutput):
     operation = serializers.ChoiceField(
         ["CREDIT_AVAILABLE", "DEBIT_AVAILABLE", "RESERVE", "RELEASE", "CANCEL_RESERVATION", "DEDUCT_RESERVED"]
     )
-    amount = MoneyOutputField()
+    amount = MoneyField()
     previousBalance = BalancePairOutput()
     newBalance = BalancePairOutput()
     auditLogId = serializers.CharField(allow_null=True)
@@ -209,8 +208,8 @@ class WithdrawalListQuery(WithdrawalOwnerQuery, QuerySerializer):
 class WithdrawalOutput(serializers.Serializer):
     id = serializers.CharField()
     userId = serializers.CharField()
-    amount = MoneyOutputField()
-    fee = MoneyOutputField(allow_null=True)
+    amount = MoneyField()
+    fee = MoneyField(allow_null=True)
     currency = serializers.ChoiceField(["USD"])
     status = serializers.ChoiceField(Withdrawal.Status.choices)
     destinationType = serializers.ChoiceField(Withdrawal.DestinationType.choices)

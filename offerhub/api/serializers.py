@@ -115,11 +115,6 @@ class MoneyField(serializers.Field):
         return value if isinstance(value, str) else f"{value:.2f}"
 
 
-@extend_schema_field({"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$", "example": "100.00"})
-class MoneyOutputField(serializers.CharField):
-    """An amount as the API writes it: a string with exactly two decimals."""
-
-
 @extend_schema_field({"type": "string", "enum": ["USD"], "default": "USD"})
 class CurrencyField(serializers.Field):
     """Only "USD" (API.md §1.1); anything else is 400 INVALID_CURRENCY."""

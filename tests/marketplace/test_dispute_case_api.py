@@ -9,6 +9,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from disputes.models import Dispute
+from disputes.services import RESOLUTION_STEPS
 from escrow.models import Escrow, EscrowStep
 from escrow.services import escrow_fees
 from marketplace.models import Order
@@ -20,7 +21,6 @@ from tests.marketplace.test_orders_api import in_progress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 keys = (f"dispute-{n}" for n in itertools.count())
-RESOLUTION_STEPS = (EscrowStep.Action.RESOLVE, EscrowStep.Action.RESOLVE_MILESTONE)
 
 
 def post(client, path, body=None):
