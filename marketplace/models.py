@@ -311,6 +311,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["seller", "-created_at"], name="order_seller_created_idx"),
             models.Index(fields=["status", "delivered_at"], name="order_status_delivered_idx"),
         ]
+        permissions = [("settle_order_manually", "Can release or refund an order's escrow outside a dispute")]
 
     def __str__(self):
         return f"{self.public_id} {self.title[:40]} ({self.status})"
@@ -417,6 +418,10 @@ class Order(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=S.REFUND_REQUESTED, target=S.REFUNDED, permission=_system)
     def refunded(self):
         pass
+
+    @transition(field=status, source=S.DISPUTED, target=S.IN_PROGRESS, permission=_participant_or_support)
+    def dispute_withdrawn(self):
+        """The party who opened the dispute takes it back: the order goes on as before."""
 
     @transition(field=status, source=S.DISPUTED, target=S.RELEASE_REQUESTED, permission=_support)
     def resolve_release(self):

@@ -45,3 +45,11 @@ def new_escrow_id() -> str:
 
 def new_dispute_id() -> str:
     return public_id("dsp_")
+
+
+def new_dispute_evidence_id() -> str:
+    return public_id("evd_")
+
+
+def new_dispute_message_id() -> str:
+    return public_id("msg_")

@@ -121,6 +121,8 @@ ESCROW_STEP_ATTENTION_AFTER = 5
 # Orders: how long a buyer has to review a delivery before it is released automatically;
 # how long an API call waits for a provider-backed step before answering 202.
 OFFERHUB_INSPECTION_WINDOW_HOURS = env.int("OFFERHUB_INSPECTION_WINDOW_HOURS", default=72)
+# How long the other party of a dispute has to answer (evidence or a message) before the case is overdue.
+OFFERHUB_DISPUTE_RESPONSE_HOURS = env.int("OFFERHUB_DISPUTE_RESPONSE_HOURS", default=72)
 OFFERHUB_SYNC_WAIT_SECONDS = env.float("OFFERHUB_SYNC_WAIT_SECONDS", default=55.0)
 
 
