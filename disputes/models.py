@@ -101,6 +101,12 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
         self.resolution_decision = ""
         self.release_amount = self.refund_amount = self.resolved_at = None
 
+    @transition(field=status, source=Status.WITHDRAWN, target=Status.OPEN)
+    def reopen_withdrawn(self, *, opened_by: str, reason: str, evidence: list[str] | None):
+        """A party disputes the order again after a withdrawal: the same case opens anew."""
+        self.opened_by, self.reason, self.evidence = opened_by, reason, evidence
+        self.withdrawn_at = self.responded_at = None
+
     @transition(field=status, source=Status.OPEN, target=Status.WITHDRAWN)
     def withdraw(self):
         """The opener takes the case back before support picked it up (disputes.services.dispute_withdraw)."""

@@ -260,6 +260,24 @@ def _funded(escrow: Escrow) -> None:
         raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not FUNDED")
 
 
+def _working(escrow: Escrow) -> None:
+    """Funded, or frozen by a dispute that was withdrawn: the work goes on either way."""
+    if escrow.status not in (Escrow.Status.FUNDED, Escrow.Status.DISPUTED):
+        raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not FUNDED")
+
+
+def _dispute_flagged(escrow: Escrow, milestone: EscrowMilestone | None = None) -> bool:
+    """Whether the contract's dispute flag is set, or being set, on the escrow (single-release)
+    or the milestone (multi-release). Trustless Work v1 cannot clear it: once a dispute was
+    opened, even if withdrawn, only the dispute resolver (the platform) can pay that money out."""
+    calls = escrow.steps.filter(action__in=(Action.DISPUTE, Action.DISPUTE_MILESTONE)).exclude(
+        status=EscrowStep.Status.FAILED
+    )
+    if milestone is None or not escrow.is_multi:
+        return escrow.status == Escrow.Status.DISPUTED or escrow.flags.get("disputed") or calls.exists()
+    return milestone.disputed or calls.filter(milestone_index=milestone.index).exists()
+
+
 def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
     milestone = escrow.milestones.filter(index=index).first()
     if milestone is None:
@@ -273,7 +291,7 @@ def escrow_milestone_mark(
 ) -> EscrowStep:
     """The seller (service provider) records progress and evidence on the contract."""
     escrow = _locked(escrow)
-    _funded(escrow)
+    _working(escrow)
     milestone = _milestone(escrow, index)
     if milestone.released or milestone.resolved:
         raise ServiceError("ESCROW_INVALID_STATE", "that milestone is finished")
@@ -305,9 +323,11 @@ def _approve_step(escrow: Escrow, milestone: EscrowMilestone, actor) -> None:
 @transaction.atomic
 def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> Escrow:
     """Pay the seller: the whole escrow, or (multi-release) one milestone. The buyer's
-    approval of each milestone paid is signed first, as the contract requires."""
+    approval of each milestone paid is signed first, as the contract requires. Money the
+    contract holds under a dispute flag (a dispute opened, then withdrawn) is paid to the
+    seller by the dispute resolver instead, the only call the contract then accepts."""
     escrow = _locked(escrow)
-    _funded(escrow)
+    _working(escrow)
     if index is not None and not escrow.is_multi:
         raise ServiceError("ESCROW_INVALID_STATE", "a single-release escrow is released as a whole")
     milestones = [_milestone(escrow, index)] if index is not None else list(escrow.milestones.all())
@@ -317,6 +337,13 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
     if index is None:
         escrow.start_release()
         escrow.save()
+    flagged = [m for m in unpaid if _dispute_flagged(escrow, m)]
+    if flagged:
+        _resolve_steps(escrow, sum(m.amount for m in flagged), 0, actor, only=flagged)
+        unpaid = [m for m in unpaid if m not in flagged]
+        if not unpaid:
+            _audit(escrow, "escrow.release_requested", actor, milestoneIndex=index, byDisputeResolver=True)
+            return escrow
     for milestone in unpaid:
         _approve_step(escrow, milestone, actor)
         if escrow.is_multi:
@@ -360,7 +387,7 @@ def _dispute_steps(escrow: Escrow, signer: str, actor) -> None:
 def escrow_dispute(*, escrow: Escrow, opened_by: str, actor=None) -> Escrow:
     """Freeze the escrow on chain: signed by the buyer or the seller (`opened_by`)."""
     escrow = _locked(escrow)
-    _funded(escrow)
+    _working(escrow)  # already frozen by a withdrawn dispute: the contract's flag is still set
     signer = escrow.roles["approver"] if opened_by == "buyer" else escrow.roles["serviceProvider"]
     _dispute_steps(escrow, signer, actor)
     _audit(escrow, "escrow.dispute_requested", actor, openedBy=opened_by)
@@ -368,10 +395,19 @@ def escrow_dispute(*, escrow: Escrow, opened_by: str, actor=None) -> Escrow:
 
 
 @transaction.atomic
-def escrow_resolve(*, escrow: Escrow, seller_amount: int, buyer_amount: int, actor=None) -> Escrow:
+def escrow_resolve(
+    *,
+    escrow: Escrow,
+    seller_amount: int,
+    buyer_amount: int,
+    seller_by_index: dict[int, int] | None = None,
+    actor=None,
+) -> Escrow:
     """Split a disputed escrow: the platform (dispute resolver) pays `seller_amount` to the
     seller and `buyer_amount` back to the buyer, each net of its pro-rata fees. Together
-    they must be everything still in the escrow."""
+    they must be everything still in the escrow. A multi-release escrow may be split per
+    milestone: `seller_by_index` gives each open milestone's share to the seller (the rest of
+    each to the buyer), adding up to `seller_amount`."""
     escrow = _locked(escrow)
     if escrow.status not in (Escrow.Status.DISPUTED, Escrow.Status.REFUNDING):
         raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not DISPUTED")
@@ -381,23 +417,63 @@ def escrow_resolve(*, escrow: Escrow, seller_amount: int, buyer_amount: int, act
             f"the amounts must add up to {money_from_stroops(_unpaid(escrow))}, what the escrow still holds",
             field="amount",
         )
+    if seller_by_index is not None:
+        escrow_split_check(escrow=escrow, seller_by_index=seller_by_index, seller_amount=seller_amount)
     if escrow.status == Escrow.Status.DISPUTED:
         if not buyer_amount:
             escrow.start_release()
         elif not seller_amount:
             escrow.start_refund()
         escrow.save()
-    _resolve_steps(escrow, seller_amount, buyer_amount, actor)
+    _resolve_steps(escrow, seller_amount, buyer_amount, actor, seller_by_index=seller_by_index)
     _audit(escrow, "escrow.resolution_requested", actor, seller=seller_amount, buyer=buyer_amount)
     return escrow
+
+
+def escrow_split_check(*, escrow: Escrow, seller_by_index: dict[int, int], seller_amount: int) -> None:
+    """A per-milestone split names every open milestone of a multi-release escrow, gives the
+    seller 0 to that milestone's amount of each, and adds up to the seller's share."""
+    if not escrow.is_multi:
+        raise ServiceError("INVALID_REQUEST", "a single-release escrow is split as a whole", field="milestones")
+    open_milestones = {m.index: m for m in escrow.milestones.all() if not (m.released or m.resolved)}
+    if set(seller_by_index) != set(open_milestones):
+        raise ServiceError(
+            "INVALID_REQUEST",
+            "a per-milestone split names every milestone still in the escrow, once",
+            field="milestones",
+            details={"openMilestones": [m.ref for m in open_milestones.values()]},
+        )
+    for index, share in seller_by_index.items():
+        milestone = open_milestones[index]
+        if not 0 <= share <= milestone.amount:
+            raise ServiceError(
+                "INVALID_AMOUNT",
+                f"milestone {milestone.ref!r} holds {money_from_stroops(milestone.amount)}: "
+                "the seller's share is between 0 and that",
+                field="milestones",
+            )
+    if sum(seller_by_index.values()) != seller_amount:
+        raise ServiceError(
+            "INVALID_AMOUNT", "the milestones' shares to the seller do not add up to releaseAmount", field="milestones"
+        )
 
 
 def _unpaid(escrow: Escrow) -> int:
     return sum(m.amount for m in escrow.milestones.all() if not (m.released or m.resolved))
 
 
-def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor) -> None:
-    """One resolution (single-release) or one per open milestone, the seller's share first."""
+def _resolve_steps(
+    escrow: Escrow,
+    seller_amount: int,
+    buyer_amount: int,
+    actor,
+    *,
+    only: list[EscrowMilestone] | None = None,
+    seller_by_index: dict[int, int] | None = None,
+) -> None:
+    """One resolution (single-release) or one per open milestone (or per milestone of `only`):
+    `seller_by_index` gives each milestone's share to the seller, else the seller's share
+    fills the milestones in order and the buyer gets the rest."""
     seller, buyer = escrow.roles["serviceProvider"], escrow.roles["approver"]
     signer = escrow.roles["disputeResolver"]
     if not escrow.is_multi:
@@ -411,11 +487,14 @@ def _resolve_steps(escrow: Escrow, seller_amount: int, buyer_amount: int, actor)
             actor=actor,
         )
         return
-    for milestone in escrow.milestones.all():
+    for milestone in only if only is not None else escrow.milestones.all():
         if milestone.released or milestone.resolved:
             continue
-        to_seller = min(seller_amount, milestone.amount)
-        seller_amount -= to_seller
+        if seller_by_index is not None:
+            to_seller = seller_by_index[milestone.index]
+        else:
+            to_seller = min(seller_amount, milestone.amount)
+            seller_amount -= to_seller
         shares = [(seller, to_seller), (buyer, milestone.amount - to_seller)]
         _step_add(
             escrow,

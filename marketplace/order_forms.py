@@ -7,6 +7,7 @@ from django import forms
 
 from marketplace.forms import BootstrapFormMixin
 from marketplace.models import DisputeReason
+from offerhub.files import upload_refusal
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -44,36 +45,9 @@ class CheckoutForm(forms.Form):
 
 def evidence_file_check(upload) -> None:
     """Refuse files over the size limit, of other types, or whose content is not what their name says."""
-    name = upload.name or ""
-    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if extension not in EVIDENCE_TYPES:
-        kinds = ", ".join(e.upper() for e in EVIDENCE_TYPES if e != "jpeg")
-        raise forms.ValidationError(f"“{name}” is not a file type we accept ({kinds}).")
-    if upload.size > EVIDENCE_MAX_BYTES:
-        raise forms.ValidationError(f"“{name}” is larger than {EVIDENCE_MAX_BYTES // (1024 * 1024)} MB.")
-    upload.seek(0)
-    head = upload.read(4096)
-    upload.seek(0)
-    signatures = EVIDENCE_TYPES[extension]
-    if signatures is None:
-        ok = b"\x00" not in head and _is_utf8(head)
-    else:
-        ok = any(head.startswith(signature) for signature in signatures)
-        if extension == "webp":
-            ok = ok and head[8:12] == b"WEBP"
-    if not ok:
-        raise forms.ValidationError(f"“{name}” does not look like a {extension.upper()} file.")
-
-
-def _is_utf8(head: bytes) -> bool:
-    """UTF-8 text, allowing for a character cut at the end of the sample."""
-    for cut in range(4):
-        try:
-            head[: len(head) - cut].decode("utf-8")
-            return True
-        except UnicodeDecodeError:
-            continue
-    return False
+    problem = upload_refusal(upload, types=EVIDENCE_TYPES, max_bytes=EVIDENCE_MAX_BYTES)
+    if problem:
+        raise forms.ValidationError(problem)
 
 
 class DeliverForm(BootstrapFormMixin, forms.Form):

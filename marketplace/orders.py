@@ -532,7 +532,27 @@ def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: st
 
 
 @transaction.atomic
-def order_dispute_resolve(*, order: Order, actor: OrderActor, seller_amount: int, buyer_amount: int) -> Order:
+def order_dispute_withdraw(*, order: Order, actor: OrderActor, dispute_id: str = "") -> Order:
+    """The dispute was withdrawn: the order goes on where it was (IN_PROGRESS). Its escrow
+    keeps the contract's dispute flag (Trustless Work v1 cannot clear it), so what it pays out
+    later is paid by the platform as dispute resolver (escrow.services.escrow_release)."""
+    order = _locked(order)
+    if order.status != S.DISPUTED:
+        raise _invalid_state(f"the order is {order.status}, not DISPUTED", order.status, [S.DISPUTED])
+    _take(order, "dispute_withdrawn", actor)
+    _event(order, "order.dispute_withdrawn", disputeId=dispute_id or None, withdrawnAt=iso_timestamp(timezone.now()))
+    return order
+
+
+@transaction.atomic
+def order_dispute_resolve(
+    *,
+    order: Order,
+    actor: OrderActor,
+    seller_amount: int,
+    buyer_amount: int,
+    seller_by_index: dict[int, int] | None = None,
+) -> Order:
     """Pay a disputed order's escrow out as support decided (the disputes app's `dispute_resolve`):
     all to the seller (→ RELEASE_REQUESTED), all to the buyer (→ REFUND_REQUESTED), or split
     (the order stays DISPUTED until the chain pays, then RELEASED → CLOSED)."""
@@ -549,7 +569,13 @@ def order_dispute_resolve(*, order: Order, actor: OrderActor, seller_amount: int
         _event(order, "order.refund_requested", requestedBy=actor.id, requestedAt=now, reason="dispute resolution")
     elif not has_transition_perm(order.resolve_split, actor):
         raise ServiceError("FORBIDDEN", "only support resolves a dispute")
-    escrow_resolve(escrow=escrow, seller_amount=seller_amount, buyer_amount=buyer_amount, actor=(actor.type, actor.id))
+    escrow_resolve(
+        escrow=escrow,
+        seller_amount=seller_amount,
+        buyer_amount=buyer_amount,
+        seller_by_index=seller_by_index,
+        actor=(actor.type, actor.id),
+    )
     return order
 
 
@@ -636,7 +662,10 @@ def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> 
         _event(order, "order.escrow_funded", **funded)
         _take(order, "start", SYSTEM)
         _event(order, "order.in_progress", escrowId=escrow.public_id)
-    elif step.action == Action.RELEASE_MILESTONE:
+    elif step.action == Action.RELEASE_MILESTONE or (
+        # a milestone released after a withdrawn dispute, paid by the dispute resolver
+        step.action == Action.RESOLVE_MILESTONE and order.status == S.IN_PROGRESS
+    ):
         milestone = order.milestones.filter(position=step.milestone_index).first()
         if milestone is not None:
             milestone.status, milestone.released_at = OrderMilestone.Status.RELEASED, timezone.now()
@@ -714,7 +743,7 @@ def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> N
 def _resolving_dispute(order: Order, escrow: Escrow) -> bool:
     """Whether the order's payout was a dispute's resolution (the disputes app's case, resolved)."""
     dispute = getattr(order, "dispute_record", None)  # the reverse one-to-one raises AttributeError if none
-    return dispute is not None and escrow.status == Escrow.Status.DISPUTED
+    return dispute is not None and dispute.status == "RESOLVED" and escrow.status == Escrow.Status.DISPUTED
 
 
 # --- Automatic release ------------------------------------------------------------------------------

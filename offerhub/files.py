@@ -43,8 +43,9 @@ def private_storage() -> Storage:
     return storages["private"]
 
 
-def private_file_response(file, *, filename: str) -> HttpResponse:
-    """A private file as a download, for a request whose right to it was already checked.
+def private_file_response(file, *, filename: str, inline: bool = False) -> HttpResponse:
+    """A private file as a download (or, `inline`, shown in the page: only for images whose
+    content was checked on upload), for a request whose right to it was already checked.
 
     `PRIVATE_MEDIA_SERVE` decides who sends the bytes: Django itself ("django"), or the web
     server in front, told by `X-Accel-Redirect` (nginx, an `internal` location serving
@@ -56,18 +57,54 @@ def private_file_response(file, *, filename: str) -> HttpResponse:
         raise Http404("No such file")
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     if mode == "django":
-        response = FileResponse(file.open("rb"), as_attachment=True, filename=filename, content_type=content_type)
+        response = FileResponse(file.open("rb"), as_attachment=not inline, filename=filename, content_type=content_type)
     else:
         response = HttpResponse(content_type=content_type)
-        response["Content-Disposition"] = content_disposition_header(True, filename)
+        response["Content-Disposition"] = content_disposition_header(not inline, filename)
         if mode == "x-accel-redirect":
             response["X-Accel-Redirect"] = settings.PRIVATE_MEDIA_ACCEL_PREFIX.rstrip("/") + "/" + quote(file.name)
         else:
             response["X-Sendfile"] = file.path
     # Never rendered inline as something else, never kept by a shared cache.
     response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"  # nothing in it ever runs
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def upload_refusal(upload, *, types: dict[str, tuple[bytes, ...] | None], max_bytes: int) -> str | None:
+    """Why an uploaded file is refused, in plain words, or None: its extension must be one of
+    `types` (extension → the bytes such a file starts with; None for UTF-8 text without NUL),
+    its size at most `max_bytes`, and its content what its name says."""
+    name = upload.name or ""
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if extension not in types:
+        kinds = ", ".join(e.upper() for e in types if e != "jpeg")
+        return f"“{name}” is not a file type we accept ({kinds})."
+    if upload.size > max_bytes:
+        return f"“{name}” is larger than {max_bytes // (1024 * 1024)} MB."
+    upload.seek(0)
+    head = upload.read(4096)
+    upload.seek(0)
+    signatures = types[extension]
+    if signatures is None:
+        ok = b"\x00" not in head and _is_utf8(head)
+    else:
+        ok = any(head.startswith(signature) for signature in signatures)
+        if extension == "webp":
+            ok = ok and head[8:12] == b"WEBP"
+    return None if ok else f"“{name}” does not look like a {extension.upper()} file."
+
+
+def _is_utf8(head: bytes) -> bool:
+    """UTF-8 text, allowing for a character cut at the end of the sample."""
+    for cut in range(4):
+        try:
+            head[: len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
 
 
 def private_files_move(*, prefix: str, source: Storage, destination: Storage) -> dict[str, str]:

@@ -33,9 +33,14 @@ def push_to_user_sockets(event: dict) -> None:
 @event_subscriber("*")
 def push_to_order_pages(event: dict) -> None:
     """Live order pages: everyone watching an order's page (ws/orders/<id>/, its buyer and
-    its seller) hears of the order's events, whoever of them the event names."""
-    order_id = event.get("aggregateId") or ""
-    if event.get("aggregateType") != "Order" or not _GROUP_SAFE_ID.match(order_id):
+    its seller) hears of the order's events and of its dispute's, whoever of them the event names."""
+    if event.get("aggregateType") == "Dispute":  # the order's case: evidence, thread, status
+        order_id = (event.get("payload") or {}).get("orderId") or ""
+    elif event.get("aggregateType") == "Order":
+        order_id = event.get("aggregateId") or ""
+    else:
+        return
+    if not _GROUP_SAFE_ID.match(order_id):
         return  # e.g. an escrow opened through the API for an engagement id of its own
     layer = get_channel_layer()
     if layer is not None:
