@@ -239,10 +239,14 @@ def _speaks_for(dispute: Dispute, *, party: str, actor: OrderActor) -> None:
     """A user speaks only as themselves; support and the marketplace's API key may name the party."""
     if party not in Party.values:
         raise ServiceError("VALIDATION_ERROR", f"party must be one of {', '.join(Party.values)}", field="party")
-    if actor.type == "API_KEY":
-        if party == Party.SUPPORT and not actor.is_support:
+    if party == Party.SUPPORT:
+        if actor.is_support:
+            return
+        if actor.type == "API_KEY":
             raise ServiceError("INSUFFICIENT_SCOPE", "speaking as support needs the support scope")
-        return
+        raise ServiceError("FORBIDDEN", "only support speaks as support")
+    if actor.type == "API_KEY":
+        return  # the marketplace speaks for its members
     if actor.user is None or dispute_party_of(dispute=dispute, user=actor.user) != party:
         raise ServiceError("FORBIDDEN", "you take part in this case only as yourself")
 

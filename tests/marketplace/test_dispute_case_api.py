@@ -36,16 +36,6 @@ def net(amount: int) -> int:
     return escrow_fees(amount=amount, platform_fee_percent=Escrow.objects.get().platform_fee_percent).net
 
 
-@pytest.fixture
-def writer(auth_client):
-    return auth_client(scopes=["read", "write"])
-
-
-@pytest.fixture
-def support(auth_client):
-    return auth_client(scopes=["read", "support"])
-
-
 def disputed(writer, buyer, seller, **order) -> dict:
     """An order in progress (through the API) with a dispute the buyer opened: the Dispute."""
     placed = in_progress(writer, buyer, seller, **order)
