@@ -8,9 +8,12 @@ class MarketplaceConfig(AppConfig):
     def ready(self):
         from marketplace import orders  # noqa: F401  (connects the escrow step listeners)
         from payments.balances import order_reference_checks
+        from payments.history import order_lookups
 
         if order_reference_exists not in order_reference_checks:
             order_reference_checks.append(order_reference_exists)
+        if order_history_refs not in order_lookups:
+            order_lookups.append(order_history_refs)
 
 
 def order_reference_exists(reference: str) -> bool:
@@ -18,3 +21,27 @@ def order_reference_exists(reference: str) -> bool:
     from marketplace.models import Order
 
     return Order.objects.filter(public_id=reference).exists()
+
+
+def order_history_refs(user, references: set[str]) -> dict:
+    """The orders among `references` that `user` buys or sells, as the wallet history names and links them."""
+    from django.db.models import Q
+    from django.urls import reverse
+
+    from marketplace.models import Order
+    from payments.history import OrderRef
+
+    if not references:
+        return {}
+    orders = Order.objects.filter(Q(buyer=user) | Q(seller=user), public_id__in=references).values_list(
+        "public_id", "title", "buyer_id", "outcome"
+    )
+    return {
+        public_id: OrderRef(
+            title=title,
+            url=reverse("order-detail", args=[public_id]),
+            is_buyer=buyer_id == user.pk,
+            canceled=outcome == Order.Outcome.CANCELED,
+        )
+        for public_id, title, buyer_id, outcome in orders
+    }

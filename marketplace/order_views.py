@@ -39,6 +39,7 @@ from marketplace.orders import (
     order_release,
     seller_net,
 )
+from marketplace.refund_fees import order_refund_fees_of
 from offerhub.errors import ServiceError
 from offerhub.files import private_file_response
 from offerhub.models import Event
@@ -403,6 +404,7 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "dispute_form": posted.get("dispute") if actions.get("dispute") else None,
         "dispute_reasons": DisputeReason.choices,
         "escrow_link": _escrow_link(escrow),
+        "order_escrow": escrow,  # its balance and fee: what a refund would give back (_refund_fees.html)
         "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
         "auto_release_at": auto_release_at,
         "inspection_hours": settings.OFFERHUB_INSPECTION_WINDOW_HOURS,
@@ -558,11 +560,16 @@ def order_refund_view(request, public_id):
     form = ReasonForm(request.POST, required=True)
     if not form.is_valid():
         return _form_refused(request, order, "refund", form, "Please say why you are refunding the order.")
+    fees = order_refund_fees_of(order)  # before the refund empties the escrow
     try:
         order_refund(order=order, actor=actor, reason=form.cleaned_data["reason"])
     except ServiceError as error:
         return _refused(request, order, error)
-    messages.success(request, "Refund started: the payment goes back to the buyer, less the escrow's fees.")
+    messages.success(
+        request,
+        f"Refund started: ${fees.back:,.2f} of ${fees.amount:,.2f} goes back to the buyer; "
+        f"the escrow keeps ${fees.fees:,.2f} in fees (Trustless Work and OfferHub).",
+    )
     return _back(order)
 
 

@@ -33,7 +33,7 @@ def test_sign_up_add_funds_and_withdraw(page, live_server, settings):
     page.locator("#simulate-amount").fill("80.00")
     page.get_by_role("button", name="Simulate a deposit").click()
     expect(page.get_by_test_id("available")).to_have_text("$80.00")
-    expect(page.get_by_role("cell", name="Funds added")).to_be_visible()
+    expect(page.get_by_role("cell", name="Deposit", exact=True)).to_be_visible()
 
     withdraw = page.locator("section", has_text="Withdraw")
     withdraw.locator("#id_amount").fill("30.00")
@@ -46,6 +46,8 @@ def test_sign_up_add_funds_and_withdraw(page, live_server, settings):
     withdraw.locator("#id_destination").fill(exchange.public_key)
     withdraw.get_by_role("button", name="Withdraw").click()
     expect(page.get_by_text(re.compile(r"\$30\.00 was sent to the destination"))).to_be_visible()
-    expect(page.get_by_role("cell", name=re.compile(r"^Withdrawal to G"))).to_be_visible()
+    sent = page.get_by_test_id("history-row").first  # newest first: the payment, after its hold
+    expect(sent.get_by_role("cell", name=re.compile(r"^Withdrawal to G.* Sent\.$"))).to_be_visible()
+    expect(sent.get_by_test_id("history-available")).to_have_text("$50.00")
     expect(page.get_by_test_id("available")).to_have_text("$50.00")
     assert chain.usdc(exchange.public_key) == 30
