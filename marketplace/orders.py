@@ -785,6 +785,11 @@ NOTIFICATIONS = {
         "Dispute opened: {title}",
         "A dispute was opened on “{title}”. The money stays in escrow until support decides.",
     ),
+    "order.dispute_withdrawn": (
+        "both",
+        "Dispute withdrawn: {title}",
+        "The dispute on “{title}” was withdrawn. The order goes on: the seller delivers, the buyer approves.",
+    ),
     "order.canceled": ("both", "Order canceled: {title}", "The order “{title}” was canceled."),
 }
 
