@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.db import models, transaction
 
-from escrow.models import Escrow
+from escrow.models import Escrow, EscrowStep
 from escrow.services import Fees, escrow_fees
 from marketplace.models import Order, OrderMilestone, User
 from marketplace.orders import OrderActor, order_escrow, order_milestone_release, order_refund, order_release
@@ -79,6 +79,11 @@ def order_settlement_preview(*, order: Order, action: str, milestone_ref: str | 
         unpaid = [m for m in unpaid if m.index == milestone.position]
         if not unpaid:
             raise ServiceError("INVALID_STATE", f"milestone {milestone_ref!r} is already paid out")
+        paying = escrow.steps.filter(
+            milestone_index=milestone.position, action=EscrowStep.Action.RELEASE_MILESTONE, status__in=EscrowStep.OPEN
+        )
+        if paying.exists():
+            raise ServiceError("INVALID_STATE", f"milestone {milestone_ref!r} is already being paid out")
         open_refs = [milestone_ref] if milestone.status == OrderMilestone.Status.OPEN else []
     elif action not in ManualAction.values:
         raise ServiceError("VALIDATION_ERROR", f"unknown manual settlement {action!r}", field="action")

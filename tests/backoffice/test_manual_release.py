@@ -11,7 +11,13 @@ from django.urls import reverse
 from escrow.models import Escrow, EscrowStep
 from marketplace.manual import order_settle_manually
 from marketplace.models import Order, OrderMilestone
-from marketplace.orders import SYSTEM, order_milestone_complete
+from marketplace.orders import (
+    SYSTEM,
+    OrderActor,
+    order_milestone_complete,
+    order_milestone_release,
+    order_release,
+)
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from payments.ledger import user_accounts
@@ -85,7 +91,7 @@ def test_a_whole_release_pays_undelivered_milestones_to_the_seller_and_closes_th
         evidence_file=SimpleUploadedFile("draft.pdf", b"%PDF-1.4 draft", content_type="application/pdf"),
     )
 
-    with django_assert_max_num_queries(20):
+    with django_assert_max_num_queries(13):  # session, user, permissions, order, escrow, milestones: none per row
         page = settler.get(order_url(order)).content.decode()
     for button in ("Release to seller", "Release milestone draft", "Release milestone final", "Refund buyer"):
         assert button in page
@@ -303,3 +309,41 @@ def test_a_release_the_chain_refuses_leaves_the_money_in_escrow_to_try_again(
     assert user_accounts(seller)[0].balance == net(30 * USD)
     ledger_equals_chain(chain, trustless_work, Escrow.objects.get(), buyer, seller)
     assert AuditLog.objects.filter(action="order.manually_released").count() == 2
+
+
+def test_only_support_may_release_undelivered_milestones(chain, funded_user, trustless_work, writer):
+    buyer, seller = funded_user("100.00"), funded_user("0")
+    order = placed(writer, buyer, seller, milestones=MILESTONES)
+
+    with pytest.raises(ServiceError) as refused:  # the override is support's, not the buyer's
+        order_release(order=order, actor=OrderActor.for_user(buyer), undelivered_ok=True)
+    assert refused.value.code == "INVALID_STATE" and refused.value.details["open"] == ["draft", "final"]
+    with pytest.raises(ServiceError):
+        order_milestone_release(order=order, ref="draft", actor=OrderActor.for_user(buyer), undelivered_ok=True)
+    assert Order.objects.get(pk=order.pk).status == Order.Status.IN_PROGRESS
+    assert not EscrowStep.objects.filter(action__in=PAYOUT_STEPS).exists()
+
+
+def test_a_milestone_payout_held_up_by_the_provider_is_not_asked_twice_and_resumes(
+    chain, funded_user, trustless_work, writer, settler, settings
+):
+    settings.OFFERHUB_SYNC_WAIT_SECONDS = 0.5
+    buyer, seller = funded_user("100.00"), funded_user("0")
+    order = placed(writer, buyer, seller, milestones=MILESTONES)
+    outage = fault("release-milestone-funds", 503)
+
+    response = settler.post(milestone_url(order, "final"), FORM)
+
+    assert note(response).startswith("The payout is on its way on chain")
+    assert OrderMilestone.objects.get(ref="final").status == OrderMilestone.Status.OPEN
+    again = settler.get(milestone_url(order, "final"))
+    assert again.status_code == 302 and note(again) == "milestone 'final' is already being paid out"
+    outage.delete()
+    escrow = Escrow.objects.get()
+    settler.post(reverse("admin:escrow_escrow_changelist"), {"action": "retry_now", "_selected_action": [escrow.pk]})
+
+    assert OrderMilestone.objects.get(ref="final").status == OrderMilestone.Status.RELEASED
+    assert Order.objects.get(pk=order.pk).status == Order.Status.IN_PROGRESS
+    assert user_accounts(seller)[0].balance == net(20 * USD)
+    ledger_equals_chain(chain, trustless_work, Escrow.objects.get(), buyer, seller)
+    assert AuditLog.objects.filter(action="order.milestone_manually_released").count() == 1
