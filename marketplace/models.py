@@ -389,6 +389,11 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def request_release(self):
         pass
 
+    @transition(field=status, source=S.IN_PROGRESS, target=S.RELEASE_REQUESTED, permission=_support)
+    def release_undelivered(self):
+        """Support pays a stuck order out as a whole before every milestone is delivered
+        (the backoffice's manual release, `order_release(..., undelivered_ok=True)`)."""
+
     @transition(field=status, source=S.IN_PROGRESS, target=S.REFUND_REQUESTED, permission=_seller_or_support)
     def request_refund(self):
         pass

@@ -443,8 +443,9 @@ def order_milestone_complete(
 
 
 @transaction.atomic
-def order_milestone_release(*, order: Order, ref: str, actor: OrderActor) -> Order:
-    """Approve and pay one delivered milestone (multi-release escrows)."""
+def order_milestone_release(*, order: Order, ref: str, actor: OrderActor, undelivered_ok: bool = False) -> Order:
+    """Approve and pay one delivered milestone (multi-release escrows). `undelivered_ok`:
+    support's manual release (marketplace.manual) pays a milestone not delivered yet too."""
     order = _locked(order)
     if not (order.is_buyer(actor.user) or actor.is_support or actor.is_system):
         raise ServiceError("FORBIDDEN", "only the buyer (or support) releases a milestone")
@@ -454,7 +455,8 @@ def order_milestone_release(*, order: Order, ref: str, actor: OrderActor) -> Ord
     milestone = order.milestones.filter(ref=ref).first()
     if milestone is None:
         raise ServiceError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
-    if milestone.status != OrderMilestone.Status.COMPLETED:
+    support_override = undelivered_ok and actor.is_support and milestone.status == OrderMilestone.Status.OPEN
+    if milestone.status != OrderMilestone.Status.COMPLETED and not support_override:
         raise _invalid_state(
             f"milestone {ref!r} is {milestone.status}, not COMPLETED",
             milestone.status,
@@ -470,20 +472,25 @@ def order_milestone_release(*, order: Order, ref: str, actor: OrderActor) -> Ord
 
 
 @transaction.atomic
-def order_release(*, order: Order, actor: OrderActor, reason: str = "", requested_by: str = "") -> Order:
+def order_release(
+    *, order: Order, actor: OrderActor, reason: str = "", requested_by: str = "", undelivered_ok: bool = False
+) -> Order:
     """The buyer approves: everything still in escrow goes to the seller. `requested_by`:
-    who asked, as the API caller names them (API.md §9); the actor by default."""
+    who asked, as the API caller names them (API.md §9); the actor by default.
+    `undelivered_ok`: support's manual release of a stuck order (marketplace.manual) pays
+    out milestones not delivered yet too."""
     order = _locked(order)
     if order.status == S.DISPUTED:
         raise ServiceError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
     _in_progress(order)
     open_refs = [m.ref for m in order.milestones.all() if m.status == OrderMilestone.Status.OPEN]
-    if open_refs:
+    support_override = undelivered_ok and actor.is_support
+    if open_refs and not support_override:
         raise _invalid_state(
             f"milestones not delivered yet: {', '.join(open_refs)}", order.status, [S.IN_PROGRESS], open=open_refs
         )
     escrow = _escrow_of(order)
-    _take(order, "request_release", actor)
+    _take(order, "release_undelivered" if open_refs else "request_release", actor)
     escrow_release(escrow=escrow, actor=(actor.type, actor.id))
     _event(
         order,
