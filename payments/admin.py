@@ -8,6 +8,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from backoffice.services import drift_report_acknowledge, drift_report_resolve, reconciliation_run
 from offerhub.admin import ReadOnlyAdmin, dollars, usd
 from offerhub.errors import ServiceError
 from payments.models import (
@@ -21,7 +22,6 @@ from payments.models import (
     Wallet,
     Withdrawal,
 )
-from payments.reconciliation import drift_report_acknowledge, drift_report_resolve, reconciliation_run
 
 __all__ = ["DriftReportAdmin", "usd"]  # escrow.admin builds on these
 

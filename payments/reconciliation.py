@@ -3,8 +3,8 @@
 Differences become ReconciliationReport rows for support (admin). Money is never
 "fixed" silently: a correction is a support adjustment, audited like any other.
 
-Support runs a comparison now (wallets here, escrows through escrow.sync) and acknowledges
-or resolves a report, of either kind, with a note: the services at the end of this module.
+Support runs the comparison now and acknowledges or resolves a report with a note through
+backoffice.services, which also covers the escrows' drift reports (escrow.sync).
 """
 
 from dataclasses import dataclass
@@ -12,10 +12,6 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from escrow.client import TrustlessWorkError
-from escrow.models import EscrowDriftReport
-from escrow.sync import escrow_sync
-from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops
 from offerhub.services import audit_record
 from payments.ledger import user_accounts
@@ -93,7 +89,8 @@ class ReconciliationOutcome:
         return f"{checked}{verdict}"
 
 
-def _wallets_compare_all() -> ReconciliationOutcome:
+def wallets_compare_all() -> ReconciliationOutcome:
+    """Compare every active wallet, recording each drift; how many were compared and drift."""
     checked = drifting = 0
     for wallet in Wallet.objects.filter(status=Wallet.Status.ACTIVE).select_related("user").iterator():
         checked += 1
@@ -104,77 +101,4 @@ def _wallets_compare_all() -> ReconciliationOutcome:
 
 def wallets_reconcile() -> int:
     """Compare every active wallet; returns the number of wallets found drifting."""
-    return _wallets_compare_all().drifting
-
-
-RUN_TARGETS = ("wallets", "escrows")
-
-
-def reconciliation_run(*, target: str, staff) -> ReconciliationOutcome:
-    """Support's "Run now": the periodic comparison of wallets (chain against ledger) or of
-    escrows (contract against our record), now, audited with who asked and what it found.
-    A provider that cannot be read is a ServiceError (audited as a failure); the reports
-    already written for the wallets read before it stay."""
-    if target not in RUN_TARGETS:
-        raise ServiceError("VALIDATION_ERROR", f"target must be one of {', '.join(RUN_TARGETS)}", field="target")
-    audit = {
-        "action": "reconciliation.run",
-        "resource_type": "Reconciliation",
-        "resource_id": target,
-        "actor_type": "SUPPORT",
-        "actor_id": staff.public_id,
-    }
-    try:
-        outcome = _wallets_compare_all() if target == "wallets" else ReconciliationOutcome(target, escrow_sync())
-    except (ServiceError, TrustlessWorkError) as failure:
-        audit_record(**audit, payload_after={"error": failure.code}, result="FAILURE")
-        raise ServiceError(failure.code, f"The comparison stopped: {failure.message}") from failure
-    audit_record(**audit, payload_after={"checked": outcome.checked, "drifting": outcome.drifting})
-    return outcome
-
-
-REPORT_KINDS = {ReconciliationReport: "wallet", EscrowDriftReport: "escrow"}
-
-
-def _report_note(*, report, note: str, staff, resolve: bool):
-    """Append a signed, dated note to an OPEN report (wallet or escrow drift); close it if resolving."""
-    note = (note or "").strip()
-    if not note:
-        raise ServiceError("MISSING_REQUIRED_FIELD", "Write what you found and did in the note.", field="note")
-    model = type(report)
-    if model not in REPORT_KINDS:
-        raise ServiceError("VALIDATION_ERROR", f"not a drift report: {model.__name__}", field="report")
-    with transaction.atomic():
-        locked = model.objects.select_for_update(of=("self",)).get(pk=report.pk)
-        if locked.status != model.Status.OPEN:
-            raise ServiceError("INVALID_STATE", f"This report is already {locked.status.lower()}.")
-        before, verb = locked.status, "resolved" if resolve else "acknowledged"
-        name = staff.display_name or staff.email
-        line = f"{timezone.now():%Y-%m-%d %H:%M} UTC, {name} {verb}: {note}"
-        locked.note = f"{locked.note}\n{line}".strip()
-        update = ["note"]  # not last_seen_at: that is when the comparison last saw the drift
-        if resolve:
-            locked.status, locked.resolved_at = model.Status.RESOLVED, timezone.now()
-            update += ["status", "resolved_at"]
-        locked.save(update_fields=update)
-        audit_record(
-            action=f"reconciliation.{verb}",
-            resource_type=model.__name__,
-            resource_id=str(locked.pk),
-            actor_type="SUPPORT",
-            actor_id=staff.public_id,
-            payload_before={"status": before},
-            payload_after={"status": locked.status, "note": note},
-        )
-    return locked
-
-
-def drift_report_acknowledge(*, report, note: str, staff):
-    """Support has seen the report and says what it is doing; it stays open until the drift is fixed."""
-    return _report_note(report=report, note=note, staff=staff, resolve=False)
-
-
-def drift_report_resolve(*, report, note: str, staff):
-    """Support closes the report, saying what it found and did (a correcting adjustment, a contract
-    fixed). If the drift is still there, the next comparison opens a new report: nothing is hidden."""
-    return _report_note(report=report, note=note, staff=staff, resolve=True)
+    return wallets_compare_all().drifting
