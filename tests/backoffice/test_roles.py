@@ -16,7 +16,7 @@ from offerhub.models import ApiKey, AuditLog
 from offerhub.services import api_key_create, audit_record
 from payments.models import ReconciliationReport, Wallet
 from tests.escrow.test_lifecycle import USD
-from tests.factories import UserFactory
+from tests.factories import ListingFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -103,6 +103,14 @@ def test_an_agent_reads_orders_but_cannot_save_them(agent, dispute):
     assert agent.get(reverse("admin:marketplace_order_add")).status_code == 403
     for name in ("admin:marketplace_user_changelist", "admin:marketplace_listing_changelist"):
         assert agent.get(reverse(name)).status_code == 200, name
+    listing = ListingFactory()
+    listing.milestones.create(position=0, title="Concepts", amount_cents=1000)
+    for name, pk in (
+        ("admin:marketplace_user_change", order.buyer_id),
+        ("admin:marketplace_listing_change", listing.pk),
+    ):
+        page = agent.get(reverse(name, args=[pk]))
+        assert page.status_code == 200 and 'name="_save"' not in page.content.decode(), name
 
 
 def test_an_agent_reads_the_audit_log_escrows_and_steps_and_may_retry_an_escrow(agent):
