@@ -5,9 +5,11 @@ Amounts read as money: USDC in dollars, XLM in XLM, never in stroops."""
 from decimal import Decimal
 
 from django.contrib import admin
+from django.forms.models import model_to_dict
 
 from offerhub.admin import ReadOnlyAdmin, dollars
 from offerhub.money import STROOPS_PER_UNIT
+from offerhub.services import audit_record
 from sandbox.models import SandboxAccount, SandboxFault, SandboxPayment, SandboxTransaction, SandboxTrustline
 
 
@@ -24,6 +26,31 @@ class SandboxFaultAdmin(admin.ModelAdmin):
     list_display = ("__str__", "service", "method", "path_contains", "status_code", "timeout", "remaining", "enabled")
     list_editable = ("enabled",)
     list_filter = ("service", "enabled")
+
+    # Faults change how the providers answer everyone: each change is audited with who made it
+    # (the admin's own views run these inside their transaction).
+    def _audit(self, request, fault, action: str, *, after: bool = True) -> None:
+        audit_record(
+            action=f"sandbox.fault_{action}",
+            resource_type="SandboxFault",
+            resource_id=str(fault.pk),
+            actor_type="SUPPORT",
+            actor_id=request.user.public_id,
+            payload_after=model_to_dict(fault) if after else None,
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._audit(request, obj, "changed" if change else "created")
+
+    def delete_model(self, request, obj):
+        self._audit(request, obj, "deleted", after=False)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for fault in queryset:
+            self._audit(request, fault, "deleted", after=False)
+        super().delete_queryset(request, queryset)
 
 
 class TrustlineInline(admin.TabularInline):

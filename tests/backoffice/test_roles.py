@@ -194,6 +194,12 @@ def test_a_lead_has_the_agents_pages_and_reconciliation_api_keys_and_faults(lead
     assert lead.get(reverse("admin:disputes_dispute_change", args=[dispute.pk])).status_code == 200
     assert lead.get(reverse("admin:marketplace_order_changelist")).status_code == 200
     assert lead.get(reverse("admin:offerhub_auditlog_changelist")).status_code == 200
+    fault = {"service": "trustless-work", "method": "", "path_contains": "", "latency_ms": "0", "status_code": "503"}
+    fault |= {"timeout_seconds": "30", "remaining": "1", "enabled": "on"}
+    response = lead.post(reverse("admin:sandbox_sandboxfault_add"), fault)
+    assert response.status_code == 302, response.content.decode()
+    created = AuditLog.objects.get(action="sandbox.fault_created")
+    assert (created.actor_type, created.actor_id) == ("SUPPORT", lead.user.public_id)
     # Still not a superuser: the rest of the sandbox and the raw records stay out of reach.
     assert lead.get(reverse("admin:sandbox_sandboxaccount_changelist")).status_code == 403
     assert lead.get(reverse("admin:offerhub_idempotencyrecord_changelist")).status_code == 403
