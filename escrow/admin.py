@@ -186,7 +186,7 @@ class EscrowDriftReportAdmin(DriftReportAdmin):
 
     run_target = "escrows"
     list_display = ("escrow_link", "discrepancy", "status", "detected_at", "last_seen_at")
-    fields = ("discrepancy", "escrow_link", "status", "note", "detected_at", "last_seen_at", "resolved_at")
+    fields = ("escrow_link", "status", "note", "detected_at", "last_seen_at", "resolved_at")
     readonly_fields = fields
     list_select_related = ("escrow",)
     search_fields = ("escrow__public_id", "escrow__engagement_id", "escrow__contract_id")

@@ -250,8 +250,7 @@ class ReconciliationReportAdmin(DriftReportAdmin):
         "detected_at",
         "last_seen_at",
     )
-    fields = (
-        "discrepancy",
+    fields = (  # what differs, in words, heads the page (the change form template)
         "wallet_owner",
         "wallet_key",
         "chain_usd",
