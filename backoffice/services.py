@@ -42,7 +42,7 @@ def reconciliation_run(*, target: str, staff) -> ReconciliationOutcome:
     return outcome
 
 
-REPORT_KINDS = {ReconciliationReport: "wallet", EscrowDriftReport: "escrow"}
+REPORT_MODELS = (ReconciliationReport, EscrowDriftReport)
 
 
 def _report_note(*, report, note: str, staff, resolve: bool):
@@ -51,7 +51,7 @@ def _report_note(*, report, note: str, staff, resolve: bool):
     if not note:
         raise ServiceError("MISSING_REQUIRED_FIELD", "Write what you found and did in the note.", field="note")
     model = type(report)
-    if model not in REPORT_KINDS:
+    if model not in REPORT_MODELS:
         raise ServiceError("VALIDATION_ERROR", f"not a drift report: {model.__name__}", field="report")
     with transaction.atomic():
         locked = model.objects.select_for_update(of=("self",)).get(pk=report.pk)

@@ -4,12 +4,12 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from backoffice.admin import DriftReportAdmin
 from escrow.models import Escrow, EscrowDriftReport, EscrowMilestone, EscrowStep
 from escrow.selectors import steps_needing_attention
 from escrow.services import escrow_retry_now
 from offerhub.admin import ReadOnlyAdmin, dollars, usd
 from offerhub.money import STROOPS_PER_UNIT
-from payments.admin import DriftReportAdmin
 
 
 class EscrowMilestoneInline(admin.TabularInline):
