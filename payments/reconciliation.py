@@ -64,7 +64,7 @@ def reconciliation_record(*, comparison: WalletComparison) -> ReconciliationRepo
             payload_after={
                 "chainUsd": money_from_stroops(comparison.chain),
                 "ledgerUsd": money_from_stroops(comparison.ledger),
-                "differenceStroops": comparison.difference,
+                "differenceUsd": money_from_stroops(comparison.difference),
             },
             result="DISCREPANCY_FOUND",
             user_id=comparison.wallet.user.public_id,
