@@ -1,19 +1,24 @@
-from django.contrib import admin, messages
-from django.utils import timezone
+from decimal import Decimal, InvalidOperation
 
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
+
+from backoffice.admin import DriftReportAdmin
 from escrow.models import Escrow, EscrowDriftReport, EscrowMilestone, EscrowStep
 from escrow.selectors import steps_needing_attention
 from escrow.services import escrow_retry_now
-from offerhub.admin import ReadOnlyAdmin
-from payments.admin import usd
+from offerhub.admin import ReadOnlyAdmin, dollars, usd
+from offerhub.money import STROOPS_PER_UNIT
 
 
 class EscrowMilestoneInline(admin.TabularInline):
     model = EscrowMilestone
     extra = 0
     can_delete = False
-    fields = ("index", "ref", "title", "amount", "chain_status", "evidence", "approved", "disputed", "released")
+    fields = ("index", "ref", "title", "amount_usd", "chain_status", "evidence", "approved", "disputed", "released")
     readonly_fields = fields
+    amount_usd = usd("amount", "amount")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -48,6 +53,14 @@ def _retry_now(modeladmin, request, escrows) -> None:
     modeladmin.message_user(request, f"Retrying {queued} escrow(s) now{note}.", messages.SUCCESS)
 
 
+class RetryNowPermission:
+    """ "Retry now" needs escrow.change_escrow (the Support agent has it), while the pages stay
+    read-only: ReadOnlyAdmin refuses every change, so the action asks for the permission itself."""
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.is_active and request.user.has_perm("escrow.change_escrow")
+
+
 class EscrowNeedsAttentionFilter(admin.SimpleListFilter):
     title = "needs attention"
     parameter_name = "attention"
@@ -62,16 +75,18 @@ class EscrowNeedsAttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(Escrow)
-class EscrowAdmin(ReadOnlyAdmin):
+class EscrowAdmin(RetryNowPermission, ReadOnlyAdmin):
     list_display = ("public_id", "engagement_id", "type", "status", "amount_usd", "balance_usd", "contract_id")
-    amount_usd = usd("amount", "amount (USD)")
-    balance_usd = usd("balance", "in contract (USD)")
+    exclude = ("amount", "balance")
+    readonly_fields = ("amount_usd", "balance_usd")
+    amount_usd = usd("amount", "amount")
+    balance_usd = usd("balance", "in the contract (as last seen)")
     list_filter = (EscrowNeedsAttentionFilter, "status", "type")
     search_fields = ("public_id", "engagement_id", "contract_id", "buyer__email", "seller__email")
     inlines = [EscrowMilestoneInline, EscrowStepInline]
     actions = ["retry_now"]
 
-    @admin.action(description="Retry the waiting steps now (skip their back-off)")
+    @admin.action(description="Retry the waiting steps now (skip their back-off)", permissions=["retry"])
     def retry_now(self, request, queryset):
         _retry_now(self, request, list(queryset.order_by("pk")))
 
@@ -94,7 +109,7 @@ class StepNeedsAttentionFilter(admin.SimpleListFilter):
 
 
 @admin.register(EscrowStep)
-class EscrowStepAdmin(ReadOnlyAdmin):
+class EscrowStepAdmin(RetryNowPermission, ReadOnlyAdmin):
     list_display = (
         "created_at",
         "escrow",
@@ -112,28 +127,78 @@ class EscrowStepAdmin(ReadOnlyAdmin):
     exclude = ("signed_xdr",)
     actions = ["retry_now"]
 
-    @admin.action(description="Retry the selected steps' escrows now (skip their back-off)")
+    @admin.action(description="Retry the selected steps' escrows now (skip their back-off)", permissions=["retry"])
     def retry_now(self, request, queryset):
         escrows = Escrow.objects.filter(pk__in=queryset.values("escrow_id")).order_by("pk")
         _retry_now(self, request, list(escrows))
 
 
+# How a drift report's field names read to support.
+FLAG_WORDS = {
+    "disputed": "marked disputed",
+    "released": "released",
+    "resolved": "resolved",
+    "approved": "approved",
+    "status": "status",
+    "evidence": "evidence",
+}
+
+
+def _said(value) -> str:
+    if value is None or value == "":
+        return "nothing"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"\u201c{value}\u201d"
+
+
+def _usd_units(value) -> str:
+    """A balance as the comparison stores it (USDC units, a string) in dollars."""
+    try:
+        return dollars(int(Decimal(str(value)) * STROOPS_PER_UNIT))
+    except (InvalidOperation, ValueError, TypeError):
+        return _said(value)
+
+
+def drift_sentence(field: str, ours, chain) -> str:
+    """One difference of an EscrowDriftReport (escrow.sync.escrow_differences) in plain words."""
+    if field == "contract":
+        return f"The contract {ours} was not found on chain."
+    if field == "balance":
+        return f"The contract holds {_usd_units(chain)}; our record says {_usd_units(ours)}."
+    if field == "milestones.count":
+        return f"The contract has {chain} milestone(s); our record has {ours}."
+    subject, _, flag = field.rpartition(".")
+    if subject.startswith("milestones["):
+        index = subject[len("milestones[") : -1]
+        subject = f"Milestone {int(index) + 1}" if index.isdigit() else subject
+    else:
+        subject = "The escrow"
+    words = FLAG_WORDS.get(flag, flag)
+    if isinstance(ours, bool) or isinstance(chain, bool):
+        return f"{subject} {words}: on chain {_said(chain)}, in our record {_said(ours)}."
+    return f"{subject}, {words}: on chain {_said(chain)}, in our record {_said(ours)}."
+
+
 @admin.register(EscrowDriftReport)
-class EscrowDriftReportAdmin(admin.ModelAdmin):
-    """Our record and the contract disagree. Support investigates and notes what it did."""
+class EscrowDriftReportAdmin(DriftReportAdmin):
+    """Our escrow record and the contract disagree. Support investigates and notes what it did."""
 
-    list_display = ("escrow", "status", "detected_at", "last_seen_at")
-    list_filter = ("status",)
-    readonly_fields = ("escrow", "differences", "detected_at", "last_seen_at", "resolved_at")
-    fields = ("escrow", "differences", "status", "note", "detected_at", "last_seen_at", "resolved_at")
-    actions = ["mark_resolved"]
+    run_target = "escrows"
+    list_display = ("escrow_link", "discrepancy", "status", "detected_at", "last_seen_at")
+    fields = ("escrow_link", "status", "note", "detected_at", "last_seen_at", "resolved_at")
+    readonly_fields = fields
+    list_select_related = ("escrow",)
+    search_fields = ("escrow__public_id", "escrow__engagement_id", "escrow__contract_id")
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="escrow (order)", ordering="escrow__public_id")
+    def escrow_link(self, obj):
+        url = reverse("admin:escrow_escrow_change", args=[obj.escrow_id])
+        return format_html('<a href="{}">{}</a> (order {})', url, obj.escrow.public_id, obj.escrow.engagement_id)
 
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.action(description="Mark resolved (after investigating)")
-    def mark_resolved(self, request, queryset):
-        queryset.filter(status="OPEN").update(status="RESOLVED", resolved_at=timezone.now())
+    def discrepancies(self, obj) -> list[str]:
+        differences = obj.differences if isinstance(obj.differences, dict) else {}
+        return [
+            drift_sentence(field, (values or {}).get("ours"), (values or {}).get("chain"))
+            for field, values in differences.items()
+        ]

@@ -1,11 +1,41 @@
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
 from offerhub.models import ApiKey, AuditLog, Event, IdempotencyRecord
+from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
 from offerhub.services import api_key_create, api_key_revoke
 
 SCOPE_CHOICES = [("read", "read"), ("write", "write"), ("support", "support"), ("*", "* (every scope)")]
+
+
+STROOPS_PER_CENT = STROOPS_PER_UNIT // 100
+
+
+def dollars(stroops: int | None) -> str:
+    """An amount as support reads it: "$12.50", "-$3.00". A fraction of a cent (a drift can be
+    one stroop) is written out in full rather than rounded away: "$0.0000001"."""
+    if stroops is None:
+        return "-"
+    sign = "-" if stroops < 0 else ""
+    magnitude = abs(stroops)
+    if magnitude % STROOPS_PER_CENT:
+        return f"{sign}${(Decimal(magnitude) / STROOPS_PER_UNIT):.7f}".rstrip("0")
+    return f"{sign}${money_from_stroops(magnitude)}"
+
+
+def usd(field: str, label: str):
+    """A list column or read-only field showing a stroops field in dollars."""
+
+    @admin.display(description=label, ordering=field)
+    def column(self, obj):
+        return dollars(getattr(obj, field))
+
+    return column
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -21,13 +51,59 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+ACTOR_KINDS = {"SUPPORT": "staff", "USER": "member", "API_KEY": "API key", "SYSTEM": "system", "WEBHOOK": "webhook"}
+
+
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    list_display = ("occurred_at", "action", "resource_type", "resource_id", "actor_type", "actor_id", "result")
+    list_display = ("occurred_at", "action", "resource_type", "resource_id", "actor", "result")
     list_filter = ("result", "actor_type", "resource_type")
     search_fields = ("public_id", "action", "resource_id", "actor_id", "correlation_id", "user_id")
     date_hierarchy = "occurred_at"
-    list_select_related = True
+    fields = (
+        "public_id",
+        "occurred_at",
+        "action",
+        "result",
+        "resource_type",
+        "resource_id",
+        "actor",
+        "actor_type",
+        "actor_id",
+        "user_id",
+        "marketplace_id",
+        "correlation_id",
+        "idempotency_key",
+        "payload_before",
+        "payload_after",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        """Each row's actor by name, resolved in the page's own query (subqueries), not one query per row."""
+        users = get_user_model().objects.filter(public_id=OuterRef("actor_id"))
+        keys = ApiKey.objects.filter(id=OuterRef("actor_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                actor_user_name=Subquery(users.values("display_name")[:1]),
+                actor_user_email=Subquery(users.values("email")[:1]),
+                actor_key_name=Subquery(keys.values("name")[:1]),
+            )
+        )
+
+    @admin.display(description="actor", ordering="actor_id")
+    def actor(self, obj):
+        """ "Sofia Support (staff)", "Shop backend (API key)", "reconciler (system)"."""
+        kind = ACTOR_KINDS.get(obj.actor_type, obj.actor_type.lower())
+        if obj.actor_type in ("SUPPORT", "USER"):
+            name = getattr(obj, "actor_user_name", None) or getattr(obj, "actor_user_email", None)
+        elif obj.actor_type == "API_KEY":
+            name = getattr(obj, "actor_key_name", None)
+        else:
+            name = None
+        return f"{name or obj.actor_id} ({kind})"
 
 
 @admin.register(Event)
@@ -108,7 +184,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         obj._state.adding = False
         messages.warning(request, format_html("New API key (shown once, copy it now): <code>{}</code>", secret))
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke_selected(self, request, queryset):
         count = 0
         for api_key in queryset.filter(revoked_at__isnull=True):

@@ -1,8 +1,9 @@
 from django.contrib import admin
+from django.urls import reverse
 from django.utils.html import format_html
 
-from offerhub.admin import ReadOnlyAdmin
-from offerhub.money import chain_amount
+from backoffice.admin import DriftReportAdmin
+from offerhub.admin import ReadOnlyAdmin, dollars, usd
 from payments.models import (
     ChainCursor,
     Hold,
@@ -16,20 +17,12 @@ from payments.models import (
 )
 
 
-def usd(field: str, label: str):
-    """A list column showing a stroops field in USD (seven decimals, as the chain counts)."""
-
-    @admin.display(description=label, ordering=field)
-    def column(self, obj):
-        return chain_amount(getattr(obj, field))
-
-    return column
-
-
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
     list_display = ("code", "kind", "user", "balance_usd", "updated_at")
-    balance_usd = usd("balance", "balance (USD)")
+    fields = ("code", "kind", "user", "reference", "balance_usd", "updated_at")
+    readonly_fields = fields
+    balance_usd = usd("balance", "balance")
     list_filter = ("kind",)
     search_fields = ("code", "user__email", "user__public_id", "reference")
     list_select_related = ("user",)
@@ -39,10 +32,19 @@ class PostingInline(admin.TabularInline):
     model = Posting
     extra = 0
     can_delete = False
-    readonly_fields = ("account", "amount", "created_at")
+    fields = ("account_code", "amount_usd", "created_at")
+    readonly_fields = fields
+    amount_usd = usd("amount", "amount (+ credits the account)")
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="account")
+    def account_code(self, obj):
+        return obj.account.code
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("account")
 
 
 @admin.register(JournalEntry)
@@ -57,8 +59,10 @@ class JournalEntryAdmin(ReadOnlyAdmin):
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
     list_display = ("reference", "user", "amount_usd", "remaining_usd", "status", "owner", "created_at")
-    amount_usd = usd("amount", "amount (USD)")
-    remaining_usd = usd("remaining", "remaining (USD)")
+    exclude = ("amount", "remaining")
+    readonly_fields = ("amount_usd", "remaining_usd")
+    amount_usd = usd("amount", "amount")
+    remaining_usd = usd("remaining", "remaining")
     list_filter = ("status", "owner")
     search_fields = ("reference", "user__email", "user__public_id")
     list_select_related = ("user",)
@@ -92,55 +96,77 @@ class PlatformAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(Withdrawal)
 class WithdrawalAdmin(ReadOnlyAdmin):
-    exclude = ("envelope_xdr",)
+    exclude = ("envelope_xdr", "amount", "fee")
+    readonly_fields = ("amount_usd", "fee_usd")
     list_display = ("public_id", "user", "purpose", "amount_usd", "status", "destination_ref", "created_at")
-    amount_usd = usd("amount", "amount (USD)")
+    amount_usd = usd("amount", "amount")
+    fee_usd = usd("fee", "fee")
     list_filter = ("status", "purpose", "destination_type")
     search_fields = ("public_id", "transaction_hash", "destination_ref", "user__email", "user__public_id")
     list_select_related = ("user",)
 
 
 @admin.register(ReconciliationReport)
-class ReconciliationReportAdmin(admin.ModelAdmin):
-    """Drift between chain and ledger. Support investigates, corrects with an audited
-    adjustment if needed, and records what it found in the note."""
+class ReconciliationReportAdmin(DriftReportAdmin):
+    """A wallet whose USDC on chain differs from the ledger. Support investigates, corrects with an
+    audited adjustment if needed, and records what it found in the note."""
 
-    class Media:
-        css = {"all": ["css/admin.css"]}  # colours as classes: the CSP refuses style attributes
-
+    run_target = "wallets"
     list_display = (
-        "wallet",
+        "wallet_owner",
         "difference_display",
-        "chain_balance",
-        "ledger_balance",
+        "chain_usd",
+        "ledger_usd",
         "status",
         "detected_at",
         "last_seen_at",
     )
-    list_filter = ("status",)
-    readonly_fields = (
-        "wallet",
-        "chain_balance",
-        "ledger_balance",
-        "difference",
+    fields = (  # what differs, in words, heads the page (the change form template)
+        "wallet_owner",
+        "wallet_key",
+        "chain_usd",
+        "ledger_usd",
+        "difference_display",
+        "status",
+        "note",
         "detected_at",
         "last_seen_at",
         "resolved_at",
     )
-    fields = (*readonly_fields, "status", "note")
-    list_select_related = ("wallet",)
+    readonly_fields = fields
+    list_select_related = ("wallet__user",)
+    search_fields = ("wallet__public_key", "wallet__user__email", "wallet__user__public_id")
+    chain_usd = usd("chain_balance", "on chain")
+    ledger_usd = usd("ledger_balance", "in the ledger")
 
-    def has_add_permission(self, request):
-        return False
+    @admin.display(description="wallet of", ordering="wallet__user__email")
+    def wallet_owner(self, obj):
+        user = obj.wallet.user
+        return f"{user.display_name} ({user.email or user.public_id})"
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    @admin.display(description="wallet address")
+    def wallet_key(self, obj):
+        url = reverse("admin:payments_wallet_change", args=[obj.wallet_id])
+        return format_html('<a href="{}">{}</a>', url, obj.wallet.public_key)
 
-    @admin.display(description="chain minus ledger (USD)", ordering="difference")
+    @admin.display(description="chain minus ledger", ordering="difference")
     def difference_display(self, obj):
         css_class = "offerhub-alert" if obj.difference else ""
-        sign = "+" if obj.difference > 0 else "-" if obj.difference < 0 else ""
-        return format_html('<span class="{}">{}{}</span>', css_class, sign, chain_amount(abs(obj.difference)))
+        sign = "+" if obj.difference > 0 else ""
+        return format_html('<span class="{}">{}{}</span>', css_class, sign, dollars(obj.difference))
+
+    def discrepancies(self, obj) -> list[str]:
+        user = obj.wallet.user
+        who = f"The wallet {obj.wallet.public_key[:8]}\u2026 of {user.display_name} ({user.email or user.public_id})"
+        chain, ledger = dollars(obj.chain_balance), dollars(obj.ledger_balance)
+        gap = dollars(abs(obj.difference))
+        if obj.difference > 0:
+            verdict = f"the chain has {gap} more than the ledger records"
+        elif obj.difference < 0:
+            verdict = f"the ledger records {gap} more than the chain holds"
+        else:
+            verdict = "they agree"
+        return [f"{who} holds {chain} of USDC on chain; our ledger says {ledger} (available plus on hold): {verdict}."]
 
 
 @admin.register(ChainCursor)

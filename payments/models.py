@@ -14,6 +14,7 @@ from stellar_sdk import Keypair
 
 from offerhub.ids import new_wallet_id, new_withdrawal_id
 from offerhub.models import AppendOnlyError, AppendOnlyQuerySet
+from offerhub.money import money_from_stroops
 from payments.crypto import secret_decrypt
 
 
@@ -49,7 +50,7 @@ class LedgerAccount(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.code} ({self.balance} stroops)"
+        return f"{self.code} (${money_from_stroops(self.balance)})"
 
     @property
     def may_go_negative(self) -> bool:
@@ -94,7 +95,7 @@ class Posting(models.Model):
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="posting_amount_not_zero")]
 
     def __str__(self):
-        return f"{self.account.code} {self.amount:+d}"
+        return f"{self.account.code} {'+' if self.amount > 0 else ''}${money_from_stroops(self.amount)}"
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
@@ -143,7 +144,8 @@ class Hold(models.Model):
         ]
 
     def __str__(self):
-        return f"hold {self.reference} of {self.user_id}: {self.remaining}/{self.amount} ({self.status}, {self.owner})"
+        remaining, amount = money_from_stroops(self.remaining), money_from_stroops(self.amount)
+        return f"hold {self.reference} of {self.user_id}: ${remaining} of ${amount} ({self.status}, {self.owner})"
 
 
 class SecretHolder(models.Model):
@@ -269,7 +271,7 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self):
-        return f"{self.public_id} {self.destination_type} {self.amount} ({self.status})"
+        return f"{self.public_id} {self.destination_type} ${money_from_stroops(self.amount)} ({self.status})"
 
     def save(self, *args, **kwargs):
         if not self.hold_reference:
@@ -317,4 +319,4 @@ class ReconciliationReport(models.Model):
         ]
 
     def __str__(self):
-        return f"drift {self.difference:+d} on {self.wallet.public_key[:8]}… ({self.status})"
+        return f"drift on wallet {self.wallet.public_key[:8]}… ({self.status})"

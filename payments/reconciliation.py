@@ -2,6 +2,9 @@
 
 Differences become ReconciliationReport rows for support (admin). Money is never
 "fixed" silently: a correction is a support adjustment, audited like any other.
+
+Support runs the comparison now and acknowledges or resolves a report with a note through
+backoffice.services, which also covers the escrows' drift reports (escrow.sync).
 """
 
 from dataclasses import dataclass
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from offerhub.money import money_from_stroops
 from offerhub.services import audit_record
 from payments.ledger import user_accounts
 from payments.models import ReconciliationReport, Wallet
@@ -57,7 +61,11 @@ def reconciliation_record(*, comparison: WalletComparison) -> ReconciliationRepo
             resource_id=comparison.wallet.public_id,
             actor_type="SYSTEM",
             actor_id="reconciler",
-            payload_after={"chain": comparison.chain, "ledger": comparison.ledger, "difference": comparison.difference},
+            payload_after={
+                "chainUsd": money_from_stroops(comparison.chain),
+                "ledgerUsd": money_from_stroops(comparison.ledger),
+                "differenceUsd": money_from_stroops(comparison.difference),
+            },
             result="DISCREPANCY_FOUND",
             user_id=comparison.wallet.user.public_id,
         )
@@ -68,10 +76,29 @@ def reconciliation_record(*, comparison: WalletComparison) -> ReconciliationRepo
     return report
 
 
-def wallets_reconcile() -> int:
-    """Compare every active wallet; returns the number of wallets found drifting."""
-    drifting = 0
+@dataclass(frozen=True)
+class ReconciliationOutcome:
+    target: str  # "wallets" or "escrows"
+    drifting: int
+    checked: int | None = None  # wallets compared (the escrow check does not count its own)
+
+    def __str__(self):
+        things = "wallet" if self.target == "wallets" else "escrow"
+        checked = f"{self.checked} {things}(s) compared, " if self.checked is not None else ""
+        verdict = f"{self.drifting} drifting" if self.drifting else "none drifting"
+        return f"{checked}{verdict}"
+
+
+def wallets_compare_all() -> ReconciliationOutcome:
+    """Compare every active wallet, recording each drift; how many were compared and drift."""
+    checked = drifting = 0
     for wallet in Wallet.objects.filter(status=Wallet.Status.ACTIVE).select_related("user").iterator():
+        checked += 1
         if reconciliation_record(comparison=wallet_compare(wallet=wallet)) is not None:
             drifting += 1
-    return drifting
+    return ReconciliationOutcome("wallets", drifting, checked)
+
+
+def wallets_reconcile() -> int:
+    """Compare every active wallet; returns the number of wallets found drifting."""
+    return wallets_compare_all().drifting

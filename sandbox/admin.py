@@ -1,6 +1,24 @@
-from django.contrib import admin
+"""The sandbox's state, for developers and support in sandbox mode. Faults are edited here (the
+Support lead may); the simulated chain is read-only: it changes only through its API.
+Amounts read as money: USDC in dollars, XLM in XLM, never in stroops."""
 
+from decimal import Decimal
+
+from django.contrib import admin
+from django.forms.models import model_to_dict
+
+from offerhub.admin import ReadOnlyAdmin, dollars
+from offerhub.money import STROOPS_PER_UNIT
+from offerhub.services import audit_record
 from sandbox.models import SandboxAccount, SandboxFault, SandboxPayment, SandboxTransaction, SandboxTrustline
+
+
+def asset_amount(stroops: int, asset_code: str) -> str:
+    """USDC as "$12.50"; any other asset (XLM when the code is blank) as "1.5 XLM"."""
+    if asset_code == "USDC":
+        return dollars(stroops)
+    units = (Decimal(stroops) / STROOPS_PER_UNIT).normalize()
+    return f"{units:f} {asset_code or 'XLM'}"
 
 
 @admin.register(SandboxFault)
@@ -9,29 +27,88 @@ class SandboxFaultAdmin(admin.ModelAdmin):
     list_editable = ("enabled",)
     list_filter = ("service", "enabled")
 
+    # Faults change how the providers answer everyone: each change is audited with who made it
+    # (the admin's own views run these inside their transaction).
+    def _audit(self, request, fault, action: str, *, after: bool = True) -> None:
+        audit_record(
+            action=f"sandbox.fault_{action}",
+            resource_type="SandboxFault",
+            resource_id=str(fault.pk),
+            actor_type="SUPPORT",
+            actor_id=request.user.public_id,
+            payload_after=model_to_dict(fault) if after else None,
+        )
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._audit(request, obj, "changed" if change else "created")
+
+    def delete_model(self, request, obj):
+        self._audit(request, obj, "deleted", after=False)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for fault in queryset:
+            self._audit(request, fault, "deleted", after=False)
+        super().delete_queryset(request, queryset)
+
 
 class TrustlineInline(admin.TabularInline):
     model = SandboxTrustline
     extra = 0
-    readonly_fields = ("asset_code", "asset_issuer", "balance", "limit", "sponsor")
+    fields = ("asset_code", "asset_issuer", "balance_display", "limit_display", "sponsor")
+    readonly_fields = fields
     can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="balance")
+    def balance_display(self, obj):
+        return asset_amount(obj.balance, obj.asset_code)
+
+    @admin.display(description="limit")
+    def limit_display(self, obj):
+        return asset_amount(obj.limit, obj.asset_code)
 
 
 @admin.register(SandboxAccount)
-class SandboxAccountAdmin(admin.ModelAdmin):
-    list_display = ("account_id", "xlm_balance", "sequence", "num_subentries", "num_sponsoring", "sponsor")
+class SandboxAccountAdmin(ReadOnlyAdmin):
+    list_display = ("account_id", "xlm", "sequence", "num_subentries", "num_sponsoring", "sponsor")
+    exclude = ("xlm_balance",)
+    readonly_fields = ("xlm",)
     search_fields = ("account_id",)
     inlines = [TrustlineInline]
 
+    @admin.display(description="XLM balance", ordering="xlm_balance")
+    def xlm(self, obj):
+        return asset_amount(obj.xlm_balance, "")
+
 
 @admin.register(SandboxTransaction)
-class SandboxTransactionAdmin(admin.ModelAdmin):
-    list_display = ("hash", "ledger", "source_account", "successful", "fee_charged", "created_at")
+class SandboxTransactionAdmin(ReadOnlyAdmin):
+    list_display = ("hash", "ledger", "source_account", "successful", "fee", "created_at")
+    exclude = ("fee_charged", "max_fee")
+    readonly_fields = ("fee", "max_fee_display")
     list_filter = ("successful",)
     search_fields = ("hash", "source_account")
 
+    @admin.display(description="fee charged", ordering="fee_charged")
+    def fee(self, obj):
+        return asset_amount(obj.fee_charged, "")
+
+    @admin.display(description="max fee")
+    def max_fee_display(self, obj):
+        return asset_amount(obj.max_fee, "")
+
 
 @admin.register(SandboxPayment)
-class SandboxPaymentAdmin(admin.ModelAdmin):
-    list_display = ("id", "type", "from_account", "to_account", "asset_code", "amount", "created_at")
+class SandboxPaymentAdmin(ReadOnlyAdmin):
+    list_display = ("id", "type", "from_account", "to_account", "amount_display", "created_at")
+    exclude = ("amount",)
+    readonly_fields = ("amount_display",)
     search_fields = ("from_account", "to_account", "transaction__hash")
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj):
+        return asset_amount(obj.amount, obj.asset_code)

@@ -47,3 +47,48 @@ def test_support_sees_an_order_with_its_milestones(support_client):
     assert "Translation" in page and "First half" in page and "12.50" in page
     listing = support_client.get(reverse("admin:marketplace_order_changelist") + "?q=Translation").content.decode()
     assert order.public_id in listing
+
+
+def test_money_reads_in_dollars_on_the_payments_escrow_and_sandbox_pages(support_client):
+    """Lists and record pages show "$12.50" (or XLM for XLM), never the stroops the columns hold."""
+    from escrow.models import Escrow
+    from payments.models import Hold, LedgerAccount, Withdrawal
+    from sandbox.models import SandboxAccount, SandboxTrustline
+
+    user = UserFactory()
+    stroops = 125_000_000  # $12.50
+    account = LedgerAccount.objects.create(code="user:x:available", kind="user_available", user=user, balance=stroops)
+    hold = Hold.objects.create(user=user, reference="ord_1", amount=stroops, remaining=stroops)
+    withdrawal = Withdrawal.objects.create(
+        user=user, amount=stroops, fee=100, destination_type="crypto", destination_ref="G" + "D" * 55
+    )
+    escrow = Escrow.objects.create(
+        engagement_id="ord_1", type="single-release", title="x", buyer=user, seller=UserFactory(), amount=stroops
+    )
+    escrow.milestones.create(index=0, ref="m1", title="All of it", amount=stroops)
+    sandbox = SandboxAccount.objects.create(account_id="G" + "E" * 55, xlm_balance=15_000_000)
+    SandboxTrustline.objects.create(
+        account=sandbox, asset_code="USDC", asset_issuer="G" + "F" * 55, balance=stroops, limit=10**12
+    )
+
+    pages = {
+        "admin:payments_ledgeraccount_changelist": (),
+        "admin:payments_ledgeraccount_change": (account.pk,),
+        "admin:payments_hold_changelist": (),
+        "admin:payments_hold_change": (hold.pk,),
+        "admin:payments_withdrawal_changelist": (),
+        "admin:payments_withdrawal_change": (withdrawal.pk,),
+        "admin:escrow_escrow_changelist": (),
+        "admin:escrow_escrow_change": (escrow.pk,),
+        "admin:sandbox_sandboxaccount_change": (sandbox.pk,),
+    }
+    for name, args in pages.items():
+        page = support_client.get(reverse(name, args=args)).content.decode()
+        assert "$12.50" in page, name
+        assert "125000000" not in page and "stroops" not in page, name
+    withdrawal_page = support_client.get(reverse("admin:payments_withdrawal_change", args=[withdrawal.pk]))
+    assert "$0.00001" in withdrawal_page.content.decode()  # a fraction of a cent, written out
+    assert (
+        "1.5 XLM"
+        in support_client.get(reverse("admin:sandbox_sandboxaccount_change", args=[sandbox.pk])).content.decode()
+    )

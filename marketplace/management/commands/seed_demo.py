@@ -7,8 +7,10 @@ the sandbox); `make run` seeds once the server listens.
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
+from backoffice.roles import SUPPORT_AGENT, SUPPORT_LEAD
 from marketplace.listings import MilestoneSpec, listing_create
 from marketplace.models import Category, Listing, User
 from payments.deposits import deposits_sync
@@ -18,11 +20,15 @@ from payments.stellar import StellarError
 from payments.wallets import PlatformNotReady, platform_bootstrap, wallet_activate, wallet_ensure
 
 DEMO_PASSWORD = "offerhub-demo"  # noqa: S105  (public on purpose: demo data only)
+NO_FUNDS = Decimal("0")
+# Support staff are staff users in a role's group (backoffice/roles.py), never superusers.
 DEMO_USERS = [
-    {"email": "buyer@demo.offerhub.test", "display_name": "Bea Buyer", "is_staff": False, "funds": Decimal("500")},
-    {"email": "seller@demo.offerhub.test", "display_name": "Sam Seller", "is_staff": False, "funds": Decimal("0")},
-    {"email": "support@demo.offerhub.test", "display_name": "Sofia Support", "is_staff": True, "funds": Decimal("0")},
+    {"email": "buyer@demo.offerhub.test", "display_name": "Bea Buyer", "role": None, "funds": Decimal("500")},
+    {"email": "seller@demo.offerhub.test", "display_name": "Sam Seller", "role": None, "funds": NO_FUNDS},
+    {"email": "support@demo.offerhub.test", "display_name": "Sofia Support", "role": SUPPORT_AGENT, "funds": NO_FUNDS},
+    {"email": "lead@demo.offerhub.test", "display_name": "Leo Lead", "role": SUPPORT_LEAD, "funds": NO_FUNDS},
 ]
+ROLE_LABELS = {None: "buyer and seller", SUPPORT_AGENT: "support agent", SUPPORT_LEAD: "support lead"}
 
 DEMO_SELLER = "seller@demo.offerhub.test"
 DEMO_CATEGORIES = [
@@ -107,9 +113,10 @@ class Command(BaseCommand):
         for spec in DEMO_USERS:
             user = User.objects.filter(email__iexact=spec["email"]).first()
             if user is None:
-                make = User.objects.create_superuser if spec["is_staff"] else User.objects.create_user
-                user = make(spec["email"], DEMO_PASSWORD, display_name=spec["display_name"])
+                user = User.objects.create_user(spec["email"], DEMO_PASSWORD, display_name=spec["display_name"])
                 created += 1
+            if spec["role"]:
+                self._staff(user, spec["role"])
             users.append((user, spec))
         self.stdout.write(self.style.SUCCESS(f"Demo users ready ({created} created)."))
         self._listings()
@@ -122,8 +129,15 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"Demo logins (password for each: {DEMO_PASSWORD}):")
         for _, spec in users:
-            role = "support, backoffice at /admin/" if spec["is_staff"] else "buyer and seller"
-            self.stdout.write(f"  {spec['email']:<30} {role}")
+            where = ", backoffice at /admin/" if spec["role"] else ""
+            self.stdout.write(f"  {spec['email']:<30} {ROLE_LABELS[spec['role']]}{where}")
+
+    def _staff(self, user: User, role: str) -> None:
+        """Staff in exactly its role's group; a superuser left by an older seed loses that."""
+        if not user.is_staff or user.is_superuser:
+            user.is_staff, user.is_superuser = True, False
+            user.save(update_fields=["is_staff", "is_superuser"])
+        user.groups.set([Group.objects.get(name=role)])
 
     def _money(self, users) -> None:
         from payments.balances import sandbox_mint
