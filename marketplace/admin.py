@@ -130,7 +130,11 @@ class ListingAdmin(admin.ModelAdmin):
     def price_usd(self, obj):
         return money_format(obj.price)
 
-    @admin.action(description="Pause the selected listings (hide them from buyers)")
+    def has_pause_permission(self, request) -> bool:
+        """Moderation: staff who may change listings (the model permission), not every reader."""
+        return request.user.has_perm("marketplace.change_listing")
+
+    @admin.action(description="Pause the selected listings (hide them from buyers)", permissions=["pause"])
     def pause_selected(self, request, queryset):
         paused = 0
         for listing in queryset.filter(status=Listing.Status.ACTIVE).order_by("pk"):
