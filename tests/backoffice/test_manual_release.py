@@ -3,11 +3,12 @@ milestone) or refunds it outside a dispute, with a reason and a confirmation, pa
 the sandbox the live server serves; the ledger equals the chain after."""
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from backoffice.roles import SUPPORT_AGENT
 from escrow.models import Escrow, EscrowStep
 from marketplace.manual import order_settle_manually
 from marketplace.models import Order, OrderMilestone
@@ -39,10 +40,9 @@ FORM = {"reason": "The seller delivered by e-mail; the buyer asked us to pay", "
 
 @pytest.fixture
 def settler(client):
-    """Support staff allowed to settle orders by hand (not a superuser)."""
-    user = UserFactory(is_staff=True, email="lead@offerhub.test")
-    codenames = ("view_order", "settle_order_manually", "view_escrow")
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    """A support agent (the group staff work in; not a superuser): settles orders by hand."""
+    user = UserFactory(is_staff=True, email="agent@offerhub.test")
+    user.groups.add(Group.objects.get(name=SUPPORT_AGENT))
     client.force_login(user)
     client.user = user
     return client
