@@ -18,7 +18,7 @@ urlpatterns = [
     re_path(
         r"^disputes/(?P<dispute_id>[^/]+)/evidence/(?P<evidence_id>[^/]+)/file/?$",
         api.DisputeEvidenceFileView.as_view(),
-        name="dispute-evidence-file",
+        name="api-dispute-evidence-file",  # the web page's view is "dispute-evidence-file"
     ),
     re_path(r"^disputes/(?P<dispute_id>[^/]+)/messages/?$", api.DisputeMessagesView.as_view(), name="dispute-messages"),
 ]

@@ -57,7 +57,7 @@ def evidence_as_api(evidence: DisputeEvidence, *, dispute: Dispute) -> dict:
     file = None
     if evidence.kind == DisputeEvidence.Kind.FILE:
         url = reverse(
-            "api:dispute-evidence-file", kwargs={"dispute_id": dispute.public_id, "evidence_id": evidence.public_id}
+            "api-dispute-evidence-file", kwargs={"dispute_id": dispute.public_id, "evidence_id": evidence.public_id}
         )
         file = {"name": evidence.file_name, "size": evidence.file_size, "url": url}
     return {
