@@ -176,14 +176,14 @@ def _stroops(amount):
 
 
 def _milestone_shares(shares: list[dict] | None) -> dict[str, int] | None:
-    """[X] {milestone ref: stroops to the seller} for a SPLIT of a multi-release escrow."""
+    """{milestone ref: stroops to the seller} for a SPLIT of a multi-release escrow."""
     if shares is None:
         return None
     return {share["milestoneRef"]: money_to_stroops(share["releaseAmount"]) for share in shares}
 
 
 class DisputeReassignView(ApiView):
-    """[X] Hand a case under review to another agent; the review goes on."""
+    """Hand a case under review to another agent; the review goes on."""
 
     required_scope = "support"
     idempotency_retention = RETENTION_ORDERS
@@ -202,7 +202,7 @@ class DisputeReassignView(ApiView):
 
 
 class DisputeWithdrawView(ApiView):
-    """[X] The party who opened the case takes it back while it is OPEN: the order goes back to
+    """The party who opened the case takes it back while it is OPEN: the order goes back to
     IN_PROGRESS. The escrow's dispute flag stays on chain (Trustless Work v1 cannot clear it),
     so the order's later release or refund is paid by the platform as dispute resolver."""
 
@@ -223,7 +223,7 @@ class DisputeWithdrawView(ApiView):
 
 
 class DisputeEvidenceView(ApiView):
-    """[X] The case's evidence from both sides (and support): texts, links and files."""
+    """The case's evidence from both sides (and support): texts, links and files."""
 
     required_scopes = {"GET": "read", "POST": "write"}
     idempotency_retention = RETENTION_ORDERS
@@ -278,7 +278,7 @@ EVIDENCE_MEDIA_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/gif
 
 
 class DisputeEvidenceFileView(ApiView):
-    """[X] Download an evidence file (always as an attachment, never rendered)."""
+    """Download an evidence file (always as an attachment, never rendered)."""
 
     required_scope = "read"
 
@@ -298,7 +298,7 @@ class DisputeEvidenceFileView(ApiView):
 
 
 class DisputeMessagesView(ApiView):
-    """[X] The case's thread between buyer, seller and support; support's internal notes are
+    """The case's thread between buyer, seller and support; support's internal notes are
     listed only to keys with the support scope."""
 
     required_scopes = {"GET": "read", "POST": "write"}

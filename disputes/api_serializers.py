@@ -36,7 +36,7 @@ class DisputeAssignInput(AliasedInput):
 
 
 class MilestoneShareInput(StrictSerializer):
-    """[X] What of one open milestone goes to the seller in a SPLIT; the rest goes to the buyer."""
+    """What of one open milestone goes to the seller in a SPLIT; the rest goes to the buyer."""
 
     milestoneRef = StringField(min_length=1, max_length=MILESTONE_REF_MAX)
     releaseAmount = MoneyField(allow_zero=True, help_text="to the seller (before fees)")
@@ -63,7 +63,7 @@ class DisputeResolveInput(AliasedInput):
         required=False,
         allow_null=True,
         max_length=MAX_MILESTONES,
-        help_text="[X] SPLIT of a multi-release escrow: every open milestone, what of it goes to the seller",
+        help_text="SPLIT of a multi-release escrow: every open milestone, what of it goes to the seller",
     )
 
     class Meta:
@@ -81,7 +81,7 @@ class DisputeResolveInput(AliasedInput):
 
 
 class DisputeWithdrawInput(StrictSerializer):
-    """[X] POST /disputes/{id}/withdraw: the party who opened the case takes it back."""
+    """POST /disputes/{id}/withdraw: the party who opened the case takes it back."""
 
     withdrawnBy = serializers.ChoiceField(choices=Dispute.OpenedBy.choices)
 
@@ -126,7 +126,7 @@ class EvidenceFileInput(StrictSerializer):
 
 
 class DisputeEvidenceInput(StrictSerializer):
-    """[X] POST /disputes/{id}/evidence: a text, a link, or a file with an optional caption (`text`)."""
+    """POST /disputes/{id}/evidence: a text, a link, or a file with an optional caption (`text`)."""
 
     submittedBy = serializers.ChoiceField(choices=Party.choices, help_text="SUPPORT needs the support scope")
     text = TextField(required=False, allow_null=True, max_length=MESSAGE_MAX_CHARS, help_text="or a file's caption")
@@ -135,7 +135,7 @@ class DisputeEvidenceInput(StrictSerializer):
 
 
 class DisputeMessageInput(StrictSerializer):
-    """[X] POST /disputes/{id}/messages."""
+    """POST /disputes/{id}/messages."""
 
     postedBy = serializers.ChoiceField(choices=Party.choices, help_text="SUPPORT needs the support scope")
     body = TextField(allow_blank=False, max_length=MESSAGE_MAX_CHARS)

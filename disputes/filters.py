@@ -17,7 +17,7 @@ class DisputeFilter(django_filters.FilterSet):
         choices=[("true", "true"), ("false", "false")],
         coerce=lambda value: value == "true",
         method="filter_overdue",
-        help_text="[X] true: unsettled cases whose other party has not answered in time; false: the rest",
+        help_text="true: unsettled cases whose other party has not answered in time; false: the rest",
     )
 
     class Meta:

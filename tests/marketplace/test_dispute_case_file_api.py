@@ -19,15 +19,7 @@ from offerhub.models import Event
 from payments.ledger import user_accounts
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain
 from tests.escrow.test_step_runner import applied, fault
-from tests.marketplace.test_dispute_case_api import (  # noqa: F401  (shared fixtures)
-    disputed,
-    error,
-    net,
-    post,
-    support,
-    under_review,
-    writer,
-)
+from tests.marketplace.test_dispute_case_api import disputed, error, net, post, under_review
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,6 +37,17 @@ def a_file(name: str = "photo.png", content: bytes = PNG) -> dict:
 
 def fields(response) -> list[str]:
     return [item["field"] for item in error(response)["details"]["fields"]]
+
+
+@pytest.fixture
+def writer(auth_client):
+    """The marketplace's key, speaking for its buyers and sellers."""
+    return auth_client(scopes=["read", "write"])
+
+
+@pytest.fixture
+def support(auth_client):
+    return auth_client(scopes=["read", "support"])
 
 
 @pytest.fixture
@@ -434,9 +437,10 @@ def test_an_unanswered_case_past_its_deadline_is_overdue_until_the_other_side_an
     assert bad.status_code == 400 and fields(bad) == ["overdue"]
 
     # The buyer opened it: the buyer's own word does not count as the answer; the seller's does.
-    assert post(writer, f"/disputes/{dispute['id']}/messages", {"postedBy": "BUYER", "body": "?"}).status_code == 201
+    thread = f"/disputes/{dispute['id']}/messages"
+    assert post(writer, thread, {"postedBy": "BUYER", "body": "?"}).status_code == 201
     assert support.get(f"/api/v1/disputes/{dispute['id']}").json()["data"]["overdue"] is True
-    assert post(writer, f"/disputes/{dispute['id']}/messages", {"postedBy": "SELLER", "body": "Here"}).status_code == 201
+    assert post(writer, thread, {"postedBy": "SELLER", "body": "Here"}).status_code == 201
 
     case = support.get(f"/api/v1/disputes/{dispute['id']}").json()["data"]
     assert case["overdue"] is False and case["respondedAt"]
@@ -470,20 +474,44 @@ def test_a_split_per_milestone_pays_each_milestone_as_given(chain, funded_user, 
 @pytest.mark.parametrize(
     ("body", "status", "code", "field"),
     [
-        ({"decision": "SPLIT", "milestones": [{"milestoneRef": "draft", "releaseAmount": "4.005"}]}, 400,
-         "VALIDATION_ERROR", "milestones.0.releaseAmount"),  # fmt: skip
-        ({"decision": "SPLIT", "milestones": [{"milestoneRef": "draft", "releaseAmount": 4}]}, 400,
-         "VALIDATION_ERROR", "milestones.0.releaseAmount"),  # fmt: skip
-        ({"decision": "SPLIT", "milestones": [{"milestoneRef": "draft"}]}, 400,
-         "VALIDATION_ERROR", "milestones.0.releaseAmount"),  # fmt: skip
+        (
+            {"decision": "SPLIT", "milestones": [{"milestoneRef": "draft", "releaseAmount": "4.005"}]},
+            400,
+            "VALIDATION_ERROR",
+            "milestones.0.releaseAmount",
+        ),
+        (
+            {"decision": "SPLIT", "milestones": [{"milestoneRef": "draft", "releaseAmount": 4}]},
+            400,
+            "VALIDATION_ERROR",
+            "milestones.0.releaseAmount",
+        ),
+        (
+            {"decision": "SPLIT", "milestones": [{"milestoneRef": "draft"}]},
+            400,
+            "VALIDATION_ERROR",
+            "milestones.0.releaseAmount",
+        ),
         ({"decision": "SPLIT", "milestones": ["draft"]}, 400, "VALIDATION_ERROR", "milestones.0"),
         ({"decision": "SPLIT", "milestones": []}, 400, "VALIDATION_ERROR", "milestones"),
-        ({"decision": "SPLIT", "milestones": [{"milestoneRef": "draft", "releaseAmount": "1.00"}] * 2}, 400,
-         "VALIDATION_ERROR", "milestones"),  # fmt: skip
-        ({"decision": "FULL_RELEASE", "milestones": [{"milestoneRef": "draft", "releaseAmount": "1.00"}]}, 400,
-         "INVALID_REQUEST", "milestones"),  # fmt: skip
-        ({"decision": "SPLIT", "milestones": [{"milestoneRef": "nope", "releaseAmount": "1.00"}]}, 404,
-         "MILESTONE_NOT_FOUND", "milestones"),  # fmt: skip
+        (
+            {"decision": "SPLIT", "milestones": [{"milestoneRef": "draft", "releaseAmount": "1.00"}] * 2},
+            400,
+            "VALIDATION_ERROR",
+            "milestones",
+        ),
+        (
+            {"decision": "FULL_RELEASE", "milestones": [{"milestoneRef": "draft", "releaseAmount": "1.00"}]},
+            400,
+            "INVALID_REQUEST",
+            "milestones",
+        ),
+        (
+            {"decision": "SPLIT", "milestones": [{"milestoneRef": "nope", "releaseAmount": "1.00"}]},
+            404,
+            "MILESTONE_NOT_FOUND",
+            "milestones",
+        ),
     ],
 )
 def test_a_bad_per_milestone_split_pays_nothing(
