@@ -574,3 +574,20 @@ def test_a_provider_fault_while_submitting_the_resolution_resumes_and_pays_once(
     ledger_equals_chain(chain, trustless_work, Escrow.objects.get(), buyer, seller)
     closed = support.get(f"/api/v1/disputes/{dispute['id']}").json()["data"]
     assert closed["order"]["status"] == "CLOSED" and closed["order"]["escrow"]["status"] == "RELEASED"
+
+
+def test_a_retried_upload_with_its_idempotency_key_stores_one_piece(chain, funded_user, trustless_work, writer):
+    """Why files come base64 in JSON: the retry fingerprints as the same request."""
+    dispute = disputed(writer, funded_user("100.00"), funded_user("0"))
+    path = f"/api/v1/disputes/{dispute['id']}/evidence"
+    body = {"submittedBy": "BUYER", "text": "the receipt", "file": a_file("receipt.pdf", PDF)}
+
+    first = writer.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="upload-1")
+    retried = writer.post(path, dict(reversed(body.items())), format="json", HTTP_IDEMPOTENCY_KEY="upload-1")
+    other = writer.post(path, {**body, "text": "another"}, format="json", HTTP_IDEMPOTENCY_KEY="upload-1")
+
+    assert first.status_code == retried.status_code == 201, retried.content
+    assert retried.content == first.content and retried["Idempotency-Replay"] == "true"
+    assert other.status_code == 409 and error(other)["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert DisputeEvidence.objects.count() == 1
+    assert Event.objects.filter(type="dispute.evidence_added").count() == 1
