@@ -216,6 +216,10 @@ class DisputeOutput(serializers.Serializer):
     releaseAmount = MoneyField(allow_null=True)
     refundAmount = MoneyField(allow_null=True)
     resolvedAt = TimestampField(allow_null=True)
+    respondBy = TimestampField(allow_null=True, help_text="the other party answers by then")
+    respondedAt = TimestampField(allow_null=True, help_text="the other party's first evidence or message")
+    overdue = serializers.BooleanField(help_text="unsettled and the other party has not answered in time")
+    withdrawnAt = TimestampField(allow_null=True, help_text="when the opener withdrew it (status WITHDRAWN)")
     createdAt = TimestampField()
     updatedAt = TimestampField()
 

@@ -93,13 +93,21 @@ def dispute_as_api(dispute, *, order: dict | None = None) -> dict:
         "assignedTo": dispute.assigned_to or None,
         "releaseAmount": money_from_stroops(dispute.release_amount) if dispute.release_amount is not None else None,
         "refundAmount": money_from_stroops(dispute.refund_amount) if dispute.refund_amount is not None else None,
-        "resolvedAt": iso_timestamp(dispute.resolved_at) if dispute.resolved_at else None,
+        "resolvedAt": _timestamp_or_none(dispute.resolved_at),
+        "respondBy": _timestamp_or_none(dispute.respond_by),
+        "respondedAt": _timestamp_or_none(dispute.responded_at),
+        "overdue": dispute.is_overdue(),
+        "withdrawnAt": _timestamp_or_none(dispute.withdrawn_at),
         "createdAt": iso_timestamp(dispute.created_at),
         "updatedAt": iso_timestamp(dispute.updated_at),
     }
     if order is not None:
         data["order"] = order
     return data
+
+
+def _timestamp_or_none(moment) -> str | None:
+    return iso_timestamp(moment) if moment else None
 
 
 def _dispute_of(order: Order) -> dict | None:

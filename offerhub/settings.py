@@ -458,6 +458,8 @@ SPECTACULAR_SETTINGS = {
         "DisputeStatusEnum": "disputes.models.Dispute.Status",
         "DisputeDecisionEnum": "disputes.models.Dispute.Decision",
         "EscrowTypeEnum": "escrow.models.Escrow.Type",
+        "OpenedByEnum": "disputes.models.Dispute.OpenedBy",  # also withdrawnBy
+        "DisputePartyEnum": "disputes.models.Party",  # submittedBy, postedBy
     },
 }
 

@@ -32,11 +32,15 @@ REAL_IDS: dict[str, list[str]] = {}
 def api_schema(live_server, chain, funded_user, trustless_work, auth_client, settings):  # noqa: F811
     from marketplace.orders import SYSTEM, order_create
     from payments.models import Withdrawal
-    from tests.marketplace.test_dispute_case_api import disputed
+    from tests.marketplace.test_dispute_case_api import disputed, post
+    from tests.marketplace.test_dispute_case_file_api import a_file
 
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 1_000_000
-    # A dispute on an order in escrow, so the dispute handlers are reached, not only their 404.
-    dispute = disputed(auth_client(scopes=["read", "write"]), funded_user("50.00"), funded_user("0"))
+    # A dispute on an order in escrow, so the dispute handlers are reached, not only their 404;
+    # with a file in its evidence, so its download is reached too.
+    party = auth_client(scopes=["read", "write"])
+    dispute = disputed(party, funded_user("50.00"), funded_user("0"))
+    evidence = post(party, f"/disputes/{dispute['id']}/evidence", {"submittedBy": "BUYER", "file": a_file()})
     buyer = funded_user("500.00")
     seller = UserFactory()
     order, _ = order_create(
@@ -66,6 +70,7 @@ def api_schema(live_server, chain, funded_user, trustless_work, auth_client, set
         withdrawal_id=list(Withdrawal.objects.values_list("public_id", flat=True)[:1]) or ["wd_none"],
         ref=["m1"],
         dispute_id=[dispute["id"]],
+        evidence_id=[evidence.json()["data"]["id"]],
     )
     schema = schemathesis.openapi.from_url(live_server.url + "/api/v1/openapi.json")
     schema.hook(flatmap_path_parameters)
