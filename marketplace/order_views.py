@@ -18,6 +18,9 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_fsm import can_proceed, has_transition_perm
 
+from disputes.case_page import CASE_FORMS, dispute_case, dispute_prefetches
+from disputes.forms import EVIDENCE_HELP
+from disputes.services import EVIDENCE_ACCEPT
 from escrow.models import Escrow, EscrowStep
 from marketplace.listings import listing_for_buyers
 from marketplace.models import DisputeReason, Order, OrderMilestone
@@ -128,8 +131,8 @@ def _checkout_context(request, listing, form) -> dict:
 def _order_for(request, public_id) -> Order:
     """The order with what its page shows, for its buyer, its seller or support; 404 for anyone else."""
     order = (
-        Order.objects.select_related("buyer", "seller")
-        .prefetch_related("milestones")
+        Order.objects.select_related("buyer", "seller", "dispute_record")
+        .prefetch_related("milestones", *dispute_prefetches())
         .filter(public_id=public_id)
         .first()
     )
@@ -361,8 +364,8 @@ def _escrow_link(escrow: Escrow | None) -> str:
 
 
 def _order_context(request, order: Order, posted: dict | None = None) -> dict:
-    """What the order page shows; `posted` holds a refused form ("deliver", "refund" or "dispute")
-    to show again as it was filled in."""
+    """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
+    one of the dispute case's CASE_FORMS) to show again as it was filled in."""
     posted = posted or {}
     escrow = _escrow_for(order)
     milestones = list(order.milestones.all())
@@ -385,6 +388,7 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
     if order.delivered_at and order.status == S.IN_PROGRESS:
         auto_release_at = order.delivered_at + timedelta(hours=settings.OFFERHUB_INSPECTION_WINDOW_HOURS)
     settled = order.status == S.CLOSED
+    case = dispute_case(order=order, escrow=escrow, user=request.user, posted=posted)
     return {
         "order": order,
         "badge": order_badge(order),
@@ -402,13 +406,18 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "refund_form": posted.get("refund") if actions.get("refund") else None,
         "dispute_form": posted.get("dispute") if actions.get("dispute") else None,
         "dispute_reasons": DisputeReason.choices,
+        "evidence_accept": EVIDENCE_ACCEPT,
+        "evidence_help": EVIDENCE_HELP,
         "escrow_link": _escrow_link(escrow),
         "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
         "auto_release_at": auto_release_at,
         "inspection_hours": settings.OFFERHUB_INSPECTION_WINDOW_HOURS,
         "settled": settled,
         "poll_seconds": 0 if settled else 3 if order.status in BUSY else 10,
-        "version": f"{order.status}:{order.updated_at.timestamp()}:{timeline[-1]['id'] if timeline else 0}",
+        "case": case,
+        "dispute_forms_key": case["forms_key"] if case else "none",
+        "version": f"{order.status}:{order.updated_at.timestamp()}:{timeline[-1]['id'] if timeline else 0}"
+        + (f":{case['version']}" if case else ""),
     }
 
 
@@ -482,6 +491,8 @@ def _form_refused(request, order: Order, name: str, form, problem: str = ""):
     problem comes as a message on the order page instead."""
     context = _order_context(request, order, {name: form})
     shown = [form for _, form in context["deliver_forms"]] + [context["refund_form"], context["dispute_form"]]
+    if context["case"]:
+        shown += [context["case"][f"{case_form}_form"] for case_form in CASE_FORMS]
     if not any(candidate is form for candidate in shown):
         messages.error(request, problem or " ".join(error for errors in form.errors.values() for error in errors))
         return _back(order)
