@@ -287,6 +287,7 @@ def _timeline_text(event: Event, order: Order) -> tuple[str, str] | None:
             "exclamation-octagon",
             f"Dispute opened by the {str(p.get('openedBy', 'buyer')).lower()}{_dispute_reason(p.get('reason'))}",
         ),
+        "order.dispute_withdrawn": ("arrow-counterclockwise", "Dispute withdrawn: the order goes on"),
         "order.canceled": (
             "x-circle",
             "Order canceled" + (" · the hold was released" if p.get("fundsReleased") else ""),
