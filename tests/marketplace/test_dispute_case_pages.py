@@ -27,12 +27,18 @@ S = Order.Status
 
 
 def png_bytes(size: int = 8) -> bytes:
-    """A real PNG image (a grey square), as a phone or a screenshot tool would upload."""
+    """A real PNG image (a blurry orange disc on white: the "logo" in dispute), as a phone or a
+    screenshot tool would upload."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    rows = b"".join(b"\x00" + b"\x80\x80\x80" * size for _ in range(size))
+    def pixel(x: int, y: int) -> bytes:
+        distance = ((x - size / 2) ** 2 + (y - size / 2) ** 2) ** 0.5 / (size / 2)
+        ink = max(0.0, min(1.0, (0.9 - distance) * 3))  # soft edge: blurry on purpose
+        return bytes(round(255 - (255 - channel) * ink) for channel in (240, 120, 20))
+
+    rows = b"".join(b"\x00" + b"".join(pixel(x, y) for x in range(size)) for y in range(size))
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
