@@ -60,7 +60,7 @@ def _when(moment) -> str:
     return date_format(timezone.localtime(moment), "M j, Y H:i")
 
 
-def _who(party: str, viewer_party: str | None, order: Order) -> str:
+def _who(party: str, viewer_party: str | None) -> str:
     if party == viewer_party:
         return "you"
     return {Party.BUYER: "the buyer", Party.SELLER: "the seller"}.get(party, "support")
@@ -77,12 +77,12 @@ def _name(party: str, viewer_party: str | None, order: Order) -> str:
     return "Support"
 
 
-def _deadline(dispute: Dispute, viewer_party: str | None, order: Order, now) -> str:
+def _deadline(dispute: Dispute, viewer_party: str | None, now) -> str:
     """Where the other party's answer stands, in plain words (only while the case is unsettled)."""
     if dispute.status not in Dispute.UNSETTLED or dispute.respond_by is None:
         return ""
     party = dispute.responding_party
-    who = _who(party, viewer_party, order)
+    who = _who(party, viewer_party)
     if dispute.responded_at is not None:
         return f"{who.capitalize()} answered on {_when(dispute.responded_at)}."
     if dispute.is_overdue(now=now):
@@ -96,14 +96,14 @@ def _deadline(dispute: Dispute, viewer_party: str | None, order: Order, now) -> 
     return f"{who.capitalize()} {verb} until {_when(dispute.respond_by)} to answer."
 
 
-def _shares(dispute: Dispute, viewer_party: str | None, order: Order, fee_percent) -> list[Share]:
+def _shares(dispute: Dispute, viewer_party: str | None, fee_percent) -> list[Share]:
     shares = []
     for side, gross in ((Party.SELLER, dispute.release_amount or 0), (Party.BUYER, dispute.refund_amount or 0)):
         net = escrow_fees(amount=gross, platform_fee_percent=fee_percent).net if gross else 0
         shares.append(
             Share(
                 side=side,
-                who=_who(side, viewer_party, order),
+                who=_who(side, viewer_party),
                 gross=money_dollars(gross),
                 fees=money_dollars(gross) - money_dollars(net),
                 net=money_dollars(net),
@@ -151,18 +151,17 @@ def dispute_case(*, order: Order, escrow, user, posted: dict | None = None) -> d
         "status_label": label,
         "status_colour": colour,
         "reason": dict(DisputeReason.choices).get(dispute.reason, dispute.reason),
-        "opened_by": _who(dispute.opened_by, viewer_party, order),
+        "opened_by": _who(dispute.opened_by, viewer_party),
         "statement": [text for text in (dispute.evidence or []) if isinstance(text, str) and text.strip()],
         "evidence": evidence,
         "thread": [
             {"message": message, "by": _name(message.party, viewer_party, order), "mine": message.party == viewer_party}
             for message in messages
         ],
-        "deadline": _deadline(dispute, viewer_party, order, timezone.now()),
+        "deadline": _deadline(dispute, viewer_party, timezone.now()),
         "decision": DECISION_WORDS.get(dispute.resolution_decision, "") if dispute.status == S.RESOLVED else "",
-        "shares": _shares(dispute, viewer_party, order, fee_percent) if dispute.status == S.RESOLVED else [],
+        "shares": _shares(dispute, viewer_party, fee_percent) if dispute.status == S.RESOLVED else [],
         "paid": order.status == Order.Status.CLOSED,
-        "is_opener": viewer_party == dispute.opened_by,
         "may_add": may_add,
         "may_withdraw": may_withdraw,
         "evidence_form": (posted.get("evidence") or EvidenceForm(auto_id="evidence-%s")) if may_add else None,

@@ -20,8 +20,25 @@ def evidence_upload_check(upload) -> None:
 class CaseForm(BootstrapFormMixin, forms.Form):
     """A dispute form whose service refusals land on the field they name."""
 
+    def full_clean(self):
+        super().full_clean()
+        for name in self.errors:
+            if name in self.fields:
+                self._mark_invalid(name)
+
     def refused(self, error: ServiceError) -> None:
-        self.add_error(error.field if error.field in self.fields else None, _sentence(error.message))
+        """The service's refusal on the field it names (or over the form)."""
+        name = error.field if error.field in self.fields else None
+        self.add_error(name, _sentence(error.message))
+        if name is not None:
+            self._mark_invalid(name)
+
+    def _mark_invalid(self, name: str) -> None:
+        """Red, and announced with its error by screen readers."""
+        attrs = self.fields[name].widget.attrs
+        if "is-invalid" not in attrs.get("class", "").split():
+            attrs["class"] = (attrs.get("class", "") + " is-invalid").strip()
+        attrs.update({"aria-invalid": "true", "aria-describedby": f"{self[name].auto_id}_error"})
 
 
 def _sentence(message: str) -> str:
