@@ -88,9 +88,11 @@
     return false;
   }
 
-  // The regions of the fragment. The first always follows the order; the others hold forms, and
-  // one that someone is filling in stays as it is (with a note if what it offers changed).
-  var REGIONS = ["#order-state", "#order-actions", "#dispute-forms"];
+  // The regions of the fragment. The order's state and history always follow the order; the
+  // others hold forms, and one that someone is filling in stays as it is (with a note if what
+  // it offers changed).
+  var FOLLOWING = ["#order-state", "#order-history"];
+  var FORMS = ["#order-actions", "#dispute-forms"];
 
   function staleNote(region, where, words) {
     if (region.querySelector("[data-stale]")) return;
@@ -107,13 +109,13 @@
     var fresh = template.content.querySelector("#order-live-root");
     var current = root();
     if (!fresh || !current || fresh.dataset.version === current.dataset.version) return;
-    var kept = REGIONS.slice(1).filter(function (selector) {
+    var kept = FORMS.filter(function (selector) {
       return dirty(current.querySelector(selector));
     });
     if (!kept.length) {
       current.replaceWith(fresh);
     } else {
-      REGIONS.forEach(function (selector) {
+      FOLLOWING.concat(FORMS).forEach(function (selector) {
         var mine = current.querySelector(selector);
         var theirs = fresh.querySelector(selector);
         if (!mine || !theirs) return;
