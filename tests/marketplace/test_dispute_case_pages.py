@@ -111,6 +111,7 @@ def test_the_buyer_opens_with_a_png_and_the_seller_answers_with_a_message_and_ev
     assert 'data-testid="dispute-message-form"' in page and 'data-testid="dispute-evidence-form"' in page
     assert 'accept=".pdf,.png,.jpg,.jpeg,.gif,.webp"' in page and 'enctype="multipart/form-data"' in page
     assert 'data-testid="dispute-withdraw-form"' not in page  # the seller did not open it
+    assert 'http-equiv="refresh"' not in page  # without JavaScript, a reload would lose a message being typed
     served = seller_client.get(thumbnail)
     assert served.status_code == 200 and served["Content-Type"] == "image/png"
     assert b"".join(served.streaming_content) == png_bytes()
