@@ -5,6 +5,7 @@ import secrets
 
 from django import forms
 
+from disputes.forms import evidence_upload_check
 from marketplace.forms import BootstrapFormMixin
 from marketplace.models import DisputeReason
 from offerhub.files import upload_refusal
@@ -115,3 +116,11 @@ class DisputeForm(forms.Form):
         },
     )
     details = forms.CharField(max_length=500, required=False)
+    # Optional: a first piece of evidence (a PDF or an image), added to the case right after it opens.
+    file = forms.FileField(required=False)
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if upload:
+            evidence_upload_check(upload)
+        return upload or None

@@ -18,6 +18,9 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_fsm import can_proceed, has_transition_perm
 
+from disputes.case_page import CASE_FORMS, dispute_case, dispute_prefetches
+from disputes.forms import EVIDENCE_HELP
+from disputes.services import EVIDENCE_ACCEPT
 from escrow.models import Escrow, EscrowStep
 from marketplace.listings import listing_for_buyers
 from marketplace.models import DisputeReason, Order, OrderMilestone
@@ -129,8 +132,8 @@ def _checkout_context(request, listing, form) -> dict:
 def _order_for(request, public_id) -> Order:
     """The order with what its page shows, for its buyer, its seller or support; 404 for anyone else."""
     order = (
-        Order.objects.select_related("buyer", "seller")
-        .prefetch_related("milestones")
+        Order.objects.select_related("buyer", "seller", "dispute_record")
+        .prefetch_related("milestones", *dispute_prefetches())
         .filter(public_id=public_id)
         .first()
     )
@@ -285,6 +288,7 @@ def _timeline_text(event: Event, order: Order) -> tuple[str, str] | None:
             "exclamation-octagon",
             f"Dispute opened by the {str(p.get('openedBy', 'buyer')).lower()}{_dispute_reason(p.get('reason'))}",
         ),
+        "order.dispute_withdrawn": ("arrow-counterclockwise", "Dispute withdrawn: the order goes on"),
         "order.canceled": (
             "x-circle",
             "Order canceled" + (" · the hold was released" if p.get("fundsReleased") else ""),
@@ -362,8 +366,8 @@ def _escrow_link(escrow: Escrow | None) -> str:
 
 
 def _order_context(request, order: Order, posted: dict | None = None) -> dict:
-    """What the order page shows; `posted` holds a refused form ("deliver", "refund" or "dispute")
-    to show again as it was filled in."""
+    """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
+    one of the dispute case's CASE_FORMS) to show again as it was filled in."""
     posted = posted or {}
     escrow = _escrow_for(order)
     milestones = list(order.milestones.all())
@@ -386,6 +390,7 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
     if order.delivered_at and order.status == S.IN_PROGRESS:
         auto_release_at = order.delivered_at + timedelta(hours=settings.OFFERHUB_INSPECTION_WINDOW_HOURS)
     settled = order.status == S.CLOSED
+    case = dispute_case(order=order, escrow=escrow, user=request.user, posted=posted)
     return {
         "order": order,
         "badge": order_badge(order),
@@ -403,6 +408,8 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "refund_form": posted.get("refund") if actions.get("refund") else None,
         "dispute_form": posted.get("dispute") if actions.get("dispute") else None,
         "dispute_reasons": DisputeReason.choices,
+        "evidence_accept": EVIDENCE_ACCEPT,
+        "evidence_help": EVIDENCE_HELP,
         "escrow_link": _escrow_link(escrow),
         "order_escrow": escrow,  # its balance and fee: what a refund would give back (_refund_fees.html)
         "working": order.status in BUSY or bool(escrow is not None and escrow.working_steps),
@@ -410,7 +417,10 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "inspection_hours": settings.OFFERHUB_INSPECTION_WINDOW_HOURS,
         "settled": settled,
         "poll_seconds": 0 if settled else 3 if order.status in BUSY else 10,
-        "version": f"{order.status}:{order.updated_at.timestamp()}:{timeline[-1]['id'] if timeline else 0}",
+        "case": case,
+        "dispute_forms_key": case["forms_key"] if case else "none",
+        "version": f"{order.status}:{order.updated_at.timestamp()}:{timeline[-1]['id'] if timeline else 0}"
+        + (f":{case['version']}" if case else ""),
     }
 
 
@@ -484,6 +494,8 @@ def _form_refused(request, order: Order, name: str, form, problem: str = ""):
     problem comes as a message on the order page instead."""
     context = _order_context(request, order, {name: form})
     shown = [form for _, form in context["deliver_forms"]] + [context["refund_form"], context["dispute_form"]]
+    if context["case"]:
+        shown += [context["case"][f"{case_form}_form"] for case_form in CASE_FORMS]
     if not any(candidate is form for candidate in shown):
         messages.error(request, problem or " ".join(error for errors in form.errors.values() for error in errors))
         return _back(order)

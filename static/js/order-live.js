@@ -6,6 +6,9 @@
  * socket) the page polls the fragment instead: every few seconds while the order is busy,
  * less often while it waits for people, never once it is closed.
  *
+ * The forms of the page (the order's actions, the dispute's evidence and messages) are regions
+ * of that fragment too: one that someone is filling in is left as it is.
+ *
  * Forms marked data-submit-once (checkout) disable their buttons once submitted.
  */
 (function () {
@@ -85,27 +88,48 @@
     return false;
   }
 
+  // The regions of the fragment. The order's state and history always follow the order; the
+  // others hold forms, and one that someone is filling in stays as it is (with a note if what
+  // it offers changed).
+  var FOLLOWING = ["#order-state", "#order-history"];
+  var FORMS = ["#order-actions", "#dispute-forms"];
+
+  function staleNote(region, where, words) {
+    if (region.querySelector("[data-stale]")) return;
+    where.insertAdjacentHTML(
+      "afterbegin",
+      '<div class="alert alert-info small" data-stale role="status">' + words + ' Your text is kept; ' +
+        '<a href="">reload the page</a> to see what you can do now.</div>'
+    );
+  }
+
   function swap(html) {
     var template = document.createElement("template");
     template.innerHTML = html;
     var fresh = template.content.querySelector("#order-live-root");
     var current = root();
     if (!fresh || !current || fresh.dataset.version === current.dataset.version) return;
-    var actions = current.querySelector("#order-actions");
-    if (dirty(actions)) {
-      current.querySelector("#order-state").replaceWith(fresh.querySelector("#order-state"));
+    var kept = FORMS.filter(function (selector) {
+      return dirty(current.querySelector(selector));
+    });
+    if (!kept.length) {
+      current.replaceWith(fresh);
+    } else {
+      FOLLOWING.concat(FORMS).forEach(function (selector) {
+        var mine = current.querySelector(selector);
+        var theirs = fresh.querySelector(selector);
+        if (!mine || !theirs) return;
+        if (kept.indexOf(selector) < 0) {
+          mine.replaceWith(theirs);
+        } else if (selector === "#order-actions") {
+          staleNote(mine, mine.querySelector(".card-body") || mine, "This order changed.");
+        } else if (mine.dataset.formsKey !== theirs.dataset.formsKey) {
+          staleNote(mine, mine, "The dispute changed.");
+        }
+      });
       ["version", "status", "pollSeconds", "settled"].forEach(function (key) {
         current.dataset[key] = fresh.dataset[key];
       });
-      if (!actions.querySelector("[data-stale]")) {
-        actions.querySelector(".card-body").insertAdjacentHTML(
-          "afterbegin",
-          '<div class="alert alert-info small" data-stale role="status">This order changed. Your text is kept; ' +
-            '<a href="">reload the page</a> to see what you can do now.</div>'
-        );
-      }
-    } else {
-      current.replaceWith(fresh);
     }
     container.dispatchEvent(new CustomEvent("order:updated", { bubbles: true }));
   }

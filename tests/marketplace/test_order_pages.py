@@ -208,7 +208,7 @@ def test_each_side_sees_only_its_own_buttons():
     seller_page = logged_in(order.seller).get(f"/orders/{order.public_id}/").content.decode()
     assert 'data-testid="deliver-form"' not in buyer_page and "Refund the buyer" not in buyer_page
     assert 'data-testid="deliver-form"' in seller_page and "Refund the buyer" in seller_page
-    assert 'type="file"' not in seller_page  # an order without milestones has nowhere to keep a file
+    assert 'name="evidence_file"' not in seller_page  # an order without milestones has nowhere to keep a file
     assert 'data-testid="approve"' not in seller_page
     assert 'data-testid="approve"' not in buyer_page  # nothing delivered yet
     assert "Open a dispute" in buyer_page and "Open a dispute" in seller_page
