@@ -15,7 +15,7 @@ from django.utils.formats import date_format
 
 from disputes.forms import EvidenceForm, MessageForm, WithdrawForm
 from disputes.models import Dispute, DisputeMessage, Party
-from escrow.services import escrow_fees
+from escrow.services import escrow_fees, escrow_resolution_payouts
 from marketplace.models import DisputeReason, Order
 from offerhub.money import money_dollars
 
@@ -96,10 +96,19 @@ def _deadline(dispute: Dispute, viewer_party: str | None, now) -> str:
     return f"{who.capitalize()} {verb} until {_when(dispute.respond_by)} to answer."
 
 
-def _shares(dispute: Dispute, viewer_party: str | None, fee_percent) -> list[Share]:
+def _shares(dispute: Dispute, viewer_party: str | None, escrow) -> list[Share]:
+    """Each side's share of the decision, net of fees exactly as the escrow's resolution steps
+    pay it (per distribution); from the decided totals before any step is queued."""
+    fee_percent = escrow.platform_fee_percent if escrow is not None else settings.OFFERHUB_PLATFORM_FEE_PERCENT
+    paid = escrow_resolution_payouts(escrow=escrow) if escrow is not None else {}
+    addresses = {Party.SELLER: "serviceProvider", Party.BUYER: "approver"}
     shares = []
     for side, gross in ((Party.SELLER, dispute.release_amount or 0), (Party.BUYER, dispute.refund_amount or 0)):
-        net = escrow_fees(amount=gross, platform_fee_percent=fee_percent).net if gross else 0
+        address = (escrow.roles or {}).get(addresses[side]) if escrow is not None else None
+        if paid and address:
+            _, net = paid.get(address, (0, 0))
+        else:
+            net = escrow_fees(amount=gross, platform_fee_percent=fee_percent).net if gross else 0
         shares.append(
             Share(
                 side=side,
@@ -140,7 +149,6 @@ def dispute_case(*, order: Order, escrow, user, posted: dict | None = None) -> d
     unsettled = dispute.status in Dispute.UNSETTLED
     may_add = viewer_party is not None and unsettled
     may_withdraw = viewer_party == dispute.opened_by and dispute.status == S.OPEN
-    fee_percent = escrow.platform_fee_percent if escrow is not None else settings.OFFERHUB_PLATFORM_FEE_PERCENT
     messages = getattr(dispute, "public_messages", None)
     if messages is None:  # not loaded with the order (a page that does not prefetch)
         messages = list(dispute.messages.filter(internal=False))
@@ -160,7 +168,7 @@ def dispute_case(*, order: Order, escrow, user, posted: dict | None = None) -> d
         ],
         "deadline": _deadline(dispute, viewer_party, timezone.now()),
         "decision": DECISION_WORDS.get(dispute.resolution_decision, "") if dispute.status == S.RESOLVED else "",
-        "shares": _shares(dispute, viewer_party, fee_percent) if dispute.status == S.RESOLVED else [],
+        "shares": _shares(dispute, viewer_party, escrow) if dispute.status == S.RESOLVED else [],
         "paid": order.status == Order.Status.CLOSED,
         "may_add": may_add,
         "may_withdraw": may_withdraw,

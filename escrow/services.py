@@ -430,6 +430,22 @@ def escrow_resolve(
     return escrow
 
 
+def escrow_resolution_payouts(*, escrow: Escrow) -> dict[str, tuple[int, int]]:
+    """What the escrow's resolutions pay (or are paying) each address: (gross, net) in stroops,
+    the fees taken per distribution as the contract takes them (so per milestone when a
+    multi-release escrow is split milestone by milestone)."""
+    paid: dict[str, tuple[int, int]] = {}
+    steps = escrow.steps.filter(action__in=(Action.RESOLVE, Action.RESOLVE_MILESTONE)).exclude(
+        status=EscrowStep.Status.FAILED
+    )
+    for step in steps:
+        for address, amount in step.params.get("distributions", []):
+            gross, net = paid.get(address, (0, 0))
+            fees = escrow_fees(amount=int(amount), platform_fee_percent=escrow.platform_fee_percent)
+            paid[address] = (gross + int(amount), net + fees.net)
+    return paid
+
+
 def escrow_split_check(*, escrow: Escrow, seller_by_index: dict[int, int], seller_amount: int) -> None:
     """A per-milestone split names every open milestone of a multi-release escrow, gives the
     seller 0 to that milestone's amount of each, and adds up to the seller's share."""
