@@ -353,6 +353,9 @@ PRIVATE_MEDIA_SERVE = env.str("PRIVATE_MEDIA_SERVE", default="django")  # or x-a
 PRIVATE_MEDIA_ACCEL_PREFIX = env.str("PRIVATE_MEDIA_ACCEL_PREFIX", default="/_private/")
 # Largest listing image accepted (each upload is also decoded: JPEG, PNG or WebP only).
 OFFERHUB_LISTING_IMAGE_MAX_BYTES = env.int("OFFERHUB_LISTING_IMAGE_MAX_MB", default=5) * 1024 * 1024
+# The largest request body read into memory (an API JSON body, a form's fields): Django's 2.5 MB.
+# An API evidence file travels base64 in the body: about 14 MB lets the full 10 MB through.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("OFFERHUB_MAX_REQUEST_BYTES", default=2_621_440)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "private": {"BACKEND": "offerhub.files.PrivateFileSystemStorage"},
