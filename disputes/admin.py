@@ -15,6 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince, timeuntil
 from django.views.decorators.http import require_POST
 
@@ -394,7 +395,7 @@ class DisputeAdmin(ReadOnlyAdmin):
     def deadline(self, obj):
         """The other party's answer: given, late (a red badge), or due."""
         if obj.responded_at is not None:
-            return format_html('<span class="offerhub-badge offerhub-badge-ok">answered</span>')
+            return mark_safe('<span class="offerhub-badge offerhub-badge-ok">answered</span>')
         if obj.respond_by is None:
             return "-"
         when = timezone.localtime(obj.respond_by).strftime("%b %d, %H:%M")
