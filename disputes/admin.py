@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -89,7 +90,7 @@ def evidence_html(evidence: DisputeEvidence):
         )
     if evidence.kind == DisputeEvidence.Kind.FILE:
         url = _evidence_file_url(evidence)
-        size = f"{(evidence.file_size or 0) / 1024:.0f} KB"
+        size = filesizeformat(evidence.file_size or 0)
         if evidence.is_image:
             return format_html(
                 '<a href="{}" target="_blank"><img class="offerhub-evidence-image" src="{}" alt="{}"></a>'
@@ -329,17 +330,10 @@ class DisputeAdmin(ReadOnlyAdmin):
     class Media:
         css = CSS
 
-    list_display = (
-        "public_id",
-        "order_link",
-        "amount_usd",
-        "parties",
-        "reason",
-        "age",
-        "deadline",
-        "assignee",
-        "status",
-    )
+    # At 1366 px the queue gets the page's width (no app sidebar) and long ids and e-mails are cut
+    # short on screen (admin-disputes.css), whole on hover and in the page.
+    list_display = ("order_link", "amount_usd", "parties", "reason", "age", "deadline", "assignee", "status")
+    list_display_links = None  # the order column links the case and the order itself
     list_filter = ("status", AssigneeFilter, OverdueFilter, "reason")
     search_fields = ("public_id", "order__public_id", "order__buyer__email", "order__seller__email")
     list_select_related = ("order__buyer", "order__seller")
@@ -348,21 +342,27 @@ class DisputeAdmin(ReadOnlyAdmin):
     actions = ["assign_to_me"]
     change_form_template = "admin/disputes/dispute/change_form.html"
     # The case page shows the rest (order, escrow, evidence, thread) from its own context.
-    fields = (
-        "public_id",
-        "status",
-        "reason",
-        "opened_by",
-        "assigned_to",
-        "created_at",
-        "respond_by",
-        "responded_at",
-        "resolution_decision",
-        "decision_note",
-        "resolved_at",
-        "withdrawn_at",
-    )
+    fields = ("public_id", "status", "reason", "opened_by", "assigned_to", "created_at", "respond_by", "responded_at")
     readonly_fields = fields
+
+    def get_fields(self, request, obj=None):
+        """The case's summary; the decision once there is one (the page shows the rest)."""
+        if obj is not None and obj.status == Dispute.Status.RESOLVED:
+            return (*self.fields, "resolution_decision", "release_usd", "refund_usd", "decision_note", "resolved_at")
+        if obj is not None and obj.withdrawn_at:
+            return (*self.fields, "withdrawn_at")
+        return self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="to the seller (before fees)")
+    def release_usd(self, obj):
+        return "-" if obj.release_amount is None else f"${money_from_stroops(obj.release_amount)}"
+
+    @admin.display(description="to the buyer (before fees)")
+    def refund_usd(self, obj):
+        return "-" if obj.refund_amount is None else f"${money_from_stroops(obj.refund_amount)}"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("order__buyer", "order__seller")
@@ -372,8 +372,17 @@ class DisputeAdmin(ReadOnlyAdmin):
 
     @admin.display(description="order", ordering="order__public_id")
     def order_link(self, obj):
-        url = reverse("admin:marketplace_order_change", args=[obj.order_id])
-        return format_html('<a href="{}">{}</a>', url, obj.order.public_id)
+        """The case (by its order's title) and the order's own page."""
+        return format_html(
+            '<a class="offerhub-case-link" href="{}" title="Open the case {}">{}</a>'
+            '<a class="offerhub-id" href="{}" title="{}">{}</a>',
+            reverse("admin:disputes_dispute_change", args=[obj.pk]),
+            obj.public_id,
+            obj.order.title,
+            reverse("admin:marketplace_order_change", args=[obj.order_id]),
+            obj.order.public_id,
+            obj.order.public_id,
+        )
 
     @admin.display(description="amount", ordering="order__amount")
     def amount_usd(self, obj):
@@ -382,8 +391,11 @@ class DisputeAdmin(ReadOnlyAdmin):
     @admin.display(description="parties", ordering="order__buyer__email")
     def parties(self, obj):
         return format_html(
-            '<span class="offerhub-role">buyer</span> {}<br><span class="offerhub-role">seller</span> {}',
+            '<span class="offerhub-email" title="buyer {}"><span class="offerhub-role">buyer</span> {}</span>'
+            '<span class="offerhub-email" title="seller {}"><span class="offerhub-role">seller</span> {}</span>',
             obj.order.buyer.email,
+            obj.order.buyer.email,
+            obj.order.seller.email,
             obj.order.seller.email,
         )
 
@@ -407,7 +419,13 @@ class DisputeAdmin(ReadOnlyAdmin):
 
     @admin.display(description="assignee", ordering="assigned_to")
     def assignee(self, obj):
-        return obj.assigned_to or "-"
+        if not obj.assigned_to:
+            return "-"
+        return format_html('<span class="offerhub-email" title="{}">{}</span>', obj.assigned_to, obj.assigned_to)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}  # the table needs the width
+        return super().changelist_view(request, extra_context)
 
     @admin.action(description="Assign to me (open disputes)", permissions=["resolve"])
     def assign_to_me(self, request, queryset):
