@@ -80,7 +80,7 @@ def test_the_case_page_shows_the_order_escrow_evidence_and_thread(
     with_a_file_each_and_a_thread(dispute, buyer, seller, agent.user)
     escrow = Escrow.objects.get()
 
-    with django_assert_max_num_queries(30):  # not one per evidence, message or milestone
+    with django_assert_max_num_queries(16):  # one query per kind of record, not one per evidence, message or milestone
         response = agent.get(page_url(dispute))
     assert response.status_code == 200
     page = response.content.decode()
@@ -345,6 +345,11 @@ def test_a_per_milestone_split_pays_each_milestone_as_given_on_chain(
     ledger_equals_chain(chain, trustless_work, Escrow.objects.get(), buyer, seller)
     audit = AuditLog.objects.get(action="dispute.resolved")
     assert (audit.actor_type, audit.actor_id) == ("SUPPORT", agent.user.public_id)
+
+    page = agent.get(page_url(dispute)).content.decode()
+    assert "Split" in page and "$19.00" in page and "$11.00" in page and "Half the logo was delivered" in page
+    assert "Resolved, balance $0.00" in page  # the chain, read again after the payout
+    assert resolve_url(dispute) not in page and action_url(dispute, "reassign") not in page
 
 
 def test_evidence_and_messages_have_read_only_admin_pages(chain, funded_user, trustless_work, writer, agent):
