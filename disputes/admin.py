@@ -462,12 +462,12 @@ class DisputeAdmin(ReadOnlyAdmin):
 
     # --- The case page ------------------------------------------------------------------------
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        dispute = self.get_object(request, object_id)
-        extra_context = {**(extra_context or {}), "can_resolve": self.has_resolve_permission(request)}
-        if dispute is not None and self.has_view_permission(request, dispute):
-            extra_context.update(self._case_context(request, dispute, can_act=extra_context["can_resolve"]))
-        return super().change_view(request, object_id, form_url, extra_context)
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        can_act = self.has_resolve_permission(request)
+        context["can_resolve"] = can_act
+        if obj is not None:
+            context.update(self._case_context(request, obj, can_act=can_act))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _case_context(self, request, dispute: Dispute, *, can_act: bool) -> dict:
         order = dispute.order
