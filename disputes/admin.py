@@ -229,10 +229,6 @@ class DisputeResolveForm(forms.Form):
     def milestone_field(milestone) -> str:
         return f"milestone_{milestone.index}"
 
-    @property
-    def milestone_fields(self) -> list:
-        return [self[self.milestone_field(milestone)] for milestone in self.milestones] if self.multi else []
-
     def stroops(self, name: str) -> int | None:
         amount = self.cleaned_data.get(name)
         return None if amount is None else money_to_stroops(amount)
@@ -312,6 +308,9 @@ class DisputeReplyForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": MESSAGE_MAX_CHARS}),
     )
     internal = forms.BooleanField(required=False, label="Internal note: only staff see it, and no one is e-mailed")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, label_suffix="", **kwargs)  # the labels are sentences
 
 
 class DisputeReassignForm(forms.Form):
