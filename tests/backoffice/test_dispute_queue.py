@@ -51,8 +51,10 @@ def test_the_queue_lists_a_dispute_with_its_columns_and_filters(chain, funded_us
     dispute = Dispute.objects.select_related("order").get(public_id=disputed(writer, buyer, seller)["id"])
 
     page = agent.get(QUEUE).content.decode()
+    case_url = reverse("admin:disputes_dispute_change", args=[dispute.pk])
+    assert f'href="{case_url}" title="Open the case {dispute.public_id}">{dispute.order.title}</a>' in page
     order_url = reverse("admin:marketplace_order_change", args=[dispute.order_id])
-    assert f'<a href="{order_url}">{dispute.order.public_id}</a>' in page
+    assert f'href="{order_url}" title="{dispute.order.public_id}">{dispute.order.public_id}</a>' in page
     assert "30.00" in page and "300000000" not in page  # dollars, never stroops
     assert buyer.email in page and seller.email in page
     assert "quality issue" in page and "OPEN" in page
