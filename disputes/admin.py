@@ -321,6 +321,12 @@ class DisputeReassignForm(forms.Form):
         self.fields["agent"].queryset = dispute_agents().exclude(email__iexact=dispute.assigned_to)
 
 
+def _reassign_form(dispute: Dispute) -> DisputeReassignForm | None:
+    """The reassign form, or None when no other agent could take the case."""
+    form = DisputeReassignForm(dispute=dispute)
+    return form if form.fields["agent"].queryset.exists() else None
+
+
 # --- The dispute queue and the case page ------------------------------------------------------
 
 
@@ -517,9 +523,7 @@ class DisputeAdmin(ReadOnlyAdmin):
             "can_act": can_act,
             "reply_form": DisputeReplyForm() if can_act else None,
             "reassign_form": (
-                DisputeReassignForm(dispute=dispute)
-                if can_act and dispute.status == Dispute.Status.UNDER_REVIEW
-                else None
+                _reassign_form(dispute) if can_act and dispute.status == Dispute.Status.UNDER_REVIEW else None
             ),
         }
 

@@ -19,7 +19,6 @@ from marketplace.models import Order
 from marketplace.orders import OrderActor
 from offerhub.models import AuditLog
 from payments.ledger import user_accounts
-from tests.backoffice import test_dispute_queue
 from tests.backoffice.test_dispute_queue import QUEUE, notes, queue_ids, resolve_url
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain
 from tests.escrow.test_step_runner import fault
@@ -27,7 +26,6 @@ from tests.factories import UserFactory
 from tests.marketplace.test_dispute_case_api import disputed, net, under_review
 
 pytestmark = pytest.mark.django_db(transaction=True)
-agent = test_dispute_queue.agent  # the support agent fixture: staff with the dispute permissions
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"

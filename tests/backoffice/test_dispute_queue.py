@@ -4,7 +4,6 @@ the Django admin, through the dispute services, paid on chain by the sandbox the
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -23,17 +22,6 @@ QUEUE = reverse("admin:disputes_dispute_changelist")
 
 def resolve_url(dispute: Dispute) -> str:
     return reverse("admin:disputes_dispute_resolve", args=[dispute.pk])
-
-
-@pytest.fixture
-def agent(client):
-    """A support agent: staff with the dispute permissions, not a superuser."""
-    user = UserFactory(is_staff=True, email="agent@offerhub.test")
-    codenames = ("view_dispute", "change_dispute", "view_order")
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client.force_login(user)
-    client.user = user
-    return client
 
 
 def queue_ids(client, **params) -> list[str]:

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.db import connection
 from playwright.sync_api import expect
 
+from backoffice.roles import SUPPORT_AGENT
 from disputes.models import Dispute
 from escrow.client import TrustlessWorkClient
 from escrow.models import Escrow
@@ -44,12 +45,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img" / "disputes"
 VIEWPORT = {"width": 1366, "height": 900}
 THUMBNAIL = 96  # pixels: the picture the buyer uploads
 USD = 10_000_000
-AGENT_PERMISSIONS = (
-    ("disputes", "view_dispute"),
-    ("disputes", "change_dispute"),
-    ("marketplace", "view_order"),
-    ("marketplace", "settle_order_manually"),
-)
+SELLER_ANSWER = "I can send sharper files today: the colours are as agreed."
 
 
 def screenshot(target, name: str) -> None:
@@ -89,7 +85,7 @@ def people(browser, request):
 
 def the_cast():
     """A seller with a listing, a buyer with $100 on their wallet, and a support agent who is
-    staff but not a superuser (the `Support agent` group when it exists, else its permissions)."""
+    staff in the `Support agent` group, not a superuser."""
     platform_bootstrap()
     seller = UserFactory(display_name="Sam Seller", email="sam@example.test")
     buyer = UserFactory(display_name="Bea Buyer", email="bea@example.test")
@@ -103,12 +99,8 @@ def the_cast():
         seller=seller, category=CategoryFactory(name="Design", slug="design"), title="A logo", price_cents=4_000
     )
     agent = UserFactory(display_name="Ana Agent", email="ana@support.example", is_staff=True)
-    group = Group.objects.filter(name="Support agent").first()
-    if group is not None:
-        agent.groups.add(group)
-    else:
-        for app_label, codename in AGENT_PERMISSIONS:
-            agent.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    agent.groups.add(Group.objects.get(name=SUPPORT_AGENT))
+    assert not agent.is_superuser
     connection.close()
     return seller, buyer, agent, listing.public_id
 
@@ -170,7 +162,7 @@ def test_open_with_a_picture_answer_assign_resolve_with_a_split_and_get_paid(asg
         seller_page.goto(order_url)
         expect(seller_page.get_by_test_id("dispute-case")).to_contain_text("You have until")
         thumbnail_shown(seller_page)
-        seller_page.get_by_label("Your message").fill("I can send sharper files today: the colours are as agreed.")
+        seller_page.get_by_label("Your message").fill(SELLER_ANSWER)
         seller_page.get_by_role("button", name="Send the message").click()
         expect(seller_page.get_by_text("Message sent")).to_be_visible()
         expect(seller_page.get_by_test_id("dispute-thread")).to_contain_text("I can send sharper files today")
@@ -199,14 +191,21 @@ def test_open_with_a_picture_answer_assign_resolve_with_a_split_and_get_paid(asg
         expect(buyer_page.get_by_test_id("dispute-status")).to_have_text("Under review by support", timeout=LIVE)
 
         dispute = off_the_browser_thread(lambda: Dispute.objects.get())
+        # The agent reads both sides on the case page: the buyer's picture, the seller's answer.
+        agent_page.goto(f"{url}/admin/disputes/dispute/{dispute.pk}/change/")
+        expect(agent_page.locator("img[src*='/evidence/']").first).to_be_visible()
+        expect(agent_page.get_by_text(SELLER_ANSWER).first).to_be_visible()
+        screenshot(agent_page, "case-page")
         agent_page.goto(f"{url}/admin/disputes/dispute/{dispute.pk}/resolve/")
         agent_page.locator("#id_decision").select_option("SPLIT")
         agent_page.locator("#id_release_amount").fill("25.00")
         agent_page.locator("#id_refund_amount").fill("15.00")
         agent_page.locator("#id_note").fill("The logo was delivered but not at the agreed quality: 25 / 15.")
+        agent_page.get_by_role("button", name="Preview payouts").click()  # applies nothing
+        expect(agent_page.locator("body")).to_contain_text("net")
         agent_page.locator("#id_confirm").check()
         screenshot(agent_page, "resolve")
-        agent_page.locator("form:has(#id_confirm) [type=submit]").first.click()
+        agent_page.get_by_role("button", name="Resolve and pay out").click()
         expect(agent_page.locator(".messagelist")).to_contain_text("Resolved", timeout=LIVE)
 
         # Both open order pages show the outcome by themselves (the seller's by polling).
