@@ -318,7 +318,9 @@ class DisputeReassignForm(forms.Form):
 
     def __init__(self, *args, dispute: Dispute, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["agent"].queryset = dispute_agents().exclude(email__iexact=dispute.assigned_to)
+        order = dispute.order
+        others = dispute_agents().exclude(email__iexact=dispute.assigned_to)
+        self.fields["agent"].queryset = others.exclude(pk__in=[order.buyer_id, order.seller_id])
 
 
 def _reassign_form(dispute: Dispute) -> DisputeReassignForm | None:
@@ -370,7 +372,8 @@ class DisputeAdmin(ReadOnlyAdmin):
         return "-" if obj.refund_amount is None else f"${money_from_stroops(obj.refund_amount)}"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("order__buyer", "order__seller")
+        rows = super().get_queryset(request).select_related("order__buyer", "order__seller")
+        return _not_their_own(rows, request.user, "order")
 
     def has_resolve_permission(self, request, obj=None) -> bool:
         return request.user.is_active and request.user.is_staff and request.user.has_perm("disputes.change_dispute")
@@ -680,6 +683,12 @@ def _dispute_link(dispute: Dispute):
     return format_html('<a href="{}">{}</a>', url, dispute.public_id)
 
 
+def _not_their_own(rows, user, order_path: str):
+    """Staff who bought or sold an order never see its case here (nor support's notes on it):
+    another agent handles it, and the services refuse them too."""
+    return rows.exclude(**{f"{order_path}__buyer": user.pk}).exclude(**{f"{order_path}__seller": user.pk})
+
+
 @admin.register(DisputeEvidence)
 class DisputeEvidenceAdmin(ReadOnlyAdmin):
     class Media:
@@ -691,6 +700,9 @@ class DisputeEvidenceAdmin(ReadOnlyAdmin):
     list_select_related = ("dispute",)
     fields = ("public_id", "case", "party", "author", "kind", "content", "file_size", "created_at")
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return _not_their_own(super().get_queryset(request), request.user, "dispute__order")
 
     @admin.display(description="dispute", ordering="dispute__public_id")
     def case(self, obj):
@@ -709,6 +721,9 @@ class DisputeMessageAdmin(ReadOnlyAdmin):
     list_select_related = ("dispute",)
     fields = ("public_id", "case", "party", "author", "author_name", "visibility", "body", "created_at")
     readonly_fields = fields
+
+    def get_queryset(self, request):
+        return _not_their_own(super().get_queryset(request), request.user, "dispute__order")
 
     @admin.display(description="dispute", ordering="dispute__public_id")
     def case(self, obj):

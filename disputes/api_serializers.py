@@ -124,6 +124,12 @@ class EvidenceFileInput(StrictSerializer):
             raise serializers.ValidationError("must be an object {name, contentBase64}")
         return super().to_internal_value(data)
 
+    def validate_name(self, name: str) -> str:
+        """A file's own name, never a path: what is stored and sent back is derived from it."""
+        if "/" in name or "\\" in name or name.strip(". ") == "":
+            raise serializers.ValidationError("a file name such as receipt.pdf, without any folder")
+        return name
+
 
 class DisputeEvidenceInput(StrictSerializer):
     """POST /disputes/{id}/evidence: a text, a link, or a file with an optional caption (`text`)."""

@@ -100,7 +100,9 @@ def _shares(dispute: Dispute, viewer_party: str | None, escrow) -> list[Share]:
     """Each side's share of the decision, net of fees exactly as the escrow's resolution steps
     pay it (per distribution); from the decided totals before any step is queued."""
     fee_percent = escrow.platform_fee_percent if escrow is not None else settings.OFFERHUB_PLATFORM_FEE_PERCENT
-    paid = escrow_resolution_payouts(escrow=escrow) if escrow is not None else {}
+    # Only the decision's own payouts: a milestone paid by the resolver after an earlier,
+    # withdrawn dispute is not part of this outcome.
+    paid = escrow_resolution_payouts(escrow=escrow, since=dispute.resolved_at) if escrow is not None else {}
     addresses = {Party.SELLER: "serviceProvider", Party.BUYER: "approver"}
     shares = []
     for side, gross in ((Party.SELLER, dispute.release_amount or 0), (Party.BUYER, dispute.refund_amount or 0)):
@@ -146,6 +148,8 @@ def dispute_case(*, order: Order, escrow, user, posted: dict | None = None) -> d
         return None
     posted = posted or {}
     viewer_party = Party.BUYER if order.is_buyer(user) else Party.SELLER if order.is_seller(user) else None
+    if viewer_party is None and not user.has_perm("disputes.view_dispute"):
+        return None  # staff who do not handle disputes see the order, not its case
     unsettled = dispute.status in Dispute.UNSETTLED
     may_add = viewer_party is not None and unsettled
     may_withdraw = viewer_party == dispute.opened_by and dispute.status == S.OPEN

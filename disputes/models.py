@@ -103,9 +103,10 @@ class Dispute(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=Status.WITHDRAWN, target=Status.OPEN)
     def reopen_withdrawn(self, *, opened_by: str, reason: str, evidence: list[str] | None):
-        """A party disputes the order again after a withdrawal: the same case opens anew."""
+        """A party disputes the order again after a withdrawal: the same case opens anew, from now."""
         self.opened_by, self.reason, self.evidence = opened_by, reason, evidence
         self.withdrawn_at = self.responded_at = None
+        self.created_at = timezone.now()
 
     @transition(field=status, source=Status.OPEN, target=Status.WITHDRAWN)
     def withdraw(self):

@@ -117,7 +117,11 @@ def dispute_open(
 
 
 def _locked(dispute: Dispute) -> Dispute:
-    return Dispute.objects.select_for_update(of=("self",)).select_related("order__buyer").get(pk=dispute.pk)
+    return (
+        Dispute.objects.select_for_update(of=("self",))
+        .select_related("order__buyer", "order__seller")
+        .get(pk=dispute.pk)
+    )
 
 
 def _invalid_state(dispute: Dispute, allowed: str, words: str) -> ServiceError:
@@ -128,9 +132,22 @@ def _invalid_state(dispute: Dispute, allowed: str, words: str) -> ServiceError:
     )
 
 
-def _support_only(actor: OrderActor) -> None:
+def _support_only(actor: OrderActor, dispute: Dispute) -> None:
     if not actor.is_support:
         raise ServiceError("FORBIDDEN", "only support handles a dispute")
+    _not_a_party(actor, dispute)
+
+
+def _agent_not_a_party(dispute: Dispute, agent: str) -> None:
+    order = dispute.order
+    if agent.strip().lower() in (order.buyer.email.lower(), order.seller.email.lower()):
+        raise ServiceError("FORBIDDEN", "that agent is a party to this order", field="assignedTo")
+
+
+def _not_a_party(actor: OrderActor, dispute: Dispute) -> None:
+    """Staff who bought or sold the order never handle its case (nor read support's notes on it)."""
+    if actor.user is not None and dispute.order.is_participant(actor.user):
+        raise ServiceError("FORBIDDEN", "you are a party to this order: another agent handles its dispute")
 
 
 def _record(dispute: Dispute, *, action: str, actor: OrderActor, before: str, **after) -> None:
@@ -162,10 +179,11 @@ def _publish(dispute: Dispute, event_type: str, **payload) -> None:
 @transaction.atomic
 def dispute_assign(*, dispute: Dispute, agent: str, actor: OrderActor) -> Dispute:
     """Support takes the case: OPEN → UNDER_REVIEW, `agent` (who reviews it) recorded."""
-    _support_only(actor)
     dispute = _locked(dispute)
+    _support_only(actor, dispute)
     if dispute.status != Dispute.Status.OPEN:
         raise _invalid_state(dispute, Dispute.Status.OPEN, "assigned")
+    _agent_not_a_party(dispute, agent)
     before = dispute.status
     dispute.assign(agent=agent)
     dispute.save()
@@ -179,12 +197,13 @@ def dispute_assign(*, dispute: Dispute, agent: str, actor: OrderActor) -> Disput
 @transaction.atomic
 def dispute_reassign(*, dispute: Dispute, agent: str, actor: OrderActor) -> Dispute:
     """Hand a case under review to another agent (the review goes on)."""
-    _support_only(actor)
     dispute = _locked(dispute)
+    _support_only(actor, dispute)
     if dispute.status != Dispute.Status.UNDER_REVIEW:
         raise _invalid_state(dispute, Dispute.Status.UNDER_REVIEW, "reassigned")
     if not agent.strip():
         raise ServiceError("VALIDATION_ERROR", "name the agent who takes the case", field="assignedTo")
+    _agent_not_a_party(dispute, agent)
     previous = dispute.assigned_to
     dispute.reassign(agent=agent.strip())
     dispute.save()
@@ -214,7 +233,9 @@ def dispute_withdraw(*, dispute: Dispute, party: str, actor: OrderActor) -> Disp
     before = dispute.status
     dispute.withdraw()
     dispute.save()
-    order_dispute_withdraw(order=dispute.order, actor=actor, dispute_id=dispute.public_id)
+    order_dispute_withdraw(
+        order=dispute.order, actor=actor, disputed_at=dispute.created_at, dispute_id=dispute.public_id
+    )
     _record(dispute, action="dispute.withdrawn", actor=actor, before=before, withdrawnBy=party)
     _publish(dispute, "dispute.withdrawn", withdrawnBy=party, withdrawnAt=iso_timestamp(dispute.withdrawn_at))
     return dispute
@@ -241,6 +262,7 @@ def _speaks_for(dispute: Dispute, *, party: str, actor: OrderActor) -> None:
         raise ServiceError("VALIDATION_ERROR", f"party must be one of {', '.join(Party.values)}", field="party")
     if party == Party.SUPPORT:
         if actor.is_support:
+            _not_a_party(actor, dispute)
             return
         if actor.type == "API_KEY":
             raise ServiceError("INSUFFICIENT_SCOPE", "speaking as support needs the support scope")
@@ -445,8 +467,8 @@ def dispute_resolve(
     everything the escrow still holds to one side). Each payout is net of the contract's fees.
     A SPLIT of a multi-release escrow may say, per open milestone (by ref), what of it goes to
     the seller (`milestone_release_amounts`); the rest of each milestone goes to the buyer."""
-    _support_only(actor)
     dispute = _locked(dispute)
+    _support_only(actor, dispute)
     if dispute.status != Dispute.Status.UNDER_REVIEW:
         raise _invalid_state(dispute, Dispute.Status.UNDER_REVIEW, "resolved")
     order = Order.objects.get(pk=dispute.order_id)

@@ -255,6 +255,10 @@ def escrow_funding_refusal(*, escrow: Escrow, amount: int) -> tuple[str, str] | 
     return None
 
 
+# Calls that pay money out of the escrow (an approval leads to one).
+PAYOUT_ACTIONS = (Action.APPROVE, Action.RELEASE, Action.RELEASE_MILESTONE, Action.RESOLVE, Action.RESOLVE_MILESTONE)
+
+
 def _funded(escrow: Escrow) -> None:
     if escrow.status != Escrow.Status.FUNDED:
         raise ServiceError("ESCROW_INVALID_STATE", f"the escrow is {escrow.status}, not FUNDED")
@@ -388,6 +392,15 @@ def escrow_dispute(*, escrow: Escrow, opened_by: str, actor=None) -> Escrow:
     """Freeze the escrow on chain: signed by the buyer or the seller (`opened_by`)."""
     escrow = _locked(escrow)
     _working(escrow)  # already frozen by a withdrawn dispute: the contract's flag is still set
+    paying = escrow.steps.filter(status__in=EscrowStep.OPEN, action__in=PAYOUT_ACTIONS)
+    if paying.exists():
+        # Frozen now, the money on its way would be disputed too: the chain would then refuse
+        # either the payout or the dispute, and what is left could not be resolved.
+        raise ServiceError(
+            "ESCROW_NOT_READY",
+            "a payment from this escrow is still being confirmed on chain: open the dispute once it is",
+            details={"inFlight": sorted(set(paying.values_list("action", flat=True)))},
+        )
     signer = escrow.roles["approver"] if opened_by == "buyer" else escrow.roles["serviceProvider"]
     _dispute_steps(escrow, signer, actor)
     _audit(escrow, "escrow.dispute_requested", actor, openedBy=opened_by)
@@ -430,14 +443,16 @@ def escrow_resolve(
     return escrow
 
 
-def escrow_resolution_payouts(*, escrow: Escrow) -> dict[str, tuple[int, int]]:
-    """What the escrow's resolutions pay (or are paying) each address: (gross, net) in stroops,
-    the fees taken per distribution as the contract takes them (so per milestone when a
-    multi-release escrow is split milestone by milestone)."""
+def escrow_resolution_payouts(*, escrow: Escrow, since=None) -> dict[str, tuple[int, int]]:
+    """What the escrow's resolutions queued from `since` on pay (or are paying) each address:
+    (gross, net) in stroops, the fees taken per distribution as the contract takes them (so per
+    milestone when a multi-release escrow is split milestone by milestone)."""
     paid: dict[str, tuple[int, int]] = {}
     steps = escrow.steps.filter(action__in=(Action.RESOLVE, Action.RESOLVE_MILESTONE)).exclude(
         status=EscrowStep.Status.FAILED
     )
+    if since is not None:
+        steps = steps.filter(created_at__gte=since)
     for step in steps:
         for address, amount in step.params.get("distributions", []):
             gross, net = paid.get(address, (0, 0))

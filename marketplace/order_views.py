@@ -480,6 +480,8 @@ def _refused(request, order: Order, error: ServiceError):
         message = f"That is not possible any more: the order is now “{order_badge(now)['label'].lower()}”."
     elif error.code == "DISPUTE_ALREADY_OPEN":
         message = "A dispute is open on this order: support decides what happens to the payment."
+    elif error.code == "ESCROW_NOT_READY" and (error.details or {}).get("inFlight"):
+        message = "A payment from this order is still being confirmed. Please try again in a minute."
     elif error.code == "ESCROW_NOT_READY":
         message = "The payment protection is not ready yet. Please try again in a minute."
     else:

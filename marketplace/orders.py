@@ -9,6 +9,7 @@ in the same transaction. Steps that talk to Trustless Work are queued on the esc
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -539,13 +540,16 @@ def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: st
 
 
 @transaction.atomic
-def order_dispute_withdraw(*, order: Order, actor: OrderActor, dispute_id: str = "") -> Order:
+def order_dispute_withdraw(*, order: Order, actor: OrderActor, disputed_at, dispute_id: str = "") -> Order:
     """The dispute was withdrawn: the order goes on where it was (IN_PROGRESS). Its escrow
     keeps the contract's dispute flag (Trustless Work v1 cannot clear it), so what it pays out
-    later is paid by the platform as dispute resolver (escrow.services.escrow_release)."""
+    later is paid by the platform as dispute resolver (escrow.services.escrow_release). The
+    buyer's inspection window did not run while the order was frozen (since `disputed_at`)."""
     order = _locked(order)
     if order.status != S.DISPUTED:
         raise _invalid_state(f"the order is {order.status}, not DISPUTED", order.status, [S.DISPUTED])
+    if order.delivered_at is not None:
+        order.delivered_at += max(timezone.now() - disputed_at, timedelta(0))
     _take(order, "dispute_withdrawn", actor)
     _event(order, "order.dispute_withdrawn", disputeId=dispute_id or None, withdrawnAt=iso_timestamp(timezone.now()))
     return order
