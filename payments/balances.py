@@ -14,6 +14,7 @@ import requests
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from stellar_sdk import Keypair, TransactionBuilder
 
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
@@ -36,7 +37,7 @@ from payments.ledger import (
 )
 from payments.models import Hold, LedgerAccount, Wallet, Withdrawal
 from payments.reconciliation import reconciliation_record, wallet_compare
-from payments.stellar import StellarError
+from payments.stellar import StellarError, friendbot_fund, horizon, transaction_submit, usdc
 from payments.withdrawals import payment_for_request, withdrawal_submit
 
 Kind = LedgerAccount.Kind
@@ -340,6 +341,22 @@ def sandbox_mint(wallet: Wallet, amount: int, *, memo: str = "") -> str:
     if response.status_code != 200:
         raise ServiceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
     return response.json()["hash"]
+
+
+def sandbox_recipient_create() -> str:
+    """Sandbox only: a new Stellar account that accepts USDC, to try a withdrawal to. Funded by
+    friendbot and trusting USDC; its key is not kept (it only receives). Returns its address."""
+    recipient = Keypair.random()
+    friendbot_fund(recipient.public_key)
+    envelope = (
+        TransactionBuilder(horizon().load_account(recipient.public_key), settings.STELLAR_NETWORK_PASSPHRASE, 100)
+        .append_change_trust_op(usdc())
+        .set_timeout(300)
+        .build()
+    )
+    envelope.sign(recipient)
+    transaction_submit(envelope)
+    return recipient.public_key
 
 
 def _credit_memo(*, user, amount: int, principal_id: str, idempotency_key: str) -> str:

@@ -5,4 +5,5 @@ from payments import views
 urlpatterns = [
     path("wallet/", views.wallet_page, name="wallet"),
     path("wallet/simulate-deposit/", views.simulate_deposit, name="wallet-simulate-deposit"),
+    path("wallet/test-recipient/", views.test_recipient_create, name="wallet-test-recipient"),
 ]

@@ -1,15 +1,18 @@
 """The member's wallet page: balance, add funds, withdraw, history."""
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.money import money_dollars
-from payments.balances import balance_snapshot, sandbox_mint
+from payments.balances import balance_snapshot, sandbox_mint, sandbox_recipient_create
 from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, WithdrawalForm
 from payments.history import history_page
@@ -44,7 +47,8 @@ def wallet_page(request):
         "history": history.rows,
         "history_start": history,  # the balances before the oldest row shown
         "page": history.page,
-        "withdrawal_form": WithdrawalForm(),
+        # A test address made by the sandbox button comes back filled in.
+        "withdrawal_form": WithdrawalForm(initial={"destination": request.GET.get("destination", "")[:56]}),
         "simulate_form": SimulateDepositForm() if "stellar" in settings.SANDBOX_PROVIDERS else None,
         "usdc_issuer": settings.STELLAR_USDC_ISSUER,
         "network": settings.STELLAR_NETWORK,
@@ -99,3 +103,19 @@ def simulate_deposit(request):
         problems = form.errors.get("amount") or ["Your account is still being set up; try again in a moment."]
         messages.error(request, problems[0])
     return redirect("wallet")
+
+
+@login_required
+@require_POST
+def test_recipient_create(request):
+    """Sandbox only: make an address that accepts USDC and put it in the withdrawal form, so a
+    member can try a withdrawal without a Stellar wallet of their own."""
+    if "stellar" not in settings.SANDBOX_PROVIDERS:
+        return redirect("wallet")
+    try:
+        address = sandbox_recipient_create()
+    except ServiceError:  # StellarError is one
+        messages.error(request, "The sandbox could not create a test address right now; try again.")
+        return redirect("wallet")
+    messages.success(request, "A test address that accepts USDC is in the form below (nobody holds its key).")
+    return redirect(f"{reverse('wallet')}?{urlencode({'destination': address})}#withdraw-heading")

@@ -86,14 +86,20 @@ def _destination_check(*, user, destination: str) -> None:
     if account is None:
         raise ServiceError(
             "WITHDRAWAL_DESTINATION_INVALID",
-            "The destination account does not exist on the Stellar network.",
+            "No Stellar account exists at this address yet. Its owner must first open it (a Stellar wallet "
+            "app does this with a small XLM deposit) and add USDC to it; then send to it again. "
+            "Nothing was withdrawn.",
             field="destinationRef",
+            details={"reason": "account_missing", "usdcIssuer": settings.STELLAR_USDC_ISSUER},
         )
     if usdc_balance(account) is None:
         raise ServiceError(
             "WITHDRAWAL_DESTINATION_INVALID",
-            "The destination account does not accept USDC (it has no USDC trustline).",
+            "This account cannot receive USDC yet: its owner must add USDC to it, a USDC trustline (in a Stellar "
+            f"wallet app: add the asset USDC issued by {settings.STELLAR_USDC_ISSUER}); then send to it again. "
+            "Nothing was withdrawn.",
             field="destinationRef",
+            details={"reason": "no_usdc_trustline", "usdcIssuer": settings.STELLAR_USDC_ISSUER},
         )
 
 

@@ -4,8 +4,10 @@ import html
 import re
 from dataclasses import dataclass
 from decimal import Decimal as D
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+from stellar_sdk import Keypair
 
 from payments.ledger import user_accounts
 from payments.models import Withdrawal
@@ -116,7 +118,10 @@ def test_withdrawal_form_names_the_problem_and_moves_nothing(chain, client, fund
     client.force_login(user)
     no_trust = chain.outside_account(trustline=False)
     page = client.post("/wallet/", {"amount": "20.00", "destination": no_trust.public_key}).content.decode()
-    assert "does not accept USDC" in page and 'aria-invalid="true"' in page
+    assert "cannot receive USDC yet: its owner must add USDC" in page and 'aria-invalid="true"' in page
+    unopened = Keypair.random().public_key
+    page = client.post("/wallet/", {"amount": "20.00", "destination": unopened}).content.decode()
+    assert "No Stellar account exists at this address yet. Its owner must first open it" in page
     page = client.post("/wallet/", {"amount": "20.00", "destination": "hello"}).content.decode()
     assert "not a valid Stellar address" in page
     outside = chain.outside_account()
@@ -125,6 +130,25 @@ def test_withdrawal_form_names_the_problem_and_moves_nothing(chain, client, fund
     available, held = user_accounts(user)
     assert (available.balance, held.balance) == (500_000_000, 0)
     assert not Withdrawal.objects.exists()
+
+
+def test_in_the_sandbox_a_test_address_that_accepts_usdc_is_made_and_paid(chain, client, funded_user, settings):
+    user = funded_user("50.00")
+    client.force_login(user)
+    assert "create a test address that accepts USDC" in client.get("/wallet/").content.decode()
+
+    made = client.post("/wallet/test-recipient/")
+    address = parse_qs(urlparse(made["Location"]).query)["destination"][0]
+    form = client.get(made["Location"]).content.decode()
+    assert f'value="{address}"' in form  # filled in
+    assert chain.usdc(address) == 0  # open, and trusting USDC
+    sent = client.post("/wallet/", {"amount": "12.00", "destination": address}, follow=True).content.decode()
+    assert "$12.00 was sent to the destination" in sent
+    assert chain.usdc(address) == 12
+
+    settings.SANDBOX_PROVIDERS = []
+    assert "create a test address" not in client.get("/wallet/").content.decode()
+    assert client.post("/wallet/test-recipient/")["Location"] == "/wallet/"
 
 
 def test_withdrawal_form_sends_the_money(chain, client, funded_user):

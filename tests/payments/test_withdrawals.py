@@ -56,7 +56,7 @@ def test_withdrawal_pays_the_address_and_posts_the_hold(chain, funded_user):
     ("destination", "message"),
     [
         ("not-an-address", "not a valid Stellar address"),
-        ("GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7", "does not exist"),
+        ("GAAZI4TCR3TY5OJHCTJC2A4QSY6CJWJH5IAJTGKIN2ER7LBNVKOCCWN7", "No Stellar account exists at this address"),
     ],
 )
 def test_bad_destinations_fail_cleanly(chain, funded_user, destination, message):
@@ -74,7 +74,7 @@ def test_address_without_usdc_trustline_fails_cleanly(chain, funded_user):
     no_trust = chain.outside_account(trustline=False)
     with pytest.raises(ServiceError) as error:
         withdraw(user, no_trust.public_key)
-    assert "no USDC trustline" in error.value.message
+    assert "cannot receive USDC yet" in error.value.message
     assert balances(user) == (500_000_000, 0)
     assert not Hold.objects.exists()
 
