@@ -31,6 +31,7 @@ def _generous_rate_limit(settings):
     """The whole suite calls from one IP and one sandbox key; rate-limit tests lower these themselves."""
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 100_000
     settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 100_000
+    settings.SANDBOX_AIRTM_RATE_LIMIT = 100_000
 
 
 @pytest.fixture(autouse=True)
