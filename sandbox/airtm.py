@@ -298,8 +298,9 @@ def _page(request, queryset, shape, *, cursor_field: str = "airtm_id", newest_fi
     rows = queryset.order_by(forward)
     cursor = after or before
     if cursor:
-        anchor = queryset.model.objects.filter(**{cursor_field: cursor}).values_list("pk", flat=True).first()
-        if anchor is None or (cursor_field == "pk" and not str(cursor).isdigit()):
+        valid = not (cursor_field == "pk" and not cursor.isdigit())
+        anchor = valid and queryset.model.objects.filter(**{cursor_field: cursor}).values_list("pk", flat=True).first()
+        if not anchor:
             raise AirtmError(400, BAD_REQUEST, "unknown cursor", {"field": "after" if after else "before"})
         older, newer = {"pk__lt": anchor}, {"pk__gt": anchor}
         if after:

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from svix.webhooks import Webhook
@@ -209,15 +209,19 @@ def airtm_payin_create(
     with transaction.atomic():
         if Payin.objects.filter(code=code).exists():
             raise AirtmError(409, PAYIN_CODE_EXISTS, "A payin with this code already exists", {"code": code})
-        payin = Payin.objects.create(
-            airtm_id=str(uuid.uuid4()),
-            code=code,
-            amount_cents=amount_cents,
-            description=description,
-            items=items,
-            confirmation_uri=confirmation_uri,
-            cancel_uri=cancel_uri,
-        )
+        try:
+            with transaction.atomic():  # two requests racing with one code: the loser hears 415029
+                payin = Payin.objects.create(
+                    airtm_id=str(uuid.uuid4()),
+                    code=code,
+                    amount_cents=amount_cents,
+                    description=description,
+                    items=items,
+                    confirmation_uri=confirmation_uri,
+                    cancel_uri=cancel_uri,
+                )
+        except IntegrityError:
+            raise AirtmError(409, PAYIN_CODE_EXISTS, "A payin with this code already exists", {"code": code}) from None
         _webhook_enqueue("payin", payin)
     return payin
 
@@ -276,16 +280,22 @@ def airtm_payout_create(
             raise AirtmError(422, RECIPIENT_CANNOT_RECEIVE, "The Airtm user cannot receive payouts: inactive")
         if require_id_verified and not recipient.is_verified:
             raise AirtmError(422, RECIPIENT_CANNOT_RECEIVE, "The Airtm user cannot receive payouts: not verified")
-        payout = Payout.objects.create(
-            airtm_id=str(uuid.uuid4()),
-            code=code,
-            recipient=recipient,
-            amount_cents=amount_cents,
-            enterprise_fee_cents=enterprise_fee_cents,
-            notes=notes,
-            internal_note=internal_note,
-            require_id_verified=require_id_verified,
-        )
+        try:
+            with transaction.atomic():
+                payout = Payout.objects.create(
+                    airtm_id=str(uuid.uuid4()),
+                    code=code,
+                    recipient=recipient,
+                    amount_cents=amount_cents,
+                    enterprise_fee_cents=enterprise_fee_cents,
+                    notes=notes,
+                    internal_note=internal_note,
+                    require_id_verified=require_id_verified,
+                )
+        except IntegrityError:
+            raise AirtmError(
+                409, PAYOUT_CODE_EXISTS, "A payout with this code already exists", {"code": code}
+            ) from None
         _payout_record(payout)
         if commit:
             # A commit that cannot be paid refuses the whole request: nothing is created.

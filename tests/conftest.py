@@ -35,6 +35,13 @@ def _generous_rate_limit(settings):
 
 
 @pytest.fixture(autouse=True)
+def _sandbox_airtm_webhooks_nowhere(settings):
+    """The sandbox Airtm's webhooks go to a closed port (a fast failed delivery) unless a test
+    points them at a receiver: never at whatever else listens on SITE_URL's port."""
+    settings.SANDBOX_AIRTM_WEBHOOK_URL = "http://127.0.0.1:9/api/v1/webhooks/airtm"
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """PBKDF2's deliberate slowness (~0.4 s a user) is for production, not for test fixtures."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
