@@ -614,3 +614,16 @@ def test_over_real_http_with_basic_auth(live_server, settings):
     # It reached our own endpoint (a 404 until the receiver exists: a failed delivery, retried).
     assert delivery.attempts == 1 and delivery.last_response_status is not None
     assert (delivery.status == "succeeded") == (200 <= delivery.last_response_status < 300)
+
+
+def test_beat_drives_the_sandbox_airtm(airtm, settings):
+    from offerhub.celery import app
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"] for name, entry in settings.CELERY_BEAT_SCHEDULE.items() if "airtm" in name}
+    assert scheduled == {"sandbox.tasks.airtm_payouts_advance_task", "sandbox.tasks.airtm_webhooks_deliver_due_task"}
+    assert scheduled <= set(app.tasks)
+    settings.SANDBOX_AIRTM_PAYOUT_STEP_SECONDS = 0
+    payout = make_payout(airtm, commit=True)
+    assert app.tasks["sandbox.tasks.airtm_payouts_advance_task"].delay().get() == 1
+    assert airtm.get(f"/payouts/{payout['id']}").json()["status"] == "PENDING"
