@@ -14,7 +14,8 @@ from decimal import Decimal
 import requests
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from svix.webhooks import Webhook
 
@@ -161,13 +162,12 @@ def airtm_balance_cents() -> tuple[int, int]:
     they complete (then gone) or fail or are canceled (then back)."""
     account = airtm_account()
     paid_in = Payin.objects.filter(status=Payin.Status.CONFIRMED).aggregate(total=Sum("amount_cents"))["total"] or 0
-    held = sum(
-        p.debit_cents for p in Payout.objects.filter(status__in=HELD).only("amount_cents", "enterprise_fee_cents")
+    debit = F("amount_cents") - F("enterprise_fee_cents")  # Payout.debit_cents, in SQL
+    debits = Payout.objects.aggregate(
+        held=Coalesce(Sum(debit, filter=Q(status__in=HELD)), 0),
+        paid_out=Coalesce(Sum(debit, filter=Q(status=Payout.Status.COMPLETED)), 0),
     )
-    paid_out = sum(
-        p.debit_cents
-        for p in Payout.objects.filter(status=Payout.Status.COMPLETED).only("amount_cents", "enterprise_fee_cents")
-    )
+    held, paid_out = debits["held"], debits["paid_out"]
     return account.opening_balance_cents + paid_in - held - paid_out, held
 
 

@@ -195,10 +195,11 @@ def test_a_created_payin_can_be_canceled_once(airtm):
 # --- the hosted checkout ----------------------------------------------------------------
 
 
-def test_the_checkout_page_shows_the_amount_and_pay_moves_the_payin(airtm, settings):
+def test_the_checkout_page_shows_the_amount_and_pay_moves_the_payin(airtm, settings, django_assert_max_num_queries):
     payin = make_payin(airtm, amount=50.5)
     browser = Client(enforce_csrf_checks=True)
-    page = browser.get(payin["checkoutUrl"].removeprefix(settings.SITE_URL))
+    with django_assert_max_num_queries(2):
+        page = browser.get(payin["checkoutUrl"].removeprefix(settings.SITE_URL))
     assert page.status_code == 200
     html = page.content.decode()
     assert "$50.50" in html
