@@ -556,11 +556,15 @@ class AirtmClient:
         found = self._look_up_after_loss(look_up, code, last_error)
         if found is not None:
             return self._same_or_conflict(kind, found, same)
+        # Nothing under the code yet, but a request that timed out (or met a gateway's 5xx) may
+        # still be running at Airtm: only a 429 (refused before anything) is a clean "not created".
         raise AirtmError(
             last_error.code,
-            f"Airtm did not take {kind} {code}: {last_error.message}",
+            f"Airtm did not confirm {kind} {code}: {last_error.message}",
             http_status=last_error.http_status,
             reason_code=last_error.reason_code,
+            outcome_unknown=last_error.http_status != 429,
+            details={"code": code},
         )
 
     @staticmethod

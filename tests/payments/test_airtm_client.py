@@ -473,3 +473,15 @@ def test_a_timeout_on_a_read_is_reported_as_such(airtm):
     with pytest.raises(AirtmError) as slow:
         AirtmClient(timeout=0.3, attempts=2, backoff=0.01).me()
     assert slow.value.code == "PROVIDER_TIMEOUT" and slow.value.status == 504
+
+
+@http
+def test_answers_lost_on_every_attempt_leave_the_outcome_unknown(airtm, recipient):
+    from payments.airtm import AirtmClient
+
+    fault(method="POST", path_contains="/payouts", status_code=504)  # a gateway: the backend may still run
+    client = AirtmClient(attempts=2, backoff=0.01)
+    with pytest.raises(AirtmError) as unknown:
+        client.payout_create(code="wd-never", email=recipient.email, amount=Decimal("1.00"), notes="n")
+    assert unknown.value.outcome_unknown and unknown.value.code == "PROVIDER_ERROR"
+    assert sandbox_payouts("wd-never") == 0
