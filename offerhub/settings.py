@@ -76,9 +76,30 @@ SANDBOX_BASE_URL = f"{SITE_URL}/sandbox"
 
 TRUSTLESS_WORK_API_URL = env.str("TRUSTLESS_WORK_API_URL", default=f"{SANDBOX_BASE_URL}/trustless-work").rstrip("/")
 TRUSTLESS_WORK_API_KEY = env.str("TRUSTLESS_WORK_API_KEY", default="sandbox-trustless-work-key")
-AIRTM_API_URL = env.str("AIRTM_API_URL", default=f"{SANDBOX_BASE_URL}/airtm/v2").rstrip("/")
-AIRTM_API_KEY = env.str("AIRTM_API_KEY", default="sandbox-airtm-key")
-AIRTM_API_SECRET = env.str("AIRTM_API_SECRET", default="sandbox-airtm-secret")
+# Airtm Enterprise API v2 (PROVIDERS.md). The older AIRTM_API_URL/KEY/SECRET variables are still
+# read when the OFFERHUB_AIRTM_* ones are unset, and the old setting names remain aliases.
+OFFERHUB_AIRTM_BASE_URL = env.str(
+    "OFFERHUB_AIRTM_BASE_URL", default=env.str("AIRTM_API_URL", default=f"{SANDBOX_BASE_URL}/airtm/v2")
+).rstrip("/")
+OFFERHUB_AIRTM_API_KEY = env.str(
+    "OFFERHUB_AIRTM_API_KEY", default=env.str("AIRTM_API_KEY", default="sandbox-airtm-key")
+)
+OFFERHUB_AIRTM_API_SECRET = env.str(
+    "OFFERHUB_AIRTM_API_SECRET", default=env.str("AIRTM_API_SECRET", default="sandbox-airtm-secret")
+)
+# Where the user is sent to pay a payin: `<base>/<payin id>` (the sandbox's hosted checkout by default).
+OFFERHUB_AIRTM_CHECKOUT_BASE_URL = env.str(
+    "OFFERHUB_AIRTM_CHECKOUT_BASE_URL", default=f"{SANDBOX_BASE_URL}/airtm/checkout"
+).rstrip("/")
+# The Svix endpoint secret Airtm's webhooks are signed with. The sandbox signs with this same value;
+# without a sandbox there is no default: unsigned-by-us webhooks are then never processed.
+SANDBOX_AIRTM_DEFAULT_WEBHOOK_SECRET = "whsec_c2FuZGJveC1haXJ0bS13ZWJob29rLXNlY3JldC0zMg=="  # noqa: S105 (public)
+OFFERHUB_AIRTM_WEBHOOK_SECRET = env.str(
+    "OFFERHUB_AIRTM_WEBHOOK_SECRET", default=SANDBOX_AIRTM_DEFAULT_WEBHOOK_SECRET if OFFERHUB_SANDBOX else ""
+)
+AIRTM_API_URL = OFFERHUB_AIRTM_BASE_URL
+AIRTM_API_KEY = OFFERHUB_AIRTM_API_KEY
+AIRTM_API_SECRET = OFFERHUB_AIRTM_API_SECRET
 STELLAR_HORIZON_URL = env.str("STELLAR_HORIZON_URL", default=f"{SANDBOX_BASE_URL}/horizon").rstrip("/")
 STELLAR_NETWORK = env.str("STELLAR_NETWORK", default="testnet")
 if STELLAR_NETWORK not in ("testnet", "mainnet"):
@@ -152,7 +173,7 @@ if not OFFERHUB_WALLET_KEYS:
 
 PROVIDER_URLS = {
     "trustlessWork": TRUSTLESS_WORK_API_URL,
-    "airtm": AIRTM_API_URL,
+    "airtm": OFFERHUB_AIRTM_BASE_URL,
     "stellar": STELLAR_HORIZON_URL,
 }
 
@@ -172,7 +193,7 @@ if not DEBUG and (OFFERHUB_SANDBOX or SANDBOX_PROVIDERS):
     raise ImproperlyConfigured(
         "Refusing to start in production (DEBUG off) with sandbox providers: "
         + "; ".join(reasons)
-        + ". Set TRUSTLESS_WORK_API_URL, AIRTM_API_URL and STELLAR_HORIZON_URL to the real "
+        + ". Set TRUSTLESS_WORK_API_URL, OFFERHUB_AIRTM_BASE_URL and STELLAR_HORIZON_URL to the real "
         "services and OFFERHUB_SANDBOX=false, or set DEBUG=true for a development server."
     )
 
@@ -180,6 +201,14 @@ if not DEBUG and (OFFERHUB_SANDBOX or SANDBOX_PROVIDERS):
 # lags after a deploy (until /indexer/update-from-txHash), as the real one can.
 SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 50
 SANDBOX_TRUSTLESS_WORK_INDEXER_LAG = False
+# Sandbox Airtm: requests per second per API key (Airtm's 10), the enterprise account's opening
+# balance in dollars, where its webhooks go, how long each payout step takes, and a factor
+# compressing Svix's retry schedule (tests set it small).
+SANDBOX_AIRTM_RATE_LIMIT = 10
+SANDBOX_AIRTM_OPENING_BALANCE = env.str("SANDBOX_AIRTM_OPENING_BALANCE", default="100000.00")
+SANDBOX_AIRTM_WEBHOOK_URL = env.str("SANDBOX_AIRTM_WEBHOOK_URL", default=f"{SITE_URL}/api/v1/webhooks/airtm")
+SANDBOX_AIRTM_PAYOUT_STEP_SECONDS = env.float("SANDBOX_AIRTM_PAYOUT_STEP_SECONDS", default=5.0)
+SANDBOX_AIRTM_WEBHOOK_RETRY_FACTOR = env.float("SANDBOX_AIRTM_WEBHOOK_RETRY_FACTOR", default=1.0)
 
 # --- Applications ----------------------------------------------------------------
 INSTALLED_APPS = [
@@ -339,6 +368,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
     },
 }
+if OFFERHUB_SANDBOX:
+    # The sandbox Airtm moves its payouts along and retries its webhooks as the real one would.
+    CELERY_BEAT_SCHEDULE |= {
+        "sandbox-airtm-payouts-advance": {"task": "sandbox.tasks.airtm_payouts_advance_task", "schedule": 5.0},
+        "sandbox-airtm-webhooks-retry": {"task": "sandbox.tasks.airtm_webhooks_deliver_due_task", "schedule": 5.0},
+    }
 
 # --- Static and media ------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -10,7 +10,20 @@ from django.forms.models import model_to_dict
 from offerhub.admin import ReadOnlyAdmin, dollars
 from offerhub.money import STROOPS_PER_UNIT
 from offerhub.services import audit_record
-from sandbox.models import SandboxAccount, SandboxFault, SandboxPayment, SandboxTransaction, SandboxTrustline
+from sandbox.models import (
+    SandboxAccount,
+    SandboxAirtmPayin,
+    SandboxAirtmPayout,
+    SandboxAirtmPayoutEvent,
+    SandboxAirtmUser,
+    SandboxAirtmWebhookDelivery,
+    SandboxFault,
+    SandboxPayment,
+    SandboxTransaction,
+    SandboxTrustline,
+)
+
+STROOPS_PER_CENT = STROOPS_PER_UNIT // 100
 
 
 def asset_amount(stroops: int, asset_code: str) -> str:
@@ -112,3 +125,79 @@ class SandboxPaymentAdmin(ReadOnlyAdmin):
     @admin.display(description="amount", ordering="amount")
     def amount_display(self, obj):
         return asset_amount(obj.amount, obj.asset_code)
+
+
+# --- Sandbox Airtm: read-only, amounts in dollars (stored in cents, as Airtm counts them).
+
+
+def cents(value: int | None) -> str:
+    return dollars(None if value is None else value * STROOPS_PER_CENT)
+
+
+@admin.register(SandboxAirtmUser)
+class SandboxAirtmUserAdmin(ReadOnlyAdmin):
+    list_display = ("email", "first_name", "last_name", "country", "status", "is_verified", "payout_outcome")
+    list_filter = ("status", "is_verified", "payout_outcome")
+    search_fields = ("email", "airtm_id")
+
+
+@admin.register(SandboxAirtmPayin)
+class SandboxAirtmPayinAdmin(ReadOnlyAdmin):
+    list_display = ("code", "airtm_id", "status", "amount", "created_at", "updated_at")
+    exclude = ("amount_cents", "items")
+    readonly_fields = ("amount",)
+    list_filter = ("status",)
+    search_fields = ("code", "airtm_id")
+
+    @admin.display(description="amount", ordering="amount_cents")
+    def amount(self, obj):
+        return cents(obj.amount_cents)
+
+
+class PayoutEventInline(admin.TabularInline):
+    model = SandboxAirtmPayoutEvent
+    extra = 0
+    fields = ("status", "created_at")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SandboxAirtmPayout)
+class SandboxAirtmPayoutAdmin(ReadOnlyAdmin):
+    list_display = ("code", "airtm_id", "recipient", "status", "amount", "enterprise_fee", "created_at")
+    exclude = ("amount_cents", "enterprise_fee_cents", "airtm_fee_cents")
+    readonly_fields = ("amount", "enterprise_fee", "airtm_fee")
+    list_filter = ("status",)
+    list_select_related = ("recipient",)
+    search_fields = ("code", "airtm_id", "recipient__email")
+    inlines = [PayoutEventInline]
+
+    @admin.display(description="amount", ordering="amount_cents")
+    def amount(self, obj):
+        return cents(obj.amount_cents)
+
+    @admin.display(description="enterprise fee")
+    def enterprise_fee(self, obj):
+        return cents(obj.enterprise_fee_cents)
+
+    @admin.display(description="Airtm fee")
+    def airtm_fee(self, obj):
+        return cents(obj.airtm_fee_cents)
+
+
+@admin.register(SandboxAirtmWebhookDelivery)
+class SandboxAirtmWebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = (
+        "msg_id",
+        "event_type",
+        "status",
+        "attempts",
+        "last_response_status",
+        "next_attempt_at",
+        "created_at",
+    )
+    list_filter = ("status", "event_type")
+    search_fields = ("msg_id", "resource_id")

@@ -183,3 +183,151 @@ class SandboxEscrowCall(models.Model):
 
     def __str__(self):
         return f"{self.action} {self.contract_id or '(deploy)'} by {self.signer[:8]}…"
+
+
+# --- Sandbox Airtm (Enterprise API v2). Money in integer cents: Airtm speaks USD with 2 decimals.
+
+
+class SandboxAirtmAccount(models.Model):
+    """The enterprise (our platform's) Airtm account: one row, its balance derived from the payins
+    and payouts. Locked while a payout is committed so two commits cannot overdraw it."""
+
+    name = models.CharField(max_length=100, default="OfferHub (sandbox)")
+    opening_balance_cents = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class SandboxAirtmUser(models.Model):
+    """An Airtm user a payout can go to. `payout_outcome` scripts what happens to payouts sent to them."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        INACTIVE = "inactive"
+
+    class PayoutOutcome(models.TextChoices):
+        COMPLETE = "complete", "complete"
+        FAIL = "fail", "fail (FAILED once pending)"
+        USER_ACTION = "user_action", "wait for the user (PENDING_USER_ACTION)"
+
+    airtm_id = models.CharField(max_length=36, unique=True)
+    email = models.EmailField(unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    country = models.CharField(max_length=2, default="US")
+    is_verified = models.BooleanField(default=True)
+    payout_outcome = models.CharField(max_length=12, choices=PayoutOutcome.choices, default=PayoutOutcome.COMPLETE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.email
+
+
+class SandboxAirtmPayin(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "CREATED"
+        CONFIRMED = "CONFIRMED"
+        CANCELED = "CANCELED"
+        PROCESSING = "PROCESSING"
+        FAILED = "FAILED"
+
+    id = models.BigAutoField(primary_key=True)  # the order of the paging cursors
+    airtm_id = models.CharField(max_length=36, unique=True)
+    code = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED)
+    amount_cents = models.BigIntegerField()
+    description = models.CharField(max_length=250)
+    items = models.JSONField(help_text="as received, amounts in cents")
+    confirmation_uri = models.URLField(max_length=2000)
+    cancel_uri = models.URLField(max_length=2000)
+    reason_code = models.CharField(max_length=40, blank=True)
+    reason_description = models.CharField(max_length=250, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"payin {self.code} ({self.status})"
+
+
+class SandboxAirtmPayout(models.Model):
+    class Status(models.TextChoices):
+        CREATED = "CREATED"
+        COMMITTED = "COMMITTED"
+        PENDING = "PENDING"
+        PENDING_USER_ACTION = "PENDING_USER_ACTION"
+        COMPLETED = "COMPLETED"
+        CANCELED = "CANCELED"
+        FAILED = "FAILED"
+
+    id = models.BigAutoField(primary_key=True)
+    airtm_id = models.CharField(max_length=36, unique=True)
+    code = models.CharField(max_length=200, null=True, blank=True, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.CREATED)
+    recipient = models.ForeignKey(SandboxAirtmUser, on_delete=models.PROTECT, related_name="payouts")
+    amount_cents = models.BigIntegerField()
+    enterprise_fee_cents = models.BigIntegerField(default=0)
+    airtm_fee_cents = models.BigIntegerField(default=0)
+    notes = models.CharField(max_length=255)
+    internal_note = models.CharField(max_length=255, blank=True)
+    require_id_verified = models.BooleanField(default=False)
+    reason_code = models.CharField(max_length=40, blank=True)
+    reason_description = models.CharField(max_length=250, blank=True)
+    next_step_at = models.DateTimeField(null=True, blank=True, help_text="when the sandbox moves it on")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"payout {self.code or self.airtm_id} to {self.recipient_id} ({self.status})"
+
+    @property
+    def debit_cents(self) -> int:
+        """What leaves the enterprise balance: the amount less the enterprise's own fee, which it keeps."""
+        return self.amount_cents - self.enterprise_fee_cents
+
+    @property
+    def net_cents(self) -> int:
+        """What reaches the recipient: the amount less both fees."""
+        return self.amount_cents - self.enterprise_fee_cents - self.airtm_fee_cents
+
+
+class SandboxAirtmPayoutEvent(models.Model):
+    payout = models.ForeignKey(SandboxAirtmPayout, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=20)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.payout_id} → {self.status}"
+
+
+class SandboxAirtmWebhookDelivery(models.Model):
+    """One Svix message: the same id and body on every attempt, signed afresh each time."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    msg_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=40)
+    resource_id = models.CharField(max_length=36, db_index=True, help_text="the payin's or payout's Airtm id")
+    url = models.URLField(max_length=2000)
+    payload = models.TextField(help_text="the exact body sent")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.event_type} {self.msg_id} ({self.status})"

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from sandbox import trustless_work, views
+from sandbox import airtm, trustless_work, views
 
 app_name = "sandbox"
 
@@ -46,4 +46,21 @@ urlpatterns = [
         name="tw-balances",
     ),
     path("airtm/v2/", views.airtm_root, name="airtm-root"),
+    path("airtm/v2/payins", airtm.payins, name="airtm-payins"),
+    path("airtm/v2/payins/by-code/<str:code>", airtm.payin_by_code, name="airtm-payin-by-code"),
+    path("airtm/v2/payins/<str:payin_id>", airtm.payin_detail, name="airtm-payin"),
+    path("airtm/v2/payouts", airtm.payouts, name="airtm-payouts"),
+    path("airtm/v2/payouts/by-code/<str:code>", airtm.payout_by_code, name="airtm-payout-by-code"),
+    path("airtm/v2/payouts/<str:payout_id>", airtm.payout_detail, name="airtm-payout"),
+    path("airtm/v2/payouts/<str:payout_id>/commit", airtm.payout_commit, name="airtm-payout-commit"),
+    path("airtm/v2/payouts/<str:payout_id>/events", airtm.payout_events, name="airtm-payout-events"),
+    path("airtm/v2/users/<str:email>", airtm.user_by_email, name="airtm-user"),
+    path("airtm/v2/me", airtm.me, name="airtm-me"),
+    path("airtm/v2/me/balance", airtm.me_balance, name="airtm-me-balance"),
+    path("airtm/checkout/<str:payin_id>", airtm.checkout, name="airtm-checkout"),
+    re_path(
+        r"^airtm/checkout/(?P<payin_id>[^/]+)/(?P<outcome>pay|cancel|fail)$",
+        airtm.checkout_action,
+        name="airtm-checkout-action",
+    ),
 ]

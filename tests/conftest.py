@@ -31,6 +31,14 @@ def _generous_rate_limit(settings):
     """The whole suite calls from one IP and one sandbox key; rate-limit tests lower these themselves."""
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 100_000
     settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 100_000
+    settings.SANDBOX_AIRTM_RATE_LIMIT = 100_000
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_airtm_webhooks_nowhere(settings):
+    """The sandbox Airtm's webhooks go to a closed port (a fast failed delivery) unless a test
+    points them at a receiver: never at whatever else listens on SITE_URL's port."""
+    settings.SANDBOX_AIRTM_WEBHOOK_URL = "http://127.0.0.1:9/api/v1/webhooks/airtm"
 
 
 @pytest.fixture(autouse=True)
