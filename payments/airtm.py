@@ -406,11 +406,6 @@ class RateLimiter:
 # --- the client --------------------------------------------------------------------------
 
 
-def _setting(name: str, default):
-    value = getattr(settings, name, None)
-    return default if value in (None, "") else value
-
-
 class _LostAnswer(Exception):
     """A create's answer never arrived (or arrived as a 5xx/429): it may have taken effect."""
 
@@ -432,17 +427,15 @@ class AirtmClient:
         backoff: float = 0.5,
         rate_limit: int | None = None,
     ):
-        self.base_url = (base_url or _setting("OFFERHUB_AIRTM_BASE_URL", settings.AIRTM_API_URL)).rstrip("/")
-        self.api_key = api_key if api_key is not None else _setting("OFFERHUB_AIRTM_API_KEY", settings.AIRTM_API_KEY)
-        self.api_secret = (
-            api_secret if api_secret is not None else _setting("OFFERHUB_AIRTM_API_SECRET", settings.AIRTM_API_SECRET)
-        )
+        self.base_url = (base_url or settings.OFFERHUB_AIRTM_BASE_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else settings.OFFERHUB_AIRTM_API_KEY
+        self.api_secret = api_secret if api_secret is not None else settings.OFFERHUB_AIRTM_API_SECRET
         self.checkout_base_url = (
-            checkout_base_url if checkout_base_url is not None else _setting("OFFERHUB_AIRTM_CHECKOUT_BASE_URL", "")
+            checkout_base_url if checkout_base_url is not None else settings.OFFERHUB_AIRTM_CHECKOUT_BASE_URL
         )
         self.timeout = (
-            connect_timeout or _setting("OFFERHUB_AIRTM_CONNECT_TIMEOUT_SECONDS", 5.0),
-            timeout or _setting("OFFERHUB_AIRTM_TIMEOUT_SECONDS", 30.0),
+            connect_timeout or settings.OFFERHUB_AIRTM_CONNECT_TIMEOUT_SECONDS,
+            timeout or settings.OFFERHUB_AIRTM_TIMEOUT_SECONDS,
         )
         self.attempts = max(1, attempts)
         self.backoff = backoff
@@ -451,7 +444,7 @@ class AirtmClient:
         key_id = sha256(f"{self.base_url}|{self.api_key}".encode()).hexdigest()[:16]  # never the key itself
         self.limiter = RateLimiter(
             key=f"offerhub:airtm:rate:{key_id}",
-            limit=rate_limit or int(_setting("OFFERHUB_AIRTM_RATE_LIMIT_PER_SECOND", 10)),
+            limit=rate_limit or settings.OFFERHUB_AIRTM_RATE_LIMIT_PER_SECOND,
         )
 
     # --- transport ---------------------------------------------------------------------

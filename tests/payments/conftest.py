@@ -76,6 +76,4 @@ def airtm(live_server, settings):
 
     settings.OFFERHUB_AIRTM_BASE_URL = live_server.url + "/sandbox/airtm/v2"
     settings.OFFERHUB_AIRTM_CHECKOUT_BASE_URL = live_server.url + "/sandbox/airtm/checkout"
-    # The sandbox's webhooks go to this server (not to whatever listens on the default port).
-    settings.SANDBOX_AIRTM_WEBHOOK_URL = live_server.url + "/api/v1/webhooks/airtm"
     return AirtmClient(backoff=0.01)

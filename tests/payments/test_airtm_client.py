@@ -231,6 +231,16 @@ def faults_left() -> int:
     return sum(SandboxFault.objects.filter(remaining__gt=0).values_list("remaining", flat=True))
 
 
+def airtm_requests(caplog) -> list[str]:
+    """The requests our client sent, in order ("POST /payins", "GET /payins/by-code/x"), from its log."""
+    sent = []
+    for record in caplog.records:
+        words = record.getMessage().split()
+        if record.name == "payments.airtm" and words[:1] == ["Airtm"] and words[1] in ("GET", "POST", "DELETE"):
+            sent.append(f"{words[1]} {words[2].rstrip(':')}")
+    return sent
+
+
 @http
 def test_payin_create_get_by_code_and_cancel(airtm):
     payin = airtm.payin_create(**payin_args("top-1", "49.99"))
@@ -278,12 +288,17 @@ def test_a_repeated_payin_create_returns_the_same_payin_and_a_different_amount_i
     ],
     ids=["timeout-after", "5xx-after", "5xx-before", "429"],
 )
-def test_a_lost_answer_at_payin_creation_makes_exactly_one_payin(airtm, lost):
+def test_a_lost_answer_at_payin_creation_makes_exactly_one_payin(airtm, lost, caplog):
     from payments.airtm import AirtmClient
 
     fault(method="POST", path_contains="/payins", remaining=1, **lost)
     client = AirtmClient(timeout=0.7, backoff=0.01)
-    payin = client.payin_create(**payin_args("top-lost", "25.50"))
+    with caplog.at_level(logging.INFO, logger="payments.airtm"):
+        payin = client.payin_create(**payin_args("top-lost", "25.50"))
+    sent = airtm_requests(caplog)
+    # The code is looked up before anything is sent again; sent again only when Airtm has nothing.
+    assert sent[:2] == ["POST /payins", "GET /payins/by-code/top-lost"]
+    assert sent[2:] == ([] if lost.get("after_processing") else ["POST /payins"])
     assert payin.code == "top-lost" and payin.amount == Decimal("25.50")
     assert sandbox_payins("top-lost") == 1
     assert faults_left() == 0
@@ -339,14 +354,18 @@ def test_payout_created_and_committed_in_one_call(airtm, recipient):
     ],
     ids=["timeout-after", "5xx-after", "5xx-before", "429"],
 )
-def test_a_lost_answer_at_payout_creation_makes_exactly_one_payout(airtm, recipient, lost):
+def test_a_lost_answer_at_payout_creation_makes_exactly_one_payout(airtm, recipient, lost, caplog):
     from payments.airtm import AirtmClient
 
     fault(method="POST", path_contains="/payouts", remaining=1, **lost)
     client = AirtmClient(timeout=0.7, backoff=0.01)
-    payout = client.payout_create(
-        code="wd-lost", email=recipient.email, amount=Decimal("40.00"), notes="n", commit=True
-    )
+    with caplog.at_level(logging.INFO, logger="payments.airtm"):
+        payout = client.payout_create(
+            code="wd-lost", email=recipient.email, amount=Decimal("40.00"), notes="n", commit=True
+        )
+    sent = airtm_requests(caplog)
+    assert sent[:2] == ["POST /payouts", "GET /payouts/by-code/wd-lost"]
+    assert sent[2:] == ([] if lost.get("after_processing") else ["POST /payouts"])
     assert payout.status is PayoutStatus.COMMITTED and payout.amount == Decimal("40.00")
     assert sandbox_payouts("wd-lost") == 1
     assert faults_left() == 0
