@@ -418,12 +418,14 @@ def test_payout_reason_codes_become_our_errors(airtm, recipient):
 
 
 @http
-def test_a_wrong_secret_is_an_operator_problem(airtm):
+def test_a_wrong_secret_is_an_operator_problem(airtm, caplog):
     from payments.airtm import AirtmClient
 
     wrong = AirtmClient(api_secret="not-the-secret", backoff=0.01)
-    with pytest.raises(AirtmError) as refused:
+    with caplog.at_level(logging.DEBUG), pytest.raises(AirtmError) as refused:
         wrong.balance()
+    assert "Airtm GET /me/balance -> 401" in caplog.text
+    assert "not-the-secret" not in caplog.text and "Basic " not in caplog.text  # no credentials in logs
     assert refused.value.code == "PROVIDER_UNAVAILABLE" and refused.value.http_status == 401
     assert refused.value.reason_code == "415904"
     assert "not-the-secret" not in str(refused.value.details)
@@ -504,3 +506,29 @@ def test_answers_lost_on_every_attempt_leave_the_outcome_unknown(airtm, recipien
         client.payout_create(code="wd-never", email=recipient.email, amount=Decimal("1.00"), notes="n")
     assert unknown.value.outcome_unknown and unknown.value.code == "PROVIDER_ERROR"
     assert sandbox_payouts("wd-never") == 0
+
+
+@http
+def test_the_client_keeps_to_airtms_rate_across_processes(airtm, caplog):
+    from payments.airtm import AirtmClient
+
+    # Two clients with the same key stand for two worker processes: their requests share one limit.
+    workers = [airtm, AirtmClient(backoff=0.01)]
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="payments.airtm"):
+        for number in range(25):
+            assert workers[number % 2].balance().pending == 0
+    assert time.monotonic() - started >= 2.0  # 25 requests at 10 a second
+    assert len(airtm_requests(caplog)) == 25 and "-> 429" not in caplog.text  # Airtm never had to refuse one
+
+
+@http
+def test_a_payout_may_require_a_verified_recipient(airtm):
+    from sandbox.airtm_engine import airtm_user_create
+
+    airtm_user_create(email="unverified@airtm.sandbox", is_verified=False)
+    args = {"email": "unverified@airtm.sandbox", "amount": Decimal("2.00"), "notes": "n"}
+    with pytest.raises(AirtmError) as refused:
+        airtm.payout_create(code="wd-verified", require_id_verified=True, **args)
+    assert refused.value.reason_code == "415060"
+    assert airtm.payout_create(code="wd-any", **args).status is PayoutStatus.CREATED
