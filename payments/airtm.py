@@ -359,14 +359,17 @@ class RateLimiter:
 
     _local: dict[str, deque] = {}
     _local_lock = threading.Lock()
+    # One connection pool and script per Redis URL for the whole process, and when Redis last
+    # failed: while it is down we do not pay a connect timeout on every Airtm request.
+    _scripts: dict[str, object] = {}
+    _redis_down_until: dict[str, float] = {}
+    REDIS_RETRY_SECONDS = 30.0
 
     def __init__(self, *, key: str, limit: int, window: float = 1.0, redis_url: str | None = None):
         self.key = key
         self.limit = limit
         self.window = window
         self.redis_url = settings.REDIS_URL if redis_url is None else redis_url
-        self._redis = None
-        self._script = None
 
     def acquire(self, *, max_wait: float = 30.0) -> None:
         deadline = time.monotonic() + max_wait
@@ -380,14 +383,17 @@ class RateLimiter:
 
     def _try(self) -> float:
         """0 when a request may go now (and it is counted), else the seconds to wait."""
-        if self.redis_url:
+        url = self.redis_url
+        if url and time.monotonic() >= self._redis_down_until.get(url, 0):
             try:
-                if self._script is None:
-                    self._redis = redis.Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=2)
-                    self._script = self._redis.register_script(_SLIDING_WINDOW)
-                waited_ms = self._script(keys=[self.key], args=[self.limit, int(self.window * 1000), uuid.uuid4().hex])
+                script = self._scripts.get(url)
+                if script is None:
+                    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+                    script = self._scripts[url] = client.register_script(_SLIDING_WINDOW)
+                waited_ms = script(keys=[self.key], args=[self.limit, int(self.window * 1000), uuid.uuid4().hex])
                 return int(waited_ms) / 1000
             except redis.RedisError:
+                self._redis_down_until[url] = time.monotonic() + self.REDIS_RETRY_SECONDS
                 logger.warning("Airtm rate limit: Redis unavailable, limiting in this process only", exc_info=True)
         return self._try_local()
 

@@ -182,7 +182,7 @@ def test_an_unreachable_redis_falls_back_to_this_process(caplog):
     limiter = RateLimiter(key=_limiter_key("down"), limit=2, redis_url="redis://127.0.0.1:1/0")
     with caplog.at_level(logging.WARNING, logger="payments.airtm"):
         assert [limiter._try() == 0 for _ in range(3)] == [True, True, False]
-    assert "Redis unavailable" in caplog.text
+    assert caplog.text.count("Redis unavailable") == 1  # not tried again on every request while down
 
 
 # --- over HTTP, against the sandbox Airtm ------------------------------------------------
