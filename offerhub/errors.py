@@ -64,6 +64,12 @@ STATUS_BY_CODE = {
     "ORDER_REF_CONFLICT": 409,
     # A participant acting outside their role (the web pages' actors; API keys act as the platform).
     "FORBIDDEN": 403,
+    # [X] Airtm (payments.airtm): the platform's own Airtm balance cannot cover a payout
+    # (Airtm 415016). Not the member's funds: nothing was sent, the operator must top up; retry later.
+    "AIRTM_INSUFFICIENT_BALANCE": 503,
+    # [X] Airtm already holds a payin or payout under our code for different terms (415029/415056
+    # after the look-up): a code was reused, nothing new was created.
+    "AIRTM_CODE_CONFLICT": 409,
 }
 
 

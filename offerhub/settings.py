@@ -120,6 +120,11 @@ HEALTH_CHECK_TIMEOUT_SECONDS = env.float("HEALTH_CHECK_TIMEOUT_SECONDS", default
 
 HORIZON_TIMEOUT_SECONDS = env.float("HORIZON_TIMEOUT_SECONDS", default=30.0)
 TRUSTLESS_WORK_TIMEOUT_SECONDS = env.float("TRUSTLESS_WORK_TIMEOUT_SECONDS", default=30.0)
+# Airtm (payments.airtm): connect and read timeouts per request, and the requests per second per
+# API key the client allows itself across every process (Airtm answers 429 beyond 10).
+OFFERHUB_AIRTM_CONNECT_TIMEOUT_SECONDS = env.float("OFFERHUB_AIRTM_CONNECT_TIMEOUT_SECONDS", default=5.0)
+OFFERHUB_AIRTM_TIMEOUT_SECONDS = env.float("OFFERHUB_AIRTM_TIMEOUT_SECONDS", default=30.0)
+OFFERHUB_AIRTM_RATE_LIMIT_PER_SECOND = env.int("OFFERHUB_AIRTM_RATE_LIMIT_PER_SECOND", default=10)
 # Time bounds of the payments we sign: after this (by the network's clock) an unlanded
 # envelope can never land, and only then is a replacement signed.
 STELLAR_TX_LIFETIME_SECONDS = env.int("STELLAR_TX_LIFETIME_SECONDS", default=300)

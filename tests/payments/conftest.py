@@ -67,3 +67,13 @@ def funded_user(chain):
         return user
 
     return make
+
+
+@pytest.fixture
+def airtm(live_server, settings):
+    """Our Airtm client against the sandbox Airtm the live server serves, over HTTP."""
+    from payments.airtm import AirtmClient
+
+    settings.OFFERHUB_AIRTM_BASE_URL = live_server.url + "/sandbox/airtm/v2"
+    settings.OFFERHUB_AIRTM_CHECKOUT_BASE_URL = live_server.url + "/sandbox/airtm/checkout"
+    return AirtmClient(backoff=0.01)
