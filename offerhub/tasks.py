@@ -56,11 +56,13 @@ WEBHOOK_TASK_RETRIES = 4
 
 @shared_task(bind=True, name="offerhub.tasks.webhook_delivery_process", max_retries=WEBHOOK_TASK_RETRIES)
 def webhook_delivery_process(self, delivery_pk: int) -> str:
-    from offerhub.webhooks import ProcessingFailed, webhook_process  # offerhub.services imports this module
+    from offerhub.webhooks import MAX_ATTEMPTS, ProcessingFailed, webhook_process  # services imports this module
 
     try:
         return webhook_process(delivery_pk=delivery_pk)
     except ProcessingFailed as failed:
+        if failed.attempts >= MAX_ATTEMPTS:
+            return "FAILED"  # left for support's "Process again"
         raise self.retry(countdown=WEBHOOK_RETRY_BASE_SECONDS * 2 ** (failed.attempts - 1), exc=failed) from None
 
 

@@ -12,7 +12,7 @@ from rest_framework import serializers
 from offerhub.api.base import PublicApiView, StrictJSONParser
 from offerhub.api.envelope import api_response
 from offerhub.api.errors import error_response
-from offerhub.api.serializers import validated
+from offerhub.api.serializers import StringField, validated
 from offerhub.errors import ServiceError
 from offerhub.models import WebhookDelivery
 from offerhub.webhooks import webhook_receive
@@ -21,7 +21,7 @@ from offerhub.webhooks import webhook_receive
 class WebhookInput(serializers.Serializer):
     """A provider's event: a JSON object; fields a provider adds later are kept, not refused."""
 
-    type = serializers.CharField(max_length=100, required=False)
+    type = StringField(max_length=100, required=False)
     data = serializers.DictField(required=False)
 
     def to_internal_value(self, data):
@@ -33,15 +33,15 @@ class WebhookInput(serializers.Serializer):
 class AirtmWebhookInput(WebhookInput):
     """Airtm's own `{type, data}` or the original's `{eventId, eventType, occurredAt, data}`."""
 
-    eventType = serializers.CharField(max_length=100, required=False)
-    eventId = serializers.CharField(max_length=255, required=False)
-    occurredAt = serializers.CharField(max_length=64, required=False)
+    eventType = StringField(max_length=100, required=False)
+    eventId = StringField(max_length=255, required=False)
+    occurredAt = StringField(max_length=64, required=False)
 
 
 class TrustlessWorkWebhookInput(WebhookInput):
     """`{type, event_id, data: {contract_id, order_id, status, ...}}`."""
 
-    event_id = serializers.CharField(max_length=255, required=False)
+    event_id = StringField(max_length=255, required=False)
 
 
 def _parser(serializer_class):
