@@ -493,3 +493,14 @@ def test_a_trustless_work_event_drives_an_escrows_open_step(
     assert response.json()["data"] == {"status": "ok", "processed": True}
     assert EscrowStep.objects.get(pk=fund.pk).status == EscrowStep.Status.CONFIRMED
     assert Escrow.objects.get(pk=escrow.pk).status == Escrow.Status.FUNDED
+
+
+def test_production_refuses_insecure_webhooks():
+    from tests.offerhub.test_settings import PRODUCTION_SECRET_KEY, REAL_PROVIDERS, WALLET_KEYS, load_settings
+
+    production = {"DEBUG": "false", "SECRET_KEY": PRODUCTION_SECRET_KEY, "OFFERHUB_SANDBOX": "false"}
+    refused = load_settings(OFFERHUB_WEBHOOKS_INSECURE="true", **production, **WALLET_KEYS, **REAL_PROVIDERS)
+    assert refused.returncode != 0
+    assert "OFFERHUB_WEBHOOKS_INSECURE" in refused.stderr
+    development = load_settings(OFFERHUB_WEBHOOKS_INSECURE="true", DEBUG="true")
+    assert development.returncode == 0, development.stderr
