@@ -222,9 +222,10 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
 
-    def has_change_permission(self, request, obj=None):
-        # Nothing is editable (every field is read-only); "change" only unlocks the action.
-        return request.user.has_perm("offerhub.change_webhookdelivery")
+    def has_reprocess_permission(self, request) -> bool:
+        # The pages stay read-only (ReadOnlyAdmin refuses every change); change_webhookdelivery
+        # (the Support lead has it) unlocks only this action.
+        return request.user.is_active and request.user.has_perm("offerhub.change_webhookdelivery")
 
     @admin.display(description="body")
     def body_pretty(self, obj):
@@ -235,7 +236,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             text = obj.body
         return format_html("<pre>{}</pre>", text)
 
-    @admin.action(description="Process again", permissions=["change"])
+    @admin.action(description="Process again", permissions=["reprocess"])
     def process_again(self, request, queryset):
         queued, refused = 0, []
         for delivery in queryset:

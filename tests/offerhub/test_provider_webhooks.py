@@ -504,3 +504,45 @@ def test_production_refuses_insecure_webhooks():
     assert "OFFERHUB_WEBHOOKS_INSECURE" in refused.stderr
     development = load_settings(OFFERHUB_WEBHOOKS_INSECURE="true", DEBUG="true")
     assert development.returncode == 0, development.stderr
+
+
+@pytest.mark.django_db
+def test_the_deliveries_list_filters_by_provider_and_status_in_a_bounded_number_of_queries(
+    api_client, support_lead_client, django_assert_max_num_queries
+):
+    for number in range(5):
+        body = airtm_body()
+        post(api_client, AIRTM_URL, body, **svix_headers(body, msg_id=f"msg_{number}"))
+        post(api_client, TW_URL, tw_body(event_id=f"evt_{number}"))  # unsigned
+    changelist = reverse("admin:offerhub_webhookdelivery_changelist")
+
+    with django_assert_max_num_queries(12):
+        page = support_lead_client.get(changelist, {"provider__exact": "airtm", "status__exact": "IGNORED"})
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == 5
+    assert "Process again" in page.content.decode()
+    detail = support_lead_client.get(reverse("admin:offerhub_webhookdelivery_change", args=[only_delivery_of("airtm")]))
+    assert 'name="_save"' not in detail.content.decode()  # read-only
+
+
+def only_delivery_of(provider: str) -> int:
+    return WebhookDelivery.objects.filter(provider=provider).values_list("pk", flat=True).first()
+
+
+@pytest.mark.django_db
+def test_a_support_agent_may_not_process_deliveries_again(api_client, client, django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import Group
+
+    from backoffice.roles import SUPPORT_AGENT
+
+    agent = UserFactory(is_staff=True)
+    agent.groups.add(Group.objects.get(name=SUPPORT_AGENT))
+    client.force_login(agent)
+    body = airtm_body()
+    post(api_client, AIRTM_URL, body, **svix_headers(body))
+    response = client.post(
+        reverse("admin:offerhub_webhookdelivery_changelist"),
+        {"action": "process_again", "_selected_action": [only_delivery().pk]},
+    )
+    assert response.status_code == 403
+    assert only_delivery().status == Status.IGNORED
