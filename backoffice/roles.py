@@ -63,6 +63,9 @@ LEAD_PERMISSIONS = (
     "offerhub.view_apikey",
     "offerhub.add_apikey",
     "offerhub.change_apikey",
+    # Provider webhook deliveries: read them, and "Process again" (change unlocks only the action).
+    "offerhub.view_webhookdelivery",
+    "offerhub.change_webhookdelivery",
     # The sandbox's injected provider faults (only where the sandbox is installed).
     "sandbox.view_sandboxfault",
     "sandbox.add_sandboxfault",

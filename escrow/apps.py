@@ -8,6 +8,7 @@ class EscrowConfig(AppConfig):
     verbose_name = "Escrow"
 
     def ready(self):
+        import escrow.webhooks  # noqa: F401  (registers the Trustless Work webhook processor)
         from escrow.runner import escrow_funding_confirm
         from escrow.services import step_settled
         from payments.balances import escrow_funding_confirmers

@@ -1,3 +1,4 @@
+import json
 from decimal import Decimal
 
 from django import forms
@@ -6,9 +7,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
-from offerhub.models import ApiKey, AuditLog, Event, IdempotencyRecord
+from offerhub.errors import ServiceError
+from offerhub.models import ApiKey, AuditLog, Event, IdempotencyRecord, WebhookDelivery
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
 from offerhub.services import api_key_create, api_key_revoke
+from offerhub.webhooks import webhook_delivery_reprocess
 
 SCOPE_CHOICES = [("read", "read"), ("write", "write"), ("support", "support"), ("*", "* (every scope)")]
 
@@ -191,3 +194,58 @@ class ApiKeyAdmin(admin.ModelAdmin):
             api_key_revoke(api_key=api_key, actor_type=AuditLog.ActorType.SUPPORT, actor_id=request.user.public_id)
             count += 1
         messages.success(request, f"Revoked {count} API key(s).")
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    """What the providers sent us (API.md §13). Read-only; "Process again" goes through the service."""
+
+    list_display = ("received_at", "provider", "event_type", "event_id", "status", "duplicates", "attempts", "note")
+    list_filter = ("provider", "status", "authenticated")
+    search_fields = ("event_id", "event_type")
+    date_hierarchy = "received_at"
+    actions = ["process_again"]
+    fields = (
+        "provider",
+        "event_type",
+        "event_id",
+        "status",
+        "authenticated",
+        "note",
+        "duplicates",
+        "attempts",
+        "last_error",
+        "received_at",
+        "processed_at",
+        "headers",
+        "body_pretty",
+    )
+    readonly_fields = fields
+
+    def has_reprocess_permission(self, request) -> bool:
+        # The pages stay read-only (ReadOnlyAdmin refuses every change); change_webhookdelivery
+        # (the Support lead has it) unlocks only this action.
+        return request.user.is_active and request.user.has_perm("offerhub.change_webhookdelivery")
+
+    @admin.display(description="body")
+    def body_pretty(self, obj):
+        """The body as text (JSON indented when it parses); escaped by format_html, never rendered."""
+        try:
+            text = json.dumps(json.loads(obj.body), indent=2, ensure_ascii=False, sort_keys=True)
+        except ValueError:
+            text = obj.body
+        return format_html("<pre>{}</pre>", text)
+
+    @admin.action(description="Process again", permissions=["reprocess"])
+    def process_again(self, request, queryset):
+        queued, refused = 0, []
+        for delivery in queryset:
+            try:
+                webhook_delivery_reprocess(delivery=delivery, actor_id=request.user.public_id)
+                queued += 1
+            except ServiceError as error:
+                refused.append(f"{delivery}: {error.message}")
+        if queued:
+            messages.success(request, f"Queued {queued} delivery(ies) for processing.")
+        for problem in refused:
+            messages.error(request, problem)

@@ -196,3 +196,54 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self):
         return f"{self.principal_id}:{self.key} {self.method} {self.path} ({self.status})"
+
+
+class WebhookDelivery(models.Model):
+    """One request received on a provider webhook endpoint (API.md §13), kept whatever became of it.
+
+    Deliveries are deduplicated on `(provider, event_id)` among the authenticated ones only: an
+    unsigned or forged request must never claim an event id and make the real delivery a duplicate.
+    """
+
+    class Provider(models.TextChoices):
+        AIRTM = "airtm", "Airtm"
+        TRUSTLESS_WORK = "trustless_work", "Trustless Work"
+
+    class Status(models.TextChoices):
+        RECEIVED = "RECEIVED"  # stored, its processing queued
+        PROCESSED = "PROCESSED"
+        IGNORED = "IGNORED"  # unsigned, unverifiable, unknown type or nothing to apply it to
+        REJECTED = "REJECTED"  # wrong signature or stale timestamp: answered 401
+        FAILED = "FAILED"  # processing raised; retried with back-off
+
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    event_id = models.CharField(max_length=255, blank=True)
+    event_type = models.CharField(max_length=100, blank=True)
+    # Signature verified (or OFFERHUB_WEBHOOKS_INSECURE): only these are ever processed.
+    authenticated = models.BooleanField(default=False)
+    body = models.TextField(blank=True, help_text="the raw body as received (truncated when rejected)")
+    headers = models.JSONField(default=dict, blank=True, help_text="the provider's headers, bounded")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED)
+    note = models.CharField(max_length=255, blank=True, help_text="why it was ignored or rejected")
+    duplicates = models.PositiveIntegerField(default=0, help_text="the same event delivered again")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "provider webhook delivery"
+        verbose_name_plural = "provider webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"],
+                condition=~models.Q(event_id="") & models.Q(authenticated=True),
+                name="webhook_delivery_once_per_event",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "updated_at"], name="webhook_delivery_due_idx")]
+
+    def __str__(self):
+        return f"{self.get_provider_display()} {self.event_type or '?'} {self.event_id or '(no id)'} ({self.status})"

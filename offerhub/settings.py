@@ -368,6 +368,7 @@ CELERY_BEAT_SCHEDULE = {
     "escrow-steps-resume": {"task": "escrow.tasks.escrow_steps_resume", "schedule": 20.0},
     "orders-release-inspected": {"task": "marketplace.tasks.orders_release_inspected_task", "schedule": 300.0},
     "escrow-sync": {"task": "escrow.tasks.escrow_sync_task", "schedule": crontab(minute="*/5")},
+    "webhook-deliveries-sweep": {"task": "offerhub.tasks.webhook_deliveries_sweep", "schedule": 60.0},
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",
         "schedule": 60.0,
@@ -517,6 +518,13 @@ OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", defau
 OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS", default=60)
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)
 OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default=30)
+# Provider webhooks (API.md §13): the Trustless Work relay's HMAC key (x-tw-signature). Airtm's
+# Svix secret is OFFERHUB_AIRTM_WEBHOOK_SECRET. Without a secret, deliveries are stored and not
+# processed, unless OFFERHUB_WEBHOOKS_INSECURE (development only: anyone could post events).
+TRUSTLESS_WEBHOOK_SECRET = env.str("TRUSTLESS_WEBHOOK_SECRET", default="")
+OFFERHUB_WEBHOOKS_INSECURE = env.bool("OFFERHUB_WEBHOOKS_INSECURE", default=False)
+if OFFERHUB_WEBHOOKS_INSECURE and not DEBUG:
+    raise ImproperlyConfigured("OFFERHUB_WEBHOOKS_INSECURE accepts unsigned provider webhooks: never with DEBUG off.")
 # Turned on as each part lands (orders and milestones, disputes, SSE, the Airtm rail, escrow).
 OFFERHUB_FEATURES = {"milestones": True, "disputes": True, "sse": False, "airtm": False, "trustlessWork": True}
 OFFERHUB_LIMITS = {

@@ -3,7 +3,7 @@ so that APPEND_SLASH never turns a POST into a redirect."""
 
 from django.urls import re_path
 
-from offerhub.api import views
+from offerhub.api import views, webhooks
 
 app_name = "api"
 
@@ -24,6 +24,8 @@ urlpatterns = [
     route("audit/logs", views.AuditLogListView.as_view(), "audit-logs"),
     route(r"openapi\.json", views.OpenApiSchemaView.as_view(), "openapi"),
     route("docs", views.ApiDocsView.as_view(url_name="api:openapi"), "docs"),
+    route("webhooks/airtm", webhooks.AirtmWebhookView.as_view(), "webhook-airtm"),
+    route("webhooks/trustless-work", webhooks.TrustlessWorkWebhookView.as_view(), "webhook-trustless-work"),
     # Must stay last: unknown paths answer the NOT_FOUND envelope instead of an HTML 404.
     re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
 ]
