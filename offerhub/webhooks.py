@@ -135,7 +135,7 @@ def _unverified(secret_problem: str) -> Verdict:
 
 
 def _verify_airtm(raw: bytes, headers) -> Verdict:
-    secret = getattr(settings, "OFFERHUB_AIRTM_WEBHOOK_SECRET", "")
+    secret = settings.OFFERHUB_AIRTM_WEBHOOK_SECRET
     if not secret:
         return _unverified("OFFERHUB_AIRTM_WEBHOOK_SECRET is not configured")
     if not _signed(Provider.AIRTM, headers):
