@@ -5,14 +5,15 @@ from drf_spectacular.utils import extend_schema
 
 from marketplace.filters import UserFilter
 from marketplace.models import User
-from marketplace.services import user_create_from_api
-from marketplace.user_serializers import UserCreateInput, UserOutput
+from marketplace.services import user_airtm_link, user_create_from_api
+from marketplace.user_serializers import AirtmLinkInput, AirtmLinkOutput, UserCreateInput, UserOutput
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.pagination import paginate
 from offerhub.api.serializers import validated
 from offerhub.filters import rows_filtered
 from offerhub.timefmt import iso_timestamp
+from payments.balances import Actor
 from payments.selectors import api_user_get, api_users, balance_as_api
 
 USERS = ["users"]
@@ -27,9 +28,9 @@ def user_as_api(user: User) -> dict:
         "type": user.type,
         "status": user.status,
         "balance": {"available": balance["available"], "reserved": balance["reserved"], "currency": "USD"},
-        "airtmLinked": False,
-        "airtmUserId": None,
-        "airtmLinkedAt": None,
+        "airtmLinked": bool(user.airtm_user_id),
+        "airtmUserId": user.airtm_user_id or None,
+        "airtmLinkedAt": iso_timestamp(user.airtm_linked_at) if user.airtm_linked_at else None,
         "metadata": user.metadata or None,
         "createdAt": iso_timestamp(user.date_joined),
         "updatedAt": iso_timestamp(user.updated_at),
@@ -74,3 +75,32 @@ class UserDetailView(ApiView):
     @extend_schema(summary="One user", tags=USERS, responses=UserOutput)
     def get(self, request, user_id):
         return api_response(user_as_api(api_user_get(principal=request.auth, public_id=user_id)))
+
+
+def airtm_link_as_api(user: User) -> dict:
+    linked_at = iso_timestamp(user.airtm_linked_at)
+    return {
+        "userId": user.public_id,
+        "airtmUserId": user.airtm_user_id,
+        "airtmLinkedAt": linked_at,
+        "eligible": True,
+        "email": user.airtm_email,
+        "airtmEmail": user.airtm_email,  # [C] the SDK's names
+        "linkedAt": linked_at,
+    }
+
+
+class UserAirtmLinkView(ApiView):
+    required_scope = "write"
+
+    @extend_schema(
+        summary="Link the user's Airtm account (checked at Airtm: exists, active, verified)",
+        tags=USERS,
+        request=AirtmLinkInput,
+        responses=AirtmLinkOutput,
+    )
+    def post(self, request, user_id):
+        user = api_user_get(principal=request.auth, public_id=user_id)
+        data = validated(AirtmLinkInput, request.data)
+        user = user_airtm_link(user=user, email=data["email"], actor=Actor("API_KEY", request.auth.key_id))
+        return api_response(airtm_link_as_api(user))

@@ -8,6 +8,7 @@ MILESTONE = rf"{ORDER}/milestones/(?P<ref>[^/]+)"
 urlpatterns = [
     re_path(r"^users/?$", api.UserListCreateView.as_view(), name="users"),
     re_path(r"^users/(?P<user_id>[^/]+)/?$", api.UserDetailView.as_view(), name="user"),
+    re_path(r"^users/(?P<user_id>[^/]+)/airtm/link/?$", api.UserAirtmLinkView.as_view(), name="user-airtm-link"),
     re_path(r"^orders/?$", orders_api.OrderListCreateView.as_view(), name="orders"),
     re_path(rf"^{ORDER}/?$", orders_api.OrderDetailView.as_view(), name="order"),
     re_path(rf"^{ORDER}/reserve/?$", orders_api.OrderReserveView.as_view(), name="order-reserve"),

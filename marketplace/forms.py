@@ -244,3 +244,11 @@ class BrowseForm(forms.Form):
         queryset=Category.objects.all(), to_field_name="slug", required=False, empty_label="All categories"
     )
     sort = forms.ChoiceField(choices=SORT_CHOICES, required=False)
+
+
+class AirtmLinkForm(BootstrapFormMixin, forms.Form):
+    email = forms.EmailField(
+        label="Your Airtm e-mail",
+        max_length=254,
+        help_text="The e-mail address you sign in to Airtm with.",
+    )

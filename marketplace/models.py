@@ -64,6 +64,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     status = models.CharField(max_length=25, choices=Status.choices, default=Status.ACTIVE)
     metadata = models.JSONField(default=dict, blank=True)
     marketplace_id = models.CharField(max_length=100, blank=True, help_text="tenant of the API key that created it")
+    # The member's own Airtm account (checked at Airtm when linked): where top-ups come from and
+    # withdrawals go. Blank until linked; one link per member, changed only by support.
+    airtm_user_id = models.CharField(max_length=100, blank=True, help_text="Airtm's id of the linked account")
+    airtm_email = models.EmailField("Airtm e-mail", blank=True)
+    airtm_linked_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField("support staff", default=False, help_text="Can use the backoffice.")
     date_joined = models.DateTimeField(default=timezone.now)

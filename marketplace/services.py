@@ -1,9 +1,14 @@
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from marketplace.models import User
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.services import audit_record, event_publish
+from offerhub.timefmt import iso_timestamp
+from payments.airtm import AirtmClient
+from payments.balances import Actor
 from payments.wallets import wallet_ensure
 
 
@@ -88,3 +93,71 @@ def user_create_from_api(
             raise UserEmailTaken(email) from None
         return existing, False
     return user, True
+
+
+def _airtm_invalid(reason: str, message: str) -> ServiceError:
+    return ServiceError("AIRTM_USER_INVALID", message, field="email", details={"reason": reason})
+
+
+def user_airtm_link(*, user: User, email: str, actor: Actor, airtm: AirtmClient | None = None) -> User:
+    """Link `user` to the Airtm account with this e-mail, checked at Airtm first (API.md §4).
+
+    Idempotent: the same account again changes nothing and asks Airtm nothing. The look-up runs
+    before the row lock (no lock held across a slow HTTP call); the row is then locked and
+    re-checked, so two concurrent links of different accounts cannot both win.
+    """
+    email = email.strip().lower()
+    if user.airtm_user_id and user.airtm_email == email:
+        return user
+    if user.airtm_user_id:
+        raise _already_linked(user)
+    try:
+        account = (airtm or AirtmClient()).user_by_email(email)
+    except ServiceError as error:
+        if error.code == "AIRTM_USER_INVALID":
+            raise _airtm_invalid("USER_NOT_FOUND", "No Airtm account uses this e-mail address") from error
+        raise  # provider failures (502/503/504) pass through
+    if not account.active:
+        raise _airtm_invalid("USER_INACTIVE", "This Airtm account is not active")
+    if settings.OFFERHUB_AIRTM_REQUIRE_VERIFIED and not account.is_verified:
+        raise _airtm_invalid("USER_NOT_VERIFIED", "Verify your identity at Airtm first, then link the account")
+    with transaction.atomic():
+        locked = User.objects.select_for_update(of=("self",)).get(pk=user.pk)
+        if locked.airtm_user_id == account.id:
+            return locked
+        if locked.airtm_user_id:
+            raise _already_linked(locked)
+        locked.airtm_user_id = account.id
+        locked.airtm_email = email
+        locked.airtm_linked_at = timezone.now()
+        locked.save(update_fields=["airtm_user_id", "airtm_email", "airtm_linked_at", "updated_at"])
+        linked_at = iso_timestamp(locked.airtm_linked_at)
+        audit_record(
+            action="user.airtm_linked",
+            resource_type="User",
+            resource_id=locked.public_id,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            payload_before={"airtmUserId": None},
+            payload_after={"airtmUserId": account.id, "airtmEmail": email, "linkedAt": linked_at},
+            user_id=locked.public_id,
+            marketplace_id=locked.marketplace_id,
+        )
+        event_publish(
+            type="user.airtm_linked",
+            aggregate_type="User",
+            aggregate_id=locked.public_id,
+            payload={"userId": locked.public_id, "airtmUserId": account.id, "linkedAt": linked_at},
+            user_id=locked.public_id,
+            marketplace_id=locked.marketplace_id,
+        )
+    return locked
+
+
+def _already_linked(user: User) -> ServiceError:
+    return ServiceError(
+        "AIRTM_USER_ALREADY_LINKED",
+        "Another Airtm account is already linked to this user",
+        field="email",
+        details={"userId": user.public_id},
+    )

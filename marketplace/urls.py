@@ -28,6 +28,7 @@ urlpatterns = [
     path("orders/<str:public_id>/retry/", order_views.order_retry_view, name="order-retry"),
     path("orders/<str:public_id>/milestones/<path:ref>/evidence/", order_views.order_evidence, name="order-evidence"),
     path("accounts/signup/", views.sign_up, name="signup"),
+    path("wallet/airtm/link/", views.airtm_link, name="airtm-link"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=LoginForm),

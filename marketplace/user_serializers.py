@@ -7,6 +7,7 @@ from offerhub.api.serializers import (
     AliasedInput,
     MetadataField,
     MoneyField,
+    StrictSerializer,
     StringField,
     StringOnlyMixin,
     TimestampField,
@@ -58,3 +59,17 @@ class UserOutput(serializers.Serializer):
     metadata = serializers.DictField(allow_null=True)
     createdAt = TimestampField()
     updatedAt = TimestampField()
+
+
+class AirtmLinkInput(StrictSerializer):
+    email = StringEmailField(max_length=EMAIL_MAX, help_text="the e-mail of the member's Airtm account")
+
+
+class AirtmLinkOutput(serializers.Serializer):
+    userId = serializers.CharField()
+    airtmUserId = serializers.CharField()
+    airtmLinkedAt = TimestampField()
+    eligible = serializers.BooleanField()
+    email = serializers.EmailField()
+    airtmEmail = serializers.EmailField(help_text="= email, the SDK's name")
+    linkedAt = TimestampField(help_text="= airtmLinkedAt, the SDK's name")

@@ -10,7 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_POST
 
-from marketplace.forms import BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
+from marketplace.forms import AirtmLinkForm, BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
 from marketplace.listings import (
     categories_all,
     listing_create,
@@ -24,8 +24,9 @@ from marketplace.listings import (
     listings_of_seller,
     sort_effective,
 )
-from marketplace.services import user_sign_up
+from marketplace.services import user_airtm_link, user_sign_up
 from offerhub.errors import ServiceError
+from payments.balances import Actor
 
 LISTINGS_PER_PAGE = 12
 HOME_LISTINGS = 8
@@ -206,6 +207,26 @@ def listing_delete_view(request, public_id):
 def my_listings(request):
     page = Paginator(listings_of_seller(seller=request.user), 20).get_page(request.GET.get("page"))
     return render(request, "marketplace/listing_mine.html", {"page": page})
+
+
+@login_required
+def airtm_link(request):
+    """Link the member's Airtm account (checked at Airtm), then back to the wallet."""
+    form = AirtmLinkForm(request.POST or None, initial={"email": request.user.airtm_email or request.user.email})
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_airtm_link(
+                user=request.user, email=form.cleaned_data["email"], actor=Actor("USER", request.user.public_id)
+            )
+        except ServiceError as error:
+            if error.code.startswith("PROVIDER_"):  # Airtm down or slow: nothing was linked
+                form.add_error(None, "We could not reach Airtm just now. Nothing was changed; please try again.")
+            else:
+                _refused(form, error)
+        else:
+            messages.success(request, f"Your Airtm account {user.airtm_email} is linked.")
+            return redirect("wallet")
+    return render(request, "marketplace/airtm_link.html", {"form": form})
 
 
 def sign_up(request):

@@ -125,6 +125,8 @@ TRUSTLESS_WORK_TIMEOUT_SECONDS = env.float("TRUSTLESS_WORK_TIMEOUT_SECONDS", def
 OFFERHUB_AIRTM_CONNECT_TIMEOUT_SECONDS = env.float("OFFERHUB_AIRTM_CONNECT_TIMEOUT_SECONDS", default=5.0)
 OFFERHUB_AIRTM_TIMEOUT_SECONDS = env.float("OFFERHUB_AIRTM_TIMEOUT_SECONDS", default=30.0)
 OFFERHUB_AIRTM_RATE_LIMIT_PER_SECOND = env.int("OFFERHUB_AIRTM_RATE_LIMIT_PER_SECOND", default=10)
+# Linking an Airtm account refuses one whose owner has not verified their identity at Airtm.
+OFFERHUB_AIRTM_REQUIRE_VERIFIED = env.bool("OFFERHUB_AIRTM_REQUIRE_VERIFIED", default=True)
 # Time bounds of the payments we sign: after this (by the network's clock) an unlanded
 # envelope can never land, and only then is a replacement signed.
 STELLAR_TX_LIFETIME_SECONDS = env.int("STELLAR_TX_LIFETIME_SECONDS", default=300)

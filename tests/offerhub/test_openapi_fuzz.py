@@ -36,6 +36,7 @@ def api_schema(live_server, chain, funded_user, trustless_work, auth_client, set
     from tests.marketplace.test_dispute_case_file_api import a_file
 
     settings.OFFERHUB_RATE_LIMIT_PER_MINUTE = 1_000_000
+    settings.OFFERHUB_AIRTM_BASE_URL = live_server.url + "/sandbox/airtm/v2"  # Airtm is the sandbox's too
     # A dispute on an order in escrow, so the dispute handlers are reached, not only their 404;
     # with a file in its evidence, so its download is reached too.
     party = auth_client(scopes=["read", "write"])
