@@ -36,9 +36,11 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ("email", "display_name", "public_id", "is_staff", "is_active", "date_joined")
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("email", "display_name", "public_id")
-    readonly_fields = ("public_id", "date_joined", "last_login")
+    # The Airtm link is shown, never edited here: it changes only through the audited service.
+    readonly_fields = ("public_id", "date_joined", "last_login", "airtm_user_id", "airtm_email", "airtm_linked_at")
     fieldsets = (
         (None, {"fields": ("public_id", "email", "display_name", "password")}),
+        ("Airtm", {"fields": ("airtm_user_id", "airtm_email", "airtm_linked_at")}),
         ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("date_joined", "last_login")}),
     )

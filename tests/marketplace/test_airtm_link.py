@@ -255,3 +255,44 @@ def test_the_page_says_when_airtm_cannot_be_reached(client, member, sandbox_airt
 def test_the_page_needs_a_signed_in_member(client, sandbox_airtm):
     response = client.get("/wallet/airtm/link/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_two_links_at_once_one_account_wins(auth_client, member, sandbox_airtm):
+    """Both look-ups are in flight together (slowed at the sandbox); the row lock's re-check lets
+    only one account in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    fault(method="GET", path_contains="/users/", latency_ms=400)
+    clients = [auth_client(scopes=["read", "write"]) for _ in range(2)]
+
+    def attempt(args):
+        client, email = args
+        try:
+            return link(client, member.public_id, {"email": email}).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(attempt, zip(clients, ["ana@airtm.sandbox", "dan@airtm.sandbox"], strict=True)))
+
+    assert statuses == [200, 409]
+    assert stored(member)[0] in {sandbox_airtm["ana"].airtm_id, sandbox_airtm["dan"].airtm_id}
+    assert link_records(member) == (1, 1)
+
+
+def test_the_page_reads_little(client, member, sandbox_airtm, django_assert_max_num_queries):
+    client.force_login(member)
+    with django_assert_max_num_queries(6):
+        assert client.get("/wallet/airtm/link/").status_code == 200
+
+
+def test_support_sees_the_link_in_the_admin_and_cannot_edit_it(client, writer, member, sandbox_airtm):
+    link(writer, member.public_id, {"email": "ana@airtm.sandbox"})
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    page = client.get(f"/admin/marketplace/user/{member.pk}/change/").content.decode()
+
+    assert sandbox_airtm["ana"].airtm_id in page
+    assert 'name="airtm_user_id"' not in page  # read-only: changed only by the audited service
