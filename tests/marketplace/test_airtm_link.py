@@ -296,3 +296,13 @@ def test_support_sees_the_link_in_the_admin_and_cannot_edit_it(client, writer, m
 
     assert sandbox_airtm["ana"].airtm_id in page
     assert 'name="airtm_user_id"' not in page  # read-only: changed only by the audited service
+
+
+def test_the_page_refuses_a_post_without_the_csrf_token(member, sandbox_airtm):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member)
+
+    assert client.post("/wallet/airtm/link/", {"email": "ana@airtm.sandbox"}).status_code == 403
+    assert stored(member) == ("", "", None)
