@@ -71,6 +71,39 @@ def page(browser, request):
     context.close()
 
 
+@pytest.fixture
+def viewport() -> dict:
+    """The browser window of `people`'s pages (a test module may override it)."""
+    return {"width": 1280, "height": 900}
+
+
+@pytest.fixture
+def people(browser, request, viewport):
+    """One browser context (own cookies) per person, optionally without WebSockets;
+    screenshots of each when the test fails, and no page may break the security policies."""
+    contexts, violations = {}, []
+
+    def open_page(name, *, websockets=True):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        violations.append(policy_violations(page))
+        if not websockets:  # as behind a proxy that drops them: the page polls instead
+            page.route_web_socket(re.compile(r"/ws/"), lambda socket: socket.close(code=1011, reason="no sockets"))
+        contexts[name] = (context, page)
+        return page
+
+    yield open_page
+    failed = getattr(request.node, "rep_call", None)
+    for name, (context, page) in contexts.items():
+        if failed is not None and failed.failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{name}.png"), full_page=True)
+        context.close()
+    refused = [text for page_violations in violations for text in page_violations]
+    assert not refused, "refused by the pages' security policies:\n" + "\n".join(refused)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -10,7 +10,6 @@ screenshots of docs/disputes.md (docs/img/disputes/); otherwise it leaves the do
 """
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ from escrow.services import escrow_fees
 from offerhub.money import money_dollars
 from payments.deposits import deposits_sync
 from payments.wallets import platform_bootstrap, wallet_ensure
-from tests.browser.conftest import ARTIFACTS, policy_violations
 from tests.browser.test_order_journey import (  # noqa: F401  (asgi_server is a fixture)
     LIVE,
     asgi_server,
@@ -57,30 +55,9 @@ def screenshot(target, name: str) -> None:
 
 
 @pytest.fixture
-def people(browser, request):
-    """One browser context (own cookies) per person, at a laptop's size; screenshots of each when
-    the test fails, and no page may break the security policies."""
-    contexts, violations = {}, []
-
-    def open_page(name, *, websockets=True):
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        violations.append(policy_violations(page))
-        if not websockets:  # as behind a proxy that drops them: the page polls instead
-            page.route_web_socket(re.compile(r"/ws/"), lambda socket: socket.close(code=1011, reason="no sockets"))
-        contexts[name] = (context, page)
-        return page
-
-    yield open_page
-    failed = getattr(request.node, "rep_call", None)
-    for name, (context, page) in contexts.items():
-        if failed is not None and failed.failed:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{name}.png"), full_page=True)
-        context.close()
-    refused = [text for page_violations in violations for text in page_violations]
-    assert not refused, "refused by the pages' security policies:\n" + "\n".join(refused)
+def viewport() -> dict:
+    """A laptop's screen: the size the screenshots in docs/disputes.md are taken at."""
+    return VIEWPORT
 
 
 def the_cast():

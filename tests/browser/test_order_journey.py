@@ -8,7 +8,6 @@ page must show each step without being reloaded.
 """
 
 import logging
-import re
 import socket
 import threading
 import time
@@ -24,7 +23,6 @@ from playwright.sync_api import expect
 from marketplace.orders import seller_net
 from offerhub.celery import app as celery_app
 from payments.wallets import platform_bootstrap, wallet_ensure
-from tests.browser.conftest import ARTIFACTS, policy_violations
 from tests.factories import TEST_PASSWORD, CategoryFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -92,34 +90,6 @@ def background_tasks():
         celery_app.conf.task_always_eager = True
         root.setLevel(logging_before[0])
         root.handlers[:] = logging_before[1]
-
-
-@pytest.fixture
-def people(browser, request):
-    """One browser context (own cookies) per person, optionally without WebSockets;
-    screenshots of each when the test fails."""
-    contexts = {}
-    violations = []
-
-    def open_page(name, *, websockets=True):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        violations.append(policy_violations(page))
-        if not websockets:  # as behind a proxy that drops them: every socket closes at once
-            page.route_web_socket(re.compile(r"/ws/"), lambda socket: socket.close(code=1011, reason="no sockets"))
-        contexts[name] = (context, page)
-        return page
-
-    yield open_page
-    failed = getattr(request.node, "rep_call", None)
-    for name, (context, page) in contexts.items():
-        if failed is not None and failed.failed:
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{name}.png"), full_page=True)
-        context.close()
-    refused = [text for page_violations in violations for text in page_violations]
-    assert not refused, "refused by the pages' security policies:\n" + "\n".join(refused)
 
 
 def log_in(page, url, user):
