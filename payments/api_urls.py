@@ -26,4 +26,5 @@ urlpatterns = [
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)", api.WithdrawalDetailView.as_view(), "withdrawal"),
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)/refresh", api.WithdrawalRefreshView.as_view(), "withdrawal-refresh"),
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)/commit", api.WithdrawalCommitView.as_view(), "withdrawal-commit"),
+    route(r"withdrawals/(?P<withdrawal_id>[^/]+)/cancel", api.WithdrawalCancelView.as_view(), "withdrawal-cancel"),
 ]

@@ -6,3 +6,6 @@ class PaymentsConfig(AppConfig):
 
     name = "payments"
     verbose_name = "Payments"
+
+    def ready(self):
+        from payments import payout_webhooks  # noqa: F401  registers the Airtm payout.* processor
