@@ -286,19 +286,6 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
     def mark_pending(self):
         """Submitted, answer unknown (timeout, provider down): resolved by lookup later."""
 
-    # Airtm payouts (payments.airtm_withdrawals): the payout's own states, forward only (API.md §16).
-    @transition(field=status, source=[S.COMMITTED, S.PENDING], target=S.PENDING_USER_ACTION)
-    def await_user_action(self):
-        """Airtm waits for the recipient (PENDING → PENDING_USER_ACTION)."""
-
-    @transition(field=status, source=S.PENDING_USER_ACTION, target=S.PENDING)
-    def resume(self):
-        """The recipient acted: Airtm is paying again (PENDING_USER_ACTION → PENDING)."""
-
-    @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING], target=S.CANCELED)
-    def cancel(self):
-        """Airtm canceled the payout (only CREATED or PENDING there): the hold is returned."""
-
     @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING], target=S.COMPLETED)
     def complete(self):
         self.completed_at = timezone.now()
