@@ -35,7 +35,7 @@ from payments.airtm import AirtmClient, AirtmError, Payout, PayoutStatus
 from payments.balances import balance_snapshot
 from payments.ledger import InsufficientFunds, hold_reserve, hold_void, ledger_lock, user_accounts
 from payments.models import Hold, Wallet, Withdrawal
-from payments.withdrawals import payment_for_request, withdrawal_limits
+from payments.withdrawals import payment_for_request, withdrawal_limits, withdrawal_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ REFUSALS = {
 CANCELED_BY = {"USER": "user", "API_KEY": "user", "SUPPORT": "admin"}
 
 
-def is_airtm(withdrawal: Withdrawal) -> bool:
-    return withdrawal.destination_type in AIRTM_TYPES
-
-
 def airtm_withdrawals_open() -> QuerySet[Withdrawal]:
     """Airtm withdrawals Airtm has not finished with, or whose USDC is not swept yet (oldest first)."""
     return Withdrawal.objects.filter(
@@ -67,7 +63,7 @@ def airtm_withdrawals_open() -> QuerySet[Withdrawal]:
 
 def withdrawal_cancelable(withdrawal: Withdrawal) -> bool:
     """Worth offering a Cancel button: Airtm has the last word (409 when it already pays)."""
-    return is_airtm(withdrawal) and withdrawal.status in CANCELABLE and not withdrawal.transaction_hash
+    return withdrawal.through_airtm and withdrawal.status in CANCELABLE and not withdrawal.transaction_hash
 
 
 # --- create ---------------------------------------------------------------------------------
@@ -266,16 +262,13 @@ def _advance(withdrawal: Withdrawal, step: str, payout: Payout) -> None:
             availableBalance=money_from_stroops(snapshot.available),
         )
     elif step == S.PENDING:
-        if withdrawal.status == S.PENDING_USER_ACTION:
-            withdrawal.resume()
-        else:
-            withdrawal.mark_pending()
+        withdrawal.mark_pending()  # from COMMITTED, or PENDING_USER_ACTION once the member acted
         withdrawal.failure_reason = ""
         withdrawal.save()
         _record(withdrawal, "withdrawal.pending")
         _publish(withdrawal, "withdrawal.pending", airtmPayoutId=withdrawal.airtm_payout_id)
     elif step == S.PENDING_USER_ACTION:
-        withdrawal.await_user_action()
+        withdrawal.mark_pending_user_action()
         withdrawal.failure_reason = ""
         withdrawal.save()
         _record(withdrawal, "withdrawal.pending_user_action")
@@ -306,8 +299,9 @@ def _close_locked(withdrawal: Withdrawal, target: str, *, reason: str, code: str
     if target == S.FAILED:
         withdrawal.fail(reason=reason or "Airtm could not pay the withdrawal.", code=code)
     else:
-        withdrawal.cancel()
-        withdrawal.failure_reason = reason[:255]
+        if withdrawal.status == S.PENDING_USER_ACTION:  # the member acted, then Airtm canceled it
+            withdrawal.mark_pending()
+        withdrawal.cancel(reason=reason)
     withdrawal.save()
     _record(withdrawal, "withdrawal.failed" if target == S.FAILED else "withdrawal.canceled")
     if target == S.FAILED:
@@ -351,7 +345,7 @@ def _close_locked(withdrawal: Withdrawal, target: str, *, reason: str, code: str
 
 
 def _airtm_only(withdrawal: Withdrawal, code: str = "INVALID_STATE") -> None:
-    if not is_airtm(withdrawal):
+    if not withdrawal.through_airtm:
         details = {"withdrawalId": withdrawal.public_id}
         raise ServiceError(code, "Only withdrawals through Airtm can do this", details=details)
 
@@ -406,8 +400,6 @@ def withdrawal_refresh_airtm(*, withdrawal: Withdrawal, airtm: AirtmClient | Non
     never call this inside a transaction)."""
     synced = withdrawal_sync_airtm(withdrawal=withdrawal, airtm=airtm)
     if synced.sweep_due:
-        from payments.withdrawals import withdrawal_sweep
-
         return withdrawal_sweep(withdrawal=synced.withdrawal)
     return synced.withdrawal
 

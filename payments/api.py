@@ -15,7 +15,6 @@ from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp
 from payments.airtm_withdrawals import (
-    is_airtm,
     withdrawal_cancel_airtm,
     withdrawal_commit_airtm,
     withdrawal_create_airtm,
@@ -475,7 +474,7 @@ class WithdrawalRefreshView(ApiView):
     def post(self, request, withdrawal_id):
         validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
-        if is_airtm(withdrawal):
+        if withdrawal.through_airtm:
             withdrawal = withdrawal_refresh_airtm(withdrawal=withdrawal)
         elif withdrawal.status in (Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING):
             withdrawal = withdrawal_submit(withdrawal=withdrawal)
@@ -496,7 +495,7 @@ class WithdrawalCommitView(ApiView):
     def post(self, request, withdrawal_id):
         validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
-        if not is_airtm(withdrawal):
+        if not withdrawal.through_airtm:
             raise ServiceError(
                 "WITHDRAWAL_NOT_COMMITTABLE",
                 "Only Airtm withdrawals in WITHDRAWAL_CREATED can be committed; crypto withdrawals commit on creation",
@@ -522,7 +521,7 @@ class WithdrawalCancelView(ApiView):
     def post(self, request, withdrawal_id):
         validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
-        if not is_airtm(withdrawal):
+        if not withdrawal.through_airtm:
             raise ServiceError(
                 "INVALID_STATE",
                 "Crypto withdrawals settle at once and cannot be canceled",

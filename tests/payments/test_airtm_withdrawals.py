@@ -21,6 +21,7 @@ from payments.airtm_withdrawals import (
 from payments.ledger import user_accounts
 from payments.models import Hold, JournalEntry, LedgerAccount, Withdrawal
 from payments.tasks import airtm_withdrawals_resolve_pending, withdrawals_resolve_pending
+from payments.wallets import platform_account
 from sandbox.airtm_engine import airtm_payouts_advance, airtm_user_create, airtm_webhook_headers
 from sandbox.models import SandboxAirtmPayout, SandboxAirtmUser, SandboxAirtmWebhookDelivery, SandboxFault
 
@@ -289,7 +290,8 @@ def test_pending_user_action_then_completes(chain, linked, airtm, webhooks):
 
 def test_happy_path_create_commit_webhooks_complete_and_sweep_once(chain, linked, airtm, webhooks):
     user = linked("100.00")
-    wallet = user.wallet.public_key
+    wallet, treasury = user.wallet.public_key, platform_account().public_key
+    treasury_before = chain.usdc(treasury) or Decimal(0)
     withdrawal = withdraw(user, airtm, "30.00")
     withdrawal = withdrawal_commit_airtm(withdrawal=withdrawal, airtm=airtm)
     airtm_payouts_advance(now=later())
@@ -298,7 +300,7 @@ def test_happy_path_create_commit_webhooks_complete_and_sweep_once(chain, linked
     withdrawal = fetch(withdrawal)
     assert withdrawal.status == S.COMPLETED, withdrawal.failure_reason
     assert len(withdrawal.transaction_hash) == 64
-    assert chain.usdc(wallet) == Decimal("70")
+    assert chain.usdc(wallet) == Decimal("70") and chain.usdc(treasury) == treasury_before + 30
     assert balances(user) == (700_000_000, 0)
     assert Hold.objects.get(reference=withdrawal.public_id).status == Hold.Status.POSTED
     assert hold_entries(withdrawal, "hold_void") == 0
@@ -307,7 +309,8 @@ def test_happy_path_create_commit_webhooks_complete_and_sweep_once(chain, linked
     assert airtm_withdrawals_resolve_pending() == 0
     withdrawal_refresh_airtm(withdrawal=withdrawal, airtm=airtm)
     replay(SandboxAirtmWebhookDelivery.objects.filter(event_type="payout.completed").get(), msg_id="msg_again")
-    assert chain.usdc(wallet) == Decimal("70") and to_airtm_ledger(user) == 300_000_000
+    assert chain.usdc(wallet) == Decimal("70") and chain.usdc(treasury) == treasury_before + 30
+    assert to_airtm_ledger(user) == 300_000_000
     assert events(withdrawal).count("withdrawal.completed") == 1
     assert AuditLog.objects.filter(resource_id=withdrawal.public_id, action="withdrawal.committed").count() == 1
 
