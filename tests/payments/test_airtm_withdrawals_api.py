@@ -145,10 +145,7 @@ def test_another_users_or_marketplaces_withdrawal_is_404(chain, linked, writer, 
 def test_crypto_withdrawals_cannot_be_canceled(chain, writer, funded_user):
     user = funded_user("50.00")
     outside = chain.outside_account()
-    crypto = post(
-        writer,
-        "/withdrawals",
-        {"userId": user.public_id, "amount": "20.00", "destinationType": "crypto", "destinationRef": outside.public_key},
-    ).json()["data"]
+    request = {"userId": user.public_id, "amount": "20.00", "destinationType": "crypto"}
+    crypto = post(writer, "/withdrawals", {**request, "destinationRef": outside.public_key}).json()["data"]
     refused = post(writer, f"/withdrawals/{crypto['id']}/cancel")
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "INVALID_STATE"
