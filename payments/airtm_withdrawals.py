@@ -51,7 +51,23 @@ REFUSALS = {
     "WITHDRAWAL_DESTINATION_INVALID": "The linked Airtm account cannot receive payouts (inactive or not verified).",
     "AIRTM_INSUFFICIENT_BALANCE": "Withdrawals to Airtm are unavailable right now; support has been alerted.",
 }
+WAITING = "Waiting for Airtm to confirm the payout; it is checked again every minute."
 CANCELED_BY = {"USER": "user", "API_KEY": "user", "SUPPORT": "admin"}
+
+
+@dataclass(frozen=True)
+class AirtmSync:
+    withdrawal: Withdrawal
+    payout: Payout | None
+
+    @property
+    def sweep_due(self) -> bool:
+        """Airtm paid the member (as read from Airtm) and the USDC has not moved to the treasury yet."""
+        return (
+            self.payout is not None
+            and self.payout.status is PayoutStatus.COMPLETED
+            and self.withdrawal.status not in Withdrawal.TERMINAL
+        )
 
 
 def airtm_withdrawals_open() -> QuerySet[Withdrawal]:
@@ -157,11 +173,13 @@ def withdrawal_create_airtm(
             destinationType=destination_type,
             destinationRef=email,
         )
-    return _payout_create(withdrawal, airtm or AirtmClient(), commit=commit)
+    return _payout_create(withdrawal, airtm or AirtmClient(), commit=commit).withdrawal
 
 
-def _payout_create(withdrawal: Withdrawal, client: AirtmClient, *, commit: bool) -> Withdrawal:
-    """Create the payout under the withdrawal's code; never inside a transaction (HTTP)."""
+def _payout_create(withdrawal: Withdrawal, client: AirtmClient, *, commit: bool) -> AirtmSync:
+    """Create the payout under the withdrawal's code (HTTP first, then the row is locked and
+    updated: no lock is held across a call to Airtm). Answers the withdrawal and the payout as
+    Airtm answered it (None when Airtm's answer was lost or it refused)."""
     try:
         payout = client.payout_create(
             code=withdrawal.public_id,
@@ -173,9 +191,9 @@ def _payout_create(withdrawal: Withdrawal, client: AirtmClient, *, commit: bool)
     except AirtmError as error:
         if error.outcome_unknown or error.code == "AIRTM_CODE_CONFLICT":
             logger.warning("Airtm payout for %s not confirmed (%s): resolved by code later", withdrawal, error.code)
-            return _note(withdrawal, "Waiting for Airtm to confirm the payout; it is checked again every minute.")
-        return _refused(withdrawal, error, client)
-    return apply_payout(withdrawal=withdrawal, payout=payout)
+            return AirtmSync(_note(withdrawal, WAITING), None)
+        return AirtmSync(_refused(withdrawal, error, client), None)
+    return AirtmSync(apply_payout(withdrawal=withdrawal, payout=payout), payout)
 
 
 def _refused(withdrawal: Withdrawal, error: AirtmError, client: AirtmClient) -> Withdrawal:
@@ -187,13 +205,15 @@ def _refused(withdrawal: Withdrawal, error: AirtmError, client: AirtmClient) -> 
             found = client.payout_cancel(found.id)
     except AirtmError as lookup_error:
         logger.warning("Airtm refused %s (%s); clean-up not confirmed (%s)", withdrawal, error.code, lookup_error.code)
-        return _note(withdrawal, "Waiting for Airtm to confirm the payout; it is checked again every minute.")
-    if found is not None:
-        withdrawal = apply_payout(withdrawal=withdrawal, payout=found)
-        if withdrawal.status in Withdrawal.TERMINAL:
-            return withdrawal
+        return _note(withdrawal, WAITING)
+    if found is not None and found.status is PayoutStatus.COMPLETED:  # not a refusal after all
+        return apply_payout(withdrawal=withdrawal, payout=found)
     reason = REFUSALS.get(error.code, f"Airtm refused the payout: {error.message}")
-    return _close(withdrawal, S.FAILED, reason=reason, code=error.code)
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update(of=("self",)).select_related("user").get(pk=withdrawal.pk)
+        if found is not None and not withdrawal.airtm_payout_id:
+            withdrawal.airtm_payout_id = found.id
+        return _close_locked(withdrawal, S.FAILED, reason=reason, code=error.code, canceled_by="system")
 
 
 def _note(withdrawal: Withdrawal, reason: str) -> Withdrawal:
@@ -279,12 +299,6 @@ def _advance(withdrawal: Withdrawal, step: str, payout: Payout) -> None:
         )
 
 
-def _close(withdrawal: Withdrawal, target: str, *, reason: str, code: str = "", canceled_by: str = "system"):
-    with transaction.atomic():
-        withdrawal = Withdrawal.objects.select_for_update(of=("self",)).select_related("user").get(pk=withdrawal.pk)
-        return _close_locked(withdrawal, target, reason=reason, code=code, canceled_by=canceled_by)
-
-
 def _close_locked(withdrawal: Withdrawal, target: str, *, reason: str, code: str, canceled_by: str) -> Withdrawal:
     """FAILED or CANCELED, hold back to available: the row is locked and still open, so once."""
     if withdrawal.status in Withdrawal.TERMINAL:
@@ -356,21 +370,6 @@ def _payout_read(withdrawal: Withdrawal, client: AirtmClient) -> Payout | None:
     return client.payout_by_code(withdrawal.public_id)
 
 
-@dataclass(frozen=True)
-class AirtmSync:
-    withdrawal: Withdrawal
-    payout: Payout | None
-
-    @property
-    def sweep_due(self) -> bool:
-        """Airtm paid the member (as read from Airtm) and the USDC has not moved to the treasury yet."""
-        return (
-            self.payout is not None
-            and self.payout.status is PayoutStatus.COMPLETED
-            and self.withdrawal.status not in Withdrawal.TERMINAL
-        )
-
-
 def withdrawal_sync_airtm(*, withdrawal: Withdrawal, airtm: AirtmClient | None = None) -> AirtmSync:
     """Read the payout at Airtm (by id, else by code) and apply it; a missing payout of a CREATED
     withdrawal is created (under its code: once), an asked-for commit is made. No chain work."""
@@ -384,9 +383,7 @@ def withdrawal_sync_airtm(*, withdrawal: Withdrawal, airtm: AirtmClient | None =
         if withdrawal.status != S.CREATED:
             logger.error("%s is %s but Airtm has no payout under its code", withdrawal, withdrawal.status)
             return AirtmSync(withdrawal, None)
-        withdrawal = _payout_create(withdrawal, client, commit=withdrawal.committed)
-        payout = _payout_read(withdrawal, client) if withdrawal.airtm_payout_id else None
-        return AirtmSync(withdrawal, payout)
+        return _payout_create(withdrawal, client, commit=withdrawal.committed)
     if withdrawal.committed and payout.status is PayoutStatus.CREATED and withdrawal.status == S.CREATED:
         try:
             payout = client.payout_commit(payout.id)
@@ -425,7 +422,7 @@ def withdrawal_commit_airtm(
             _record(withdrawal, "withdrawal.commit_requested", actor_type, actor_id)
     payout = _payout_read(withdrawal, client)
     if payout is None:
-        withdrawal = _payout_create(withdrawal, client, commit=True)
+        withdrawal = _payout_create(withdrawal, client, commit=True).withdrawal
         if withdrawal.status == S.CREATED:
             raise ServiceError(
                 "PROVIDER_ERROR",
@@ -458,10 +455,10 @@ def withdrawal_cancel_airtm(
         raise _not_cancelable(withdrawal)
     payout = _payout_read(withdrawal, client)
     if payout is None:
-        withdrawal = _payout_create(withdrawal, client, commit=False)
+        created = _payout_create(withdrawal, client, commit=False)
+        withdrawal, payout = created.withdrawal, created.payout
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal  # Airtm refused it: the hold is already back
-        payout = _payout_read(withdrawal, client) if withdrawal.airtm_payout_id else None
         if payout is None:
             raise ServiceError(
                 "PROVIDER_ERROR",
