@@ -368,6 +368,21 @@ def test_lost_answer_at_creation_makes_one_payout_and_still_completes(chain, lin
     assert len(payouts(withdrawal)) == 1 and balances(user) == (700_000_000, 0)
 
 
+def test_timeout_at_creation_is_resolved_by_code_at_once_one_payout(chain, linked, airtm):
+    from payments.airtm import AirtmClient
+
+    user = linked("100.00")
+    fault(
+        method="POST", path_contains="/payouts", timeout=True, timeout_seconds=1.5, after_processing=True, remaining=1
+    )
+    withdrawal = withdraw(user, AirtmClient(timeout=0.7, backoff=0.01), "30.00", commit=True)
+    assert withdrawal.status == S.COMMITTED and len(payouts(withdrawal)) == 1
+    airtm_payouts_advance(now=later())
+    airtm_payouts_advance(now=later(7200))
+    airtm_withdrawals_resolve_pending()
+    assert fetch(withdrawal).status == S.COMPLETED and len(payouts(withdrawal)) == 1
+
+
 def test_crash_after_the_hold_before_the_payout_is_created_once_by_the_resolver(chain, linked, airtm):
     user = linked("100.00")
     # A crash between the committed hold and the call to Airtm: Airtm never heard of it.
@@ -398,3 +413,14 @@ def test_one_broken_withdrawal_does_not_stop_the_resolver(chain, linked, airtm):
     airtm_payouts_advance(now=later())
     airtm_withdrawals_resolve_pending()
     assert fetch(fine).status == S.PENDING and fetch(broken).status == S.CREATED
+
+
+def test_the_resolver_runs_every_minute_on_beat(settings):
+    from offerhub.celery import app
+
+    app.loader.import_default_modules()
+    [entry] = [
+        e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"].endswith("airtm_withdrawals_resolve_pending")
+    ]
+    assert entry == {"task": "payments.tasks.airtm_withdrawals_resolve_pending", "schedule": 60.0}
+    assert entry["task"] in app.tasks and "payments.tasks.airtm_withdrawal_settle" in app.tasks
