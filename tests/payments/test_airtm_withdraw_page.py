@@ -66,6 +66,8 @@ def test_withdraw_to_airtm_commits_shows_status_and_cancel_only_while_allowed(ch
     done = client.post(CANCEL.search(sent).group(1), follow=True).content.decode()
     assert "The withdrawal was canceled" in done
     assert "Canceled: the money is back in your balance" in done and CANCEL.search(done) is None
+    history = done.split('data-testid="history"')[1]
+    assert "Withdrawal to Airtm canceled: money back" in history and "Withdrawal to Airtm" in history
     available, held = user_accounts(user)
     assert (available.balance, held.balance) == (1_000_000_000, 0)
 
