@@ -65,3 +65,11 @@ def withdrawals_resolve_pending() -> int:
 @shared_task(name="payments.tasks.wallets_reconcile")
 def wallets_reconcile_task() -> int:
     return wallets_reconcile()
+
+
+@shared_task(name="payments.tasks.airtm_reconcile_task")
+def airtm_reconcile_task() -> int:
+    """Hourly: our top-ups and Airtm withdrawals against Airtm; how many have an OPEN discrepancy."""
+    from payments.airtm_reconciliation import airtm_reconcile
+
+    return len(airtm_reconcile())

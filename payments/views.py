@@ -17,6 +17,7 @@ from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, WithdrawalForm
 from payments.history import history_page
 from payments.models import Wallet, Withdrawal
+from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
 from payments.wallets import wallet_ensure
 from payments.withdrawals import withdrawal_create_crypto
@@ -52,8 +53,9 @@ def wallet_page(request):
         "simulate_form": SimulateDepositForm() if "stellar" in settings.SANDBOX_PROVIDERS else None,
         "usdc_issuer": settings.STELLAR_USDC_ISSUER,
         "network": settings.STELLAR_NETWORK,
+        "rails": payments_rails(),  # what OFFERHUB_PAYMENTS_PROVIDER offers: "crypto", "airtm"
     }
-    if request.method == "POST":
+    if request.method == "POST" and "crypto" in context["rails"]:  # the crypto withdrawal form
         form = WithdrawalForm(request.POST)
         context["withdrawal_form"] = form
         if form.is_valid():
@@ -87,7 +89,7 @@ def wallet_page(request):
 @require_POST
 def simulate_deposit(request):
     """Sandbox only: mint test dollars into the member's wallet, as a real deposit would arrive."""
-    if "stellar" not in settings.SANDBOX_PROVIDERS:
+    if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     form = SimulateDepositForm(request.POST)
     wallet = Wallet.objects.filter(user=request.user, status=Wallet.Status.ACTIVE).first()
@@ -110,7 +112,7 @@ def simulate_deposit(request):
 def test_recipient_create(request):
     """Sandbox only: make an address that accepts USDC and put it in the withdrawal form, so a
     member can try a withdrawal without a Stellar wallet of their own."""
-    if "stellar" not in settings.SANDBOX_PROVIDERS:
+    if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     try:
         address = sandbox_recipient_create()

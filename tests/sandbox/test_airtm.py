@@ -621,7 +621,9 @@ def test_beat_drives_the_sandbox_airtm(airtm, settings):
     from offerhub.celery import app
 
     app.loader.import_default_modules()
-    scheduled = {entry["task"] for name, entry in settings.CELERY_BEAT_SCHEDULE.items() if "airtm" in name}
+    scheduled = {
+        entry["task"] for name, entry in settings.CELERY_BEAT_SCHEDULE.items() if name.startswith("sandbox-airtm")
+    }
     assert scheduled == {"sandbox.tasks.airtm_payouts_advance_task", "sandbox.tasks.airtm_webhooks_deliver_due_task"}
     assert scheduled <= set(app.tasks)
     settings.SANDBOX_AIRTM_PAYOUT_STEP_SECONDS = 0
