@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0006_hold_owner'),
+        ('payments', '0007_withdrawal_bridge'),
     ]
 
     operations = [
