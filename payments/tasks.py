@@ -85,3 +85,11 @@ def airtm_withdrawals_resolve_pending() -> int:
         except Exception:  # one broken withdrawal must not stop the others
             logger.exception("could not resolve Airtm withdrawal %s", withdrawal.public_id)
     return finished
+
+
+@shared_task(name="payments.tasks.airtm_reconcile_task")
+def airtm_reconcile_task() -> int:
+    """Hourly: our top-ups and Airtm withdrawals against Airtm; how many have an OPEN discrepancy."""
+    from payments.airtm_reconciliation import airtm_reconcile
+
+    return len(airtm_reconcile())

@@ -23,6 +23,7 @@ from payments.deposits import deposits_sync
 from payments.forms import AirtmWithdrawalForm, SimulateDepositForm, WithdrawalForm
 from payments.history import history_page
 from payments.models import Wallet, Withdrawal
+from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
 from payments.wallets import wallet_ensure
 from payments.withdrawals import withdrawal_create_crypto
@@ -61,11 +62,12 @@ def wallet_page(request):
         "simulate_form": SimulateDepositForm() if "stellar" in settings.SANDBOX_PROVIDERS else None,
         "usdc_issuer": settings.STELLAR_USDC_ISSUER,
         "network": settings.STELLAR_NETWORK,
+        "rails": payments_rails(),  # what OFFERHUB_PAYMENTS_PROVIDER offers: "crypto", "airtm"
     }
     context.update(_airtm_withdraw_context(user))
     if request.method == "POST" and request.POST.get("form") == "airtm-withdraw":
         return _airtm_withdraw(request, context)
-    if request.method == "POST":
+    if request.method == "POST" and "crypto" in context["rails"]:  # the crypto withdrawal form
         form = WithdrawalForm(request.POST)
         context["withdrawal_form"] = form
         if form.is_valid():
@@ -132,6 +134,9 @@ def _airtm_withdraw_context(user, form: AirtmWithdrawalForm | None = None) -> di
 def _airtm_withdraw(request, context: dict):
     """The "Withdraw to Airtm" form: to the linked account, committed at once."""
     user = request.user
+    if not rail_enabled("airtm"):
+        messages.error(request, "Withdrawals to Airtm are not offered here.")
+        return redirect("wallet")
     if not user.airtm_user_id:
         messages.error(request, "Link your Airtm account first.")
         return redirect("airtm-link")
@@ -187,7 +192,7 @@ def airtm_withdrawal_cancel(request, withdrawal_id: str):
 @require_POST
 def simulate_deposit(request):
     """Sandbox only: mint test dollars into the member's wallet, as a real deposit would arrive."""
-    if "stellar" not in settings.SANDBOX_PROVIDERS:
+    if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     form = SimulateDepositForm(request.POST)
     wallet = Wallet.objects.filter(user=request.user, status=Wallet.Status.ACTIVE).first()
@@ -210,7 +215,7 @@ def simulate_deposit(request):
 def test_recipient_create(request):
     """Sandbox only: make an address that accepts USDC and put it in the withdrawal form, so a
     member can try a withdrawal without a Stellar wallet of their own."""
-    if "stellar" not in settings.SANDBOX_PROVIDERS:
+    if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     try:
         address = sandbox_recipient_create()

@@ -119,3 +119,12 @@ def test_page_queries_do_not_grow_with_airtm_withdrawals(chain, client, linked, 
         page = client.get("/wallet/").content.decode()
     assert page.count('data-testid="airtm-withdrawal"') == 5
     assert count <= 25
+
+
+def test_with_the_airtm_rail_off_no_form_and_nothing_is_created(chain, client, linked, settings):
+    settings.OFFERHUB_PAYMENTS_PROVIDER = "crypto"
+    client.force_login(linked("100.00"))
+    assert 'data-testid="airtm-withdraw"' not in client.get("/wallet/").content.decode()
+    page = withdraw(client, "20.00").content.decode()
+    assert "Withdrawals to Airtm are not offered here." in page
+    assert not Withdrawal.objects.exists()
