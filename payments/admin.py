@@ -1,9 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
 from backoffice.admin import DriftReportAdmin
 from offerhub.admin import ReadOnlyAdmin, dollars, usd
+from offerhub.errors import ServiceError
 from payments.models import (
     ChainCursor,
     Hold,
@@ -12,6 +13,7 @@ from payments.models import (
     PlatformAccount,
     Posting,
     ReconciliationReport,
+    Topup,
     Wallet,
     Withdrawal,
 )
@@ -172,3 +174,27 @@ class ReconciliationReportAdmin(DriftReportAdmin):
 @admin.register(ChainCursor)
 class ChainCursorAdmin(ReadOnlyAdmin):
     list_display = ("name", "paging_token", "updated_at")
+
+
+@admin.register(Topup)
+class TopupAdmin(ReadOnlyAdmin):
+    exclude = ("amount",)
+    readonly_fields = ("amount_usd",)
+    list_display = ("public_id", "user", "amount_usd", "status", "airtm_payin_id", "created_at")
+    amount_usd = usd("amount", "amount")
+    list_filter = ("status",)
+    search_fields = ("public_id", "airtm_payin_id", "user__email", "user__public_id")
+    list_select_related = ("user",)
+    actions = ["refresh_from_airtm"]
+
+    @admin.action(description="Refresh from Airtm")
+    def refresh_from_airtm(self, request, queryset):
+        from payments.topups import topup_refresh
+
+        for topup in queryset:
+            try:
+                topup = topup_refresh(topup=topup)
+            except ServiceError as error:
+                self.message_user(request, f"{topup.public_id}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{topup.public_id}: {topup.status}")

@@ -2,7 +2,10 @@ from django.apps import AppConfig
 
 
 class PaymentsConfig(AppConfig):
-    """Ledger, balances and holds, Stellar wallets, deposits and withdrawals."""
+    """Ledger, balances and holds, Stellar wallets, deposits and withdrawals, top-ups."""
 
     name = "payments"
     verbose_name = "Payments"
+
+    def ready(self):
+        import payments.topup_webhooks  # noqa: F401  (registers the Airtm payin webhook processor)
