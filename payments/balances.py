@@ -8,9 +8,7 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
-import requests
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -37,7 +35,15 @@ from payments.ledger import (
 )
 from payments.models import Hold, LedgerAccount, Wallet, Withdrawal
 from payments.reconciliation import reconciliation_record, wallet_compare
-from payments.stellar import StellarError, friendbot_fund, horizon, transaction_submit, usdc
+from payments.stellar import (
+    StellarError,
+    faucet_mint,
+    friendbot_fund,
+    horizon,
+    sandbox_chain,
+    transaction_submit,
+    usdc,
+)
 from payments.withdrawals import payment_for_request, withdrawal_submit
 
 Kind = LedgerAccount.Kind
@@ -322,25 +328,9 @@ def balance_release(
     return BalanceChange(before, after, audit), seller_change, release
 
 
-def _sandbox_chain() -> bool:
-    return "stellar" in settings.SANDBOX_PROVIDERS
-
-
 def sandbox_mint(wallet: Wallet, amount: int, *, memo: str = "") -> str:
-    """Mint sandbox USDC to the wallet; returns the transaction hash. With a `memo` the
-    faucet mints once per (wallet, memo) and answers the same hash to every retry."""
-    data = {"addr": wallet.public_key, "amount": str(Decimal(amount) / 10_000_000)}
-    try:
-        response = requests.post(
-            settings.STELLAR_HORIZON_URL.rstrip("/") + "/faucet",
-            data=data | ({"memo": memo} if memo else {}),
-            timeout=settings.HORIZON_TIMEOUT_SECONDS,
-        )
-    except requests.RequestException as exc:
-        raise ServiceError("PROVIDER_UNAVAILABLE", "The sandbox chain is unreachable") from exc
-    if response.status_code != 200:
-        raise ServiceError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
-    return response.json()["hash"]
+    """Mint sandbox USDC to the wallet; returns the transaction hash (see `faucet_mint`)."""
+    return faucet_mint(address=wallet.public_key, amount=amount, memo=memo)
 
 
 def sandbox_recipient_create() -> str:
@@ -394,7 +384,7 @@ def balance_adjust(
     adjustments = ledger_account(kind=Kind.ADJUSTMENTS)
     available, _ = user_accounts(user)
     key_suffix = idempotency_key or timezone.now().isoformat()
-    if _sandbox_chain():
+    if sandbox_chain():
         wallet = _active_wallet(user, whose="user")
         if credit:
             memo = _credit_memo(user=user, amount=amount, principal_id=principal_id, idempotency_key=idempotency_key)

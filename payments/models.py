@@ -210,6 +210,10 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
 
     Crypto: CREATED → COMMITTED (held, transaction signed and its hash stored) →
     COMPLETED, or PENDING while Horizon's answer is unknown, or FAILED (hold returned).
+    Airtm (bank, airtm_balance): the status follows the payout at Airtm; once Airtm has paid,
+    the held USDC is swept from the user's wallet to the platform treasury (the row's
+    transaction fields) and only then is it COMPLETED. A bridge (a top-up's USDC, paid by the
+    platform treasury to the user's wallet) uses the crypto path with no hold.
     """
 
     class Status(models.TextChoices):
@@ -230,6 +234,7 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
         WITHDRAWAL = "withdrawal", "user withdrawal"
         RELEASE = "release", "support release of a hold to another user"
         BURN = "burn", "support debit (sandbox: USDC returned to the issuer)"
+        BRIDGE = "bridge", "top-up: the platform treasury pays USDC into the user's wallet"
 
     S = Status
     TERMINAL = (S.COMPLETED, S.FAILED, S.CANCELED)
@@ -267,7 +272,11 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
                 fields=["principal_id", "idempotency_key"],
                 condition=~Q(idempotency_key=""),
                 name="withdrawal_once_per_idempotency_key",
-            )
+            ),
+            # One bridge payment per top-up, whoever asks for it first.
+            models.UniqueConstraint(
+                fields=["hold_reference"], condition=Q(purpose="bridge"), name="one_bridge_per_reference"
+            ),
         ]
 
     def __str__(self):
@@ -282,9 +291,22 @@ class Withdrawal(ConcurrentTransitionMixin, models.Model):
     def commit(self):
         self.committed = True
 
-    @transition(field=status, source=[S.COMMITTED, S.PENDING], target=S.PENDING)
+    @transition(field=status, source=[S.COMMITTED, S.PENDING, S.PENDING_USER_ACTION], target=S.PENDING)
     def mark_pending(self):
         """Submitted, answer unknown (timeout, provider down): resolved by lookup later."""
+
+    @transition(field=status, source=[S.COMMITTED, S.PENDING], target=S.PENDING_USER_ACTION)
+    def mark_pending_user_action(self):
+        """Airtm waits for the recipient (e.g. to verify their account) before paying."""
+
+    @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING], target=S.CANCELED)
+    def cancel(self, *, reason: str = ""):
+        """Airtm only, while Airtm still allows it (a payout CREATED or PENDING there)."""
+        self.failure_reason = reason[:255]
+
+    @property
+    def through_airtm(self) -> bool:
+        return self.destination_type != self.DestinationType.CRYPTO
 
     @transition(field=status, source=[S.CREATED, S.COMMITTED, S.PENDING], target=S.COMPLETED)
     def complete(self):

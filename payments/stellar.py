@@ -140,3 +140,26 @@ def friendbot_fund(account_id: str) -> None:
         raise StellarError("PROVIDER_UNAVAILABLE", "friendbot is unreachable") from exc
     if response.status_code >= 400 and account_load(account_id) is None:
         raise StellarError("PROVIDER_ERROR", f"friendbot answered {response.status_code}")
+
+
+def sandbox_chain() -> bool:
+    """True when Horizon is the sandbox's (it has a USDC faucet), never on a real network."""
+    return "stellar" in settings.SANDBOX_PROVIDERS
+
+
+def faucet_mint(*, address: str, amount: int, memo: str = "") -> str:
+    """Sandbox only: mint `amount` stroops of USDC to an address that trusts USDC; returns the
+    transaction hash. With a `memo` the faucet mints once per (address, memo) and answers the
+    same hash to every retry."""
+    data = {"addr": address, "amount": str(Decimal(amount) / STROOPS_PER_UNIT)}
+    try:
+        response = requests.post(
+            settings.STELLAR_HORIZON_URL.rstrip("/") + "/faucet",
+            data=data | ({"memo": memo} if memo else {}),
+            timeout=settings.HORIZON_TIMEOUT_SECONDS,
+        )
+    except requests.RequestException as exc:
+        raise StellarError("PROVIDER_UNAVAILABLE", "The sandbox chain is unreachable") from exc
+    if response.status_code != 200:
+        raise StellarError("PROVIDER_ERROR", f"The sandbox faucet answered {response.status_code}")
+    return response.json()["hash"]

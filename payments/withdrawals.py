@@ -12,7 +12,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from stellar_sdk import StrKey, TransactionBuilder
 
@@ -29,16 +29,19 @@ from payments.ledger import (
     hold_void,
     ledger_account,
     ledger_lock,
+    ledger_transfer,
     user_accounts,
 )
-from payments.models import Hold, JournalEntry, LedgerAccount, Wallet, Withdrawal
+from payments.models import Hold, JournalEntry, LedgerAccount, SecretHolder, Wallet, Withdrawal
 from payments.stellar import (
     StellarError,
     TransactionFailed,
     _call,
     account_load,
+    faucet_mint,
     horizon,
     ledger_closed_at,
+    sandbox_chain,
     transaction_lookup,
     transaction_submit,
     usdc,
@@ -216,22 +219,56 @@ def wallet_submission_lock(wallet: Wallet, timeout: float = 120.0):
     return account_submission_lock(wallet.public_key, timeout)
 
 
-def _build_envelope(withdrawal: Withdrawal, wallet: Wallet):
-    """The payment from the user's account, wrapped in a fee bump paid by the platform."""
+def _signer(withdrawal: Withdrawal) -> SecretHolder:
+    """The account the payment leaves from: the platform treasury for a bridge, else the user's wallet."""
+    if withdrawal.purpose == Withdrawal.Purpose.BRIDGE:
+        return platform_account()
+    return Wallet.objects.get(user=withdrawal.user)
+
+
+def _payee(withdrawal: Withdrawal) -> str:
+    """Where the USDC goes: the platform treasury for a withdrawal Airtm has paid in dollars."""
+    if withdrawal.through_airtm:
+        return platform_account().public_key
+    return withdrawal.destination_ref
+
+
+def _build_envelope(withdrawal: Withdrawal, source: SecretHolder):
+    """The payment from the source account; a user's payment is wrapped in a fee bump paid by the platform."""
     platform = platform_account()
-    source = _call(lambda: horizon().load_account(wallet.public_key))
-    builder = TransactionBuilder(source, settings.STELLAR_NETWORK_PASSPHRASE, base_fee=100).append_payment_op(
-        withdrawal.destination_ref, usdc(), chain_amount(withdrawal.amount)
+    paid_by_platform = source.public_key == platform.public_key
+    account = _call(lambda: horizon().load_account(source.public_key))
+    base_fee = MAX_FEE_PER_OPERATION if paid_by_platform else 100
+    builder = TransactionBuilder(account, settings.STELLAR_NETWORK_PASSPHRASE, base_fee=base_fee).append_payment_op(
+        _payee(withdrawal), usdc(), chain_amount(withdrawal.amount)
     )
     if withdrawal.memo:
         builder = builder.add_text_memo(withdrawal.memo)
     inner = builder.set_timeout(settings.STELLAR_TX_LIFETIME_SECONDS).build()
-    inner.sign(wallet.keypair())
+    inner.sign(source.keypair())
+    if paid_by_platform:
+        return inner
     bumped = TransactionBuilder.build_fee_bump_transaction(
         platform.public_key, MAX_FEE_PER_OPERATION, inner, settings.STELLAR_NETWORK_PASSPHRASE
     )
     bumped.sign(platform.keypair())
     return bumped
+
+
+def _may_fail(withdrawal: Withdrawal) -> bool:
+    """Whether a refusal on chain ends the payment. A bridge (Airtm has the user's dollars) and a
+    sweep (Airtm has paid the user) must land in the end: they wait and are signed again."""
+    return withdrawal.purpose != Withdrawal.Purpose.BRIDGE and not withdrawal.through_airtm
+
+
+RETRY_BACKOFF_SECONDS = 30
+RETRY_BACKOFF_MAX_SECONDS = 3600
+
+
+def _retry_due(withdrawal: Withdrawal) -> bool:
+    """A payment that failed on chain is signed again after a back-off growing with its attempts."""
+    delay = min(RETRY_BACKOFF_SECONDS * 2 ** max(withdrawal.submit_attempts - 1, 0), RETRY_BACKOFF_MAX_SECONDS)
+    return timezone.now() >= withdrawal.updated_at + timedelta(seconds=delay)
 
 
 def _can_never_land(withdrawal: Withdrawal) -> bool:
@@ -264,29 +301,31 @@ def withdrawal_submit(*, withdrawal: Withdrawal, rounds: int = 3) -> Withdrawal:
     Every envelope ever signed for it is looked up first. The stored envelope is only ever
     resubmitted as it is (the network applies one hash once); a replacement is signed
     only when Horizon's history shows the stored one can no longer land."""
-    wallet = Wallet.objects.get(user=withdrawal.user)
     try:
-        with wallet_submission_lock(wallet):
-            return _drive(withdrawal.pk, wallet, rounds)
+        source = _signer(withdrawal)
+        with account_submission_lock(source.public_key):
+            return _drive(withdrawal.pk, source, rounds)
     except (StellarError, PlatformNotReady) as error:
         return _pending(withdrawal, f"Waiting for Stellar ({error}); the payment will be checked again.")
 
 
-def _drive(pk: int, wallet: Wallet, rounds: int) -> Withdrawal:
+def _drive(pk: int, source: SecretHolder, rounds: int) -> Withdrawal:
     withdrawal = Withdrawal.objects.get(pk=pk)
     for _ in range(rounds):
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         found = _landed(withdrawal)
-        if found is not None:
-            if found.get("successful"):
-                return _settle_success(withdrawal)
-            return _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
-        if withdrawal.envelope_xdr and not _can_never_land(withdrawal):
-            envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
-        else:
-            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, wallet))
-            envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
+        if found is not None and found.get("successful"):
+            return _settle_success(withdrawal, landed_hash=found.get("hash", ""))
+        if found is not None:  # the latest envelope failed on chain
+            if _may_fail(withdrawal):
+                return _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
+            if not _retry_due(withdrawal):
+                return withdrawal
+            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source))
+        elif not withdrawal.envelope_xdr or _can_never_land(withdrawal):
+            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source))
+        envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
         try:
             transaction_submit(envelope)
         except TransactionFailed as failure:
@@ -297,7 +336,11 @@ def _drive(pk: int, wallet: Wallet, rounds: int) -> Withdrawal:
                 continue
             code = (failure.operation_codes or [failure.transaction_code])[-1]
             reason = FAILURE_REASONS.get(code, f"The Stellar network refused the payment ({code}).")
-            return _settle_failure(withdrawal, reason, code)
+            if code == "op_underfunded" and withdrawal.purpose == Withdrawal.Purpose.BRIDGE:
+                reason = "The platform treasury holds too little USDC for this top-up; it is paid once refilled."
+            if _may_fail(withdrawal):
+                return _settle_failure(withdrawal, reason, code)
+            return _retry_later(withdrawal, reason, code)
         return _settle_success(withdrawal)
     return _pending(withdrawal, "Waiting for the Stellar network to confirm the payment.")
 
@@ -326,17 +369,36 @@ def _store_envelope(withdrawal: Withdrawal, envelope) -> Withdrawal:
     return withdrawal
 
 
+def _to_pending(withdrawal: Withdrawal) -> None:
+    if withdrawal.status == Withdrawal.Status.CREATED:
+        withdrawal.commit()
+    if withdrawal.status != Withdrawal.Status.PENDING:
+        withdrawal.mark_pending()
+
+
 def _pending(withdrawal: Withdrawal, reason: str) -> Withdrawal:
     with transaction.atomic():
         withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
         if withdrawal.status in (Withdrawal.Status.CREATED, Withdrawal.Status.COMMITTED):
-            if withdrawal.status == Withdrawal.Status.CREATED:
-                withdrawal.commit()
-            withdrawal.mark_pending()
+            _to_pending(withdrawal)
             withdrawal.failure_reason = reason[:255]
             withdrawal.save()
             _record(withdrawal, "withdrawal.pending")
     logger.warning("withdrawal %s pending: %s", withdrawal.public_id, reason)
+    return withdrawal
+
+
+def _retry_later(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawal:
+    """A payment that must land was refused: it waits with the reason shown, and is signed again later."""
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if withdrawal.status in Withdrawal.TERMINAL:
+            return withdrawal
+        _to_pending(withdrawal)
+        withdrawal.failure_reason, withdrawal.error_code = reason[:255], code[:50]
+        withdrawal.save()
+        _record(withdrawal, f"{withdrawal.purpose}.retrying")
+    logger.error("payment %s refused on chain (%s); it will be signed again", withdrawal.public_id, code)
     return withdrawal
 
 
@@ -347,6 +409,8 @@ def _landing(withdrawal: Withdrawal) -> tuple[LedgerAccount, str | None, Wallet 
     so the watcher skips it; if the watcher got there first, the buyer side alone is
     posted, against the external account the watcher credited from."""
     external = ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR)
+    if withdrawal.through_airtm:  # the user was paid in dollars by Airtm; the USDC went to the treasury
+        return ledger_account(kind=LedgerAccount.Kind.EXTERNAL_AIRTM), None, None
     if withdrawal.purpose == Withdrawal.Purpose.BURN:
         return ledger_account(kind=LedgerAccount.Kind.ADJUSTMENTS), None, None
     recipient = Wallet.objects.filter(public_key=withdrawal.destination_ref).select_related("user").first()
@@ -359,11 +423,15 @@ def _landing(withdrawal: Withdrawal) -> tuple[LedgerAccount, str | None, Wallet 
     return available, key, recipient
 
 
-def _settle_success(withdrawal: Withdrawal) -> Withdrawal:
+def _settle_success(withdrawal: Withdrawal, *, landed_hash: str = "") -> Withdrawal:
+    if withdrawal.purpose == Withdrawal.Purpose.BRIDGE:
+        return _settle_bridge(withdrawal, landed_hash=landed_hash)
     with transaction.atomic():
         withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
+        if landed_hash:
+            withdrawal.transaction_hash = landed_hash  # an earlier envelope may be the one that landed
         user = withdrawal.user
         # Lock both sides before looking at the deposit key: the watcher may be crediting
         # the same payment to the recipient right now, under the recipient's lock.
@@ -413,6 +481,7 @@ def _settle_success(withdrawal: Withdrawal) -> Withdrawal:
                 currency="USD",
                 completedAt=iso_timestamp(withdrawal.completed_at),
                 transactionHash=withdrawal.transaction_hash,
+                **({"airtmPayoutId": withdrawal.airtm_payout_id} if withdrawal.airtm_payout_id else {}),
             )
     return withdrawal
 
@@ -432,3 +501,113 @@ def _settle_failure(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawa
             return withdrawal
         _publish(withdrawal, "withdrawal.failed", reason=reason, errorCode=code)
     return withdrawal
+
+
+def bridge_pay(*, user, amount: int, reference: str) -> Withdrawal:
+    """Pay a confirmed top-up's dollars into the user's own wallet as USDC from the platform
+    treasury, once per reference (the top-up id); returns the bridge payment. The user's
+    available balance is credited once, when the payment lands, against the external Airtm
+    account. Talks to Horizon: never call it inside a transaction."""
+    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
+    if wallet is None:
+        raise ServiceError("WALLET_NOT_FOUND", "This account has no active wallet yet.")
+    bridge = Withdrawal.objects.filter(purpose=Withdrawal.Purpose.BRIDGE, hold_reference=reference).first()
+    if bridge is None:
+        try:
+            with transaction.atomic():
+                bridge = Withdrawal.objects.create(
+                    user=user,
+                    amount=amount,
+                    purpose=Withdrawal.Purpose.BRIDGE,
+                    hold_reference=reference,
+                    destination_type=Withdrawal.DestinationType.CRYPTO,
+                    destination_ref=wallet.public_key,
+                    description=f"USDC for top-up {reference}",
+                )
+                _record(bridge, "bridge.created")
+        except IntegrityError:  # another worker created it first: drive that one
+            bridge = Withdrawal.objects.get(purpose=Withdrawal.Purpose.BRIDGE, hold_reference=reference)
+    if bridge.user_id != user.pk or bridge.amount != amount:
+        raise ServiceError("CONFLICT", f"Reference {reference} already bridged another payment.")
+    if sandbox_chain() and bridge.status not in Withdrawal.TERMINAL:
+        # The sandbox stands in for the operator buying USDC with Airtm's dollars: the treasury
+        # receives this top-up's USDC once (the faucet mints once per memo).
+        faucet_mint(address=platform_account().public_key, amount=amount, memo=f"bridge:{reference}"[:28])
+    return withdrawal_submit(withdrawal=bridge)
+
+
+def _settle_bridge(withdrawal: Withdrawal, *, landed_hash: str = "") -> Withdrawal:
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if withdrawal.status in Withdrawal.TERMINAL:
+            return withdrawal
+        if landed_hash:
+            withdrawal.transaction_hash = landed_hash
+        user = withdrawal.user
+        available, held = user_accounts(user)
+        # Under the user's lock: the deposit watcher credits the same payment under the same key.
+        previous = ledger_lock([available, held])[available.pk].balance
+        airtm = ledger_account(kind=LedgerAccount.Kind.EXTERNAL_AIRTM)
+        key = deposit_key(withdrawal.transaction_hash, withdrawal.destination_ref)
+        metadata = {"reference": withdrawal.hold_reference, "transactionHash": withdrawal.transaction_hash}
+        credited_now = not JournalEntry.objects.filter(idempotency_key=key).exists()
+        if credited_now:
+            ledger_transfer(
+                idempotency_key=key,
+                kind="topup",
+                source=airtm,
+                destination=available,
+                amount=withdrawal.amount,
+                metadata=metadata,
+            )
+        else:  # the watcher credited it as a Stellar deposit: the money came in through Airtm
+            ledger_transfer(
+                idempotency_key=f"bridge-source:{withdrawal.public_id}",
+                kind="topup",
+                source=airtm,
+                destination=ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR),
+                amount=withdrawal.amount,
+                metadata=metadata,
+            )
+        withdrawal.complete()
+        withdrawal.failure_reason = ""
+        withdrawal.save()
+        _record(withdrawal, "bridge.completed")
+        if credited_now:
+            new = previous + withdrawal.amount
+            event_publish(
+                type="balance.credited",
+                aggregate_type="Balance",
+                aggregate_id=user.public_id,
+                payload={
+                    "userId": user.public_id,
+                    "amount": money_from_stroops(withdrawal.amount),
+                    "currency": "USD",
+                    "source": "topup",
+                    "sourceId": withdrawal.hold_reference,
+                    "transactionHash": withdrawal.transaction_hash,
+                    "previousAvailableBalance": money_from_stroops(previous),
+                    "newAvailableBalance": money_from_stroops(new),
+                    "newBalance": money_from_stroops(new),
+                },
+                user_id=user.public_id,
+            )
+    return withdrawal
+
+
+def withdrawal_sweep(*, withdrawal: Withdrawal) -> Withdrawal:
+    """Airtm has paid the user dollars: move the held USDC from their wallet to the platform
+    treasury (once, looked up before any resubmission) and post the hold to the external
+    Airtm account when it lands; the withdrawal is then COMPLETED. While the chain has not
+    settled it stays PENDING and may be swept again. Never call it inside a transaction."""
+    if not withdrawal.through_airtm:
+        raise ValueError(f"{withdrawal.public_id} is not an Airtm withdrawal")
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+        if withdrawal.status in Withdrawal.TERMINAL:
+            return withdrawal
+        if withdrawal.status != Withdrawal.Status.PENDING:
+            _to_pending(withdrawal)
+            withdrawal.save()
+            _record(withdrawal, "withdrawal.sweeping")
+    return withdrawal_submit(withdrawal=withdrawal)

@@ -306,3 +306,22 @@ def test_the_page_refuses_a_post_without_the_csrf_token(member, sandbox_airtm):
 
     assert client.post("/wallet/airtm/link/", {"email": "ana@airtm.sandbox"}).status_code == 403
     assert stored(member) == ("", "", None)
+
+
+def test_the_demo_seed_links_the_buyer_to_the_sandbox_airtm_once(sandbox_airtm, live_server, settings):
+    from django.core.management import call_command
+
+    from sandbox.airtm_engine import airtm_user_create
+    from sandbox.models import SandboxAirtmUser
+
+    settings.STELLAR_HORIZON_URL = live_server.url + "/sandbox/horizon"
+    # The sandbox's migration seeds the demo members' accounts; a flushed test database has none.
+    buyer_account = SandboxAirtmUser.objects.filter(email="buyer@demo.offerhub.test").first() or airtm_user_create(
+        email="buyer@demo.offerhub.test", first_name="Bea"
+    )
+    call_command("seed_demo")
+    call_command("seed_demo")
+    buyer = User.objects.get(email="buyer@demo.offerhub.test")
+    assert buyer.airtm_user_id == str(buyer_account.airtm_id) and buyer.airtm_email == buyer.email
+    assert not User.objects.get(email="seller@demo.offerhub.test").airtm_user_id  # links their own
+    assert AuditLog.objects.filter(action="user.airtm_linked", resource_id=buyer.public_id).count() == 1

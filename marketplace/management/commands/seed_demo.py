@@ -13,6 +13,9 @@ from django.core.management.base import BaseCommand
 from backoffice.roles import SUPPORT_AGENT, SUPPORT_LEAD
 from marketplace.listings import MilestoneSpec, listing_create
 from marketplace.models import Category, Listing, User
+from marketplace.services import user_airtm_link
+from offerhub.errors import ServiceError
+from payments.balances import Actor
 from payments.deposits import deposits_sync
 from payments.ledger import user_accounts
 from payments.models import Wallet
@@ -30,6 +33,7 @@ DEMO_USERS = [
 ]
 ROLE_LABELS = {None: "buyer and seller", SUPPORT_AGENT: "support agent", SUPPORT_LEAD: "support lead"}
 
+DEMO_BUYER = "buyer@demo.offerhub.test"
 DEMO_SELLER = "seller@demo.offerhub.test"
 DEMO_CATEGORIES = [
     ("design", "Design", "palette"),
@@ -150,6 +154,16 @@ class Command(BaseCommand):
             if sandbox and spec["funds"] and wallet.status == Wallet.Status.ACTIVE and not available.postings.exists():
                 sandbox_mint(wallet, int(spec["funds"] * 10_000_000))
         deposits_sync()
+        self._airtm_link(next(user for user, spec in users if spec["email"] == DEMO_BUYER))
+
+    def _airtm_link(self, buyer: User) -> None:
+        """The sandbox Airtm has an account for the demo buyer: linked, "Add funds with Airtm" is one click away."""
+        if "airtm" not in settings.SANDBOX_PROVIDERS or buyer.airtm_user_id:
+            return
+        try:
+            user_airtm_link(user=buyer, email=buyer.email, actor=Actor(type="SYSTEM", id="seed_demo"))
+        except ServiceError as error:
+            self.stderr.write(f"The demo buyer's Airtm account was not linked ({error.message}).")
 
     def _listings(self) -> None:
         """The demo categories, and the demo seller's listings unless one of that title ever existed."""
