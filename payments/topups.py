@@ -236,12 +236,12 @@ def topup_refresh(*, topup: Topup, client: AirtmClient | None = None) -> Topup:
         return topup
     if topup.payin_confirmed_at is not None:  # Airtm's part is done: only the bridge is left
         topup_bridge_later(topup)
-        return topup
-    payin = _payin_read(topup, client or AirtmClient())  # HTTP before any lock
-    with transaction.atomic():
-        topup = _locked(topup)
-        _apply(topup, payin)
-    return topup
+    else:
+        payin = _payin_read(topup, client or AirtmClient())  # HTTP before any lock
+        with transaction.atomic():
+            _apply(_locked(topup), payin)
+    # As it is now: the bridge may have run after the commit (in process), or inside the caller's transaction not yet.
+    return Topup.objects.select_related("user").get(pk=topup.pk)
 
 
 def _apply(topup: Topup, payin: Payin | None) -> None:

@@ -11,7 +11,7 @@ import offerhub.ids
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0006_hold_owner'),
+        ('payments', '0007_withdrawal_bridge'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

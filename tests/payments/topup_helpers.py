@@ -17,7 +17,8 @@ WEBHOOK_SECRET = "whsec_c2FuZGJveC1haXJ0bS13ZWJob29rLXNlY3JldC0zMg=="
 
 @dataclass
 class Sandbox:
-    """The sandbox Airtm the live server serves; its webhooks reach our endpoint only when sent."""
+    """The sandbox Airtm the live server serves. Its webhooks first go to a closed port (the suite's
+    default); `deliver` sends one to our endpoint when a test says so, in the order it chooses."""
 
     url: str
 
@@ -36,13 +37,15 @@ class Sandbox:
 
         payin_id = Topup.objects.get(pk=topup.pk).airtm_payin_id
         return list(
-            SandboxAirtmWebhookDelivery.objects.filter(resource_id=payin_id, status="PENDING").order_by("pk")
+            SandboxAirtmWebhookDelivery.objects.filter(resource_id=payin_id, status="pending").order_by("pk")
         )
 
     def deliver(self, delivery) -> int:
         """Send one queued webhook now (its earlier attempt went to a closed port); our answer's status."""
         from sandbox.airtm_engine import airtm_webhook_attempt
+        from sandbox.models import SandboxAirtmWebhookDelivery
 
+        SandboxAirtmWebhookDelivery.objects.filter(pk=delivery.pk).update(url=f"{self.url}/api/v1/webhooks/airtm")
         sent = airtm_webhook_attempt(delivery_id=delivery.pk, now=timezone.now() + timedelta(days=1))
         return sent.last_response_status
 
@@ -54,7 +57,7 @@ class Sandbox:
         from sandbox.models import SandboxAirtmWebhookDelivery
 
         delivery = SandboxAirtmWebhookDelivery.objects.get(pk=delivery.pk)
-        delivery.status = "PENDING"
+        delivery.status, delivery.next_attempt_at = "pending", timezone.now()
         if new_id:
             delivery.pk = None
             delivery.msg_id = f"msg_{uuid.uuid4().hex}"
@@ -69,12 +72,6 @@ def sandbox(airtm, live_server, settings) -> Sandbox:
     settings.OFFERHUB_WEBHOOKS_INSECURE = False
     settings.OFFERHUB_AIRTM_TIMEOUT_SECONDS = 5
     return Sandbox(url=live_server.url)
-
-
-@pytest.fixture
-def webhooks_to_us(sandbox, live_server, settings):
-    """Point the sandbox's webhooks at our endpoint (sent when a test says so)."""
-    settings.SANDBOX_AIRTM_WEBHOOK_URL = live_server.url + "/api/v1/webhooks/airtm"
 
 
 def link(user: User) -> User:
@@ -94,15 +91,12 @@ def member(sandbox, funded_user) -> User:
 
 
 def airtm_credits(user: User) -> list[JournalEntry]:
-    """Journal entries moving money from the Airtm ledger account to the member's available balance."""
+    """Every journal entry that credited the member's available balance (a member of these
+    tests gets money from top-ups only)."""
     from payments.ledger import ledger_account
 
-    available = ledger_account(kind=LedgerAccount.Kind.USER_AVAILABLE, user=user)
-    return list(
-        JournalEntry.objects.filter(postings__account__kind=LedgerAccount.Kind.EXTERNAL_AIRTM)
-        .filter(postings__account=available)
-        .distinct()
-    )
+    account = ledger_account(kind=LedgerAccount.Kind.USER_AVAILABLE, user=user)
+    return list(JournalEntry.objects.filter(postings__account=account, postings__amount__gt=0).distinct())
 
 
 def available(user: User):
