@@ -15,7 +15,6 @@ from payments.models import Topup, Withdrawal
 from payments.tasks import topups_resolve_pending
 from payments.topups import topup_cancel, topup_create, topup_refresh
 from tests.factories import UserFactory
-from tests.payments.conftest import airtm, chain, funded_user  # noqa: F401  (shared fixtures)
 from tests.payments.topup_helpers import (
     airtm_credits,
     available,
@@ -23,8 +22,8 @@ from tests.payments.topup_helpers import (
     deliveries,
     events,
     link,
-    member,  # noqa: F401
-    sandbox,  # noqa: F401
+    member_fixture,  # noqa: F401  (fixture "member")
+    sandbox_fixture,  # noqa: F401  (fixture "sandbox")
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -36,9 +36,7 @@ class Sandbox:
         from sandbox.models import SandboxAirtmWebhookDelivery
 
         payin_id = Topup.objects.get(pk=topup.pk).airtm_payin_id
-        return list(
-            SandboxAirtmWebhookDelivery.objects.filter(resource_id=payin_id, status="pending").order_by("pk")
-        )
+        return list(SandboxAirtmWebhookDelivery.objects.filter(resource_id=payin_id, status="pending").order_by("pk"))
 
     def deliver(self, delivery) -> int:
         """Send one queued webhook now (its earlier attempt went to a closed port); our answer's status."""
@@ -65,8 +63,8 @@ class Sandbox:
         return self.deliver(delivery)
 
 
-@pytest.fixture
-def sandbox(airtm, live_server, settings) -> Sandbox:
+@pytest.fixture(name="sandbox")
+def sandbox_fixture(airtm, live_server, settings) -> Sandbox:
     settings.SITE_URL = live_server.url
     settings.OFFERHUB_AIRTM_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.OFFERHUB_WEBHOOKS_INSECURE = False
@@ -84,8 +82,8 @@ def link(user: User) -> User:
     return User.objects.get(pk=user.pk)
 
 
-@pytest.fixture
-def member(sandbox, funded_user) -> User:
+@pytest.fixture(name="member")
+def member_fixture(sandbox, funded_user) -> User:
     """A member with an active wallet (where the bridge pays) and a linked Airtm account."""
     return link(funded_user("0"))
 
