@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -153,7 +153,9 @@ def topup_start(request):
     except ServiceError as error:
         messages.error(request, f"Airtm could not start the payment: {error.message} Nothing was charged.")
         return redirect("wallet")
-    return redirect(topup.confirmation_uri or topup_page_url(topup), status=303)
+    response = HttpResponseRedirect(topup.confirmation_uri or topup_page_url(topup))
+    response.status_code = 303  # See Other: the browser GETs Airtm's checkout
+    return response
 
 
 def _own_topup(request, topup_id: str) -> Topup:
@@ -184,7 +186,8 @@ def topup_page(request, topup_id):
 def topup_status(request, topup_id):
     """The page's live part (htmx polls it): reads Airtm now and then, never more often."""
     topup = _own_topup(request, topup_id)
-    if topup.status not in Topup.TERMINAL and cache.add(f"topup-refresh:{topup.pk}", 1, TOPUP_REFRESH_EVERY_SECONDS):
+    due = cache.add(f"topup-refresh:{topup.public_id}", 1, TOPUP_REFRESH_EVERY_SECONDS)
+    if topup.status not in Topup.TERMINAL and due:
         try:
             topup = topup_refresh(topup=topup)
         except ServiceError as error:  # Airtm unreachable for now: the next poll tries again
