@@ -145,3 +145,31 @@ def test_forms_refuse_a_post_without_the_csrf_token(member, sandbox):
     client.force_login(member)
     assert client.post("/wallet/topups/", {"amount": "5.00"}).status_code == 403
     assert not Topup.objects.exists()
+
+
+def test_support_reads_top_ups_and_refreshes_them_from_airtm(client, member, sandbox, django_assert_max_num_queries):
+    from django.contrib.auth.models import Group
+
+    from backoffice.roles import SUPPORT_LEAD
+    from payments.topups import topup_create
+
+    lead = UserFactory(is_staff=True)
+    lead.groups.add(Group.objects.get(name=SUPPORT_LEAD))
+    client.force_login(lead)
+    topup = topup_create(user=member, amount=Decimal("8.00"), actor_type="USER", actor_id=member.public_id)
+    with django_assert_max_num_queries(15):
+        listing = client.get("/admin/payments/topup/")
+    assert listing.status_code == 200 and topup.public_id in listing.content.decode()
+    assert client.get(f"/admin/payments/topup/{topup.pk}/change/").status_code == 200
+    assert client.get("/admin/payments/topup/add/").status_code == 403  # read-only
+
+    sandbox.pay(topup)
+    response = client.post(
+        "/admin/payments/topup/",
+        {"action": "refresh_from_airtm", "index": 0, "_selected_action": [topup.pk]},
+        follow=True,
+    )
+    said = [str(message) for message in response.context["messages"]]
+    assert len(said) == 1 and said[0].startswith(f"{topup.public_id}: TOPUP_")  # what Airtm said
+    assert Topup.objects.get(pk=topup.pk).status == S.SUCCEEDED
+    assert available(member) == Decimal("8.00")
