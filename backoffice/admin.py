@@ -9,8 +9,23 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
-from backoffice.services import drift_report_acknowledge, drift_report_resolve, reconciliation_run
+from backoffice.services import (
+    airtm_discrepancies_open,
+    drift_report_acknowledge,
+    drift_report_resolve,
+    reconciliation_open_counts,
+    reconciliation_run,
+)
+from escrow.models import EscrowDriftReport
 from offerhub.errors import ServiceError
+from payments.models import AirtmDiscrepancy, ReconciliationReport
+
+# The kinds of report support reconciles, as the pages' summary names them.
+SUMMARY = {
+    "wallets": (ReconciliationReport, "wallet drift reports"),
+    "escrows": (EscrowDriftReport, "escrow drift reports"),
+    "airtm": (AirtmDiscrepancy, "Airtm discrepancies"),
+}
 
 
 class DriftNoteForm(forms.Form):
@@ -30,7 +45,8 @@ class DriftReportAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["css/admin.css"]}  # colours as classes: the CSP refuses style attributes
 
-    run_target = ""  # "wallets" or "escrows": what "Run now" compares
+    run_target = ""  # "wallets", "escrows" or "airtm": what "Run now" compares
+    shows_airtm_discrepancies = False  # the wallet reconciliation page lists the OPEN Airtm ones too
     change_form_template = "admin/payments/drift_report/change_form.html"
     change_list_template = "admin/payments/drift_report/change_list.html"
     list_filter = ("status",)
@@ -68,7 +84,7 @@ class DriftReportAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         run = {"can_run": self.has_act_permission(request), "run_url": self._url("run"), "run_target": self.run_target}
-        extra_context = {**(extra_context or {}), **run}
+        extra_context = {**(extra_context or {}), **run, **self._summary_context(request)}
         return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -84,6 +100,27 @@ class DriftReportAdmin(admin.ModelAdmin):
             "show_delete": False,
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _summary_context(self, request) -> dict:
+        """Every kind of report still OPEN, counted and linked (those this user may read); on the
+        wallet page, the OPEN Airtm discrepancies listed as well."""
+        counts = reconciliation_open_counts()
+        summary = []
+        for target, (model, label) in SUMMARY.items():
+            model_admin = self.admin_site._registry.get(model)
+            if model_admin is None or not model_admin.has_view_permission(request):
+                continue
+            opts = model._meta
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist") + "?status__exact=OPEN"
+            summary.append({"label": label, "open": counts[target], "url": url, "current": self.model is model})
+        airtm_model = SUMMARY["airtm"][0]
+        airtm_admin = self.admin_site._registry.get(airtm_model)
+        show_airtm = self.shows_airtm_discrepancies and airtm_admin and airtm_admin.has_view_permission(request)
+        discrepancies = None
+        if show_airtm:
+            name = f"admin:{airtm_model._meta.app_label}_{airtm_model._meta.model_name}_change"
+            discrepancies = [{"row": row, "url": reverse(name, args=[row.pk])} for row in airtm_discrepancies_open()]
+        return {"reconciliation_summary": summary, "airtm_discrepancies": discrepancies}
 
     def _note_context(self, request, obj, form) -> dict:
         open_report = obj is not None and obj.status == "OPEN"

@@ -52,6 +52,8 @@ LEAD_PERMISSIONS = (
     "payments.change_reconciliationreport",
     "escrow.view_escrowdriftreport",
     "escrow.change_escrowdriftreport",
+    "payments.view_airtmdiscrepancy",
+    "payments.change_airtmdiscrepancy",
     # ...and the ledger and wallets a drift is investigated in, read-only.
     "payments.view_ledgeraccount",
     "payments.view_journalentry",

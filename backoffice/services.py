@@ -1,8 +1,9 @@
 """Support's workflow across the apps: the backoffice's services.
 
 Reconciliation as support drives it: run a comparison now (wallets: chain against ledger,
-payments.reconciliation; escrows: contract against our record, escrow.sync) and acknowledge or
-resolve a drift report of either kind with a note. Each is audited with the staff user as actor.
+payments.reconciliation; escrows: contract against our record, escrow.sync; airtm: our top-ups and
+Airtm withdrawals against Airtm, payments.airtm_reconciliation) and acknowledge or resolve a report
+of any kind with a note. Each is audited with the staff user as actor.
 """
 
 from django.db import transaction
@@ -13,15 +14,17 @@ from escrow.models import EscrowDriftReport
 from escrow.sync import escrow_sync
 from offerhub.errors import ServiceError
 from offerhub.services import audit_record
-from payments.models import ReconciliationReport
+from payments.airtm_reconciliation import AirtmReconciliation, airtm_compare_all
+from payments.models import AirtmDiscrepancy, ReconciliationReport
 from payments.reconciliation import ReconciliationOutcome, wallets_compare_all
 
-RUN_TARGETS = ("wallets", "escrows")
+RUN_TARGETS = ("wallets", "escrows", "airtm")
 
 
-def reconciliation_run(*, target: str, staff) -> ReconciliationOutcome:
-    """Support's "Run now": the periodic comparison of wallets (chain against ledger) or of
-    escrows (contract against our record), now, audited with who asked and what it found.
+def reconciliation_run(*, target: str, staff) -> ReconciliationOutcome | AirtmReconciliation:
+    """Support's "Run now": the periodic comparison of wallets (chain against ledger), of
+    escrows (contract against our record) or of Airtm's payins and payouts (against our top-ups and
+    withdrawals), now, audited with who asked and what it found.
     A provider that cannot be read is a ServiceError (audited as a failure); the reports
     already written for the wallets read before it stay."""
     if target not in RUN_TARGETS:
@@ -34,7 +37,12 @@ def reconciliation_run(*, target: str, staff) -> ReconciliationOutcome:
         "actor_id": staff.public_id,
     }
     try:
-        outcome = wallets_compare_all() if target == "wallets" else ReconciliationOutcome(target, escrow_sync())
+        if target == "wallets":
+            outcome = wallets_compare_all()
+        elif target == "airtm":
+            outcome = airtm_compare_all()  # a record it cannot read is counted, never stops the run
+        else:
+            outcome = ReconciliationOutcome(target, escrow_sync())
     except (ServiceError, TrustlessWorkError) as failure:
         audit_record(**audit, payload_after={"error": failure.code}, result="FAILURE")
         raise ServiceError(failure.code, f"The comparison stopped: {failure.message}") from failure
@@ -42,7 +50,21 @@ def reconciliation_run(*, target: str, staff) -> ReconciliationOutcome:
     return outcome
 
 
-REPORT_MODELS = (ReconciliationReport, EscrowDriftReport)
+REPORT_MODELS = (ReconciliationReport, EscrowDriftReport, AirtmDiscrepancy)
+
+
+def reconciliation_open_counts() -> dict[str, int]:
+    """How many reports are OPEN, by kind: the reconciliation pages' summary."""
+    return {
+        "wallets": ReconciliationReport.objects.filter(status=ReconciliationReport.Status.OPEN).count(),
+        "escrows": EscrowDriftReport.objects.filter(status=EscrowDriftReport.Status.OPEN).count(),
+        "airtm": AirtmDiscrepancy.objects.filter(status=AirtmDiscrepancy.Status.OPEN).count(),
+    }
+
+
+def airtm_discrepancies_open(*, limit: int = 50) -> list[AirtmDiscrepancy]:
+    """The OPEN Airtm discrepancies, newest first, as the wallet reconciliation page lists them."""
+    return list(AirtmDiscrepancy.objects.filter(status=AirtmDiscrepancy.Status.OPEN).order_by("-detected_at")[:limit])
 
 
 def _report_note(*, report, note: str, staff, resolve: bool):

@@ -14,6 +14,7 @@ from offerhub.api.serializers import validated
 from offerhub.filters import rows_filtered
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor
+from payments.providers import rail_required
 from payments.selectors import api_user_get, api_users, balance_as_api
 
 USERS = ["users"]
@@ -100,6 +101,7 @@ class UserAirtmLinkView(ApiView):
         responses=AirtmLinkOutput,
     )
     def post(self, request, user_id):
+        rail_required("airtm")  # OFFERHUB_PAYMENTS_PROVIDER (payments.providers)
         user = api_user_get(principal=request.auth, public_id=user_id)
         data = validated(AirtmLinkInput, request.data)
         user = user_airtm_link(user=user, email=data["email"], actor=Actor("API_KEY", request.auth.key_id))

@@ -27,6 +27,7 @@ from marketplace.listings import (
 from marketplace.services import user_airtm_link, user_sign_up
 from offerhub.errors import ServiceError
 from payments.balances import Actor
+from payments.providers import rail_enabled
 
 LISTINGS_PER_PAGE = 12
 HOME_LISTINGS = 8
@@ -212,6 +213,8 @@ def my_listings(request):
 @login_required
 def airtm_link(request):
     """Link the member's Airtm account (checked at Airtm), then back to the wallet."""
+    if not rail_enabled("airtm"):  # OFFERHUB_PAYMENTS_PROVIDER=crypto: no Airtm here
+        raise Http404("Airtm is not offered here")
     form = AirtmLinkForm(request.POST or None, initial={"email": request.user.airtm_email or request.user.email})
     if request.method == "POST" and form.is_valid():
         try:

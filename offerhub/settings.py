@@ -367,6 +367,7 @@ CELERY_BEAT_SCHEDULE = {
     "withdrawals-resolve-pending": {"task": "payments.tasks.withdrawals_resolve_pending", "schedule": 30.0},
     "wallets-activate-pending": {"task": "payments.tasks.wallets_activate_pending", "schedule": 60.0},
     "wallets-reconcile": {"task": "payments.tasks.wallets_reconcile", "schedule": crontab(minute="*/30")},
+    "airtm-reconcile": {"task": "payments.tasks.airtm_reconcile_task", "schedule": crontab(minute=41)},
     "escrow-steps-resume": {"task": "escrow.tasks.escrow_steps_resume", "schedule": 20.0},
     "orders-release-inspected": {"task": "marketplace.tasks.orders_release_inspected_task", "schedule": 300.0},
     "escrow-sync": {"task": "escrow.tasks.escrow_sync_task", "schedule": crontab(minute="*/5")},
@@ -528,8 +529,24 @@ TRUSTLESS_WEBHOOK_SECRET = env.str("TRUSTLESS_WEBHOOK_SECRET", default="")
 OFFERHUB_WEBHOOKS_INSECURE = env.bool("OFFERHUB_WEBHOOKS_INSECURE", default=False)
 if OFFERHUB_WEBHOOKS_INSECURE and not DEBUG:
     raise ImproperlyConfigured("OFFERHUB_WEBHOOKS_INSECURE accepts unsigned provider webhooks: never with DEBUG off.")
-# Turned on as each part lands (orders and milestones, disputes, SSE, the Airtm rail, escrow).
-OFFERHUB_FEATURES = {"milestones": True, "disputes": True, "sse": False, "airtm": False, "trustlessWork": True}
+# Which payment rails are offered (payments.providers, docs/payments.md "Payment rails"): `crypto`
+# (USDC on Stellar: deposit address, crypto withdrawals), `airtm` (Airtm top-ups and withdrawals,
+# linking an Airtm account) or `hybrid` (both). It changes what the wallet page and the API offer,
+# never how money already moving is settled.
+_payments_provider = env.str("OFFERHUB_PAYMENTS_PROVIDER", default="hybrid")
+OFFERHUB_PAYMENTS_PROVIDER = _payments_provider.strip().lower()
+if OFFERHUB_PAYMENTS_PROVIDER not in ("crypto", "airtm", "hybrid"):
+    raise ImproperlyConfigured(
+        f"OFFERHUB_PAYMENTS_PROVIDER must be crypto, airtm or hybrid, not {_payments_provider!r}."
+    )
+# The Airtm reconciler (payments.airtm_reconciliation) re-reads, besides every top-up and Airtm
+# withdrawal still in flight, those that changed in the last this many days.
+OFFERHUB_AIRTM_RECONCILE_DAYS = env.int("OFFERHUB_AIRTM_RECONCILE_DAYS", default=7)
+if OFFERHUB_AIRTM_RECONCILE_DAYS < 1:
+    raise ImproperlyConfigured("OFFERHUB_AIRTM_RECONCILE_DAYS must be at least 1 (days).")
+# Turned on as each part lands (orders and milestones, disputes, SSE, escrow). `airtm` (and the
+# crypto flags) in GET /config follow OFFERHUB_PAYMENTS_PROVIDER (offerhub.api.views.ConfigView).
+OFFERHUB_FEATURES = {"milestones": True, "disputes": True, "sse": False, "trustlessWork": True}
 # An Airtm top-up left unpaid this long is canceled at Airtm (payments.topups, the periodic job).
 OFFERHUB_TOPUP_EXPIRY_MINUTES = env.int("OFFERHUB_TOPUP_EXPIRY_MINUTES", default=60)
 OFFERHUB_LIMITS = {

@@ -6,6 +6,7 @@ from backoffice.admin import DriftReportAdmin
 from offerhub.admin import ReadOnlyAdmin, dollars, usd
 from offerhub.errors import ServiceError
 from payments.models import (
+    AirtmDiscrepancy,
     ChainCursor,
     Hold,
     JournalEntry,
@@ -114,6 +115,7 @@ class ReconciliationReportAdmin(DriftReportAdmin):
     audited adjustment if needed, and records what it found in the note."""
 
     run_target = "wallets"
+    shows_airtm_discrepancies = True  # the reconciliation page: Airtm's side next to the wallets' drift
     list_display = (
         "wallet_owner",
         "difference_display",
@@ -174,6 +176,40 @@ class ReconciliationReportAdmin(DriftReportAdmin):
 @admin.register(ChainCursor)
 class ChainCursorAdmin(ReadOnlyAdmin):
     list_display = ("name", "paging_token", "updated_at")
+
+
+@admin.register(AirtmDiscrepancy)
+class AirtmDiscrepancyAdmin(DriftReportAdmin):
+    """A top-up or Airtm withdrawal on which Airtm and our record disagree (payments.airtm_reconciliation).
+    Read-only; support investigates, corrects through the audited services and resolves it with a note."""
+
+    run_target = "airtm"
+    list_display = ("our_reference", "kind", "problem", "our_status", "airtm_status", "status", "last_seen_at")
+    fields = (
+        "kind",
+        "our_reference",
+        "airtm_id",
+        "our_status",
+        "airtm_status",
+        "our_amount_usd",
+        "airtm_amount_usd",
+        "problem",
+        "status",
+        "note",
+        "detected_at",
+        "last_seen_at",
+        "resolved_at",
+    )
+    readonly_fields = fields
+    list_filter = ("status", "kind")
+    search_fields = ("our_reference", "airtm_id")
+    our_amount_usd = usd("our_amount", "our amount")
+    airtm_amount_usd = usd("airtm_amount", "Airtm's amount")
+
+    def discrepancies(self, obj) -> list[str]:
+        what = "top-up" if obj.kind == AirtmDiscrepancy.Kind.PAYIN else "withdrawal"
+        at_airtm = f"Airtm {obj.kind} {obj.airtm_id}" if obj.airtm_id else "no Airtm id"
+        return [f"The {what} {obj.our_reference} ({at_airtm}): {obj.problem}"]
 
 
 @admin.register(Topup)

@@ -26,6 +26,7 @@ from payments.balances import (
     balance_sync,
 )
 from payments.models import Wallet, Withdrawal
+from payments.providers import rail_required, rail_required_for_destination
 from payments.selectors import api_user_get, balance_as_api, user_withdrawals, withdrawal_as_api
 from payments.serializers import (
     AdjustInput,
@@ -287,6 +288,7 @@ class WalletView(ApiView):
 class WalletDepositView(ApiView):
     @extend_schema(summary="Where to send USDC to fund the balance", tags=WALLET, responses=WalletDepositOutput)
     def get(self, request, user_id):
+        rail_required("crypto")  # OFFERHUB_PAYMENTS_PROVIDER (payments.providers)
         wallet = _wallet_or_404(api_user_get(principal=request.auth, public_id=user_id))
         return api_response(
             {
@@ -374,6 +376,7 @@ class WithdrawalListCreateView(ApiView):
         responses={201: WithdrawalOutput},
     )
     def post(self, request):
+        rail_required_for_destination(request.data)  # OFFERHUB_PAYMENTS_PROVIDER (payments.providers)
         data = validated(WithdrawalCreateInput, request.data)
         user = api_user_get(principal=request.auth, public_id=data["userId"])
         limit = rate_limit_hit(bucket=f"withdrawals:{user.public_id}", limit=WITHDRAWALS_PER_MINUTE, window=60)

@@ -12,6 +12,7 @@ from offerhub.api.ratelimit import rate_limit_hit
 from offerhub.api.serializers import validated
 from offerhub.errors import ServiceError
 from payments.models import Topup
+from payments.providers import AIRTM, rail_required
 from payments.selectors import api_user_get, topup_as_api, user_topups
 from payments.serializers import (
     EmptyInput,
@@ -60,6 +61,7 @@ class TopupListCreateView(ApiView):
         responses={201: TopupOutput},
     )
     def post(self, request):
+        rail_required(AIRTM)  # OFFERHUB_PAYMENTS_PROVIDER=crypto: no top-ups here (payments.providers)
         data = validated(TopupCreateInput, request.data)
         user = api_user_get(principal=request.auth, public_id=data["user_id"])
         limit = rate_limit_hit(bucket=f"topups:{user.public_id}", limit=TOPUPS_PER_MINUTE, window=60)

@@ -344,6 +344,44 @@ class ReconciliationReport(models.Model):
         return f"drift on wallet {self.wallet.public_key[:8]}… ({self.status})"
 
 
+class AirtmDiscrepancy(models.Model):
+    """Something our record of a top-up (payin) or an Airtm withdrawal (payout) says that Airtm does
+    not (payments.airtm_reconciliation). Reported for support, never auto-fixed; one OPEN per record."""
+
+    class Kind(models.TextChoices):
+        PAYIN = "payin", "top-up (Airtm payin)"
+        PAYOUT = "payout", "withdrawal (Airtm payout)"
+
+    class Status(models.TextChoices):
+        OPEN = "OPEN"
+        RESOLVED = "RESOLVED"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    our_reference = models.CharField(max_length=40, help_text="the top-up's or withdrawal's public id")
+    airtm_id = models.CharField(max_length=100, blank=True, help_text="Airtm's payin or payout id, when known")
+    our_status = models.CharField(max_length=40)
+    airtm_status = models.CharField(max_length=40, blank=True, help_text="as Airtm writes it; blank: unknown there")
+    our_amount = models.BigIntegerField(help_text="stroops")
+    airtm_amount = models.BigIntegerField(null=True, blank=True, help_text="stroops; empty: unknown there")
+    problem = models.TextField(help_text="what differs, in words")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    note = models.TextField(blank=True, help_text="what support found and did")
+    detected_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "Airtm discrepancies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "our_reference"], condition=Q(status="OPEN"), name="one_open_airtm_discrepancy"
+            )
+        ]
+
+    def __str__(self):
+        return f"Airtm {self.kind} of {self.our_reference} ({self.status})"
+
+
 class Topup(ConcurrentTransitionMixin, models.Model):
     """Dollars coming in through Airtm (API.md §7, §16): a payin the member pays at Airtm's
     checkout, then the USD→USDC bridge to the member's own wallet, which credits the balance.

@@ -68,6 +68,14 @@ def wallets_reconcile_task() -> int:
     return wallets_reconcile()
 
 
+@shared_task(name="payments.tasks.airtm_reconcile_task")
+def airtm_reconcile_task() -> int:
+    """Hourly: our top-ups and Airtm withdrawals against Airtm; how many have an OPEN discrepancy."""
+    from payments.airtm_reconciliation import airtm_reconcile
+
+    return len(airtm_reconcile())
+
+
 @shared_task(name="payments.tasks.topup_bridge")
 def topup_bridge_task(topup_pk: int) -> str:
     """Pay a confirmed top-up's USDC to the member's wallet; topups_resolve_pending retries it."""

@@ -20,6 +20,7 @@ from payments.deposits import deposits_sync
 from payments.forms import SimulateDepositForm, TopupForm, WithdrawalForm
 from payments.history import history_page
 from payments.models import Topup, Wallet, Withdrawal
+from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
 from payments.topups import topup_cancel, topup_create, topup_page_url, topup_refresh
 from payments.wallets import wallet_ensure
@@ -56,11 +57,12 @@ def wallet_page(request):
         # A test address made by the sandbox button comes back filled in.
         "withdrawal_form": WithdrawalForm(initial={"destination": request.GET.get("destination", "")[:56]}),
         "simulate_form": SimulateDepositForm() if "stellar" in settings.SANDBOX_PROVIDERS else None,
-        "topup_form": TopupForm() if user.airtm_user_id else None,
+        "topup_form": TopupForm() if user.airtm_user_id and rail_enabled("airtm") else None,
         "usdc_issuer": settings.STELLAR_USDC_ISSUER,
         "network": settings.STELLAR_NETWORK,
+        "rails": payments_rails(),  # what OFFERHUB_PAYMENTS_PROVIDER offers: "crypto", "airtm"
     }
-    if request.method == "POST":
+    if request.method == "POST" and "crypto" in context["rails"]:  # the crypto withdrawal form
         form = WithdrawalForm(request.POST)
         context["withdrawal_form"] = form
         if form.is_valid():
@@ -94,7 +96,7 @@ def wallet_page(request):
 @require_POST
 def simulate_deposit(request):
     """Sandbox only: mint test dollars into the member's wallet, as a real deposit would arrive."""
-    if "stellar" not in settings.SANDBOX_PROVIDERS:
+    if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     form = SimulateDepositForm(request.POST)
     wallet = Wallet.objects.filter(user=request.user, status=Wallet.Status.ACTIVE).first()
@@ -117,7 +119,7 @@ def simulate_deposit(request):
 def test_recipient_create(request):
     """Sandbox only: make an address that accepts USDC and put it in the withdrawal form, so a
     member can try a withdrawal without a Stellar wallet of their own."""
-    if "stellar" not in settings.SANDBOX_PROVIDERS:
+    if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     try:
         address = sandbox_recipient_create()
@@ -138,6 +140,8 @@ TOPUP_REFRESH_EVERY_SECONDS = 5
 @require_POST
 def topup_start(request):
     """Add funds with Airtm: create the top-up, then off to Airtm's checkout (303)."""
+    if not rail_enabled("airtm"):  # OFFERHUB_PAYMENTS_PROVIDER=crypto: no Airtm here
+        return redirect("wallet")
     form = TopupForm(request.POST)
     if not form.is_valid():
         messages.error(request, form.errors["amount"][0])

@@ -34,6 +34,7 @@ from offerhub.money import money_format, money_parse
 from offerhub.selectors import audit_logs_visible
 from offerhub.services import api_key_create, api_key_revoke
 from offerhub.timefmt import iso_now, iso_timestamp
+from payments.providers import AIRTM, CRYPTO, payments_provider, rail_enabled
 
 
 def _actor(request) -> dict:
@@ -71,9 +72,16 @@ class ConfigView(PublicApiView):
             {
                 "currencies": ["USD"],
                 "limits": limits,
-                # What this server can do today: clients switch features on from these.
-                "features": dict(settings.OFFERHUB_FEATURES),
-                "providers": {"fiat": "airtm", "escrow": "trustless_work"},
+                # What this server can do today: clients switch features on from these. The
+                # payment rails follow OFFERHUB_PAYMENTS_PROVIDER; the crypto flags are [X].
+                "features": {
+                    **settings.OFFERHUB_FEATURES,
+                    "airtm": rail_enabled(AIRTM),
+                    "cryptoDeposits": rail_enabled(CRYPTO),
+                    "cryptoWithdrawals": rail_enabled(CRYPTO),
+                },
+                # `payments` [X]: crypto, airtm or hybrid. `fiat` stays "airtm" (the only fiat rail).
+                "providers": {"fiat": "airtm", "escrow": "trustless_work", "payments": payments_provider()},
                 "network": settings.STELLAR_NETWORK,
                 "sandbox": bool(settings.SANDBOX_PROVIDERS),
                 "version": settings.VERSION,

@@ -11,7 +11,7 @@ import offerhub.ids
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0007_withdrawal_bridge'),
+        ('payments', '0008_airtm_discrepancy'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

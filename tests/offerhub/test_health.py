@@ -118,7 +118,11 @@ def test_config_is_public_and_lists_limits(client, settings):
         "withdrawal": {"min": "10.00", "max": "5000.00"},
         "order": {"min": "1.00", "max": "50000.00"},
     }
-    assert set(data["features"]) == {"milestones", "disputes", "sse", "airtm", "trustlessWork"}
-    assert data["providers"] == {"fiat": "airtm", "escrow": "trustless_work"}
+    # API.md §2's flags, plus the payment rails' [X] ones (OFFERHUB_PAYMENTS_PROVIDER).
+    assert set(data["features"]) == {
+        *("milestones", "disputes", "sse", "airtm", "trustlessWork"),
+        *("cryptoDeposits", "cryptoWithdrawals"),
+    }
+    assert data["providers"] == {"fiat": "airtm", "escrow": "trustless_work", "payments": "hybrid"}
     for secret in (settings.AIRTM_API_SECRET, settings.AIRTM_API_KEY, settings.TRUSTLESS_WORK_API_KEY):
         assert secret.encode() not in response.content
