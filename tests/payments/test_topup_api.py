@@ -180,3 +180,12 @@ def test_the_callback_never_credits_by_itself(client, writer, member, sandbox):
 
     unknown = client.get("/api/v1/topups/topup_unknown/callback")
     assert unknown.status_code == 302 and urlsplit(unknown["Location"]).path == "/wallet/"
+
+
+def test_no_top_ups_where_the_airtm_rail_is_off(writer, member, sandbox, settings):
+    settings.OFFERHUB_PAYMENTS_PROVIDER = "crypto"
+    refused = create(writer, member)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert (error["code"], error["details"]["reason"]) == ("INVALID_REQUEST", "RAIL_DISABLED")
+    assert not Topup.objects.exists()

@@ -173,3 +173,10 @@ def test_support_reads_top_ups_and_refreshes_them_from_airtm(client, member, san
     assert len(said) == 1 and said[0].startswith(f"{topup.public_id}: TOPUP_")  # what Airtm said
     assert Topup.objects.get(pk=topup.pk).status == S.SUCCEEDED
     assert available(member) == Decimal("8.00")
+
+
+def test_no_airtm_form_where_the_airtm_rail_is_off(browser, member, sandbox, settings):
+    settings.OFFERHUB_PAYMENTS_PROVIDER = "crypto"
+    assert 'action="/wallet/topups/"' not in browser.get("/wallet/").content.decode()
+    response, topup = start(browser)
+    assert response["Location"] == "/wallet/" and topup is None
