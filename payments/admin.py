@@ -215,7 +215,8 @@ class AirtmDiscrepancyAdmin(DriftReportAdmin):
 @admin.register(Topup)
 class TopupAdmin(ReadOnlyAdmin):
     exclude = ("amount",)
-    readonly_fields = ("amount_usd",)
+    # Every field read-only: no form field is built (the URL ones would warn about their scheme).
+    readonly_fields = ("amount_usd", *(f.name for f in Topup._meta.fields if f.name not in ("id", "amount")))
     list_display = ("public_id", "user", "amount_usd", "status", "airtm_payin_id", "created_at")
     amount_usd = usd("amount", "amount")
     list_filter = ("status",)

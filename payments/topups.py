@@ -92,52 +92,39 @@ def _amount(topup: Topup) -> str:
     return money_from_stroops(topup.amount)
 
 
-def _move(topup: Topup, transition, actor: tuple[str, str], **kwargs) -> None:
-    """One §16 transition with its audit row and event, in the caller's transaction."""
+def _event_payload(topup: Topup) -> tuple[str, dict]:
+    """The §17 event for the state the top-up just entered."""
+    user_id = topup.user.public_id
+    if topup.status == S.AWAITING_USER_CONFIRMATION:
+        return "topup.confirmation_required", {"confirmationUri": topup.confirmation_uri}
+    if topup.status == S.PROCESSING:
+        return "topup.processing", {"airtmPayinId": topup.airtm_payin_id}
+    common = {"userId": user_id, "amount": _amount(topup)}
+    if topup.status == S.SUCCEEDED:
+        return "topup.succeeded", {
+            **common,
+            "currency": topup.currency,
+            "newAvailableBalance": money_from_stroops(balance_snapshot(user=topup.user).available),
+            "airtmPayinId": topup.airtm_payin_id or None,
+        }
+    if topup.status == S.FAILED:
+        return "topup.failed", {
+            **common,
+            "reason": topup.failure_reason,
+            "errorCode": topup.error_code or None,
+            "airtmPayinId": topup.airtm_payin_id or None,
+        }
+    return "topup.canceled", {**common, "canceledBy": topup.canceled_by, "reason": topup.failure_reason or None}
+
+
+def _move(topup: Topup, transition: str, actor: tuple[str, str], **kwargs) -> None:
+    """One §16 transition with its audit row and event (same name), in the caller's transaction."""
     before = topup.status
     getattr(topup, transition)(**kwargs)
     topup.save()
-    _record(topup, f"topup.{transition}", *actor, before=before)
-    user_id = topup.user.public_id
-    if topup.status == S.AWAITING_USER_CONFIRMATION:
-        _publish(topup, "topup.confirmation_required", {"confirmationUri": topup.confirmation_uri})
-    elif topup.status == S.PROCESSING:
-        _publish(topup, "topup.processing", {"airtmPayinId": topup.airtm_payin_id})
-    elif topup.status == S.SUCCEEDED:
-        _publish(
-            topup,
-            "topup.succeeded",
-            {
-                "userId": user_id,
-                "amount": _amount(topup),
-                "currency": topup.currency,
-                "newAvailableBalance": money_from_stroops(balance_snapshot(user=topup.user).available),
-                "airtmPayinId": topup.airtm_payin_id or None,
-            },
-        )
-    elif topup.status == S.FAILED:
-        _publish(
-            topup,
-            "topup.failed",
-            {
-                "userId": user_id,
-                "amount": _amount(topup),
-                "reason": topup.failure_reason,
-                "errorCode": topup.error_code or None,
-                "airtmPayinId": topup.airtm_payin_id or None,
-            },
-        )
-    elif topup.status == S.CANCELED:
-        _publish(
-            topup,
-            "topup.canceled",
-            {
-                "userId": user_id,
-                "amount": _amount(topup),
-                "canceledBy": topup.canceled_by,
-                "reason": topup.failure_reason or None,
-            },
-        )
+    event_type, payload = _event_payload(topup)
+    _record(topup, event_type, *actor, before=before)
+    _publish(topup, event_type, payload)
 
 
 def _locked(topup: Topup) -> Topup:
