@@ -365,6 +365,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "deposits-watch": {"task": "payments.tasks.deposits_watch", "schedule": 15.0},
     "withdrawals-resolve-pending": {"task": "payments.tasks.withdrawals_resolve_pending", "schedule": 30.0},
+    "payouts-resolve-pending": {
+        "task": "payments.tasks.airtm_withdrawals_resolve_pending",
+        "schedule": 60.0,
+    },
     "wallets-activate-pending": {"task": "payments.tasks.wallets_activate_pending", "schedule": 60.0},
     "wallets-reconcile": {"task": "payments.tasks.wallets_reconcile", "schedule": crontab(minute="*/30")},
     "airtm-reconcile": {"task": "payments.tasks.airtm_reconcile_task", "schedule": crontab(minute=41)},

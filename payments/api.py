@@ -11,9 +11,15 @@ from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.pagination import DEFAULT_LIMIT, paginate
 from offerhub.api.ratelimit import rate_limit_hit
 from offerhub.api.serializers import validated
-from offerhub.errors import ServiceError
+from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp
+from payments.airtm_withdrawals import (
+    withdrawal_cancel_airtm,
+    withdrawal_commit_airtm,
+    withdrawal_create_airtm,
+    withdrawal_refresh_airtm,
+)
 from payments.balances import (
     DISCREPANCY_TOLERANCE,
     Actor,
@@ -370,7 +376,7 @@ class WithdrawalListCreateView(ApiView):
         )
 
     @extend_schema(
-        summary="Withdraw to a Stellar address (crypto: settled synchronously)",
+        summary="Withdraw to a Stellar address (crypto: settled synchronously) or through Airtm (bank, airtm_balance)",
         tags=WITHDRAWALS,
         request=WithdrawalCreateInput,
         responses={201: WithdrawalOutput},
@@ -388,11 +394,20 @@ class WithdrawalListCreateView(ApiView):
                 headers={"Retry-After": str(limit.retry_after)},
             )
         if data["destinationType"] != Withdrawal.DestinationType.CRYPTO:
-            raise ServiceError(
-                "AIRTM_USER_NOT_LINKED",
-                "Airtm withdrawals need a linked Airtm account",
-                details={"userId": user.public_id},
+            withdrawal = withdrawal_create_airtm(
+                user=user,
+                amount=data["amount"],
+                destination_type=data["destinationType"],
+                destination_ref=data["destinationRef"],
+                commit=data["commit"],
+                description=data.get("description", ""),
+                principal_id=request.auth.key_id,
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+                actor_type="API_KEY",
+                actor_id=request.auth.key_id,
             )
+            _airtm_refusal_raise(withdrawal)
+            return api_response(withdrawal_as_api(withdrawal), status=201, mirror=True)
         withdrawal = withdrawal_create_crypto(
             user=user,
             amount=data["amount"],
@@ -411,6 +426,18 @@ class WithdrawalListCreateView(ApiView):
                 details={"withdrawalId": withdrawal.public_id, "errorCode": withdrawal.error_code},
             )
         return api_response(withdrawal_as_api(withdrawal), status=201, mirror=True)
+
+
+def _airtm_refusal_raise(withdrawal: Withdrawal) -> None:
+    """An Airtm withdrawal that Airtm refused (FAILED, hold returned) answers Airtm's error."""
+    if withdrawal.status != Withdrawal.Status.FAILED:
+        return
+    code = withdrawal.error_code if withdrawal.error_code in STATUS_BY_CODE else "PROVIDER_ERROR"
+    raise ServiceError(
+        code,
+        withdrawal.failure_reason,
+        details={"withdrawalId": withdrawal.public_id, "status": withdrawal.status, "refundedToBalance": True},
+    )
 
 
 def _withdrawal_or_404(request, withdrawal_id) -> Withdrawal:
@@ -450,13 +477,16 @@ class WithdrawalRefreshView(ApiView):
     def post(self, request, withdrawal_id):
         validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
-        if withdrawal.status in (Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING):
+        if withdrawal.through_airtm:
+            withdrawal = withdrawal_refresh_airtm(withdrawal=withdrawal)
+        elif withdrawal.status in (Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING):
             withdrawal = withdrawal_submit(withdrawal=withdrawal)
         return api_response(withdrawal_as_api(withdrawal), mirror=True)
 
 
 class WithdrawalCommitView(ApiView):
     required_scope = "write"
+    atomic_handler = False  # it calls Airtm
 
     @extend_schema(
         summary="Commit an Airtm withdrawal (crypto withdrawals commit on creation: 409)",
@@ -468,8 +498,37 @@ class WithdrawalCommitView(ApiView):
     def post(self, request, withdrawal_id):
         validated(EmptyInput, request.data)
         withdrawal = _withdrawal_or_404(request, withdrawal_id)
-        raise ServiceError(
-            "WITHDRAWAL_NOT_COMMITTABLE",
-            "Only Airtm withdrawals in WITHDRAWAL_CREATED can be committed; crypto withdrawals commit on creation",
-            details={"withdrawalId": withdrawal.public_id, "status": withdrawal.status},
-        )
+        if not withdrawal.through_airtm:
+            raise ServiceError(
+                "WITHDRAWAL_NOT_COMMITTABLE",
+                "Only Airtm withdrawals in WITHDRAWAL_CREATED can be committed; crypto withdrawals commit on creation",
+                details={"withdrawalId": withdrawal.public_id, "status": withdrawal.status},
+            )
+        withdrawal = withdrawal_commit_airtm(withdrawal=withdrawal, actor_type="API_KEY", actor_id=request.auth.key_id)
+        _airtm_refusal_raise(withdrawal)
+        return api_response(withdrawal_as_api(withdrawal), mirror=True)
+
+
+class WithdrawalCancelView(ApiView):
+    required_scope = "write"
+    atomic_handler = False  # it calls Airtm
+
+    @extend_schema(
+        summary="[X] Cancel an Airtm withdrawal while Airtm allows it (its payout CREATED or PENDING); "
+        "the hold returns to available. Otherwise 409 INVALID_STATE",
+        tags=WITHDRAWALS,
+        request=None,
+        parameters=[WithdrawalOwnerQuery],
+        responses=WithdrawalOutput,
+    )
+    def post(self, request, withdrawal_id):
+        validated(EmptyInput, request.data)
+        withdrawal = _withdrawal_or_404(request, withdrawal_id)
+        if not withdrawal.through_airtm:
+            raise ServiceError(
+                "INVALID_STATE",
+                "Crypto withdrawals settle at once and cannot be canceled",
+                details={"withdrawalId": withdrawal.public_id, "status": withdrawal.status},
+            )
+        withdrawal = withdrawal_cancel_airtm(withdrawal=withdrawal, actor_type="API_KEY", actor_id=request.auth.key_id)
+        return api_response(withdrawal_as_api(withdrawal), mirror=True)

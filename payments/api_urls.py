@@ -31,4 +31,5 @@ urlpatterns = [
     route(r"topups/(?P<topup_id>[^/]+)/refresh", api_topups.TopupRefreshView.as_view(), "topup-refresh"),
     route(r"topups/(?P<topup_id>[^/]+)/cancel", api_topups.TopupCancelView.as_view(), "topup-cancel"),
     route(r"topups/(?P<topup_id>[^/]+)/callback", api_topups.TopupCallbackView.as_view(), "topup-callback"),
+    route(r"withdrawals/(?P<withdrawal_id>[^/]+)/cancel", api.WithdrawalCancelView.as_view(), "withdrawal-cancel"),
 ]

@@ -8,4 +8,7 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self):
-        import payments.topup_webhooks  # noqa: F401  (registers the Airtm payin webhook processor)
+        from payments import (
+            payout_webhooks,  # noqa: F401  registers the Airtm payout.* processor
+            topup_webhooks,  # noqa: F401  registers the Airtm payin.* processor
+        )

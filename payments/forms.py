@@ -51,6 +51,25 @@ class SimulateDepositForm(forms.Form):
         return amount
 
 
+class AirtmWithdrawalForm(forms.Form):
+    """Withdraw to the member's linked Airtm account: dollars only, within the withdrawal limits."""
+
+    amount = MoneyFormField(label="Amount (USD)")
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefix", "airtm")  # its own field ids beside the crypto form's "amount"
+        super().__init__(*args, **kwargs)
+        minimum, maximum = withdrawal_limits()
+        self.fields["amount"].help_text = f"Between ${minimum:,.2f} and ${maximum:,.2f}."
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        minimum, maximum = withdrawal_limits()
+        if not minimum <= amount <= maximum:
+            raise forms.ValidationError(f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.")
+        return amount
+
+
 class TopupForm(forms.Form):
     """Add funds with Airtm: dollars, within the top-up limits."""
 

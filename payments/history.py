@@ -182,10 +182,14 @@ def _describe_payment(kind: str, payment: Withdrawal, incoming: bool) -> tuple[s
         what = "Debit by support"
     elif payment.purpose == Withdrawal.Purpose.RELEASE:
         what = f"Payment to {_short(payment.destination_ref)}"
+    elif payment.through_airtm:
+        what = "Withdrawal to Airtm"
     else:
         what = f"Withdrawal to {_short(payment.destination_ref)}"
     if kind == "hold_reserve":
         return what, "On hold while it is sent."
+    if kind == "hold_void" and payment.status == Withdrawal.Status.CANCELED:
+        return f"{what} canceled: money back", payment.failure_reason
     if kind == "hold_void":
         return f"{what} failed: money back", payment.failure_reason
     return what, "Sent."

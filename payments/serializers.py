@@ -192,7 +192,9 @@ class WithdrawalCreateInput(StrictSerializer):
     currency = CurrencyField()
     destinationType = serializers.ChoiceField(Withdrawal.DestinationType.choices)
     destinationRef = StringField(
-        max_length=_column("destination_ref"), help_text="a Stellar G… address for crypto; an Airtm reference otherwise"
+        max_length=_column("destination_ref"),
+        help_text="a Stellar G… address for crypto; for bank and airtm_balance the linked Airtm account "
+        "(its e-mail or Airtm user id)",
     )
     commit = serializers.BooleanField(required=False, default=False, help_text="Airtm only: commit on creation")
     description = TextField(required=False, max_length=_column("description"))

@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from payments import topups
+from payments.airtm_withdrawals import airtm_withdrawals_open, withdrawal_refresh_airtm
 from payments.deposits import deposits_sync
 from payments.models import Topup, Wallet, Withdrawal
 from payments.reconciliation import wallets_reconcile
@@ -66,6 +67,25 @@ def withdrawals_resolve_pending() -> int:
 @shared_task(name="payments.tasks.wallets_reconcile")
 def wallets_reconcile_task() -> int:
     return wallets_reconcile()
+
+
+@shared_task(name="payments.tasks.airtm_withdrawal_settle")
+def airtm_withdrawal_settle(withdrawal_pk: int) -> str:
+    """After a payout webhook: read the payout at Airtm again and, if it is COMPLETED, sweep."""
+    return withdrawal_refresh_airtm(withdrawal=Withdrawal.objects.get(pk=withdrawal_pk)).status
+
+
+@shared_task(name="payments.tasks.airtm_withdrawals_resolve_pending")
+def airtm_withdrawals_resolve_pending() -> int:
+    """Every open Airtm withdrawal, read at Airtm again: lost answers found (or created) by code,
+    asked-for commits made, states applied, sweeps of completed payouts driven. Each in its own try."""
+    finished = 0
+    for withdrawal in airtm_withdrawals_open()[:200]:
+        try:
+            finished += withdrawal_refresh_airtm(withdrawal=withdrawal).status in Withdrawal.TERMINAL
+        except Exception:  # one broken withdrawal must not stop the others
+            logger.exception("could not resolve Airtm withdrawal %s", withdrawal.public_id)
+    return finished
 
 
 @shared_task(name="payments.tasks.airtm_reconcile_task")

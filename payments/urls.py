@@ -10,4 +10,9 @@ urlpatterns = [
     path("wallet/topups/<str:topup_id>/", views.topup_page, name="wallet-topup"),
     path("wallet/topups/<str:topup_id>/status/", views.topup_status, name="wallet-topup-status"),
     path("wallet/topups/<str:topup_id>/cancel/", views.topup_cancel_view, name="wallet-topup-cancel"),
+    path(
+        "wallet/airtm/withdrawals/<str:withdrawal_id>/cancel/",
+        views.airtm_withdrawal_cancel,
+        name="wallet-airtm-withdrawal-cancel",
+    ),
 ]

@@ -8,16 +8,22 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.money import money_dollars
+from payments.airtm_withdrawals import (
+    AIRTM_TYPES,
+    withdrawal_cancel_airtm,
+    withdrawal_cancelable,
+    withdrawal_create_airtm,
+)
 from payments.balances import balance_snapshot, sandbox_mint, sandbox_recipient_create
 from payments.deposits import deposits_sync
-from payments.forms import SimulateDepositForm, TopupForm, WithdrawalForm
+from payments.forms import AirtmWithdrawalForm, SimulateDepositForm, TopupForm, WithdrawalForm
 from payments.history import history_page
 from payments.models import Topup, Wallet, Withdrawal
 from payments.providers import payments_rails, rail_enabled
@@ -37,7 +43,10 @@ def wallet_page(request):
     snapshot = balance_snapshot(user=user)
     history = history_page(user=user, page_number=request.GET.get("page"))
     in_progress = Withdrawal.objects.filter(
-        user=user, status__in=[Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING], purpose="withdrawal"
+        user=user,
+        status__in=[Withdrawal.Status.COMMITTED, Withdrawal.Status.PENDING],
+        purpose="withdrawal",
+        destination_type=Withdrawal.DestinationType.CRYPTO,  # Airtm ones have their own list
     ).order_by("-id")
     context = {
         "wallet": wallet,
@@ -62,6 +71,9 @@ def wallet_page(request):
         "network": settings.STELLAR_NETWORK,
         "rails": payments_rails(),  # what OFFERHUB_PAYMENTS_PROVIDER offers: "crypto", "airtm"
     }
+    context.update(_airtm_withdraw_context(user))
+    if request.method == "POST" and request.POST.get("form") == "airtm-withdraw":
+        return _airtm_withdraw(request, context)
     if request.method == "POST" and "crypto" in context["rails"]:  # the crypto withdrawal form
         form = WithdrawalForm(request.POST)
         context["withdrawal_form"] = form
@@ -90,6 +102,97 @@ def wallet_page(request):
                 return redirect("wallet")
         return render(request, "payments/wallet.html", context, status=200)
     return render(request, "payments/wallet.html", context)
+
+
+# --- Withdraw to Airtm -----------------------------------------------------------------------------
+
+AIRTM_STATUS_WORDS = {
+    Withdrawal.Status.CREATED: "Being sent to Airtm",
+    Withdrawal.Status.COMMITTED: "Sent to Airtm",
+    Withdrawal.Status.PENDING: "Airtm is paying it",
+    Withdrawal.Status.PENDING_USER_ACTION: "Airtm needs you: open your Airtm account",
+    Withdrawal.Status.COMPLETED: "Paid to your Airtm account",
+    Withdrawal.Status.FAILED: "Failed: the money is back in your balance",
+    Withdrawal.Status.CANCELED: "Canceled: the money is back in your balance",
+}
+
+
+def _airtm_withdraw_context(user, form: AirtmWithdrawalForm | None = None) -> dict:
+    rows = Withdrawal.objects.filter(
+        user=user, purpose=Withdrawal.Purpose.WITHDRAWAL, destination_type__in=AIRTM_TYPES
+    ).order_by("-id")[:10]
+    return {
+        "airtm_withdraw_form": (form or AirtmWithdrawalForm()) if user.airtm_user_id else None,
+        "airtm_withdrawals": [
+            {
+                "id": w.public_id,
+                "amount": money_dollars(w.amount),
+                "when": w.created_at,
+                "status": AIRTM_STATUS_WORDS.get(w.status, w.status),
+                "done": w.status in Withdrawal.TERMINAL,
+                "reason": w.failure_reason if w.status in Withdrawal.TERMINAL else "",
+                "cancelable": withdrawal_cancelable(w),
+            }
+            for w in rows
+        ],
+    }
+
+
+def _airtm_withdraw(request, context: dict):
+    """The "Withdraw to Airtm" form: to the linked account, committed at once."""
+    user = request.user
+    if not rail_enabled("airtm"):
+        messages.error(request, "Withdrawals to Airtm are not offered here.")
+        return redirect("wallet")
+    if not user.airtm_user_id:
+        messages.error(request, "Link your Airtm account first.")
+        return redirect("airtm-link")
+    form = AirtmWithdrawalForm(request.POST)
+    if form.is_valid():
+        try:
+            withdrawal = withdrawal_create_airtm(
+                user=user,
+                amount=form.cleaned_data["amount"],
+                destination_type=Withdrawal.DestinationType.AIRTM_BALANCE,
+                destination_ref=user.airtm_email,
+                commit=True,
+                actor_type=AuditLog.ActorType.USER,
+                actor_id=user.public_id,
+            )
+        except ServiceError as error:
+            form.add_error("amount" if error.field == "amount" else None, error.message)
+        else:
+            if withdrawal.status == Withdrawal.Status.FAILED:
+                messages.error(request, f"The withdrawal failed: {withdrawal.failure_reason} Your funds are back.")
+            else:
+                messages.success(
+                    request,
+                    f"${money_dollars(withdrawal.amount):,.2f} is on its way to your Airtm account; "
+                    "it stays on hold here until Airtm has paid it.",
+                )
+            return redirect(f"{reverse('wallet')}#airtm-withdraw-heading")
+    context.update(_airtm_withdraw_context(user, form))
+    return render(request, "payments/wallet.html", context)
+
+
+@login_required
+@require_POST
+def airtm_withdrawal_cancel(request, withdrawal_id: str):
+    withdrawal = get_object_or_404(
+        Withdrawal, public_id=withdrawal_id, user=request.user, destination_type__in=AIRTM_TYPES
+    )
+    try:
+        withdrawal = withdrawal_cancel_airtm(
+            withdrawal=withdrawal, actor_type=AuditLog.ActorType.USER, actor_id=request.user.public_id
+        )
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        if withdrawal.status == Withdrawal.Status.CANCELED:
+            messages.success(request, "The withdrawal was canceled; the money is back in your available balance.")
+        else:
+            messages.info(request, "The withdrawal could not be canceled; see its status below.")
+    return redirect(f"{reverse('wallet')}#airtm-withdraw-heading")
 
 
 @login_required
