@@ -61,6 +61,8 @@ LEAD_PERMISSIONS = (
     "payments.view_hold",
     "payments.view_wallet",
     "payments.view_withdrawal",
+    # Airtm top-ups: read them, and "Refresh from Airtm" (reads Airtm, applies what it says).
+    "payments.view_topup",
     # The integrating marketplaces' API keys: create and revoke (keys are never deleted).
     "offerhub.view_apikey",
     "offerhub.add_apikey",

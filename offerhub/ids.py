@@ -53,3 +53,7 @@ def new_dispute_evidence_id() -> str:
 
 def new_dispute_message_id() -> str:
     return public_id("msg_")
+
+
+def new_topup_id() -> str:
+    return public_id("topup_")

@@ -376,6 +376,7 @@ CELERY_BEAT_SCHEDULE = {
     "orders-release-inspected": {"task": "marketplace.tasks.orders_release_inspected_task", "schedule": 300.0},
     "escrow-sync": {"task": "escrow.tasks.escrow_sync_task", "schedule": crontab(minute="*/5")},
     "webhook-deliveries-sweep": {"task": "offerhub.tasks.webhook_deliveries_sweep", "schedule": 60.0},
+    "topups-resolve-pending": {"task": "payments.tasks.topups_resolve_pending", "schedule": 60.0},
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",
         "schedule": 60.0,
@@ -550,6 +551,8 @@ if OFFERHUB_AIRTM_RECONCILE_DAYS < 1:
 # Turned on as each part lands (orders and milestones, disputes, SSE, escrow). `airtm` (and the
 # crypto flags) in GET /config follow OFFERHUB_PAYMENTS_PROVIDER (offerhub.api.views.ConfigView).
 OFFERHUB_FEATURES = {"milestones": True, "disputes": True, "sse": False, "trustlessWork": True}
+# An Airtm top-up left unpaid this long is canceled at Airtm (payments.topups, the periodic job).
+OFFERHUB_TOPUP_EXPIRY_MINUTES = env.int("OFFERHUB_TOPUP_EXPIRY_MINUTES", default=60)
 OFFERHUB_LIMITS = {
     "topup": {
         "min": env.str("OFFERHUB_TOPUP_MIN", default="1.00"),

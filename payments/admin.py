@@ -1,9 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
 from backoffice.admin import DriftReportAdmin
 from offerhub.admin import ReadOnlyAdmin, dollars, usd
+from offerhub.errors import ServiceError
 from payments.models import (
     AirtmDiscrepancy,
     ChainCursor,
@@ -13,6 +14,7 @@ from payments.models import (
     PlatformAccount,
     Posting,
     ReconciliationReport,
+    Topup,
     Wallet,
     Withdrawal,
 )
@@ -208,3 +210,28 @@ class AirtmDiscrepancyAdmin(DriftReportAdmin):
         what = "top-up" if obj.kind == AirtmDiscrepancy.Kind.PAYIN else "withdrawal"
         at_airtm = f"Airtm {obj.kind} {obj.airtm_id}" if obj.airtm_id else "no Airtm id"
         return [f"The {what} {obj.our_reference} ({at_airtm}): {obj.problem}"]
+
+
+@admin.register(Topup)
+class TopupAdmin(ReadOnlyAdmin):
+    exclude = ("amount",)
+    # Every field read-only: no form field is built (the URL ones would warn about their scheme).
+    readonly_fields = ("amount_usd", *(f.name for f in Topup._meta.fields if f.name not in ("id", "amount")))
+    list_display = ("public_id", "user", "amount_usd", "status", "airtm_payin_id", "created_at")
+    amount_usd = usd("amount", "amount")
+    list_filter = ("status",)
+    search_fields = ("public_id", "airtm_payin_id", "user__email", "user__public_id")
+    list_select_related = ("user",)
+    actions = ["refresh_from_airtm"]
+
+    @admin.action(description="Refresh from Airtm")
+    def refresh_from_airtm(self, request, queryset):
+        from payments.topups import topup_refresh
+
+        for topup in queryset:
+            try:
+                topup = topup_refresh(topup=topup)
+            except ServiceError as error:
+                self.message_user(request, f"{topup.public_id}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"{topup.public_id}: {topup.status}")

@@ -1,6 +1,6 @@
 from django.urls import re_path
 
-from payments import api
+from payments import api, api_topups
 
 
 def route(pattern: str, view, name: str):
@@ -26,5 +26,10 @@ urlpatterns = [
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)", api.WithdrawalDetailView.as_view(), "withdrawal"),
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)/refresh", api.WithdrawalRefreshView.as_view(), "withdrawal-refresh"),
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)/commit", api.WithdrawalCommitView.as_view(), "withdrawal-commit"),
+    route("topups", api_topups.TopupListCreateView.as_view(), "topups"),
+    route(r"topups/(?P<topup_id>[^/]+)", api_topups.TopupDetailView.as_view(), "topup"),
+    route(r"topups/(?P<topup_id>[^/]+)/refresh", api_topups.TopupRefreshView.as_view(), "topup-refresh"),
+    route(r"topups/(?P<topup_id>[^/]+)/cancel", api_topups.TopupCancelView.as_view(), "topup-cancel"),
+    route(r"topups/(?P<topup_id>[^/]+)/callback", api_topups.TopupCallbackView.as_view(), "topup-callback"),
     route(r"withdrawals/(?P<withdrawal_id>[^/]+)/cancel", api.WithdrawalCancelView.as_view(), "withdrawal-cancel"),
 ]

@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 
 from offerhub.forms import MoneyFormField
+from payments.topups import topup_limits
 from payments.withdrawals import withdrawal_limits
 
 
@@ -66,4 +67,22 @@ class AirtmWithdrawalForm(forms.Form):
         minimum, maximum = withdrawal_limits()
         if not minimum <= amount <= maximum:
             raise forms.ValidationError(f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.")
+        return amount
+
+
+class TopupForm(forms.Form):
+    """Add funds with Airtm: dollars, within the top-up limits."""
+
+    amount = MoneyFormField(label="Amount (USD)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        minimum, maximum = topup_limits()
+        self.fields["amount"].help_text = f"Between ${minimum:,.2f} and ${maximum:,.2f}. You pay on Airtm's page."
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        minimum, maximum = topup_limits()
+        if not minimum <= amount <= maximum:
+            raise forms.ValidationError(f"Enter an amount between ${minimum:,.2f} and ${maximum:,.2f}.")
         return amount

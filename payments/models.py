@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from stellar_sdk import Keypair
 
-from offerhub.ids import new_wallet_id, new_withdrawal_id
+from offerhub.ids import new_topup_id, new_wallet_id, new_withdrawal_id
 from offerhub.models import AppendOnlyError, AppendOnlyQuerySet
 from offerhub.money import money_from_stroops
 from payments.crypto import secret_decrypt
@@ -380,3 +380,96 @@ class AirtmDiscrepancy(models.Model):
 
     def __str__(self):
         return f"Airtm {self.kind} of {self.our_reference} ({self.status})"
+
+
+class Topup(ConcurrentTransitionMixin, models.Model):
+    """Dollars coming in through Airtm (API.md §7, §16): a payin the member pays at Airtm's
+    checkout, then the USD→USDC bridge to the member's own wallet, which credits the balance.
+
+    CREATED (row committed before Airtm is called) → AWAITING_USER_CONFIRMATION (payin created,
+    checkout URL known) → PROCESSING (Airtm confirmed, or is processing, the payment; the bridge
+    runs once `payin_confirmed_at` is set) → SUCCEEDED (bridge landed). FAILED and CANCELED end it.
+    """
+
+    class Status(models.TextChoices):
+        CREATED = "TOPUP_CREATED"
+        AWAITING_USER_CONFIRMATION = "TOPUP_AWAITING_USER_CONFIRMATION"
+        PROCESSING = "TOPUP_PROCESSING"
+        SUCCEEDED = "TOPUP_SUCCEEDED"
+        FAILED = "TOPUP_FAILED"
+        CANCELED = "TOPUP_CANCELED"
+
+    class CanceledBy(models.TextChoices):
+        USER = "user"
+        SYSTEM = "system"
+        ADMIN = "admin"
+
+    S = Status
+    TERMINAL = (S.SUCCEEDED, S.FAILED, S.CANCELED)
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_topup_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups")
+    amount = models.BigIntegerField(help_text="stroops")
+    currency = models.CharField(max_length=3, default="USD")
+    status = FSMField(max_length=40, choices=Status.choices, default=Status.CREATED, protected=True)
+    airtm_payin_id = models.CharField(max_length=100, blank=True, db_index=True)
+    confirmation_uri = models.URLField(max_length=500, blank=True, help_text="Airtm's checkout page")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="canceled at Airtm if unpaid by then")
+    payin_confirmed_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a GET at Airtm first showed the payin CONFIRMED"
+    )
+    failure_reason = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=50, blank=True)
+    canceled_by = models.CharField(max_length=10, choices=CanceledBy.choices, blank=True)
+    description = models.CharField(max_length=250, blank=True)
+    return_url = models.URLField(max_length=500, blank=True)
+    cancel_url = models.URLField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    bridge_withdrawal = models.ForeignKey(
+        Withdrawal,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="the USDC payment from the treasury to the member's wallet",
+    )
+    principal_id = models.CharField(max_length=40, blank=True)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["principal_id", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="topup_once_per_idempotency_key",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.public_id} ${money_from_stroops(self.amount)} ({self.status})"
+
+    @transition(field=status, source=S.CREATED, target=S.AWAITING_USER_CONFIRMATION)
+    def await_confirmation(self):
+        """The payin exists at Airtm; the member pays on its checkout page."""
+
+    @transition(field=status, source=[S.CREATED, S.AWAITING_USER_CONFIRMATION], target=S.PROCESSING)
+    def process(self):
+        """Airtm is processing or has confirmed the payment."""
+
+    @transition(field=status, source=[S.AWAITING_USER_CONFIRMATION, S.PROCESSING], target=S.SUCCEEDED)
+    def succeed(self):
+        self.succeeded_at = timezone.now()
+        self.failure_reason = ""
+
+    @transition(field=status, source=[S.CREATED, S.AWAITING_USER_CONFIRMATION, S.PROCESSING], target=S.FAILED)
+    def fail(self, *, reason: str, code: str = ""):
+        self.failure_reason = reason[:255]
+        self.error_code = code[:50]
+
+    @transition(field=status, source=S.AWAITING_USER_CONFIRMATION, target=S.CANCELED)
+    def cancel(self, *, by: str, reason: str = ""):
+        self.canceled_by = by
+        self.failure_reason = reason[:255]

@@ -7,7 +7,7 @@ from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops
 from offerhub.timefmt import iso_timestamp
 from payments.balances import balance_snapshot
-from payments.models import Withdrawal
+from payments.models import Topup, Withdrawal
 
 
 def api_users(*, principal) -> QuerySet:
@@ -61,6 +61,32 @@ def withdrawal_as_api(withdrawal: Withdrawal) -> dict:
 
 def user_withdrawals(*, principal=None, user=None) -> QuerySet[Withdrawal]:
     rows = Withdrawal.objects.filter(purpose=Withdrawal.Purpose.WITHDRAWAL).select_related("user")
+    if user is not None:
+        rows = rows.filter(user=user)
+    if principal is not None and principal.marketplace_id:
+        rows = rows.filter(user__marketplace_id=principal.marketplace_id)
+    return rows
+
+
+def topup_as_api(topup: Topup) -> dict:
+    return {
+        "id": topup.public_id,
+        "userId": topup.user.public_id,
+        "amount": money_from_stroops(topup.amount),
+        "currency": topup.currency,
+        "status": topup.status,
+        "airtmPayinId": topup.airtm_payin_id or None,
+        "confirmationUri": topup.confirmation_uri or None,
+        "expiresAt": iso_timestamp(topup.expires_at) if topup.expires_at else None,
+        "failureReason": topup.failure_reason or None,
+        "description": topup.description or None,
+        "createdAt": iso_timestamp(topup.created_at),
+        "updatedAt": iso_timestamp(topup.updated_at),
+    }
+
+
+def user_topups(*, principal=None, user=None) -> QuerySet[Topup]:
+    rows = Topup.objects.select_related("user")
     if user is not None:
         rows = rows.filter(user=user)
     if principal is not None and principal.marketplace_id:

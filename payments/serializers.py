@@ -6,12 +6,14 @@ describe, field for field, the dicts that payments.selectors and payments.api bu
 the OpenAPI schema says exactly what the endpoints answer.
 """
 
+from django.conf import settings
 from rest_framework import serializers
 
 from offerhub.api.serializers import (
     SHORT_TEXT_MAX,
     AliasedInput,
     CurrencyField,
+    MetadataField,
     MoneyField,
     PublicIdField,
     QuerySerializer,
@@ -20,7 +22,7 @@ from offerhub.api.serializers import (
     TextField,
     TimestampField,
 )
-from payments.models import Hold, Withdrawal
+from payments.models import Hold, Topup, Withdrawal
 
 
 def _balance_amount(**kwargs) -> MoneyField:
@@ -220,5 +222,69 @@ class WithdrawalOutput(serializers.Serializer):
     airtmPayoutId = serializers.CharField(allow_null=True)
     transactionHash = serializers.CharField(allow_null=True)
     failureReason = serializers.CharField(allow_null=True)
+    createdAt = TimestampField()
+    updatedAt = TimestampField()
+
+
+# --- Top-ups -------------------------------------------------------------------------------------
+
+
+class RedirectUrlField(serializers.URLField):
+    """Where the member's browser is sent back to: https (http too in DEBUG), bounded by the column."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", Topup._meta.get_field("return_url").max_length)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        value = super().to_internal_value(data)
+        if not value.startswith("https://") and not (settings.DEBUG and value.startswith("http://")):
+            raise serializers.ValidationError("must be an https URL")
+        return value
+
+
+class TopupCreateInput(AliasedInput):
+    user_id = PublicIdField(help_text="the member adding funds; alias `userId`")
+    amount = MoneyField()
+    currency = CurrencyField()
+    description = TextField(required=False, max_length=Topup._meta.get_field("description").max_length)
+    return_url = RedirectUrlField(help_text="where the callback sends the member after paying")
+    cancel_url = RedirectUrlField(help_text="where the callback sends the member otherwise")
+    metadata = MetadataField()
+
+    class Meta:
+        aliases = {"userId": "user_id", "returnUrl": "return_url", "cancelUrl": "cancel_url"}
+
+
+class TopupOwnerQuery(serializers.Serializer):
+    user_id = PublicIdField(required=False, help_text="only this user's top-ups; alias `userId`")
+    userId = PublicIdField(required=False, help_text="alias of user_id")
+
+
+class TopupListQuery(TopupOwnerQuery, QuerySerializer):
+    pass
+
+
+class TopupCallbackQuery(serializers.Serializer):
+    """What Airtm's redirect adds: informative only, never trusted."""
+
+    status = StringField(required=False, allow_blank=True, max_length=50)
+    code = StringField(required=False, allow_blank=True, max_length=100)
+
+
+class TopupOutput(serializers.Serializer):
+    id = serializers.CharField()
+    userId = serializers.CharField()
+    amount = MoneyField()
+    currency = serializers.ChoiceField(["USD"])
+    status = serializers.ChoiceField(Topup.Status.choices)
+    airtmPayinId = serializers.CharField(allow_null=True)
+    confirmationUri = serializers.CharField(allow_null=True)
+    expiresAt = TimestampField(allow_null=True)
+    failureReason = serializers.CharField(allow_null=True)
+    description = serializers.CharField(allow_null=True)
     createdAt = TimestampField()
     updatedAt = TimestampField()

@@ -7,9 +7,10 @@ from celery import shared_task
 from django.db.models import Q
 from django.utils import timezone
 
+from payments import topups
 from payments.airtm_withdrawals import airtm_withdrawals_open, withdrawal_refresh_airtm
 from payments.deposits import deposits_sync
-from payments.models import Wallet, Withdrawal
+from payments.models import Topup, Wallet, Withdrawal
 from payments.reconciliation import wallets_reconcile
 from payments.stellar import StellarError
 from payments.wallets import wallet_activate
@@ -93,3 +94,19 @@ def airtm_reconcile_task() -> int:
     from payments.airtm_reconciliation import airtm_reconcile
 
     return len(airtm_reconcile())
+
+
+@shared_task(name="payments.tasks.topup_bridge")
+def topup_bridge_task(topup_pk: int) -> str:
+    """Pay a confirmed top-up's USDC to the member's wallet; topups_resolve_pending retries it."""
+    try:
+        return topups.topup_bridge(topup=Topup.objects.get(pk=topup_pk)).status
+    except StellarError as error:
+        logger.warning("top-up %s: bridge not done yet: %s", topup_pk, error)
+        return Topup.Status.PROCESSING
+
+
+@shared_task(name="payments.tasks.topups_resolve_pending")
+def topups_resolve_pending() -> int:
+    """Every 60 s: unfinished top-ups read again at Airtm, expired ones canceled, bridges re-driven."""
+    return topups.topups_resolve_pending()

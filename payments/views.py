@@ -1,10 +1,13 @@
-"""The member's wallet page: balance, add funds, withdraw, history."""
+"""The member's wallet page: balance, add funds (deposit or Airtm top-up), withdraw, history."""
 
+import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -20,13 +23,16 @@ from payments.airtm_withdrawals import (
 )
 from payments.balances import balance_snapshot, sandbox_mint, sandbox_recipient_create
 from payments.deposits import deposits_sync
-from payments.forms import AirtmWithdrawalForm, SimulateDepositForm, WithdrawalForm
+from payments.forms import AirtmWithdrawalForm, SimulateDepositForm, TopupForm, WithdrawalForm
 from payments.history import history_page
-from payments.models import Wallet, Withdrawal
+from payments.models import Topup, Wallet, Withdrawal
 from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
+from payments.topups import topup_cancel, topup_create, topup_page_url, topup_refresh
 from payments.wallets import wallet_ensure
 from payments.withdrawals import withdrawal_create_crypto
+
+logger = logging.getLogger(__name__)
 
 
 @login_required
@@ -60,6 +66,7 @@ def wallet_page(request):
         # A test address made by the sandbox button comes back filled in.
         "withdrawal_form": WithdrawalForm(initial={"destination": request.GET.get("destination", "")[:56]}),
         "simulate_form": SimulateDepositForm() if "stellar" in settings.SANDBOX_PROVIDERS else None,
+        "topup_form": TopupForm() if user.airtm_user_id and rail_enabled("airtm") else None,
         "usdc_issuer": settings.STELLAR_USDC_ISSUER,
         "network": settings.STELLAR_NETWORK,
         "rails": payments_rails(),  # what OFFERHUB_PAYMENTS_PROVIDER offers: "crypto", "airtm"
@@ -224,3 +231,85 @@ def test_recipient_create(request):
         return redirect("wallet")
     messages.success(request, "A test address that accepts USDC is in the form below (nobody holds its key).")
     return redirect(f"{reverse('wallet')}?{urlencode({'destination': address})}#withdraw-heading")
+
+
+# --- Top-ups through Airtm -------------------------------------------------------------------
+
+# The status fragment polls every 2 s; Airtm is asked at most this often per top-up.
+TOPUP_REFRESH_EVERY_SECONDS = 5
+
+
+@login_required
+@require_POST
+def topup_start(request):
+    """Add funds with Airtm: create the top-up, then off to Airtm's checkout (303)."""
+    if not rail_enabled("airtm"):  # OFFERHUB_PAYMENTS_PROVIDER=crypto: no Airtm here
+        return redirect("wallet")
+    form = TopupForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form.errors["amount"][0])
+        return redirect("wallet")
+    try:
+        topup = topup_create(
+            user=request.user,
+            amount=form.cleaned_data["amount"],
+            description="OfferHub balance top-up",
+            actor_type=AuditLog.ActorType.USER,
+            actor_id=request.user.public_id,
+        )
+    except ServiceError as error:
+        messages.error(request, f"Airtm could not start the payment: {error.message} Nothing was charged.")
+        return redirect("wallet")
+    response = HttpResponseRedirect(topup.confirmation_uri or topup_page_url(topup))
+    response.status_code = 303  # See Other: the browser GETs Airtm's checkout
+    return response
+
+
+def _own_topup(request, topup_id: str) -> Topup:
+    topup = Topup.objects.select_related("user").filter(public_id=topup_id, user=request.user).first()
+    if topup is None:
+        raise Http404("No such top-up")
+    return topup
+
+
+def _topup_context(topup: Topup) -> dict:
+    return {
+        "topup": topup,
+        "amount": money_dollars(topup.amount),
+        "available": money_dollars(balance_snapshot(user=topup.user).available)
+        if topup.status == Topup.Status.SUCCEEDED
+        else None,
+        "finished": topup.status in Topup.TERMINAL,
+    }
+
+
+@login_required
+def topup_page(request, topup_id):
+    """Where Airtm's checkout sends the member back: the top-up's progress, live."""
+    return render(request, "payments/topup.html", _topup_context(_own_topup(request, topup_id)))
+
+
+@login_required
+def topup_status(request, topup_id):
+    """The page's live part (htmx polls it): reads Airtm now and then, never more often."""
+    topup = _own_topup(request, topup_id)
+    due = cache.add(f"topup-refresh:{topup.public_id}", 1, TOPUP_REFRESH_EVERY_SECONDS)
+    if topup.status not in Topup.TERMINAL and due:
+        try:
+            topup = topup_refresh(topup=topup)
+        except ServiceError as error:  # Airtm unreachable for now: the next poll tries again
+            logger.info("top-up %s page: refresh failed (%s)", topup.public_id, error.code)
+    return render(request, "payments/_topup_status.html", _topup_context(topup))
+
+
+@login_required
+@require_POST
+def topup_cancel_view(request, topup_id):
+    topup = _own_topup(request, topup_id)
+    try:
+        topup_cancel(topup=topup, actor_type=AuditLog.ActorType.USER, actor_id=request.user.public_id)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.info(request, "The top-up was canceled; nothing was charged.")
+    return redirect("wallet-topup", topup_id=topup.public_id)
