@@ -335,12 +335,26 @@ def checkout(request, payin_id):
 
 
 def _checkout_page(request, payin: SandboxAirtmPayin, status: int = 200) -> HttpResponse:
-    return render(
+    response = render(
         request,
         "sandbox/airtm/checkout.html",
         {"payin": payin, "amount": engine.amount_from_cents(payin.amount_cents), "items": _checkout_items(payin)},
         status=status,
     )
+    # Airtm's real page is on its own origin and sends the payer back wherever the merchant
+    # asked; our form-action 'self' would block that redirect when the merchant's URL is another
+    # origin (SITE_URL as localhost while the page is read at 127.0.0.1, say).
+    response._csp_update = {"form-action": sorted(_origins(payin.confirmation_uri, payin.cancel_uri))}
+    return response
+
+
+def _origins(*urls: str) -> set[str]:
+    origins = set()
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            origins.add(f"{parts.scheme}://{parts.netloc}")
+    return origins
 
 
 def _checkout_items(payin: SandboxAirtmPayin) -> list[dict]:

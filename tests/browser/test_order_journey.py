@@ -104,7 +104,14 @@ def off_the_browser_thread(work):
     """Run `work` on a thread of its own: Playwright keeps an event loop on this one, and the
     event subscribers' async_to_sync (run by eager tasks) refuses to run beside it."""
     result = {}
-    thread = threading.Thread(target=lambda: result.update(value=work()))
+
+    def run():
+        try:
+            result.update(value=work())
+        finally:
+            connection.close()  # the thread's own connection: none may outlive the test database
+
+    thread = threading.Thread(target=run)
     thread.start()
     thread.join(60)
     return result["value"]
