@@ -177,7 +177,10 @@ def _describe(row: dict, reference: str, order: OrderRef | None, payment, others
 
 
 def _describe_payment(kind: str, payment: Withdrawal, incoming: bool) -> tuple[str, str]:
-    """A withdrawal, a release or a support debit: its money is held first, then sent (or given back)."""
+    """A withdrawal, a release or a support debit: its money is held first, then sent (or given back).
+    A top-up's bridge is the one that comes in: the dollars paid at Airtm, arrived as USDC."""
+    if payment.purpose == Withdrawal.Purpose.BRIDGE:
+        return "Added with Airtm", f"Top-up {payment.hold_reference}, paid at Airtm."
     if payment.purpose == Withdrawal.Purpose.BURN:
         what = "Debit by support"
     elif payment.purpose == Withdrawal.Purpose.RELEASE:

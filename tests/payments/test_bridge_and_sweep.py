@@ -7,6 +7,7 @@ the held USDC moves from the user's wallet to the treasury and the hold is poste
 
 import threading
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from offerhub.models import Event
 from payments.deposits import deposits_sync
+from payments.history import history_page
 from payments.ledger import hold_reserve, ledger_account, user_accounts
 from payments.models import Hold, JournalEntry, LedgerAccount, Withdrawal
 from payments.tasks import withdrawals_resolve_pending
@@ -57,6 +59,9 @@ def test_a_bridge_pays_the_wallet_and_credits_once(chain, funded_user):
     credited = Event.objects.get(type="balance.credited", aggregate_id=user.public_id)
     assert credited.payload["source"] == "topup" and credited.payload["sourceId"] == "topup_once"
     assert credited.payload["newAvailableBalance"] == "50.00"
+    row = history_page(user=user, page_number=1).rows[0]
+    assert (row.label, row.direction, row.amount) == ("Added with Airtm", "in", Decimal("50.00"))
+    assert row.detail == "Top-up topup_once, paid at Airtm."
 
 
 def test_a_bridge_whose_answer_is_lost_is_credited_once_even_if_the_watcher_sees_it_first(chain, funded_user, settings):
