@@ -103,7 +103,7 @@ def health_report() -> dict:
     checks = {
         "redis": check_redis,
         "broker": check_broker,
-        "airtm": lambda: check_provider(settings.AIRTM_API_URL),
+        "airtm": lambda: check_provider(settings.OFFERHUB_AIRTM_BASE_URL),
         "trustlessWork": lambda: check_provider(settings.TRUSTLESS_WORK_API_URL),
         "stellar": lambda: check_provider(settings.STELLAR_HORIZON_URL),
     }

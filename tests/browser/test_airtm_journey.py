@@ -105,6 +105,9 @@ def test_link_add_funds_with_airtm_buy_and_withdraw_to_airtm(sandbox_airtm, peop
 
         page.get_by_role("link", name="Back to your wallet").click()
         expect(page.get_by_test_id("available")).to_have_text("$50.00")
+        added = page.get_by_test_id("history-row").first
+        expect(added.get_by_role("cell", name=re.compile(r"^Added with Airtm"))).to_be_visible()
+        expect(added.get_by_test_id("history-amount")).to_contain_text("+$50.00")
 
         # Buy a $30 service with it; the payment is secured in the background.
         page.goto(url + f"/listings/{listing.public_id}/")

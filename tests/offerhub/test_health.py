@@ -9,7 +9,7 @@ import pytest
 import redis
 
 HEALTHY_PROVIDERS_PATHS = {
-    "AIRTM_API_URL": "/sandbox/airtm/v2",
+    "OFFERHUB_AIRTM_BASE_URL": "/sandbox/airtm/v2",
     "TRUSTLESS_WORK_API_URL": "/sandbox/trustless-work",
     "STELLAR_HORIZON_URL": "/sandbox/horizon",
 }
@@ -54,7 +54,7 @@ def test_everything_up_is_healthy(client, live_server, settings):
 
 @pytest.mark.django_db
 def test_unreachable_provider_is_degraded_not_an_error(client, settings):
-    settings.AIRTM_API_URL = f"http://127.0.0.1:{free_port()}/v2"
+    settings.OFFERHUB_AIRTM_BASE_URL = f"http://127.0.0.1:{free_port()}/v2"
     status, data = dependencies(client)
     assert status == 200
     assert data["dependencies"]["airtm"]["status"] == "degraded"
@@ -124,5 +124,9 @@ def test_config_is_public_and_lists_limits(client, settings):
         *("cryptoDeposits", "cryptoWithdrawals"),
     }
     assert data["providers"] == {"fiat": "airtm", "escrow": "trustless_work", "payments": "hybrid"}
-    for secret in (settings.AIRTM_API_SECRET, settings.AIRTM_API_KEY, settings.TRUSTLESS_WORK_API_KEY):
+    for secret in (
+        settings.OFFERHUB_AIRTM_API_SECRET,
+        settings.OFFERHUB_AIRTM_API_KEY,
+        settings.TRUSTLESS_WORK_API_KEY,
+    ):
         assert secret.encode() not in response.content

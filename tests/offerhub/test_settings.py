@@ -31,7 +31,7 @@ PRODUCTION_SECRET_KEY = "q7-Vn2wZb4Lr9sKd0XyT6eJh1UcMa8PgF3oRiN5tBz_WlYxEvD"
 WALLET_KEYS = {"OFFERHUB_WALLET_KEYS": "0mE1Vj2S0jvcJ2yo3LZi3SoJbtzT4hy-nXeDdOcOxH8="}
 REAL_PROVIDERS = {
     "TRUSTLESS_WORK_API_URL": "https://dev.api.trustlesswork.example",
-    "AIRTM_API_URL": "https://api.airtm.example/v2",
+    "OFFERHUB_AIRTM_BASE_URL": "https://api.airtm.example/v2",
     "STELLAR_HORIZON_URL": "https://horizon.stellar.example",
 }
 
@@ -119,7 +119,10 @@ def test_production_refuses_a_short_or_repetitive_secret_key():
 
 def test_production_refuses_to_start_on_sandbox_providers():
     result = load_settings(
-        DEBUG="false", SECRET_KEY=PRODUCTION_SECRET_KEY, AIRTM_API_URL=REAL_PROVIDERS["AIRTM_API_URL"], **WALLET_KEYS
+        DEBUG="false",
+        SECRET_KEY=PRODUCTION_SECRET_KEY,
+        OFFERHUB_AIRTM_BASE_URL=REAL_PROVIDERS["OFFERHUB_AIRTM_BASE_URL"],
+        **WALLET_KEYS,
     )
     assert result.returncode != 0
     assert "sandbox providers" in result.stderr
