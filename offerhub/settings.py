@@ -545,6 +545,11 @@ if OFFERHUB_PAYMENTS_PROVIDER not in ("crypto", "airtm", "hybrid"):
 OFFERHUB_AIRTM_RECONCILE_DAYS = env.int("OFFERHUB_AIRTM_RECONCILE_DAYS", default=7)
 if OFFERHUB_AIRTM_RECONCILE_DAYS < 1:
     raise ImproperlyConfigured("OFFERHUB_AIRTM_RECONCILE_DAYS must be at least 1 (days).")
+# Airtm done, the USDC on its way (a top-up's bridge to the member's wallet, a withdrawal's sweep to
+# the treasury): the reconciler names it a discrepancy once it has waited longer than this.
+OFFERHUB_AIRTM_BRIDGE_STUCK_MINUTES = env.int("OFFERHUB_AIRTM_BRIDGE_STUCK_MINUTES", default=60)
+if OFFERHUB_AIRTM_BRIDGE_STUCK_MINUTES < 1:
+    raise ImproperlyConfigured("OFFERHUB_AIRTM_BRIDGE_STUCK_MINUTES must be at least 1 (minutes).")
 # Turned on as each part lands (orders and milestones, disputes, SSE, escrow). `airtm` (and the
 # crypto flags) in GET /config follow OFFERHUB_PAYMENTS_PROVIDER (offerhub.api.views.ConfigView).
 OFFERHUB_FEATURES = {"milestones": True, "disputes": True, "sse": False, "trustlessWork": True}

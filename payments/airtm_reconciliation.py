@@ -4,11 +4,12 @@ Hourly (payments.tasks.airtm_reconcile_task) and from the backoffice ("Run now")
 Airtm withdrawal still in flight, those that changed in the last OFFERHUB_AIRTM_RECONCILE_DAYS days
 and those with an OPEN discrepancy are, one by one:
 
-1. settled by our own service first (SETTLERS: `topup_refresh`, `withdrawal_refresh_airtm`), which
-   applies any status Airtm reports through the normal state machine, credits and events included;
-   when that service is not installed the step is skipped;
+1. settled by our own service first (`payments.topups.topup_refresh`,
+   `payments.airtm_withdrawals.withdrawal_refresh_airtm`): whatever Airtm reports is applied through
+   the normal state machine, a confirmed top-up's bridge and a paid withdrawal's sweep driven again,
+   credits and events included. A lost webhook is therefore no discrepancy;
 2. re-read from our database, then read from Airtm (`GET /payins/{id}`, `GET /payouts/{id}`, or by
-   our code when we hold no Airtm id), with no lock held;
+   our code, the record's public id, when we hold no Airtm id), with no lock held;
 3. compared. What still differs becomes (or refreshes) the record's one OPEN `AirtmDiscrepancy`,
    audited; a record found in agreement again has its OPEN discrepancy resolved, audited.
 
@@ -16,48 +17,47 @@ Discrepancies: Airtm is terminal and we are not, or we are terminal and Airtm is
 both are terminal with different outcomes (success against failure or cancel); the amounts differ;
 Airtm holds a payin or payout under our code while our record has no Airtm id (Airtm has no
 list-all endpoint: only codes we know are looked up); our record points at an Airtm id Airtm does
-not know (404); we say succeeded and Airtm has nothing under our code. Money is never moved here:
-support investigates and corrects through the audited services.
+not know (404); we say succeeded and Airtm has nothing under our code.
 
-The records are read through a small duck-typed interface (`AirtmRecord`), so the reconciler does
-not depend on the top-up model: a top-up row needs `public_id`, `user`, `status` (TOPUP_*),
-`amount` (stroops), `airtm_payin_id` and `updated_at`; a withdrawal, the same with `airtm_payout_id`.
-The code a record was created under at Airtm is its `airtm_code` attribute when it has one, else
-its public id.
+Airtm done, the chain leg on its way: a top-up PROCESSING whose payin Airtm reports CONFIRMED waits
+for its bridge (USDC from the treasury to the member's wallet), an Airtm withdrawal PENDING whose
+payout Airtm reports COMPLETED waits for its sweep (the member's USDC to the treasury). Both agree
+with Airtm until OFFERHUB_AIRTM_BRIDGE_STUCK_MINUTES have passed since Airtm's part was done (Airtm's
+`updatedAt`; without it, when we saw the payin confirmed, or the withdrawal's creation); after that
+the record is a discrepancy naming what holds the USDC up.
 
-One record that cannot be read or compared never stops the run: it is logged, counted in the
-outcome and compared again at the next run.
+Money is never moved by the comparison: support investigates and corrects through the audited
+services. One record that cannot be settled, read or compared never stops the run: it is logged,
+counted in the outcome and compared again at the next run.
 """
 
-import importlib.util
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.apps import apps
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record
 from payments.airtm import AirtmClient, AirtmError, PayinStatus, PayoutStatus
-from payments.models import AirtmDiscrepancy, Withdrawal
+from payments.airtm_withdrawals import AIRTM_TYPES, withdrawal_refresh_airtm
+from payments.models import AirtmDiscrepancy, Topup, Withdrawal
+from payments.topups import topup_refresh
 
 logger = logging.getLogger(__name__)
 
 PAYIN, PAYOUT = AirtmDiscrepancy.Kind.PAYIN.value, AirtmDiscrepancy.Kind.PAYOUT.value
-# Our services that apply Airtm's answer to a record; imported when they are installed.
-SETTLERS = {"payin": "payments.topups.topup_refresh", "payout": "payments.airtm_withdrawals.withdrawal_refresh_airtm"}
-SETTLER_ARGUMENT = {PAYIN: "topup", PAYOUT: "withdrawal"}
 TERMINAL = {
     PAYIN: frozenset({PayinStatus.SUCCEEDED, PayinStatus.FAILED, PayinStatus.CANCELED}),
     PAYOUT: frozenset({PayoutStatus.COMPLETED, PayoutStatus.FAILED, PayoutStatus.CANCELED}),
 }
 SUCCEEDED = {PAYIN: PayinStatus.SUCCEEDED.value, PAYOUT: PayoutStatus.COMPLETED.value}
 NOUN = {PAYIN: "payin", PAYOUT: "payout"}
+# Where the USDC goes once Airtm's part is done, for "Paid at Airtm … has not reached …".
+CHAIN_LEG = {PAYIN: "the USDC has not reached the member's wallet", PAYOUT: "the USDC has not reached the treasury"}
 UNKNOWN = "UNKNOWN"
 ACTOR = {"actor_type": "SYSTEM", "actor_id": "airtm-reconciler"}
 
@@ -67,12 +67,14 @@ class AirtmRecord:
     """What we hold about one top-up or Airtm withdrawal."""
 
     kind: str  # "payin" | "payout"
-    reference: str  # our public id (tu_…, wd_…)
-    code: str  # the code it was created under at Airtm
+    reference: str  # our public id (tu_…, wd_…): also its code at Airtm
     airtm_id: str  # blank: we never learnt it
     status: str  # ours: TOPUP_* or WITHDRAWAL_*
     amount: int  # stroops
-    user_id: str = ""  # the member's public id, for the audit row
+    user_id: str  # the member's public id, for the audit row
+    # Airtm's part done and the chain leg (bridge or sweep) on its way: what holds it up, in words.
+    chain_leg: str | None = None
+    done_at: datetime | None = None  # our own clock for it, when Airtm gives no date
 
     @property
     def terminal(self) -> bool:
@@ -92,6 +94,7 @@ class AirtmState:
     status: str = ""  # in our words (PayinStatus / PayoutStatus value), UNKNOWN for a status we do not know
     provider_status: str = ""  # Airtm's own word: CONFIRMED, COMPLETED…
     amount: int | None = None  # stroops
+    updated_at: datetime | None = None  # Airtm's updatedAt
 
 
 @dataclass
@@ -119,39 +122,59 @@ class AirtmReconciliation:
 # --- our records ----------------------------------------------------------------------------
 
 
-def _topup_model():
-    """The top-up model, when installed (payments.topups)."""
-    try:
-        return apps.get_model("payments", "Topup")
-    except LookupError:
-        return None
+def _reason(text: str) -> str:
+    return text.strip().rstrip(".")
 
 
-def _code(row) -> str:
-    return getattr(row, "airtm_code", "") or row.public_id
-
-
-def _user_id(row) -> str:
-    user = getattr(row, "user", None)
-    return getattr(user, "public_id", "") or ""
-
-
-def topup_record(row) -> AirtmRecord:
+def topup_record(topup: Topup) -> AirtmRecord:
+    """A top-up (fetched with its user and bridge_withdrawal)."""
+    chain_leg = None
+    if topup.status == Topup.Status.PROCESSING and topup.payin_confirmed_at is not None:
+        bridge = topup.bridge_withdrawal
+        if bridge is None:
+            chain_leg = "no bridge payment has been made yet"
+        else:
+            chain_leg = _reason(bridge.failure_reason) or f"the bridge payment {bridge.public_id} is {bridge.status}"
     return AirtmRecord(
-        PAYIN, row.public_id, _code(row), row.airtm_payin_id or "", row.status, row.amount, _user_id(row)
+        kind=PAYIN,
+        reference=topup.public_id,
+        airtm_id=topup.airtm_payin_id,
+        status=topup.status,
+        amount=topup.amount,
+        user_id=topup.user.public_id,
+        chain_leg=chain_leg,
+        done_at=topup.payin_confirmed_at,
     )
 
 
-def withdrawal_record(row) -> AirtmRecord:
+def withdrawal_record(withdrawal: Withdrawal) -> AirtmRecord:
+    """An Airtm withdrawal (fetched with its user). PENDING is where it waits for its sweep once
+    Airtm has paid; while Airtm has not, the chain leg is never looked at."""
+    chain_leg = None
+    if withdrawal.status == Withdrawal.Status.PENDING:
+        sent = f"the sweep {withdrawal.transaction_hash} has not landed" if withdrawal.transaction_hash else ""
+        chain_leg = _reason(withdrawal.failure_reason) or sent or "the sweep has not been sent"
     return AirtmRecord(
-        PAYOUT, row.public_id, _code(row), row.airtm_payout_id or "", row.status, row.amount, _user_id(row)
+        kind=PAYOUT,
+        reference=withdrawal.public_id,
+        airtm_id=withdrawal.airtm_payout_id,
+        status=withdrawal.status,
+        amount=withdrawal.amount,
+        user_id=withdrawal.user.public_id,
+        chain_leg=chain_leg,
+        done_at=withdrawal.created_at,
     )
 
 
-RECORD_OF = {PAYIN: topup_record, PAYOUT: withdrawal_record}
+def _topups():
+    return Topup.objects.select_related("user", "bridge_withdrawal")
 
 
-def _to_compare(kind: str, rows, *, since):
+def _withdrawals():
+    return Withdrawal.objects.filter(purpose=Withdrawal.Purpose.WITHDRAWAL, destination_type__in=AIRTM_TYPES)
+
+
+def _due(kind: str, rows, *, since):
     """In flight, changed since `since`, or with an OPEN discrepancy; oldest first."""
     open_ones = AirtmDiscrepancy.objects.filter(kind=kind, status=AirtmDiscrepancy.Status.OPEN)
     terminal = [status.value for status in TERMINAL[kind]]
@@ -159,44 +182,28 @@ def _to_compare(kind: str, rows, *, since):
     return rows.filter(due).select_related("user").order_by("pk")
 
 
-def airtm_rows_to_compare() -> list[tuple[str, object]]:
-    """(kind, row) for every record the run compares."""
+def airtm_rows_to_compare() -> list[tuple[str, Topup | Withdrawal]]:
+    """(kind, row) for every record the run compares: top-ups first, then withdrawals."""
     since = timezone.now() - timedelta(days=settings.OFFERHUB_AIRTM_RECONCILE_DAYS)
-    airtm_destinations = [Withdrawal.DestinationType.BANK, Withdrawal.DestinationType.AIRTM_BALANCE]
-    rows = [
-        (PAYOUT, w)
-        for w in _to_compare(PAYOUT, Withdrawal.objects.filter(destination_type__in=airtm_destinations), since=since)
+    return [(PAYIN, t) for t in _due(PAYIN, _topups(), since=since)] + [
+        (PAYOUT, w) for w in _due(PAYOUT, _withdrawals(), since=since)
     ]
-    topup = _topup_model()
-    if topup is not None:
-        rows = [(PAYIN, t) for t in _to_compare(PAYIN, topup.objects.all(), since=since)] + rows
-    return rows
 
 
-# --- settling first ---------------------------------------------------------------------------
-
-
-def settler(kind: str):
-    """Our service that applies Airtm's answer to a record of this kind, or None when it is not
-    installed (its module is absent). A module that is there but fails to import is logged."""
-    path = SETTLERS[kind]
-    module = path.rpartition(".")[0]
+def _settled(kind: str, row, client: AirtmClient) -> AirtmRecord:
+    """Our service applies Airtm's answer first; then the record as it is now. A service that
+    fails is logged: the comparison still says what differs."""
     try:
-        if importlib.util.find_spec(module) is None:
-            return None
-        return import_string(path)
-    except ImportError:
-        logger.exception("the %s settler %s cannot be imported: comparing without settling first", kind, path)
-        return None
-
-
-def _settle(kind: str, row, settle) -> None:
-    if settle is None:
-        return
-    try:
-        settle(**{SETTLER_ARGUMENT[kind]: row})
-    except Exception:  # the comparison below still says what differs
+        if kind == PAYIN:
+            topup_refresh(topup=row, client=client)
+        else:
+            withdrawal_refresh_airtm(withdrawal=row, airtm=client)
+    except Exception:
         logger.warning("could not settle %s %s before comparing", kind, row.public_id, exc_info=True)
+    # Re-queried (never refresh_from_db: the status is a protected FSM field).
+    if kind == PAYIN:
+        return topup_record(_topups().get(pk=row.pk))
+    return withdrawal_record(Withdrawal.objects.select_related("user").get(pk=row.pk))
 
 
 # --- Airtm's side -----------------------------------------------------------------------------
@@ -217,11 +224,11 @@ def airtm_state(*, record: AirtmRecord, client: AirtmClient) -> AirtmState:
                 return AirtmState(found=False)
             raise
     else:
-        found = by_code(record.code)
+        found = by_code(record.reference)
         if found is None:
             return AirtmState(found=False)
     amount = None if found.amount is None else money_to_stroops(found.amount)
-    return AirtmState(True, found.id, found.status.value, found.provider_status, amount)
+    return AirtmState(True, found.id, found.status.value, found.provider_status, amount, found.updated_at)
 
 
 # --- the comparison ---------------------------------------------------------------------------
@@ -229,6 +236,16 @@ def airtm_state(*, record: AirtmRecord, client: AirtmClient) -> AirtmState:
 
 def _usd(stroops: int) -> str:
     return f"${money_from_stroops(stroops)}"
+
+
+def _chain_leg_stuck(record: AirtmRecord, state: AirtmState) -> str | None:
+    """Airtm done, the bridge or sweep on its way: None while that is normal, else the problem."""
+    done_at = state.updated_at or record.done_at
+    waited = timezone.now() - done_at if done_at else None
+    if waited is not None and waited <= timedelta(minutes=settings.OFFERHUB_AIRTM_BRIDGE_STUCK_MINUTES):
+        return None
+    ago = f"{int(waited.total_seconds() // 60)} minutes ago" if waited is not None else "at an unknown time"
+    return f"Paid at Airtm {ago}; {CHAIN_LEG[record.kind]}: {record.chain_leg}"
 
 
 def airtm_problems(*, record: AirtmRecord, state: AirtmState) -> list[str]:
@@ -240,17 +257,21 @@ def airtm_problems(*, record: AirtmRecord, state: AirtmState) -> list[str]:
                 f"Airtm does not know {noun} {record.airtm_id} (404), which {record.reference} points at; we say {ours}"
             ]
         if ours == SUCCEEDED[record.kind]:
-            return [f"We say {ours}, but Airtm has no {noun} under our code {record.code}"]
+            return [f"We say {ours}, but Airtm has no {noun} under our code {record.reference}"]
         return []  # never created at Airtm: nothing to compare
     problems = []
     if not record.airtm_id:
         problems.append(
-            f"Airtm has {noun} {state.airtm_id} under our code {record.code} ({state.provider_status}), "
+            f"Airtm has {noun} {state.airtm_id} under our code {record.reference} ({state.provider_status}), "
             f"but {record.reference} does not know it (no Airtm id); we say {ours}"
         )
     theirs_terminal = state.status in TERMINAL[record.kind]
     succeeded = SUCCEEDED[record.kind]
-    if theirs_terminal and (not record.terminal or (state.status == succeeded) != (ours == succeeded)):
+    if state.status == succeeded and record.chain_leg is not None:
+        stuck = _chain_leg_stuck(record, state)
+        if stuck:
+            problems.append(stuck)
+    elif theirs_terminal and (not record.terminal or (state.status == succeeded) != (ours == succeeded)):
         problems.append(f"Airtm says {state.provider_status}, we say {ours}")
     elif record.terminal and not theirs_terminal and state.status != UNKNOWN:
         problems.append(f"Airtm says {state.provider_status} (still moving), we say {ours}")
@@ -333,16 +354,12 @@ def airtm_record_reconcile(*, record: AirtmRecord, client: AirtmClient):
 
 
 def airtm_compare_all(*, client: AirtmClient | None = None) -> AirtmReconciliation:
-    """The whole run (see the module doc). Never inside a transaction: it calls Airtm."""
+    """The whole run (see the module doc). Never inside a transaction: it calls Airtm and the chain."""
     client = client or AirtmClient()
     outcome = AirtmReconciliation()
-    settlers = {kind: settler(kind) for kind in SETTLERS}
     for kind, row in airtm_rows_to_compare():
         try:
-            _settle(kind, row, settlers[kind])
-            # Re-read (never refresh_from_db: the status is a protected FSM field).
-            row = type(row)._default_manager.select_related("user").get(pk=row.pk)
-            discrepancy = airtm_record_reconcile(record=RECORD_OF[kind](row), client=client)
+            discrepancy = airtm_record_reconcile(record=_settled(kind, row, client), client=client)
         except Exception:  # one record that cannot be read or compared never stops the others
             logger.exception("could not compare %s %s with Airtm", kind, row.public_id)
             outcome.failed.append(row.public_id)
