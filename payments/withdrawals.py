@@ -384,6 +384,10 @@ def _pending(withdrawal: Withdrawal, reason: str) -> Withdrawal:
             withdrawal.failure_reason = reason[:255]
             withdrawal.save()
             _record(withdrawal, "withdrawal.pending")
+        elif withdrawal.status == Withdrawal.Status.PENDING and withdrawal.failure_reason != reason[:255]:
+            # Already waiting (a sweep, a bridge, a second lost answer): say what it waits for now.
+            withdrawal.failure_reason = reason[:255]
+            withdrawal.save(update_fields=["failure_reason", "updated_at"])
     logger.warning("withdrawal %s pending: %s", withdrawal.public_id, reason)
     return withdrawal
 

@@ -175,6 +175,7 @@ def test_a_sweep_that_cannot_reach_the_chain_keeps_the_hold_and_sends_the_same_e
     )
     withdrawal = withdrawal_sweep(withdrawal=airtm_withdrawal(user, 40 * DOLLAR))
     assert withdrawal.status == Withdrawal.Status.PENDING
+    assert withdrawal.failure_reason.startswith("Waiting for Stellar")  # said, though it was PENDING already
     assert balances(user) == (60 * DOLLAR, 40 * DOLLAR)
     withdrawal = withdrawal_sweep(withdrawal=withdrawal)
     assert withdrawal.status == Withdrawal.Status.COMPLETED and len(withdrawal.attempted_hashes) == 1
