@@ -395,6 +395,10 @@ def withdrawal_sync_airtm(*, withdrawal: Withdrawal, airtm: AirtmClient | None =
 def withdrawal_refresh_airtm(*, withdrawal: Withdrawal, airtm: AirtmClient | None = None) -> Withdrawal:
     """Sync with Airtm; when Airtm reports the payout COMPLETED, sweep the held USDC (chain HTTP:
     never call this inside a transaction)."""
+    current = Withdrawal.objects.select_related("user").get(pk=withdrawal.pk)
+    if current.transaction_hash and current.status not in Withdrawal.TERMINAL:
+        # The sweep began, so Airtm's COMPLETED was read already: finish it even while Airtm is down.
+        return withdrawal_sweep(withdrawal=current)
     synced = withdrawal_sync_airtm(withdrawal=withdrawal, airtm=airtm)
     if synced.sweep_due:
         return withdrawal_sweep(withdrawal=synced.withdrawal)

@@ -162,7 +162,7 @@ class TopupCallbackView(PublicApiView):
         if topup is None:
             return HttpResponseRedirect("/wallet/")
         try:
-            topup = topup_refresh(topup=topup)
+            topup = topup_refresh(topup=topup)  # bounded by the per-IP rate limit of public requests
         except ServiceError as error:  # Airtm unreachable: the page the member lands on keeps checking
             logger.warning("top-up %s callback: refresh failed: %s", topup.public_id, error.code)
         going_on = topup.status in (Topup.Status.SUCCEEDED, Topup.Status.PROCESSING)

@@ -13,7 +13,7 @@ from django.db import transaction
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from payments.ledger import ledger_account, ledger_lock, ledger_transfer, user_accounts
-from payments.models import ChainCursor, JournalEntry, LedgerAccount, Wallet
+from payments.models import ChainCursor, JournalEntry, LedgerAccount, Wallet, Withdrawal
 from payments.stellar import _call, horizon
 from payments.wallets import DEPOSIT_CURSOR
 
@@ -108,9 +108,16 @@ def deposits_sync(*, max_pages: int = 50, page_size: int = PAGE_SIZE) -> int:
             wallet.public_key: wallet
             for wallet in Wallet.objects.filter(public_key__in={p["to"] for p in payments}).select_related("user")
         }
+        # A top-up's bridge (the treasury paying a member) is credited by the bridge itself, as a
+        # top-up; a watcher crediting it first would announce it as a plain Stellar deposit.
+        bridged = set(
+            Withdrawal.objects.filter(
+                purpose=Withdrawal.Purpose.BRIDGE, transaction_hash__in={p["transaction_hash"] for p in payments}
+            ).values_list("transaction_hash", flat=True)
+        )
         received: dict[tuple[str, str], int] = {}
         for payment in payments:
-            if payment["to"] in wallets:
+            if payment["to"] in wallets and payment["transaction_hash"] not in bridged:
                 key = (payment["transaction_hash"], payment["to"])
                 received[key] = received.get(key, 0) + money_to_stroops(Decimal(payment["amount"]))
         # One short transaction per deposit: a page-long one would hold the shared accounts' locks.

@@ -15,6 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -212,6 +213,18 @@ def _payin_read(topup: Topup, client: AirtmClient) -> Payin | None:
     if topup.airtm_payin_id:
         return client.payin_get(topup.airtm_payin_id)
     return client.payin_by_code(topup.public_id)
+
+
+# Pages poll every 2 s and the callback is public: Airtm is asked at most this often per top-up.
+REFRESH_EVERY_SECONDS = 5
+
+
+def topup_refresh_throttled(*, topup: Topup) -> Topup:
+    """`topup_refresh`, unless this top-up was read from Airtm in the last few seconds (for the
+    member's page and the public callback; the API's refresh and the jobs always read)."""
+    if topup.status in Topup.TERMINAL or not cache.add(f"topup-refresh:{topup.public_id}", 1, REFRESH_EVERY_SECONDS):
+        return topup
+    return topup_refresh(topup=topup)
 
 
 def topup_refresh(*, topup: Topup, client: AirtmClient | None = None) -> Topup:

@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.cache import cache
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -28,7 +27,7 @@ from payments.history import history_page
 from payments.models import Topup, Wallet, Withdrawal
 from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
-from payments.topups import topup_cancel, topup_create, topup_page_url, topup_refresh
+from payments.topups import topup_cancel, topup_create, topup_page_url, topup_refresh_throttled
 from payments.wallets import wallet_ensure
 from payments.withdrawals import withdrawal_create_crypto
 
@@ -235,9 +234,6 @@ def test_recipient_create(request):
 
 # --- Top-ups through Airtm -------------------------------------------------------------------
 
-# The status fragment polls every 2 s; Airtm is asked at most this often per top-up.
-TOPUP_REFRESH_EVERY_SECONDS = 5
-
 
 @login_required
 @require_POST
@@ -293,10 +289,9 @@ def topup_page(request, topup_id):
 def topup_status(request, topup_id):
     """The page's live part (htmx polls it): reads Airtm now and then, never more often."""
     topup = _own_topup(request, topup_id)
-    due = cache.add(f"topup-refresh:{topup.public_id}", 1, TOPUP_REFRESH_EVERY_SECONDS)
-    if topup.status not in Topup.TERMINAL and due:
+    if topup.status not in Topup.TERMINAL:
         try:
-            topup = topup_refresh(topup=topup)
+            topup = topup_refresh_throttled(topup=topup)
         except ServiceError as error:  # Airtm unreachable for now: the next poll tries again
             logger.info("top-up %s page: refresh failed (%s)", topup.public_id, error.code)
     return render(request, "payments/_topup_status.html", _topup_context(topup))

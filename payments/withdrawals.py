@@ -309,8 +309,19 @@ def withdrawal_submit(*, withdrawal: Withdrawal, rounds: int = 3) -> Withdrawal:
         return _pending(withdrawal, f"Waiting for Stellar ({error}); the payment will be checked again.")
 
 
+def _sequence_spent(envelope, source: SecretHolder) -> bool:
+    """Whether the source account's sequence is already at or past the envelope's: then it can
+    never be applied (another transaction of that account, e.g. a wallet activation, took it)."""
+    tx = envelope.transaction
+    inner = getattr(tx, "inner_transaction_envelope", None)
+    sequence = (inner.transaction if inner is not None else tx).sequence
+    account = account_load(source.public_key)
+    return account is not None and int(account["sequence"]) >= sequence
+
+
 def _drive(pk: int, source: SecretHolder, rounds: int) -> Withdrawal:
     withdrawal = Withdrawal.objects.get(pk=pk)
+    resign = False
     for _ in range(rounds):
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
@@ -323,15 +334,18 @@ def _drive(pk: int, source: SecretHolder, rounds: int) -> Withdrawal:
             if not _retry_due(withdrawal):
                 return withdrawal
             withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source))
-        elif not withdrawal.envelope_xdr or _can_never_land(withdrawal):
+        elif resign or not withdrawal.envelope_xdr or _can_never_land(withdrawal):
             withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source))
+        resign = False
         envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
         try:
             transaction_submit(envelope)
         except TransactionFailed as failure:
             if failure.transaction_code in ("tx_bad_seq", "tx_too_late", "tx_duplicate"):
                 # Not a verdict on the payment: an earlier attempt may have landed, or this
-                # envelope is stale. Look everything up again before anything else.
+                # envelope is stale. Look everything up again before anything else; an envelope
+                # whose sequence the account has spent is signed anew once none of ours landed.
+                resign = failure.transaction_code == "tx_bad_seq" and _sequence_spent(envelope, source)
                 withdrawal = Withdrawal.objects.get(pk=pk)
                 continue
             code = (failure.operation_codes or [failure.transaction_code])[-1]

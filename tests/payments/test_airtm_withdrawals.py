@@ -424,3 +424,21 @@ def test_the_resolver_runs_every_minute_on_beat(settings):
     ]
     assert entry == {"task": "payments.tasks.airtm_withdrawals_resolve_pending", "schedule": 60.0}
     assert entry["task"] in app.tasks and "payments.tasks.airtm_withdrawal_settle" in app.tasks
+
+
+def test_a_sweep_once_begun_finishes_while_airtm_is_down(chain, linked, airtm):
+    """Airtm's COMPLETED was read when the sweep began: an Airtm outage afterwards must not keep
+    the member's USDC on hold."""
+    user = linked("100.00")
+    withdrawal = withdraw(user, airtm, "30.00", commit=True)
+    SandboxFault.objects.create(
+        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
+    )
+    airtm_payouts_advance(now=later())
+    airtm_payouts_advance(now=later(7200))  # COMPLETED at Airtm
+    withdrawal = withdrawal_refresh_airtm(withdrawal=withdrawal, airtm=airtm)
+    assert withdrawal.status == S.PENDING and withdrawal.transaction_hash  # swept, answer lost
+    fault(method="GET", path_contains="/payouts", status_code=503, remaining=50)  # Airtm down now
+    withdrawal = withdrawal_refresh_airtm(withdrawal=withdrawal, airtm=airtm)
+    assert withdrawal.status == S.COMPLETED and balances(user) == (700_000_000, 0)
+    assert chain.usdc(user.wallet.public_key) == 70

@@ -64,7 +64,7 @@ def test_a_bridge_pays_the_wallet_and_credits_once(chain, funded_user):
     assert row.detail == "Top-up topup_once, paid at Airtm."
 
 
-def test_a_bridge_whose_answer_is_lost_is_credited_once_even_if_the_watcher_sees_it_first(chain, funded_user, settings):
+def test_a_bridge_whose_answer_is_lost_is_credited_once_as_a_topup_not_by_the_watcher(chain, funded_user, settings):
     user = funded_user("0")
     settings.HORIZON_TIMEOUT_SECONDS = 1
     SandboxFault.objects.create(
@@ -78,16 +78,35 @@ def test_a_bridge_whose_answer_is_lost_is_credited_once_even_if_the_watcher_sees
     )
     bridge = bridge_pay(user=user, amount=20 * DOLLAR, reference="topup_lost")
     assert bridge.status == Withdrawal.Status.PENDING
-    deposits_sync()  # the watcher credits the landed payment as a Stellar deposit first
-    assert balances(user) == (20 * DOLLAR, 0)
+    deposits_sync()  # the watcher sees the landed payment and leaves it to the bridge
+    assert balances(user) == (0, 0)
     withdrawals_resolve_pending()
     bridge = Withdrawal.objects.get(pk=bridge.pk)
     assert bridge.status == Withdrawal.Status.COMPLETED
+    deposits_sync()
     assert usdc_payments_to(user.wallet.public_key) == 1
     assert balances(user) == (20 * DOLLAR, 0)
-    # The money is attributed to Airtm, not to an outside Stellar deposit.
     assert external(LedgerAccount.Kind.EXTERNAL_AIRTM) == -20 * DOLLAR
     assert external(LedgerAccount.Kind.EXTERNAL_STELLAR) == 0
+    credited = Event.objects.filter(type="balance.credited", aggregate_id=user.public_id)
+    assert [event.payload["source"] for event in credited] == ["topup"]
+
+
+def test_a_bridge_whose_sequence_was_taken_is_signed_anew_at_once(chain, funded_user):
+    """Another transaction of the platform account (a wallet activation) takes the sequence
+    number of the bridge's stored envelope: that envelope can never land, so it is replaced."""
+    user = funded_user("0")
+    SandboxFault.objects.create(
+        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
+    )
+    bridge = bridge_pay(user=user, amount=15 * DOLLAR, reference="topup_seq")
+    assert bridge.status == Withdrawal.Status.PENDING and len(bridge.attempted_hashes) == 1
+    funded_user("0")  # a new member's wallet activation, signed by the platform account
+    withdrawals_resolve_pending()
+    bridge = Withdrawal.objects.get(pk=bridge.pk)
+    assert bridge.status == Withdrawal.Status.COMPLETED and len(bridge.attempted_hashes) == 2
+    assert usdc_payments_to(user.wallet.public_key) == 1
+    assert balances(user) == (15 * DOLLAR, 0)
 
 
 def test_a_treasury_short_of_usdc_waits_and_pays_once_refilled(chain, funded_user, settings):
