@@ -140,7 +140,8 @@ def _support_only(actor: OrderActor, dispute: Dispute) -> None:
 
 def _agent_not_a_party(dispute: Dispute, agent: str) -> None:
     order = dispute.order
-    if agent.strip().lower() in (order.buyer.email.lower(), order.seller.email.lower()):
+    parties = {(user.email or "").lower() for user in (order.buyer, order.seller)} - {""}  # API users may have none
+    if agent.strip().lower() in parties:
         raise ServiceError("FORBIDDEN", "that agent is a party to this order", field="assignedTo")
 
 

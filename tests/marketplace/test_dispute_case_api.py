@@ -260,3 +260,16 @@ def test_a_resolution_the_chain_refuses_goes_back_to_support(chain, funded_user,
     assert paid.json()["data"]["order"]["status"] == "CLOSED"
     assert user_accounts(buyer)[0].balance == 70 * USD + net(30 * USD)
     ledger_equals_chain(chain, trustless_work, Escrow.objects.get(), buyer, seller)
+
+
+def test_a_case_between_members_without_an_email_is_assigned(chain, funded_user, trustless_work, writer, support):
+    """Users created over the API may have no e-mail: checking that the agent is not a party
+    must not trip over that (it answered 500)."""
+    from marketplace.models import User
+
+    buyer, seller = funded_user("100.00"), funded_user("0")
+    User.objects.filter(pk__in=[buyer.pk, seller.pk]).update(email=None)
+    dispute = disputed(writer, buyer, seller)
+    assigned = post(support, f"/disputes/{dispute['id']}/assign", {"assignedTo": "agent-ana"})
+    assert assigned.status_code == 200, assigned.content
+    assert assigned.json()["data"]["status"] == "UNDER_REVIEW"
