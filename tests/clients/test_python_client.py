@@ -468,6 +468,28 @@ def test_5xx_are_retried_up_to_max_retries_with_one_key_then_raised(local_server
     assert 0.1 <= sleeps[0] <= 0.2 and 0.2 <= sleeps[1] <= 0.4  # exponential, jittered
 
 
+def test_a_key_still_in_progress_is_retried_and_retry_after_takes_an_http_date(local_server):
+    def handle(handler, index, body):
+        if index == 0:
+            _reply(handler, 409, _error_body("IDEMPOTENCY_KEY_IN_PROGRESS"))
+        elif index == 1:
+            _reply(handler, 503, _error_body("PROVIDER_UNAVAILABLE"), {"Retry-After": "Thu, 01 Jan 1970 00:00:00 GMT"})
+        else:
+            _reply(
+                handler,
+                201,
+                json.dumps({"success": True, "data": {"id": "ord_1", "status": "FUNDS_RESERVED"}}).encode(),
+            )
+
+    stub = local_server(handle)
+    sleeps = []
+    hub = OfferHub("ohk_test_key", base_url=stub.url, max_retries=2, backoff_base=0.01, sleep=sleeps.append)
+    assert hub.orders.reserve("ord_1", idempotency_key="cart-7-reserve")["status"] == "FUNDS_RESERVED"
+    assert [r["headers"]["Idempotency-Key"] for r in stub.requests] == ["cart-7-reserve"] * 3
+    assert [r["body"] for r in stub.requests] == [b"{}"] * 3
+    assert sleeps[1] == 0  # a date in the past: retry at once
+
+
 def test_other_4xx_and_500_are_not_retried(local_server):
     def handle(handler, index, body):
         _reply(handler, 500 if handler.path.endswith("boom") else 404, _error_body("NOT_FOUND"))
@@ -580,11 +602,10 @@ def test_live_event_stream(client, member):
     if status == 404:
         pytest.skip("GET /api/v1/events answers 404 on this server")
     user = member()
-    events = client.events.stream(types=["user.*"], since="1970-01-01T00:00:00.000Z", read_timeout=40)
-    for event in events:
-        if event.data.get("aggregateId") == user["id"]:
-            assert event.type == "user.created" and event.id.startswith("evt_")
-            break
+    stream = client.events.stream(types=["user.*"], since="1970-01-01T00:00:00.000Z", read_timeout=40, max_reconnects=1)
+    created = next(e for e in stream if e.data.get("aggregateId") == user["id"])
+    assert created.type == "user.created" and created.id.startswith("evt_")
+    assert created.data["eventId"] == created.id
 
 
 # ---------------------------------------------------------------------------------------------
