@@ -106,11 +106,10 @@ def _error_body(code: str, message: str = "", **details) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # Live server fixtures
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 
 @pytest.fixture
-def api_key(make_api_key):
+def api_key(transactional_db, make_api_key):
+    """A key in the database the live server reads (the local-server tests need neither)."""
     return make_api_key(scopes=["read", "write", "support"])[1]
 
 
@@ -488,6 +487,17 @@ def test_a_key_still_in_progress_is_retried_and_retry_after_takes_an_http_date(l
     assert [r["headers"]["Idempotency-Key"] for r in stub.requests] == ["cart-7-reserve"] * 3
     assert [r["body"] for r in stub.requests] == [b"{}"] * 3
     assert sleeps[1] == 0  # a date in the past: retry at once
+
+
+def test_the_original_servers_double_wrap_is_unwrapped_too(local_server):
+    order = {"id": "ord_1", "status": "ORDER_CREATED"}
+
+    def handle(handler, index, body):
+        envelope = {"success": True, "data": {"success": True, "data": order}, "meta": {}}
+        _reply(handler, 200, json.dumps(envelope).encode())
+
+    hub = OfferHub("ohk_test_key", base_url=local_server(handle).url + "/api/v1/")
+    assert hub.orders.get("ord_1") == order
 
 
 def test_other_4xx_and_500_are_not_retried(local_server):

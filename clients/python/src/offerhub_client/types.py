@@ -90,15 +90,22 @@ class DepositAddress(TypedDict, total=False):
     instructions: str
 
 
-class WalletTransaction(TypedDict, total=False):
-    id: str
-    type: Literal["payment", "create_account"]
-    to: str
-    amount: str
-    asset: str
-    createdAt: str
-    hash: str
-    successful: bool
+# Functional form: one of its keys, `from`, is a Python keyword.
+WalletTransaction = TypedDict(
+    "WalletTransaction",
+    {
+        "id": str,
+        "type": Literal["payment", "create_account"],
+        "from": str,
+        "to": str,
+        "amount": str,
+        "asset": str,
+        "createdAt": str,
+        "hash": str,
+        "successful": bool,
+    },
+    total=False,
+)
 
 
 class TopUp(TypedDict, total=False):
