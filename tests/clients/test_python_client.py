@@ -337,7 +337,9 @@ def test_airtm_link_withdrawal_commit_and_cancel(client, member, airtm):  # noqa
         user_id=user["id"], amount="10.00", destination_type="airtm_balance", destination_ref=account.email
     )
     canceled = client.withdrawals.cancel(other["id"], user_id=user["id"])
-    assert canceled["status"] != "WITHDRAWAL_CREATED"
+    assert canceled["status"] == "WITHDRAWAL_CANCELED"
+    assert client.withdrawals.get(other["id"])["status"] == "WITHDRAWAL_CANCELED"
+    assert committed["status"] in ("WITHDRAWAL_COMMITTED", "WITHDRAWAL_PENDING")
     assert client.balance.get(user["id"])["reserved"] == "20.00"  # the committed one is still on hold
 
 
