@@ -10,10 +10,12 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run test lint format bench vendor migrations clean
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+# The second install is the Python client (clients/python, package offerhub-client), tested against the live server.
+$(VENV)/.installed: pyproject.toml requirements.lock clients/python/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet -c requirements.lock -e clients/python
 	@touch $@
 
 install: $(VENV)/.installed
