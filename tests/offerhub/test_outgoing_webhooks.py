@@ -420,3 +420,57 @@ def test_the_admin_form_refuses_a_private_url_outside_debug(settings, support_cl
     assert response.status_code == 200
     assert b"private, loopback or reserved" in response.content
     assert not WebhookEndpoint.objects.exists()
+
+
+# --- The receiver example of docs/events.md ------------------------------------------------
+
+
+def docs_receiver(secret: str):
+    """The Python receiver of docs/events.md, run as written, on a port of its own."""
+    import os
+    import re
+    import threading
+    from http.server import ThreadingHTTPServer
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs/events.md").read_text()
+    code = re.search(r"### A receiver in Python\n\n```python\n(.*?)```", text, re.S).group(1)
+    os.environ["OFFERHUB_WEBHOOK_SECRET"] = secret
+    try:
+        namespace = {"__name__": "docs_example"}
+        exec(compile(code, "docs/events.md", "exec"), namespace)  # noqa: S102  (our own documentation)
+    finally:
+        del os.environ["OFFERHUB_WEBHOOK_SECRET"]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), namespace["Hook"])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, namespace["seen"]
+
+
+@pytest.mark.django_db
+def test_the_documented_receiver_accepts_our_deliveries_and_refuses_forgeries(
+    debug, django_capture_on_commit_callbacks
+):
+    import urllib.error
+    import urllib.request
+
+    holder = endpoint_for("http://127.0.0.1:9/placeholder")
+    server, seen = docs_receiver(holder.secret)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        WebhookEndpoint.objects.filter(pk=holder.pk).update(url=url)
+        event = publish(django_capture_on_commit_callbacks)
+        delivery = OutgoingDelivery.objects.get()
+        assert (delivery.status, delivery.response_status) == ("succeeded", 200)
+        assert seen == {event.event_id}
+
+        forged = urllib.request.Request(
+            url,
+            data=delivery.body.encode(),
+            headers={"OfferHub-Signature": f"t={int(timezone.now().timestamp())},v1={'0' * 64}"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=5)  # noqa: S310  (a local test server)
+        assert refused.value.code == 401
+    finally:
+        server.shutdown()
+        server.server_close()
