@@ -63,9 +63,7 @@ def webhook_endpoint_create(
     if endpoints_visible(marketplace_id=marketplace_id).filter(marketplace_id=marketplace_id).count() >= (
         ENDPOINTS_MAX_PER_TENANT
     ):
-        raise ServiceError(
-            "INVALID_REQUEST", f"At most {ENDPOINTS_MAX_PER_TENANT} webhook endpoints per marketplace", field="url"
-        )
+        raise ServiceError("INVALID_REQUEST", f"At most {ENDPOINTS_MAX_PER_TENANT} webhook endpoints per marketplace")
     endpoint = WebhookEndpoint.objects.create(
         url=url,
         events=list(dict.fromkeys(events)) or ["*"],

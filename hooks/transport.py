@@ -87,8 +87,11 @@ class Answer:
     location: str
 
 
-def http_post(destination: Destination, *, body: bytes, headers: dict, max_body: int) -> Answer:
-    """POST to the first checked address, the Host header and TLS name being the URL's host.
+def http_post(
+    destination: Destination, *, body: bytes, headers: dict, max_body: int, ca_certs: str | None = None
+) -> Answer:
+    """POST to the first checked address, the Host header and TLS name being the URL's host (the
+    certificate is verified for that name, against certifi's authorities unless `ca_certs`).
     Raises urllib3's errors (or TimeoutError past the deadline) on transport failure."""
     deadline = time.monotonic() + TIMEOUT_SECONDS
     default_port = 443 if destination.scheme == "https" else 80
@@ -103,7 +106,7 @@ def http_post(destination: Destination, *, body: bytes, headers: dict, max_body:
             server_hostname=destination.host,
             assert_hostname=destination.host,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
+            ca_certs=ca_certs or certifi.where(),
             **options,
         )
     else:

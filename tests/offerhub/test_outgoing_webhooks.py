@@ -474,3 +474,91 @@ def test_the_documented_receiver_accepts_our_deliveries_and_refuses_forgeries(
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- TLS to the checked address -------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An HTTPS receiver on 127.0.0.1 whose certificate names only `localhost`, from a test CA."""
+    import datetime as dt
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.headers["Host"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.received, server.ca = received, str(tmp_path / "ca.pem")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_goes_to_the_checked_address_and_verifies_the_urls_name(debug, tls_receiver):
+    from hooks.transport import http_post
+
+    destination = destination_check(f"https://localhost:{tls_receiver.server_port}/in")
+    assert destination.addresses[0] == "127.0.0.1"
+    answer = http_post(destination, body=b"{}", headers={}, max_body=100, ca_certs=tls_receiver.ca)
+    assert answer.status == 204
+    assert tls_receiver.received == [(f"localhost:{tls_receiver.server_port}", b"{}")]
+
+
+@pytest.mark.django_db
+def test_a_certificate_no_authority_vouches_for_is_refused(debug, tls_receiver, django_capture_on_commit_callbacks):
+    endpoint_for(f"https://localhost:{tls_receiver.server_port}/in")
+    publish(django_capture_on_commit_callbacks)
+    delivery = OutgoingDelivery.objects.get()
+    assert delivery.status == "pending" and delivery.response_status is None
+    assert "CERTIFICATE_VERIFY_FAILED" in delivery.error
+    assert tls_receiver.received == []
