@@ -562,3 +562,38 @@ def test_a_certificate_no_authority_vouches_for_is_refused(debug, tls_receiver, 
     assert delivery.status == "pending" and delivery.response_status is None
     assert "CERTIFICATE_VERIFY_FAILED" in delivery.error
     assert tls_receiver.received == []
+
+
+@pytest.mark.django_db
+def test_a_support_lead_resends_and_an_agent_cannot_reach_webhooks(
+    client, debug, receiver, django_capture_on_commit_callbacks
+):
+    from django.contrib.auth.models import Group
+
+    from backoffice.roles import SUPPORT_AGENT, SUPPORT_LEAD
+
+    target = receiver(statuses=(500, 200))
+    endpoint = endpoint_for(target.url)
+    publish(django_capture_on_commit_callbacks)
+    delivery = OutgoingDelivery.objects.get()
+    OutgoingDelivery.objects.filter(pk=delivery.pk).update(status="failed", next_attempt_at=None)
+    agent = UserFactory(is_staff=True)
+    agent.groups.add(Group.objects.get(name=SUPPORT_AGENT))
+    client.force_login(agent)
+    assert client.get(reverse("admin:hooks_webhookendpoint_changelist")).status_code == 403
+    assert client.get(reverse("admin:hooks_outgoingdelivery_changelist")).status_code == 403
+
+    lead = UserFactory(is_staff=True)
+    lead.groups.add(Group.objects.get(name=SUPPORT_LEAD))
+    client.force_login(lead)
+    page = client.get(reverse("admin:hooks_webhookendpoint_change", args=[endpoint.pk]))
+    assert page.status_code == 200 and endpoint.secret.encode() not in page.content
+    deliveries = client.get(reverse("admin:hooks_outgoingdelivery_changelist"))
+    assert deliveries.status_code == 200 and b"Re-send" in deliveries.content
+    assert client.get(reverse("admin:hooks_webhookendpoint_add")).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            reverse("admin:hooks_outgoingdelivery_changelist"), {"action": "resend", "_selected_action": [delivery.pk]}
+        )
+    assert OutgoingDelivery.objects.get().status == "succeeded"
+    assert AuditLog.objects.get(action="webhook_delivery.resent").actor_id == lead.public_id
