@@ -245,6 +245,9 @@ def delivery_attempt(*, delivery_pk: int) -> str:
             error = f"url {refused.message}"
         except (urllib3.exceptions.HTTPError, OSError) as failure:  # TimeoutError is an OSError
             error = f"{type(failure).__name__}: {failure}"
+        except Exception as failure:  # recorded like any failed attempt, and retried
+            logger.exception("outgoing delivery %s failed unexpectedly", delivery.pk)
+            error = f"{type(failure).__name__}: {failure}"
     duration_ms = int((time.monotonic() - started) * 1000)
     return _record(
         delivery=delivery,

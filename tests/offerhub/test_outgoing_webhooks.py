@@ -597,3 +597,38 @@ def test_a_support_lead_resends_and_an_agent_cannot_reach_webhooks(
         )
     assert OutgoingDelivery.objects.get().status == "succeeded"
     assert AuditLog.objects.get(action="webhook_delivery.resent").actor_id == lead.public_id
+
+
+def test_an_ipv6_literal_is_reached_in_debug(debug):
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from hooks.transport import http_post
+
+    hosts = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            hosts.append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    class Server6(ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    server = Server6(("::1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        destination = destination_check(f"http://[::1]:{server.server_port}/in")
+        answer = http_post(destination, body=b"{}", headers={}, max_body=100)
+        assert (answer.status, answer.body) == (200, b"ok")
+        assert hosts == [f"[::1]:{server.server_port}"]
+    finally:
+        server.shutdown()
+        server.server_close()
