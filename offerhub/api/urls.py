@@ -3,7 +3,6 @@ so that APPEND_SLASH never turns a POST into a redirect."""
 
 from django.urls import re_path
 
-from hooks import api as hooks_api
 from offerhub.api import views, webhooks
 
 app_name = "api"
@@ -27,15 +26,6 @@ urlpatterns = [
     route("docs", views.ApiDocsView.as_view(url_name="api:openapi"), "docs"),
     route("webhooks/airtm", webhooks.AirtmWebhookView.as_view(), "webhook-airtm"),
     route("webhooks/trustless-work", webhooks.TrustlessWorkWebhookView.as_view(), "webhook-trustless-work"),
-    route("webhook-endpoints", hooks_api.WebhookEndpointListCreateView.as_view(), "webhook-endpoints"),
-    route(
-        r"webhook-endpoints/(?P<endpoint_id>[^/]+)", hooks_api.WebhookEndpointDetailView.as_view(), "webhook-endpoint"
-    ),
-    route(
-        r"webhook-endpoints/(?P<endpoint_id>[^/]+)/deliveries",
-        hooks_api.WebhookDeliveryListView.as_view(),
-        "webhook-endpoint-deliveries",
-    ),
     # Must stay last: unknown paths answer the NOT_FOUND envelope instead of an HTML 404.
     re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
 ]
