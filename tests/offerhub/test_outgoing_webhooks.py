@@ -34,8 +34,8 @@ SYSTEM = {"actor_type": AuditLog.ActorType.SYSTEM, "actor_id": "tests"}
 def receiver(request):
     made = []
 
-    def make(statuses=(200,), location=""):
-        made.append(Receiver(statuses, location))
+    def make(statuses=(200,), location="", answer_size=0):
+        made.append(Receiver(statuses, location, answer_size))
         return made[-1]
 
     yield make
@@ -141,6 +141,15 @@ def test_redirects_are_not_followed(debug, receiver, django_capture_on_commit_ca
     assert delivery.error == f"redirect not followed (Location: {elsewhere.url})"
     assert len(target.received) == 1
     assert elsewhere.received == []
+
+
+@pytest.mark.django_db
+def test_only_an_excerpt_of_a_long_answer_is_kept(debug, receiver, django_capture_on_commit_callbacks):
+    target = receiver(statuses=(500,), answer_size=50_000)
+    endpoint_for(target.url)
+    publish(django_capture_on_commit_callbacks)
+    delivery = OutgoingDelivery.objects.get()
+    assert delivery.response_status == 500 and delivery.response_body == "x" * 2000
 
 
 @pytest.mark.django_db

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, statuses=(200,), location: str = ""):
+    def __init__(self, statuses=(200,), location: str = "", answer_size: int = 0):
         self.statuses = list(statuses)
         self.received: list[tuple[str, dict, bytes]] = []  # (path, headers, body)
         receiver = self
@@ -19,7 +19,7 @@ class Receiver:
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
-                answer = f"answer {status}".encode()
+                answer = b"x" * answer_size if answer_size else f"answer {status}".encode()
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
