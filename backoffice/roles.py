@@ -70,6 +70,13 @@ LEAD_PERMISSIONS = (
     # Provider webhook deliveries: read them, and "Process again" (change unlocks only the action).
     "offerhub.view_webhookdelivery",
     "offerhub.change_webhookdelivery",
+    # Outgoing webhooks: endpoints (create, disable, enable, re-send failed; never edited or deleted
+    # here) and their deliveries (read; change unlocks only "Re-send").
+    "hooks.view_webhookendpoint",
+    "hooks.add_webhookendpoint",
+    "hooks.change_webhookendpoint",
+    "hooks.view_outgoingdelivery",
+    "hooks.change_outgoingdelivery",
     # The sandbox's injected provider faults (only where the sandbox is installed).
     "sandbox.view_sandboxfault",
     "sandbox.add_sandboxfault",

@@ -236,6 +236,7 @@ INSTALLED_APPS = [
     "marketplace.apps.MarketplaceConfig",
     "disputes.apps.DisputesConfig",
     "backoffice.apps.BackofficeConfig",
+    "hooks.apps.HooksConfig",
 ]
 if OFFERHUB_SANDBOX:
     INSTALLED_APPS.append("sandbox.apps.SandboxConfig")
@@ -373,6 +374,7 @@ CELERY_BEAT_SCHEDULE = {
     "orders-release-inspected": {"task": "marketplace.tasks.orders_release_inspected_task", "schedule": 300.0},
     "escrow-sync": {"task": "escrow.tasks.escrow_sync_task", "schedule": crontab(minute="*/5")},
     "webhook-deliveries-sweep": {"task": "offerhub.tasks.webhook_deliveries_sweep", "schedule": 60.0},
+    "outgoing-webhooks-sweep": {"task": "hooks.tasks.outgoing_deliveries_sweep", "schedule": 15.0},
     "topups-resolve-pending": {"task": "payments.tasks.topups_resolve_pending", "schedule": 60.0},
     "events-dispatch-pending": {
         "task": "offerhub.tasks.events_dispatch_pending",
@@ -528,6 +530,9 @@ OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default
 # processed, unless OFFERHUB_WEBHOOKS_INSECURE (development only: anyone could post events).
 TRUSTLESS_WEBHOOK_SECRET = env.str("TRUSTLESS_WEBHOOK_SECRET", default="")
 OFFERHUB_WEBHOOKS_INSECURE = env.bool("OFFERHUB_WEBHOOKS_INSECURE", default=False)
+# Outgoing webhooks (API.md §14): an endpoint with no successful delivery for this many days
+# is disabled and support is e-mailed.
+OFFERHUB_WEBHOOKS_DISABLE_AFTER_DAYS = env.int("OFFERHUB_WEBHOOKS_DISABLE_AFTER_DAYS", default=3)
 if OFFERHUB_WEBHOOKS_INSECURE and not DEBUG:
     raise ImproperlyConfigured("OFFERHUB_WEBHOOKS_INSECURE accepts unsigned provider webhooks: never with DEBUG off.")
 # Which payment rails are offered (payments.providers, docs/payments.md "Payment rails"): `crypto`

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api/v1/", include("payments.api_urls")),
     path("api/v1/", include("escrow.api_urls")),
     path("api/v1/", include("disputes.api_urls")),
+    path("api/v1/", include("hooks.api_urls")),
     path("api/v1/", include("offerhub.api.urls")),
     path("", include("payments.urls")),
     path("escrow/", include("escrow.urls")),
