@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Max, Q, Subquery
 from django.utils import timezone
 
 from offerhub.models import Event, EventDeadLetter, SubscriberCursor
@@ -114,45 +114,55 @@ def _cursors_ensure() -> None:
 
 def events_deliver() -> int:
     """Sequence what committed, then run every subscriber that has events after its cursor
-    (and whose back-off is over) until it has none; return the deliveries made."""
+    (and whose back-off is over) until it has none; return the deliveries made.
+
+    Each pass reads the due cursors and one batch of events after the lowest of them, then
+    claims each cursor in turn (SKIP LOCKED). A cursor another worker holds is left to it:
+    that worker looks again after releasing it, and sees what was positioned meanwhile."""
     while events_sequence() == SEQUENCE_BATCH:
         pass
-    end = Event.objects.aggregate(end=Max("position"))["end"] or 0
-    now = timezone.now()
-    due = SubscriberCursor.objects.filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), name__in=list(_subscribers), position__lt=end
-    ).values_list("name", flat=True)
-    delivered = 0
-    for name in list(due):
-        go_on = True
-        while go_on:  # until caught up: events positioned by a worker that found this cursor busy
-            count, go_on = subscriber_deliver(name=name)
+    delivered, busy = 0, set()
+    while True:
+        end = Event.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
+        due = dict(
+            SubscriberCursor.objects.filter(
+                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()),
+                name__in=[name for name in _subscribers if name not in busy],
+                position__lt=Subquery(end),
+            ).values_list("name", "position")
+        )
+        if not due:
+            return delivered
+        events = list(Event.objects.filter(position__gt=min(due.values())).order_by("position")[:DELIVERY_BATCH])
+        for name in due:
+            count, go_on = subscriber_deliver(name=name, events=events)
             delivered += count
-    return delivered
+            if not go_on:
+                busy.add(name)  # held by another worker, or failed just now: not again in this call
 
 
-def subscriber_deliver(*, name: str, batch_size: int = DELIVERY_BATCH) -> tuple[int, bool]:
-    """Hand one batch of events after the cursor to subscriber `name`, in position order.
-
-    Returns (how many it took, whether to go on): stop when another worker holds the cursor
-    (SKIP LOCKED), it is backing off or just failed, or it is at the end."""
+def subscriber_deliver(*, name: str, events: list[Event] | None = None) -> tuple[int, bool]:
+    """Hand subscriber `name` the events after its cursor, in position order: those of `events`
+    (a batch read by the caller, in position order) or the next batch. Returns (how many it
+    took, whether it may go on): not when another worker holds the cursor (SKIP LOCKED), it is
+    backing off, or it failed now."""
     registration = _subscribers.get(name)
     if registration is None:
         return 0, False
     with transaction.atomic():
-        now = timezone.now()
         state = (
             SubscriberCursor.objects.select_for_update(skip_locked=True)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now), name=name)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()), name=name)
             .first()
         )
         if state is None:
             return 0, False
-        events = list(Event.objects.filter(position__gt=state.position).order_by("position")[:batch_size])
-        if not events:
-            return 0, False
-        delivered, go_on = 0, True
+        if not events:  # a caller's batch starts after the lowest due cursor, so it covers this one
+            events = list(Event.objects.filter(position__gt=state.position).order_by("position")[:DELIVERY_BATCH])
+        delivered, start = 0, state.position
         for event in events:
+            if event.position <= start:
+                continue  # taken already (another worker moved the cursor since the batch was read)
             if event_type_matches(registration.pattern, event.type):
                 try:
                     with transaction.atomic():  # a savepoint: a failure undoes only this call's writes
@@ -160,15 +170,17 @@ def subscriber_deliver(*, name: str, batch_size: int = DELIVERY_BATCH) -> tuple[
                 except Exception as error:
                     logger.exception("event subscriber %s failed on %s", name, event)
                     go_on = _failure_record(state, event=event, error=error)
-                    break
+                    state.save()
+                    return delivered, go_on
                 delivered += 1
             state.position, state.failures, state.next_attempt_at, state.last_error = event.position, 0, None, ""
-        state.save()
-        return delivered, go_on
+        if state.position != start:
+            state.save()
+        return delivered, True
 
 
 def _failure_record(state: SubscriberCursor, *, event: Event, error: Exception) -> bool:
-    """Back off, or park the event after too many failures; True when the subscriber may go on."""
+    """Back off, or park the event after too many failures (the cursor then moves past it)."""
     state.failures += 1
     state.last_error = f"{event.event_id}: {type(error).__name__}: {error}"[:2000]
     if state.failures < _max_failures():
