@@ -103,6 +103,10 @@ def events_reap_expired() -> int:
             Q(aggregate_type=aggregate_type) & Exists(model.objects.filter(**{field: OuterRef("aggregate_id")}))
         )
     deleted, _ = expired.delete()
+    # E-mails sent before the window whose event is gone: no redelivery can ask for them again.
+    EmailNotification.objects.filter(sent_at__lt=cutoff).exclude(
+        Exists(Event.objects.filter(event_id=OuterRef("event_id")))
+    ).delete()
     return deleted
 
 

@@ -300,6 +300,9 @@ def test_an_email_whose_task_was_lost_is_sent_by_the_sweeper():
     assert [m.subject for m in mail.outbox] == ["Hello"]
     assert email_notifications_sweep() == 0
     assert len(mail.outbox) == 1
+    EmailNotification.objects.update(sent_at=timezone.now() - timedelta(days=31))
+    events_reap_expired()
+    assert not EmailNotification.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
