@@ -12,9 +12,7 @@ can decide again.
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.dispatch import receiver
@@ -344,9 +342,7 @@ def dispute_evidence_add(
         kind=kind,
     )
     _publish(dispute, "dispute.evidence_added", evidenceId=evidence.public_id, submittedBy=party, kind=kind)
-    _notify(
-        dispute, author_party=party, author=actor.user, what="added evidence", body=text or link or evidence.file_name
-    )
+    # the other participants are e-mailed by marketplace.notifications on this event
     return evidence
 
 
@@ -390,33 +386,8 @@ def dispute_message_post(
     )
     if not internal:
         _answered(dispute, party)
-        _publish(dispute, "dispute.message_posted", messageId=message.public_id, postedBy=party)
-        _notify(dispute, author_party=party, author=user, what="wrote", body=body)
+        _publish(dispute, "dispute.message_posted", messageId=message.public_id, postedBy=party)  # e-mails
     return message
-
-
-def _notify(dispute: Dispute, *, author_party: str, author, what: str, body: str) -> None:
-    """E-mail the case's other participants (after commit): the buyer, the seller and the
-    agent reviewing it, never the author."""
-    order = dispute.order
-    recipients = []
-    if author_party != Party.BUYER:
-        recipients.append(order.buyer.email)
-    if author_party != Party.SELLER:
-        recipients.append(order.seller.email)
-    if author_party != Party.SUPPORT and "@" in dispute.assigned_to:
-        agent = get_user_model().objects.filter(email__iexact=dispute.assigned_to, is_staff=True).first()
-        if agent is not None:
-            recipients.append(agent.email)
-    recipients = [email for email in recipients if email and not (author and email == author.email)]
-    if not recipients:
-        return
-    who = {"BUYER": "The buyer", "SELLER": "The seller", "SUPPORT": "Support"}[author_party]
-    excerpt = body if len(body) <= 300 else body[:297] + "..."
-    subject = f"Dispute on “{order.title}”: {who.lower()} {what}"
-    link = f"{settings.SITE_URL}/orders/{order.public_id}/"
-    message = f"{who} {what} on the dispute about “{order.title}”:\n\n{excerpt}\n\n{link}\n"
-    transaction.on_commit(lambda: send_mail(subject, message, None, recipients, fail_silently=True), robust=True)
 
 
 def _shares(*, decision: str, release_amount: int | None, refund_amount: int | None, unpaid: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ class MarketplaceConfig(AppConfig):
     verbose_name = "Marketplace"
 
     def ready(self):
-        from marketplace import orders  # noqa: F401  (connects the escrow step listeners)
+        from marketplace import notifications, orders  # noqa: F401  (escrow step listeners, e-mail subscribers)
         from payments.balances import order_reference_checks
         from payments.history import order_lookups
 

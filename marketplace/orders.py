@@ -13,7 +13,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.dispatch import receiver
 from django.utils import timezone
@@ -142,7 +141,6 @@ def _event(order: Order, event_type: str, **payload) -> None:
         user_id=order.buyer.public_id,
         marketplace_id=order.marketplace_id,
     )
-    _notify_participants(order, event_type)
 
 
 # --- Creating ---------------------------------------------------------------------------------
@@ -430,7 +428,7 @@ def order_milestone_complete(
     if order.all_milestones_delivered() and order.delivered_at is None:
         order.delivered_at = timezone.now()
         order.save(update_fields=["delivered_at", "updated_at"])
-        _notify_participants(order, "order.delivered")
+        _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
     audit_record(
         action="order.delivered" if milestone is None else "order.milestone_completed",
         resource_type="Order",
@@ -774,54 +772,3 @@ def orders_release_inspected(*, now=None, limit: int = 200) -> int:
         except ServiceError as error:
             logger.warning("order %s not auto-released: %s", order.public_id, error.message)
     return released
-
-
-# --- E-mail on the key transitions -------------------------------------------------------------------
-
-NOTIFICATIONS = {
-    "order.in_progress": (
-        "seller",
-        "New order: {title}",
-        "{buyer} paid ${amount} for “{title}”. The money is safe in escrow until you deliver.",
-    ),
-    "order.delivered": (
-        "buyer",
-        "Delivered: {title}",
-        "{seller} marked “{title}” delivered. Review it and approve the payment, or open a dispute.",
-    ),
-    "order.released": ("seller", "You've been paid for {title}", "${net} for “{title}” is now in your balance."),
-    "order.refunded": ("buyer", "Refund for {title}", "The payment for “{title}” was refunded to your balance."),
-    "order.disputed": (
-        "both",
-        "Dispute opened: {title}",
-        "A dispute was opened on “{title}”. The money stays in escrow until support decides.",
-    ),
-    "order.dispute_withdrawn": (
-        "both",
-        "Dispute withdrawn: {title}",
-        "The dispute on “{title}” was withdrawn. The order goes on: the seller delivers, the buyer approves.",
-    ),
-    "order.canceled": ("both", "Order canceled: {title}", "The order “{title}” was canceled."),
-}
-
-
-def _notify_participants(order: Order, event_type: str) -> None:
-    if event_type not in NOTIFICATIONS:
-        return
-    whom, subject, body = NOTIFICATIONS[event_type]
-    users = {"buyer": [order.buyer], "seller": [order.seller], "both": [order.buyer, order.seller]}[whom]
-    recipients = [user.email for user in users if user.email]
-    if not recipients:
-        return
-    values = {
-        "title": order.title,
-        "buyer": order.buyer.display_name,
-        "seller": order.seller.display_name,
-        "amount": money_from_stroops(order.amount),
-        "net": money_from_stroops(seller_net(amount=order.amount)),
-    }
-    link = f"{settings.SITE_URL}/orders/{order.public_id}/"
-    message = body.format(**values) + f"\n\n{link}\n"
-    transaction.on_commit(
-        lambda: send_mail(subject.format(**values), message, None, recipients, fail_silently=True), robust=True
-    )

@@ -8,7 +8,17 @@ from django.db.models import OuterRef, Subquery
 from django.utils.html import format_html
 
 from offerhub.errors import ServiceError
-from offerhub.models import ApiKey, AuditLog, Event, IdempotencyRecord, WebhookDelivery
+from offerhub.events import event_dead_letter_retry_request
+from offerhub.models import (
+    ApiKey,
+    AuditLog,
+    EmailNotification,
+    Event,
+    EventDeadLetter,
+    IdempotencyRecord,
+    SubscriberCursor,
+    WebhookDelivery,
+)
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
 from offerhub.services import api_key_create, api_key_revoke
 from offerhub.webhooks import webhook_delivery_reprocess
@@ -111,9 +121,45 @@ class AuditLogAdmin(ReadOnlyAdmin):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ("id", "event_id", "type", "aggregate_type", "aggregate_id", "occurred_at", "dispatched_at")
+    list_display = ("id", "position", "event_id", "type", "aggregate_type", "aggregate_id", "occurred_at")
     list_filter = ("type", "aggregate_type")
     search_fields = ("event_id", "aggregate_id", "correlation_id", "user_id")
+
+
+@admin.register(SubscriberCursor)
+class SubscriberCursorAdmin(ReadOnlyAdmin):
+    """How far each event subscriber got, and why it is backing off."""
+
+    list_display = ("name", "position", "failures", "next_attempt_at", "last_error", "updated_at")
+    search_fields = ("name",)
+
+
+@admin.register(EventDeadLetter)
+class EventDeadLetterAdmin(ReadOnlyAdmin):
+    """Events a subscriber failed on too often, parked so it went on with the next ones."""
+
+    list_display = ("created_at", "subscriber", "event", "failures", "last_error", "retried_at", "resolved_at")
+    list_filter = ("subscriber", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("subscriber", "event__event_id", "event__type")
+    list_select_related = ("event",)
+    actions = ["retry_dead_letters"]
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.is_active and request.user.has_perm("offerhub.change_eventdeadletter")
+
+    @admin.action(description="Retry (hand the event to its subscriber again)", permissions=["retry"])
+    def retry_dead_letters(self, request, queryset):
+        count = 0
+        for letter in queryset.filter(resolved_at__isnull=True).select_related("event"):
+            event_dead_letter_retry_request(dead_letter=letter, actor_id=request.user.public_id)
+            count += 1
+        messages.success(request, f"Queued {count} event(s) for their subscriber; see “resolved” once taken.")
+
+
+@admin.register(EmailNotification)
+class EmailNotificationAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "key", "subject", "sent_at")
+    search_fields = ("key", "event_id", "subject")
 
 
 @admin.register(IdempotencyRecord)

@@ -87,7 +87,7 @@ class AuditLog(models.Model):
 class Event(models.Model):
     """Transactional outbox: written with the change it describes, dispatched after commit."""
 
-    id = models.BigAutoField(primary_key=True)  # monotonic: the outbox order
+    id = models.BigAutoField(primary_key=True)  # insert order, not commit order
     event_id = models.CharField(max_length=40, unique=True, default=new_event_id, editable=False)
     type = models.CharField(max_length=100, db_index=True)
     aggregate_type = models.CharField(max_length=50)
@@ -98,13 +98,17 @@ class Event(models.Model):
     user_id = models.CharField(max_length=40, blank=True, db_index=True)
     marketplace_id = models.CharField(max_length=100, blank=True)
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Commit order: given after commit by the one serialized sequencer (offerhub.events.events_sequence),
+    # so a reader of "position > my cursor" never skips an event that committed late.
+    position = models.BigIntegerField(null=True, blank=True, unique=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # when it got its position
 
     class Meta:
         ordering = ["id"]
         indexes = [
             models.Index(fields=["aggregate_type", "aggregate_id"]),
             models.Index(fields=["dispatched_at", "id"], name="event_undispatched_idx"),
+            models.Index(fields=["id"], condition=models.Q(position__isnull=True), name="event_unsequenced_idx"),
         ]
 
     def __str__(self):
@@ -247,3 +251,65 @@ class WebhookDelivery(models.Model):
 
     def __str__(self):
         return f"{self.get_provider_display()} {self.event_type or '?'} {self.event_id or '(no id)'} ({self.status})"
+
+
+class SubscriberCursor(models.Model):
+    """How far one event subscriber got: it has handled every event up to `position`.
+
+    Claimed with SELECT … FOR UPDATE SKIP LOCKED, so one worker at a time runs a subscriber."""
+
+    name = models.CharField(max_length=200, unique=True)
+    position = models.BigIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)  # consecutive, on the event after `position`
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} @ {self.position}"
+
+
+class EventDeadLetter(models.Model):
+    """An event one subscriber failed on too often: parked, so the subscriber goes on with the next.
+
+    Support retries it from the admin; `resolved_at` is set once the subscriber took it."""
+
+    subscriber = models.CharField(max_length=200)
+    event = models.ForeignKey(Event, on_delete=models.PROTECT, related_name="dead_letters")
+    failures = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    retried_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["subscriber", "event"], name="event_dead_letter_unique")]
+
+    def __str__(self):
+        return f"{self.subscriber} · {self.event.event_id}"
+
+
+class EmailNotification(models.Model):
+    """One e-mail an event calls for, written by its subscriber (once per `key`: eventId and kind)
+    and sent by a Celery task, which sets `sent_at`; the sweeper re-queues unsent ones."""
+
+    key = models.CharField(max_length=120, unique=True)
+    event_id = models.CharField(max_length=40, db_index=True)
+    recipients = models.JSONField(default=list)
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["created_at"], condition=models.Q(sent_at__isnull=True), name="email_unsent_idx")
+        ]
+
+    def __str__(self):
+        return f"{self.key} → {', '.join(self.recipients)}"

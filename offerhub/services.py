@@ -11,9 +11,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get, idempotency_key_var
+from offerhub.events import event_dispatch_hook_register
 from offerhub.ids import random_alnum
 from offerhub.models import ApiKey, AuditLog, Event
-from offerhub.tasks import events_dispatch
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEY = re.compile(r"secret|password|passwd|token|api_?key|apikey|authorization|email|seed|private", re.I)
@@ -103,10 +103,7 @@ def event_publish(
         user_id=user_id,
         marketplace_id=marketplace_id,
     )
-    event_pk = event.pk
-    # robust: a broker outage must not turn a committed request into an error; the
-    # sweeper (events_dispatch_pending) sends what was not dispatched.
-    transaction.on_commit(lambda: events_dispatch.delay(event_pk), robust=True)
+    event_dispatch_hook_register()  # one delivery task per transaction, after commit
     return event
 
 

@@ -380,6 +380,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "offerhub.tasks.events_dispatch_pending",
         "schedule": 60.0,
     },
+    "email-notifications-sweep": {"task": "offerhub.tasks.email_notifications_sweep", "schedule": 60.0},
 }
 if OFFERHUB_SANDBOX:
     # The sandbox Airtm moves its payouts along and retries its webhooks as the real one would.
@@ -525,6 +526,10 @@ OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", defau
 OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS", default=60)
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)
 OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default=30)
+# A subscriber failing on an event retries it after 30 s, 60 s, … (at most an hour apart); after
+# this many failures the event is parked for it (admin: Event dead letters) and it goes on.
+OFFERHUB_EVENT_SUBSCRIBER_MAX_FAILURES = env.int("OFFERHUB_EVENT_SUBSCRIBER_MAX_FAILURES", default=8)
+OFFERHUB_EVENT_RETRY_BASE_SECONDS = env.int("OFFERHUB_EVENT_RETRY_BASE_SECONDS", default=30)
 # Provider webhooks (API.md §13): the Trustless Work relay's HMAC key (x-tw-signature). Airtm's
 # Svix secret is OFFERHUB_AIRTM_WEBHOOK_SECRET. Without a secret, deliveries are stored and not
 # processed, unless OFFERHUB_WEBHOOKS_INSECURE (development only: anyone could post events).

@@ -4,35 +4,78 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
+from django.apps import apps
 from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from offerhub.events import event_dispatch
-from offerhub.models import Event, IdempotencyRecord
+from offerhub.events import event_dead_letter_retry, event_subscribers, events_deliver
+from offerhub.models import EmailNotification, Event, EventDeadLetter, IdempotencyRecord, SubscriberCursor
 
 logger = logging.getLogger(__name__)
 
-# An event not dispatched this long after it was written lost its post-commit
-# dispatch (a crash, a broker outage); the sweeper sends it.
-DISPATCH_GRACE = timedelta(seconds=30)
+# Events of these aggregates are kept for as long as the aggregate exists, whatever their age:
+# the order page's timeline is read from them (marketplace.order_views._timeline).
+KEPT_WHILE_AGGREGATE_EXISTS = {"Order": ("marketplace", "Order", "public_id")}
+
+# An e-mail not sent this long after its row was written lost its task (a crash, a broker
+# outage); the sweeper queues it again.
+EMAIL_GRACE = timedelta(minutes=2)
 
 
 @shared_task(name="offerhub.tasks.events_dispatch")
-def events_dispatch(event_pk: int) -> None:
-    event = Event.objects.filter(pk=event_pk, dispatched_at__isnull=True).first()
-    if event is not None:
-        event_dispatch(event=event)
+def events_dispatch(*_legacy_event_pk) -> int:
+    """Queued once per committed transaction that published events: position them, then run
+    the subscribers that have events to take. (Older messages carried an event pk: ignored.)"""
+    return events_deliver()
 
 
 @shared_task(name="offerhub.tasks.events_dispatch_pending")
-def events_dispatch_pending(batch_size: int = 500) -> int:
-    cutoff = timezone.now() - DISPATCH_GRACE
-    pending = Event.objects.filter(dispatched_at__isnull=True, occurred_at__lt=cutoff).order_by("id")[:batch_size]
-    count = 0
-    for event in pending:
-        event_dispatch(event=event)
-        count += 1
-    return count
+def events_dispatch_pending() -> int:
+    """Every minute: what no post-commit task delivered (a crash, a broker outage) and the
+    subscribers whose back-off is over. Safe to run beside the per-transaction tasks."""
+    return events_deliver()
+
+
+@shared_task(name="offerhub.tasks.event_dead_letter_retry")
+def event_dead_letter_retry_task(dead_letter_pk: int) -> bool:
+    dead_letter = EventDeadLetter.objects.filter(pk=dead_letter_pk, resolved_at__isnull=True).first()
+    return dead_letter is None or event_dead_letter_retry(dead_letter=dead_letter)
+
+
+@shared_task(name="offerhub.tasks.email_notification_send")
+def email_notification_send(notification_pk: int) -> bool:
+    """Send one e-mail once: the row is locked while sending and marked sent in the same
+    transaction, so a duplicate task waits and then finds it sent (a crash before the commit
+    sends it again: at least once)."""
+    with transaction.atomic():
+        notification = (
+            EmailNotification.objects.select_for_update().filter(pk=notification_pk, sent_at__isnull=True).first()
+        )
+        if notification is None:
+            return False
+        send_mail(notification.subject, notification.body, None, notification.recipients, fail_silently=False)
+        notification.sent_at = timezone.now()
+        notification.save(update_fields=["sent_at"])
+        return True
+
+
+@shared_task(name="offerhub.tasks.email_notifications_sweep")
+def email_notifications_sweep(limit: int = 200) -> int:
+    cutoff = timezone.now() - EMAIL_GRACE
+    pending = list(
+        EmailNotification.objects.filter(sent_at__isnull=True, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in pending:
+        try:
+            email_notification_send.delay(pk)
+        except Exception:  # the broker, or (in process) the mail server: due again next minute
+            logger.exception("could not send e-mail notification %s", pk)
+    return len(pending)
 
 
 @shared_task(name="offerhub.tasks.idempotency_reap_expired")
@@ -43,9 +86,27 @@ def idempotency_reap_expired() -> int:
 
 @shared_task(name="offerhub.tasks.events_reap_expired")
 def events_reap_expired() -> int:
-    """Drop dispatched events older than the retention window (OFFERHUB_EVENT_RETENTION_DAYS)."""
+    """Drop events older than the retention window (OFFERHUB_EVENT_RETENTION_DAYS) that every
+    subscriber has passed and none holds as a dead letter; events of an aggregate that still
+    exists (an order) stay, as its page's timeline is built from them."""
     cutoff = timezone.now() - timedelta(days=settings.OFFERHUB_EVENT_RETENTION_DAYS)
-    deleted, _ = Event.objects.filter(occurred_at__lt=cutoff, dispatched_at__isnull=False).delete()
+    names = [registration.name for registration in event_subscribers()]
+    slowest = SubscriberCursor.objects.filter(name__in=names).aggregate(low=Min("position"))["low"]
+    expired = Event.objects.filter(occurred_at__lt=cutoff, position__isnull=False).exclude(
+        Exists(EventDeadLetter.objects.filter(event=OuterRef("pk")))
+    )
+    if slowest is not None:
+        expired = expired.filter(position__lte=slowest)
+    for aggregate_type, (app_label, model_name, field) in KEPT_WHILE_AGGREGATE_EXISTS.items():
+        model = apps.get_model(app_label, model_name)
+        expired = expired.exclude(
+            Q(aggregate_type=aggregate_type) & Exists(model.objects.filter(**{field: OuterRef("aggregate_id")}))
+        )
+    deleted, _ = expired.delete()
+    # E-mails sent before the window whose event is gone: no redelivery can ask for them again.
+    EmailNotification.objects.filter(sent_at__lt=cutoff).exclude(
+        Exists(Event.objects.filter(event_id=OuterRef("event_id")))
+    ).delete()
     return deleted
 
 

@@ -1,0 +1,129 @@
+"""E-mail on an order's key transitions and on its dispute's thread, sent from event subscribers.
+
+Each subscriber writes one EmailNotification per event (keyed by eventId: a redelivered event
+writes nothing new) in the transaction that advances its cursor, and queues its sending after
+that commit; the row is marked sent by the task, and the sweeper re-queues one left unsent. So
+a crash after the change committed still sends the e-mail, once in the normal path.
+"""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from disputes.models import DisputeEvidence, DisputeMessage, Party
+from marketplace.models import Order
+from marketplace.orders import seller_net
+from offerhub.events import event_subscriber
+from offerhub.models import EmailNotification
+from offerhub.money import money_from_stroops
+
+NOTIFICATIONS = {
+    "order.in_progress": (
+        "seller",
+        "New order: {title}",
+        "{buyer} paid ${amount} for “{title}”. The money is safe in escrow until you deliver.",
+    ),
+    "order.delivered": (
+        "buyer",
+        "Delivered: {title}",
+        "{seller} marked “{title}” delivered. Review it and approve the payment, or open a dispute.",
+    ),
+    "order.released": ("seller", "You've been paid for {title}", "${net} for “{title}” is now in your balance."),
+    "order.refunded": ("buyer", "Refund for {title}", "The payment for “{title}” was refunded to your balance."),
+    "order.disputed": (
+        "both",
+        "Dispute opened: {title}",
+        "A dispute was opened on “{title}”. The money stays in escrow until support decides.",
+    ),
+    "order.dispute_withdrawn": (
+        "both",
+        "Dispute withdrawn: {title}",
+        "The dispute on “{title}” was withdrawn. The order goes on: the seller delivers, the buyer approves.",
+    ),
+    "order.canceled": ("both", "Order canceled: {title}", "The order “{title}” was canceled."),
+}
+
+
+def email_notification_queue(*, key: str, event_id: str, recipients: list[str], subject: str, body: str) -> None:
+    """Write the e-mail once per `key` and send it after commit (a Celery task)."""
+    from offerhub.tasks import email_notification_send
+
+    notification, created = EmailNotification.objects.get_or_create(
+        key=key, defaults={"event_id": event_id, "recipients": recipients, "subject": subject, "body": body}
+    )
+    if created:
+        pk = notification.pk
+        # robust: a broker outage leaves the row unsent, for the sweeper (email_notifications_sweep).
+        transaction.on_commit(lambda: email_notification_send.delay(pk), robust=True)
+
+
+@event_subscriber("order.*", name="marketplace.order_emails")
+def order_emails(event: dict) -> None:
+    """The participants of an order hear of its key transitions (NOTIFICATIONS)."""
+    if event["eventType"] not in NOTIFICATIONS or event.get("aggregateType") != "Order":
+        return
+    order = Order.objects.select_related("buyer", "seller").filter(public_id=event["aggregateId"]).first()
+    if order is None:
+        return  # an escrow opened through the API for an engagement id of its own
+    whom, subject, body = NOTIFICATIONS[event["eventType"]]
+    users = {"buyer": [order.buyer], "seller": [order.seller], "both": [order.buyer, order.seller]}[whom]
+    recipients = [user.email for user in users if user.email]
+    if not recipients:
+        return
+    values = {
+        "title": order.title,
+        "buyer": order.buyer.display_name,
+        "seller": order.seller.display_name,
+        "amount": money_from_stroops(order.amount),
+        "net": money_from_stroops(seller_net(amount=order.amount)),
+    }
+    link = f"{settings.SITE_URL}/orders/{order.public_id}/"
+    email_notification_queue(
+        key=f"{event['eventId']}:order",
+        event_id=event["eventId"],
+        recipients=recipients,
+        subject=subject.format(**values),
+        body=body.format(**values) + f"\n\n{link}\n",
+    )
+
+
+@event_subscriber("dispute.*", name="disputes.thread_emails")
+def dispute_thread_emails(event: dict) -> None:
+    """A message or a piece of evidence on a dispute: its other participants (the buyer, the
+    seller and the agent reviewing it, never the author) are e-mailed."""
+    payload = event.get("payload") or {}
+    if event["eventType"] == "dispute.message_posted":
+        item = DisputeMessage.objects.filter(public_id=payload.get("messageId"), internal=False).first()
+        what, text = "wrote", item and item.body
+    elif event["eventType"] == "dispute.evidence_added":
+        item = DisputeEvidence.objects.filter(public_id=payload.get("evidenceId")).first()
+        what, text = "added evidence", item and (item.text or item.link or item.file_name)
+    else:
+        return
+    if item is None:
+        return
+    dispute = item.dispute
+    order = Order.objects.select_related("buyer", "seller").get(pk=dispute.order_id)
+    author_party, author = item.party, item.author
+    recipients = []
+    if author_party != Party.BUYER:
+        recipients.append(order.buyer.email)
+    if author_party != Party.SELLER:
+        recipients.append(order.seller.email)
+    if author_party != Party.SUPPORT and "@" in dispute.assigned_to:
+        agent = get_user_model().objects.filter(email__iexact=dispute.assigned_to, is_staff=True).first()
+        if agent is not None:
+            recipients.append(agent.email)
+    recipients = [email for email in recipients if email and not (author and email == author.email)]
+    if not recipients:
+        return
+    who = {"BUYER": "The buyer", "SELLER": "The seller", "SUPPORT": "Support"}[author_party]
+    excerpt = text if len(text) <= 300 else text[:297] + "..."
+    link = f"{settings.SITE_URL}/orders/{order.public_id}/"
+    email_notification_queue(
+        key=f"{event['eventId']}:dispute",
+        event_id=event["eventId"],
+        recipients=recipients,
+        subject=f"Dispute on “{order.title}”: {who.lower()} {what}",
+        body=f"{who} {what} on the dispute about “{order.title}”:\n\n{excerpt}\n\n{link}\n",
+    )
