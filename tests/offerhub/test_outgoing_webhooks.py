@@ -22,6 +22,7 @@ from hooks.signing import signature_verify
 from hooks.tasks import outgoing_deliveries_sweep
 from hooks.transport import destination_check
 from offerhub.errors import ServiceError
+from offerhub.events import events_deliver
 from offerhub.models import AuditLog, Event
 from offerhub.services import event_publish
 from tests.factories import UserFactory
@@ -54,14 +55,21 @@ def endpoint_for(url, events=("*",), marketplace_id="") -> WebhookEndpoint:
 
 
 def publish(capture, event_type="order.created", marketplace_id="") -> Event:
+    """Publish as a committed request does, then deliver. The test's own transaction never
+    commits: its first on-commit dispatch hook stays registered (once per transaction), so a
+    later publish in the same test registers none; the delivery that follows every commit is
+    run here, with its own on-commit work (the sends) executed."""
     with capture(execute=True):
-        return event_publish(
+        event = event_publish(
             type=event_type,
             aggregate_type="Order",
             aggregate_id="ord_1",
             payload={"orderId": "ord_1", "amount": "10.00"},
             marketplace_id=marketplace_id,
         )
+    with capture(execute=True):
+        events_deliver()
+    return event
 
 
 def make_due(delivery: OutgoingDelivery) -> None:
