@@ -14,10 +14,12 @@ from datetime import timedelta
 
 import urllib3
 from django.conf import settings
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from hooks.models import ERROR_MAX, RESPONSE_BODY_MAX, OutgoingDelivery, WebhookEndpoint
@@ -317,7 +319,7 @@ def _tell_support(*, endpoint: WebhookEndpoint, reason: str) -> None:
     message = (
         f"The webhook endpoint {endpoint.id} ({endpoint.url}) of marketplace "
         f"{endpoint.marketplace_id or '(platform)'} was disabled: {reason}.\n\n"
-        f"{settings.SITE_URL}/admin/hooks/webhookendpoint/{endpoint.id}/change/\n"
+        f"{settings.SITE_URL}{reverse('admin:hooks_webhookendpoint_change', args=[quote(endpoint.pk)])}\n"
     )
     transaction.on_commit(lambda: send_mail(subject, message, None, recipients, fail_silently=True), robust=True)
 

@@ -4,9 +4,11 @@ no redirects, SSRF refusals, tenancy, and the backoffice's re-send."""
 import hashlib
 import hmac
 import json
+import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -316,10 +318,15 @@ def test_the_same_event_twice_is_delivered_once(debug, receiver, django_capture_
 
 
 @pytest.mark.django_db
-def test_an_endpoint_failing_for_days_is_disabled_and_support_told(debug, receiver, django_capture_on_commit_callbacks):
+def test_an_endpoint_failing_for_days_is_disabled_and_support_told(
+    debug, receiver, client, django_capture_on_commit_callbacks
+):
     UserFactory(is_staff=True, email="support@example.test")
     target = receiver(statuses=(500,))
-    endpoint = endpoint_for(target.url)
+    created = endpoint_for(target.url)
+    # An id the admin's URL quoting would misread if left unquoted ("_3F" is its escape for "?").
+    WebhookEndpoint.objects.filter(pk=created.pk).update(id="whe_3F" + created.id[len("whe_3F") :])
+    endpoint = WebhookEndpoint.objects.get()
     publish(django_capture_on_commit_callbacks)
     endpoint.refresh_from_db()
     assert endpoint.enabled and endpoint.failing_since is not None
@@ -337,6 +344,10 @@ def test_an_endpoint_failing_for_days_is_disabled_and_support_told(debug, receiv
     assert audit.actor_type == AuditLog.ActorType.SYSTEM
     (message,) = mail.outbox
     assert message.to == ["support@example.test"] and endpoint.id in message.subject
+    link = re.search(r"https?://\S+/admin/\S+", message.body).group(0)
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = client.get(link)
+    assert page.status_code == 200 and endpoint.url.encode() in page.content
 
 
 @pytest.mark.django_db
@@ -416,7 +427,9 @@ def test_support_creates_an_endpoint_sees_its_secret_once_and_disables_it(debug,
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.events == ["order.*", "dispute.opened"]
     assert endpoint.secret.startswith("whsec_") and endpoint.secret.encode() in response.content
-    page = support_client.get(reverse("admin:hooks_webhookendpoint_change", args=[endpoint.pk]))
+    link = re.search(r'<a href="([^"]+)">Go to the endpoint</a>', response.content.decode()).group(1)
+    assert link == reverse("admin:hooks_webhookendpoint_change", args=[quote(endpoint.pk)])
+    page = support_client.get(link)
     assert page.status_code == 200 and endpoint.secret.encode() not in page.content
     support_client.post(
         reverse("admin:hooks_webhookendpoint_changelist"),
@@ -603,7 +616,7 @@ def test_a_support_lead_resends_and_an_agent_cannot_reach_webhooks(
     lead = UserFactory(is_staff=True)
     lead.groups.add(Group.objects.get(name=SUPPORT_LEAD))
     client.force_login(lead)
-    page = client.get(reverse("admin:hooks_webhookendpoint_change", args=[endpoint.pk]))
+    page = client.get(reverse("admin:hooks_webhookendpoint_change", args=[quote(endpoint.pk)]))
     assert page.status_code == 200 and endpoint.secret.encode() not in page.content
     deliveries = client.get(reverse("admin:hooks_outgoingdelivery_changelist"))
     assert deliveries.status_code == 200 and b"Re-send" in deliveries.content
