@@ -83,6 +83,9 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
     a later-id one simply gets a later position. Cursors of newly registered subscribers are
     created first, at the current end, so they start with the events positioned now."""
     with transaction.atomic():
+        if connection.vendor != "postgresql":
+            _cursors_ensure()
+            return _sequence_portably(batch_size)
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQUENCER_LOCK])
         _cursors_ensure()
@@ -100,6 +103,17 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
                 [batch_size],
             )
             return cursor.rowcount
+
+
+def _sequence_portably(batch_size: int) -> int:
+    """SQLite (`make run` only): one writer at a time is the database's own rule, so the
+    sequencer needs no lock of its own; one UPDATE per event is fine at a demo's scale."""
+    start = Event.objects.aggregate(end=Max("position"))["end"] or 0
+    todo = list(Event.objects.filter(position__isnull=True).order_by("id").values_list("id", flat=True)[:batch_size])
+    now = timezone.now()
+    for offset, pk in enumerate(todo, start=1):
+        Event.objects.filter(pk=pk).update(position=start + offset, dispatched_at=now)
+    return len(todo)
 
 
 def _cursors_ensure() -> None:
