@@ -7,6 +7,9 @@ PORT ?= 8000
 # The suite runs against real PostgreSQL and Redis (override either on the command line).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/offerhub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+# Three pytest-xdist workers (each on its own test database): much of the suite waits on live
+# test servers and the sandboxes, so it is I/O-bound; `make test PYTEST_ARGS=` runs it serially.
+PYTEST_ARGS ?= -n 3
 
 .PHONY: install run test lint format bench vendor migrations clean
 
