@@ -41,18 +41,21 @@ class Registration:
     name: str
     pattern: str
     func: Subscriber
+    writes: bool = True  # False: it writes nothing to the database (a push), so no savepoint around it
 
 
 _subscribers: dict[str, Registration] = {}
 
 
-def event_subscriber(pattern: str, *, name: str = "") -> Callable[[Subscriber], Subscriber]:
+def event_subscriber(pattern: str, *, name: str = "", writes: bool = True) -> Callable[[Subscriber], Subscriber]:
     """Register `func` for events whose type matches `pattern`. `name` keys its cursor and
-    dead letters (default module.function): renaming a subscriber starts a new cursor."""
+    dead letters (default module.function): renaming a subscriber starts a new cursor.
+    `writes=False` declares that it writes nothing to the database (a channel-layer push): its
+    calls then run without a savepoint of their own (two statements fewer per event)."""
 
     def register(func: Subscriber) -> Subscriber:
         key = (name or f"{func.__module__}.{func.__qualname__}")[:200]
-        _subscribers[key] = Registration(name=key, pattern=pattern, func=func)
+        _subscribers[key] = Registration(name=key, pattern=pattern, func=func, writes=writes)
         return func
 
     return register
@@ -179,7 +182,10 @@ def subscriber_deliver(*, name: str, events: list[Event] | None = None) -> tuple
                 continue  # taken already (another worker moved the cursor since the batch was read)
             if event_type_matches(registration.pattern, event.type):
                 try:
-                    with transaction.atomic():  # a savepoint: a failure undoes only this call's writes
+                    if registration.writes:
+                        with transaction.atomic():  # a savepoint: a failure undoes only this call's writes
+                            registration.func(event.as_domain_event())
+                    else:
                         registration.func(event.as_domain_event())
                 except Exception as error:
                     logger.exception("event subscriber %s failed on %s", name, event)

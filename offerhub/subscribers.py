@@ -19,7 +19,7 @@ def order_group_name(order_public_id: str) -> str:
 _GROUP_SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,90}$")  # what Channels accepts in a group name
 
 
-@event_subscriber("*")
+@event_subscriber("*", writes=False)
 def push_to_user_sockets(event: dict) -> None:
     """Live updates: the user an event concerns sees it on any open page (ws/events/)."""
     user_id = event["metadata"].get("userId")
@@ -30,7 +30,7 @@ def push_to_user_sockets(event: dict) -> None:
         async_to_sync(layer.group_send)(user_group_name(user_id), {"type": "domain.event", "event": event})
 
 
-@event_subscriber("*")
+@event_subscriber("*", writes=False)
 def push_to_order_pages(event: dict) -> None:
     """Live order pages: everyone watching an order's page (ws/orders/<id>/, its buyer and
     its seller) hears of the order's events and of its dispute's, whoever of them the event names."""
