@@ -1,6 +1,7 @@
 """The top-up API (API.md §7): over HTTP against the sandbox Airtm the live server serves."""
 
 import itertools
+import time
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -107,8 +108,14 @@ def test_scopes(auth_client, member, sandbox):
 
 
 def test_ten_top_ups_a_minute_per_user(writer, sandbox):
-    user = link(UserFactory())
-    answers = [create(writer, user, "1.00").status_code for _ in range(11)]
+    # The limit counts in fixed one-minute windows: eleven requests that straddle a minute's end
+    # are two windows' worth, so that case is tried again, with a new member (a new bucket).
+    for _ in range(3):
+        minute = int(time.time() // 60)
+        user = link(UserFactory())
+        answers = [create(writer, user, "1.00").status_code for _ in range(11)]
+        if int(time.time() // 60) == minute:
+            break
     assert answers == [201] * 10 + [429]
 
 
