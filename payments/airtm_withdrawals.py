@@ -33,9 +33,9 @@ from offerhub.money import money_dollars, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from payments.airtm import AirtmClient, AirtmError, Payout, PayoutStatus
 from payments.balances import balance_snapshot
-from payments.ledger import InsufficientFunds, hold_reserve, hold_void, ledger_lock, user_accounts
+from payments.ledger import InsufficientFunds, hold_reserve, hold_void
 from payments.models import Hold, Wallet, Withdrawal
-from payments.withdrawals import payment_for_request, withdrawal_limits, withdrawal_sweep
+from payments.withdrawals import payment_for_request, withdrawal_funds_lock, withdrawal_limits, withdrawal_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +142,7 @@ def withdrawal_create_airtm(
     stroops = money_to_stroops(amount)
 
     with transaction.atomic():
-        available, held = user_accounts(user)
-        locked = ledger_lock([available, held])[available.pk]
-        if locked.balance < stroops:
-            raise ServiceError(
-                "INSUFFICIENT_FUNDS",
-                f"Not enough funds: ${money_from_stroops(locked.balance)} available.",
-                field="amount",
-                details={"requested": str(amount), "available": money_from_stroops(locked.balance), "currency": "USD"},
-            )
+        withdrawal_funds_lock(user=user, stroops=stroops, requested=amount)
         withdrawal = Withdrawal.objects.create(
             user=user,
             amount=stroops,

@@ -106,6 +106,20 @@ def _destination_check(*, user, destination: str) -> None:
         )
 
 
+def withdrawal_funds_lock(*, user, stroops: int, requested: Decimal) -> None:
+    """Lock the member's balances (inside the caller's transaction) and refuse with
+    INSUFFICIENT_FUNDS unless `stroops` are available: the check every withdrawal makes before its hold."""
+    available, held = user_accounts(user)
+    locked = ledger_lock([available, held])[available.pk]
+    if locked.balance < stroops:
+        raise ServiceError(
+            "INSUFFICIENT_FUNDS",
+            f"Not enough funds: ${money_from_stroops(locked.balance)} available.",
+            field="amount",
+            details={"requested": str(requested), "available": money_from_stroops(locked.balance), "currency": "USD"},
+        )
+
+
 def withdrawal_create_crypto(
     *,
     user,
@@ -139,15 +153,7 @@ def withdrawal_create_crypto(
     stroops = money_to_stroops(amount)
 
     with transaction.atomic():
-        available, held = user_accounts(user)
-        locked = ledger_lock([available, held])[available.pk]
-        if locked.balance < stroops:
-            raise ServiceError(
-                "INSUFFICIENT_FUNDS",
-                f"Not enough funds: ${money_from_stroops(locked.balance)} available.",
-                field="amount",
-                details={"requested": str(amount), "available": money_from_stroops(locked.balance), "currency": "USD"},
-            )
+        withdrawal_funds_lock(user=user, stroops=stroops, requested=amount)
         withdrawal = Withdrawal.objects.create(
             user=user,
             amount=stroops,
