@@ -1,6 +1,7 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+"""ASGI entry point: HTTP through Django, the event stream beside it, WebSockets through Channels."""
 
 import os
+import re
 
 from django.core.asgi import get_asgi_application
 
@@ -12,10 +13,30 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from offerhub.routing import websocket_urlpatterns  # noqa: E402
+from offerhub.sse import event_stream_app  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
-)
+EVENT_STREAM_PATH = re.compile(r"^/api/v1/events/?$")
+
+
+def http_router(django_app):
+    """GET /api/v1/events to the event stream (a coroutine per stream, no thread: offerhub.sse),
+    every other request to Django."""
+
+    async def route(scope, receive, send):
+        if EVENT_STREAM_PATH.match(scope["path"]):
+            return await event_stream_app(scope, receive, send)
+        return await django_app(scope, receive, send)
+
+    return route
+
+
+def application_build(django_app):
+    return ProtocolTypeRouter(
+        {
+            "http": http_router(django_app),
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
+
+
+application = application_build(django_asgi_app)

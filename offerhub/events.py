@@ -88,7 +88,10 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
     with transaction.atomic():
         if connection.vendor != "postgresql":
             _cursors_ensure()
-            return _sequence_portably(batch_size)
+            positioned = _sequence_portably(batch_size)
+            if positioned:
+                transaction.on_commit(_sequenced_notify, robust=True)
+            return positioned
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQUENCER_LOCK])
         _cursors_ensure()
@@ -105,7 +108,10 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
                 """,
                 [batch_size],
             )
-            return cursor.rowcount
+            positioned = cursor.rowcount
+        if positioned:
+            transaction.on_commit(_sequenced_notify, robust=True)  # once the positions are visible
+        return positioned
 
 
 def _sequence_portably(batch_size: int) -> int:
@@ -117,6 +123,12 @@ def _sequence_portably(batch_size: int) -> int:
     for offset, pk in enumerate(todo, start=1):
         Event.objects.filter(pk=pk).update(position=start + offset, dispatched_at=now)
     return len(todo)
+
+
+def _sequenced_notify() -> None:
+    from offerhub.event_stream import events_sequenced_notify  # it imports this module
+
+    events_sequenced_notify()
 
 
 def _cursors_ensure() -> None:

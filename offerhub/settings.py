@@ -530,6 +530,17 @@ OFFERHUB_EVENT_RETENTION_DAYS = env.int("OFFERHUB_EVENT_RETENTION_DAYS", default
 # this many failures the event is parked for it (admin: Event dead letters) and it goes on.
 OFFERHUB_EVENT_SUBSCRIBER_MAX_FAILURES = env.int("OFFERHUB_EVENT_SUBSCRIBER_MAX_FAILURES", default=8)
 OFFERHUB_EVENT_RETRY_BASE_SECONDS = env.int("OFFERHUB_EVENT_RETRY_BASE_SECONDS", default=30)
+# The event stream (GET /api/v1/events, API.md §12): a ping every HEARTBEAT seconds, at most
+# MAX_STREAMS_PER_KEY open streams per API key (across web nodes when Redis is set), the
+# credential checked again every REAUTH seconds (a revoked key's streams end), newly positioned
+# events looked for every POLL seconds even when no Redis notification came, and the streams of
+# one server process reading the database through DB_THREADS threads (so as many connections).
+OFFERHUB_SSE_HEARTBEAT_SECONDS = env.float("OFFERHUB_SSE_HEARTBEAT_SECONDS", default=30.0)
+OFFERHUB_SSE_MAX_STREAMS_PER_KEY = env.int("OFFERHUB_SSE_MAX_STREAMS_PER_KEY", default=10)
+OFFERHUB_SSE_REAUTH_SECONDS = env.float("OFFERHUB_SSE_REAUTH_SECONDS", default=300.0)
+OFFERHUB_SSE_POLL_SECONDS = env.float("OFFERHUB_SSE_POLL_SECONDS", default=2.0)
+OFFERHUB_SSE_DB_THREADS = env.int("OFFERHUB_SSE_DB_THREADS", default=4)
+OFFERHUB_SSE_RETRY_MILLISECONDS = env.int("OFFERHUB_SSE_RETRY_MILLISECONDS", default=3000)
 # Provider webhooks (API.md §13): the Trustless Work relay's HMAC key (x-tw-signature). Airtm's
 # Svix secret is OFFERHUB_AIRTM_WEBHOOK_SECRET. Without a secret, deliveries are stored and not
 # processed, unless OFFERHUB_WEBHOOKS_INSECURE (development only: anyone could post events).

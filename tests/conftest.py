@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 from offerhub.celery import app as celery_app
 from offerhub.models import AuditLog
 from offerhub.services import api_key_create
+from tests.asgi_live import asgi_server  # noqa: F401  (a fixture for every test)
 from tests.factories import UserFactory
 
 # The suite runs the application, the sandbox it calls over HTTP and tests' own threads in one

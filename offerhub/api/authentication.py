@@ -26,6 +26,7 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     marketplace_id: str = ""
     via_token: bool = False
+    expires_at: int | None = None  # a token's expiry (Unix seconds)
 
     is_authenticated = True
 
@@ -70,7 +71,9 @@ def principal_from_token(token: str) -> Principal:
         raise _invalid_key()
     # The token's scopes were narrowed at minting; they can only shrink with the parent's.
     scopes = scopes_intersect(frozenset(claims.get("scopes", [])), frozenset(api_key.scopes))
-    return Principal(api_key.id, api_key.name, scopes, api_key.marketplace_id, via_token=True)
+    return Principal(
+        api_key.id, api_key.name, scopes, api_key.marketplace_id, via_token=True, expires_at=int(claims["exp"])
+    )
 
 
 def principal_from_api_key(raw: str) -> Principal:

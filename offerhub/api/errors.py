@@ -75,10 +75,13 @@ def _from_service(error: ServiceError) -> ServiceError:
     return error
 
 
-def error_response(error: ServiceError) -> Response:
+def error_body(error: ServiceError) -> dict:
     details = {**error.details, "requestId": correlation_id_get()}
-    body = {"error": {"code": error.code, "message": error.message, "details": details}}
-    return Response(body, status=error.status, headers=error.headers)
+    return {"error": {"code": error.code, "message": error.message, "details": details}}
+
+
+def error_response(error: ServiceError) -> Response:
+    return Response(error_body(error), status=error.status, headers=error.headers)
 
 
 def as_api_error(exc: Exception) -> ServiceError:

@@ -20,9 +20,8 @@ from payments.models import JournalEntry, Topup, Withdrawal
 from payments.wallets import platform_bootstrap, wallet_ensure
 from sandbox.airtm_engine import airtm_payouts_advance, airtm_user_create
 from sandbox.models import SandboxAirtmPayin, SandboxAirtmPayout
-from tests.browser.test_order_journey import (  # noqa: F401  (asgi_server is a fixture)
+from tests.browser.test_order_journey import (
     LIVE,
-    asgi_server,
     background_tasks,
     off_the_browser_thread,
 )
@@ -33,7 +32,7 @@ PASSPHRASE = "a-long-unique-passphrase"
 
 
 @pytest.fixture
-def sandbox_airtm(asgi_server, settings):  # noqa: F811  (the imported fixture)
+def sandbox_airtm(asgi_server, settings):
     """Our Airtm client, its checkout and the sandbox's webhooks all over HTTP on the test server."""
     settings.OFFERHUB_AIRTM_BASE_URL = asgi_server + "/sandbox/airtm/v2"
     settings.OFFERHUB_AIRTM_CHECKOUT_BASE_URL = asgi_server + "/sandbox/airtm/checkout"

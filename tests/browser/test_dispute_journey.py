@@ -26,9 +26,8 @@ from escrow.services import escrow_fees
 from offerhub.money import money_dollars
 from payments.deposits import deposits_sync
 from payments.wallets import platform_bootstrap, wallet_ensure
-from tests.browser.test_order_journey import (  # noqa: F401  (asgi_server is a fixture)
+from tests.browser.test_order_journey import (
     LIVE,
-    asgi_server,
     background_tasks,
     log_in,
     off_the_browser_thread,
@@ -98,7 +97,7 @@ def admin_log_in(page, url, user):
     page.locator("#login-form [type=submit]").click()
 
 
-def test_open_with_a_picture_answer_assign_resolve_with_a_split_and_get_paid(asgi_server, people):  # noqa: F811
+def test_open_with_a_picture_answer_assign_resolve_with_a_split_and_get_paid(asgi_server, people):
     url = asgi_server
     seller, buyer, agent, listing_id = off_the_browser_thread(the_cast)
 

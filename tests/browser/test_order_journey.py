@@ -8,14 +8,11 @@ page must show each step without being reloaded.
 """
 
 import logging
-import socket
 import threading
-import time
 from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-import uvicorn
 from celery.contrib.testing.worker import start_worker
 from django.db import connection
 from playwright.sync_api import expect
@@ -27,52 +24,6 @@ from tests.factories import TEST_PASSWORD, CategoryFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LIVE = 30_000  # ms: the background steps of an order over the sandbox take a few seconds
-
-
-def _asgi_application():
-    """offerhub.asgi's application, with static files served as the live server serves them."""
-    from channels.auth import AuthMiddlewareStack
-    from channels.routing import ProtocolTypeRouter, URLRouter
-    from channels.security.websocket import AllowedHostsOriginValidator
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-    from django.core.asgi import get_asgi_application
-
-    from offerhub.routing import websocket_urlpatterns
-
-    return ProtocolTypeRouter(
-        {
-            "http": ASGIStaticFilesHandler(get_asgi_application()),
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        }
-    )
-
-
-@pytest.fixture
-def asgi_server(transactional_db, settings):
-    """HTTP and WebSockets (uvicorn, in a thread), serving the sandbox providers too."""
-    # Requests and tasks run on threads of their own: each closes its database connection when
-    # done, so that none is left open when the test database is flushed and dropped.
-    conn_max_age = connection.settings_dict["CONN_MAX_AGE"]
-    connection.settings_dict["CONN_MAX_AGE"] = 0
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(_asgi_application(), lifespan="off", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    settings.STELLAR_HORIZON_URL = url + "/sandbox/horizon"
-    settings.HORIZON_TIMEOUT_SECONDS = 5
-    settings.TRUSTLESS_WORK_API_URL = url + "/sandbox/trustless-work"
-    settings.OFFERHUB_PLATFORM_FEE_PERCENT = Decimal("5")
-    yield url
-    server.should_exit = True
-    thread.join(10)
-    listener.close()
-    connection.settings_dict["CONN_MAX_AGE"] = conn_max_age
 
 
 @contextmanager
