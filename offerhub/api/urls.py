@@ -21,6 +21,7 @@ urlpatterns = [
     route(r"auth/api-keys/(?P<key_id>[^/]+)/token", views.ApiTokenMintView.as_view(), "api-key-token"),
     route("auth/me", views.MeView.as_view(), "me"),
     route("me", views.MeView.as_view(), "me-alias"),
+    route("events", views.EventStreamView.as_view(), "events"),
     route("audit/logs", views.AuditLogListView.as_view(), "audit-logs"),
     route(r"openapi\.json", views.OpenApiSchemaView.as_view(), "openapi"),
     route("docs", views.ApiDocsView.as_view(url_name="api:openapi"), "docs"),

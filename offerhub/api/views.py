@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.http import HttpResponse
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSplitView
 
 from offerhub.api.authentication import api_token_mint, scopes_intersect
@@ -181,6 +181,40 @@ class MeView(ApiView):
         if principal.marketplace_id:
             data["marketplaceId"] = principal.marketplace_id
         return api_response(data)
+
+
+class EventStreamView(ApiView):
+    """GET /events reaches Django only under a WSGI server (gunicorn): the ASGI application
+    serves it beside Django (offerhub.sse), so this says where it is instead of holding a
+    thread per stream. Here for the schema too."""
+
+    required_scope = "read"
+
+    @extend_schema(
+        tags=["events"],
+        summary="Stream events (server-sent events)",
+        description=(
+            "`text/event-stream`, no envelope: `id:` (eventId), `event:` (eventType), `data:` (the DomainEvent "
+            "on one line); `event: ping` every 30 s; `retry: 3000` first. Resume with `Last-Event-ID` (or "
+            "`since`/`cursor`): an `evt_` id, an ISO-8601 timestamp or epoch milliseconds; events come in commit "
+            "order with no gap or duplicate between replay and live. At most 10 streams per key (429). "
+            "Served by the ASGI server (docs/events.md)."
+        ),
+        parameters=[
+            OpenApiParameter("types", str, description="event types, comma-separated or repeated; `order.*`, `*`"),
+            OpenApiParameter("resources", str, description="aggregate types (alias resourceTypes)"),
+            OpenApiParameter("user_id", str, description="events concerning this user"),
+            OpenApiParameter("since", str, description="replay cursor when no Last-Event-ID (alias cursor)"),
+            OpenApiParameter("token", str, description="a short-lived ohk_tok_ token, for EventSource"),
+        ],
+        responses={200: OpenApiResponse(description="text/event-stream")},
+    )
+    def get(self, request):
+        raise ServiceError(
+            "SERVICE_UNAVAILABLE",
+            "The event stream is served by the ASGI server (uvicorn, the `ws` service): route /api/v1/events there",
+            details={"docs": "docs/deployment.md#tls-proxy"},
+        )
 
 
 class AuditLogListView(ApiView):

@@ -601,23 +601,24 @@ def test_stream_raises_client_errors_and_retries_server_errors(local_server):
     assert (refused.value.status, refused.value.code) == (403, "INSUFFICIENT_SCOPE") and sleeps == [3.0]
 
 
-def test_live_event_stream(client, member):
-    """GET /events is being built (issue 12): skipped while the server answers 404."""
-    probe = requests.get(
-        f"{client.base_url}/events",
-        headers={"Authorization": f"Bearer {client._transport.api_key}"},
-        stream=True,
-        timeout=10,
-    )
-    status = probe.status_code
-    probe.close()
-    if status == 404:
-        pytest.skip("GET /api/v1/events answers 404 on this server")
-    user = member()
-    stream = client.events.stream(types=["user.*"], since="1970-01-01T00:00:00.000Z", read_timeout=40, max_reconnects=1)
-    created = next(e for e in stream if e.data.get("aggregateId") == user["id"])
-    assert created.type == "user.created" and created.id.startswith("evt_")
-    assert created.data["eventId"] == created.id
+def test_live_event_stream_replays_follows_and_resumes(asgi_server, api_key, member):
+    """Against the ASGI server (the stream is served beside Django): a replay from a timestamp,
+    a live event, then a new stream resuming after the first event gets the second, once."""
+    with OfferHub(api_key, base_url=asgi_server, max_retries=2, backoff_base=0.01, timeout=30) as hub:
+        first = member()
+        stream = hub.events.stream(
+            types=["user.*"], since="1970-01-01T00:00:00.000Z", read_timeout=20, max_reconnects=0
+        )
+        created = next(e for e in stream if e.data.get("aggregateId") == first["id"])
+        assert created.type == "user.created" and created.id.startswith("evt_")
+        assert created.data["eventId"] == created.id and created.data["payload"]["userId"] == first["id"]
+        second = hub.users.create(external_user_id=f"shop-{uuid.uuid4().hex[:12]}")
+        live = next(stream)
+        assert (live.type, live.data["aggregateId"]) == ("user.created", second["id"])
+        stream.close()
+        resumed = hub.events.stream(types=["user.*"], last_event_id=created.id, read_timeout=20, max_reconnects=0)
+        assert next(resumed).id == live.id
+        resumed.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,7 +105,12 @@ def test_the_api_keeps_its_schema_under_fuzzing(api_schema):
     """Each operation fuzzed in turn; every failing operation is reported, not just the first."""
     headers = {"Authorization": f"Bearer {api_schema.secret}"}
     failures, calls = {}, []
-    operations = [result.ok() for result in api_schema.get_all_operations()]
+    # GET /events is a stream served by the ASGI application beside Django (this live server is
+    # WSGI, where it answers a 503 saying so): its refusals of bad input are tested over ASGI in
+    # tests/offerhub/test_event_stream.py, since a fuzzer cannot read an endless answer.
+    operations = [
+        result.ok() for result in api_schema.get_all_operations() if result.ok().label != "GET /api/v1/events"
+    ]
     assert len(operations) > 30  # the whole API is described, not a part of it
     for operation in operations:
         fuzz = _fuzzer(operation, headers=headers, calls=calls)

@@ -32,7 +32,15 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_jobs, seed, **options):
         self.jobs = None if no_jobs else self._start_jobs()
         server = uvicorn.Server(
-            uvicorn.Config("offerhub.asgi:application", host=host, port=port, log_level="info", lifespan="off")
+            # Open event streams never end by themselves: they get a few seconds on shutdown.
+            uvicorn.Config(
+                "offerhub.asgi:application",
+                host=host,
+                port=port,
+                log_level="info",
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
         )
         if seed:
             threading.Thread(target=self._seed_when_up, args=(server,), daemon=True).start()
