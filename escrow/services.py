@@ -130,6 +130,7 @@ def _audit(escrow: Escrow, action: str, actor, **after) -> None:
         actor_id=actor_id,
         payload_after={"status": escrow.status, "engagementId": escrow.engagement_id, **after},
         user_id=escrow.buyer.public_id,
+        marketplace_id=escrow.buyer.marketplace_id,
     )
 
 
@@ -567,6 +568,7 @@ def _escrow_event(escrow: Escrow, event_type: str, **payload) -> None:
         aggregate_id=escrow.engagement_id,
         payload={"escrowId": escrow.public_id, "orderId": escrow.engagement_id, **payload},
         user_id=escrow.buyer.public_id,
+        marketplace_id=escrow.buyer.marketplace_id,
     )
 
 
@@ -615,6 +617,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
                 "newBalance": money_from_stroops(account.balance),
             },
             user_id=user.public_id,
+            marketplace_id=user.marketplace_id,
         )
 
 
@@ -659,6 +662,7 @@ def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
             "newAvailableBalance": money_from_stroops(available.balance),
         },
         user_id=buyer,
+        marketplace_id=escrow.buyer.marketplace_id,
     )
     _escrow_event(
         escrow,

@@ -343,6 +343,7 @@ def _close_locked(withdrawal: Withdrawal, target: str, *, reason: str, code: str
             "reason": "withdrawal",
         },
         user_id=user.public_id,
+        marketplace_id=user.marketplace_id,
     )
     return withdrawal
 
@@ -511,6 +512,7 @@ def _publish(withdrawal: Withdrawal, event_type: str, **fields) -> None:
             **fields,
         },
         user_id=user_id,
+        marketplace_id=withdrawal.user.marketplace_id,
     )
 
 

@@ -95,6 +95,7 @@ def _audit(user, action: str, before: Snapshot, after: Snapshot, actor: Actor, e
             **extra,
         },
         user_id=user.public_id,
+        marketplace_id=user.marketplace_id,
     )
 
 
@@ -115,6 +116,7 @@ def _hold_event(user, event_type: str, amount: int, reference: str, before: Snap
             **extra,
         },
         user_id=user.public_id,
+        marketplace_id=user.marketplace_id,
     )
 
 
@@ -473,6 +475,7 @@ def balance_adjust(
             aggregate_id=user.public_id,
             payload=payload,
             user_id=user.public_id,
+            marketplace_id=user.marketplace_id,
         )
     return BalanceChange(before, after, audit)
 

@@ -54,6 +54,7 @@ def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str) -> bool:
             payload_before={"available": money_from_stroops(previous)},
             payload_after={"available": money_from_stroops(new), "transactionHash": tx_hash},
             user_id=user.public_id,
+            marketplace_id=user.marketplace_id,
         )
         event_publish(
             type="balance.credited",
@@ -70,6 +71,7 @@ def deposit_credit(*, wallet: Wallet, amount: int, tx_hash: str) -> bool:
                 "newBalance": money_from_stroops(new),
             },
             user_id=user.public_id,
+            marketplace_id=user.marketplace_id,
         )
     return True
 

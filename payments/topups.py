@@ -76,6 +76,7 @@ def _record(topup: Topup, action: str, actor_type: str, actor_id: str, before: s
             "failureReason": topup.failure_reason or None,
         },
         user_id=topup.user.public_id,
+        marketplace_id=topup.user.marketplace_id,
     )
 
 
@@ -86,6 +87,7 @@ def _publish(topup: Topup, event_type: str, payload: dict) -> None:
         aggregate_id=topup.public_id,
         payload={"topupId": topup.public_id, **payload},
         user_id=topup.user.public_id,
+        marketplace_id=topup.user.marketplace_id,
     )
 
 

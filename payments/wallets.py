@@ -139,6 +139,7 @@ def _mark_active(wallet: Wallet) -> Wallet:
                 "trustlineReady": True,
             },
             user_id=wallet.user.public_id,
+            marketplace_id=wallet.user.marketplace_id,
         )
     return wallet
 

@@ -187,6 +187,7 @@ def _publish(withdrawal: Withdrawal, event_type: str, **fields) -> None:
             **fields,
         },
         user_id=user_id,
+        marketplace_id=withdrawal.user.marketplace_id,
     )
 
 
@@ -497,6 +498,7 @@ def _settle_success(withdrawal: Withdrawal, *, landed_hash: str = "") -> Withdra
                     "newBalance": money_from_stroops(destination.balance),
                 },
                 user_id=recipient.user.public_id,
+                marketplace_id=recipient.user.marketplace_id,
             )
         if withdrawal.purpose == Withdrawal.Purpose.WITHDRAWAL:
             _publish(
@@ -615,6 +617,7 @@ def _settle_bridge(withdrawal: Withdrawal, *, landed_hash: str = "") -> Withdraw
                     "newBalance": money_from_stroops(new),
                 },
                 user_id=user.public_id,
+                marketplace_id=user.marketplace_id,
             )
     return withdrawal
 

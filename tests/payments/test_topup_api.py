@@ -196,3 +196,17 @@ def test_no_top_ups_where_the_airtm_rail_is_off(writer, member, sandbox, setting
     error = refused.json()["error"]
     assert (error["code"], error["details"]["reason"]) == ("INVALID_REQUEST", "RAIL_DISABLED")
     assert not Topup.objects.exists()
+
+
+def test_a_tenants_top_up_and_balance_events_carry_its_marketplace(auth_client, member, sandbox):
+    """Tenancy of events (API.md §1.10): what a marketplace's key streams or hears by webhook."""
+    member.marketplace_id = "mkt_tenant"
+    member.save(update_fields=["marketplace_id"])
+    tenant = auth_client(scopes=["read", "write"], marketplace_id="mkt_tenant")
+    since = Event.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    topup = create(tenant, member, "15.00").json()["data"]
+    sandbox.pay(Topup.objects.get(public_id=topup["id"]))
+    assert post(tenant, f"/topups/{topup['id']}/refresh").status_code == 200
+    events = Event.objects.filter(pk__gt=since, user_id=member.public_id)
+    assert {"topup.created", "topup.succeeded", "balance.credited"} <= {event.type for event in events}
+    assert {event.marketplace_id for event in events} == {"mkt_tenant"}
