@@ -8,14 +8,19 @@ of the live server, or a stub. Nothing of the server's own logic is replaced.
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
+from django.db import connection
 from offerhub_client import (
     APIConnectionError,
     BadRequestError,
@@ -34,6 +39,9 @@ from offerhub_client import (
 
 from tests.escrow.conftest import trustless_work  # noqa: F401  (shared fixtures)
 from tests.payments.conftest import airtm, chain  # noqa: F401
+
+SOURCE = Path(__file__).resolve().parents[2] / "clients" / "python" / "src"
+EXAMPLE = SOURCE.parent / "examples" / "one_order.py"
 
 # ---------------------------------------------------------------------------------------------
 # Local HTTP servers
@@ -619,6 +627,44 @@ def test_live_event_stream_replays_follows_and_resumes(asgi_server, api_key, mem
         resumed = hub.events.stream(types=["user.*"], last_event_id=created.id, read_timeout=20, max_reconnects=0)
         assert next(resumed).id == live.id
         resumed.close()
+
+
+def test_the_readme_example_runs_one_order_end_to_end(asgi_server, api_key):
+    """clients/python/examples/one_order.py as a user runs it against `make run`: here the ASGI
+    server (with the sandboxes) and, in place of beat, the deposit watcher every half second."""
+    from marketplace.models import Order
+    from marketplace.orders import seller_net
+    from offerhub.money import money_from_stroops, money_to_stroops
+    from payments.deposits import deposits_sync
+    from payments.wallets import platform_bootstrap
+
+    platform_bootstrap()
+    stop = threading.Event()
+
+    def deposit_watcher():
+        try:
+            while not stop.wait(0.5):
+                deposits_sync()
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=deposit_watcher, daemon=True)
+    watcher.start()
+    try:
+        run = subprocess.run(
+            [sys.executable, str(EXAMPLE)],
+            env={**os.environ, "OFFERHUB_URL": asgi_server, "OFFERHUB_API_KEY": api_key, "PYTHONPATH": str(SOURCE)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert run.returncode == 0, run.stdout + run.stderr
+    order_id, status, _, seller_available = run.stdout.split()
+    assert Order.objects.get(public_id=order_id).status == status == Order.Status.CLOSED
+    assert seller_available == money_from_stroops(seller_net(amount=money_to_stroops(Decimal(30))))  # less both fees
 
 
 # ---------------------------------------------------------------------------------------------
