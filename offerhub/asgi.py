@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, the event stream beside it, WebSockets through Channels."""
 
+import logging
 import os
 import re
 
@@ -12,10 +13,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from offerhub.correlation import AccessLogTokenFilter  # noqa: E402
 from offerhub.routing import websocket_urlpatterns  # noqa: E402
 from offerhub.sse import event_stream_app  # noqa: E402
 
 EVENT_STREAM_PATH = re.compile(r"^/api/v1/events/?$")
+logging.getLogger("uvicorn.access").addFilter(AccessLogTokenFilter())  # uvicorn's own logger
 
 
 def http_router(django_app):

@@ -60,3 +60,18 @@ class CorrelationIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = correlation_id_var.get() or "-"
         return True
+
+
+class AccessLogTokenFilter(logging.Filter):
+    """The event stream takes a short-lived token in its URL (`?token=ohk_tok_…`, for a browser's
+    EventSource): the server's access log shows the path, never that credential."""
+
+    _TOKEN = re.compile(r"(?i)((?:^|[?&])token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._TOKEN.sub(r"\1[redacted]", arg) if isinstance(arg, str) and "token=" in arg.lower() else arg
+                for arg in record.args
+            )
+        return True

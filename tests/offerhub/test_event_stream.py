@@ -443,3 +443,18 @@ def test_a_hole_in_the_buffer_or_an_overflow_is_filled_from_the_database(transac
         asyncio.run(scenario())
     finally:
         connection.close()
+
+
+def test_the_access_log_never_shows_a_stream_token():
+    import logging
+
+    import offerhub.asgi  # noqa: F401  (installs the filter on uvicorn's access logger)
+    from offerhub.correlation import AccessLogTokenFilter
+
+    access = logging.getLogger("uvicorn.access")
+    assert any(isinstance(f, AccessLogTokenFilter) for f in access.filters)
+    path = "/api/v1/events?types=order.*&token=ohk_tok_secret.part&since=evt_1"
+    record = access.makeRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s"', ("1.2.3.4:5", "GET", path), None)
+    for log_filter in access.filters:
+        log_filter.filter(record)
+    assert record.getMessage() == '1.2.3.4:5 - "GET /api/v1/events?types=order.*&token=[redacted]&since=evt_1"'
