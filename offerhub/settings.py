@@ -541,6 +541,9 @@ OFFERHUB_SSE_REAUTH_SECONDS = env.float("OFFERHUB_SSE_REAUTH_SECONDS", default=3
 OFFERHUB_SSE_POLL_SECONDS = env.float("OFFERHUB_SSE_POLL_SECONDS", default=2.0)
 OFFERHUB_SSE_DB_THREADS = env.int("OFFERHUB_SSE_DB_THREADS", default=4)
 OFFERHUB_SSE_RETRY_MILLISECONDS = env.int("OFFERHUB_SSE_RETRY_MILLISECONDS", default=3000)
+# Web origins whose pages may open the stream with EventSource and ?token= (CORS), e.g.
+# https://shop.example.com; none by default (servers need no CORS).
+OFFERHUB_SSE_ALLOWED_ORIGINS = env.list("OFFERHUB_SSE_ALLOWED_ORIGINS", default=[])
 # Provider webhooks (API.md §13): the Trustless Work relay's HMAC key (x-tw-signature). Airtm's
 # Svix secret is OFFERHUB_AIRTM_WEBHOOK_SECRET. Without a secret, deliveries are stored and not
 # processed, unless OFFERHUB_WEBHOOKS_INSECURE (development only: anyone could post events).

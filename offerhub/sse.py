@@ -116,15 +116,47 @@ async def event_stream_app(scope, receive, send) -> None:
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     request_id = correlation_id_from_header(headers.get("x-request-id"))
     correlation_id_var.set(request_id)
+    cors = _cors_headers(headers.get("origin", ""))
+    if scope["method"] == "OPTIONS":  # a browser's preflight (EventSource resending Last-Event-ID)
+        await _preflight(send, cors, request_id)
+        return
     try:
         opened = await _open(scope, headers)
     except Refused as refusal:
-        await _refuse(send, refusal.error, request_id, refusal.extra_headers)
+        await _refuse(send, refusal.error, request_id, {**cors, **refusal.extra_headers})
         return
     except Exception as exc:  # e.g. the database out of reach: 503 with Retry-After
-        await _refuse(send, as_api_error(exc), request_id, {})
+        await _refuse(send, as_api_error(exc), request_id, cors)
         return
-    await _stream(scope, receive, send, request_id=request_id, **opened)
+    await _stream(scope, receive, send, request_id=request_id, cors=cors, **opened)
+
+
+def _cors_headers(origin: str) -> dict:
+    """Pages of the configured origins may read the stream (EventSource with ?token=)."""
+    allowed = settings.OFFERHUB_SSE_ALLOWED_ORIGINS
+    if origin and (origin in allowed or "*" in allowed):
+        return {"access-control-allow-origin": origin, "vary": "Origin"}
+    return {}
+
+
+async def _preflight(send, cors: dict, request_id: str) -> None:
+    headers = {"allow": "GET, OPTIONS", "x-request-id": request_id, **cors}
+    if cors:
+        headers.update(
+            {
+                "access-control-allow-methods": "GET",
+                "access-control-allow-headers": "Authorization, Last-Event-ID, Cache-Control",
+                "access-control-max-age": "600",
+            }
+        )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _refuse(send, error: ServiceError, request_id: str, extra_headers: dict) -> None:
@@ -169,7 +201,9 @@ def _credential(headers: dict, query: dict) -> str:
 async def _open(scope, headers: dict) -> dict:
     """The checks before a stream starts; what the stream needs, or Refused."""
     if scope["method"] != "GET":
-        raise Refused(ServiceError("METHOD_NOT_ALLOWED", f"Method {scope['method']} is not allowed"), {"Allow": "GET"})
+        raise Refused(
+            ServiceError("METHOD_NOT_ALLOWED", f"Method {scope['method']} is not allowed"), {"Allow": "GET, OPTIONS"}
+        )
     try:
         query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True, max_num_fields=100)
     except (UnicodeDecodeError, ValueError):
@@ -260,6 +294,7 @@ async def _stream(
     send,
     *,
     request_id: str,
+    cors: dict,
     principal: Principal,
     credential: str,
     stream_filter: StreamFilter,
@@ -290,6 +325,7 @@ async def _stream(
             "x-content-type-options": "nosniff",
             "x-request-id": request_id,
             **{name.lower(): value for name, value in rate_headers.items()},
+            **cors,
         }
         await send(
             {

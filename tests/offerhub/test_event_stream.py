@@ -458,3 +458,29 @@ def test_the_access_log_never_shows_a_stream_token():
     for log_filter in access.filters:
         log_filter.filter(record)
     assert record.getMessage() == '1.2.3.4:5 - "GET /api/v1/events?types=order.*&token=[redacted]&since=evt_1"'
+
+
+def test_pages_of_allowed_origins_may_read_the_stream(asgi_server, settings):
+    settings.OFFERHUB_SSE_ALLOWED_ORIGINS = ["https://shop.example.com"]
+    key, _ = make_key()
+    token, _ = api_token_mint(api_key=key, scopes=frozenset({"read"}), ttl_seconds=60)
+    url = f"{asgi_server}/api/v1/events"
+    preflight = requests.options(
+        url,
+        headers={"Origin": "https://shop.example.com", "Access-Control-Request-Headers": "last-event-id"},
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    assert "Last-Event-ID" in preflight.headers["Access-Control-Allow-Headers"]
+    allowed = Stream(asgi_server, params={"token": token}, headers={"Origin": "https://shop.example.com"})
+    assert allowed.status == 200
+    assert allowed.response.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+    allowed.close()
+    other = Stream(asgi_server, params={"token": token}, headers={"Origin": "https://evil.example.net"})
+    assert other.status == 200 and "Access-Control-Allow-Origin" not in other.response.headers  # the browser hides it
+    other.close()
+    refused = requests.get(
+        url, params={"token": "ohk_tok_bad"}, headers={"Origin": "https://shop.example.com"}, timeout=10
+    )
+    assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
