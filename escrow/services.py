@@ -736,7 +736,7 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
     """Record a step the chain confirmed, once: escrow state, ledger entry, events."""
     confirmed_at = confirmed_at or timezone.now()
     with transaction.atomic():
-        escrow = Escrow.objects.select_for_update().select_related("buyer", "seller").get(pk=step.escrow_id)
+        escrow = Escrow.objects.select_for_update(of=("self",)).select_related("buyer", "seller").get(pk=step.escrow_id)
         step = EscrowStep.objects.select_for_update().get(pk=step.pk)
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
@@ -785,7 +785,7 @@ def step_fail(*, step: EscrowStep, code: str, message: str) -> EscrowStep:
     """A permanent refusal: the step and the calls queued after it fail; money stays where
     the chain has it (a failed fund keeps the hold, a failed payout keeps the escrow)."""
     with transaction.atomic():
-        escrow = Escrow.objects.select_for_update().select_related("buyer").get(pk=step.escrow_id)
+        escrow = Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=step.escrow_id)
         step = EscrowStep.objects.select_for_update().get(pk=step.pk)
         if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
             return step

@@ -101,7 +101,7 @@ def _invalid_state(message: str, current: str, allowed: list[str], **details) ->
 
 
 def _locked(order: Order) -> Order:
-    return Order.objects.select_for_update().select_related("buyer", "seller").get(pk=order.pk)
+    return Order.objects.select_for_update(of=("self",)).select_related("buyer", "seller").get(pk=order.pk)
 
 
 def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
@@ -637,7 +637,7 @@ def order_checkout(*, buyer: User, listing, checkout_token: str) -> Order:
 def _order_of(escrow: Escrow) -> Order | None:
     """The escrow's order, locked (None for an escrow opened without an order, by raw API use)."""
     return (
-        Order.objects.select_for_update()
+        Order.objects.select_for_update(of=("self",))  # the order only: not its buyer's and seller's rows
         .select_related("buyer", "seller")
         .filter(public_id=escrow.engagement_id)
         .first()

@@ -219,3 +219,39 @@ def test_a_refund_whose_dispute_is_refused_returns_the_order_to_in_progress(chai
     order.refresh_from_db()
     assert (order.status, order.outcome) == (Order.Status.CLOSED, Order.Outcome.REFUNDED)
     ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locked_order_leaves_its_buyer_and_seller_rows_free():
+    """Orders are locked alone (FOR UPDATE OF the order): two orders of one seller never wait
+    on the seller's row, and a member's own updates never wait on their orders."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from marketplace.models import User
+    from marketplace.orders import SYSTEM, _locked
+    from tests.factories import UserFactory
+
+    buyer, seller = UserFactory(), UserFactory()
+    order, _ = order_create(buyer=buyer, seller=seller, amount=10 * 10_000_000, title="Lock", actor=SYSTEM)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_order():
+        try:
+            with transaction.atomic():
+                _locked(order)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_order)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():  # NOWAIT: an error at once if the order's lock covered these rows
+            assert len(User.objects.select_for_update(nowait=True).filter(pk__in=[buyer.pk, seller.pk])) == 2
+    finally:
+        release.set()
+        holder.join(10)
