@@ -4,7 +4,10 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
+from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import OuterRef, Subquery
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 
 from offerhub.errors import ServiceError
@@ -64,11 +67,40 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered list of a large append-only table (audit, events, journal) counts its pages
+    from PostgreSQL's statistics instead of a COUNT(*) over every row; a filtered one, or a
+    table under ESTIMATE_FROM rows, is counted exactly."""
+
+    ESTIMATE_FROM = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if query is not None and not query.where and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [self.object_list.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] >= self.ESTIMATE_FROM:
+                return int(row[0])
+        return super().count
+
+
+class LargeTableAdmin(ReadOnlyAdmin):
+    """No second COUNT(*) for "n of N selected" (show_full_result_count) and estimated pages."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+
 ACTOR_KINDS = {"SUPPORT": "staff", "USER": "member", "API_KEY": "API key", "SYSTEM": "system", "WEBHOOK": "webhook"}
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyAdmin):
+class AuditLogAdmin(LargeTableAdmin):
     list_display = ("occurred_at", "action", "resource_type", "resource_id", "actor", "result")
     list_filter = ("result", "actor_type", "resource_type")
     search_fields = ("public_id", "action", "resource_id", "actor_id", "correlation_id", "user_id")
@@ -120,7 +152,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdmin):
+class EventAdmin(LargeTableAdmin):
     list_display = ("id", "position", "event_id", "type", "aggregate_type", "aggregate_id", "occurred_at")
     list_filter = ("type", "aggregate_type")
     search_fields = ("event_id", "aggregate_id", "correlation_id", "user_id")

@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from backoffice.admin import DriftReportAdmin
-from offerhub.admin import ReadOnlyAdmin, dollars, usd
+from offerhub.admin import LargeTableAdmin, ReadOnlyAdmin, dollars, usd
 from offerhub.errors import ServiceError
 from payments.models import (
     AirtmDiscrepancy,
@@ -51,7 +51,7 @@ class PostingInline(admin.TabularInline):
 
 
 @admin.register(JournalEntry)
-class JournalEntryAdmin(ReadOnlyAdmin):
+class JournalEntryAdmin(LargeTableAdmin):
     list_display = ("created_at", "kind", "idempotency_key", "description")
     list_filter = ("kind",)
     search_fields = ("idempotency_key", "correlation_id", "description")
