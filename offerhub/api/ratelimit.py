@@ -1,8 +1,10 @@
 """Fixed-window rate limits per API key, or per client IP without a valid key (API.md §1.8).
 
-Counters live in the default cache: Redis when REDIS_URL is set (shared by every web
-node), process memory in embedded mode. A cache outage fails open: the API keeps
-serving and /health/detailed reports Redis as degraded.
+Counters live in Redis when REDIS_URL is set (shared by every web node): one round trip per
+request (SET NX EX then INCR, pipelined) on a connection pool kept for the process, not the
+cache's client, which a server giving each request a thread of its own would connect anew
+every time. In embedded mode they live in the process's cache. A Redis outage fails open: the
+API keeps serving and /health/detailed reports Redis as degraded.
 """
 
 import logging
@@ -56,11 +58,29 @@ def rate_limit_hit(*, bucket: str, limit: int | None = None, window: int | None 
     reset_at = window_start + window
     key = f"ratelimit:{bucket}:{window_start}"
     try:
-        cache.add(key, 0, timeout=window + 5)
-        count = cache.incr(key)
+        count = _count(key, ttl=window + 5)
     except Exception:
         logger.warning("rate limit store unavailable; allowing the request", exc_info=True)
         return RateLimitState(limit=limit, window=window, remaining=limit, reset_at=reset_at, exceeded=False)
     return RateLimitState(
         limit=limit, window=window, remaining=max(0, limit - count), reset_at=reset_at, exceeded=count > limit
     )
+
+
+_redis_client = None
+
+
+def _count(key: str, *, ttl: int) -> int:
+    """This window's count for `key`, this request included."""
+    global _redis_client
+    if not settings.REDIS_URL:
+        cache.add(key, 0, timeout=ttl)
+        return cache.incr(key)
+    if _redis_client is None:
+        import redis
+
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    pipe = _redis_client.pipeline(transaction=False)
+    pipe.set(f"offerhub:{key}", 0, ex=ttl, nx=True)
+    pipe.incr(f"offerhub:{key}")
+    return pipe.execute()[1]
