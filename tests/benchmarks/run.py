@@ -1,7 +1,10 @@
 """`make bench`: measured figures for docs/benchmarks.md (never timed assertions in tests).
 
 Runs against its own PostgreSQL database (BENCH_DATABASE_URL, default offerhub_bench),
-which it resets. Sandbox HTTP is served by uvicorn in a thread of this process.
+which it resets. Sandbox HTTP is served by uvicorn in a thread of this process. The event
+stream phase starts a uvicorn worker of its own (port BENCH_PORT + 1) in full mode, with
+Redis at BENCH_REDIS_URL (default db 15). BENCH_ONLY=sse runs that phase alone and splices
+its section into docs/benchmarks.md, leaving the other sections as they are.
 """
 
 import os
@@ -15,6 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BENCH_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
+BENCH_REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+BENCH_ONLY = os.environ.get("BENCH_ONLY", "")
 os.environ.update(
     {
         "DJANGO_SETTINGS_MODULE": "offerhub.settings",
@@ -24,7 +29,7 @@ os.environ.update(
         "LOG_LEVEL": "WARNING",
     }
 )
-os.environ.pop("REDIS_URL", None)  # in-process tasks: the watcher alone is measured
+os.environ.pop("REDIS_URL", None)  # in-process tasks: the watcher alone is measured (the SSE phase sets its own)
 sys.path.insert(0, str(ROOT))
 
 
@@ -304,7 +309,27 @@ def bench_pages(repeat: int = 30) -> list[tuple[str, dict]]:
     return rows
 
 
+def bench_sse() -> dict:
+    from tests.benchmarks.sse import bench_event_stream
+
+    return bench_event_stream(port=PORT + 1, database_url=BENCH_DATABASE_URL, redis_url=BENCH_REDIS_URL)
+
+
+def section_splice(text: str, section: list[str]) -> str:
+    """`text` with the section of the same `## ` title replaced by `section` (or appended)."""
+    lines, title = text.rstrip("\n").split("\n"), section[0]
+    if title in lines:
+        start = lines.index(title)
+        end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("## ")), len(lines))
+        lines[start:end] = section + ([""] if end < len(lines) else [])
+    else:
+        lines += ["", *section]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
+    if BENCH_ONLY not in ("", "sse"):
+        raise SystemExit(f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase) can run alone")
     reset_database()
     import django
 
@@ -313,6 +338,18 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from django.conf import settings
+
+    from tests.benchmarks.sse import event_stream_section
+
+    output = ROOT / "docs" / "benchmarks.md"
+    if BENCH_ONLY == "sse":
+        print("event stream…", flush=True)
+        result = bench_sse()
+        print({name: value for name, value in result.items() if name != "faulty"})
+        section = event_stream_section(result)
+        output.write_text(section_splice(output.read_text(), section))
+        print("\n".join(section))
+        return
 
     # Our own costs: the sandbox's 50-requests-a-minute limit (Trustless Work's) is lifted
     # here; the lifecycle section says what it means in production.
@@ -327,12 +364,16 @@ def main() -> None:
     lifecycle = bench_order_lifecycle()
     print("pages…", flush=True)
     pages = bench_pages()
+    print("event stream…", flush=True)
+    stream = bench_sse()
+    print({name: value for name, value in stream.items() if name != "faulty"}, flush=True)
     lines = [
         "# Benchmarks",
         "",
         "Produced by `make bench` (`tests/benchmarks/run.py`); figures from the run noted below. "
         "Machine: 2 cores, 24 GiB, PostgreSQL 15 on localhost; Python "
-        f"{sys.version.split()[0]}. Run on {datetime.now(UTC):%Y-%m-%d}.",
+        f"{sys.version.split()[0]}. Run on {datetime.now(UTC):%Y-%m-%d}. The event stream phase also needs Redis "
+        "(`BENCH_REDIS_URL`, default db 15); `BENCH_ONLY=sse make bench` runs it alone and updates its section only.",
         "",
         "## Balance reads vs. history length",
         "",
@@ -406,8 +447,7 @@ def main() -> None:
         "|---|---:|---:|",
     ]
     lines += [f"| {label} | {t['median_ms']:.1f} | {t['p95_ms']:.1f} |" for label, t in pages]
-    lines += [""]
-    output = ROOT / "docs" / "benchmarks.md"
+    lines += ["", *event_stream_section(stream), ""]
     output.write_text("\n".join(lines))
     print(output.read_text())
 
