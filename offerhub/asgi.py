@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, the event stream beside it, WebSockets through Channels."""
 
+import gc
 import logging
 import os
 import re
@@ -43,3 +44,7 @@ def application_build(django_app):
 
 
 application = application_build(django_asgi_app)
+
+# What start-up allocated (modules, settings, URL patterns) never becomes garbage: moved out of
+# the collector's sight, full collections stay short with a thousand event streams open.
+gc.freeze()

@@ -48,6 +48,7 @@ _TYPE_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 _USER_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _EVENT_ID = re.compile(r"^evt_[A-Za-z0-9]{1,64}$")
 TYPES_MAX = 50
+REDIS_CONNECTIONS = 8  # per server process, for the stream cap's leases
 USER_ID_FIELDS = ("userId", "buyerId", "sellerId")
 
 
@@ -293,7 +294,16 @@ class EventHub:
         if self._redis is None:
             import redis.asyncio as aioredis
 
-            self._redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+            # Bounded: a burst of streams opening or closing waits for a connection instead of
+            # opening one each (and leaving them idle afterwards).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                settings.REDIS_URL,
+                max_connections=REDIS_CONNECTIONS,
+                timeout=5,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+            )
+            self._redis = aioredis.Redis(connection_pool=pool)
         return self._redis
 
     def join(self) -> Subscription:
@@ -319,7 +329,8 @@ class EventHub:
                     await asyncio.sleep(1)
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=settings.OFFERHUB_SSE_POLL_SECONDS)
+                    async with asyncio.timeout(settings.OFFERHUB_SSE_POLL_SECONDS):
+                        await self.wake.wait()
                 self.wake.clear()
         finally:
             if listener is not None:

@@ -399,8 +399,10 @@ class _Player:
             if not self.needs_replay and not self.subscription.buffer:
                 self.subscription.ready.clear()  # no await since the buffer was found empty: no lost wake-up
                 deadline = min(next_ping, next_auth, ends_at or next_ping)
+                # asyncio.timeout, not wait_for: no task per stream per wake-up (3.11)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.subscription.ready.wait(), timeout=max(deadline - loop.time(), 0))
+                    async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                        await self.subscription.ready.wait()
             now = loop.time()
             if ends_at is not None and now >= ends_at:
                 return  # the token expired: the client mints a new one and resumes from its last id
