@@ -17,6 +17,7 @@ their few database reads go through a small shared pool of threads (OFFERHUB_SSE
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import re
@@ -39,6 +40,7 @@ from offerhub.models import Event
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "offerhub:events:sequenced"
+REVOKED_CHANNEL = "offerhub:api-keys:revoked"
 REPLAY_PAGE = 200
 HUB_PAGE = 500
 STREAM_BUFFER_MAX = 1000  # frames a slow stream may have waiting before it drops them and replays
@@ -167,11 +169,13 @@ def _end_position() -> int:
 
 
 def _timestamp_parse(value: str) -> datetime | None:
-    if value.isdigit() and len(value) <= 15:  # epoch milliseconds
-        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    if not value.isascii():
+        return None
     try:
+        if value.isdigit():  # epoch milliseconds
+            return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
         moment = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a date, or not one the calendar has
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -226,16 +230,21 @@ def _frames_after(after: int) -> list[Frame]:
 
 # --- Database calls off the event loop ----------------------------------------------------
 
-_executor: ThreadPoolExecutor | None = None
+_executors: dict[bool, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def _database_executor() -> ThreadPoolExecutor:
-    global _executor
+def _database_executor(*, replay: bool) -> ThreadPoolExecutor:
+    """Replays (long reads, from a client's cursor) get threads of their own, so that a storm of
+    reconnections never delays the hub's reads of new events or the opening checks."""
     with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=settings.OFFERHUB_SSE_DB_THREADS, thread_name_prefix="sse-db")
-        return _executor
+        if replay not in _executors:
+            total = max(settings.OFFERHUB_SSE_DB_THREADS, 2)
+            threads = total // 2 if replay else total - total // 2
+            _executors[replay] = ThreadPoolExecutor(
+                max_workers=threads, thread_name_prefix="sse-replay" if replay else "sse-db"
+            )
+        return _executors[replay]
 
 
 def _closing(func: Callable) -> Callable:
@@ -248,9 +257,10 @@ def _closing(func: Callable) -> Callable:
     return call
 
 
-async def database(func: Callable, /, *args, **kwargs):
-    """Run `func` on the streams' shared database threads."""
-    return await sync_to_async(_closing(func), thread_sensitive=False, executor=_database_executor())(*args, **kwargs)
+async def database(func: Callable, /, *args, replay: bool = False, **kwargs):
+    """Run `func` on the streams' shared database threads (`replay`: those for replays)."""
+    executor = _database_executor(replay=replay)
+    return await sync_to_async(_closing(func), thread_sensitive=False, executor=executor)(*args, **kwargs)
 
 
 # --- The hub ------------------------------------------------------------------------------
@@ -260,8 +270,10 @@ async def database(func: Callable, /, *args, **kwargs):
 class Subscription:
     """A stream's side of the hub: the frames read since it joined, waiting to be played."""
 
+    key_id: str = ""
     buffer: deque = field(default_factory=deque)
     overflowed: bool = False
+    revoked: bool = False  # its API key was revoked: the stream ends
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, frames: list[Frame]) -> None:
@@ -306,12 +318,22 @@ class EventHub:
             self._redis = aioredis.Redis(connection_pool=pool)
         return self._redis
 
-    def join(self) -> Subscription:
-        subscription = Subscription()
+    def join(self, *, key_id: str = "") -> Subscription:
+        subscription = Subscription(key_id=key_id)
         self.subscriptions.add(subscription)
-        if self.task is None:
-            self.task = self.loop.create_task(self._run())
+        if self.task is None:  # in a context of its own, not the first stream's (its request id)
+            self.task = self.loop.create_task(self._run(), context=contextvars.Context())
         return subscription
+
+    def wake_up(self) -> None:
+        self.wake.set()
+
+    def revoke(self, key_id: str) -> None:
+        """End the streams of a revoked key (or of its tokens) now, not at their next re-check."""
+        for subscription in self.subscriptions:
+            if subscription.key_id == key_id:
+                subscription.revoked = True
+                subscription.ready.set()
 
     def leave(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
@@ -358,9 +380,13 @@ class EventHub:
             client = aioredis.Redis.from_url(settings.REDIS_URL)
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(NOTIFY_CHANNEL)
+                    await pubsub.subscribe(NOTIFY_CHANNEL, REVOKED_CHANNEL)
                     async for message in pubsub.listen():
-                        if message.get("type") == "message":
+                        if message.get("type") != "message":
+                            continue
+                        if message.get("channel") == REVOKED_CHANNEL.encode():
+                            self.revoke(message["data"].decode())
+                        else:
                             self.wake.set()
             except asyncio.CancelledError:
                 raise
@@ -387,30 +413,49 @@ def event_hub() -> EventHub:
         return hub
 
 
-def event_hubs_wake() -> None:
-    """Wake this process's hubs (any thread): events were positioned here."""
+_sync_client = None
+
+
+def redis_sync_client():
+    """This process's blocking Redis client (notifications, and leases given back at shutdown)."""
+    global _sync_client
+    if _sync_client is None:
+        import redis
+
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    return _sync_client
+
+
+def _publish(channel: str, message: str) -> None:
+    if not settings.REDIS_URL:
+        return
+    try:
+        redis_sync_client().publish(channel, message)
+    except Exception:
+        logger.warning("event stream: could not publish on %s", channel, exc_info=True)
+
+
+def _hubs_call(method: str, *args) -> None:
     with _hubs_lock:
         hubs = list(_hubs.values())
     for hub in hubs:
         if hub.task is not None and not hub.loop.is_closed():
-            hub.loop.call_soon_threadsafe(hub.wake.set)
+            hub.loop.call_soon_threadsafe(getattr(hub, method), *args)
 
 
-_publisher = None
+def event_hubs_wake() -> None:
+    """Wake this process's hubs (any thread): events were positioned here."""
+    _hubs_call("wake_up")
 
 
 def events_sequenced_notify() -> None:
     """After the sequencer committed new positions: wake the hubs of every web node (Redis
     pub/sub) and of this process. Best effort: a hub that hears nothing looks by itself soon."""
-    global _publisher
     event_hubs_wake()
-    if not settings.REDIS_URL:
-        return
-    try:
-        if _publisher is None:
-            import redis
+    _publish(NOTIFY_CHANNEL, "1")
 
-            _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        _publisher.publish(NOTIFY_CHANNEL, b"1")
-    except Exception:
-        logger.warning("event stream: could not publish the sequencer's notification", exc_info=True)
+
+def api_key_revoked_notify(*, key_id: str) -> None:
+    """After a key's revocation committed: its streams end on every web node."""
+    _hubs_call("revoke", key_id)
+    _publish(REVOKED_CHANNEL, key_id)

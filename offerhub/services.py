@@ -178,7 +178,15 @@ def api_key_revoke(*, api_key: ApiKey, actor_type: str, actor_id: str) -> ApiKey
             payload_after={"revokedAt": api_key.revoked_at.isoformat()},
             marketplace_id=api_key.marketplace_id,
         )
+        key_id = api_key.id
+        transaction.on_commit(lambda: _api_key_streams_end(key_id), robust=True)
     return api_key
+
+
+def _api_key_streams_end(key_id: str) -> None:
+    from offerhub.event_stream import api_key_revoked_notify  # the stream's module imports the models
+
+    api_key_revoked_notify(key_id=key_id)
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:

@@ -541,6 +541,7 @@ OFFERHUB_SSE_REAUTH_SECONDS = env.float("OFFERHUB_SSE_REAUTH_SECONDS", default=3
 OFFERHUB_SSE_POLL_SECONDS = env.float("OFFERHUB_SSE_POLL_SECONDS", default=2.0)
 OFFERHUB_SSE_DB_THREADS = env.int("OFFERHUB_SSE_DB_THREADS", default=4)
 OFFERHUB_SSE_RETRY_MILLISECONDS = env.int("OFFERHUB_SSE_RETRY_MILLISECONDS", default=3000)
+OFFERHUB_SSE_WRITE_TIMEOUT_SECONDS = env.float("OFFERHUB_SSE_WRITE_TIMEOUT_SECONDS", default=60.0)
 # Web origins whose pages may open the stream with EventSource and ?token= (CORS), e.g.
 # https://shop.example.com; none by default (servers need no CORS).
 OFFERHUB_SSE_ALLOWED_ORIGINS = env.list("OFFERHUB_SSE_ALLOWED_ORIGINS", default=[])

@@ -32,6 +32,7 @@ from offerhub.event_stream import (
     Subscription,
     database,
     event_hub,
+    redis_sync_client,
     stream_filter_parse,
     stream_replay_page,
     stream_start_position,
@@ -41,14 +42,23 @@ from offerhub.timefmt import iso_now
 logger = logging.getLogger(__name__)
 
 # KEYS[1] the key's open streams (a sorted set scored by lease expiry); ARGV: now, cap, expiry,
-# stream id, key TTL. Atomic, so that concurrent openings across nodes never pass the cap.
+# stream id, the set's TTL in ms. Atomic, so that concurrent openings across nodes never pass the cap.
 LEASE_SCRIPT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
+
+
+class StreamEnded(Exception):
+    """The stream stops: the client left or stopped reading (`reachable` False: nothing more can
+    be written), or its key was revoked (the answer is ended properly)."""
+
+    def __init__(self, reason: str, *, reachable: bool = True):
+        super().__init__(reason)
+        self.reachable = reachable
 
 
 def _rate_limited(state: RateLimitState) -> ServiceError:
@@ -66,8 +76,9 @@ class StreamLease:
         self.redis_key = f"offerhub:sse:streams:{key_id}"
 
     @staticmethod
-    def ttl() -> int:
-        return int(max(settings.OFFERHUB_SSE_HEARTBEAT_SECONDS * 3, 60))
+    def ttl_seconds() -> float:
+        """A place lapses unless renewed: three heartbeats (renewed at each ping)."""
+        return max(settings.OFFERHUB_SSE_HEARTBEAT_SECONDS * 3, 1.0)
 
     async def acquire(self) -> bool:
         cap = settings.OFFERHUB_SSE_MAX_STREAMS_PER_KEY
@@ -78,21 +89,28 @@ class StreamLease:
                 return False
             held.add(self.member)
             return True
-        now = time.time()
+        now, ttl = time.time(), self.ttl_seconds()
         try:
             script = client.register_script(LEASE_SCRIPT)
-            return bool(await script(keys=[self.redis_key], args=[now, cap, now + self.ttl(), self.member, self.ttl()]))
+            args = [now, cap, now + ttl, self.member, int(ttl * 1000)]
+            return bool(await script(keys=[self.redis_key], args=args))
         except Exception:  # as the rate limiter: a Redis outage does not stop the API
             logger.warning("event stream: the stream cap is unavailable; allowing the stream", exc_info=True)
             return True
 
     async def renew(self) -> None:
+        """At each ping: this place and the set holding it live another TTL."""
         client = self.hub.redis_client()
-        if client is not None:
-            try:
-                await client.zadd(self.redis_key, {self.member: time.time() + self.ttl()}, xx=True)
-            except Exception:
-                logger.warning("event stream: could not renew a stream's place", exc_info=True)
+        if client is None:
+            return
+        ttl = self.ttl_seconds()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.redis_key, {self.member: time.time() + ttl})
+                pipe.pexpire(self.redis_key, int(ttl * 1000))
+                await pipe.execute()
+        except Exception:
+            logger.warning("event stream: could not renew a stream's place", exc_info=True)
 
     async def release(self) -> None:
         client = self.hub.redis_client()
@@ -101,8 +119,14 @@ class StreamLease:
             return
         try:
             await client.zrem(self.redis_key, self.member)
+        except asyncio.CancelledError:
+            # The server is stopping and cancels what is left: no await may finish now, so the
+            # place is given back with one blocking call (about a millisecond) instead of lapsing.
+            with contextlib.suppress(Exception):
+                redis_sync_client().zrem(self.redis_key, self.member)
+            raise
         except Exception:
-            logger.warning("event stream: could not release a stream's place (it expires)", exc_info=True)
+            logger.warning("event stream: could not release a stream's place (it lapses)", exc_info=True)
 
 
 class Refused(Exception):
@@ -204,10 +228,7 @@ async def _open(scope, headers: dict) -> dict:
         raise Refused(
             ServiceError("METHOD_NOT_ALLOWED", f"Method {scope['method']} is not allowed"), {"Allow": "GET, OPTIONS"}
         )
-    try:
-        query = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True, max_num_fields=100)
-    except (UnicodeDecodeError, ValueError):
-        raise Refused(as_api_error(ServiceError("VALIDATION_ERROR", "The query string is not UTF-8 text"))) from None
+    query, query_problem = _query_parse(scope.get("query_string", b""))
     try:
         raw = _credential(headers, query)
         principal = await database(principal_from_bearer, raw)
@@ -225,6 +246,8 @@ async def _open(scope, headers: dict) -> dict:
         )
     state = await _rate_limit_check(f"key:{principal.key_id}")
     try:
+        if query_problem:  # reported once the caller is known (§1.2: authentication first)
+            raise ServiceError("VALIDATION_ERROR", query_problem, field="query")
         if any("\x00" in value for values in query.values() for value in values):
             raise ServiceError("VALIDATION_ERROR", "The query string contains a NUL character", field="query")
         stream_filter = stream_filter_parse(query=query, marketplace_id=principal.marketplace_id)
@@ -255,6 +278,23 @@ async def _open(scope, headers: dict) -> dict:
         "lease": lease,
         "rate_headers": state.headers(),
     }
+
+
+QUERY_FIELDS_MAX = 100
+
+
+def _query_parse(raw: bytes) -> tuple[dict[str, list[str]], str]:
+    """The query's parameters, and what is wrong with it ("" if nothing)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        return {}, "The query string is not UTF-8 text"
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=QUERY_FIELDS_MAX, errors="strict"), ""
+    except UnicodeDecodeError:
+        return {}, "The query string is not UTF-8 text"
+    except ValueError:
+        return {}, f"At most {QUERY_FIELDS_MAX} query parameters"
 
 
 def _client_ip(scope, headers: dict) -> str:
@@ -303,18 +343,17 @@ async def _stream(
     lease: StreamLease,
     rate_headers: dict,
 ) -> None:
-    subscription = hub.join()  # before the replay: from here on every new event is buffered
+    subscription = hub.join(key_id=principal.key_id)  # before the replay: every new event is buffered
+    player = _Player(send, subscription, stream_filter, examined=start)
     stream_task = asyncio.current_task()
-    disconnected = False
 
     async def watch_disconnect() -> None:
-        nonlocal disconnected
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                disconnected = True
-                stream_task.cancel()
-                return
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        # Both: the cancel interrupts what the stream awaits, and the flag holds should the
+        # cancel be swallowed by an await finishing at that very moment.
+        player.gone = True
+        stream_task.cancel()
 
     watcher = asyncio.create_task(watch_disconnect())
     try:
@@ -334,13 +373,17 @@ async def _stream(
                 "headers": [(name.encode(), value.encode()) for name, value in headers.items()],
             }
         )
-        retry = f"retry: {settings.OFFERHUB_SSE_RETRY_MILLISECONDS}\n\n".encode()
-        await send({"type": "http.response.body", "body": retry, "more_body": True})
-        player = _Player(send, subscription, stream_filter, examined=start)
+        await player.write(f"retry: {settings.OFFERHUB_SSE_RETRY_MILLISECONDS}\n\n".encode())
         await player.play(principal=principal, credential=credential, lease=lease)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except StreamEnded as ended:
+        logger.info("event stream of %s ended: %s", principal.key_id, ended)
+        if ended.reachable:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
-        if not disconnected:
+        if not player.gone:
             raise
     except OSError:  # the client went away while we wrote
         pass
@@ -358,16 +401,29 @@ class _Player:
         self.send, self.subscription, self.filter = send, subscription, stream_filter
         self.examined = examined  # every event up to this position was sent or did not match
         self.needs_replay = True
+        self.gone = False  # the client disconnected
 
-    async def write(self, chunks: list[bytes]) -> None:
-        if chunks:
-            await self.send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+    async def write(self, body: bytes) -> None:
+        """One chunk to the client, who must take it within OFFERHUB_SSE_WRITE_TIMEOUT_SECONDS:
+        a client that stops reading would otherwise hold its place (and its memory) for ever."""
+        if self.gone:
+            raise StreamEnded("the client disconnected", reachable=False)
+        try:
+            async with asyncio.timeout(settings.OFFERHUB_SSE_WRITE_TIMEOUT_SECONDS):
+                await self.send({"type": "http.response.body", "body": body, "more_body": True})
+        except TimeoutError:
+            raise StreamEnded("the client stopped reading", reachable=False) from None
+        if self.gone:  # the server drops writes to a closed connection without a word
+            raise StreamEnded("the client disconnected", reachable=False)
 
     async def replay(self) -> None:
         self.subscription.overflowed = False  # buffer again from here; the replay covers what was dropped
-        frames, self.examined, more = await database(stream_replay_page, after=self.examined, stream_filter=self.filter)
+        frames, self.examined, more = await database(
+            stream_replay_page, after=self.examined, stream_filter=self.filter, replay=True
+        )
         self.needs_replay = more
-        await self.write([frame.data for frame in frames])
+        if frames:
+            await self.write(b"".join(frame.data for frame in frames))
 
     async def play_buffer(self) -> None:
         chunks, buffer = [], self.subscription.buffer
@@ -384,7 +440,8 @@ class _Player:
                 chunks.append(frame.data)
         if self.subscription.overflowed:
             self.needs_replay = True
-        await self.write(chunks)
+        if chunks:
+            await self.write(b"".join(chunks))
 
     async def play(self, *, principal: Principal, credential: str, lease: StreamLease) -> None:
         loop = asyncio.get_running_loop()
@@ -392,11 +449,13 @@ class _Player:
         next_ping, next_auth = loop.time() + heartbeat, loop.time() + reauth
         ends_at = loop.time() + (principal.expires_at - time.time()) if principal.expires_at else None
         while True:
+            if self.subscription.revoked:
+                raise StreamEnded("its API key was revoked")
             if self.needs_replay:
                 await self.replay()
             else:
                 await self.play_buffer()
-            if not self.needs_replay and not self.subscription.buffer:
+            if not self.needs_replay and not self.subscription.buffer and not self.subscription.revoked:
                 self.subscription.ready.clear()  # no await since the buffer was found empty: no lost wake-up
                 deadline = min(next_ping, next_auth, ends_at or next_ping)
                 # asyncio.timeout, not wait_for: no task per stream per wake-up (3.11)
@@ -407,12 +466,12 @@ class _Player:
             if ends_at is not None and now >= ends_at:
                 return  # the token expired: the client mints a new one and resumes from its last id
             if now >= next_ping:
-                await self.send({"type": "http.response.body", "body": _ping(), "more_body": True})
+                await self.write(_ping())
                 await lease.renew()
                 next_ping = now + heartbeat
-            if now >= next_auth:
+            if now >= next_auth:  # revocations end streams at once (the hub hears them); this is the backstop
                 try:
                     await database(principal_from_bearer, credential)
                 except ServiceError:
-                    return  # revoked: the stream ends with its key
+                    raise StreamEnded("its API key is no longer valid") from None
                 next_auth = now + reauth

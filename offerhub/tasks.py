@@ -8,7 +8,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models import Exists, Max, Min, OuterRef, Q
 from django.utils import timezone
 
 from offerhub.events import event_dead_letter_retry, event_subscribers, events_deliver
@@ -97,6 +97,12 @@ def events_reap_expired() -> int:
     )
     if slowest is not None:
         expired = expired.filter(position__lte=slowest)
+    # The newest positioned event always stays: positions continue from the highest one kept
+    # (MAX + 1), so reaping it would hand its number out again, and every cursor and stream
+    # already past it would skip the new event.
+    newest = Event.objects.filter(position__isnull=False).aggregate(top=Max("position"))["top"]
+    if newest is not None:
+        expired = expired.filter(position__lt=newest)
     for aggregate_type, (app_label, model_name, field) in KEPT_WHILE_AGGREGATE_EXISTS.items():
         model = apps.get_model(app_label, model_name)
         expired = expired.exclude(

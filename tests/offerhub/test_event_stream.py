@@ -5,6 +5,7 @@ tenancy, the checks before a stream starts, the per-key cap, pings, revoked keys
 import asyncio
 import json
 import queue
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -345,6 +346,12 @@ def test_the_checks_before_a_stream_starts(asgi_server):
         refused(400, "VALIDATION_ERROR", headers=auth, params={"types": "order.created\x00"})["code"]
         == "VALIDATION_ERROR"
     )
+    for odd in ("999999999999999999", "²", "2026-13-45T00:00:00Z", "evt_" + "x" * 90):  # never a 500
+        field = refused(400, "VALIDATION_ERROR", headers=auth, params={"since": odd})["details"]["fields"][0]["field"]
+        assert field == "since", odd
+    many = "&".join(f"types=t{n}" for n in range(101))
+    refused(401, "UNAUTHORIZED", params=many)  # authentication comes first (§1.2)
+    assert "At most 100" in refused(400, "VALIDATION_ERROR", headers=auth, params=many)["message"]
     answer = requests.post(url, headers=auth, timeout=10)
     assert answer.status_code == 405 and answer.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
@@ -387,7 +394,7 @@ def test_streams_per_key_are_capped(asgi_server, settings):
 
 def test_pings_and_the_end_of_a_revoked_key_or_an_expired_token(asgi_server, settings):
     settings.OFFERHUB_SSE_HEARTBEAT_SECONDS = 0.4
-    settings.OFFERHUB_SSE_REAUTH_SECONDS = 0.5
+    settings.OFFERHUB_SSE_REAUTH_SECONDS = 300.0  # revocation ends the stream by itself, at once
     key, secret = make_key()
     stream = Stream(asgi_server, secret)
     frames = [stream.frames.get(timeout=5) for _ in range(3)]
@@ -400,7 +407,6 @@ def test_pings_and_the_end_of_a_revoked_key_or_an_expired_token(asgi_server, set
 
     key, _ = make_key()
     token, _ = api_token_mint(api_key=key, scopes=frozenset({"read"}), ttl_seconds=2)
-    settings.OFFERHUB_SSE_REAUTH_SECONDS = 300.0
     short = Stream(asgi_server, params={"token": token})
     assert short.status == 200
     started = time.monotonic()
@@ -484,3 +490,79 @@ def test_pages_of_allowed_origins_may_read_the_stream(asgi_server, settings):
         url, params={"token": "ohk_tok_bad"}, headers={"Origin": "https://shop.example.com"}, timeout=10
     )
     assert refused.status_code == 401 and refused.headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+
+
+def test_a_held_stream_keeps_its_place_past_the_lease_time(asgi_server, settings):
+    """Places lapse after three heartbeats unless renewed: a stream held for longer still counts."""
+    settings.OFFERHUB_SSE_HEARTBEAT_SECONDS = 0.3  # places lapse after 1 s without a renewal
+    settings.OFFERHUB_SSE_MAX_STREAMS_PER_KEY = 1
+    _, secret = make_key()
+    held = Stream(asgi_server, secret)
+    assert held.status == 200
+    pings = 0
+    while pings < 10:  # three seconds and more: three lease lifetimes
+        frame = held.frames.get(timeout=5)
+        pings += frame.get("event") == "ping"
+    second = requests.get(f"{asgi_server}/api/v1/events", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+    assert second.status_code == 429
+    held.close()
+
+
+def test_a_client_that_stops_reading_is_ended_and_frees_its_place(asgi_server, settings):
+    settings.OFFERHUB_SSE_WRITE_TIMEOUT_SECONDS = 1.0
+    settings.OFFERHUB_SSE_MAX_STREAMS_PER_KEY = 1
+    _, secret = make_key()
+    host, port = asgi_server.removeprefix("http://").split(":")
+    stalled = socket.create_connection((host, int(port)))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(f"GET /api/v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\n\r\n".encode())
+    assert b" 200 " in stalled.recv(200)  # then it reads nothing more
+    big = {"text": "x" * 200_000}
+    for _ in range(30):  # about 6 MB: more than the sockets' buffers hold
+        publish("order.created", payload=big)
+    deadline = time.monotonic() + 20
+    while True:  # the server gives up on it and frees the key's one place
+        again = requests.get(
+            f"{asgi_server}/api/v1/events", headers={"Authorization": f"Bearer {secret}"}, stream=True, timeout=10
+        )
+        if again.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert again.status_code == 200
+    again.close()
+    stalled.settimeout(10)  # and the server closed its connection: reading it to the end finds the end
+    while stalled.recv(1 << 20):
+        pass
+    stalled.close()
+
+
+def test_the_hub_is_woken_by_the_sequencers_redis_message(transactional_db, settings):
+    """Another node's sequencer (here: a plain Redis publish) wakes this process's hub at once."""
+    import redis
+
+    from offerhub.event_stream import NOTIFY_CHANNEL, EventHub
+
+    async def scenario():
+        hub = EventHub(asyncio.get_running_loop())
+        listener = asyncio.get_running_loop().create_task(hub._listen())
+        try:
+            publisher = redis.Redis.from_url(settings.REDIS_URL)
+            deadline = time.monotonic() + 10
+            while not hub.wake.is_set():  # publish until the subscription is in place
+                assert time.monotonic() < deadline, "the hub never heard the notification"
+                publisher.publish(NOTIFY_CHANNEL, b"1")
+                await asyncio.sleep(0.05)
+        finally:
+            listener.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_type_prefixes_match_whole_segments(asgi_server):
+    _, secret = make_key()
+    marker = publish("test.marker")
+    events = [publish(t) for t in ("order", "orderx.created", "order.created", "order.escrow.funded")]
+    stream = Stream(asgi_server, secret, params={"types": "order.*", "since": marker.event_id})
+    assert ids(stream.events(2)) == [events[2].event_id, events[3].event_id]
+    assert stream.quiet(0.8)
+    stream.close()

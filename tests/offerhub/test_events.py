@@ -133,3 +133,21 @@ def test_reaper_drops_delivered_events_past_retention_only(settings):
     Event.objects.filter(pk__in=[old_delivered.pk, old_pending.pk]).update(occurred_at=long_ago)
     assert events_reap_expired() == 1
     assert set(Event.objects.values_list("pk", flat=True)) == {old_pending.pk, recent.pk}
+
+
+@pytest.mark.django_db
+def test_the_reaper_keeps_the_newest_event_so_positions_are_never_handed_out_twice(settings):
+    """A quiet month: every event is past retention. The newest stays, so the next event gets a
+    position after it, not its number again (cursors and streams past it would skip the new one)."""
+    from offerhub.tasks import events_reap_expired
+
+    settings.OFFERHUB_EVENT_RETENTION_DAYS = 30
+    first, last = publish(), publish()
+    events_dispatch_pending()
+    Event.objects.update(occurred_at=timezone.now() - timedelta(days=31))
+    assert events_reap_expired() == 1
+    kept = Event.objects.get()
+    assert kept.pk == last.pk
+    after = publish()
+    events_dispatch_pending()
+    assert Event.objects.get(pk=after.pk).position == kept.position + 1
