@@ -160,7 +160,6 @@ def _send_later(delivery_pks: list[int]) -> None:
         transaction.on_commit(lambda pk=pk: outgoing_delivery_send.delay(pk), robust=True)
 
 
-@transaction.atomic
 def deliveries_create(*, event: dict) -> list[OutgoingDelivery]:
     """One pending delivery per matching endpoint, queued after commit. Idempotent on the event
     id: a second call (an at-least-once redelivery of the event) creates and queues nothing new."""
@@ -169,31 +168,32 @@ def deliveries_create(*, event: dict) -> list[OutgoingDelivery]:
         return []
     body = json.dumps(event, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     now = timezone.now()
-    existing = set(
-        OutgoingDelivery.objects.filter(event_id=event["eventId"], endpoint__in=endpoints).values_list(
-            "endpoint_id", flat=True
-        )
-    )
     created = []
-    for endpoint in endpoints:
-        if endpoint.pk in existing:
-            continue
-        try:
-            with transaction.atomic():  # a savepoint: the unique constraint settles a concurrent copy
-                created.append(
-                    OutgoingDelivery.objects.create(
-                        endpoint=endpoint,
-                        event_id=event["eventId"],
-                        event_type=event["eventType"][:100],
-                        body=body,
-                        created_at=now,
-                        next_attempt_at=now,
-                        retry_until=now + RETRY_WINDOW,
+    with transaction.atomic():
+        existing = set(
+            OutgoingDelivery.objects.filter(event_id=event["eventId"], endpoint__in=endpoints).values_list(
+                "endpoint_id", flat=True
+            )
+        )
+        for endpoint in endpoints:
+            if endpoint.pk in existing:
+                continue
+            try:
+                with transaction.atomic():  # a savepoint: the unique constraint settles a concurrent copy
+                    created.append(
+                        OutgoingDelivery.objects.create(
+                            endpoint=endpoint,
+                            event_id=event["eventId"],
+                            event_type=event["eventType"][:100],
+                            body=body,
+                            created_at=now,
+                            next_attempt_at=now,
+                            retry_until=now + RETRY_WINDOW,
+                        )
                     )
-                )
-        except IntegrityError:
-            continue
-    _send_later([delivery.pk for delivery in created])
+            except IntegrityError:
+                continue
+        _send_later([delivery.pk for delivery in created])
     return created
 
 

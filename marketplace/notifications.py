@@ -6,15 +6,17 @@ that commit; the row is marked sent by the task, and the sweeper re-queues one l
 a crash after the change committed still sends the e-mail, once in the normal path.
 """
 
+import json
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from disputes.models import DisputeEvidence, DisputeMessage, Party
 from marketplace.models import Order
 from marketplace.orders import seller_net
 from offerhub.events import event_subscriber
-from offerhub.models import EmailNotification
 from offerhub.money import money_from_stroops
 
 NOTIFICATIONS = {
@@ -48,16 +50,21 @@ def email_notification_queue(*, key: str, event_id: str, recipients: list[str], 
     """Write the e-mail once per `key` and send it after commit (a Celery task)."""
     from offerhub.tasks import email_notification_send
 
-    notification, created = EmailNotification.objects.get_or_create(
-        key=key, defaults={"event_id": event_id, "recipients": recipients, "subject": subject, "body": body}
-    )
-    if created:
-        pk = notification.pk
+    # One statement, where get_or_create takes four (a SELECT, and an INSERT in a savepoint).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO offerhub_emailnotification (key, event_id, recipients, subject, body, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
+            [key, event_id, json.dumps(recipients), subject, body, timezone.now()],
+        )
+        row = cursor.fetchone()
+    if row is not None:  # written now, not by an earlier delivery of the event
+        pk = row[0]
         # robust: a broker outage leaves the row unsent, for the sweeper (email_notifications_sweep).
         transaction.on_commit(lambda: email_notification_send.delay(pk), robust=True)
 
 
-@event_subscriber("order.*", name="marketplace.order_emails")
+@event_subscriber(*NOTIFICATIONS, name="marketplace.order_emails")
 def order_emails(event: dict) -> None:
     """The participants of an order hear of its key transitions (NOTIFICATIONS)."""
     if event["eventType"] not in NOTIFICATIONS or event.get("aggregateType") != "Order":
@@ -87,7 +94,7 @@ def order_emails(event: dict) -> None:
     )
 
 
-@event_subscriber("dispute.*", name="disputes.thread_emails")
+@event_subscriber("dispute.message_posted", "dispute.evidence_added", name="disputes.thread_emails")
 def dispute_thread_emails(event: dict) -> None:
     """A message or a piece of evidence on a dispute: its other participants (the buyer, the
     seller and the agent reviewing it, never the author) are e-mailed."""

@@ -1,15 +1,20 @@
 """Event subscribers: code that reacts to outbox events after they are committed.
 
-Subscribers register with a type pattern (`order.*`, `*`, or an exact type) and are
-called with the DomainEvent dict. Delivery is at least once, per subscriber: each has a
+Subscribers register with type patterns (`order.*`, `*`, or exact types) and are called
+with the DomainEvent dict. Delivery is at least once, per subscriber: each has a
 cursor (SubscriberCursor, by its name) and sees every event after it in commit order
 (`Event.position`); one that raises sees the same event again after a back-off, and after
 OFFERHUB_EVENT_SUBSCRIBER_MAX_FAILURES failures the event is parked for it (EventDeadLetter)
 and it goes on. A subscriber must be idempotent on `eventId`.
 
-A subscriber runs inside the transaction that advances its cursor: its database writes
-commit with the cursor (or roll back with a failure, in a savepoint), and what it starts
-with `transaction.on_commit` (a Celery task) starts once that cursor moved.
+Delivery goes in passes, each one transaction: one SELECT … FOR UPDATE SKIP LOCKED claims
+every due cursor no other worker holds (a held one is skipped, never waited for: its holder
+looks again after releasing it), one query reads the batch of events after the lowest, each
+subscriber gets its matching events of the batch, and one UPDATE advances the cursors that
+moved. A subscriber's database writes commit with its cursor; each call that may write runs in
+a savepoint, so a failure undoes only that call's writes and backs off only that subscriber;
+what it starts with `transaction.on_commit` (a Celery task) starts once its cursor moved.
+A subscriber declared `writes=False` touches no database and runs without a savepoint.
 """
 
 import fnmatch
@@ -20,7 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Q, Subquery
+from django.db.models import Exists, Max, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from offerhub.models import Event, EventDeadLetter, SubscriberCursor
@@ -39,23 +44,32 @@ MAX_BACKOFF = timedelta(hours=1)
 @dataclass(frozen=True)
 class Registration:
     name: str
-    pattern: str
+    patterns: tuple[str, ...]
     func: Subscriber
-    writes: bool = True  # False: it writes nothing to the database (a push), so no savepoint around it
+    writes: bool = True  # False: it touches no database (a push), so no savepoint around it
+    needed: QuerySet | None = None  # empty: nothing to do with any event (checked with the batch)
+
+    def matches(self, event_type: str) -> bool:
+        return any(event_type_matches(pattern, event_type) for pattern in self.patterns)
 
 
 _subscribers: dict[str, Registration] = {}
 
 
-def event_subscriber(pattern: str, *, name: str = "", writes: bool = True) -> Callable[[Subscriber], Subscriber]:
-    """Register `func` for events whose type matches `pattern`. `name` keys its cursor and
-    dead letters (default module.function): renaming a subscriber starts a new cursor.
-    `writes=False` declares that it writes nothing to the database (a channel-layer push): its
-    calls then run without a savepoint of their own (two statements fewer per event)."""
+def event_subscriber(
+    *patterns: str, name: str = "", writes: bool = True, needed: QuerySet | None = None
+) -> Callable[[Subscriber], Subscriber]:
+    """Register `func` for events whose type matches one of `patterns`. `name` keys its cursor
+    and dead letters (default module.function): renaming a subscriber starts a new cursor.
+    `writes=False` declares that it touches no database (a channel-layer push): its calls then
+    run without a savepoint of their own. `needed` is a query that finds no row when the
+    subscriber would do nothing with any event (e.g. no webhook endpoint exists): it is checked
+    within the query that reads each batch, and when empty the cursor moves past the batch's
+    events without a call."""
 
     def register(func: Subscriber) -> Subscriber:
         key = (name or f"{func.__module__}.{func.__qualname__}")[:200]
-        _subscribers[key] = Registration(name=key, pattern=pattern, func=func, writes=writes)
+        _subscribers[key] = Registration(name=key, patterns=patterns, func=func, writes=writes, needed=needed)
         return func
 
     return register
@@ -84,7 +98,7 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
     One sequencer at a time (a transaction-scoped advisory lock), each in a short transaction
     of its own, so positions become visible in increasing order: an event that commits after
     a later-id one simply gets a later position. Cursors of newly registered subscribers are
-    created first, at the current end, so they start with the events positioned now."""
+    created by the statement that positions a batch, at the end before it: they start with it."""
     with transaction.atomic():
         if connection.vendor != "postgresql":
             _cursors_ensure()
@@ -93,11 +107,24 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
                 transaction.on_commit(_sequenced_notify, robust=True)
             return positioned
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQUENCER_LOCK])
-        _cursors_ensure()
-        with connection.cursor() as cursor:
+            # The lock only when something waits for a position: nothing more to do otherwise.
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s) WHERE EXISTS (SELECT 1 FROM offerhub_event WHERE position IS NULL)",
+                [SEQUENCER_LOCK],
+            )
+            if cursor.fetchone() is None:
+                return 0
+            # One statement: the cursors of newly registered subscribers (at the end before this
+            # batch, i.e. they start with it), then the positions.
             cursor.execute(
                 """
+                WITH new_cursors AS (
+                    INSERT INTO offerhub_subscribercursor (name, position, failures, last_error, updated_at)
+                    SELECT wanted.name, (SELECT COALESCE(MAX(position), 0) FROM offerhub_event), 0, '', now()
+                    FROM unnest(%s::varchar[]) AS wanted(name)
+                    WHERE NOT EXISTS (SELECT 1 FROM offerhub_subscribercursor c WHERE c.name = wanted.name)
+                    ON CONFLICT (name) DO NOTHING
+                )
                 UPDATE offerhub_event e SET position = n.position, dispatched_at = now()
                 FROM (
                     SELECT id, (SELECT COALESCE(MAX(position), 0) FROM offerhub_event)
@@ -106,7 +133,7 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
                 ) n
                 WHERE e.id = n.id
                 """,
-                [batch_size],
+                [sorted(_subscribers), batch_size],
             )
             positioned = cursor.rowcount
         if positioned:
@@ -145,70 +172,92 @@ def events_deliver() -> int:
     """Sequence what committed, then run every subscriber that has events after its cursor
     (and whose back-off is over) until it has none; return the deliveries made.
 
-    Each pass reads the due cursors and one batch of events after the lowest of them, then
-    claims each cursor in turn (SKIP LOCKED). A cursor another worker holds is left to it:
-    that worker looks again after releasing it, and sees what was positioned meanwhile."""
+    A cursor another worker holds is left to it: that worker looks again after releasing it,
+    and sees what was positioned meanwhile."""
     while events_sequence() == SEQUENCE_BATCH:
         pass
-    delivered, busy = 0, set()
+    delivered, stopped = 0, set()
     while True:
-        end = Event.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
-        due = dict(
-            SubscriberCursor.objects.filter(
-                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()),
-                name__in=[name for name in _subscribers if name not in busy],
-                position__lt=Subquery(end),
-            ).values_list("name", "position")
-        )
-        if not due:
+        count, failed = _deliver_pass(names=[name for name in _subscribers if name not in stopped])
+        if count is None:
             return delivered
-        events = list(Event.objects.filter(position__gt=min(due.values())).order_by("position")[:DELIVERY_BATCH])
-        for name in due:
-            count, go_on = subscriber_deliver(name=name, events=events)
-            delivered += count
-            if not go_on:
-                busy.add(name)  # held by another worker, or failed just now: not again in this call
+        delivered += count
+        stopped |= failed  # failed just now: backing off, not again in this call
 
 
-def subscriber_deliver(*, name: str, events: list[Event] | None = None) -> tuple[int, bool]:
-    """Hand subscriber `name` the events after its cursor, in position order: those of `events`
-    (a batch read by the caller, in position order) or the next batch. Returns (how many it
-    took, whether it may go on): not when another worker holds the cursor (SKIP LOCKED), it is
-    backing off, or it failed now."""
-    registration = _subscribers.get(name)
-    if registration is None:
-        return 0, False
+def _deliver_pass(*, names: list[str]) -> tuple[int | None, set[str]]:
+    """One transaction: claim every due cursor with events after it that no other worker holds
+    (one SELECT … FOR UPDATE SKIP LOCKED), read one batch of events after the lowest, run each
+    subscriber on its events, and advance the cursors that moved (one UPDATE). Returns (the
+    deliveries made, or None when nothing was due; the subscribers that failed)."""
     with transaction.atomic():
-        state = (
+        end = Event.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
+        cursors = list(
             SubscriberCursor.objects.select_for_update(skip_locked=True)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()), name=name)
-            .first()
+            .filter(
+                Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()),
+                name__in=names,
+                position__lt=Subquery(end),
+            )
+            .order_by("name")
         )
-        if state is None:
-            return 0, False
-        if not events:  # a caller's batch starts after the lowest due cursor, so it covers this one
-            events = list(Event.objects.filter(position__gt=state.position).order_by("position")[:DELIVERY_BATCH])
-        delivered, start = 0, state.position
-        for event in events:
-            if event.position <= start:
-                continue  # taken already (another worker moved the cursor since the batch was read)
-            if event_type_matches(registration.pattern, event.type):
-                try:
-                    if registration.writes:
-                        with transaction.atomic():  # a savepoint: a failure undoes only this call's writes
-                            registration.func(event.as_domain_event())
-                    else:
-                        registration.func(event.as_domain_event())
-                except Exception as error:
-                    logger.exception("event subscriber %s failed on %s", name, event)
-                    go_on = _failure_record(state, event=event, error=error)
-                    state.save()
-                    return delivered, go_on
-                delivered += 1
-            state.position, state.failures, state.next_attempt_at, state.last_error = event.position, 0, None, ""
-        if state.position != start:
-            state.save()
-        return delivered, True
+        if not cursors:
+            return None, set()
+        registrations = [_subscribers[state.name] for state in cursors]
+        checks = {f"needed_{n}": Exists(r.needed) for n, r in enumerate(registrations) if r.needed is not None}
+        events = list(
+            Event.objects.filter(position__gt=min(state.position for state in cursors))
+            .annotate(**checks)  # the same for every row: one look per batch, in this query
+            .order_by("position")[:DELIVERY_BATCH]
+        )
+        if not events:
+            return None, set()  # reaped meanwhile: nothing to hand
+        delivered, failed, moved = 0, set(), []
+        for n, (state, registration) in enumerate(zip(cursors, registrations, strict=True)):
+            start = state.position
+            needed = getattr(events[0], f"needed_{n}", True)
+            count, ok = _subscriber_run(registration, state=state, events=events, needed=needed)
+            delivered += count
+            if not ok:
+                failed.add(state.name)
+            if not ok or state.position != start:
+                moved.append(state)
+        if moved:
+            now = timezone.now()
+            for state in moved:
+                state.updated_at = now
+            fields = ["position", "failures", "next_attempt_at", "last_error", "updated_at"]
+            SubscriberCursor.objects.bulk_update(moved, fields)
+        return delivered, failed
+
+
+def _subscriber_run(
+    registration: Registration, *, state: SubscriberCursor, events: list[Event], needed: bool
+) -> tuple[int, bool]:
+    """Hand one subscriber the events of the batch after its cursor that match (none when it is
+    not `needed`), in position order, moving `state` past each one it took or that does not
+    concern it. Returns (how many it took, False when it failed now and backs off)."""
+    delivered = 0
+    for event in events:
+        if event.position <= state.position:
+            continue  # taken already: this cursor is ahead of the batch's start
+        if needed and registration.matches(event.type):
+            try:
+                _call(registration, event)
+            except Exception as error:
+                logger.exception("event subscriber %s failed on %s", state.name, event)
+                return delivered, _failure_record(state, event=event, error=error)
+            delivered += 1
+        state.position, state.failures, state.next_attempt_at, state.last_error = event.position, 0, None, ""
+    return delivered, True
+
+
+def _call(registration: Registration, event: Event) -> None:
+    if registration.writes:
+        with transaction.atomic():  # a savepoint: a failure undoes only this call's writes
+            registration.func(event.as_domain_event())
+    else:
+        registration.func(event.as_domain_event())
 
 
 def _failure_record(state: SubscriberCursor, *, event: Event, error: Exception) -> bool:

@@ -57,6 +57,17 @@ def many(event: dict) -> None:
         seen["many"].append(event["eventId"])
 
 
+@event_subscriber("test.write", name="tests.writer")
+def writer(event: dict) -> None:
+    EmailNotification.objects.create(key=f"{event['eventId']}:kept", event_id=event["eventId"], subject="", body="")
+
+
+@event_subscriber("test.write", name="tests.broken_writer")
+def broken_writer(event: dict) -> None:
+    EmailNotification.objects.create(key=f"{event['eventId']}:undone", event_id=event["eventId"], subject="", body="")
+    raise RuntimeError("half done")
+
+
 @pytest.fixture(autouse=True)
 def _reset():
     for items in seen.values():
@@ -143,6 +154,50 @@ def test_a_subscriber_failing_twice_then_succeeding_takes_the_event_once_and_oth
     assert (state.failures, state.next_attempt_at, state.last_error) == (0, None, "")
     assert state.position == Event.objects.get(pk=event.pk).position
     assert not EventDeadLetter.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_subscriber_undoes_only_its_own_writes_and_backs_off_alone(settings):
+    """Both run in the same delivery transaction: the failing one's savepoint is rolled back,
+    the other one's writes commit with its cursor."""
+    settings.OFFERHUB_EVENT_RETRY_BASE_SECONDS = 3600
+    with transaction.atomic():
+        event = publish("test.write")
+    position = Event.objects.get(pk=event.pk).position
+    assert list(EmailNotification.objects.values_list("key", flat=True)) == [f"{event.event_id}:kept"]
+    kept = SubscriberCursor.objects.get(name="tests.writer")
+    assert (kept.position, kept.failures, kept.next_attempt_at) == (position, 0, None)
+    broken = SubscriberCursor.objects.get(name="tests.broken_writer")
+    assert broken.position < position and broken.failures == 1 and "half done" in broken.last_error
+    assert broken.next_attempt_at > timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_subscriber_another_worker_holds_is_skipped_not_waited_for():
+    gap, many = committed_without_task("test.gap", 1)[0], committed_without_task("test.many", 1)[0]
+    assert events_sequence() == 2  # positioned, and the cursors exist (before them)
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with transaction.atomic():
+                SubscriberCursor.objects.select_for_update().get(name="tests.gap")
+                held.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(30)
+        events_deliver()  # returns while the other worker still holds tests.gap
+        assert seen["many"] == [many.event_id] and seen["gap"] == []
+    finally:
+        release.set()
+        thread.join(60)
+    events_deliver()  # as the holder does after releasing it
+    assert seen["gap"] == [gap.event_id] and seen["many"] == [many.event_id]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -25,7 +25,7 @@ from hooks.tasks import outgoing_deliveries_sweep
 from hooks.transport import destination_check
 from offerhub.errors import ServiceError
 from offerhub.events import events_deliver
-from offerhub.models import AuditLog, Event
+from offerhub.models import AuditLog, Event, SubscriberCursor
 from offerhub.services import event_publish
 from tests.factories import UserFactory
 from tests.offerhub.webhook_receiver import Receiver
@@ -290,6 +290,21 @@ def test_a_disabled_endpoint_gets_nothing(debug, receiver, django_capture_on_com
     assert not OutgoingDelivery.objects.exists()
     assert target.received == []
     assert AuditLog.objects.filter(action="webhook_endpoint.disabled", resource_id=endpoint.id).exists()
+
+
+@pytest.mark.django_db
+def test_events_pass_by_while_no_endpoint_exists_and_a_new_endpoint_hears_the_next(
+    debug, receiver, django_capture_on_commit_callbacks
+):
+    target = receiver()
+    before = publish(django_capture_on_commit_callbacks)
+    cursor = SubscriberCursor.objects.get(name="hooks.subscribers.deliver_to_webhook_endpoints")
+    assert cursor.position == Event.objects.get(pk=before.pk).position  # passed by, nothing created
+    assert not OutgoingDelivery.objects.exists()
+    endpoint_for(target.url)
+    after = publish(django_capture_on_commit_callbacks)
+    assert list(OutgoingDelivery.objects.values_list("event_id", flat=True)) == [after.event_id]
+    assert len(target.received) == 1
 
 
 @pytest.mark.django_db
