@@ -142,7 +142,8 @@ def test_the_reaper_keeps_the_newest_event_so_positions_are_never_handed_out_twi
     from offerhub.tasks import events_reap_expired
 
     settings.OFFERHUB_EVENT_RETENTION_DAYS = 30
-    first, last = publish(), publish()
+    publish()
+    last = publish()
     events_dispatch_pending()
     Event.objects.update(occurred_at=timezone.now() - timedelta(days=31))
     assert events_reap_expired() == 1
