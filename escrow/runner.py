@@ -89,8 +89,8 @@ def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -
         return "busy"  # another worker is driving this escrow
 
 
-def escrows_due_claim(*, limit: int, stale_after: timedelta) -> list[int]:
-    """The escrows the resume sweeper should drive now, each claimed for DRIVE_CLAIM.
+def escrows_due_claim(*, limit: int, stale_after: timedelta, claim_for: timedelta = DRIVE_CLAIM) -> list[int]:
+    """The escrows the resume sweeper should drive now, each claimed for `claim_for`.
 
     Due: an open step untouched for `stale_after` (its worker crashed, its answer was lost),
     and no open step backing off or already claimed by a queued drive. Oldest first; a claimed
@@ -111,7 +111,7 @@ def escrows_due_claim(*, limit: int, stale_after: timedelta) -> list[int]:
         mine = (
             open_steps.filter(escrow_id=escrow_pk)
             .exclude(next_attempt_at__gt=now)
-            .update(next_attempt_at=now + DRIVE_CLAIM)
+            .update(next_attempt_at=now + claim_for)
         )
         if mine:
             claimed.append(escrow_pk)

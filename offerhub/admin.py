@@ -19,6 +19,7 @@ from offerhub.models import (
     Event,
     EventDeadLetter,
     IdempotencyRecord,
+    JobLease,
     SubscriberCursor,
     WebhookDelivery,
 )
@@ -164,6 +165,14 @@ class SubscriberCursorAdmin(ReadOnlyAdmin):
 
     list_display = ("name", "position", "failures", "next_attempt_at", "last_error", "updated_at")
     search_fields = ("name",)
+
+
+@admin.register(JobLease)
+class JobLeaseAdmin(ReadOnlyAdmin):
+    """Which worker runs each single-flight periodic job, and until when its lease holds."""
+
+    list_display = ("name", "holder", "claimed_at", "renewed_at", "expires_at", "released_at", "claims")
+    search_fields = ("name", "holder")
 
 
 @admin.register(EventDeadLetter)

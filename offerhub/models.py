@@ -313,3 +313,25 @@ class EmailNotification(models.Model):
 
     def __str__(self):
         return f"{self.key} → {', '.join(self.recipients)}"
+
+
+class JobLease(models.Model):
+    """Who runs a periodic job right now, across every worker and beat (offerhub.leases).
+
+    Claimed with one INSERT … ON CONFLICT … WHERE expired-or-ours statement, renewed as the job
+    progresses and released at its end; a holder killed mid-run is taken over once it expires.
+    A row, not an advisory lock: it works behind a transaction-pooling PgBouncer."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=200, blank=True)  # "" once released
+    claimed_at = models.DateTimeField()
+    renewed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    claims = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return f"{self.name} · {self.holder or 'free'} until {self.expires_at:%Y-%m-%d %H:%M:%S}"

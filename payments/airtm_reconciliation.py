@@ -40,6 +40,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from offerhub.leases import job_lease_progress
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record
 from payments.airtm import AirtmClient, AirtmError, PayinStatus, PayoutStatus
@@ -358,6 +359,7 @@ def airtm_compare_all(*, client: AirtmClient | None = None) -> AirtmReconciliati
     client = client or AirtmClient()
     outcome = AirtmReconciliation()
     for kind, row in airtm_rows_to_compare():
+        job_lease_progress()  # outside the try: a lost lease ends the run, it is not one record's failure
         try:
             discrepancy = airtm_record_reconcile(record=_settled(kind, row, client), client=client)
         except Exception:  # one record that cannot be read or compared never stops the others

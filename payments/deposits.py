@@ -5,11 +5,16 @@ grow with the number of new payments on the network, never with the number of wa
 recipients are matched against our wallets with one database query per page.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import DecimalField, Q, Value
+from django.db.models.functions import Cast, NullIf
+from django.utils import timezone
 
+from offerhub.leases import Lease, job_lease, job_lease_renew
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from payments.ledger import ledger_account, ledger_lock, ledger_transfer, user_accounts
@@ -18,6 +23,8 @@ from payments.stellar import _call, horizon
 from payments.wallets import DEPOSIT_CURSOR
 
 PAGE_SIZE = 200
+# Renewed before every page: a page (one Horizon read and its credits) takes far less.
+DEPOSITS_LEASE = timedelta(minutes=2)
 
 
 def deposit_key(tx_hash: str, recipient: str) -> str:
@@ -86,12 +93,37 @@ def _is_usdc_payment(record: dict) -> bool:
 
 
 def deposits_sync(*, max_pages: int = 50, page_size: int = PAGE_SIZE) -> int:
-    """Read new payments from the feed and credit those to our wallets. Returns how many."""
+    """Read new payments from the feed and credit those to our wallets. Returns how many.
+
+    Single-flight across nodes (a lease renewed per page): a run that finds another one
+    reading returns 0 at once, so no page of the feed is read twice."""
+    credited = 0
+    with job_lease(name="deposits_sync", ttl=DEPOSITS_LEASE) as lease:
+        if lease is None:
+            return 0
+        credited = _deposits_read(lease, max_pages=max_pages, page_size=page_size)
+    return credited
+
+
+def chain_cursor_advance(*, name: str, paging_token: str) -> bool:
+    """Store the feed's cursor only if it moves forward (paging tokens are decimal integers,
+    compared as numbers); False if it was already there or further: a slow run that lost its
+    lease can never move it back."""
+    position = Cast(NullIf("paging_token", Value("")), output_field=DecimalField(max_digits=40, decimal_places=0))
+    ahead = ChainCursor.objects.annotate(position=position).filter(
+        Q(position__isnull=True) | Q(position__lt=Decimal(paging_token)), name=name
+    )
+    return bool(ahead.update(paging_token=paging_token, updated_at=timezone.now()))
+
+
+def _deposits_read(lease: Lease, *, max_pages: int, page_size: int) -> int:
     cursor_row, _ = ChainCursor.objects.get_or_create(name=DEPOSIT_CURSOR)
     cursor = cursor_row.paging_token
     server = horizon()
     credited = 0
-    for _ in range(max_pages):
+    for page in range(max_pages):
+        if page and not job_lease_renew(name=lease.name, holder=lease.holder, ttl=lease.ttl):
+            break  # a stall let the lease expire and another run took over: it reads on from the cursor
         request = server.payments().order(desc=False).limit(page_size)
         if cursor:
             request = request.cursor(cursor)
@@ -126,7 +158,8 @@ def deposits_sync(*, max_pages: int = 50, page_size: int = PAGE_SIZE) -> int:
         for (tx_hash, recipient), amount in received.items():
             credited += deposit_credit(wallet=wallets[recipient], amount=amount, tx_hash=tx_hash)
         cursor = records[-1]["paging_token"]
-        ChainCursor.objects.filter(pk=cursor_row.pk).update(paging_token=cursor)
+        if not chain_cursor_advance(name=DEPOSIT_CURSOR, paging_token=cursor):
+            break  # another run is further along the feed
         if not full_page:
             break
     return credited

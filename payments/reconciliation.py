@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from offerhub.leases import job_lease_progress
 from offerhub.money import money_from_stroops
 from offerhub.services import audit_record
 from payments.ledger import user_accounts
@@ -93,6 +94,7 @@ def wallets_compare_all() -> ReconciliationOutcome:
     """Compare every active wallet, recording each drift; how many were compared and drift."""
     checked = drifting = 0
     for wallet in Wallet.objects.filter(status=Wallet.Status.ACTIVE).select_related("user").iterator():
+        job_lease_progress()  # the periodic run keeps its lease (LeaseLost: another run took over)
         checked += 1
         if reconciliation_record(comparison=wallet_compare(wallet=wallet)) is not None:
             drifting += 1

@@ -70,20 +70,28 @@ def platform_bootstrap() -> tuple[PlatformAccount, bool]:
     return account, created
 
 
+def platform_submission_lock(account: PlatformAccount):
+    """The submission lock every transaction the platform account signs is built and sent under."""
+    from payments.withdrawals import account_submission_lock  # payments.withdrawals imports this module
+
+    return account_submission_lock(account.public_key)
+
+
 def _platform_trustline(account: PlatformAccount) -> None:
     """The platform address receives the platform fee of every escrow release in USDC."""
     if usdc_balance(account_load(account.public_key)) is not None:
         return
-    tx = (
-        TransactionBuilder(
-            horizon().load_account(account.public_key), settings.STELLAR_NETWORK_PASSPHRASE, base_fee=BASE_FEE
+    with platform_submission_lock(account):
+        tx = (
+            TransactionBuilder(
+                horizon().load_account(account.public_key), settings.STELLAR_NETWORK_PASSPHRASE, base_fee=BASE_FEE
+            )
+            .append_change_trust_op(usdc())
+            .set_timeout(300)
+            .build()
         )
-        .append_change_trust_op(usdc())
-        .set_timeout(300)
-        .build()
-    )
-    tx.sign(account.keypair())
-    transaction_submit(tx)
+        tx.sign(account.keypair())
+        transaction_submit(tx)
 
 
 def _deposit_cursor_start() -> None:
@@ -156,31 +164,33 @@ def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
         raise StellarError("PROVIDER_ERROR", f"wallet {wallet.public_key} exists without a USDC trustline")
     platform = platform_account()
     for _ in range(attempts):
-        server = horizon()
-        tx = (
-            TransactionBuilder(
-                server.load_account(platform.public_key),
-                settings.STELLAR_NETWORK_PASSPHRASE,
-                base_fee=MAX_FEE_PER_OPERATION,
-            )
-            .append_begin_sponsoring_future_reserves_op(wallet.public_key)
-            .append_create_account_op(wallet.public_key, "0")
-            .append_change_trust_op(usdc(), source=wallet.public_key)
-            .append_end_sponsoring_future_reserves_op(source=wallet.public_key)
-            .set_timeout(300)
-            .build()
-        )
-        tx.sign(platform.keypair())
-        tx.sign(wallet.keypair())
-        Wallet.objects.filter(pk=wallet.pk).update(activation_tx_hash=tx.hash_hex())
         try:
-            transaction_submit(tx)
-            return _mark_active(wallet)
-        except TransactionFailed as failure:
+            # The platform's sequence number is one counter shared with the bridges, sweeps and
+            # escrow calls it signs: load, sign and submit under its submission lock, as they do.
+            with platform_submission_lock(platform):
+                tx = (
+                    TransactionBuilder(
+                        horizon().load_account(platform.public_key),
+                        settings.STELLAR_NETWORK_PASSPHRASE,
+                        base_fee=MAX_FEE_PER_OPERATION,
+                    )
+                    .append_begin_sponsoring_future_reserves_op(wallet.public_key)
+                    .append_create_account_op(wallet.public_key, "0")
+                    .append_change_trust_op(usdc(), source=wallet.public_key)
+                    .append_end_sponsoring_future_reserves_op(source=wallet.public_key)
+                    .set_timeout(300)
+                    .build()
+                )
+                tx.sign(platform.keypair())
+                tx.sign(wallet.keypair())
+                Wallet.objects.filter(pk=wallet.pk).update(activation_tx_hash=tx.hash_hex())
+                transaction_submit(tx)
+        except TransactionFailed as failure:  # handled with the lock released: the lookups are not submissions
             if failure.transaction_code == "tx_bad_seq":
-                continue  # another activation used the platform's sequence first: rebuild
+                continue  # the account was used outside OfferHub's lock (another tool): rebuild
             if "op_already_exists" in failure.operation_codes and account_load(wallet.public_key):
                 return wallet_activate(wallet=wallet, attempts=0)
             Wallet.objects.filter(pk=wallet.pk).update(activation_error=str(failure)[:255])
             raise
+        return _mark_active(wallet)
     raise StellarError("PROVIDER_ERROR", "could not get a sequence number for the platform account")

@@ -1,0 +1,150 @@
+"""Single-flight periodic jobs: a lease row per job name (offerhub.models.JobLease).
+
+A run claims its job's lease with one statement (INSERT … ON CONFLICT (name) DO UPDATE …
+WHERE the lease expired OR is ours … RETURNING), renews it as it progresses (a page, an
+item) and releases it at its end. A run that finds the lease held returns at once: the
+holder does the work, and the next beat tick tries again. A holder killed mid-run (kill -9,
+a lost node) stops renewing, so its lease expires and the next run takes it over; a holder
+that stalls past its lease finds it taken on its next renewal (LeaseLost) and stops there.
+
+Each statement commits on its own and holds nothing between statements, so leases work
+behind a transaction-pooling PgBouncer, unlike session-level advisory locks. Times are the
+database's clock (clock_timestamp()), so nodes whose clocks disagree still agree on expiry.
+"""
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.db.models import DateTimeField, Func
+from django.utils import timezone
+
+from offerhub.models import JobLease
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The lease expired and another run took it over: this run must stop its work."""
+
+
+def job_lease_holder() -> str:
+    """Who claims: the node, process and thread, plus a random part unique to this run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{secrets.token_hex(4)}"[:200]
+
+
+def _db_now():
+    """The database's clock, which every node shares (Python's time on other databases)."""
+    if connection.vendor == "postgresql":
+        return Func(template="clock_timestamp()", output_field=DateTimeField())
+    return timezone.now()
+
+
+def _clock(ttl: timedelta) -> tuple[str, str, list]:
+    """SQL for now and for now + ttl, and their parameters: the database's clock on PostgreSQL."""
+    if connection.vendor == "postgresql":
+        return "clock_timestamp()", "clock_timestamp() + make_interval(secs => %s)", [ttl.total_seconds()]
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value  # stored as the ORM stores them, so they compare
+    return "%s", "%s", [adapt(now), adapt(now + ttl)]
+
+
+def job_lease_claim(*, name: str, holder: str, ttl: timedelta) -> bool:
+    """Take the job's lease for `ttl` if it is free, expired or already `holder`'s; True if taken.
+
+    One atomic statement: two claims at once (two beats, two workers) never both win."""
+    table = JobLease._meta.db_table
+    now, expires, params = _clock(ttl)
+    if connection.vendor == "postgresql":
+        values = [name, holder, *params]
+    else:
+        values = [name, holder, params[0], params[0], params[1]]
+    # Only constants are formatted in (the table, the clock's SQL); values are parameters.
+    sql = f"""
+        INSERT INTO {table} AS lease (name, holder, claimed_at, renewed_at, expires_at, claims)
+        VALUES (%s, %s, {now}, {now}, {expires}, 1)
+        ON CONFLICT (name) DO UPDATE SET
+            holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
+            expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
+        WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
+        RETURNING holder
+    """  # noqa: S608
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.fetchone() is not None
+
+
+def job_lease_renew(*, name: str, holder: str, ttl: timedelta) -> bool:
+    """Push the lease's expiry to now + `ttl` if `holder` still has it; False if it was lost."""
+    now = _db_now()
+    return bool(JobLease.objects.filter(name=name, holder=holder).update(renewed_at=now, expires_at=now + ttl))
+
+
+def job_lease_release(*, name: str, holder: str) -> bool:
+    """Free the lease now if `holder` still has it (the next run need not wait for expiry)."""
+    now = _db_now()
+    return bool(JobLease.objects.filter(name=name, holder=holder).update(holder="", released_at=now, expires_at=now))
+
+
+@dataclass
+class Lease:
+    """A claimed lease: `renew()` it as the job progresses, or call `progress()` per item (it
+    renews once a quarter of the lease has gone by, so a fast loop writes rarely)."""
+
+    name: str
+    holder: str
+    ttl: timedelta
+    renewed: float = field(default_factory=time.monotonic)
+
+    def renew(self) -> None:
+        if not job_lease_renew(name=self.name, holder=self.holder, ttl=self.ttl):
+            raise LeaseLost(f"the lease on {self.name} expired and was taken over")
+        self.renewed = time.monotonic()
+
+    def progress(self) -> None:
+        if time.monotonic() - self.renewed >= self.ttl.total_seconds() / 4:
+            self.renew()
+
+
+_current: ContextVar[Lease | None] = ContextVar("job_lease", default=None)
+
+
+def job_lease_progress() -> None:
+    """For loops in services a leased job calls: renew the running job's lease when due
+    (LeaseLost ends the job). Outside a leased job (an admin's manual run) it does nothing."""
+    lease = _current.get()
+    if lease is not None:
+        lease.progress()
+
+
+@contextlib.contextmanager
+def job_lease(*, name: str, ttl: timedelta, holder: str | None = None) -> Iterator[Lease | None]:
+    """Run the block as the job's only run: yields a Lease, or None when another run holds it
+    (the caller returns without waiting). A LeaseLost raised in the block ends it quietly:
+    the run that took the lease over carries on from the state this one committed."""
+    holder = holder or job_lease_holder()
+    if not job_lease_claim(name=name, holder=holder, ttl=ttl):
+        logger.info("job %s skipped: another run holds its lease", name)
+        yield None
+        return
+    lease = Lease(name=name, holder=holder, ttl=ttl)
+    token = _current.set(lease)
+    try:
+        yield lease
+    except LeaseLost:
+        logger.warning("job %s stopped: its lease expired and was taken over", name)
+    finally:
+        _current.reset(token)
+        try:
+            job_lease_release(name=name, holder=holder)
+        except Exception:  # a broken connection: the lease expires on its own
+            logger.exception("could not release the lease on %s", name)
