@@ -95,14 +95,14 @@ def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None
 
 
 def escrow_drive_later(escrow: Escrow) -> None:
-    """Drive the escrow's open steps after commit. They are claimed for DRIVE_CLAIM, so the
-    resume sweeper does not queue a second drive while this one waits for a worker (and
-    picks them up after that, should the task be lost)."""
-    from escrow.tasks import escrow_drive_task
+    """Drive the escrow's open steps after commit. They are claimed for DRIVE_QUEUED_FOR, so
+    the resume sweeper does not queue a second drive while this one waits in a backlog for a
+    worker (the drive cuts the claim back when it starts; a lost task is picked up after it)."""
+    from escrow.tasks import DRIVE_QUEUED_FOR, escrow_drive_task
 
     now = timezone.now()
     escrow.steps.filter(status__in=EscrowStep.OPEN).exclude(next_attempt_at__gt=now).update(
-        next_attempt_at=now + DRIVE_CLAIM
+        next_attempt_at=now + DRIVE_QUEUED_FOR
     )
     pk = escrow.pk
     # robust: a broker outage must not undo the request; the resume sweeper picks the steps up.
