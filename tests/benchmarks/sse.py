@@ -457,10 +457,10 @@ def event_stream_section(result: dict) -> list[str]:
         f"{opened['pg']} | {opened['redis']} |",
         f"| all closed again | {mib(closed['rss_kib'])} | {closed['threads']} | {closed['pg']} | {closed['redis']} |",
         "",
-        f"Of the Redis clients of the bench's Redis database with the streams open, {commands.get('incrby', 0):,} "
-        f"had last run INCRBY (the rate limiter's counter, one per stream opened), "
-        f"{commands.get('evalsha', 0):,} EVALSHA (the stream cap's script) and {commands.get('subscribe', 0)} "
-        "SUBSCRIBE (the hub's wake-up).",
+        "The worker's Redis connections are pooled per process, not per stream: with the streams open, by last "
+        f"command, {commands.get('incrby', 0) + commands.get('incr', 0):,} the rate limiter's (INCR), "
+        f"{commands.get('evalsha', 0):,} the stream cap's (EVALSHA; a pool of at most 8) and "
+        f"{commands.get('subscribe', 0)} the hub's wake-up (SUBSCRIBE).",
         "",
         "| streams | memory per stream (KiB) | connect all (s) | deliveries | latency p50 (ms) | p99 (ms) "
         "| max (ms) | first to last stream, median (ms) | worker CPU for the events (s) |",
