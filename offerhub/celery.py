@@ -4,7 +4,7 @@ import os
 
 from celery import Celery, Task
 
-from offerhub.correlation import correlation_id_new, correlation_id_var
+from offerhub.correlation import correlation_id_new, correlation_id_var, in_task_var
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "offerhub.settings")
 
@@ -28,9 +28,11 @@ class CorrelatedTask(Task):
             CORRELATION_HEADER
         )
         token = correlation_id_var.set(correlation_id or correlation_id_new())
+        in_task = in_task_var.set(True)
         try:
             return super().__call__(*args, **kwargs)
         finally:
+            in_task_var.reset(in_task)
             correlation_id_var.reset(token)
 
 

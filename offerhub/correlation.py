@@ -14,6 +14,9 @@ _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 correlation_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 # The Idempotency-Key of the API request being handled, for the audit rows it writes.
 idempotency_key_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("idempotency_key", default=None)
+# True while a Celery task runs: what it commits is delivered to event subscribers right there,
+# instead of through one more task (offerhub.events).
+in_task_var: contextvars.ContextVar[bool] = contextvars.ContextVar("in_task", default=False)
 
 
 def correlation_id_get() -> str | None:

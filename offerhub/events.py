@@ -28,6 +28,8 @@ from django.db import connection, transaction
 from django.db.models import Exists, Max, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from offerhub.correlation import in_task_var
+from offerhub.locks import after_locks_released
 from offerhub.models import Event, EventDeadLetter, SubscriberCursor
 
 logger = logging.getLogger(__name__)
@@ -323,8 +325,10 @@ def event_dead_letter_retry_request(*, dead_letter: EventDeadLetter, actor_id: s
 
 
 def event_dispatch_hook_register() -> None:
-    """Queue one delivery task when the current transaction commits, at most once per
-    transaction (a rolled-back savepoint drops its hook, and a later event registers again)."""
+    """Deliver when the current transaction commits, at most once per transaction (a rolled-back
+    savepoint drops its hook, and a later event registers again): through one delivery task
+    from a request, right after the commit when a Celery task wrote the events (it is already
+    on a worker: one more task would only add a round trip through the broker)."""
     conn = transaction.get_connection()
     if conn.in_atomic_block and any(func is _dispatch_on_commit for _, func, _ in conn.run_on_commit):
         return
@@ -333,7 +337,18 @@ def event_dispatch_hook_register() -> None:
     transaction.on_commit(_dispatch_on_commit, robust=True)
 
 
+def _deliver_here() -> None:
+    try:
+        events_deliver()
+    except Exception:  # the task's own work is done and committed; the sweeper delivers later
+        logger.exception("delivering events after a task's commit failed")
+
+
 def _dispatch_on_commit() -> None:
+    if in_task_var.get():
+        # Not while this task holds an escrow's or an account's lock: after it lets go.
+        after_locks_released(_deliver_here)
+        return
     from offerhub.tasks import events_dispatch  # the tasks module imports this one
 
     events_dispatch.delay()

@@ -1,6 +1,7 @@
 """Locks that span processes and commits: PostgreSQL advisory locks (a thread lock on SQLite)."""
 
 import contextlib
+import contextvars
 import threading
 import time
 import zlib
@@ -10,6 +11,33 @@ from django.db import connection
 
 class LockTimeout(Exception):
     pass
+
+
+_held: contextvars.ContextVar[int] = contextvars.ContextVar("advisory_locks_held", default=0)
+_after_release: contextvars.ContextVar[tuple] = contextvars.ContextVar("after_locks_released", default=())
+
+
+def after_locks_released(func) -> None:
+    """Run `func` now, or once the advisory locks held here are all released (work that must
+    not lengthen a lock others wait for, such as delivering events)."""
+    if not _held.get():
+        func()
+    elif func not in _after_release.get():
+        _after_release.set((*_after_release.get(), func))
+
+
+@contextlib.contextmanager
+def _holding():
+    token = _held.set(_held.get() + 1)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+        if not _held.get() and _after_release.get():
+            pending = _after_release.get()
+            _after_release.set(())
+            for func in pending:
+                func()
 
 
 _local_locks: dict[tuple[int, int], threading.RLock] = {}
@@ -36,17 +64,19 @@ def advisory_lock(namespace: int, key: int | str, *, timeout: float = 120.0):
                 if time.monotonic() > deadline:
                     raise LockTimeout(f"lock {namespace}:{key} is busy")
                 time.sleep(0.05)
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
+        with _holding():
+            try:
+                yield
+            finally:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
         return
     with _local_locks_guard:
         lock = _local_locks.setdefault((namespace, key), threading.RLock())  # re-entrant, as PostgreSQL's are
     if not lock.acquire(timeout=timeout):
         raise LockTimeout(f"lock {namespace}:{key} is busy")
-    try:
-        yield
-    finally:
-        lock.release()
+    with _holding():
+        try:
+            yield
+        finally:
+            lock.release()

@@ -427,8 +427,9 @@ def main() -> None:
         "Celery tasks and all Celery tasks run, and SQL statements sent by the platform (its own connection; the "
         "sandbox providers' are not counted). Tasks run in process, so their statements are included. Before: "
         f"one dispatch task per event (measured the same way on commit {BEFORE['commit']}); after: one per "
-        "committed transaction that wrote events, each positioning the events and running every subscriber's "
-        "cursor (`docs/architecture.md`, Event delivery).",
+        "transaction that wrote events outside a task (the service calls, as requests make them), each "
+        "positioning the events and running every subscriber's cursor; what a task commits (the escrow steps' "
+        "drives) is delivered by that task once it lets go of its locks (`docs/architecture.md`, Event delivery).",
         "",
         "| | events | dispatch tasks | all tasks | SQL statements |",
         "|---|---:|---:|---:|---:|",

@@ -1,6 +1,7 @@
 """Delivery guarantees of the event outbox: commit order, per-subscriber at-least-once with
 back-off and dead letters, one task per transaction, e-mail from subscribers, retention."""
 
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -12,7 +13,9 @@ from django.utils import timezone
 
 from marketplace.models import Order
 from marketplace.notifications import order_emails
+from offerhub.celery import app as celery_app
 from offerhub.events import event_dead_letter_retry, event_subscriber, events_deliver, events_sequence
+from offerhub.locks import advisory_lock
 from offerhub.models import EmailNotification, Event, EventDeadLetter, SubscriberCursor
 from offerhub.services import event_publish
 from offerhub.tasks import email_notifications_sweep, events_dispatch_pending, events_reap_expired
@@ -386,3 +389,35 @@ def test_events_a_subscriber_has_not_taken_or_holds_as_dead_letter_are_kept(sett
     Event.objects.update(occurred_at=timezone.now() - timedelta(days=31))
     assert events_reap_expired() == 0
     assert Event.objects.filter(pk=pending.pk).exists()
+
+
+inside_the_lock: dict[str, list] = {}
+
+
+@celery_app.task(name="tests.publish_in_a_task")
+def publish_in_a_task(hold_a_lock: bool) -> None:
+    """A task committing an event, as the escrow steps' drive does (under an escrow's lock or not)."""
+    with advisory_lock(0x7E57, 1) if hold_a_lock else contextlib.nullcontext():
+        with transaction.atomic():
+            publish("test.gap")
+        inside_the_lock["seen"] = list(seen["gap"])  # after the commit, before the lock is let go
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("hold_a_lock", [False, True])
+def test_a_task_delivers_what_it_commits_itself_after_its_locks_are_released(hold_a_lock):
+    """Already on a worker, a task delivers its events right after the commit, through no other
+    task; never while it holds an advisory lock (others wait on it), but as soon as it lets go."""
+    tasks = []
+
+    def count(sender=None, **kwargs):
+        tasks.append(sender.name)
+
+    task_prerun.connect(count)
+    try:
+        publish_in_a_task.delay(hold_a_lock)
+    finally:
+        task_prerun.disconnect(count)
+    assert tasks == ["tests.publish_in_a_task"]  # no events_dispatch task
+    assert len(seen["gap"]) == 1
+    assert inside_the_lock["seen"] == ([] if hold_a_lock else seen["gap"])
