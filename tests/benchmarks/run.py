@@ -3,8 +3,9 @@
 Runs against its own PostgreSQL database (BENCH_DATABASE_URL, default offerhub_bench),
 which it resets. Sandbox HTTP is served by uvicorn in a thread of this process. The event
 stream phase starts a uvicorn worker of its own (port BENCH_PORT + 1) in full mode, with
-Redis at BENCH_REDIS_URL (default db 15). BENCH_ONLY=sse runs that phase alone and splices
-its section into docs/benchmarks.md, leaving the other sections as they are.
+Redis at BENCH_REDIS_URL (default db 15); the load phase starts gunicorn as production runs it
+(tests/benchmarks/load.py) on a free port. BENCH_ONLY=sse or BENCH_ONLY=load runs that phase
+alone and splices its section into docs/benchmarks.md, leaving the other sections as they are.
 """
 
 import os
@@ -327,9 +328,27 @@ def section_splice(text: str, section: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bench_load() -> dict:
+    from tests.benchmarks.load import bench_load
+
+    return bench_load(database_url=BENCH_DATABASE_URL, redis_url=BENCH_REDIS_URL)
+
+
+def load_print(result: dict) -> None:
+    print(f"{'target':<40} {'req/s':>8} {'vs bare':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for row in result["rows"]:
+        print(
+            f"{row['label']:<40} {row['per_second']:>8.0f} {row['ratio'] * 100:>7.0f}% {row['p50_ms']:>8.1f} "
+            f"{row['p99_ms']:>8.1f} {row['errors']:>7}"
+        )
+
+
 def main() -> None:
-    if BENCH_ONLY not in ("", "sse"):
-        raise SystemExit(f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase) can run alone")
+    if BENCH_ONLY not in ("", "sse", "load"):
+        raise SystemExit(
+            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase) or 'load' (HTTP reads under load) "
+            "can run alone"
+        )
     reset_database()
     import django
 
@@ -339,9 +358,18 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from django.conf import settings
 
+    from tests.benchmarks.load import load_section
     from tests.benchmarks.sse import event_stream_section
 
     output = ROOT / "docs" / "benchmarks.md"
+    if BENCH_ONLY == "load":
+        print("HTTP reads under load…", flush=True)
+        result = bench_load()
+        load_print(result)
+        section = load_section(result)
+        output.write_text(section_splice(output.read_text(), section))
+        print("\n".join(section))
+        return
     if BENCH_ONLY == "sse":
         print("event stream…", flush=True)
         result = bench_sse()
@@ -367,13 +395,17 @@ def main() -> None:
     print("event stream…", flush=True)
     stream = bench_sse()
     print({name: value for name, value in stream.items() if name != "faulty"}, flush=True)
+    print("HTTP reads under load…", flush=True)
+    load = bench_load()
+    load_print(load)
     lines = [
         "# Benchmarks",
         "",
         "Produced by `make bench` (`tests/benchmarks/run.py`); figures from the run noted below. "
         "Machine: 2 cores, 24 GiB, PostgreSQL 15 on localhost; Python "
         f"{sys.version.split()[0]}. Run on {datetime.now(UTC):%Y-%m-%d}. The event stream phase also needs Redis "
-        "(`BENCH_REDIS_URL`, default db 15); `BENCH_ONLY=sse make bench` runs it alone and updates its section only.",
+        "(`BENCH_REDIS_URL`, default db 15), as does the load phase (gunicorn); `BENCH_ONLY=sse make bench` or "
+        "`BENCH_ONLY=load make bench` runs that phase alone and updates its section only.",
         "",
         "## Balance reads vs. history length",
         "",
@@ -456,7 +488,7 @@ def main() -> None:
         "|---|---:|---:|",
     ]
     lines += [f"| {label} | {t['median_ms']:.1f} | {t['p95_ms']:.1f} |" for label, t in pages]
-    lines += ["", *event_stream_section(stream), ""]
+    lines += ["", *event_stream_section(stream), "", *load_section(load), ""]
     output.write_text("\n".join(lines))
     print(output.read_text())
 

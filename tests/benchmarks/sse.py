@@ -110,7 +110,8 @@ def redis_last_commands(redis_url: str) -> dict:
     return counts
 
 
-def server_start(*, port: int, database_url: str, redis_url: str, log: Path) -> subprocess.Popen:
+def full_mode_env(*, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a server process in full mode, as docs/deployment.md runs it."""
     from cryptography.fernet import Fernet
 
     env = {
@@ -130,20 +131,30 @@ def server_start(*, port: int, database_url: str, redis_url: str, log: Path) -> 
         "LOG_LEVEL": "WARNING",
     }
     env.pop("CELERY_TASK_ALWAYS_EAGER", None)
-    command = [sys.executable, "-m", "uvicorn", "offerhub.asgi:application"]
-    command += ["--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return env
+
+
+def server_wait(process: subprocess.Popen, *, port: int, log: Path, name: str) -> subprocess.Popen:
+    """`process` once it listens on `port` (stopped, with its log in the error, if it never does)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the uvicorn server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"the {name} server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
         try:
             socket.create_connection((HOST, port), timeout=1).close()
             return process
         except OSError:
             time.sleep(0.1)
     server_stop(process)
-    raise RuntimeError(f"the uvicorn server did not listen within 60 s:\n{log.read_text()[-3000:]}")
+    raise RuntimeError(f"the {name} server did not listen within 60 s:\n{log.read_text()[-3000:]}")
+
+
+def server_start(*, port: int, database_url: str, redis_url: str, log: Path) -> subprocess.Popen:
+    env = full_mode_env(database_url=database_url, redis_url=redis_url)
+    command = [sys.executable, "-m", "uvicorn", "offerhub.asgi:application"]
+    command += ["--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return server_wait(process, port=port, log=log, name="uvicorn")
 
 
 def server_stop(process: subprocess.Popen) -> None:

@@ -1,0 +1,131 @@
+"""Where a load-phase request's time goes: the same GET in process, in full mode, under cProfile.
+
+Run after `BENCH_ONLY=load make bench` (it reuses the bench database's data):
+
+    BENCH_DATABASE_URL=... BENCH_REDIS_URL=... .venv/bin/python -m tests.benchmarks.load_profile [target ...]
+
+Targets: balance, orders, listings, home, health, bare (default: all). For each: SQL statements
+and Redis round trips per request, the in-process time per request, and cProfile's top functions
+(not part of docs/benchmarks.md: a tool for the next optimisation).
+"""
+
+import cProfile
+import io
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT_ENV_FLAG = "OFFERHUB_LOAD_PROFILE_CHILD"
+
+
+def child(names: list[str], repeat: int) -> None:
+    import django
+
+    django.setup()
+    import redis.connection
+    from django.db import connection
+    from django.test import Client
+
+    from marketplace.models import User
+    from offerhub.services import api_key_create
+
+    buyer = User.objects.get(email="load-buyer@example.test")
+    _, secret = api_key_create(name="bench profile", scopes=["read"], actor_type="SYSTEM", actor_id="bench")
+    api = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_X_FORWARDED_PROTO="https")
+    page = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    page.force_login(buyer)
+    anonymous = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    targets = {
+        "bare": (anonymous, "/bench/bare"),
+        "health": (anonymous, "/api/v1/health"),
+        "balance": (api, f"/api/v1/users/{buyer.public_id}/balance"),
+        "orders": (api, f"/api/v1/orders?buyer_id={buyer.public_id}&limit=20"),
+        "listings": (page, "/listings/"),
+        "home": (page, "/"),
+    }
+    statements: list[str] = []
+    round_trips = [0]
+
+    def on_statement(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting_send(self, command, check_health=True):
+        round_trips[0] += 1
+        return send(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counting_send
+    connection.execute_wrappers.append(on_statement)
+    for name in names:
+        client, path = targets[name]
+        for _ in range(20):  # warm: templates, pools, the API key's last_used_at write
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code, response.content[:300])
+        statements.clear()
+        round_trips[0] = 0
+        client.get(path)
+        per_request_sql = list(statements)
+        per_request_redis = round_trips[0]
+        started = time.perf_counter()
+        for _ in range(repeat):
+            client.get(path)
+        plain_ms = (time.perf_counter() - started) / repeat * 1000
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(repeat):
+            client.get(path)
+        profile.disable()
+        if os.environ.get("BENCH_PROFILE_DUMP"):  # a directory: <target>.prof for pstats / snakeviz
+            profile.dump_stats(Path(os.environ["BENCH_PROFILE_DUMP"]) / f"{name}.prof")
+        print(f"\n===== {name} {path}")
+        print(f"in process: {plain_ms:.2f} ms per request; SQL statements: {len(per_request_sql)}; ", end="")
+        print(f"Redis round trips: {per_request_redis}")
+        for sql in per_request_sql:
+            print(f"   SQL: {sql[:160]}")
+        for order in ("tottime", "cumulative"):
+            out = io.StringIO()
+            stats = pstats.Stats(profile, stream=out)
+            stats.sort_stats(order).print_stats(28)
+            print(f"--- top by {order} ({repeat} requests)")
+            print("\n".join(out.getvalue().splitlines()[6:]))
+        callers = os.environ.get("BENCH_PROFILE_CALLERS")  # e.g. "deepcopy|_bind": who calls them
+        if callers:
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_callers(callers)
+            print(out.getvalue())
+
+
+def main() -> None:
+    if os.environ.get(ROOT_ENV_FLAG):
+        child(sys.argv[1:], int(os.environ.get("BENCH_PROFILE_REPEAT", "200")))
+        return
+    from tests.benchmarks.load import RATE_LIMIT
+    from tests.benchmarks.sse import ROOT, full_mode_env
+
+    env = full_mode_env(
+        database_url=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/offerhub_bench"),
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    )
+    env.update(
+        {
+            ROOT_ENV_FLAG: "1",
+            "DJANGO_SETTINGS_MODULE": "tests.benchmarks.load_settings",
+            "OFFERHUB_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT),
+            "PYTHONPATH": str(ROOT),
+            "STATIC_ROOT": tempfile.mkdtemp(prefix="offerhub-bench-profile-"),
+        }
+    )
+    collect = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"]
+    subprocess.run(collect, cwd=ROOT, env=env, check=True)
+    names = sys.argv[1:] or ["bare", "health", "balance", "orders", "listings", "home"]
+    subprocess.run([sys.executable, "-m", "tests.benchmarks.load_profile", *names], cwd=ROOT, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
