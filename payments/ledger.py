@@ -83,7 +83,14 @@ def ledger_lock(accounts) -> dict[int, LedgerAccount]:
 
 
 def user_accounts(user) -> tuple[LedgerAccount, LedgerAccount]:
-    return ledger_account(kind=Kind.USER_AVAILABLE, user=user), ledger_account(kind=Kind.USER_HELD, user=user)
+    """The member's available and held accounts: one query once both exist (every balance read)."""
+    kinds = (Kind.USER_AVAILABLE, Kind.USER_HELD)
+    codes = [ledger_account_code(kind=kind, user=user) for kind in kinds]
+    found = {account.code: account for account in LedgerAccount.objects.filter(code__in=codes)}
+    available, held = (
+        found.get(code) or ledger_account(kind=kind, user=user) for code, kind in zip(codes, kinds, strict=True)
+    )
+    return available, held
 
 
 @transaction.atomic
