@@ -31,11 +31,12 @@ from datetime import UTC, datetime
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import Max, Min, Q
+from django.db.models import Min, Q
 
 from offerhub.errors import ServiceError
-from offerhub.events import event_type_matches
+from offerhub.events import event_type_matches, events_end_position
 from offerhub.models import Event
+from offerhub.redis_clients import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +165,6 @@ def stream_filter_parse(*, query: dict[str, list[str]], marketplace_id: str) -> 
 # --- Cursors ------------------------------------------------------------------------------
 
 
-def _end_position() -> int:
-    return Event.objects.aggregate(end=Max("position"))["end"] or 0
-
-
 def _timestamp_parse(value: str) -> datetime | None:
     if not value.isascii():
         return None
@@ -188,7 +185,7 @@ def stream_start_position(*, cursor: str, field_name: str) -> int:
     timestamp (ISO-8601 or epoch milliseconds, the original's ids): from the first event, in
     commit order, that occurred after it."""
     if not cursor:
-        return _end_position()
+        return events_end_position()
     if len(cursor) > 100 or "\x00" in cursor:
         raise _field_error(field_name, "not an event id or a timestamp")
     if cursor.startswith("evt_"):
@@ -198,20 +195,20 @@ def stream_start_position(*, cursor: str, field_name: str) -> int:
         if found is not None:
             return found
         if Event.objects.filter(event_id=cursor).exists():  # committed, not positioned yet
-            return _end_position()
+            return events_end_position()
         return 0
     moment = _timestamp_parse(cursor)
     if moment is None:
         raise _field_error(field_name, "not an event id, an ISO-8601 timestamp or epoch milliseconds")
     first = Event.objects.filter(occurred_at__gt=moment, position__isnull=False).aggregate(first=Min("position"))
-    return first["first"] - 1 if first["first"] is not None else _end_position()
+    return first["first"] - 1 if first["first"] is not None else events_end_position()
 
 
 def stream_replay_page(*, after: int, stream_filter: StreamFilter) -> tuple[list[Frame], int, bool]:
     """Matching events after `after`; the position examined up to; whether more may follow.
     Examined: the last event of a full page, else the end of the sequence as it stood before
     the read (positions are a dense prefix at any moment: nothing at or below it comes later)."""
-    end = _end_position()
+    end = events_end_position()
     rows = list(
         Event.objects.filter(stream_filter.query(), position__gt=after, position__lte=end).order_by("position")[
             :REPLAY_PAGE
@@ -362,7 +359,7 @@ class EventHub:
 
     async def _read(self) -> None:
         if self.high_water is None:
-            self.high_water = await database(_end_position)
+            self.high_water = await database(events_end_position)
         while True:
             frames = await database(_frames_after, self.high_water)
             if frames:
@@ -413,24 +410,11 @@ def event_hub() -> EventHub:
         return hub
 
 
-_sync_client = None
-
-
-def redis_sync_client():
-    """This process's blocking Redis client (notifications, and leases given back at shutdown)."""
-    global _sync_client
-    if _sync_client is None:
-        import redis
-
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    return _sync_client
-
-
 def _publish(channel: str, message: str) -> None:
     if not settings.REDIS_URL:
         return
     try:
-        redis_sync_client().publish(channel, message)
+        redis_client().publish(channel, message)
     except Exception:
         logger.warning("event stream: could not publish on %s", channel, exc_info=True)
 

@@ -146,12 +146,17 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
 def _sequence_portably(batch_size: int) -> int:
     """SQLite (`make run` only): one writer at a time is the database's own rule, so the
     sequencer needs no lock of its own; one UPDATE per event is fine at a demo's scale."""
-    start = Event.objects.aggregate(end=Max("position"))["end"] or 0
+    start = events_end_position()
     todo = list(Event.objects.filter(position__isnull=True).order_by("id").values_list("id", flat=True)[:batch_size])
     now = timezone.now()
     for offset, pk in enumerate(todo, start=1):
         Event.objects.filter(pk=pk).update(position=start + offset, dispatched_at=now)
     return len(todo)
+
+
+def events_end_position() -> int:
+    """The highest position given so far (0 before any)."""
+    return Event.objects.aggregate(end=Max("position"))["end"] or 0
 
 
 def _sequenced_notify() -> None:
@@ -164,7 +169,7 @@ def _cursors_ensure() -> None:
     names = set(_subscribers)
     missing = names - set(SubscriberCursor.objects.filter(name__in=names).values_list("name", flat=True))
     if missing:
-        end = Event.objects.aggregate(end=Max("position"))["end"] or 0
+        end = events_end_position()
         SubscriberCursor.objects.bulk_create(
             [SubscriberCursor(name=name, position=end) for name in sorted(missing)], ignore_conflicts=True
         )

@@ -21,8 +21,9 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
-from offerhub.api.authentication import TOKEN_PREFIX, Principal, principal_from_bearer
+from offerhub.api.authentication import TOKEN_PREFIX, Principal, bearer_credential, principal_from_bearer
 from offerhub.api.errors import as_api_error, error_body
+from offerhub.api.permissions import scope_refusal
 from offerhub.api.ratelimit import RateLimitState, client_ip, rate_limit_hit
 from offerhub.correlation import correlation_id_from_header, correlation_id_var
 from offerhub.errors import ServiceError
@@ -32,11 +33,11 @@ from offerhub.event_stream import (
     Subscription,
     database,
     event_hub,
-    redis_sync_client,
     stream_filter_parse,
     stream_replay_page,
     stream_start_position,
 )
+from offerhub.redis_clients import redis_client
 from offerhub.timefmt import iso_now
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class StreamLease:
             # The server is stopping and cancels what is left: no await may finish now, so the
             # place is given back with one blocking call (about a millisecond) instead of lapsing.
             with contextlib.suppress(Exception):
-                redis_sync_client().zrem(self.redis_key, self.member)
+                redis_client().zrem(self.redis_key, self.member)
             raise
         except Exception:
             logger.warning("event stream: could not release a stream's place (it lapses)", exc_info=True)
@@ -205,12 +206,8 @@ async def _refuse(send, error: ServiceError, request_id: str, extra_headers: dic
 
 
 def _credential(headers: dict, query: dict) -> str:
-    authorization = headers.get("authorization", "")
-    if authorization:
-        scheme, _, raw = authorization.partition(" ")
-        if scheme.lower() == "bearer" and raw.strip():
-            return raw.strip()
-        raise ServiceError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
+    if headers.get("authorization"):
+        return bearer_credential(headers["authorization"])
     tokens = query.get("token", [])
     if tokens:
         if len(tokens) != 1 or not tokens[0].startswith(TOKEN_PREFIX):
@@ -237,13 +234,7 @@ async def _open(scope, headers: dict) -> dict:
         raise Refused(as_api_error(error)) from None
     if not principal.has_scope("read"):
         await _rate_limit_check(f"key:{principal.key_id}")
-        raise Refused(
-            ServiceError(
-                "INSUFFICIENT_SCOPE",
-                "This API key lacks the 'read' scope",
-                details={"required_scope": "read", "current_scopes": sorted(principal.scopes)},
-            )
-        )
+        raise Refused(scope_refusal(principal, "read"))
     state = await _rate_limit_check(f"key:{principal.key_id}")
     try:
         if query_problem:  # reported once the caller is known (§1.2: authentication first)

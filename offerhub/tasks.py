@@ -8,10 +8,10 @@ from django.apps import apps
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, Max, Min, OuterRef, Q
+from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
-from offerhub.events import event_dead_letter_retry, event_subscribers, events_deliver
+from offerhub.events import event_dead_letter_retry, event_subscribers, events_deliver, events_end_position
 from offerhub.models import EmailNotification, Event, EventDeadLetter, IdempotencyRecord, SubscriberCursor
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,7 @@ def events_reap_expired() -> int:
     # The newest positioned event always stays: positions continue from the highest one kept
     # (MAX + 1), so reaping it would hand its number out again, and every cursor and stream
     # already past it would skip the new event.
-    newest = Event.objects.filter(position__isnull=False).aggregate(top=Max("position"))["top"]
-    if newest is not None:
-        expired = expired.filter(position__lt=newest)
+    expired = expired.filter(position__lt=events_end_position())
     for aggregate_type, (app_label, model_name, field) in KEPT_WHILE_AGGREGATE_EXISTS.items():
         model = apps.get_model(app_label, model_name)
         expired = expired.exclude(

@@ -97,14 +97,18 @@ def principal_from_bearer(raw: str) -> Principal:
     return principal_from_api_key(raw)
 
 
+def bearer_credential(header: str) -> str:
+    """The credential of an `Authorization: Bearer …` header; anything else is a 401."""
+    scheme, _, raw = header.partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
+        raise ServiceError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
+    return raw
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request):
-        header = request.headers.get("Authorization", "")
-        scheme, _, raw = header.partition(" ")
-        raw = raw.strip()
-        if scheme.lower() != "bearer" or not raw:
-            raise ServiceError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
-        principal = principal_from_bearer(raw)
+        principal = principal_from_bearer(bearer_credential(request.headers.get("Authorization", "")))
         return principal, principal
 
     def authenticate_header(self, request):

@@ -17,8 +17,12 @@ class HasRequiredScope(BasePermission):
             raise ServiceError("UNAUTHORIZED", "Authorization header with a Bearer API key is required")
         if required == ANY_SCOPE or principal.has_scope(required):
             return True
-        raise ServiceError(
-            "INSUFFICIENT_SCOPE",
-            f"This API key lacks the '{required}' scope",
-            details={"required_scope": required, "current_scopes": sorted(principal.scopes)},
-        )
+        raise scope_refusal(principal, required)
+
+
+def scope_refusal(principal, required: str) -> ServiceError:
+    return ServiceError(
+        "INSUFFICIENT_SCOPE",
+        f"This API key lacks the '{required}' scope",
+        details={"required_scope": required, "current_scopes": sorted(principal.scopes)},
+    )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
+from offerhub.redis_clients import redis_client
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,20 +69,12 @@ def rate_limit_hit(*, bucket: str, limit: int | None = None, window: int | None 
     )
 
 
-_redis_client = None
-
-
 def _count(key: str, *, ttl: int) -> int:
     """This window's count for `key`, this request included."""
-    global _redis_client
     if not settings.REDIS_URL:
         cache.add(key, 0, timeout=ttl)
         return cache.incr(key)
-    if _redis_client is None:
-        import redis
-
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    pipe = _redis_client.pipeline(transaction=False)
+    pipe = redis_client().pipeline(transaction=False)
     pipe.set(f"offerhub:{key}", 0, ex=ttl, nx=True)
     pipe.incr(f"offerhub:{key}")
     return pipe.execute()[1]
