@@ -10,6 +10,7 @@ alone and splices its section into docs/benchmarks.md, leaving the other section
 
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -31,6 +32,15 @@ os.environ.update(
     }
 )
 os.environ.pop("REDIS_URL", None)  # in-process tasks: the watcher alone is measured (the SSE phase sets its own)
+# The throughput phase's sandbox runs in a process of its own: this process reaches it there.
+SANDBOX_PORT = PORT + 2
+if BENCH_ONLY == "throughput":
+    os.environ.update(
+        {
+            "TRUSTLESS_WORK_API_URL": f"http://127.0.0.1:{SANDBOX_PORT}/providers/trustless-work",
+            "STELLAR_HORIZON_URL": f"http://127.0.0.1:{SANDBOX_PORT}/providers/horizon",
+        }
+    )
 sys.path.insert(0, str(ROOT))
 
 
@@ -334,6 +344,13 @@ def bench_load() -> dict:
     return bench_load(database_url=BENCH_DATABASE_URL, redis_url=BENCH_REDIS_URL)
 
 
+def bench_throughput() -> dict:
+    from tests.benchmarks.throughput import bench_throughput, sandbox_serving
+
+    with sandbox_serving(database_url=BENCH_DATABASE_URL, port=SANDBOX_PORT):
+        return bench_throughput(database_url=BENCH_DATABASE_URL, redis_url=BENCH_REDIS_URL)
+
+
 def load_print(result: dict) -> None:
     print(f"{'target':<40} {'req/s':>8} {'vs bare':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for row in result["rows"]:
@@ -344,10 +361,10 @@ def load_print(result: dict) -> None:
 
 
 def main() -> None:
-    if BENCH_ONLY not in ("", "sse", "load"):
+    if BENCH_ONLY not in ("", "sse", "load", "throughput"):
         raise SystemExit(
-            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase) or 'load' (HTTP reads under load) "
-            "can run alone"
+            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase), 'load' (HTTP reads under load) or "
+            "'throughput' (order lifecycles at 1 and 4 clients) can run alone"
         )
     reset_database()
     import django
@@ -360,6 +377,7 @@ def main() -> None:
 
     from tests.benchmarks.load import load_section
     from tests.benchmarks.sse import event_stream_section
+    from tests.benchmarks.throughput import throughput_section
 
     output = ROOT / "docs" / "benchmarks.md"
     if BENCH_ONLY == "load":
@@ -367,6 +385,15 @@ def main() -> None:
         result = bench_load()
         load_print(result)
         section = load_section(result)
+        output.write_text(section_splice(output.read_text(), section))
+        print("\n".join(section))
+        return
+    if BENCH_ONLY == "throughput":
+        print("order throughput, 1 client and 4…", flush=True)
+        result = bench_throughput()
+        for error in result["one"]["errors"] + result["many"]["errors"]:
+            print("error:", error)
+        section = throughput_section(result)
         output.write_text(section_splice(output.read_text(), section))
         print("\n".join(section))
         return
@@ -491,6 +518,9 @@ def main() -> None:
     lines += ["", *event_stream_section(stream), "", *load_section(load), ""]
     output.write_text("\n".join(lines))
     print(output.read_text())
+    # Its providers and settings are another process's: it runs as one, splicing its own section.
+    print("order throughput, 1 client and 4…", flush=True)
+    subprocess.run([sys.executable, __file__], env={**os.environ, "BENCH_ONLY": "throughput"}, check=True)
 
 
 if __name__ == "__main__":
