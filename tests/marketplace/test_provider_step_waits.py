@@ -2,9 +2,10 @@
 (offerhub.waits), not by polling, and under the ASGI server without holding a thread.
 
 The step's drive is left to "a busy worker" (its task is not queued) so that the call has to
-wait; the test then drives the escrow itself, from another thread, as the worker would. The
-re-check interval is set far beyond the test's length where only the notification may end the
-wait: a call woken by anything else would answer 202 when its wait runs out, not 201."""
+wait; the test then drives the escrow itself, from another thread, as the worker would. Where
+only the notification may end the wait, the re-check interval is set beyond the test's length,
+and the answer must come in the first half of the wait (OFFERHUB_SYNC_WAIT_SECONDS): the wait's
+own end re-reads too, and would find the outcome without any notification."""
 
 import itertools
 import threading
@@ -27,6 +28,8 @@ from tests.payments.conftest import chain, funded_user  # noqa: F401
 pytestmark = pytest.mark.django_db(transaction=True)
 keys = (f"wait-{n}" for n in itertools.count())
 NEVER = 3600.0  # a re-check interval no test lives to see
+WAIT = 90  # OFFERHUB_SYNC_WAIT_SECONDS: a call not woken answers after this
+WOKEN_WITHIN = WAIT / 2  # a generous bound for an answer woken at once (it takes milliseconds)
 CLIENT_THREAD = "wait-client"
 
 
@@ -73,7 +76,7 @@ def test_a_waiting_call_is_woken_by_the_notification_of_its_outcome(
         assert settings.REDIS_URL, "run with REDIS_URL set"
     else:
         settings.REDIS_URL = ""
-    settings.OFFERHUB_SYNC_WAIT_SECONDS = 60
+    settings.OFFERHUB_SYNC_WAIT_SECONDS = WAIT
     settings.OFFERHUB_SYNC_WAIT_RECHECK_SECONDS = NEVER
     order_id = reserved_order(writer, funded_user("5.00"), funded_user("0"))
     with ThreadPoolExecutor(max_workers=1) as caller:
@@ -81,7 +84,7 @@ def test_a_waiting_call_is_woken_by_the_notification_of_its_outcome(
         until(lambda: waiters_count() == 1 or answer.done(), "the call waits")
         assert not answer.done(), answer.result().content
         escrow_drive(escrow_pk=Escrow.objects.get(engagement_id=order_id).pk)  # the worker gets to it
-        response = answer.result(timeout=120)
+        response = answer.result(timeout=WOKEN_WITHIN)
     assert response.status_code == 201, response.content
     assert response.json()["data"]["status"] == "ESCROW_FUNDING"
     assert waiters_count() == 0
@@ -90,7 +93,7 @@ def test_a_waiting_call_is_woken_by_the_notification_of_its_outcome(
 def test_a_change_no_message_announces_is_found_by_the_fallback_recheck(
     chain, funded_user, trustless_work, writer, settings, busy_worker
 ):
-    settings.OFFERHUB_SYNC_WAIT_SECONDS = 60
+    settings.OFFERHUB_SYNC_WAIT_SECONDS = WAIT
     settings.OFFERHUB_SYNC_WAIT_RECHECK_SECONDS = 0.2
     order_id = reserved_order(writer, funded_user("5.00"), funded_user("0"))
     with ThreadPoolExecutor(max_workers=1) as caller:
@@ -99,7 +102,7 @@ def test_a_change_no_message_announces_is_found_by_the_fallback_recheck(
         assert not answer.done(), answer.result().content
         # An UPDATE sends no signal: no message goes out, as when Redis lost it.
         Order.objects.filter(public_id=order_id).update(status=Order.Status.ESCROW_FUNDING)
-        response = answer.result(timeout=120)
+        response = answer.result(timeout=WOKEN_WITHIN)
     assert response.status_code == 201, response.content
     assert response.json()["data"]["status"] == "ESCROW_FUNDING"
 
@@ -117,9 +120,8 @@ def test_waiting_calls_under_the_asgi_server_hold_no_thread_and_all_finish(
     its few database threads at most, not by one a call. Each answers its own outcome when it
     commits: 201, or the provider's refusal in the error envelope; the stored answer replays."""
     calls = 16
-    settings.OFFERHUB_SYNC_WAIT_SECONDS = 120
+    settings.OFFERHUB_SYNC_WAIT_SECONDS = WAIT
     settings.OFFERHUB_SYNC_WAIT_RECHECK_SECONDS = NEVER
-    settings.OFFERHUB_SYNC_WAIT_DB_THREADS = 2
     _, secret = make_api_key(scopes=["read", "write"])
     headers = {"Authorization": f"Bearer {secret}"}
     buyer, seller = funded_user(f"{calls}.00"), funded_user("0")
@@ -151,7 +153,8 @@ def test_waiting_calls_under_the_asgi_server_hold_no_thread_and_all_finish(
         step_fail(step=step, code="VALIDATION_ERROR", message="the provider refused the contract")
         for order_id in driven:
             escrow_drive(escrow_pk=Escrow.objects.get(engagement_id=order_id).pk)
-        responses = [answer.result(timeout=180) for answer in answers]
+        deadline = time.monotonic() + WOKEN_WITHIN
+        responses = [answer.result(timeout=max(deadline - time.monotonic(), 0)) for answer in answers]
 
     assert held < calls // 2, f"{held} more threads while {calls} calls waited"
     refusal, *finished = responses
