@@ -54,6 +54,7 @@ from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.idempotency import RETENTION_ORDERS
 from offerhub.api.pagination import paginate
 from offerhub.api.serializers import validated
+from offerhub.correlation import correlation_id_var
 from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.filters import rows_filtered
 from offerhub.money import money_to_stroops
@@ -199,6 +200,9 @@ def provider_step_answer(view, order: Order, spec: ProviderStep, *, after: int, 
         return answer(finished)
 
     def finish(outcome) -> object:
+        # On a database thread: the request's id for its log lines, as its own thread had it.
+        correlation_id_var.set(getattr(view.request, "correlation_id", None))
+
         def make_response():
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -5,7 +5,9 @@ which it resets. Sandbox HTTP is served by uvicorn in a thread of this process. 
 stream phase starts a uvicorn worker of its own (port BENCH_PORT + 1) in full mode, with
 Redis at BENCH_REDIS_URL (default db 15); the load phase starts gunicorn as production runs it
 (tests/benchmarks/load.py) on a free port. BENCH_ONLY=sse or BENCH_ONLY=load runs that phase
-alone and splices its section into docs/benchmarks.md, leaving the other sections as they are.
+alone and splices its section into docs/benchmarks.md, leaving the other sections as they are;
+BENCH_ONLY=waits (tests/benchmarks/waits.py: API calls waiting for a provider step under uvicorn,
+in full mode with Redis at BENCH_REDIS_URL) runs only alone, the same way.
 """
 
 import os
@@ -31,6 +33,8 @@ os.environ.update(
     }
 )
 os.environ.pop("REDIS_URL", None)  # in-process tasks: the watcher alone is measured (the SSE phase sets its own)
+if BENCH_ONLY == "waits":  # full mode: the change notifications over Redis, tasks queued for a worker
+    os.environ["REDIS_URL"] = BENCH_REDIS_URL
 sys.path.insert(0, str(ROOT))
 
 
@@ -344,10 +348,10 @@ def load_print(result: dict) -> None:
 
 
 def main() -> None:
-    if BENCH_ONLY not in ("", "sse", "load"):
+    if BENCH_ONLY not in ("", "sse", "load", "waits"):
         raise SystemExit(
-            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase) or 'load' (HTTP reads under load) "
-            "can run alone"
+            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase), 'load' (HTTP reads under load) "
+            "or 'waits' (API calls waiting for a provider step) can run alone"
         )
     reset_database()
     import django
@@ -362,6 +366,21 @@ def main() -> None:
     from tests.benchmarks.sse import event_stream_section
 
     output = ROOT / "docs" / "benchmarks.md"
+    if BENCH_ONLY == "waits":
+        import redis
+
+        from tests.benchmarks.waits import bench_waits, waits_section
+
+        redis.Redis.from_url(BENCH_REDIS_URL).flushdb()  # the steps' drives queued by earlier runs
+        settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 10**9
+        serve_sandbox()
+        print("waiting API calls…", flush=True)
+        result = bench_waits(port=PORT)
+        print(result)
+        section = waits_section(result)
+        output.write_text(section_splice(output.read_text(), section))
+        print("\n".join(section))
+        return
     if BENCH_ONLY == "load":
         print("HTTP reads under load…", flush=True)
         result = bench_load()

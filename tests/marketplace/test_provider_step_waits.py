@@ -22,8 +22,6 @@ from escrow.services import step_fail
 from escrow.tasks import escrow_drive_task
 from marketplace.models import Order
 from offerhub.waits import waiters_count
-from tests.escrow.conftest import trustless_work  # noqa: F401  (shared fixtures)
-from tests.payments.conftest import chain, funded_user  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 keys = (f"wait-{n}" for n in itertools.count())
@@ -58,11 +56,6 @@ def until(condition, what: str, *, within: float = 30.0) -> None:
 def busy_worker(monkeypatch):
     """The escrow's drive is not queued: its step stays open until the test drives it."""
     monkeypatch.setattr(escrow_drive_task, "delay", lambda pk: None)
-
-
-@pytest.fixture
-def writer(auth_client):
-    return auth_client(scopes=["read", "write"])
 
 
 @pytest.mark.parametrize("mode", ["redis", "embedded"])
