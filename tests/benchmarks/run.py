@@ -332,6 +332,19 @@ def section_splice(text: str, section: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def section_extract(text: str, title: str) -> list[str]:
+    """The lines of `text`'s section titled `title` (none if it has no such section)."""
+    lines = text.rstrip("\n").split("\n")
+    if title not in lines:
+        return []
+    start = lines.index(title)
+    end = next((n for n in range(start + 1, len(lines)) if lines[n].startswith("## ")), len(lines))
+    section = lines[start:end]
+    while section and not section[-1]:
+        section.pop()
+    return section
+
+
 def bench_load() -> dict:
     from tests.benchmarks.load import bench_load
 
@@ -508,7 +521,12 @@ def main() -> None:
     ]
     lines += [f"| {label} | {t['median_ms']:.1f} | {t['p95_ms']:.1f} |" for label, t in pages]
     lines += ["", *event_stream_section(stream), "", *load_section(load), ""]
-    output.write_text("\n".join(lines))
+    from tests.benchmarks.waits import WAITS_TITLE
+
+    text = "\n".join(lines)
+    # The waits phase runs only alone (full mode, Redis): its last section stays.
+    kept = section_extract(output.read_text(), WAITS_TITLE) if output.exists() else []
+    output.write_text(section_splice(text, kept) if kept else text)
     print(output.read_text())
 
 
