@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from django.db import connection
+from django.db import connection, transaction
 
 from escrow.models import Escrow, EscrowStep
 from escrow.runner import escrow_drive
 from escrow.services import step_fail
 from escrow.tasks import escrow_drive_task
 from marketplace.models import Order
-from offerhub.waits import waiters_count
+from offerhub.waits import _listener, order_changes, waiters_count
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 keys = (f"wait-{n}" for n in itertools.count())
@@ -162,3 +163,21 @@ def test_waiting_calls_under_the_asgi_server_hold_no_thread_and_all_finish(
     assert replay.status_code == 201 and replay.headers["Idempotency-Replay"] == "true"
     assert replay.json() == finished[0].json()
     assert waiters_count() == 0
+
+
+def test_an_order_saved_wakes_its_waiters_once_committed_and_no_others(settings):
+    """Any change of the order's row (a cancel, a support action) wakes its waiters, after the
+    commit: not while the transaction is open, and not the waiters of another order."""
+    assert settings.REDIS_URL, "run with REDIS_URL set"
+    settings.OFFERHUB_SYNC_WAIT_RECHECK_SECONDS = NEVER
+    order, other = (
+        Order.objects.create(buyer=UserFactory(), seller=UserFactory(), amount=10_000_000, title=title)
+        for title in ("Logo", "Banner")
+    )
+    with order_changes(order.public_id) as changes, order_changes(other.public_id) as others:
+        until(lambda: _listener.subscribed, "the listener hears the channel")
+        with transaction.atomic():
+            Order.objects.get(pk=order.pk).save()
+            assert not changes.wait(0.2)  # not before the commit
+        assert changes.wait(WOKEN_WITHIN)
+        assert not others.wait(0.2)
