@@ -1,7 +1,8 @@
 """Disputes over the API: opening one on an order (API.md §9), and the case (§10): list,
 read, assign, resolve; and [X] the case file: evidence (with files), the thread, withdrawal by
 the opener, reassignment. The resolution is paid on chain like the orders API's provider steps:
-the view waits up to OFFERHUB_SYNC_WAIT_SECONDS for the payout and answers 200 with the
+the view waits up to OFFERHUB_SYNC_WAIT_SECONDS for the payout (woken by the order's change
+notification, on the event loop under ASGI) and answers 200 with the
 closed order, or 202 while the chain is slower (the order follows in the background).
 
 Evidence files come in the JSON body, base64 (docs/api.md "Evidence files" says why): the API
@@ -47,7 +48,7 @@ from disputes.services import (
 from marketplace.api_serializers import DisputeOpenInput, DisputeWithOrderOutput
 from marketplace.models import Order
 from marketplace.orders import OrderActor
-from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
+from marketplace.orders_api import ProviderStep, provider_step_answer, provider_steps_mark
 from marketplace.orders_selectors import dispute_as_api, order_as_api, order_get
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
@@ -167,8 +168,13 @@ class DisputeResolveView(ApiView):
             actor=OrderActor.for_api_key(request.auth),
             milestone_release_amounts=_milestone_shares(data.get("milestones")),
         )
-        _, finished = provider_step_await(Order.objects.get(pk=dispute.order_id), DISPUTE_PAYOUT, after=after)
-        return _dispute_answer(request, dispute_id, status=200 if finished else 202)
+        return provider_step_answer(
+            self,
+            Order.objects.get(pk=dispute.order_id),
+            DISPUTE_PAYOUT,
+            after=after,
+            answer=lambda finished: _dispute_answer(request, dispute_id, status=200 if finished else 202),
+        )
 
 
 def _stroops(amount):

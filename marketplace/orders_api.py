@@ -5,8 +5,9 @@ of `marketplace.orders`, called with the API key as actor, whose refusals (`Serv
 reach the client as they are. Steps that talk to Trustless Work (`escrow`, `escrow/fund`,
 a milestone's `release`, resolution `release`/`refund`) are not one transaction: the
 service commits the step's intent, the step runner submits it, and the view waits up to
-OFFERHUB_SYNC_WAIT_SECONDS for the outcome. It answers the final state, the provider's
-refusal as an error, or 202 with the intermediate state while the chain is slower.
+OFFERHUB_SYNC_WAIT_SECONDS for the outcome, woken by the order's change notification
+(offerhub.waits; on the event loop under ASGI, holding no thread). It answers the final state,
+the provider's refusal as an error, or 202 with the intermediate state while the chain is slower.
 """
 
 import time
@@ -53,9 +54,19 @@ from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.idempotency import RETENTION_ORDERS
 from offerhub.api.pagination import paginate
 from offerhub.api.serializers import validated
+from offerhub.correlation import correlation_id_var
 from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.filters import rows_filtered
 from offerhub.money import money_to_stroops
+from offerhub.waits import (
+    DeferredAnswer,
+    DeferredResponse,
+    answer_slot,
+    database,
+    order_changes,
+    order_changes_async,
+    recheck_seconds,
+)
 from payments.selectors import api_user_get
 
 S = Order.Status
@@ -126,31 +137,98 @@ def _refusal_error(step: EscrowStep | None, spec: ProviderStep, order: Order) ->
     )
 
 
-def provider_step_await(order: Order, spec: ProviderStep, *, after: int) -> tuple[Order, bool]:
-    """Wait for the step's outcome: (order, finished). A refusal raises its error."""
-    deadline = time.monotonic() + settings.OFFERHUB_SYNC_WAIT_SECONDS
-    while True:
-        # A fresh read each time, never refresh_from_db(): django-fsm unprotects `status` for
-        # the whole class while it refreshes, failing a refresh in a concurrent request.
-        order = Order.objects.get(pk=order.pk)
-        escrow = order_escrow(order)
-        refused = _refusal(escrow, spec, after=after)
-        if refused is not None:
-            raise _refusal_error(refused, spec, order)
-        if spec.succeeded(order, escrow):
-            return order, True
-        if not spec.pending(order, escrow):  # rolled back by an earlier attempt's refusal
-            raise _refusal_error(_refusal(escrow, spec), spec, order)
-        if time.monotonic() >= deadline:
-            return order, False
-        _connection_release()
-        time.sleep(0.2)
+def provider_step_outcome(order: Order, spec: ProviderStep, *, after: int) -> tuple[Order, bool]:
+    """(order, finished) as the database has it now. A refusal raises its error."""
+    # A fresh read each time, never refresh_from_db(): django-fsm unprotects `status` for the
+    # whole class while it refreshes, failing a refresh in a concurrent request.
+    order = Order.objects.get(pk=order.pk)
+    escrow = order_escrow(order)
+    refused = _refusal(escrow, spec, after=after)
+    if refused is not None:
+        raise _refusal_error(refused, spec, order)
+    if spec.succeeded(order, escrow):
+        return order, True
+    if spec.pending(order, escrow):
+        return order, False
+    # Each check is a read of its own: the step may have ended between them (4 concurrent
+    # clients saw a 502 for a release that succeeded). No longer running, its outcome is
+    # final, so it is read again before calling it a refusal.
+    order = Order.objects.get(pk=order.pk)
+    escrow = order_escrow(order)
+    if spec.succeeded(order, escrow):
+        return order, True
+    # rolled back by an earlier attempt's refusal, or refused just now
+    raise _refusal_error(_refusal(escrow, spec, after=after) or _refusal(escrow, spec), spec, order)
+
+
+def _wait_deadline() -> float:
+    return time.monotonic() + settings.OFFERHUB_SYNC_WAIT_SECONDS
+
+
+def provider_step_await(
+    order: Order, spec: ProviderStep, *, after: int, deadline: float | None = None
+) -> tuple[Order, bool]:
+    """Wait in this thread for the step's outcome: (order, finished). A refusal raises its error.
+    Woken by the order's change notification (offerhub.waits), with a slow re-check besides."""
+    deadline = _wait_deadline() if deadline is None else deadline
+    with order_changes(order.public_id) as changes:  # before the read: nothing committed after it is missed
+        while True:
+            order, finished = provider_step_outcome(order, spec, after=after)
+            left = deadline - time.monotonic()
+            if finished or left <= 0:
+                return order, finished
+            _connection_release()
+            changes.wait(min(left, recheck_seconds()))
+
+
+async def provider_step_await_async(order: Order, spec: ProviderStep, *, after: int, deadline: float) -> bool:
+    """The same wait on the event loop, holding no thread: only its reads take one, briefly."""
+    async with order_changes_async(order.public_id) as changes:
+        while True:
+            order, finished = await database(provider_step_outcome, order, spec, after=after)
+            left = deadline - time.monotonic()
+            if finished or left <= 0:
+                return finished
+            await changes.wait(min(left, recheck_seconds()))
+
+
+def provider_step_answer(view, order: Order, spec: ProviderStep, *, after: int, answer: Callable[[bool], object]):
+    """The view's answer once the step is done or the wait ran out: `answer(finished)`.
+
+    Under ASGI the wait is deferred to the event loop (offerhub.waits.deferred_answers) and this
+    thread is free at once; under WSGI (gunicorn, the test client) this thread waits, woken by
+    the order's change notification."""
+    deadline = _wait_deadline()
+    order, finished = provider_step_outcome(order, spec, after=after)
+    if finished or time.monotonic() >= deadline:
+        return answer(finished)
+    slot = answer_slot(view.request)
+    if slot is None or view.atomic_handler:  # an atomic handler's transaction cannot outlive its thread
+        _, finished = provider_step_await(order, spec, after=after, deadline=deadline)
+        return answer(finished)
+
+    def finish(outcome) -> object:
+        # On a database thread: the request's id for its log lines, as its own thread had it.
+        correlation_id_var.set(getattr(view.request, "correlation_id", None))
+
+        def make_response():
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return answer(outcome)
+
+        return view.dispatch_deferred_finish(record=deferred.idempotency_record, make_response=make_response)
+
+    deferred = DeferredAnswer(
+        wait=lambda: provider_step_await_async(order, spec, after=after, deadline=deadline), finish=finish
+    )
+    slot.answer = deferred
+    return DeferredResponse(deferred)
 
 
 def _connection_release() -> None:
     """Give the pooled connection back while waiting: a wait of up to a minute must not hold
     one of the pool's few (the sandbox served by this process and other requests need them).
-    The next poll takes one again. Without a pool this would open a connection per poll."""
+    The next read takes one again. Without a pool this would open a connection per read."""
     if getattr(connection, "pool", None) is not None and not connection.in_atomic_block:
         connection.close()
 
@@ -275,11 +353,14 @@ class _ProviderStepView(_OrderActionView):
     def post(self, request, order_id, **kwargs):
         after = provider_steps_mark()
         order, _ = self.act(request, order_id, **kwargs)
-        order, finished = provider_step_await(order, self.spec(order, **kwargs), after=after)
-        return api_response(
-            order_as_api(order_get(principal=request.auth, public_id=order_id)),
-            status=self.status if finished else self.pending_status,
-        )
+
+        def answer(finished: bool):
+            return api_response(
+                order_as_api(order_get(principal=request.auth, public_id=order_id)),
+                status=self.status if finished else self.pending_status,
+            )
+
+        return provider_step_answer(self, order, self.spec(order, **kwargs), after=after, answer=answer)
 
 
 @extend_schema(

@@ -6,4 +6,4 @@ class OfferHubConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self):
-        from offerhub import files, subscribers  # noqa: F401  (registers the system check and event subscribers)
+        from offerhub import files, subscribers, waits  # noqa: F401  (the system check, event subscribers, change notifications)

@@ -17,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from offerhub.correlation import AccessLogTokenFilter  # noqa: E402
 from offerhub.routing import websocket_urlpatterns  # noqa: E402
 from offerhub.sse import event_stream_app  # noqa: E402
+from offerhub.waits import deferred_answers  # noqa: E402
 
 EVENT_STREAM_PATH = re.compile(r"^/api/v1/events/?$")
 logging.getLogger("uvicorn.access").addFilter(AccessLogTokenFilter())  # uvicorn's own logger
@@ -24,7 +25,9 @@ logging.getLogger("uvicorn.access").addFilter(AccessLogTokenFilter())  # uvicorn
 
 def http_router(django_app):
     """GET /api/v1/events to the event stream (a coroutine per stream, no thread: offerhub.sse),
-    every other request to Django."""
+    every other request to Django, whose provider-backed API calls wait for their step on the
+    loop (offerhub.waits.deferred_answers), not in a thread."""
+    django_app = deferred_answers(django_app)
 
     async def route(scope, receive, send):
         if EVENT_STREAM_PATH.match(scope["path"]):

@@ -149,6 +149,10 @@ OFFERHUB_INSPECTION_WINDOW_HOURS = env.int("OFFERHUB_INSPECTION_WINDOW_HOURS", d
 # How long the other party of a dispute has to answer (evidence or a message) before the case is overdue.
 OFFERHUB_DISPUTE_RESPONSE_HOURS = env.int("OFFERHUB_DISPUTE_RESPONSE_HOURS", default=72)
 OFFERHUB_SYNC_WAIT_SECONDS = env.float("OFFERHUB_SYNC_WAIT_SECONDS", default=55.0)
+# Such a wait is woken by the order's change notification (offerhub.waits) and looks anyway this
+# often (Redis down, a message lost); under ASGI its reads take one of these few shared threads.
+OFFERHUB_SYNC_WAIT_RECHECK_SECONDS = env.float("OFFERHUB_SYNC_WAIT_RECHECK_SECONDS", default=3.0)
+OFFERHUB_SYNC_WAIT_DB_THREADS = env.int("OFFERHUB_SYNC_WAIT_DB_THREADS", default=4)
 
 
 def _dev_wallet_key() -> str:

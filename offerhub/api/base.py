@@ -187,7 +187,10 @@ class ApiView(APIView):
                     response = self._finalize(request, handler(request, *args, **kwargs))
                     if atomic and response.status_code >= 500:
                         transaction.set_rollback(True)  # a failure answered, not raised, keeps nothing
-                    if record is not None:
+                    if getattr(response, "deferred", None) is not None:
+                        # Answered later, off this thread (offerhub.waits): see dispatch_deferred_finish.
+                        response.deferred.idempotency_record = record
+                    elif record is not None:
                         idempotency_finish(record=record, response=response)
                 record = None  # committed with the handler's writes
             finally:
@@ -203,6 +206,27 @@ class ApiView(APIView):
                     # record stays unfinished, and a retry takes it over once its claim lapses.
                     logger.warning("idempotency record %s left to lapse", record.pk, exc_info=True)
             return response
+
+    def dispatch_deferred_finish(self, *, record, make_response):
+        """The end of `dispatch` for a handler that deferred its answer (a non-atomic one, waiting
+        on the event loop for a provider step): the answer made now, finalized and stored for the
+        Idempotency-Key as `dispatch` would have, a failure answered in the envelope."""
+        token = idempotency_key_var.set(self.applied_idempotency_key)
+        try:
+            response = self._finalize(self.request, make_response())
+            if record is not None:
+                idempotency_finish(record=record, response=response)
+            return response
+        except Exception as exc:
+            response = self._finalize(self.request, self.handle_exception(exc))
+            if record is not None:
+                try:
+                    idempotency_finish(record=record, response=response)
+                except OperationalError:
+                    logger.warning("idempotency record %s left to lapse", record.pk, exc_info=True)
+            return response
+        finally:
+            idempotency_key_var.reset(token)
 
     def handle_exception(self, exc):
         error = as_api_error(exc)

@@ -5,7 +5,9 @@ which it resets. Sandbox HTTP is served by uvicorn in a thread of this process. 
 stream phase starts a uvicorn worker of its own (port BENCH_PORT + 1) in full mode, with
 Redis at BENCH_REDIS_URL (default db 15); the load phase starts gunicorn as production runs it
 (tests/benchmarks/load.py) on a free port. BENCH_ONLY=sse or BENCH_ONLY=load runs that phase
-alone and splices its section into docs/benchmarks.md, leaving the other sections as they are.
+alone and splices its section into docs/benchmarks.md, leaving the other sections as they are;
+BENCH_ONLY=waits (tests/benchmarks/waits.py: API calls waiting for a provider step under uvicorn,
+in full mode with Redis at BENCH_REDIS_URL) runs only alone, the same way.
 """
 
 import os
@@ -41,6 +43,8 @@ if BENCH_ONLY == "throughput":
             "STELLAR_HORIZON_URL": f"http://127.0.0.1:{SANDBOX_PORT}/providers/horizon",
         }
     )
+if BENCH_ONLY == "waits":  # full mode: the change notifications over Redis, tasks queued for a worker
+    os.environ["REDIS_URL"] = BENCH_REDIS_URL
 sys.path.insert(0, str(ROOT))
 
 
@@ -361,10 +365,11 @@ def load_print(result: dict) -> None:
 
 
 def main() -> None:
-    if BENCH_ONLY not in ("", "sse", "load", "throughput"):
+    if BENCH_ONLY not in ("", "sse", "load", "waits", "throughput"):
         raise SystemExit(
-            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase), 'load' (HTTP reads under load) or "
-            "'throughput' (order lifecycles at 1 and 4 clients) can run alone"
+            f"BENCH_ONLY={BENCH_ONLY!r}: only 'sse' (the event stream phase), 'load' (HTTP reads under load), "
+            "'waits' (API calls waiting for a provider step) or 'throughput' (order lifecycles at 1 and 4 clients) "
+            "can run alone"
         )
     reset_database()
     import django
@@ -380,6 +385,21 @@ def main() -> None:
     from tests.benchmarks.throughput import throughput_section
 
     output = ROOT / "docs" / "benchmarks.md"
+    if BENCH_ONLY == "waits":
+        import redis
+
+        from tests.benchmarks.waits import bench_waits, waits_section
+
+        redis.Redis.from_url(BENCH_REDIS_URL).flushdb()  # the steps' drives queued by earlier runs
+        settings.SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 10**9
+        serve_sandbox()
+        print("waiting API calls…", flush=True)
+        result = bench_waits(port=PORT)
+        print(result)
+        section = waits_section(result)
+        output.write_text(section_splice(output.read_text(), section))
+        print("\n".join(section))
+        return
     if BENCH_ONLY == "load":
         print("HTTP reads under load…", flush=True)
         result = bench_load()
@@ -518,9 +538,11 @@ def main() -> None:
     lines += ["", *event_stream_section(stream), "", *load_section(load), ""]
     output.write_text("\n".join(lines))
     print(output.read_text())
-    # Its providers and settings are another process's: it runs as one, splicing its own section.
-    print("order throughput, 1 client and 4…", flush=True)
-    subprocess.run([sys.executable, __file__], env={**os.environ, "BENCH_ONLY": "throughput"}, check=True)
+    # These two run in processes of their own (full mode, Redis; other providers and settings),
+    # each splicing its own section.
+    for phase, title in (("waits", "API calls waiting for a provider step"), ("throughput", "order throughput")):
+        print(f"{title}…", flush=True)
+        subprocess.run([sys.executable, __file__], env={**os.environ, "BENCH_ONLY": phase}, check=True)
 
 
 if __name__ == "__main__":
