@@ -524,8 +524,18 @@ OFFERHUB_API_KEY_ENVIRONMENT = "live" if STELLAR_NETWORK == "mainnet" else "test
 OFFERHUB_TOKEN_DEFAULT_TTL_SECONDS = 3600
 OFFERHUB_IDEMPOTENCY_REQUIRED = env.bool("OFFERHUB_IDEMPOTENCY_REQUIRED", default=True)
 # A claimed Idempotency-Key whose request crashed before taking its row lock is
-# free again after this (the crashed transaction rolled back, so nothing ran).
-OFFERHUB_IDEMPOTENCY_LOCK_SECONDS = env.int("OFFERHUB_IDEMPOTENCY_LOCK_SECONDS", default=60)
+# free again after this (the crashed transaction rolled back, so nothing ran). A provider-backed
+# call holds its claim while it waits for the step: the claim must outlast the wait, or a retry
+# would take the key over and run the action again while the first call still waits.
+OFFERHUB_IDEMPOTENCY_LOCK_SECONDS = env.int(
+    "OFFERHUB_IDEMPOTENCY_LOCK_SECONDS", default=max(90, int(OFFERHUB_SYNC_WAIT_SECONDS) + 35)
+)
+if OFFERHUB_IDEMPOTENCY_LOCK_SECONDS < OFFERHUB_SYNC_WAIT_SECONDS + 15:
+    raise ImproperlyConfigured(
+        f"OFFERHUB_IDEMPOTENCY_LOCK_SECONDS ({OFFERHUB_IDEMPOTENCY_LOCK_SECONDS}) must exceed "
+        f"OFFERHUB_SYNC_WAIT_SECONDS ({OFFERHUB_SYNC_WAIT_SECONDS:g}) by at least 15 s: a call waiting for its "
+        "provider step keeps its Idempotency-Key claimed."
+    )
 OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", default=100)
 OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS", default=60)
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)

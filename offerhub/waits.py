@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 CHANNEL = "offerhub:orders:changed"
 SCOPE_KEY = "offerhub.deferred_answer"  # in an ASGI request's scope: where a view may defer its answer
 RECONNECT_SECONDS = 1.0
+# After a failed publish (Redis down or unreachable), commits skip publishing this long instead of
+# each waiting for the connection timeout; waiters find their outcome by their re-check meanwhile.
+PUBLISH_PAUSE_SECONDS = 5.0
+_publish_paused_until = 0.0
 
 
 # --- Publishing ---------------------------------------------------------------------------
@@ -74,13 +79,22 @@ def _send() -> None:
         for order_id in ids:  # embedded mode: every waiter is in this process
             _listener.wake(order_id)
         return
+    global _publish_paused_until
+    if time.monotonic() < _publish_paused_until:
+        return  # Redis failed just now: no commit waits on its timeout again meanwhile
     try:
         with redis_client().pipeline(transaction=False) as pipe:
             for order_id in ids:
                 pipe.publish(CHANNEL, order_id)
             pipe.execute()
-    except Exception:  # best effort: the waiters' own re-check finds the outcome a little later
-        logger.warning("waits: could not publish the change of %s", ", ".join(ids), exc_info=True)
+    except Exception as error:  # best effort: the waiters' own re-check finds the outcome a little later
+        _publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
+        logger.warning(
+            "waits: could not publish the change of %s (%s); not publishing for %g s",
+            ", ".join(ids),
+            error,
+            PUBLISH_PAUSE_SECONDS,
+        )
 
 
 @receiver(step_settled, dispatch_uid="waits-step-settled")
@@ -148,7 +162,8 @@ class _Listener:
     def add(self, waiter) -> None:
         with self.lock:
             self.waiters.setdefault(waiter.key, set()).add(waiter)
-            if settings.REDIS_URL and (self.thread is None or self.pid != os.getpid()):
+            dead = self.thread is None or not self.thread.is_alive() or self.pid != os.getpid()
+            if settings.REDIS_URL and dead:
                 self.pid = os.getpid()  # a forked worker starts its own
                 self.thread = threading.Thread(target=self._run, name="waits-listener", daemon=True)
                 self.thread.start()
@@ -177,8 +192,9 @@ class _Listener:
         import redis
 
         while True:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
+            client = None
             try:
+                client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, health_check_interval=30)
                 with client.pubsub() as pubsub:
                     pubsub.subscribe(CHANNEL)
                     while True:
@@ -186,9 +202,9 @@ class _Listener:
                         if message is None:
                             continue
                         if message["type"] == "subscribe":
-                            self.subscribed = True
                             # What committed before the subscription took effect was heard by no one.
                             self.wake_all()
+                            self.subscribed = True  # after the wake-up: who sees it, saw that
                         elif message["type"] == "message":
                             self.wake(message["data"].decode())
             except Exception:
@@ -196,8 +212,9 @@ class _Listener:
                     logger.warning("waits: Redis notifications lost; waiters re-check on their own", exc_info=True)
                 self.subscribed = False
             finally:
-                with contextlib.suppress(Exception):
-                    client.close()
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
             threading.Event().wait(RECONNECT_SECONDS)
 
 
@@ -206,7 +223,7 @@ _listener = _Listener()
 
 def recheck_seconds() -> float:
     """How long a waiter trusts the notifications before it looks anyway."""
-    return settings.OFFERHUB_SYNC_WAIT_RECHECK_SECONDS
+    return max(0.2, settings.OFFERHUB_SYNC_WAIT_RECHECK_SECONDS)  # 0 would re-read without pause
 
 
 @contextlib.contextmanager
@@ -308,6 +325,27 @@ def answer_slot(request) -> AnswerSlot | None:
     return scope.get(SCOPE_KEY) if isinstance(scope, dict) else None
 
 
+async def _claim_release(answer: DeferredAnswer) -> None:
+    """Free the answer's Idempotency-Key as a 5xx would (a retry resumes the step), rather than
+    leaving it claimed until its lock lapses."""
+    if answer.idempotency_record is None:
+        return
+    from offerhub.models import IdempotencyRecord
+
+    def release() -> None:
+        try:
+            IdempotencyRecord.objects.filter(
+                pk=answer.idempotency_record.pk, status=IdempotencyRecord.Status.PROCESSING
+            ).delete()
+        finally:
+            close_old_connections()
+
+    try:
+        await sync_to_async(release, thread_sensitive=False)()
+    except Exception:
+        logger.warning("idempotency record %s left to lapse", answer.idempotency_record.pk, exc_info=True)
+
+
 def deferred_answers(app):
     """ASGI middleware around Django: a POST whose view deferred its answer gets it once the wait
     is over, the Django application (and its thread) long done. The headers are the stand-in's
@@ -328,13 +366,18 @@ def deferred_answers(app):
         await app({**scope, SCOPE_KEY: slot}, receive, send_or_hold)
         if slot.answer is None:
             return
-        response = await slot.answer.complete()
+        try:
+            response = await slot.answer.complete()
+        except BaseException:  # cancelled at shutdown, the database threads gone: no answer made
+            await asyncio.shield(_claim_release(slot.answer))
+            raise
         body = bytes(response.content)
         own = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
         replaced = {name for name, _ in own} | {b"content-length"}
         start = next((message for message in held if message["type"] == "http.response.start"), {"headers": []})
         headers = [(name, value) for name, value in start["headers"] if bytes(name).lower() not in replaced]
         headers += [*own, (b"content-length", str(len(body)).encode())]
+        headers += [(b"set-cookie", cookie.output(header="").strip().encode()) for cookie in response.cookies.values()]
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError, transaction
+from django.utils.log import log_response
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -216,7 +217,7 @@ class ApiView(APIView):
             response = self._finalize(self.request, make_response())
             if record is not None:
                 idempotency_finish(record=record, response=response)
-            return response
+            return self._deferred_logged(response)
         except Exception as exc:
             response = self._finalize(self.request, self.handle_exception(exc))
             if record is not None:
@@ -224,9 +225,15 @@ class ApiView(APIView):
                     idempotency_finish(record=record, response=response)
                 except OperationalError:
                     logger.warning("idempotency record %s left to lapse", record.pk, exc_info=True)
-            return response
+            return self._deferred_logged(response)
         finally:
             idempotency_key_var.reset(token)
+
+    def _deferred_logged(self, response):
+        """django.request logged the stand-in (a 202): an error answered later is logged here."""
+        if response.status_code >= 400:
+            log_response(f"{response.reason_phrase}: {self.request.path}", response=response, request=self.request)
+        return response
 
     def handle_exception(self, exc):
         error = as_api_error(exc)
