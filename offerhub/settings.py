@@ -522,6 +522,9 @@ OFFERHUB_IDEMPOTENCY_REQUIRED = env.bool("OFFERHUB_IDEMPOTENCY_REQUIRED", defaul
 # A claimed Idempotency-Key whose request crashed before taking its row lock is
 # free again after this (the crashed transaction rolled back, so nothing ran).
 OFFERHUB_IDEMPOTENCY_LOCK_SECONDS = env.int("OFFERHUB_IDEMPOTENCY_LOCK_SECONDS", default=60)
+# How long a process trusts its copy of an API key's row (offerhub/api/authentication.py);
+# revocations reach every process at once through Redis, this bounds a lost notification. 0: off.
+OFFERHUB_API_KEY_CACHE_SECONDS = env.int("OFFERHUB_API_KEY_CACHE_SECONDS", default=10)
 OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", default=100)
 OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS", default=60)
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)
