@@ -120,8 +120,8 @@ def seed() -> None:
 
     call_command("migrate", verbosity=0)
     # The full `make bench` has loaded as many listings again before the load phase (pages phase).
-    from tests.factories import CategoryFactory, ListingFactory
     from marketplace.models import User
+    from tests.factories import CategoryFactory, ListingFactory
 
     seller = User.objects.create_user("profile-seller@example.test", None, display_name="Profile seller")
     category = CategoryFactory()
