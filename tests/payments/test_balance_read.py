@@ -17,7 +17,9 @@ STROOPS = 10_000_000
 def fund(user, dollars: int, key: str) -> None:
     available, _ = user_accounts(user)
     external = ledger_account(kind=LedgerAccount.Kind.EXTERNAL_STELLAR)
-    ledger_post(idempotency_key=key, kind="test", lines=[(external, -dollars * STROOPS), (available, dollars * STROOPS)])
+    ledger_post(
+        idempotency_key=key, kind="test", lines=[(external, -dollars * STROOPS), (available, dollars * STROOPS)]
+    )
 
 
 def balance(client, user) -> tuple[int, dict]:
