@@ -1,12 +1,14 @@
 """Order reads for the API (API.md §8): what a key may see, and the wire shapes.
 
 `orders_visible` scopes orders by the key's marketplace (§1.10); `orders_with_escrows`
-loads a page's escrows in one query (an escrow points at its order by `engagement_id`,
-not by a foreign key), so a list costs the same number of queries for 3 orders or 100.
+loads a page's milestones and escrows in one query each (an escrow points at its order by
+`engagement_id`, not by a foreign key), so a list costs the same number of queries for 3 orders
+or 100. The list's own query says which orders have either (EXISTS, on indexed columns), and
+only those are looked up: a page of orders without milestones or escrow is one query.
 """
 
 from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet, prefetch_related_objects
 
 from escrow.models import Escrow
 from marketplace.models import Order, OrderMilestone
@@ -18,9 +20,15 @@ NO_ESCROW = object()  # not loaded yet (None means: loaded, the order has none)
 
 
 def orders_visible(*, principal) -> QuerySet[Order]:
-    """Orders an API key may see: all of them, or those created through its marketplace's keys."""
-    orders = Order.objects.select_related("buyer", "seller", "dispute_record").prefetch_related(
-        Prefetch("milestones", queryset=OrderMilestone.objects.order_by("position"))
+    """Orders an API key may see: all of them, or those created through its marketplace's keys.
+
+    The parties' public ids come as columns of the order's row (the wire shape needs nothing
+    else of them), not as two User objects per order."""
+    orders = Order.objects.select_related("dispute_record").annotate(
+        api_buyer_id=F("buyer__public_id"),
+        api_seller_id=F("seller__public_id"),
+        api_has_milestones=Exists(OrderMilestone.objects.filter(order=OuterRef("pk"))),
+        api_has_escrow=Exists(Escrow.objects.filter(engagement_id=OuterRef("public_id"))),
     )
     if principal.marketplace_id:
         orders = orders.filter(marketplace_id=principal.marketplace_id)
@@ -28,8 +36,18 @@ def orders_visible(*, principal) -> QuerySet[Order]:
 
 
 def orders_with_escrows(orders: list[Order]) -> list[Order]:
-    """Attach each order's escrow (or None), for all of them in one query."""
-    escrows = {e.engagement_id: e for e in Escrow.objects.filter(engagement_id__in=[o.public_id for o in orders])}
+    """Attach each order's escrow (or None) and its milestones, in one query each at most."""
+    with_milestones = [
+        o
+        for o in orders
+        if getattr(o, "api_has_milestones", True) and "milestones" not in getattr(o, "_prefetched_objects_cache", {})
+    ]
+    if with_milestones:
+        prefetch_related_objects(
+            with_milestones, Prefetch("milestones", queryset=OrderMilestone.objects.order_by("position"))
+        )
+    wanted = [o.public_id for o in orders if getattr(o, "api_has_escrow", True)]
+    escrows = {e.engagement_id: e for e in Escrow.objects.filter(engagement_id__in=wanted)} if wanted else {}
     for order in orders:
         order._api_escrow = escrows.get(order.public_id)
     return orders
@@ -126,8 +144,8 @@ def order_as_api(order: Order) -> dict:
     return {
         "id": order.public_id,
         "clientOrderRef": order.client_order_ref or None,
-        "buyerId": order.buyer.public_id,
-        "sellerId": order.seller.public_id,
+        "buyerId": getattr(order, "api_buyer_id", None) or order.buyer.public_id,
+        "sellerId": getattr(order, "api_seller_id", None) or order.seller.public_id,
         "amount": money_from_stroops(order.amount),
         "currency": order.currency,
         "status": order.status,
@@ -135,7 +153,9 @@ def order_as_api(order: Order) -> dict:
         "description": order.description or None,
         "metadata": order.metadata,
         "escrow": escrow_as_api(escrow) if escrow is not None else None,
-        "milestones": [milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()],
+        "milestones": [milestone_as_api(m, order_id=order.public_id) for m in order.milestones.all()]
+        if getattr(order, "api_has_milestones", True)  # the list's query saw none: nothing to read
+        else [],
         "dispute": _dispute_of(order),
         "createdAt": iso_timestamp(order.created_at),
         "updatedAt": iso_timestamp(order.updated_at),
