@@ -3,6 +3,8 @@
 Prices travel as `Decimal` dollars with two places at the edges and are stored as whole cents.
 """
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -11,8 +13,11 @@ from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
-from django.db.models import Case, F, IntegerField, Prefetch, Q, QuerySet, Value, When
+from django.db.models import Case, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.template import loader
 from django.utils import timezone
+from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 from PIL import Image, UnidentifiedImageError
 
 from marketplace.models import Category, Listing, ListingImage, ListingMilestone, User
@@ -372,7 +377,67 @@ def listings_browse(*, query: str = "", category: Category | None = None, sort: 
         SORT.PRICE_HIGH: ["-price_cents", "-created_at", "-id"],
         SORT.RELEVANCE: ["-rank", "-created_at", "-id"],
     }[sort]
-    return _with_cards(listings).order_by(*ordering)
+    return _with_card_covers(listings).order_by(*ordering)
+
+
+def _with_card_covers(listings: QuerySet) -> QuerySet:
+    """What a card in a grid shows: the seller and category joined, the cover image's columns as
+    columns of the listing's row (one query for the page, no query for its images)."""
+    cover = ListingImage.objects.filter(listing=OuterRef("pk")).order_by("position", "id")
+    return listings.select_related("seller", "category").annotate(
+        card_cover=Subquery(cover.values("image")[:1]),
+        card_cover_width=Subquery(cover.values("width")[:1]),
+        card_cover_height=Subquery(cover.values("height")[:1]),
+    )
+
+
+# The rendered cards of a grid, per process. The key holds every value the card shows (and the
+# language, which formats the price), so a cached card is what rendering would give: an edit of the
+# listing, a renamed seller or category or a new cover makes a new key. Bounded, least recently used.
+_CARDS_MAX = 2_000
+_cards: OrderedDict[tuple, SafeString] = OrderedDict()
+_cards_lock = threading.Lock()
+
+
+def listing_cards(listings: Sequence[Listing]) -> list[SafeString]:
+    """The HTML of each listing's card (templates/marketplace/listing_card.html), for listings
+    from listings_browse (their cover columns annotated)."""
+    language = get_language()
+    cards = []
+    for listing in listings:
+        category = listing.category
+        key = (
+            language,
+            listing.public_id,
+            listing.title,
+            listing.price_cents,
+            listing.delivery_days,
+            listing.seller.display_name,
+            category.name if category else None,
+            category.icon if category else None,
+            listing.card_cover,
+            listing.card_cover_width,
+            listing.card_cover_height,
+        )
+        with _cards_lock:
+            card = _cards.get(key)
+            if card is not None:
+                _cards.move_to_end(key)
+        if card is None:
+            cover = None
+            if listing.card_cover:
+                cover = ListingImage(
+                    image=listing.card_cover, width=listing.card_cover_width, height=listing.card_cover_height
+                )
+            card = SafeString(
+                loader.get_template("marketplace/listing_card.html").render({"listing": listing, "cover": cover})
+            )
+            with _cards_lock:
+                _cards[key] = card
+                if len(_cards) > _CARDS_MAX:
+                    _cards.popitem(last=False)
+        cards.append(card)
+    return cards
 
 
 def _search(listings: QuerySet, query: str) -> QuerySet:

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from marketplace.forms import AirtmLinkForm, BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
 from marketplace.listings import (
     categories_all,
+    listing_cards,
     listing_create,
     listing_delete,
     listing_for_buyers,
@@ -37,7 +38,7 @@ def home(request):
     return render(
         request,
         "marketplace/home.html",
-        {"latest": listings_browse()[:HOME_LISTINGS], "categories": categories_all()},
+        {"latest": listing_cards(listings_browse()[:HOME_LISTINGS]), "categories": categories_all()},
     )
 
 
@@ -56,6 +57,7 @@ def listing_browse(request):
     context = {
         "form": form,
         "page": page,
+        "cards": listing_cards(page.object_list),
         "query": query,
         "category": category,
         "sort": sort,
