@@ -88,7 +88,8 @@ def child(names: list[str], repeat: int) -> None:
         if os.environ.get("BENCH_PROFILE_DUMP"):  # a directory: <target>.prof for pstats / snakeviz
             profile.dump_stats(Path(os.environ["BENCH_PROFILE_DUMP"]) / f"{name}.prof")
         print(f"\n===== {name} {path}")
-        print(f"in process: {plain_ms:.2f} ms per request ({cpu_ms:.2f} ms CPU); SQL statements: {len(per_request_sql)}; ", end="")
+        print(f"in process: {plain_ms:.2f} ms per request ({cpu_ms:.2f} ms CPU); ", end="")
+        print(f"SQL statements: {len(per_request_sql)}; ", end="")
         print(f"Redis round trips: {per_request_redis}")
         for sql in per_request_sql:
             print(f"   SQL: {sql[:160]}")
