@@ -384,10 +384,17 @@ def _with_card_covers(listings: QuerySet) -> QuerySet:
     """What a card in a grid shows: the seller and category joined, the cover image's columns as
     columns of the listing's row (one query for the page, no query for its images)."""
     cover = ListingImage.objects.filter(listing=OuterRef("pk")).order_by("position", "id")
-    return listings.select_related("seller", "category").annotate(
-        card_cover=Subquery(cover.values("image")[:1]),
-        card_cover_width=Subquery(cover.values("width")[:1]),
-        card_cover_height=Subquery(cover.values("height")[:1]),
+    # Only the columns a card shows: not the description, terms, search vector or the seller's account.
+    card_fields = ("public_id", "title", "price_cents", "delivery_days", "seller", "category")
+    related = ("seller__display_name", "category__name", "category__icon", "category__slug")
+    return (
+        listings.select_related("seller", "category")
+        .only(*card_fields, *related)
+        .annotate(
+            card_cover=Subquery(cover.values("image")[:1]),
+            card_cover_width=Subquery(cover.values("width")[:1]),
+            card_cover_height=Subquery(cover.values("height")[:1]),
+        )
     )
 
 

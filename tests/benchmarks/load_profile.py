@@ -80,6 +80,11 @@ def child(names: list[str], repeat: int) -> None:
         # This process's CPU (the test client's share included): steadier than the wall clock
         # on a shared machine, and without PostgreSQL's and Redis's time.
         cpu_ms = (time.process_time() - started_cpu) / repeat * 1000
+        if os.environ.get("BENCH_PROFILE_FIGURES_ONLY"):  # the figures line alone (before/after runs)
+            print(f"\n===== {name} {path}")
+            print(f"in process: {plain_ms:.2f} ms per request ({cpu_ms:.2f} ms CPU); ", end="")
+            print(f"SQL statements: {len(per_request_sql)}; Redis round trips: {per_request_redis}")
+            continue
         profile = cProfile.Profile()
         profile.enable()
         for _ in range(repeat):
