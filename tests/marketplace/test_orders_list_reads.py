@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from disputes.models import Dispute
 from escrow.models import Escrow
 from marketplace.orders import SYSTEM, order_create
 from offerhub.api.authentication import api_key_cache_usable
@@ -87,3 +88,19 @@ def test_an_escrow_created_after_a_read_is_in_the_next_read(reader):
     assert listed(reader, buyer_id=buyer.public_id)[0]["escrow"]["id"] == escrow.public_id
     one = reader.get(f"/api/v1/orders/{order.public_id}").json()["data"]
     assert one["escrow"]["id"] == escrow.public_id and one["buyerId"] == buyer.public_id
+
+
+def test_a_disputed_order_shows_its_dispute_and_the_others_none(reader, django_assert_num_queries):
+    buyer, seller = UserFactory(), UserFactory()
+    calm, _ = order_create(buyer=buyer, seller=seller, amount=10 * USD, title="Calm", actor=SYSTEM)
+    contested, _ = order_create(buyer=buyer, seller=seller, amount=10 * USD, title="Contested", actor=SYSTEM)
+    dispute = Dispute.objects.create(order=contested, opened_by="BUYER", reason="NOT_DELIVERED")
+    listed(reader)
+    with django_assert_num_queries(2):  # orders, the contested order's dispute
+        orders = {o["title"]: o for o in listed(reader, buyer_id=buyer.public_id)}
+    assert orders["Calm"]["dispute"] is None
+    assert orders["Contested"]["dispute"]["id"] == dispute.public_id
+    assert orders["Contested"]["dispute"]["orderId"] == contested.public_id
+    one = reader.get(f"/api/v1/orders/{contested.public_id}").json()["data"]
+    assert one["dispute"]["id"] == dispute.public_id
+    assert reader.get(f"/api/v1/orders/{calm.public_id}").json()["data"]["dispute"] is None
