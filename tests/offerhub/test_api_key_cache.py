@@ -90,3 +90,19 @@ def test_the_cache_can_be_turned_off(auth_client, settings, django_assert_num_qu
     assert client.get(ME).status_code == 200
     with django_assert_num_queries(1):  # the key's row, every time
         assert client.get(ME).status_code == 200
+
+
+def test_a_row_read_before_a_revocation_was_heard_is_not_kept(make_api_key):
+    """A request read the row (still active), the revocation was heard, then the request stores
+    what it read: the stale row must not be kept."""
+    from offerhub.api.authentication import _api_key_cache
+
+    api_key, _ = make_api_key(scopes=["read"])
+    generation = _api_key_cache.generation
+    row = ApiKey.objects.get(pk=api_key.pk)  # read before the revocation
+    api_key_revoke(api_key=api_key, actor_type="SYSTEM", actor_id="tests")  # heard here
+    _api_key_cache.put(api_key.pk, row, generation)
+    assert _api_key_cache.get(api_key.pk) is None
+    _api_key_cache.put(api_key.pk, row, _api_key_cache.generation)  # read after: it would be kept
+    assert _api_key_cache.get(api_key.pk) is row
+    _api_key_cache.forget(api_key.pk)
