@@ -57,3 +57,25 @@ def test_a_title_is_escaped_in_the_card():
     ListingFactory(title="<script>alert(1)</script> logos")
     page = Client().get("/listings/").content.decode()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; logos" in page
+
+
+def test_the_pages_count_and_answer_as_the_paginator_does():
+    category = CategoryFactory()
+    for n in range(30):
+        ListingFactory(title=f"Listing {n:02}", category=category)
+    client = Client()
+
+    def page(number=None) -> str:
+        return client.get("/listings/", {} if number is None else {"page": number}).content.decode()
+
+    def cards(html: str) -> int:
+        return html.count("<article")
+
+    first = page()
+    assert "30 services" in first and "Page 1 of 3" in first and cards(first) == 12
+    assert "Page 2 of 3" in page(2) and cards(page(2)) == 12
+    assert "Page 3 of 3" in page(3) and cards(page(3)) == 6
+    for past_the_end in (4, 0, "1" * 20):
+        assert "Page 3 of 3" in page(past_the_end), past_the_end  # the last page
+    for not_a_number in ("abc", "", "2.5", "-1x"):
+        assert "Page 1 of 3" in page(not_a_number), not_a_number  # the first page
