@@ -1,8 +1,11 @@
+import re
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Window
 from django.http import Http404, HttpResponseServerError
 from django.shortcuts import redirect, render
 from django.template import loader
@@ -13,6 +16,7 @@ from django.views.decorators.http import require_POST
 from marketplace.forms import AirtmLinkForm, BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
 from marketplace.listings import (
     categories_all,
+    listing_cards,
     listing_create,
     listing_delete,
     listing_for_buyers,
@@ -30,6 +34,7 @@ from payments.balances import Actor
 from payments.providers import rail_enabled
 
 LISTINGS_PER_PAGE = 12
+_PAGE_NUMBER = re.compile(r"[0-9]{1,9}")
 HOME_LISTINGS = 8
 
 
@@ -37,11 +42,26 @@ def home(request):
     return render(
         request,
         "marketplace/home.html",
-        {"latest": listings_browse()[:HOME_LISTINGS], "categories": categories_all()},
+        {"latest": listing_cards(listings_browse()[:HOME_LISTINGS]), "categories": categories_all()},
     )
 
 
 # --- Listings: buyers --------------------------------------------------------------
+
+
+def _browse_page(listings, raw_number) -> Page:
+    """Paginator.get_page without its COUNT query: the page's rows carry the total (a window
+    count in the same query). A page past the end, or a number that is not a plain positive
+    integer, goes to get_page itself, with its answers (the last page, the first page)."""
+    paginator = Paginator(listings, LISTINGS_PER_PAGE)
+    number = 1 if raw_number in (None, "") else int(raw_number) if _PAGE_NUMBER.fullmatch(raw_number) else 0
+    if number >= 1:
+        bottom = (number - 1) * LISTINGS_PER_PAGE
+        rows = list(listings.annotate(browse_total=Window(Count("*")))[bottom : bottom + LISTINGS_PER_PAGE])
+        if rows:
+            paginator.count = rows[0].browse_total  # the cached_property's value, from the same query
+            return Page(rows, number, paginator)
+    return paginator.get_page(raw_number)
 
 
 def listing_browse(request):
@@ -50,12 +70,11 @@ def listing_browse(request):
     query = form.cleaned_data.get("q", "")
     category = form.cleaned_data.get("category")
     sort = sort_effective(sort=form.cleaned_data.get("sort", ""), query=query)
-    page = Paginator(listings_browse(query=query, category=category, sort=sort), LISTINGS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    page = _browse_page(listings_browse(query=query, category=category, sort=sort), request.GET.get("page"))
     context = {
         "form": form,
         "page": page,
+        "cards": listing_cards(page.object_list),
         "query": query,
         "category": category,
         "sort": sort,

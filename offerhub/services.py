@@ -163,9 +163,14 @@ def api_key_create(
 
 @transaction.atomic
 def api_key_revoke(*, api_key: ApiKey, actor_type: str, actor_id: str) -> ApiKey:
-    """Revoke a key at once on every node (authentication reads the row on each request)."""
+    """Revoke a key at once on every node (the API key cache of each process forgets it)."""
+    from offerhub.api.authentication import api_key_cache_forget  # it imports this module
+
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     if api_key.revoked_at is None:
+        # This process stops using its cached row now and again after commit (a request may have
+        # read the row, still active, in between); other processes hear it on commit.
+        api_key_cache_forget(api_key.id)
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
         audit_record(
@@ -184,8 +189,10 @@ def api_key_revoke(*, api_key: ApiKey, actor_type: str, actor_id: str) -> ApiKey
 
 
 def _api_key_streams_end(key_id: str) -> None:
+    from offerhub.api.authentication import api_key_cache_forget
     from offerhub.event_stream import api_key_revoked_notify  # the stream's module imports the models
 
+    api_key_cache_forget(key_id)
     api_key_revoked_notify(key_id=key_id)
 
 

@@ -536,6 +536,9 @@ if OFFERHUB_IDEMPOTENCY_LOCK_SECONDS < OFFERHUB_SYNC_WAIT_SECONDS + 15:
         f"OFFERHUB_SYNC_WAIT_SECONDS ({OFFERHUB_SYNC_WAIT_SECONDS:g}) by at least 15 s: a call waiting for its "
         "provider step keeps its Idempotency-Key claimed."
     )
+# How long a process trusts its copy of an API key's row (offerhub/api/authentication.py);
+# revocations reach every process at once through Redis, this bounds a lost notification. 0: off.
+OFFERHUB_API_KEY_CACHE_SECONDS = env.int("OFFERHUB_API_KEY_CACHE_SECONDS", default=10)
 OFFERHUB_RATE_LIMIT_PER_MINUTE = env.int("OFFERHUB_RATE_LIMIT_PER_MINUTE", default=100)
 OFFERHUB_RATE_LIMIT_WINDOW_SECONDS = env.int("OFFERHUB_RATE_LIMIT_WINDOW_SECONDS", default=60)
 OFFERHUB_TRUSTED_PROXY_COUNT = env.int("OFFERHUB_TRUSTED_PROXY_COUNT", default=0)

@@ -472,6 +472,7 @@ def load_section(result: dict) -> list[str]:
         f"pooled per process (at most {result['pool_max']}; a thread holds one during its request), so they stop at "
         "workers x threads; the new sessions of the first target that uses the database are the pools growing "
         "from their minimum of one. Redis connections: the rate limiter's client keeps one per thread that "
-        "used it at once (the session-authenticated pages do not touch Redis).",
+        "used it at once (the session-authenticated pages do not touch Redis), and each worker one more, "
+        "subscribed to API key revocations (offerhub/api/authentication.py).",
     ]
     return lines

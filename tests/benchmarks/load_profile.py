@@ -1,6 +1,7 @@
 """Where a load-phase request's time goes: the same GET in process, in full mode, under cProfile.
 
-Run after `BENCH_ONLY=load make bench` (it reuses the bench database's data):
+Run after `BENCH_ONLY=load make bench` (it reuses the bench database's data), or with
+BENCH_PROFILE_SEED=1, which first recreates the bench database with the load phase's data alone:
 
     BENCH_DATABASE_URL=... BENCH_REDIS_URL=... .venv/bin/python -m tests.benchmarks.load_profile [target ...]
 
@@ -72,10 +73,18 @@ def child(names: list[str], repeat: int) -> None:
         client.get(path)
         per_request_sql = list(statements)
         per_request_redis = round_trips[0]
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         for _ in range(repeat):
             client.get(path)
         plain_ms = (time.perf_counter() - started) / repeat * 1000
+        # This process's CPU (the test client's share included): steadier than the wall clock
+        # on a shared machine, and without PostgreSQL's and Redis's time.
+        cpu_ms = (time.process_time() - started_cpu) / repeat * 1000
+        if os.environ.get("BENCH_PROFILE_FIGURES_ONLY"):  # the figures line alone (before/after runs)
+            print(f"\n===== {name} {path}")
+            print(f"in process: {plain_ms:.2f} ms per request ({cpu_ms:.2f} ms CPU); ", end="")
+            print(f"SQL statements: {len(per_request_sql)}; Redis round trips: {per_request_redis}")
+            continue
         profile = cProfile.Profile()
         profile.enable()
         for _ in range(repeat):
@@ -84,7 +93,8 @@ def child(names: list[str], repeat: int) -> None:
         if os.environ.get("BENCH_PROFILE_DUMP"):  # a directory: <target>.prof for pstats / snakeviz
             profile.dump_stats(Path(os.environ["BENCH_PROFILE_DUMP"]) / f"{name}.prof")
         print(f"\n===== {name} {path}")
-        print(f"in process: {plain_ms:.2f} ms per request; SQL statements: {len(per_request_sql)}; ", end="")
+        print(f"in process: {plain_ms:.2f} ms per request ({cpu_ms:.2f} ms CPU); ", end="")
+        print(f"SQL statements: {len(per_request_sql)}; ", end="")
         print(f"Redis round trips: {per_request_redis}")
         for sql in per_request_sql:
             print(f"   SQL: {sql[:160]}")
@@ -101,7 +111,38 @@ def child(names: list[str], repeat: int) -> None:
             print(out.getvalue())
 
 
+def seed() -> None:
+    """A fresh bench database holding the load phase's data (tests.benchmarks.load.load_data)."""
+    import psycopg
+
+    database_url = os.environ["DATABASE_URL"]
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from tests.benchmarks.load import LISTINGS, load_data
+
+    call_command("migrate", verbosity=0)
+    # The full `make bench` has loaded as many listings again before the load phase (pages phase).
+    from marketplace.models import User
+    from tests.factories import CategoryFactory, ListingFactory
+
+    seller = User.objects.create_user("profile-seller@example.test", None, display_name="Profile seller")
+    category = CategoryFactory()
+    for n in range(LISTINGS):
+        ListingFactory(seller=seller, category=category, title=f"Page listing {n}", price_cents=2_000 + n)
+    load_data(secret_key="unused")
+
+
 def main() -> None:
+    if os.environ.get(ROOT_ENV_FLAG) and sys.argv[1:] == ["--seed"]:
+        seed()
+        return
     if os.environ.get(ROOT_ENV_FLAG):
         child(sys.argv[1:], int(os.environ.get("BENCH_PROFILE_REPEAT", "200")))
         return
@@ -121,6 +162,8 @@ def main() -> None:
             "STATIC_ROOT": tempfile.mkdtemp(prefix="offerhub-bench-profile-"),
         }
     )
+    if os.environ.get("BENCH_PROFILE_SEED"):
+        subprocess.run([sys.executable, "-m", "tests.benchmarks.load_profile", "--seed"], cwd=ROOT, env=env, check=True)
     collect = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"]
     subprocess.run(collect, cwd=ROOT, env=env, check=True)
     names = sys.argv[1:] or ["bare", "health", "balance", "orders", "listings", "home"]
