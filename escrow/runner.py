@@ -36,13 +36,13 @@ from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWor
 from escrow.models import Escrow, EscrowStep
 from escrow.services import DRIVE_CLAIM, Action, escrow_funding_refusal, step_fail, step_postpone, step_settle, units
 from escrow.signing import envelope_sign
-from offerhub.leases import Lease, LeaseLost
+from offerhub.leases import Lease, LeaseLost, lease_free_claims
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, Wallet
 from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
 from payments.wallets import PlatformNotReady, platform_account
-from payments.withdrawals import account_submission_lock
+from payments.withdrawals import account_submission_lock, submission_lock_name
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -
     try:
         with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease:
             while True:
-                lease.renew()  # a fresh TTL per step; LeaseLost if a stall let another drive take over
+                lease.progress()  # renewed every quarter TTL; LeaseLost if a stall let another drive take over
                 step = EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).order_by("pk").first()
                 if step is None:
                     return "done"
@@ -171,12 +171,21 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
             if not _expired(step):
                 stored = step.signed_xdr  # the same envelope: it lands once at most
         # Built and verified before the signer's lock: the build is an HTTP call to Trustless Work.
+        lock_name = submission_lock_name(step.signer)
+        quiet_since = lease_free_claims(name=lock_name) if stored is None else None
         envelope = _prepare(step, client) if stored is None else None
         with account_submission_lock(step.signer) as account:
-            signed = stored or _sign_and_store(step, envelope, account)
-            if signed is None:
-                continue  # the step moved on while it was being built: look again
-            account.renew()  # still ours right before the envelope leaves (LeaseLost if not)
+            if stored is None:
+                # Nobody held the signer's lock since before the build: no submission of ours
+                # can have used the sequence number the envelope was built with.
+                if quiet_since is None or account.token != quiet_since + 1:
+                    _allocate_sequence(envelope, step.signer)
+                signed = _sign_and_store(step, envelope, account)  # renews the lease as it commits
+                if signed is None:
+                    continue  # the step moved on while it was being built: look again
+            else:
+                signed = stored
+                account.renew()  # still ours right before the envelope leaves (LeaseLost if not)
             try:
                 response, error = client.send_transaction(signed), None
             except TrustlessWorkError as refused:
@@ -326,11 +335,10 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient):
 
 
 def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
-    """Under the signer's lock: give the envelope the account's next sequence number, sign it,
-    and commit the envelope and hash (SUBMITTED) before anything is sent. The commit is fenced:
+    """Under the signer's lock, the envelope numbered: sign it, and commit the envelope and its
+    hash (SUBMITTED) before anything is sent. The commit is fenced (and so renews the leases):
     it is refused (LeaseLost) if a stall let another holder take the signer's or the escrow's
     lease. None if the step changed since it was read (another run got there first)."""
-    _allocate_sequence(envelope, step.signer)
     signed = envelope_sign(envelope=envelope, signer=_signer(step.signer))
     outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
     with transaction.atomic():
@@ -352,11 +360,11 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
 
 
 def _allocate_sequence(envelope, signer: str) -> None:
-    """The signer's next sequence number, read under its lock. The envelope was built outside
-    the lock, so another transaction of the signer may have used the number it carries: it is
-    rewritten before signing (the signature covers it; Soroban's source-account authorisation
-    does not depend on it). A transaction sent outside OfferHub meanwhile still gets tx_bad_seq,
-    and the step is signed again."""
+    """The signer's next sequence number, read under its lock (only when someone held the lock
+    since the build began: another transaction of the signer may have used the number the
+    envelope carries). It is rewritten before signing: the signature covers it, and Soroban's
+    source-account authorisation does not depend on it. A transaction sent outside OfferHub
+    meanwhile still gets tx_bad_seq, and the step is signed again."""
     account = account_load(signer)
     if account is None:
         raise StellarError("PROVIDER_ERROR", f"the signer {signer} does not exist on the network")

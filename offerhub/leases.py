@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, Func
+from django.db.models import DateTimeField, Func, Q
 from django.utils import timezone
 
 from offerhub.models import JobLease
@@ -96,6 +96,21 @@ def lease_claim(*, name: str, holder: str, ttl: timedelta) -> int | None:
         cursor.execute(sql, values)
         row = cursor.fetchone()
         return None if row is None else row[0]
+
+
+def lease_free_claims(*, name: str) -> int | None:
+    """The lease's claim count if nobody holds it now (never claimed: 0), else None. A later
+    claim returning this + 1 proves nobody held the lease in between."""
+    row = (
+        JobLease.objects.filter(name=name)
+        .annotate(held=Q(holder__gt="") & Q(expires_at__gt=_db_now()))
+        .values_list("claims", "held")
+        .first()
+    )
+    if row is None:
+        return 0
+    claims, held = row
+    return None if held else claims
 
 
 def job_lease_renew(*, name: str, holder: str, ttl: timedelta) -> bool:

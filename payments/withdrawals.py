@@ -338,6 +338,7 @@ def _drive(pk: int, source: SecretHolder, rounds: int, lease: Lease) -> Withdraw
     withdrawal = Withdrawal.objects.get(pk=pk)
     resign = False
     for _ in range(rounds):
+        stored = False
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         found = _landed(withdrawal)
@@ -348,12 +349,13 @@ def _drive(pk: int, source: SecretHolder, rounds: int, lease: Lease) -> Withdraw
                 return _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
             if not _retry_due(withdrawal):
                 return withdrawal
-            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source), lease)
+            withdrawal, stored = _store_envelope(withdrawal, _build_envelope(withdrawal, source), lease), True
         elif resign or not withdrawal.envelope_xdr or _can_never_land(withdrawal):
-            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source), lease)
+            withdrawal, stored = _store_envelope(withdrawal, _build_envelope(withdrawal, source), lease), True
         resign = False
         envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
-        lease.renew()  # still ours right before the envelope leaves (LeaseLost if not)
+        if not stored:  # storing renewed it (fenced) a moment ago
+            lease.renew()  # still ours right before the envelope leaves (LeaseLost if not)
         try:
             transaction_submit(envelope)
         except TransactionFailed as failure:
