@@ -261,53 +261,82 @@ def trustless_work_proxy(chain, live_server, settings):  # noqa: F811
     server.server_close()
 
 
+def platform_payment(chain) -> object:  # noqa: F811
+    """A platform-signed transaction: a bridge, another escrow's call, or one sent outside OfferHub."""
+    platform = platform_account()
+    outsider = chain.outside_account(trustline=False)
+    tx = (
+        TransactionBuilder(horizon().load_account(platform.public_key), chain.passphrase, base_fee=100)
+        .append_payment_op(outsider.public_key, Asset.native(), "1")
+        .set_timeout(300)
+        .build()
+    )
+    tx.sign(platform.keypair())
+    transaction_submit(tx)
+    return tx
+
+
+def deploy_with_answer_held(buyer, seller, trustless_work: TrustlessWorkProxy, meanwhile) -> EscrowStep:
+    """Open an order's escrow in a worker (the platform account deploys it); once Trustless Work
+    has built the deploy and before its answer arrives, run `meanwhile(escrow)`."""
+    hold_reserve(user=buyer, reference="ord_lock", amount=10 * USD)
+    reached, release = trustless_work.hold_answer("/deployer/")
+
+    def open_escrow():
+        order = "ord_lock"
+        return escrow_open(
+            engagement_id=order, buyer=buyer, seller=seller, amount=10 * USD, title="Logo", hold_reference=order
+        ).pk
+
+    opened: list[int] = []
+    worker = in_thread(open_escrow, results=opened)
+    assert reached.wait(HOLD_LIMIT)
+    escrow = Escrow.objects.get(engagement_id="ord_lock")
+    meanwhile(escrow)
+    release.set()
+    worker.join(HOLD_LIMIT)
+    assert opened == [escrow.pk]
+    escrow.refresh_from_db()
+    deploy = escrow.steps.get(action=EscrowStep.Action.DEPLOY)
+    assert (escrow.status, deploy.status) == (Escrow.Status.CREATED, EscrowStep.Status.CONFIRMED)
+    assert escrow.contract_id and SandboxEscrowCall.objects.filter(applied_at__isnull=False).count() == 1
+    return deploy
+
+
 def test_the_signers_lock_is_free_while_trustless_work_builds_and_a_used_sequence_is_renumbered(
     chain,  # noqa: F811
     funded_user,  # noqa: F811
     trustless_work_proxy,
 ):
-    buyer, seller = funded_user("30.00"), funded_user("0")
-    platform = platform_account()
-    hold_reserve(user=buyer, reference="ord_lock", amount=10 * USD)
-    reached, release = trustless_work_proxy.hold_answer("/deployer/")
+    sent = []
 
-    def open_escrow():  # the order's escrow: deployed by the platform account, in this worker
-        return escrow_open(
-            engagement_id="ord_lock",
-            buyer=buyer,
-            seller=seller,
-            amount=10 * USD,
-            title="Logo",
-            hold_reference="ord_lock",
-        ).pk
+    def meanwhile(escrow):
+        assert claim_result(escrow_lock_name(escrow.pk)) == "busy"  # the drive holds its escrow's lock
+        # Another platform-signed transaction takes the platform's submission lock at once, and
+        # uses the sequence number the deploy was built with.
+        with account_submission_lock(platform_account().public_key, timeout=BRIEF):
+            sent.append(platform_payment(chain))
 
-    opened: list[int] = []
-    worker = in_thread(open_escrow, results=opened)
-    assert reached.wait(HOLD_LIMIT)  # Trustless Work built the deploy; its answer is on the way
-    escrow = Escrow.objects.get(engagement_id="ord_lock")
-    assert claim_result(escrow_lock_name(escrow.pk)) == "busy"  # the drive holds its escrow's lock
-
-    # Meanwhile another platform-signed transaction (a bridge, another escrow's call) takes the
-    # platform's submission lock at once and uses the sequence number the deploy was built with.
-    outsider = chain.outside_account(trustline=False)
-    with account_submission_lock(platform.public_key, timeout=BRIEF):
-        tx = (
-            TransactionBuilder(horizon().load_account(platform.public_key), chain.passphrase, base_fee=100)
-            .append_payment_op(outsider.public_key, Asset.native(), "1")
-            .set_timeout(300)
-            .build()
-        )
-        tx.sign(platform.keypair())
-        transaction_submit(tx)
-    release.set()
-    worker.join(HOLD_LIMIT)
-
-    assert opened == [escrow.pk]
-    escrow.refresh_from_db()
-    deploy = escrow.steps.get(action=EscrowStep.Action.DEPLOY)
-    assert (escrow.status, deploy.status) == (Escrow.Status.CREATED, EscrowStep.Status.CONFIRMED)
-    assert escrow.contract_id and len(deploy.attempted_hashes) == 1  # signed once: no tx_bad_seq, no rebuild
-    handed_out = SandboxEscrowCall.objects.get(action="deploy-single-release")
+    deploy = deploy_with_answer_held(funded_user("30.00"), funded_user("0"), trustless_work_proxy, meanwhile)
+    assert len(deploy.attempted_hashes) == 1  # signed once: no tx_bad_seq, no rebuild
     signed = TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase)
-    assert signed.transaction.sequence == tx.transaction.sequence + 1  # renumbered after the payment's
+    assert signed.transaction.sequence == sent[0].transaction.sequence + 1  # renumbered after the payment's
+    handed_out = SandboxEscrowCall.objects.get(action="deploy-single-release")
     assert handed_out.tx_hash != signed.hash_hex() and handed_out.applied_at is not None
+
+
+def test_a_transaction_sent_outside_the_lock_meanwhile_costs_one_rebuild_never_a_second_deploy(
+    chain,  # noqa: F811
+    funded_user,  # noqa: F811
+    trustless_work_proxy,
+):
+    sent = []
+    # Sent outside OfferHub's locks (another tool using the platform key): the lock's claims say
+    # nothing about it, so the deploy goes out with its old number and gets tx_bad_seq.
+    deploy = deploy_with_answer_held(
+        funded_user("30.00"), funded_user("0"), trustless_work_proxy, lambda _: sent.append(platform_payment(chain))
+    )
+    assert len(deploy.attempted_hashes) == 2  # refused unapplied, then built and signed anew
+    signed = TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase)
+    assert signed.transaction.sequence == sent[0].transaction.sequence + 1
+    assert SandboxEscrowCall.objects.filter(action="deploy-single-release").count() == 2
