@@ -71,7 +71,8 @@ def lease_lock(name: str, *, timeout: float, ttl: timedelta = LOCK_TTL) -> Itera
     """Hold the lease `name` for the block, waiting up to `timeout` seconds for it (LockTimeout).
 
     Re-entrant: a block inside one holding the same name shares its lease. Released at the end
-    even if the block raised; a release that fails (a broken connection) lets it expire."""
+    even if the block raised; a release that fails (a broken connection) lets it expire. Take it
+    outside any transaction: a claim inside one is seen by others only once that commits."""
     held = held_lease(name)
     if held is not None:
         yield held
