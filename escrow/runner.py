@@ -1,18 +1,26 @@
 """The step runner: signs and submits an escrow's queued calls, in order, at most once each.
 
 For every step:
-1. ask Trustless Work for the unsigned transaction, verify it is the call we asked for,
-   sign it for the role, and commit the signed envelope and its hash (status SUBMITTED);
-   a fund call is built only while the buyer's hold still covers it, else the step fails;
-2. send it through `/helper/send-transaction`;
-3. settle it (`escrow.services.step_settle`) when the answer says it landed.
+1. ask Trustless Work for the unsigned transaction and verify it is the call we asked for
+   (no lock on the signer's account: this is an HTTP request); a fund call is built only
+   while the buyer's hold still covers it, else the step fails;
+2. under the signer's submission lock (`stellar-account:<address>`): read the account's
+   sequence number and give it to the envelope (rewritten if another transaction of the
+   signer used the one it was built with), sign it for the role, commit the signed envelope
+   and its hash (status SUBMITTED), send it through `/helper/send-transaction`, release;
+3. settle it (`escrow.services.step_settle`) when the answer says it landed, lock released.
 
 A lost answer (timeout, 5xx, a crash between 2 and 3) leaves the step SUBMITTED. The next
 run looks every hash it signed up on Horizon, then asks the indexer (`validateOnChain`)
 whether the call's effect is on the contract, and only then resends — the same envelope
 while it can still land (the network applies one hash once), a new one only after it
-expired. Steps of one escrow run one at a time (an advisory lock), and each signer's
-transactions take turns (its sequence number is one counter).
+expired. Steps of one escrow run one at a time (the lease `escrow:<pk>`, offerhub.locks),
+and each signer's transactions take turns (its sequence number is one counter). Both locks
+are lease rows, nothing held by a database session, so they work behind a transaction-pooling
+PgBouncer; a crashed holder blocks others for the lease's TTL at most. The SUBMITTED commit
+is fenced on both leases: a run that stalled past its TTL and lost a lease to another run
+cannot store (and so cannot send) a second envelope. tx_bad_seq stays the backstop for
+transactions sent outside OfferHub: the step is signed again.
 """
 
 import logging
@@ -28,16 +36,17 @@ from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWor
 from escrow.models import Escrow, EscrowStep
 from escrow.services import DRIVE_CLAIM, Action, escrow_funding_refusal, step_fail, step_postpone, step_settle, units
 from escrow.signing import envelope_sign
-from offerhub.locks import LockTimeout, advisory_lock
+from offerhub.leases import Lease, LeaseLost, lease_free_claims
+from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, Wallet
-from payments.stellar import StellarError, ledger_closed_at, transaction_lookup
+from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
 from payments.wallets import PlatformNotReady, platform_account
-from payments.withdrawals import account_submission_lock
+from payments.withdrawals import account_submission_lock, submission_lock_name
 
 logger = logging.getLogger(__name__)
 
-ESCROW_LOCK_NAMESPACE = 7_320
+ESCROW_LOCK_TIMEOUT = 30  # seconds a drive waits for another one of the same escrow, then "busy"
 # Rebuilding is safe only for these refusals: the envelope was never applied.
 STALE_ENVELOPE_CODES = ("tx_bad_seq", "tx_too_late", "tx_too_early")
 # The contract functions our calls invoke (what verify_unsigned expects).
@@ -60,21 +69,27 @@ class StepStopped(Exception):
     """The step reached an end (failed) while being prepared."""
 
 
+def escrow_lock_name(escrow_pk: int) -> str:
+    return f"escrow:{escrow_pk}"
+
+
 def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -> str:
     """Run the escrow's open steps in order until one must wait. Returns "done", "pending"
     (a run ended without an outcome: recorded on the step, which backs off) or "busy"."""
     client = client or TrustlessWorkClient()
     try:
-        with advisory_lock(ESCROW_LOCK_NAMESPACE, escrow_pk, timeout=30):
+        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease:
             while True:
+                lease.progress()  # renewed every quarter TTL; LeaseLost if a stall let another drive take over
                 step = EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).order_by("pk").first()
                 if step is None:
                     return "done"
                 try:
-                    with account_submission_lock(step.signer):
-                        step_run(step=step, client=client)
+                    step_run(step=step, client=client)
                 except StepStopped:
                     continue
+                except LeaseLost:
+                    raise
                 except (StepPending, StellarError) as waiting:
                     _postpone(step, waiting.code, waiting.message)
                     return "pending"
@@ -87,6 +102,9 @@ def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -
                     return "pending"
     except LockTimeout:
         return "busy"  # another worker is driving this escrow
+    except LeaseLost as lost:  # this run stalled past a lease: the run that took it carries on
+        logger.warning("escrow %s drive stopped: %s", escrow_pk, lost)
+        return "busy"
 
 
 def escrows_due_claim(*, limit: int, stale_after: timedelta, claim_for: timedelta = DRIVE_CLAIM) -> list[int]:
@@ -143,7 +161,7 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
         step.refresh_from_db()
         if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
             return step
-        signed = None
+        stored = None
         if step.status == EscrowStep.Status.SUBMITTED:
             landed = _landed(step)
             if landed is True or _effect_visible(step, client):
@@ -151,19 +169,35 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
             if landed is False:
                 return step_fail(step=step, code="tx_failed", message="the transaction failed on the network")
             if not _expired(step):
-                signed = step.signed_xdr  # the same envelope: it lands once at most
-        if signed is None:
-            signed = _prepare(step, client)
-        try:
-            response = client.send_transaction(signed)
-        except TrustlessWorkError as error:
-            if error.status != 400:
-                raise StepPending.provider_down(error) from None
-            if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
-                EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
-                continue  # never applied: look up once more, then sign a fresh one
-            return step_fail(step=step, code=error.provider_code or error.message, message=error.message)
-        return _settle(step, client, response=response)
+                stored = step.signed_xdr  # the same envelope: it lands once at most
+        # Built and verified before the signer's lock: the build is an HTTP call to Trustless Work.
+        lock_name = submission_lock_name(step.signer)
+        quiet_since = lease_free_claims(name=lock_name) if stored is None else None
+        envelope = _prepare(step, client) if stored is None else None
+        with account_submission_lock(step.signer) as account:
+            if stored is None:
+                # Nobody held the signer's lock since before the build: no submission of ours
+                # can have used the sequence number the envelope was built with.
+                if quiet_since is None or account.token != quiet_since + 1:
+                    _allocate_sequence(envelope, step.signer)
+                signed = _sign_and_store(step, envelope, account)  # renews the lease as it commits
+                if signed is None:
+                    continue  # the step moved on while it was being built: look again
+            else:
+                signed = stored
+                account.renew()  # still ours right before the envelope leaves (LeaseLost if not)
+            try:
+                response, error = client.send_transaction(signed), None
+            except TrustlessWorkError as refused:
+                response, error = None, refused
+        if error is None:
+            return _settle(step, client, response=response)
+        if error.status != 400:
+            raise StepPending.provider_down(error) from None
+        if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
+            EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
+            continue  # never applied: look up once more, then sign a fresh one
+        return step_fail(step=step, code=error.provider_code or error.message, message=error.message)
     raise StepPending("the signer's sequence number kept changing; trying again later", code="SEQUENCE_CHANGING")
 
 
@@ -261,8 +295,8 @@ def _signer(address: str) -> Wallet | PlatformAccount:
     return Wallet.objects.get(public_key=address)
 
 
-def _prepare(step: EscrowStep, client: TrustlessWorkClient) -> str:
-    """Build, verify, sign; commit the envelope and hash before anything is sent."""
+def _prepare(step: EscrowStep, client: TrustlessWorkClient):
+    """Build and verify the unsigned call (no lock held: the build is an HTTP request)."""
     escrow = step.escrow
     if step.action == Action.FUND:
         refusal = escrow_funding_refusal(escrow=escrow, amount=int(step.params["amount"]))
@@ -297,10 +331,24 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient) -> str:
             step_fail(step=step, code=error.provider_code or error.code, message=error.message)
             raise StepStopped from None
         raise StepPending.provider_down(error) from None
+    return envelope
+
+
+def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
+    """Under the signer's lock, the envelope numbered: sign it, and commit the envelope and its
+    hash (SUBMITTED) before anything is sent. The commit is fenced (and so renews the leases):
+    it is refused (LeaseLost) if a stall let another holder take the signer's or the escrow's
+    lease. None if the step changed since it was read (another run got there first)."""
     signed = envelope_sign(envelope=envelope, signer=_signer(step.signer))
     outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
     with transaction.atomic():
+        escrow_lease = held_lease(escrow_lock_name(step.escrow_id))
+        if escrow_lease is not None:
+            escrow_lease.fence()
+        account.fence()
         locked = EscrowStep.objects.select_for_update().get(pk=step.pk)
+        if (locked.status, locked.attempts) != (step.status, step.attempts):
+            return None
         locked.signed_xdr = signed
         locked.tx_hash = outer.hash_hex()
         locked.attempted_hashes = [*locked.attempted_hashes, locked.tx_hash]
@@ -309,6 +357,18 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient) -> str:
         locked.status = EscrowStep.Status.SUBMITTED
         locked.save()
     return signed
+
+
+def _allocate_sequence(envelope, signer: str) -> None:
+    """The signer's next sequence number, read under its lock (only when someone held the lock
+    since the build began: another transaction of the signer may have used the number the
+    envelope carries). It is rewritten before signing: the signature covers it, and Soroban's
+    source-account authorisation does not depend on it. A transaction sent outside OfferHub
+    meanwhile still gets tx_bad_seq, and the step is signed again."""
+    account = account_load(signer)
+    if account is None:
+        raise StellarError("PROVIDER_ERROR", f"the signer {signer} does not exist on the network")
+    envelope.transaction.sequence = int(account["sequence"]) + 1
 
 
 def _max_time(envelope):

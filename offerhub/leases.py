@@ -1,4 +1,7 @@
-"""Single-flight periodic jobs: a lease row per job name (offerhub.models.JobLease).
+"""Leases: a row per name (offerhub.models.JobLease) that one holder has until it expires.
+
+Single-flight periodic jobs use them here (`job_lease`); offerhub.locks builds the
+cross-process locks on them (one drive per escrow, one submission per Stellar account).
 
 A run claims its job's lease with one statement (INSERT … ON CONFLICT (name) DO UPDATE …
 WHERE the lease expired OR is ours … RETURNING), renews it as it progresses (a page, an
@@ -10,6 +13,11 @@ that stalls past its lease finds it taken on its next renewal (LeaseLost) and st
 Each statement commits on its own and holds nothing between statements, so leases work
 behind a transaction-pooling PgBouncer, unlike session-level advisory locks. Times are the
 database's clock (clock_timestamp()), so nodes whose clocks disagree still agree on expiry.
+
+Every claim adds one to the row's `claims`: the number a claim returns is its fencing token.
+A write that must happen only while the lease is still ours runs `lease_fence` in its own
+transaction: it renews the lease only if holder and token are unchanged, and keeps the row
+locked until that transaction ends, so no takeover can slip in between the check and the commit.
 """
 
 import contextlib
@@ -25,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import DateTimeField, Func
+from django.db.models import DateTimeField, Func, Q
 from django.utils import timezone
 
 from offerhub.models import JobLease
@@ -59,7 +67,13 @@ def _clock(ttl: timedelta) -> tuple[str, str, list]:
 
 
 def job_lease_claim(*, name: str, holder: str, ttl: timedelta) -> bool:
-    """Take the job's lease for `ttl` if it is free, expired or already `holder`'s; True if taken.
+    """Take the job's lease for `ttl` if it is free, expired or already `holder`'s; True if taken."""
+    return lease_claim(name=name, holder=holder, ttl=ttl) is not None
+
+
+def lease_claim(*, name: str, holder: str, ttl: timedelta) -> int | None:
+    """Take the lease for `ttl` if it is free, expired or already `holder`'s: its fencing token
+    (the row's claim count, which only grows), or None when someone else holds it.
 
     One atomic statement: two claims at once (two beats, two workers) never both win."""
     table = JobLease._meta.db_table
@@ -76,17 +90,46 @@ def job_lease_claim(*, name: str, holder: str, ttl: timedelta) -> bool:
             holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
             expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
         WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
-        RETURNING holder
+        RETURNING claims
     """  # noqa: S608
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, values)
-        return cursor.fetchone() is not None
+        row = cursor.fetchone()
+        return None if row is None else row[0]
+
+
+def lease_free_claims(*, name: str) -> int | None:
+    """The lease's claim count if nobody holds it now (never claimed: 0), else None. A later
+    claim returning this + 1 proves nobody held the lease in between."""
+    row = (
+        JobLease.objects.filter(name=name)
+        .annotate(held=Q(holder__gt="") & Q(expires_at__gt=_db_now()))
+        .values_list("claims", "held")
+        .first()
+    )
+    if row is None:
+        return 0
+    claims, held = row
+    return None if held else claims
 
 
 def job_lease_renew(*, name: str, holder: str, ttl: timedelta) -> bool:
     """Push the lease's expiry to now + `ttl` if `holder` still has it; False if it was lost."""
     now = _db_now()
     return bool(JobLease.objects.filter(name=name, holder=holder).update(renewed_at=now, expires_at=now + ttl))
+
+
+def lease_fence(*, name: str, holder: str, token: int, ttl: timedelta) -> bool:
+    """Inside the transaction that makes a holder's write: renew the lease if this claim (holder
+    and fencing token) still has it, and keep its row locked until the transaction ends; False
+    if it was taken over, and the write must not be made."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("lease_fence() guards a write: call it inside that write's transaction")
+    now = _db_now()
+    renewed = JobLease.objects.filter(name=name, holder=holder, claims=token).update(
+        renewed_at=now, expires_at=now + ttl
+    )
+    return bool(renewed)
 
 
 def job_lease_release(*, name: str, holder: str) -> bool:
@@ -104,9 +147,21 @@ class Lease:
     holder: str
     ttl: timedelta
     renewed: float = field(default_factory=time.monotonic)
+    token: int | None = None  # the claim's fencing token, when the claim returned one
 
     def renew(self) -> None:
+        if self.token is not None:
+            with transaction.atomic():
+                self.fence()
+            return
         if not job_lease_renew(name=self.name, holder=self.holder, ttl=self.ttl):
+            raise LeaseLost(f"the lease on {self.name} expired and was taken over")
+        self.renewed = time.monotonic()
+
+    def fence(self) -> None:
+        """Inside a write's transaction: renew, and hold the row until it commits (LeaseLost if
+        another claim took the lease over: the write must not be made)."""
+        if not lease_fence(name=self.name, holder=self.holder, token=self.token or 0, ttl=self.ttl):
             raise LeaseLost(f"the lease on {self.name} expired and was taken over")
         self.renewed = time.monotonic()
 

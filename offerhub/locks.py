@@ -1,82 +1,94 @@
-"""Locks that span processes and commits: PostgreSQL advisory locks (a thread lock on SQLite)."""
+"""Locks that span processes and commits: lease rows with a fencing token (offerhub.leases).
+
+`lease_lock("escrow:42", timeout=30)` waits up to `timeout` for the named lease, holds it for
+the block (TTL `LOCK_TTL`, renewed by `Lease.renew()` / `Lease.fence()`) and releases it at the
+end. Nothing is held by the database session between statements, so the locks work behind a
+transaction-pooling PgBouncer; a holder killed mid-block (kill -9) stops renewing, and its
+lease is taken over once it expires. A holder that stalls past its TTL can find its lease
+taken: the writes that must happen only under the lock call `lease.fence()` inside their
+transaction, which refuses (LeaseLost) once another claim has the lease.
+"""
 
 import contextlib
 import contextvars
-import threading
+import logging
+import random
 import time
-import zlib
+from collections.abc import Iterator
+from datetime import timedelta
 
-from django.db import connection
+from offerhub.leases import Lease, job_lease_holder, job_lease_release, lease_claim
+
+logger = logging.getLogger(__name__)
+
+# Long enough for the work a lock covers between renewals; short enough that a crashed holder
+# blocks the others for two minutes at most.
+LOCK_TTL = timedelta(seconds=120)
+# Waiting claims poll with a growing back-off, capped: holds are short, waiters many.
+FIRST_POLL_SECONDS = 0.005
+MAX_POLL_SECONDS = 0.1
 
 
 class LockTimeout(Exception):
     pass
 
 
-_held: contextvars.ContextVar[int] = contextvars.ContextVar("advisory_locks_held", default=0)
+_held: contextvars.ContextVar[dict[str, Lease]] = contextvars.ContextVar("lease_locks_held", default={})  # noqa: B039
 _after_release: contextvars.ContextVar[tuple] = contextvars.ContextVar("after_locks_released", default=())
 
 
 def after_locks_released(func) -> None:
-    """Run `func` now, or once the advisory locks held here are all released (work that must
-    not lengthen a lock others wait for, such as delivering events)."""
+    """Run `func` now, or once the locks held here are all released (work that must not
+    lengthen a lock others wait for, such as delivering events)."""
     if not _held.get():
         func()
     elif func not in _after_release.get():
         _after_release.set((*_after_release.get(), func))
 
 
+def held_lease(name: str) -> Lease | None:
+    """The lease this context holds under `name`, if it does."""
+    return _held.get().get(name)
+
+
+def lease_wait(*, name: str, holder: str, timeout: float, ttl: timedelta = LOCK_TTL) -> Lease:
+    """Claim the lease, polling until `timeout` seconds have passed (LockTimeout)."""
+    deadline = time.monotonic() + timeout
+    pause = FIRST_POLL_SECONDS
+    while True:
+        token = lease_claim(name=name, holder=holder, ttl=ttl)
+        if token is not None:
+            return Lease(name=name, holder=holder, ttl=ttl, token=token)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockTimeout(f"lock {name} is busy")
+        time.sleep(min(left, pause * (1 + random.random() / 2)))  # noqa: S311  (jitter, not security)
+        pause = min(pause * 2, MAX_POLL_SECONDS)
+
+
 @contextlib.contextmanager
-def _holding():
-    token = _held.set(_held.get() + 1)
+def lease_lock(name: str, *, timeout: float, ttl: timedelta = LOCK_TTL) -> Iterator[Lease]:
+    """Hold the lease `name` for the block, waiting up to `timeout` seconds for it (LockTimeout).
+
+    Re-entrant: a block inside one holding the same name shares its lease. Released at the end
+    even if the block raised; a release that fails (a broken connection) lets it expire. Take it
+    outside any transaction: a claim inside one is seen by others only once that commits."""
+    held = held_lease(name)
+    if held is not None:
+        yield held
+        return
+    lease = lease_wait(name=name, holder=job_lease_holder(), timeout=timeout, ttl=ttl)
+    token = _held.set({**_held.get(), name: lease})
     try:
-        yield
+        yield lease
     finally:
         _held.reset(token)
-        if not _held.get() and _after_release.get():
+        try:
+            job_lease_release(name=name, holder=lease.holder)
+        except Exception:  # a broken connection: the lease expires on its own
+            logger.exception("could not release the lease on %s", name)
+        if not _held.get() and _after_release.get():  # only once the lease is free for others
             pending = _after_release.get()
             _after_release.set(())
             for func in pending:
                 func()
-
-
-_local_locks: dict[tuple[int, int], threading.RLock] = {}
-_local_locks_guard = threading.Lock()
-
-
-def lock_key(value: int | str) -> int:
-    """A stable 32-bit key for a string (a Stellar address); ints are used as they are."""
-    return value if isinstance(value, int) else zlib.crc32(value.encode()) - 2**31
-
-
-@contextlib.contextmanager
-def advisory_lock(namespace: int, key: int | str, *, timeout: float = 120.0):
-    """Hold the (namespace, key) lock for the block; it is session-level, so it survives the
-    commits made inside (a signed transaction's hash is committed before it is sent)."""
-    key = lock_key(key)
-    if connection.vendor == "postgresql":
-        deadline = time.monotonic() + timeout
-        with connection.cursor() as cursor:
-            while True:
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
-                if cursor.fetchone()[0]:
-                    break
-                if time.monotonic() > deadline:
-                    raise LockTimeout(f"lock {namespace}:{key} is busy")
-                time.sleep(0.05)
-        with _holding():
-            try:
-                yield
-            finally:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
-        return
-    with _local_locks_guard:
-        lock = _local_locks.setdefault((namespace, key), threading.RLock())  # re-entrant, as PostgreSQL's are
-    if not lock.acquire(timeout=timeout):
-        raise LockTimeout(f"lock {namespace}:{key} is busy")
-    with _holding():
-        try:
-            yield
-        finally:
-            lock.release()

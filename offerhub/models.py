@@ -316,11 +316,13 @@ class EmailNotification(models.Model):
 
 
 class JobLease(models.Model):
-    """Who runs a periodic job right now, across every worker and beat (offerhub.leases).
+    """Who runs a periodic job, or holds a lock (offerhub.locks: `escrow:<pk>`,
+    `stellar-account:<address>`), right now, across every worker and beat (offerhub.leases).
 
-    Claimed with one INSERT … ON CONFLICT … WHERE expired-or-ours statement, renewed as the job
+    Claimed with one INSERT … ON CONFLICT … WHERE expired-or-ours statement, renewed as the work
     progresses and released at its end; a holder killed mid-run is taken over once it expires.
-    A row, not an advisory lock: it works behind a transaction-pooling PgBouncer."""
+    `claims` counts the claims: a claim's count is its fencing token. A row, not an advisory
+    lock: it works behind a transaction-pooling PgBouncer."""
 
     name = models.CharField(max_length=100, primary_key=True)
     holder = models.CharField(max_length=200, blank=True)  # "" once released

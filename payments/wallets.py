@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from stellar_sdk import Keypair, TransactionBuilder
 
+from offerhub.leases import LeaseLost
 from offerhub.services import event_publish
 from payments.crypto import secret_encrypt
 from payments.models import ChainCursor, PlatformAccount, Wallet
@@ -71,7 +72,7 @@ def platform_bootstrap() -> tuple[PlatformAccount, bool]:
 
 
 def platform_submission_lock(account: PlatformAccount):
-    """The submission lock every transaction the platform account signs is built and sent under."""
+    """The submission lock every transaction the platform account signs is numbered, signed and sent under."""
     from payments.withdrawals import account_submission_lock  # payments.withdrawals imports this module
 
     return account_submission_lock(account.public_key)
@@ -167,7 +168,7 @@ def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
         try:
             # The platform's sequence number is one counter shared with the bridges, sweeps and
             # escrow calls it signs: load, sign and submit under its submission lock, as they do.
-            with platform_submission_lock(platform):
+            with platform_submission_lock(platform) as lease:
                 tx = (
                     TransactionBuilder(
                         horizon().load_account(platform.public_key),
@@ -183,8 +184,12 @@ def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
                 )
                 tx.sign(platform.keypair())
                 tx.sign(wallet.keypair())
-                Wallet.objects.filter(pk=wallet.pk).update(activation_tx_hash=tx.hash_hex())
+                with transaction.atomic():
+                    lease.fence()  # refused (LeaseLost) if a stall let another holder take the lease
+                    Wallet.objects.filter(pk=wallet.pk).update(activation_tx_hash=tx.hash_hex())
                 transaction_submit(tx)
+        except LeaseLost:
+            continue  # nothing was sent: claim the lock again and read the sequence anew
         except TransactionFailed as failure:  # handled with the lock released: the lookups are not submissions
             if failure.transaction_code == "tx_bad_seq":
                 continue  # the account was used outside OfferHub's lock (another tool): rebuild

@@ -8,6 +8,7 @@ only ever resubmits the same signed envelope, so the payment cannot be sent twic
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,7 +18,8 @@ from django.utils import timezone
 from stellar_sdk import StrKey, TransactionBuilder
 
 from offerhub.errors import ServiceError
-from offerhub.locks import LockTimeout, advisory_lock
+from offerhub.leases import Lease, LeaseLost
+from offerhub.locks import LockTimeout, lease_lock
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from offerhub.timefmt import iso_timestamp
@@ -208,16 +210,20 @@ def _record(withdrawal: Withdrawal, action: str, actor_type: str = "SYSTEM", act
     )
 
 
-SUBMISSION_LOCK_NAMESPACE = 7_310
+def submission_lock_name(account_id: str) -> str:
+    return f"stellar-account:{account_id}"
 
 
 @contextlib.contextmanager
-def account_submission_lock(account_id: str, timeout: float = 120.0):
+def account_submission_lock(account_id: str, timeout: float = 120.0) -> Iterator[Lease]:
     """One submission at a time per Stellar account (its sequence number is one counter):
-    withdrawals, escrow calls and activations signed by the same account take turns."""
+    withdrawals, escrow calls and activations signed by the same account take turns. Hold it
+    only to read the sequence number, sign, store the hash and send: never across a build
+    that asks a provider over HTTP. Yields the lease: `lease.fence()` inside the transaction
+    that stores a signed envelope refuses it if a stall let another holder take the lease."""
     try:
-        with advisory_lock(SUBMISSION_LOCK_NAMESPACE, account_id, timeout=timeout):
-            yield
+        with lease_lock(submission_lock_name(account_id), timeout=timeout) as lease:
+            yield lease
     except LockTimeout:
         raise StellarError("PROVIDER_UNAVAILABLE", "the account is busy with another transaction") from None
 
@@ -310,10 +316,12 @@ def withdrawal_submit(*, withdrawal: Withdrawal, rounds: int = 3) -> Withdrawal:
     only when Horizon's history shows the stored one can no longer land."""
     try:
         source = _signer(withdrawal)
-        with account_submission_lock(source.public_key):
-            return _drive(withdrawal.pk, source, rounds)
+        with account_submission_lock(source.public_key) as lease:
+            return _drive(withdrawal.pk, source, rounds, lease)
     except (StellarError, PlatformNotReady) as error:
         return _pending(withdrawal, f"Waiting for Stellar ({error}); the payment will be checked again.")
+    except LeaseLost:  # stalled past the account's lease: whatever it stored is looked up next time
+        return _pending(withdrawal, "Waiting for Stellar; the payment will be checked again.")
 
 
 def _sequence_spent(envelope, source: SecretHolder) -> bool:
@@ -326,10 +334,11 @@ def _sequence_spent(envelope, source: SecretHolder) -> bool:
     return account is not None and int(account["sequence"]) >= sequence
 
 
-def _drive(pk: int, source: SecretHolder, rounds: int) -> Withdrawal:
+def _drive(pk: int, source: SecretHolder, rounds: int, lease: Lease) -> Withdrawal:
     withdrawal = Withdrawal.objects.get(pk=pk)
     resign = False
     for _ in range(rounds):
+        stored = False
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         found = _landed(withdrawal)
@@ -340,11 +349,13 @@ def _drive(pk: int, source: SecretHolder, rounds: int) -> Withdrawal:
                 return _settle_failure(withdrawal, "The payment failed on the Stellar network.", "tx_failed")
             if not _retry_due(withdrawal):
                 return withdrawal
-            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source))
+            withdrawal, stored = _store_envelope(withdrawal, _build_envelope(withdrawal, source), lease), True
         elif resign or not withdrawal.envelope_xdr or _can_never_land(withdrawal):
-            withdrawal = _store_envelope(withdrawal, _build_envelope(withdrawal, source))
+            withdrawal, stored = _store_envelope(withdrawal, _build_envelope(withdrawal, source), lease), True
         resign = False
         envelope = TransactionBuilder.from_xdr(withdrawal.envelope_xdr, settings.STELLAR_NETWORK_PASSPHRASE)
+        if not stored:  # storing renewed it (fenced) a moment ago
+            lease.renew()  # still ours right before the envelope leaves (LeaseLost if not)
         try:
             transaction_submit(envelope)
         except TransactionFailed as failure:
@@ -366,9 +377,11 @@ def _drive(pk: int, source: SecretHolder, rounds: int) -> Withdrawal:
     return _pending(withdrawal, "Waiting for the Stellar network to confirm the payment.")
 
 
-def _store_envelope(withdrawal: Withdrawal, envelope) -> Withdrawal:
-    """Commit the hash before submitting: after a crash the lookup finds what was sent."""
+def _store_envelope(withdrawal: Withdrawal, envelope, lease: Lease) -> Withdrawal:
+    """Commit the hash before submitting: after a crash the lookup finds what was sent. Fenced:
+    refused (LeaseLost) if a stall let another holder take the account's lease meanwhile."""
     with transaction.atomic():
+        lease.fence()
         withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
         withdrawal.transaction_hash = envelope.hash_hex()
         withdrawal.attempted_hashes = [*withdrawal.attempted_hashes, withdrawal.transaction_hash]

@@ -116,6 +116,7 @@ class ApplyState:
     signatures: list
     accounts: dict[str, SandboxAccount]
     tx_record: SandboxTransaction
+    call_key: str = ""  # the inner transaction's hash without its sequence number (sandbox.escrow)
     sponsorships: dict[str, str] = field(default_factory=dict)  # sponsored -> sponsor
     used_signatures: set[int] = field(default_factory=set)
 
@@ -150,6 +151,14 @@ def _signature_weight(account: SandboxAccount, tx_hash: bytes, signatures, used:
 
 def _authorized(account: SandboxAccount, tx_hash: bytes, signatures, used: set[int]) -> bool:
     return _signature_weight(account, tx_hash, signatures, used) >= max(1, account.med_threshold)
+
+
+def sequence_free_hash(envelope) -> str:
+    """A transaction's hash with its sequence number left out: the network accepts a Soroban
+    call handed out by Trustless Work whose sequence number the signer rewrote before signing."""
+    copy = TransactionBuilder.from_xdr(envelope.to_xdr(), network_passphrase())
+    copy.transaction.sequence = 0
+    return copy.hash_hex()
 
 
 def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
@@ -227,6 +236,7 @@ def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
             envelope_xdr=envelope_xdr,
         )
         state = ApplyState(ledger, inner_hash, inner_envelope.signatures, accounts, record)
+        state.call_key = sequence_free_hash(inner_envelope)
         state.used_signatures = used
         savepoint = transaction.savepoint()
         try:
@@ -293,6 +303,7 @@ def _apply_operation(state: ApplyState, index: int, operation, tx_source_id: str
         invoke = operation.host_function.invoke_contract
         apply_invocation(
             tx_hash=state.tx_hash.hex(),
+            call_key=state.call_key,
             op_source=op_source_id,
             contract_id=Address.from_xdr_sc_address(invoke.contract_address).address,
             function=invoke.function_name.sc_symbol.decode(),

@@ -509,8 +509,9 @@ def call_arguments(params: dict) -> stellar_xdr.SCVal:
     return scval.to_map(entries)
 
 
-def build_unsigned(*, signer: str, contract_id: str, function: str, params: dict) -> tuple[str, str]:
-    """(unsigned transaction XDR, its hash) invoking `function` on `contract_id` from `signer`."""
+def build_unsigned(*, signer: str, contract_id: str, function: str, params: dict) -> tuple[str, str, str]:
+    """(unsigned transaction XDR, its hash, its hash without the sequence number) invoking
+    `function` on `contract_id` from `signer`."""
     account = SandboxAccount.objects.filter(account_id=signer).first()
     if account is None:
         raise EscrowRuleError("VALIDATION_ERROR", f"the signer {signer} does not exist on the network")
@@ -522,16 +523,23 @@ def build_unsigned(*, signer: str, contract_id: str, function: str, params: dict
         .set_timeout(300)
         .build()
     )
-    return tx.to_xdr(), tx.hash_hex()
+    from sandbox.chain import sequence_free_hash
+
+    return tx.to_xdr(), tx.hash_hex(), sequence_free_hash(tx)
 
 
 def new_contract_id(deploy_hash: str) -> str:
     return StrKey.encode_contract(hashlib.sha256(f"offerhub-sandbox-escrow:{deploy_hash}".encode()).digest())
 
 
-def apply_invocation(*, tx_hash: str, op_source: str, contract_id: str, function: str, index: int) -> None:
+def apply_invocation(
+    *, tx_hash: str, op_source: str, contract_id: str, function: str, index: int, call_key: str = ""
+) -> None:
     """Called by the chain engine for an invoke_host_function operation it is applying."""
-    call = SandboxEscrowCall.objects.select_for_update().filter(tx_hash=tx_hash, applied_at__isnull=True).first()
+    calls = SandboxEscrowCall.objects.select_for_update().filter(applied_at__isnull=True)
+    call = calls.filter(tx_hash=tx_hash).first()
+    if call is None and call_key:  # handed out, then signed with another sequence number
+        call = calls.filter(call_key=call_key).order_by("created_at").first()
     if call is None:
         raise OperationFailed(index, "op_not_supported")  # not a transaction this sandbox handed out
     expected_contract = call.contract_id or DEPLOYER_CONTRACT

@@ -172,6 +172,12 @@ class SandboxEscrowCall(models.Model):
     """A write call whose unsigned transaction was handed out, applied when it comes back signed."""
 
     tx_hash = models.CharField(max_length=64, primary_key=True, help_text="hash of the unsigned transaction")
+    call_key = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="that hash without the sequence number (the signer may change it)",
+    )
     action = models.CharField(max_length=40)
     escrow_type = models.CharField(max_length=20)
     contract_id = models.CharField(max_length=56, blank=True)

@@ -103,7 +103,7 @@ def _escrow_for(contract_id, escrow_type: str) -> SandboxEscrow:
 def deploy(request, escrow_type):
     state = deploy_params(escrow_type, request.json)
     stored = {**state, "milestones": state["milestones"]}
-    xdr, tx_hash = build_unsigned(
+    xdr, tx_hash, call_key = build_unsigned(
         signer=state["signer"],
         contract_id=DEPLOYER_CONTRACT,
         function=f"deploy-{escrow_type}",
@@ -112,6 +112,7 @@ def deploy(request, escrow_type):
     SandboxEscrowCall.objects.update_or_create(
         tx_hash=tx_hash,
         defaults={
+            "call_key": call_key,
             "action": f"deploy-{escrow_type}",
             "escrow_type": escrow_type,
             "signer": state["signer"],
@@ -144,12 +145,13 @@ def _prepare_call(body: dict, escrow_type: str, action: str) -> HttpResponse:
     signer = body[signer_field]
     arguments = check_call(escrow, _engine_action(action), signer, body)
     params = {"contractId": escrow.contract_id, "signer": signer} | arguments
-    xdr, tx_hash = build_unsigned(
+    xdr, tx_hash, call_key = build_unsigned(
         signer=signer, contract_id=escrow.contract_id, function=_engine_action(action), params=params
     )
     SandboxEscrowCall.objects.update_or_create(
         tx_hash=tx_hash,
         defaults={
+            "call_key": call_key,
             "action": _engine_action(action),
             "escrow_type": escrow_type,
             "contract_id": escrow.contract_id,
@@ -188,10 +190,9 @@ def send_transaction(request):
 
     envelope = TransactionBuilder.from_xdr(signed, network_passphrase())
     inner = getattr(envelope.transaction, "inner_transaction_envelope", envelope)
-    call = SandboxEscrowCall.objects.filter(tx_hash=inner.hash_hex()).first()
     data = {"status": "SUCCESS", "message": "The transaction has been successfully sent to the Stellar network"}
-    if call is not None and call.action.startswith("deploy"):
-        escrow = SandboxEscrow.objects.get(contract_id=call.result["contractId"])
+    escrow = SandboxEscrow.objects.filter(deploy_tx_hash=inner.hash_hex()).first()  # the hash it was applied under
+    if escrow is not None:
         data |= {"contractId": escrow.contract_id, "escrow": escrow_json(escrow)}
     return respond(data)
 

@@ -15,7 +15,7 @@ from marketplace.models import Order
 from marketplace.notifications import order_emails
 from offerhub.celery import app as celery_app
 from offerhub.events import event_dead_letter_retry, event_subscriber, events_deliver, events_sequence
-from offerhub.locks import advisory_lock
+from offerhub.locks import lease_lock
 from offerhub.models import EmailNotification, Event, EventDeadLetter, SubscriberCursor
 from offerhub.services import event_publish
 from offerhub.tasks import email_notifications_sweep, events_dispatch_pending, events_reap_expired
@@ -397,7 +397,7 @@ inside_the_lock: dict[str, list] = {}
 @celery_app.task(name="tests.publish_in_a_task")
 def publish_in_a_task(hold_a_lock: bool) -> None:
     """A task committing an event, as the escrow steps' drive does (under an escrow's lock or not)."""
-    with advisory_lock(0x7E57, 1) if hold_a_lock else contextlib.nullcontext():
+    with lease_lock("test:publish-in-a-task", timeout=5) if hold_a_lock else contextlib.nullcontext():
         with transaction.atomic():
             publish("test.gap")
         inside_the_lock["seen"] = list(seen["gap"])  # after the commit, before the lock is let go
@@ -407,7 +407,7 @@ def publish_in_a_task(hold_a_lock: bool) -> None:
 @pytest.mark.parametrize("hold_a_lock", [False, True])
 def test_a_task_delivers_what_it_commits_itself_after_its_locks_are_released(hold_a_lock):
     """Already on a worker, a task delivers its events right after the commit, through no other
-    task; never while it holds an advisory lock (others wait on it), but as soon as it lets go."""
+    task; never while it holds a lock (others wait on it), but as soon as it lets go."""
     tasks = []
 
     def count(sender=None, **kwargs):

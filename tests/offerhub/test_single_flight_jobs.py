@@ -32,7 +32,7 @@ from payments.models import ChainCursor, JournalEntry, Wallet
 from payments.stellar import horizon, transaction_submit
 from payments.tasks import deposits_watch, wallets_activate_pending
 from payments.wallets import DEPOSIT_CURSOR, platform_account, wallet_ensure
-from payments.withdrawals import SUBMISSION_LOCK_NAMESPACE, account_submission_lock
+from payments.withdrawals import account_submission_lock
 from tests.factories import UserFactory
 from tests.payments import conftest as payments_fixtures
 
@@ -368,11 +368,11 @@ def test_the_resume_job_queues_each_escrows_drive_once(real_broker):
 
 
 def waiting_for_submission_lock(excluding: int) -> bool:
-    """Whether another session is polling for a submission lock (its last query says so)."""
+    """Whether another session is polling for a lock's lease (its last query is a claim)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE pid NOT IN (%s, pg_backend_pid()) AND query LIKE %s",
-            [excluding, f"SELECT pg_try_advisory_lock({SUBMISSION_LOCK_NAMESPACE},%"],
+            [excluding, f"%INSERT INTO {JobLease._meta.db_table} AS lease%"],
         )
         return cursor.fetchone()[0] > 0
 
