@@ -1,8 +1,8 @@
 """Waiting for an order to change without polling: a notification after commit wakes the waiters.
 
 Whatever settles, fails or moves an order (a provider step's outcome, an order saved) calls
-`order_changed_notify` inside its transaction; once that transaction committed and the advisory
-locks held here are released, the order's id goes out on the Redis channel CHANNEL (to the
+`order_changed_notify` inside its transaction; once that transaction committed and the
+lease locks held here are released, the order's id goes out on the Redis channel CHANNEL (to the
 waiters of every web node), or straight to this process's waiters in embedded mode (no Redis:
 one process). Each web process has one listener thread subscribed to the channel; it wakes the
 waiters of the order named, however many there are. A waiter registers before it reads the
@@ -66,7 +66,7 @@ def _committed(order_public_id: str) -> None:
     if not hasattr(_unsent, "ids"):
         _unsent.ids = set()
     _unsent.ids.add(order_public_id)
-    # Not while this thread holds an escrow's or an account's advisory lock: after it lets go.
+    # Not while this thread holds an escrow's or an account's lease lock: after it lets go.
     after_locks_released(_send)
 
 
