@@ -273,14 +273,13 @@ def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None)
     if amount is not None and amount != order.amount:
         raise ServiceError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
     _take(order, "reserve", actor)
-    balance_reserve(
+    after = balance_reserve(
         user=order.buyer,
         reference=order.public_id,
         amount=order.amount,
         actor=actor.as_balance_actor,
         owner=Hold.Owner.ORDER,  # the order's own: the balance endpoints cannot void or move it
-    )
-    after = balance_snapshot(user=order.buyer)
+    ).after
     _event(
         order,
         "order.funds_reserved",

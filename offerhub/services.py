@@ -1,5 +1,6 @@
 """Platform writes: audit records, outbox events and API keys."""
 
+import functools
 import hashlib
 import hmac
 import re
@@ -49,6 +50,21 @@ def redact(value):
     if isinstance(value, str):
         return _redact_text(value)
     return value
+
+
+def atomic_joined(func):
+    """Run `func` in the caller's transaction when there is one (no savepoint: two statements
+    saved per call), else in a transaction of its own. Only for functions that raise before
+    they write (their checks come first), so an error leaves nothing of theirs to undo."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        if transaction.get_connection().in_atomic_block:
+            return func(*args, **kwargs)
+        with transaction.atomic():
+            return func(*args, **kwargs)
+
+    return run
 
 
 def audit_record(
