@@ -10,14 +10,16 @@ import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from disputes.models import DisputeEvidence, DisputeMessage, Party
 from marketplace.models import Order
 from marketplace.orders import seller_net
 from offerhub.events import event_subscriber
+from offerhub.models import EmailNotification
 from offerhub.money import money_from_stroops
+from offerhub.services import email_notification_send_on_commit
 
 NOTIFICATIONS = {
     "order.in_progress": (
@@ -47,21 +49,17 @@ NOTIFICATIONS = {
 
 
 def email_notification_queue(*, key: str, event_id: str, recipients: list[str], subject: str, body: str) -> None:
-    """Write the e-mail once per `key` and send it after commit (a Celery task)."""
-    from offerhub.tasks import email_notification_send
-
+    """Write the e-mail once per `key` and send it after commit, with the others of the transaction."""
     # One statement, where get_or_create takes four (a SELECT, and an INSERT in a savepoint).
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO offerhub_emailnotification (key, event_id, recipients, subject, body, created_at)"
+            f"INSERT INTO {EmailNotification._meta.db_table} (key, event_id, recipients, subject, body, created_at)"  # noqa: S608 (the model's table)
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
             [key, event_id, json.dumps(recipients), subject, body, timezone.now()],
         )
         row = cursor.fetchone()
     if row is not None:  # written now, not by an earlier delivery of the event
-        pk = row[0]
-        # robust: a broker outage leaves the row unsent, for the sweeper (email_notifications_sweep).
-        transaction.on_commit(lambda: email_notification_send.delay(pk), robust=True)
+        email_notification_send_on_commit(notification_pk=row[0])
 
 
 @event_subscriber(*NOTIFICATIONS, name="marketplace.order_emails")

@@ -19,6 +19,7 @@ A subscriber declared `writes=False` touches no database and runs without a save
 
 import fnmatch
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -187,9 +188,24 @@ def events_deliver() -> int:
     while True:
         count, failed = _deliver_pass(names=[name for name in _subscribers if name not in stopped])
         if count is None:
+            _thread_delivery.completed += 1
             return delivered
         delivered += count
         stopped |= failed  # failed just now: backing off, not again in this call
+
+
+class _ThreadDelivery(threading.local):
+    """On this thread: how many events_deliver runs completed, and how many had when it last
+    published an event. A run that completed since then started after that event's commit
+    (on one thread a delivery cannot start between a publish and its commit, or sees the
+    uncommitted event when it runs inside that transaction), so it sequenced the event and
+    handed it to every due cursor no other worker held: a dispatch task would do nothing more."""
+
+    completed = 0
+    at_last_publish = 0
+
+
+_thread_delivery = _ThreadDelivery()
 
 
 def _deliver_pass(*, names: list[str]) -> tuple[int | None, set[str]]:
@@ -334,6 +350,7 @@ def event_dispatch_hook_register() -> None:
     savepoint drops its hook, and a later event registers again): through one delivery task
     from a request, right after the commit when a Celery task wrote the events (it is already
     on a worker: one more task would only add a round trip through the broker)."""
+    _thread_delivery.at_last_publish = _thread_delivery.completed
     conn = transaction.get_connection()
     if conn.in_atomic_block and any(func is _dispatch_on_commit for _, func, _ in conn.run_on_commit):
         return
@@ -350,6 +367,10 @@ def _deliver_here() -> None:
 
 
 def _dispatch_on_commit() -> None:
+    if _thread_delivery.completed > _thread_delivery.at_last_publish:
+        # Delivered already: in process (eager tasks), the task this commit started (an escrow's
+        # drive) delivered everything once it committed. No task when nothing is due.
+        return
     if in_task_var.get():
         # Not while this task holds an escrow's or an account's lock: after it lets go.
         after_locks_released(_deliver_here)

@@ -3,18 +3,24 @@
 import functools
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
 from itertools import pairwise
 
 from django.conf import settings
-from django.db import transaction
+from django.core.mail import get_connection, send_mail
+from django.db import connection, transaction
 from django.utils import timezone
 
-from offerhub.correlation import correlation_id_get, idempotency_key_var
+from offerhub.correlation import correlation_id_get, idempotency_key_var, in_task_var
 from offerhub.events import event_dispatch_hook_register
 from offerhub.ids import random_alnum
-from offerhub.models import ApiKey, AuditLog, Event
+from offerhub.locks import after_locks_released
+from offerhub.models import ApiKey, AuditLog, EmailNotification, Event
+
+logger = logging.getLogger(__name__)
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEY = re.compile(r"secret|password|passwd|token|api_?key|apikey|authorization|email|seed|private", re.I)
@@ -121,6 +127,73 @@ def event_publish(
     )
     event_dispatch_hook_register()  # one delivery task per transaction, after commit
     return event
+
+
+# --- E-mail notifications ---------------------------------------------------------------
+
+
+class _EmailBatch:
+    """The e-mails one transaction wrote, sent together once it commits (one on_commit hook)."""
+
+    def __init__(self):
+        self.pks: list[int] = []
+
+    def __call__(self) -> None:
+        pks = list(self.pks)
+        if in_task_var.get():
+            # Already on a worker: send from here (not while it holds an escrow's or an account's lock).
+            after_locks_released(lambda: email_notifications_send(notification_pks=pks))
+            return
+        from offerhub.tasks import email_notifications_send_task  # the tasks module imports this one
+
+        email_notifications_send_task.delay(pks)
+
+
+def email_notification_send_on_commit(*, notification_pk: int) -> None:
+    """Send the e-mail row `notification_pk` once the current transaction commits: every e-mail
+    a transaction writes goes in one batch, sent right there when a Celery task committed it,
+    else by one task. A broker outage or a crash leaves the rows unsent, for the sweeper
+    (offerhub.tasks.email_notifications_sweep); a pk whose row was rolled back sends nothing."""
+    conn = transaction.get_connection()
+    batch = next((func for _, func, _ in conn.run_on_commit if isinstance(func, _EmailBatch)), None)
+    if batch is not None:
+        batch.pks.append(notification_pk)
+        return
+    batch = _EmailBatch()
+    batch.pks.append(notification_pk)  # before on_commit, which runs it at once outside a transaction
+    transaction.on_commit(batch, robust=True)
+
+
+def email_notifications_send(*, notification_pks: list[int]) -> int:
+    """Send the unsent e-mails of `notification_pks` once each; return how many were sent.
+
+    One UPDATE marks them sent and locks them, returning what to send; they are sent in that
+    transaction, so a second sender waits, then finds them sent (a crash before the commit sends
+    them again: at least once). One that fails is marked unsent again, for the sweeper."""
+    if not notification_pks:
+        return 0
+    table = EmailNotification._meta.db_table
+    placeholders = ", ".join(["%s"] * len(notification_pks))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET sent_at = %s WHERE id IN ({placeholders}) AND sent_at IS NULL"  # noqa: S608 (the model's table)
+                " RETURNING id, recipients, subject, body",
+                [timezone.now(), *notification_pks],
+            )
+            rows = sorted(cursor.fetchall())
+        failed = []
+        mailer = get_connection() if rows else None
+        for pk, recipients, subject, body in rows:
+            recipients = json.loads(recipients) if isinstance(recipients, str) else recipients
+            try:
+                send_mail(subject, body, None, recipients, fail_silently=False, connection=mailer)
+            except Exception:  # the mail server refused or is down: this one waits for the sweeper
+                logger.exception("could not send e-mail notification %s", pk)
+                failed.append(pk)
+        if failed:
+            EmailNotification.objects.filter(pk__in=failed).update(sent_at=None)
+    return len(rows) - len(failed)
 
 
 # --- API keys ----------------------------------------------------------------------
