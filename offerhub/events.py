@@ -102,6 +102,12 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
     of its own, so positions become visible in increasing order: an event that commits after
     a later-id one simply gets a later position. Cursors of newly registered subscribers are
     created by the statement that positions a batch, at the end before it: they start with it."""
+    return len(_sequence_batch(batch_size))
+
+
+def _sequence_batch(batch_size: int) -> list[Event]:
+    """events_sequence's work; returns the events it positioned, in position order (the
+    statement that positions them returns them, so a delivery right after need not read them)."""
     with transaction.atomic():
         if connection.vendor != "postgresql":
             _cursors_ensure()
@@ -116,10 +122,11 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
                 [SEQUENCER_LOCK],
             )
             if cursor.fetchone() is None:
-                return 0
-            # One statement: the cursors of newly registered subscribers (at the end before this
-            # batch, i.e. they start with it), then the positions.
-            cursor.execute(
+                return []
+        # One statement: the cursors of newly registered subscribers (at the end before this
+        # batch, i.e. they start with it), then the positions, returning the events positioned.
+        positioned = list(
+            Event.objects.raw(
                 """
                 WITH new_cursors AS (
                     INSERT INTO offerhub_subscribercursor (name, position, failures, last_error, updated_at)
@@ -135,16 +142,17 @@ def events_sequence(*, batch_size: int = SEQUENCE_BATCH) -> int:
                     FROM (SELECT id FROM offerhub_event WHERE position IS NULL ORDER BY id LIMIT %s) todo
                 ) n
                 WHERE e.id = n.id
+                RETURNING e.*
                 """,
                 [sorted(_subscribers), batch_size],
             )
-            positioned = cursor.rowcount
+        )
         if positioned:
             transaction.on_commit(_sequenced_notify, robust=True)  # once the positions are visible
-        return positioned
+        return sorted(positioned, key=lambda event: event.position)
 
 
-def _sequence_portably(batch_size: int) -> int:
+def _sequence_portably(batch_size: int) -> list[Event]:
     """SQLite (`make run` only): one writer at a time is the database's own rule, so the
     sequencer needs no lock of its own; one UPDATE per event is fine at a demo's scale."""
     start = events_end_position()
@@ -152,7 +160,7 @@ def _sequence_portably(batch_size: int) -> int:
     now = timezone.now()
     for offset, pk in enumerate(todo, start=1):
         Event.objects.filter(pk=pk).update(position=start + offset, dispatched_at=now)
-    return len(todo)
+    return list(Event.objects.filter(pk__in=todo).order_by("position"))
 
 
 def events_end_position() -> int:
@@ -182,11 +190,15 @@ def events_deliver() -> int:
 
     A cursor another worker holds is left to it: that worker looks again after releasing it,
     and sees what was positioned meanwhile."""
-    while events_sequence() == SEQUENCE_BATCH:
-        pass
+    fresh = _sequence_batch(SEQUENCE_BATCH)
+    if len(fresh) == SEQUENCE_BATCH:  # a backlog: position all of it, then read as usual
+        while len(_sequence_batch(SEQUENCE_BATCH)) == SEQUENCE_BATCH:
+            pass
+        fresh = []
     delivered, stopped = 0, set()
     while True:
-        count, failed = _deliver_pass(names=[name for name in _subscribers if name not in stopped])
+        count, failed = _deliver_pass(names=[name for name in _subscribers if name not in stopped], fresh=fresh)
+        fresh = []
         if count is None:
             _thread_delivery.completed += 1
             return delivered
@@ -208,13 +220,16 @@ class _ThreadDelivery(threading.local):
 _thread_delivery = _ThreadDelivery()
 
 
-def _deliver_pass(*, names: list[str]) -> tuple[int | None, set[str]]:
+def _deliver_pass(*, names: list[str], fresh: list[Event]) -> tuple[int | None, set[str]]:
     """One transaction: claim every due cursor with events after it that no other worker holds
-    (one SELECT … FOR UPDATE SKIP LOCKED), read one batch of events after the lowest, run each
-    subscriber on its events, and advance the cursors that moved (one UPDATE). Returns (the
+    (one SELECT … FOR UPDATE SKIP LOCKED, which also asks each subscriber's `needed` query), take
+    one batch of events after the lowest, run each subscriber on its events, and advance the
+    cursors that moved (one UPDATE). The batch is `fresh` (the events this worker just
+    positioned) when it starts right after the lowest cursor, else one read. Returns (the
     deliveries made, or None when nothing was due; the subscribers that failed)."""
     with transaction.atomic():
         end = Event.objects.filter(position__isnull=False).order_by("-position").values("position")[:1]
+        checks = {f"needed_{n}": Exists(r.needed) for n, r in enumerate(_subscribers.values()) if r.needed is not None}
         cursors = list(
             SubscriberCursor.objects.select_for_update(skip_locked=True)
             .filter(
@@ -222,23 +237,24 @@ def _deliver_pass(*, names: list[str]) -> tuple[int | None, set[str]]:
                 name__in=names,
                 position__lt=Subquery(end),
             )
+            .annotate(**checks)  # the same for every row: one look per pass, in this query
             .order_by("name")
         )
         if not cursors:
             return None, set()
-        registrations = [_subscribers[state.name] for state in cursors]
-        checks = {f"needed_{n}": Exists(r.needed) for n, r in enumerate(registrations) if r.needed is not None}
-        events = list(
-            Event.objects.filter(position__gt=min(state.position for state in cursors))
-            .annotate(**checks)  # the same for every row: one look per batch, in this query
-            .order_by("position")[:DELIVERY_BATCH]
-        )
+        low = min(state.position for state in cursors)
+        if fresh and fresh[0].position == low + 1:
+            events = fresh[:DELIVERY_BATCH]  # what every claimed cursor needs next, already in hand
+        else:
+            events = list(Event.objects.filter(position__gt=low).order_by("position")[:DELIVERY_BATCH])
         if not events:
             return None, set()  # reaped meanwhile: nothing to hand
+        numbers = {name: n for n, name in enumerate(_subscribers)}
         delivered, failed, moved = 0, set(), []
-        for n, (state, registration) in enumerate(zip(cursors, registrations, strict=True)):
+        for state in cursors:
+            registration = _subscribers[state.name]
             start = state.position
-            needed = getattr(events[0], f"needed_{n}", True)
+            needed = getattr(state, f"needed_{numbers[state.name]}", True)
             count, ok = _subscriber_run(registration, state=state, events=events, needed=needed)
             delivered += count
             if not ok:
