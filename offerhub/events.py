@@ -51,6 +51,7 @@ class Registration:
     func: Subscriber
     writes: bool = True  # False: it touches no database (a push), so no savepoint around it
     needed: QuerySet | None = None  # empty: nothing to do with any event (checked with the batch)
+    batch: bool = False  # called once per pass with the list of its events (in position order)
 
     def matches(self, event_type: str) -> bool:
         return any(event_type_matches(pattern, event_type) for pattern in self.patterns)
@@ -60,7 +61,7 @@ _subscribers: dict[str, Registration] = {}
 
 
 def event_subscriber(
-    *patterns: str, name: str = "", writes: bool = True, needed: QuerySet | None = None
+    *patterns: str, name: str = "", writes: bool = True, needed: QuerySet | None = None, batch: bool = False
 ) -> Callable[[Subscriber], Subscriber]:
     """Register `func` for events whose type matches one of `patterns`. `name` keys its cursor
     and dead letters (default module.function): renaming a subscriber starts a new cursor.
@@ -68,11 +69,17 @@ def event_subscriber(
     run without a savepoint of their own. `needed` is a query that finds no row when the
     subscriber would do nothing with any event (e.g. no webhook endpoint exists): it is checked
     within the query that reads each batch, and when empty the cursor moves past the batch's
-    events without a call."""
+    events without a call. `batch=True`: `func` takes the list of its events of a pass (one
+    call, so its reads and writes can be one query each); after a failure they are handed to it
+    one at a time (a list of one), each in a savepoint, to find the one that fails."""
+    if batch and not writes:
+        raise ValueError("a batch subscriber is one that writes")
 
     def register(func: Subscriber) -> Subscriber:
         key = (name or f"{func.__module__}.{func.__qualname__}")[:200]
-        _subscribers[key] = Registration(name=key, patterns=patterns, func=func, writes=writes, needed=needed)
+        _subscribers[key] = Registration(
+            name=key, patterns=patterns, func=func, writes=writes, needed=needed, batch=batch
+        )
         return func
 
     return register
@@ -314,6 +321,17 @@ def _subscriber_run(
     """Hand one subscriber the events of the batch after its cursor that match (none when it is
     not `needed`), in position order, moving `state` past each one it took or that does not
     concern it. Returns (how many it took, False when it failed now and backs off)."""
+    if registration.batch and not run.careful:
+        todo = [event for event in events if event.position > state.position]
+        taken = [event for event in todo if needed and registration.matches(event.type)]
+        if taken:
+            try:
+                registration.func([event.as_domain_event() for event in taken])
+            except Exception as error:  # redone carefully: one event at a time, to find the one
+                raise _RedoCarefully(name=state.name, event_id="", error=error, pushed=run.pushed) from error
+        if todo:
+            state.position, state.failures, state.next_attempt_at, state.last_error = todo[-1].position, 0, None, ""
+        return len(taken), True
     delivered = 0
     for event in events:
         if event.position <= state.position:
@@ -345,9 +363,15 @@ def _call(registration: Registration, event: Event, *, run: _PassRun, name: str)
             run.pushed.add((name, event.event_id))
     elif run.careful:
         with transaction.atomic():  # a savepoint: a failure undoes only this call's writes
-            registration.func(event.as_domain_event())
+            _handed(registration, event)
     else:
-        registration.func(event.as_domain_event())
+        _handed(registration, event)
+
+
+def _handed(registration: Registration, event: Event) -> None:
+    """Hand one event to the subscriber (a list of one to a batch subscriber)."""
+    domain_event = event.as_domain_event()
+    registration.func([domain_event] if registration.batch else domain_event)
 
 
 def _failure_record(state: SubscriberCursor, *, event: Event, error: Exception) -> bool:
@@ -381,7 +405,7 @@ def event_dead_letter_retry(*, dead_letter: EventDeadLetter) -> bool:
             return False
         try:
             with transaction.atomic():
-                registration.func(letter.event.as_domain_event())
+                _handed(registration, letter.event)
         except Exception as error:
             logger.exception("dead-letter retry of %s for %s failed", letter.event.event_id, letter.subscriber)
             letter.failures += 1

@@ -199,3 +199,61 @@ def test_an_error_leaving_a_batch_drops_its_rows_with_the_transaction():
     assert list(Event.objects.filter(type__startswith="test.batch").values_list("type", flat=True)) == [
         "test.batch.kept"
     ]
+
+
+batches: list[list[str]] = []
+
+
+@event_subscriber("test.batch.*", name="tests.passes.batch", batch=True)
+def batch_writer(events: list[dict]) -> None:
+    batches.append([event["eventType"] for event in events])
+    for event in events:
+        EmailNotification.objects.create(
+            key=f"{event['eventId']}:batch", event_id=event["eventId"], subject="", body=""
+        )
+        if event["eventType"] == "test.batch.bad":
+            raise RuntimeError("cannot take this one")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_subscriber_gets_a_pass_events_in_one_call_then_one_at_a_time_after_a_failure(settings):
+    settings.OFFERHUB_EVENT_RETRY_BASE_SECONDS = 3600
+    batches.clear()
+    with transaction.atomic():
+        good = [publish("test.batch.a"), publish("test.batch.b")]
+    assert batches == [["test.batch.a", "test.batch.b"]]
+    batches.clear()
+    with transaction.atomic():
+        ok, bad, later = publish("test.batch.c"), publish("test.batch.bad"), publish("test.batch.d")
+    # The list failed: the pass was redone and the events handed one at a time up to the bad one.
+    assert batches == [["test.batch.c", "test.batch.bad", "test.batch.d"], ["test.batch.c"], ["test.batch.bad"]]
+    keys = set(EmailNotification.objects.values_list("key", flat=True))
+    assert keys == {f"{event.event_id}:batch" for event in [*good, ok]}
+    state = SubscriberCursor.objects.get(name="tests.passes.batch")
+    assert state.position == Event.objects.get(pk=ok.pk).position and state.failures == 1
+    assert bad.event_id in state.last_error and later.event_id not in keys
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_order_emails_of_a_pass_take_one_read_and_one_insert():
+    from marketplace.models import Order
+    from tests.factories import UserFactory
+
+    buyer, seller = UserFactory(email="b@example.test"), UserFactory(email="s@example.test")
+    orders = [Order.objects.create(buyer=buyer, seller=seller, amount=10_000_000, title=f"T{n}") for n in range(2)]
+    with transaction.atomic():
+        for order in orders:  # committed without a task: delivered below, in one pass
+            Event.objects.create(
+                type="order.released", aggregate_type="Order", aggregate_id=order.public_id, payload={}
+            )
+            Event.objects.create(
+                type="order.refunded", aggregate_type="Order", aggregate_id=order.public_id, payload={}
+            )
+    with CaptureQueriesContext(connection) as queries:
+        events_deliver()
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len([s for s in sql if s.startswith("INSERT INTO offerhub_emailnotification")]) == 1
+    assert len([s for s in sql if s.startswith('SELECT "marketplace_order"')]) == 1
+    assert sorted(m.subject for m in mail.outbox) == sorted(
+        [f"You've been paid for T{n}" for n in range(2)] + [f"Refund for T{n}" for n in range(2)]
+    )
