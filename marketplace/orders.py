@@ -340,9 +340,12 @@ def order_escrow_create(*, order: Order, actor: OrderActor) -> Order:
     pending or after it failed resumes the same escrow record, never a second contract."""
     order = _locked(order)
     if order.status != S.ESCROW_CREATING:
-        escrow = order_escrow(order)
-        if escrow is not None and escrow.status != Escrow.Status.CREATING:
-            raise ServiceError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
+        # The escrow is looked up only when the transition is refused (to say why): when it is
+        # allowed, escrow_open refuses a deployed escrow itself, and its error undoes the step.
+        if not (can_proceed(order.escrow_create) and has_transition_perm(order.escrow_create, actor)):
+            escrow = order_escrow(order)
+            if escrow is not None and escrow.status != Escrow.Status.CREATING:
+                raise ServiceError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
         _take(order, "escrow_create", actor)
     milestones = [{"ref": m.ref, "title": m.title, "amount": m.amount} for m in order.milestones.all()]
     escrow = escrow_open(
