@@ -288,12 +288,12 @@ def _hold_insert(*, user, reference: str, amount: int, owner: str) -> Hold | Non
 
 
 def _locked_active_hold(
-    *, user, reference: str, owner: str | None = None
+    *, user, reference: str, owner: str | None = None, accounts: tuple[LedgerAccount, LedgerAccount] | None = None
 ) -> tuple[Hold, tuple[LedgerAccount, LedgerAccount]]:
-    """The active hold, locked, and the user's (available, held) accounts, locked; with
-    `owner`, only if it is that owner's (else HoldOwned)."""
+    """The active hold, locked, and the user's (available, held) accounts, locked (`accounts`:
+    the caller holds them locked already); with `owner`, only if it is that owner's (else HoldOwned)."""
     # Accounts first, then the hold: the order hold_reserve and the balance services use.
-    accounts = user_accounts_locked(user)
+    accounts = accounts or user_accounts_locked(user)
     hold = Hold.objects.select_for_update().filter(user=user, reference=reference, status=Hold.Status.ACTIVE).first()
     if hold is None:
         raise HoldNotFound(reference)
@@ -332,9 +332,12 @@ def hold_post(
     kind: str,
     amount: int | None = None,
     idempotency_key: str | None = None,
+    accounts: tuple[LedgerAccount, LedgerAccount] | None = None,
 ) -> Hold:
-    """held → destination (escrow, external, fees, another user), for all of the hold or part of it."""
-    hold, (available, held) = _locked_active_hold(user=user, reference=reference)
+    """held → destination (escrow, external, fees, another user), for all of the hold or part of it.
+    `accounts`: the user's (available, held) accounts when the caller already holds them locked
+    (`user_accounts_locked`); their new balances are set on them."""
+    hold, (available, held) = _locked_active_hold(user=user, reference=reference, accounts=accounts)
     amount = hold.remaining if amount is None else amount
     if amount <= 0 or amount > hold.remaining:
         raise HoldAmountMismatch(f"{amount} is not within the {hold.remaining} held")
