@@ -162,23 +162,95 @@ def ledger_post(
                 return existing
             raise InsufficientFunds(account=account, requested=-delta, available=account.balance)
 
-    entry = _entry_insert(idempotency_key=idempotency_key, kind=kind, description=description, metadata=metadata)
-    if entry is None:  # the same key committed before (or meanwhile)
-        return _entry_replayed(idempotency_key)
-    Posting.objects.bulk_create(Posting(entry=entry, account_id=account.pk, amount=amount) for account, amount in lines)
     now = timezone.now()
-    moved = []
+    entry = _entry_new(idempotency_key=idempotency_key, kind=kind, description=description, metadata=metadata)
+    if connection.vendor == "postgresql":
+        written = _entry_write(entry, lines=[(account.pk, amount) for account, amount in lines], now=now)
+    else:
+        written = _entry_write_portably(entry, lines=lines, deltas=deltas, locked=locked, now=now)
+    if not written:  # the same key committed before (or meanwhile): nothing moved
+        return _entry_replayed(idempotency_key)
     for pk, delta in deltas.items():
         if delta:
             account = locked[pk]
-            account.balance += delta
+            account.balance += delta  # what the locked row now holds
             account.updated_at = now
-            moved.append(account)
-    LedgerAccount.objects.bulk_update(moved, ["balance", "updated_at"])  # one statement for all
     for account, _ in lines:
         if account is not locked[account.pk]:
             account.balance, account.updated_at = locked[account.pk].balance, locked[account.pk].updated_at
     return entry
+
+
+def _entry_new(*, idempotency_key: str, kind: str, description: str, metadata: dict | None) -> JournalEntry:
+    return JournalEntry(
+        idempotency_key=idempotency_key,
+        kind=kind,
+        description=description[:255],
+        correlation_id=correlation_id_get() or "",
+        metadata=metadata or {},
+        created_at=timezone.now(),
+    )
+
+
+_ENTRY_WRITE = """
+WITH entry AS (
+    INSERT INTO {entries} (idempotency_key, kind, description, correlation_id, metadata, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+), lines (n, account_id, amount) AS (VALUES {lines}),
+posted AS (
+    INSERT INTO {postings} (entry_id, account_id, amount, created_at)
+    SELECT entry.id, lines.account_id, lines.amount, %s FROM entry, lines ORDER BY lines.n
+), moved AS (
+    UPDATE {accounts} account SET balance = account.balance + delta.amount, updated_at = %s
+    FROM (SELECT account_id, SUM(amount) AS amount FROM lines GROUP BY account_id) delta
+    WHERE account.id = delta.account_id AND delta.amount <> 0 AND EXISTS (SELECT 1 FROM entry)
+)
+SELECT id FROM entry
+"""
+
+
+def _entry_write(entry: JournalEntry, *, lines: list[tuple[int, int]], now) -> bool:
+    """The entry, its postings and the accounts' balances in one statement (PostgreSQL's
+    data-modifying WITH); nothing when the idempotency key exists (False). The accounts are
+    locked by the caller; the deferred trigger still checks at commit that the postings sum
+    to zero, and the balance CHECK constraint each row."""
+    sql = _ENTRY_WRITE.format(
+        entries=JournalEntry._meta.db_table,
+        postings=Posting._meta.db_table,
+        accounts=LedgerAccount._meta.db_table,
+        lines=", ".join(["(%s::int, %s::bigint, %s::bigint)"] * len(lines)),
+    )
+    params = [
+        entry.idempotency_key,
+        entry.kind,
+        entry.description,
+        entry.correlation_id,
+        json.dumps(entry.metadata, cls=DjangoJSONEncoder),
+        entry.created_at,
+    ]
+    for n, (account_pk, amount) in enumerate(lines):
+        params += [n, account_pk, amount]
+    params += [now, now]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    entry.pk, entry._state.adding, entry.replayed = row[0], False, False
+    return True
+
+
+def _entry_write_portably(entry: JournalEntry, *, lines, deltas: dict, locked: dict, now) -> bool:
+    """SQLite (`make run` only): the entry with ON CONFLICT, then its postings, then one UPDATE."""
+    if not _entry_insert(entry):
+        return False
+    Posting.objects.bulk_create(Posting(entry=entry, account_id=account.pk, amount=amount) for account, amount in lines)
+    moved = []
+    for pk, delta in deltas.items():
+        if delta:
+            moved.append(LedgerAccount(pk=pk, balance=locked[pk].balance + delta, updated_at=now))
+    LedgerAccount.objects.bulk_update(moved, ["balance", "updated_at"])
+    return True
 
 
 def _entry_replayed(idempotency_key: str) -> JournalEntry | None:
@@ -188,17 +260,9 @@ def _entry_replayed(idempotency_key: str) -> JournalEntry | None:
     return existing
 
 
-def _entry_insert(*, idempotency_key: str, kind: str, description: str, metadata: dict | None) -> JournalEntry | None:
-    """The new entry, or None when the key exists: one INSERT … ON CONFLICT DO NOTHING (a plain
-    create would need a savepoint to survive the IntegrityError)."""
-    entry = JournalEntry(
-        idempotency_key=idempotency_key,
-        kind=kind,
-        description=description[:255],
-        correlation_id=correlation_id_get() or "",
-        metadata=metadata or {},
-        created_at=timezone.now(),
-    )
+def _entry_insert(entry: JournalEntry) -> bool:
+    """Insert `entry`, or nothing when its key exists (False): one INSERT … ON CONFLICT DO
+    NOTHING (a plain create would need a savepoint to survive the IntegrityError)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {JournalEntry._meta.db_table}"  # noqa: S608 (the model's table)
@@ -215,9 +279,9 @@ def _entry_insert(*, idempotency_key: str, kind: str, description: str, metadata
         )
         row = cursor.fetchone()
     if row is None:
-        return None
+        return False
     entry.pk, entry._state.adding, entry.replayed = row[0], False, False
-    return entry
+    return True
 
 
 def ledger_transfer(
