@@ -1,23 +1,27 @@
 """E-mail on an order's key transitions and on its dispute's thread, sent from event subscribers.
 
 Each subscriber writes one EmailNotification per event (keyed by eventId: a redelivered event
-writes nothing new) in the transaction that advances its cursor, and queues its sending after
-that commit; the row is marked sent by the task, and the sweeper re-queues one left unsent. So
-a crash after the change committed still sends the e-mail, once in the normal path.
+writes nothing new) in the transaction that advances its cursor; the e-mails a transaction
+wrote are sent together after its commit (from the delivering task, else by one task) and
+marked sent, and the sweeper sends one left unsent. So a crash after the change committed
+still sends the e-mail, once in the normal path. The order e-mails of a delivery pass take
+one read of their orders and one INSERT (a batch subscriber).
 """
 
 import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from disputes.models import DisputeEvidence, DisputeMessage, Party
 from marketplace.models import Order
 from marketplace.orders import seller_net
 from offerhub.events import event_subscriber
+from offerhub.models import EmailNotification
 from offerhub.money import money_from_stroops
+from offerhub.services import email_notification_send_on_commit
 
 NOTIFICATIONS = {
     "order.in_progress": (
@@ -47,51 +51,77 @@ NOTIFICATIONS = {
 
 
 def email_notification_queue(*, key: str, event_id: str, recipients: list[str], subject: str, body: str) -> None:
-    """Write the e-mail once per `key` and send it after commit (a Celery task)."""
-    from offerhub.tasks import email_notification_send
+    """Write the e-mail once per `key` and send it after commit, with the others of the transaction."""
+    email_notifications_queue([(key, event_id, recipients, subject, body)])
 
-    # One statement, where get_or_create takes four (a SELECT, and an INSERT in a savepoint).
+
+def email_notifications_queue(emails: list[tuple[str, str, list[str], str, str]]) -> None:
+    """Write e-mails (key, eventId, recipients, subject, body), each once per key, with one
+    statement (get_or_create would take four per e-mail: a SELECT, an INSERT in a savepoint),
+    and send them after commit with the others of the transaction."""
+    if not emails:
+        return
+    now = timezone.now()
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(emails))
+    params = []
+    for key, event_id, recipients, subject, body in emails:
+        params += [key, event_id, json.dumps(recipients), subject, body, now]
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO offerhub_emailnotification (key, event_id, recipients, subject, body, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
-            [key, event_id, json.dumps(recipients), subject, body, timezone.now()],
+            f"INSERT INTO {EmailNotification._meta.db_table} (key, event_id, recipients, subject, body, created_at)"  # noqa: S608 (the model's table)
+            f" VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING id",
+            params,
         )
-        row = cursor.fetchone()
-    if row is not None:  # written now, not by an earlier delivery of the event
-        pk = row[0]
-        # robust: a broker outage leaves the row unsent, for the sweeper (email_notifications_sweep).
-        transaction.on_commit(lambda: email_notification_send.delay(pk), robust=True)
+        written = [row[0] for row in cursor.fetchall()]  # not those an earlier delivery of the event wrote
+    for pk in written:
+        email_notification_send_on_commit(notification_pk=pk)
 
 
-@event_subscriber(*NOTIFICATIONS, name="marketplace.order_emails")
 def order_emails(event: dict) -> None:
     """The participants of an order hear of its key transitions (NOTIFICATIONS)."""
-    if event["eventType"] not in NOTIFICATIONS or event.get("aggregateType") != "Order":
+    order_emails_batch([event])
+
+
+@event_subscriber(*NOTIFICATIONS, name="marketplace.order_emails", batch=True)
+def order_emails_batch(events: list[dict]) -> None:
+    """order_emails for the events of a delivery pass: one read of their orders, one INSERT."""
+    wanted = [e for e in events if e["eventType"] in NOTIFICATIONS and e.get("aggregateType") == "Order"]
+    if not wanted:
         return
-    order = Order.objects.select_related("buyer", "seller").filter(public_id=event["aggregateId"]).first()
-    if order is None:
-        return  # an escrow opened through the API for an engagement id of its own
-    whom, subject, body = NOTIFICATIONS[event["eventType"]]
-    users = {"buyer": [order.buyer], "seller": [order.seller], "both": [order.buyer, order.seller]}[whom]
-    recipients = [user.email for user in users if user.email]
-    if not recipients:
-        return
-    values = {
-        "title": order.title,
-        "buyer": order.buyer.display_name,
-        "seller": order.seller.display_name,
-        "amount": money_from_stroops(order.amount),
-        "net": money_from_stroops(seller_net(amount=order.amount)),
+    orders = {
+        order.public_id: order
+        for order in Order.objects.select_related("buyer", "seller").filter(
+            public_id__in={event["aggregateId"] for event in wanted}
+        )
     }
-    link = f"{settings.SITE_URL}/orders/{order.public_id}/"
-    email_notification_queue(
-        key=f"{event['eventId']}:order",
-        event_id=event["eventId"],
-        recipients=recipients,
-        subject=subject.format(**values),
-        body=body.format(**values) + f"\n\n{link}\n",
-    )
+    emails = []
+    for event in wanted:
+        order = orders.get(event["aggregateId"])
+        if order is None:
+            continue  # an escrow opened through the API for an engagement id of its own
+        whom, subject, body = NOTIFICATIONS[event["eventType"]]
+        users = {"buyer": [order.buyer], "seller": [order.seller], "both": [order.buyer, order.seller]}[whom]
+        recipients = [user.email for user in users if user.email]
+        if not recipients:
+            continue
+        values = {
+            "title": order.title,
+            "buyer": order.buyer.display_name,
+            "seller": order.seller.display_name,
+            "amount": money_from_stroops(order.amount),
+            "net": money_from_stroops(seller_net(amount=order.amount)),
+        }
+        link = f"{settings.SITE_URL}/orders/{order.public_id}/"
+        emails.append(
+            (
+                f"{event['eventId']}:order",
+                event["eventId"],
+                recipients,
+                subject.format(**values),
+                body.format(**values) + f"\n\n{link}\n",
+            )
+        )
+    email_notifications_queue(emails)
 
 
 @event_subscriber("dispute.message_posted", "dispute.evidence_added", name="disputes.thread_emails")

@@ -7,6 +7,7 @@ in the same transaction. Steps that talk to Trustless Work are queued on the esc
 `step_failed` signals move the order on, inside the transaction that settles the step.
 """
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import prefetch_related_objects
 from django.dispatch import receiver
 from django.utils import timezone
 from django_fsm import can_proceed, has_transition_perm
@@ -34,7 +36,7 @@ from escrow.services import (
 from marketplace.models import Order, OrderMilestone, User
 from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops, money_to_stroops
-from offerhub.services import audit_record, event_publish
+from offerhub.services import audit_record, event_publish, outbox_batched
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor, balance_cancel_reservation, balance_reserve, balance_snapshot
 from payments.models import Hold
@@ -100,12 +102,25 @@ def _invalid_state(message: str, current: str, allowed: list[str], **details) ->
     )
 
 
+def _order_transaction(func):
+    """The service's transaction (a savepoint inside the caller's), its audit rows and events
+    inserted together when it ends (offerhub.services.outbox_batched)."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        with transaction.atomic(), outbox_batched():
+            return func(*args, **kwargs)
+
+    return run
+
+
 def _locked(order: Order) -> Order:
     return Order.objects.select_for_update(of=("self",)).select_related("buyer", "seller").get(pk=order.pk)
 
 
-def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
-    """Take transition `name` for `actor` or refuse with the API's codes."""
+def _take(order: Order, name: str, actor: OrderActor, *, save: bool = True, **kwargs) -> None:
+    """Take transition `name` for `actor` or refuse with the API's codes. `save=False` when
+    another transition follows at once and saves the order for both."""
     method = getattr(order, name)
     words = name.replace("_", " ")
     if not can_proceed(method):  # the state, then the transition's conditions
@@ -118,7 +133,8 @@ def _take(order: Order, name: str, actor: OrderActor, **kwargs) -> None:
         raise ServiceError("FORBIDDEN", f"you may not {words} this order")
     before = order.status
     method(**kwargs)
-    order.save()
+    if save:
+        order.save()
     audit_record(
         action=f"order.{name}",
         resource_type="Order",
@@ -198,7 +214,7 @@ def order_create(
     if existing is not None:
         return _same_terms(existing, buyer, seller, amount), False
     try:
-        with transaction.atomic():
+        with transaction.atomic(), outbox_batched():
             order = Order.objects.create(
                 buyer=buyer,
                 seller=seller,
@@ -266,21 +282,20 @@ def _same_terms(order: Order, buyer, seller, amount: int) -> Order:
 # --- Money steps ----------------------------------------------------------------------------
 
 
-@transaction.atomic
+@_order_transaction
 def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None) -> Order:
     """Hold the buyer's money for the order (available → held)."""
     order = _locked(order)
     if amount is not None and amount != order.amount:
         raise ServiceError("RESERVE_MISMATCH_AMOUNT", "the amount must equal the order amount", field="amount")
     _take(order, "reserve", actor)
-    balance_reserve(
+    after = balance_reserve(
         user=order.buyer,
         reference=order.public_id,
         amount=order.amount,
         actor=actor.as_balance_actor,
         owner=Hold.Owner.ORDER,  # the order's own: the balance endpoints cannot void or move it
-    )
-    after = balance_snapshot(user=order.buyer)
+    ).after
     _event(
         order,
         "order.funds_reserved",
@@ -293,7 +308,7 @@ def order_reserve(*, order: Order, actor: OrderActor, amount: int | None = None)
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_cancel(*, order: Order, actor: OrderActor, reason: str = "") -> Order:
     """Before funding only: the hold (if any) goes back to the buyer's available balance."""
     order = _locked(order)
@@ -319,15 +334,18 @@ def order_cancel(*, order: Order, actor: OrderActor, reason: str = "") -> Order:
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_escrow_create(*, order: Order, actor: OrderActor) -> Order:
     """Deploy the order's escrow (in the background). Asking again while the deploy is
     pending or after it failed resumes the same escrow record, never a second contract."""
     order = _locked(order)
     if order.status != S.ESCROW_CREATING:
-        escrow = order_escrow(order)
-        if escrow is not None and escrow.status != Escrow.Status.CREATING:
-            raise ServiceError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
+        # The escrow is looked up only when the transition is refused (to say why): when it is
+        # allowed, escrow_open refuses a deployed escrow itself, and its error undoes the step.
+        if not (can_proceed(order.escrow_create) and has_transition_perm(order.escrow_create, actor)):
+            escrow = order_escrow(order)
+            if escrow is not None and escrow.status != Escrow.Status.CREATING:
+                raise ServiceError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
         _take(order, "escrow_create", actor)
     milestones = [{"ref": m.ref, "title": m.title, "amount": m.amount} for m in order.milestones.all()]
     escrow = escrow_open(
@@ -345,7 +363,7 @@ def order_escrow_create(*, order: Order, actor: OrderActor) -> Order:
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_escrow_fund(*, order: Order, actor: OrderActor) -> Order:
     """Move the held money into the contract. A failure leaves the order ESCROW_FUNDING
     with the hold intact, so funding can be asked for again."""
@@ -385,7 +403,7 @@ def _escrow_of(order: Order) -> Escrow:
     return escrow
 
 
-@transaction.atomic
+@_order_transaction
 def order_milestone_complete(
     *,
     order: Order,
@@ -402,9 +420,10 @@ def order_milestone_complete(
         raise ServiceError("FORBIDDEN", "only the seller marks work delivered")
     _in_progress(order)
     escrow = _escrow_of(order)
+    milestones = list(order.milestones.select_for_update().order_by("position"))  # one read, for every check below
     milestone = None
     if ref is not None:
-        milestone = order.milestones.select_for_update().filter(ref=ref).first()
+        milestone = next((m for m in milestones if m.ref == ref), None)
         if milestone is None:
             raise ServiceError("MILESTONE_NOT_FOUND", f"the order has no milestone {ref!r}")
         if milestone.status != OrderMilestone.Status.OPEN:
@@ -417,7 +436,7 @@ def order_milestone_complete(
             milestone.evidence_file = evidence_file
         milestone.save()
         index = milestone.position
-    elif order.milestones.exists():
+    elif milestones:
         raise ServiceError("MILESTONE_NOT_FOUND", "say which milestone was delivered")
     else:
         if order.delivered_at is not None:
@@ -425,7 +444,8 @@ def order_milestone_complete(
         index = 0
     evidence = " ".join(part for part in (evidence_link, evidence_text) if part)[:500]
     escrow_milestone_mark(escrow=escrow, index=index, evidence=evidence, actor=(actor.type, actor.id))
-    if order.all_milestones_delivered() and order.delivered_at is None:
+    delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as Order.all_milestones_delivered
+    if delivered and order.delivered_at is None:
         order.delivered_at = timezone.now()
         order.save(update_fields=["delivered_at", "updated_at"])
         _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
@@ -441,7 +461,7 @@ def order_milestone_complete(
     return milestone
 
 
-@transaction.atomic
+@_order_transaction
 def order_milestone_release(*, order: Order, ref: str, actor: OrderActor, undelivered_ok: bool = False) -> Order:
     """Approve and pay one delivered milestone (multi-release escrows). `undelivered_ok`:
     support's manual release (marketplace.manual) pays a milestone not delivered yet too."""
@@ -470,7 +490,7 @@ def order_milestone_release(*, order: Order, ref: str, actor: OrderActor, undeli
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_release(
     *, order: Order, actor: OrderActor, reason: str = "", requested_by: str = "", undelivered_ok: bool = False
 ) -> Order:
@@ -482,6 +502,9 @@ def order_release(
     if order.status == S.DISPUTED:
         raise ServiceError("DISPUTE_ALREADY_OPEN", "the order is in dispute; support resolves it")
     _in_progress(order)
+    # Loaded once into the order's cache: the transition's condition (all_milestones_delivered)
+    # reads them too, twice (can_proceed, then the transition itself).
+    prefetch_related_objects([order], "milestones")
     open_refs = [m.ref for m in order.milestones.all() if m.status == OrderMilestone.Status.OPEN]
     support_override = undelivered_ok and actor.is_support
     if open_refs and not support_override:
@@ -501,7 +524,7 @@ def order_release(
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_refund(*, order: Order, actor: OrderActor, reason: str) -> Order:
     """The seller (or support) gives the money back: the escrow returns to the buyer."""
     order = _locked(order)
@@ -517,7 +540,7 @@ def order_refund(*, order: Order, actor: OrderActor, reason: str) -> Order:
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: str, dispute_id: str = "") -> Order:
     """Freeze the order and its escrow (on chain) until support decides."""
     order = _locked(order)
@@ -537,7 +560,7 @@ def order_dispute(*, order: Order, actor: OrderActor, opened_by: str, reason: st
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_dispute_withdraw(*, order: Order, actor: OrderActor, disputed_at, dispute_id: str = "") -> Order:
     """The dispute was withdrawn: the order goes on where it was (IN_PROGRESS). Its escrow
     keeps the contract's dispute flag (Trustless Work v1 cannot clear it), so what it pays out
@@ -553,7 +576,7 @@ def order_dispute_withdraw(*, order: Order, actor: OrderActor, disputed_at, disp
     return order
 
 
-@transaction.atomic
+@_order_transaction
 def order_dispute_resolve(
     *,
     order: Order,
@@ -646,6 +669,11 @@ def _order_of(escrow: Escrow) -> Order | None:
 
 @receiver(step_settled, dispatch_uid="orders-step-settled")
 def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
+    with outbox_batched():
+        _order_follow_settled(step, escrow)
+
+
+def _order_follow_settled(step: EscrowStep, escrow: Escrow) -> None:
     order = _order_of(escrow)
     if order is None:
         return
@@ -661,7 +689,7 @@ def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> 
         if order.autopilot:
             _fund(order, escrow, SYSTEM)
     elif step.action == Action.FUND and order.status == S.ESCROW_FUNDING:
-        _take(order, "escrow_funded", SYSTEM)
+        _take(order, "escrow_funded", SYSTEM, save=False)
         funded = {
             "escrowId": escrow.public_id,
             "trustlessContractId": escrow.contract_id,
@@ -669,7 +697,7 @@ def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> 
             "fundedAt": iso_timestamp(escrow.funded_at),
         }
         _event(order, "order.escrow_funded", **funded)
-        _take(order, "start", SYSTEM)
+        _take(order, "start", SYSTEM)  # saves both transitions
         _event(order, "order.in_progress", escrowId=escrow.public_id)
     elif step.action == Action.RELEASE_MILESTONE or (
         # a milestone released after a withdrawn dispute, paid by the dispute resolver
@@ -690,12 +718,13 @@ def _finish(order: Order, escrow: Escrow) -> None:
     now = timezone.now()
     if escrow.status == Escrow.Status.RELEASED:
         split = order.status == S.DISPUTED
+        # Not saved yet: "close" follows at once and saves the order for both transitions.
         if order.status == S.IN_PROGRESS:
-            _take(order, "last_milestone_released", SYSTEM)
+            _take(order, "last_milestone_released", SYSTEM, save=False)
         elif order.status == S.RELEASE_REQUESTED:
-            _take(order, "released", SYSTEM)
+            _take(order, "released", SYSTEM, save=False)
         elif split:  # a dispute's split, paid: each side's credit is its own balance.credited event
-            _take(order, "resolve_split", DISPUTE_RESOLVER)
+            _take(order, "resolve_split", DISPUTE_RESOLVER, save=False)
         else:
             return
         order.milestones.exclude(status=OrderMilestone.Status.RELEASED).update(
@@ -716,7 +745,7 @@ def _finish(order: Order, escrow: Escrow) -> None:
     else:
         if order.status != S.REFUND_REQUESTED:
             return
-        _take(order, "refunded", SYSTEM)
+        _take(order, "refunded", SYSTEM, save=False)  # "close" saves it
         buyer = balance_snapshot(user=order.buyer)
         _event(
             order,
@@ -733,6 +762,11 @@ def _finish(order: Order, escrow: Escrow) -> None:
 
 @receiver(step_failed, dispatch_uid="orders-step-failed")
 def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
+    with outbox_batched():
+        _order_follow_failed(step, escrow)
+
+
+def _order_follow_failed(step: EscrowStep, escrow: Escrow) -> None:
     order = _order_of(escrow)
     if order is None:
         return

@@ -1,19 +1,28 @@
 """Platform writes: audit records, outbox events and API keys."""
 
+import contextlib
+import functools
 import hashlib
 import hmac
+import json
+import logging
 import re
 import secrets
+import threading
 from itertools import pairwise
 
 from django.conf import settings
-from django.db import transaction
+from django.core.mail import get_connection, send_mail
+from django.db import connection, transaction
 from django.utils import timezone
 
-from offerhub.correlation import correlation_id_get, idempotency_key_var
+from offerhub.correlation import correlation_id_get, idempotency_key_var, in_task_var
 from offerhub.events import event_dispatch_hook_register
 from offerhub.ids import random_alnum
-from offerhub.models import ApiKey, AuditLog, Event
+from offerhub.locks import after_locks_released
+from offerhub.models import ApiKey, AuditLog, EmailNotification, Event
+
+logger = logging.getLogger(__name__)
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_KEY = re.compile(r"secret|password|passwd|token|api_?key|apikey|authorization|email|seed|private", re.I)
@@ -51,6 +60,85 @@ def redact(value):
     return value
 
 
+def atomic_joined(func):
+    """Run `func` in the caller's transaction when there is one (no savepoint: two statements
+    saved per call), else in a transaction of its own. Only for functions that raise before
+    they write (their checks come first), so an error leaves nothing of theirs to undo."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        if transaction.get_connection().in_atomic_block:
+            return func(*args, **kwargs)
+        with transaction.atomic():
+            return func(*args, **kwargs)
+
+    return run
+
+
+class _Outbox(threading.local):
+    """Audit rows and events written inside `outbox_batched()` on this thread, not inserted yet:
+    (marker, row) pairs. Each marker is an on_commit hook of its own that does nothing: Django
+    drops the hooks of a savepoint rolled back, so a row whose marker is gone was undone."""
+
+    depth = 0
+    pending: list = []
+
+
+_outbox = _Outbox()
+
+
+def _marker() -> None:
+    """What an outbox row's on_commit marker runs: nothing."""
+
+
+@contextlib.contextmanager
+def outbox_batched():
+    """Inside the caller's transaction, insert the audit rows and events written in this block
+    with one INSERT per table when it ends (two statements instead of one per row), in the order
+    they were written. Nested blocks join the outermost one; an error leaving the outermost one
+    drops them with the transaction. Outside a transaction, rows are written at once."""
+    if not transaction.get_connection().in_atomic_block:
+        yield
+        return
+    outermost = _outbox.depth == 0
+    if outermost:
+        _outbox.pending = []
+    _outbox.depth += 1
+    try:
+        yield
+    except BaseException:
+        if outermost:
+            _outbox.pending = []
+        raise
+    finally:
+        _outbox.depth -= 1
+    if outermost:
+        _outbox_flush()
+
+
+def _outbox_flush() -> None:
+    pending, _outbox.pending = _outbox.pending, []
+    alive = {id(func) for _, func, _ in transaction.get_connection().run_on_commit}
+    rows = [row for marker, row in pending if id(marker) in alive]  # not in a savepoint rolled back
+    audits = [row for row in rows if isinstance(row, AuditLog)]
+    events = [row for row in rows if isinstance(row, Event)]
+    if audits:
+        AuditLog.objects.bulk_create(audits)
+    if events:
+        Event.objects.bulk_create(events)
+
+
+def _write(row):
+    """Insert `row` now, or keep it for the end of the `outbox_batched()` block around it."""
+    if _outbox.depth and transaction.get_connection().in_atomic_block:
+        marker = functools.partial(_marker)  # a distinct object per row
+        transaction.on_commit(marker)
+        _outbox.pending.append((marker, row))
+    else:
+        row.save(force_insert=True)
+    return row
+
+
 def audit_record(
     *,
     action: str,
@@ -65,20 +153,23 @@ def audit_record(
     idempotency_key: str = "",
     marketplace_id: str = "",
 ) -> AuditLog:
-    """Append one audit row in the caller's transaction, stamped with the correlation id."""
-    return AuditLog.objects.create(
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        actor_type=actor_type,
-        actor_id=actor_id,
-        payload_before=redact(payload_before),
-        payload_after=redact(payload_after),
-        result=result,
-        correlation_id=correlation_id_get() or "",
-        user_id=user_id,
-        idempotency_key=idempotency_key or idempotency_key_var.get() or "",
-        marketplace_id=marketplace_id,
+    """Append one audit row in the caller's transaction, stamped with the correlation id (inside
+    `outbox_batched()`, inserted when that block ends)."""
+    return _write(
+        AuditLog(
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            payload_before=redact(payload_before),
+            payload_after=redact(payload_after),
+            result=result,
+            correlation_id=correlation_id_get() or "",
+            user_id=user_id,
+            idempotency_key=idempotency_key or idempotency_key_var.get() or "",
+            marketplace_id=marketplace_id,
+        )
     )
 
 
@@ -92,19 +183,89 @@ def event_publish(
     marketplace_id: str = "",
     causation_id: str = "",
 ) -> Event:
-    """Write an outbox event in the caller's transaction; subscribers hear of it only after commit."""
-    event = Event.objects.create(
-        type=type,
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        payload=payload,
-        correlation_id=correlation_id_get() or "",
-        causation_id=causation_id,
-        user_id=user_id,
-        marketplace_id=marketplace_id,
+    """Write an outbox event in the caller's transaction (inside `outbox_batched()`, inserted
+    when that block ends); subscribers hear of it only after commit."""
+    event = _write(
+        Event(
+            type=type,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            payload=payload,
+            correlation_id=correlation_id_get() or "",
+            causation_id=causation_id,
+            user_id=user_id,
+            marketplace_id=marketplace_id,
+        )
     )
     event_dispatch_hook_register()  # one delivery task per transaction, after commit
     return event
+
+
+# --- E-mail notifications ---------------------------------------------------------------
+
+
+class _EmailBatch:
+    """The e-mails one transaction wrote, sent together once it commits (one on_commit hook)."""
+
+    def __init__(self):
+        self.pks: list[int] = []
+
+    def __call__(self) -> None:
+        pks = list(self.pks)
+        if in_task_var.get():
+            # Already on a worker: send from here (not while it holds an escrow's or an account's lock).
+            after_locks_released(lambda: email_notifications_send(notification_pks=pks))
+            return
+        from offerhub.tasks import email_notifications_send_task  # the tasks module imports this one
+
+        email_notifications_send_task.delay(pks)
+
+
+def email_notification_send_on_commit(*, notification_pk: int) -> None:
+    """Send the e-mail row `notification_pk` once the current transaction commits: every e-mail
+    a transaction writes goes in one batch, sent right there when a Celery task committed it,
+    else by one task. A broker outage or a crash leaves the rows unsent, for the sweeper
+    (offerhub.tasks.email_notifications_sweep); a pk whose row was rolled back sends nothing."""
+    conn = transaction.get_connection()
+    batch = next((func for _, func, _ in conn.run_on_commit if isinstance(func, _EmailBatch)), None)
+    if batch is not None:
+        batch.pks.append(notification_pk)
+        return
+    batch = _EmailBatch()
+    batch.pks.append(notification_pk)  # before on_commit, which runs it at once outside a transaction
+    transaction.on_commit(batch, robust=True)
+
+
+def email_notifications_send(*, notification_pks: list[int]) -> int:
+    """Send the unsent e-mails of `notification_pks` once each; return how many were sent.
+
+    One UPDATE marks them sent and locks them, returning what to send; they are sent in that
+    transaction, so a second sender waits, then finds them sent (a crash before the commit sends
+    them again: at least once). One that fails is marked unsent again, for the sweeper."""
+    if not notification_pks:
+        return 0
+    table = EmailNotification._meta.db_table
+    placeholders = ", ".join(["%s"] * len(notification_pks))
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET sent_at = %s WHERE id IN ({placeholders}) AND sent_at IS NULL"  # noqa: S608 (the model's table)
+                " RETURNING id, recipients, subject, body",
+                [timezone.now(), *notification_pks],
+            )
+            rows = sorted(cursor.fetchall())
+        failed = []
+        mailer = get_connection() if rows else None
+        for pk, recipients, subject, body in rows:
+            recipients = json.loads(recipients) if isinstance(recipients, str) else recipients
+            try:
+                send_mail(subject, body, None, recipients, fail_silently=False, connection=mailer)
+            except Exception:  # the mail server refused or is down: this one waits for the sweeper
+                logger.exception("could not send e-mail notification %s", pk)
+                failed.append(pk)
+        if failed:
+            EmailNotification.objects.filter(pk__in=failed).update(sent_at=None)
+    return len(rows) - len(failed)
 
 
 # --- API keys ----------------------------------------------------------------------

@@ -6,13 +6,12 @@ from datetime import timedelta
 from celery import shared_task
 from django.apps import apps
 from django.conf import settings
-from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
 from offerhub.events import event_dead_letter_retry, event_subscribers, events_deliver, events_end_position
 from offerhub.models import EmailNotification, Event, EventDeadLetter, IdempotencyRecord, SubscriberCursor
+from offerhub.services import email_notifications_send
 
 logger = logging.getLogger(__name__)
 
@@ -47,34 +46,30 @@ def event_dead_letter_retry_task(dead_letter_pk: int) -> bool:
 
 @shared_task(name="offerhub.tasks.email_notification_send")
 def email_notification_send(notification_pk: int) -> bool:
-    """Send one e-mail once: the row is locked while sending and marked sent in the same
-    transaction, so a duplicate task waits and then finds it sent (a crash before the commit
-    sends it again: at least once)."""
-    with transaction.atomic():
-        notification = (
-            EmailNotification.objects.select_for_update().filter(pk=notification_pk, sent_at__isnull=True).first()
-        )
-        if notification is None:
-            return False
-        send_mail(notification.subject, notification.body, None, notification.recipients, fail_silently=False)
-        notification.sent_at = timezone.now()
-        notification.save(update_fields=["sent_at"])
-        return True
+    """One e-mail (messages queued before e-mails were sent in batches)."""
+    return email_notifications_send(notification_pks=[notification_pk]) == 1
+
+
+@shared_task(name="offerhub.tasks.email_notifications_send")
+def email_notifications_send_task(notification_pks: list[int]) -> int:
+    """The e-mails one transaction wrote outside a task, sent together (see email_notifications_send)."""
+    return email_notifications_send(notification_pks=notification_pks)
 
 
 @shared_task(name="offerhub.tasks.email_notifications_sweep")
 def email_notifications_sweep(limit: int = 200) -> int:
+    """Every minute: e-mails written longer than EMAIL_GRACE ago and still unsent, in one task."""
     cutoff = timezone.now() - EMAIL_GRACE
     pending = list(
         EmailNotification.objects.filter(sent_at__isnull=True, created_at__lt=cutoff)
         .order_by("id")
         .values_list("pk", flat=True)[:limit]
     )
-    for pk in pending:
+    if pending:
         try:
-            email_notification_send.delay(pk)
+            email_notifications_send_task.delay(pending)
         except Exception:  # the broker, or (in process) the mail server: due again next minute
-            logger.exception("could not send e-mail notification %s", pk)
+            logger.exception("could not send %s e-mail notifications", len(pending))
     return len(pending)
 
 

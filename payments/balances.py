@@ -17,7 +17,7 @@ from stellar_sdk import Keypair, TransactionBuilder
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.money import money_from_stroops
-from offerhub.services import audit_record, event_publish
+from offerhub.services import atomic_joined, audit_record, event_publish
 from payments.deposits import deposit_key
 from payments.ledger import (
     HoldAmountMismatch,
@@ -29,9 +29,9 @@ from payments.ledger import (
     hold_split,
     hold_void,
     ledger_account,
-    ledger_lock,
     ledger_transfer,
     user_accounts,
+    user_accounts_locked,
 )
 from payments.models import Hold, LedgerAccount, Wallet, Withdrawal
 from payments.reconciliation import reconciliation_record, wallet_compare
@@ -71,10 +71,10 @@ class Actor:
 
 
 def balance_snapshot(*, user, lock: bool = False) -> Snapshot:
-    available, held = user_accounts(user)
-    if lock:
-        locked = ledger_lock([available, held])
-        available, held = locked[available.pk], locked[held.pk]
+    return _snapshot(*(user_accounts_locked(user) if lock else user_accounts(user)))
+
+
+def _snapshot(available: LedgerAccount, held: LedgerAccount) -> Snapshot:
     return Snapshot(available.balance, held.balance, max(available.updated_at, held.updated_at))
 
 
@@ -166,23 +166,24 @@ def _raw_reference(reference: str, owner: str) -> None:
         raise _not_yours(reference, Hold.Owner.ORDER)
 
 
-@transaction.atomic
+@atomic_joined
 def balance_reserve(
     *, user, reference: str, amount: int, actor: Actor, owner: str = Hold.Owner.BALANCE
 ) -> BalanceChange:
     """available → held under `reference`. The balance endpoints reserve with the default
     owner and may not use an order's id; an order's services reserve with owner ORDER."""
     _raw_reference(reference, owner)
-    before = balance_snapshot(user=user, lock=True)
+    accounts = user_accounts_locked(user)
+    before = _snapshot(*accounts)
     try:
-        hold_reserve(user=user, reference=reference, amount=amount, owner=owner)
+        hold_reserve(user=user, reference=reference, amount=amount, owner=owner, accounts=accounts)
     except HoldConflict:
         raise ServiceError(
             "FUNDS_ALREADY_RESERVED", f"Funds are already reserved for {reference}", details={"orderId": reference}
         ) from None
     except InsufficientFunds:
         raise _insufficient(amount, before.available) from None
-    after = balance_snapshot(user=user)
+    after = _snapshot(*accounts)  # the locked rows, as the posting left them
     audit = _audit(user, "balance.reserved", before, after, actor, {"orderId": reference})
     _hold_event(user, "balance.reserved", amount, reference, before, after)
     return BalanceChange(before, after, audit)
