@@ -153,7 +153,31 @@ def escrow_funding_confirm(*, user, reference: str, amount: int) -> bool:
 
 def _postpone(step: EscrowStep, code: str, message: str) -> None:
     logger.warning("escrow step %s waits: %s: %s", step.key, code, message)
-    step_postpone(step=step, code=code, message=message)
+    with transaction.atomic():
+        _escrow_fence(step)
+        step_postpone(step=step, code=code, message=message)
+
+
+def _fail(step: EscrowStep, *, code: str, message: str) -> EscrowStep:
+    """step_fail, only while this run still holds the escrow's lease (LeaseLost if not). A run
+    that stalled past its lease judged the step on what it saw then: the run that took over may
+    have landed it since, and failing it would leave the ledger holding what the chain paid."""
+    with transaction.atomic():
+        _escrow_fence(step)
+        return step_fail(step=step, code=code, message=message)
+
+
+def _escrow_fence(step: EscrowStep) -> None:
+    lease = held_lease(escrow_lock_name(step.escrow_id))
+    if lease is not None:  # None: a step run outside a drive (a test, a shell), which holds no lease
+        lease.fence()
+
+
+def _escrow_lease_progress(step: EscrowStep) -> None:
+    """Renew the escrow's lease when due, between provider calls that can each take a while."""
+    lease = held_lease(escrow_lock_name(step.escrow_id))
+    if lease is not None:
+        lease.progress()
 
 
 def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
@@ -166,14 +190,16 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
             landed = _landed(step)
             if landed is True or _effect_visible(step, client):
                 return _settle(step, client, response=None)
+            _escrow_lease_progress(step)
             if landed is False:
-                return step_fail(step=step, code="tx_failed", message="the transaction failed on the network")
+                return _fail(step, code="tx_failed", message="the transaction failed on the network")
             if not _expired(step):
                 stored = step.signed_xdr  # the same envelope: it lands once at most
         # Built and verified before the signer's lock: the build is an HTTP call to Trustless Work.
         lock_name = submission_lock_name(step.signer)
         quiet_since = lease_free_claims(name=lock_name) if stored is None else None
         envelope = _prepare(step, client) if stored is None else None
+        _escrow_lease_progress(step)
         with account_submission_lock(step.signer) as account:
             if stored is None:
                 # Nobody held the signer's lock since before the build: no submission of ours
@@ -195,9 +221,18 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
         if error.status != 400:
             raise StepPending.provider_down(error) from None
         if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
+            if stored is not None:
+                # A resent envelope refused for its sequence may be refused because it landed
+                # already (its answer was the one lost): it stays SUBMITTED, looked up again
+                # later, and is rebuilt only once it can no longer land (its time bounds).
+                raise StepPending(
+                    f"the resent transaction was refused ({error.provider_code or error.message}); "
+                    "looking it up again before building another",
+                    code="RESENT_REFUSED",
+                )
             EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
-            continue  # never applied: look up once more, then sign a fresh one
-        return step_fail(step=step, code=error.provider_code or error.message, message=error.message)
+            continue  # never applied (its sequence was not the account's next): sign a fresh one
+        return _fail(step, code=error.provider_code or error.message, message=error.message)
     raise StepPending("the signer's sequence number kept changing; trying again later", code="SEQUENCE_CHANGING")
 
 
@@ -301,7 +336,7 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient):
     if step.action == Action.FUND:
         refusal = escrow_funding_refusal(escrow=escrow, amount=int(step.params["amount"]))
         if refusal is not None:
-            step_fail(step=step, code=refusal[0], message=refusal[1])
+            _fail(step, code=refusal[0], message=refusal[1])
             raise StepStopped
     try:
         unsigned = _unsigned(step, escrow, client)
@@ -324,11 +359,11 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient):
             payload_after={"step": step.key, "differences": tampered.details.get("differences", [])},
             result="FAILURE",
         )
-        step_fail(step=step, code="TAMPERED_TRANSACTION", message=tampered.message)
+        _fail(step, code="TAMPERED_TRANSACTION", message=tampered.message)
         raise StepStopped from None
     except TrustlessWorkError as error:
         if error.status == 400:  # the contract's rules refuse the call: final
-            step_fail(step=step, code=error.provider_code or error.code, message=error.message)
+            _fail(step, code=error.provider_code or error.code, message=error.message)
             raise StepStopped from None
         raise StepPending.provider_down(error) from None
     return envelope

@@ -100,17 +100,19 @@ def lease_claim(*, name: str, holder: str, ttl: timedelta) -> int | None:
 
 def lease_free_claims(*, name: str) -> int | None:
     """The lease's claim count if nobody holds it now (never claimed: 0), else None. A later
-    claim returning this + 1 proves nobody held the lease in between."""
-    row = (
-        JobLease.objects.filter(name=name)
-        .annotate(held=Q(holder__gt="") & Q(expires_at__gt=_db_now()))
-        .values_list("claims", "held")
-        .first()
-    )
+    claim returning this + 1 proves nobody held the lease in between. A holder past its expiry
+    counts as holding: until another claim takes the lease, it may still fence and send."""
+    row = JobLease.objects.filter(name=name).annotate(held=Q(holder__gt="")).values_list("claims", "held").first()
     if row is None:
         return 0
     claims, held = row
     return None if held else claims
+
+
+def lease_taken(*, name: str, holder: str) -> bool:
+    """Whether another holder has the lease now: a plain read, so that waiting does not try the
+    claim's upsert on every poll (each try spends a transaction id, even when it changes nothing)."""
+    return JobLease.objects.filter(name=name, expires_at__gt=_db_now()).exclude(holder__in=("", holder)).exists()
 
 
 def job_lease_renew(*, name: str, holder: str, ttl: timedelta) -> bool:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 
-from offerhub.leases import Lease, job_lease_holder, job_lease_release, lease_claim
+from offerhub.leases import Lease, job_lease_holder, job_lease_release, lease_claim, lease_taken
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def lease_wait(*, name: str, holder: str, timeout: float, ttl: timedelta = LOCK_
     deadline = time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
     while True:
-        token = lease_claim(name=name, holder=holder, ttl=ttl)
+        token = None if lease_taken(name=name, holder=holder) else lease_claim(name=name, holder=holder, ttl=ttl)
         if token is not None:
             return Lease(name=name, holder=holder, ttl=ttl, token=token)
         left = deadline - time.monotonic()

@@ -340,3 +340,32 @@ def test_a_transaction_sent_outside_the_lock_meanwhile_costs_one_rebuild_never_a
     signed = TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase)
     assert signed.transaction.sequence == sent[0].transaction.sequence + 1
     assert SandboxEscrowCall.objects.filter(action="deploy-single-release").count() == 2
+
+
+def test_a_stalled_escrow_drive_cannot_fail_a_step_after_a_takeover(chain, funded_user, monkeypatch):  # noqa: F811
+    """A drive that stalled past its escrow lease judged the step on what it saw then: the drive
+    that took over may have landed it since. Its refusal (a 400 from a build the chain has moved
+    past) must not fail the step, or the ledger would keep holding what the chain paid."""
+    from escrow import runner
+    from escrow.tasks import escrow_drive_task
+
+    monkeypatch.setattr(escrow_drive_task, "delay", lambda pk: None)  # the step stays open for the test
+    buyer, seller = funded_user("30.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_stall", amount=10 * USD)
+    escrow = escrow_open(
+        engagement_id="ord_stall", buyer=buyer, seller=seller, amount=10 * USD, title="Logo", hold_reference="ord_stall"
+    )
+    step = escrow.steps.get()
+    with lease_lock(escrow_lock_name(escrow.pk), timeout=1):
+        expire(escrow_lock_name(escrow.pk))
+        assert in_another_thread(claim_result, escrow_lock_name(escrow.pk)) == "claimed #2"
+        with pytest.raises(LeaseLost):
+            runner._fail(step, code="ESCROW_ALREADY_RELEASED", message="the contract refused the call")
+    step.refresh_from_db()
+    assert (step.status, step.error_code) == (EscrowStep.Status.PENDING, "")
+    assert Escrow.objects.get(pk=escrow.pk).status == escrow.status
+
+    # The drive that holds the lease does fail it.
+    with lease_lock(escrow_lock_name(escrow.pk), timeout=1):
+        runner._fail(step, code="ESCROW_ALREADY_RELEASED", message="the contract refused the call")
+    assert EscrowStep.objects.get(pk=step.pk).status == EscrowStep.Status.FAILED

@@ -368,11 +368,13 @@ def test_the_resume_job_queues_each_escrows_drive_once(real_broker):
 
 
 def waiting_for_submission_lock(excluding: int) -> bool:
-    """Whether another session is polling for a lock's lease (its last query is a claim)."""
+    """Whether another session of this database is polling for an account's submission lease
+    (its last query reads or claims a `stellar-account:` lease)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid NOT IN (%s, pg_backend_pid()) AND query LIKE %s",
-            [excluding, f"%INSERT INTO {JobLease._meta.db_table} AS lease%"],
+            "SELECT count(*) FROM pg_stat_activity WHERE pid NOT IN (%s, pg_backend_pid())"
+            " AND datname = current_database() AND query LIKE %s AND query LIKE %s",
+            [excluding, f"%{JobLease._meta.db_table}%", "%stellar-account:%"],
         )
         return cursor.fetchone()[0] > 0
 
