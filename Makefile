@@ -9,7 +9,9 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/offerhub
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 # Three pytest-xdist workers (each on its own test database): much of the suite waits on live
 # test servers and the sandboxes, so it is I/O-bound; `make test PYTEST_ARGS=` runs it serially.
-PYTEST_ARGS ?= -n 3
+# Work stealing: each worker takes a contiguous share (a module's browser stays on one worker)
+# and an idle one takes over the rest of a busy one's, so no slow tail is left on one worker.
+PYTEST_ARGS ?= -n 3 --dist worksteal
 
 .PHONY: install run test lint format bench vendor migrations clean
 

@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 from offerhub.celery import app as celery_app
 from offerhub.models import AuditLog
 from offerhub.services import api_key_create
+from tests import database_reset
 from tests.asgi_live import asgi_server  # noqa: F401  (a fixture for every test)
 from tests.factories import UserFactory
 
@@ -14,6 +15,10 @@ from tests.factories import UserFactory
 # linger on a PostgreSQL other runs share. So tests take plain connections, as before the pool;
 # tests/offerhub/test_database_connections.py proves the pool in servers of their own.
 settings.DATABASES["default"].get("OPTIONS", {}).pop("pool", None)
+
+# Transactional tests (live servers) end by emptying only the tables they wrote to, not by
+# truncating all of them (tests/database_reset.py).
+database_reset.install()
 
 
 @pytest.fixture(autouse=True, scope="session")
