@@ -401,8 +401,8 @@ def bench_load() -> dict:
 def bench_throughput() -> dict:
     from tests.benchmarks.throughput import bench_throughput, sandbox_serving
 
-    with sandbox_serving(database_url=BENCH_DATABASE_URL, port=SANDBOX_PORT):
-        return bench_throughput(database_url=BENCH_DATABASE_URL, redis_url=BENCH_REDIS_URL)
+    with sandbox_serving(database_url=BENCH_DATABASE_URL, port=SANDBOX_PORT) as sandbox_pid:
+        return bench_throughput(database_url=BENCH_DATABASE_URL, redis_url=BENCH_REDIS_URL, sandbox_pid=sandbox_pid)
 
 
 def load_print(result: dict) -> None:
@@ -477,8 +477,9 @@ def main() -> None:
     if BENCH_ONLY == "throughput":
         print("order throughput, 1 client and 4…", flush=True)
         result = bench_throughput()
-        for error in result["one"]["errors"] + result["many"]["errors"]:
-            print("error:", error)
+        for one, many in result["scenarios"].values():
+            for error in one["errors"] + many["errors"]:
+                print("error:", error)
         section = throughput_section(result)
         output.write_text(section_splice(output.read_text(), section))
         print("\n".join(section))

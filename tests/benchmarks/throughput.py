@@ -26,13 +26,16 @@ from pathlib import Path
 
 import requests
 
-from tests.benchmarks.load import free_port, gunicorn_start
-from tests.benchmarks.sse import HOST, ROOT, full_mode_env, percentile, server_stop, server_wait
+from tests.benchmarks.load import free_port, gunicorn_start, process_tree
+from tests.benchmarks.sse import HOST, ROOT, full_mode_env, percentile, proc_cpu_seconds, server_stop, server_wait
 
 CLIENTS = 4
 ORDERS_ONE_CLIENT = 12
 ORDERS_PER_CLIENT = 8
-WORKER_PROCESSES = 4
+ORDERS_SLOW = 4  # per client, with the providers' latency
+TW_LATENCY_MS, SUBMISSION_LATENCY_MS = 150, 1000
+FAST, SLOW = "sandbox at full speed", "with providers' latency"
+WORKER_PROCESSES = int(os.environ.get("BENCH_WORKER_PROCESSES", "4"))
 AMOUNT = "10.00"
 STEPS = ("create", "reserve", "deploy", "fund", "deliver", "release")
 CELERY_WORKER = [sys.executable, "-m", "celery", "-A", "offerhub", "worker", "--loglevel", "INFO"]
@@ -168,8 +171,29 @@ def machine_cpu() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def clients_run(clients: list[Client], orders_each: int) -> dict:
-    before = machine_cpu()
+def processes_named(*names: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in names:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def cpu_by_part(parts: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each part's processes; this process: the clients."""
+    used = {"clients": sum(os.times()[:2])}
+    for part, pids in parts.items():
+        used[part] = 0.0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                used[part] += proc_cpu_seconds(pid)
+    return used
+
+
+def clients_run(clients: list[Client], orders_each: int, parts: dict[str, list[int]]) -> dict:
+    before, parts_before = machine_cpu(), cpu_by_part(parts)
     started = time.perf_counter()
     done = [0] * len(clients)
 
@@ -184,7 +208,7 @@ def clients_run(clients: list[Client], orders_each: int) -> dict:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
-    after = machine_cpu()
+    after, parts_after = machine_cpu(), cpu_by_part(parts)
     steps = {}
     for step in STEPS:
         samples = sorted(value for client in clients for value in client.timings[step])
@@ -200,6 +224,10 @@ def clients_run(clients: list[Client], orders_each: int) -> dict:
         "errors": [error for client in clients for error in client.errors],
         "pending": sum(client.pending for client in clients),
         "cpu_busy": (after[0] - before[0]) / max(1, after[1] - before[1]),
+        # CPU ms per completed order, by part (PostgreSQL and Redis serve the bench's other work too: none runs)
+        "cpu_ms_per_order": {
+            part: (parts_after[part] - parts_before[part]) * 1000 / max(1, sum(done)) for part in parts_after
+        },
         "steps": steps,
     }
 
@@ -207,14 +235,14 @@ def clients_run(clients: list[Client], orders_each: int) -> dict:
 # --- The phase -----------------------------------------------------------------------------
 
 
-def bench_throughput(*, database_url: str, redis_url: str) -> dict:
-    """The sandbox must be serving (sandbox_serving) where this process's provider URLs point."""
+def bench_throughput(*, database_url: str, redis_url: str, sandbox_pid: int) -> dict:
+    """The sandbox (process `sandbox_pid`) must be serving where this process's provider URLs point."""
     from offerhub.services import api_key_create
     from payments.wallets import platform_bootstrap
 
     platform_bootstrap()
-    # the first pair also runs the warm-up and the one-client run
-    pairs = members_create(CLIENTS, orders_each=1 + ORDERS_ONE_CLIENT + ORDERS_PER_CLIENT)
+    # the first pair also runs the warm-up and every one-client run
+    pairs = members_create(CLIENTS, orders_each=2 + ORDERS_ONE_CLIENT + ORDERS_PER_CLIENT + 4 * ORDERS_SLOW)
     _, secret = api_key_create(name="bench throughput", scopes=["read", "write"], actor_type="SYSTEM", actor_id="bench")
     port = free_port()
     env = platform_env(database_url=database_url, redis_url=redis_url, port=port)
@@ -222,33 +250,64 @@ def bench_throughput(*, database_url: str, redis_url: str) -> dict:
 
     redis.Redis.from_url(redis_url).flushdb()  # no task left over from an earlier run
     logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    worker_log = logs / "worker.log"
-    worker = subprocess.Popen(
-        [*CELERY_WORKER, "--concurrency", str(WORKER_PROCESSES)],
-        cwd=ROOT,
-        env=env,
-        stdout=worker_log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    server = None
+    server = gunicorn_start(port=port, env=env, log=logs / "gunicorn.log")
+    base = f"http://{HOST}:{port}/api/v1"
+    scenarios = {}
     try:
-        server = gunicorn_start(port=port, env=env, log=logs / "gunicorn.log")
-        base = f"http://{HOST}:{port}/api/v1"
-        worker_wait(worker, redis_url=redis_url, log=worker_log)
-        # warm-up: one lifecycle (imports, pools, first connections) outside the figures
-        warm = Client(base=base, secret=secret, buyer=pairs[0][0], seller=pairs[0][1])
-        if not warm.lifecycle(-1):
-            raise RuntimeError(f"warm-up lifecycle failed: {warm.errors}")
-        one = clients_run([Client(base=base, secret=secret, buyer=pairs[0][0], seller=pairs[0][1])], ORDERS_ONE_CLIENT)
-        many = clients_run(
-            [Client(base=base, secret=secret, buyer=buyer, seller=seller) for buyer, seller in pairs],
-            ORDERS_PER_CLIENT,
-        )
+        # (label, worker processes, orders of the one client, orders of each of 4)
+        for label, processes, orders_one, orders_each in (
+            (FAST, WORKER_PROCESSES, ORDERS_ONE_CLIENT, ORDERS_PER_CLIENT),
+            (SLOW, WORKER_PROCESSES, ORDERS_SLOW, ORDERS_SLOW),
+            (f"{SLOW}, {2 * WORKER_PROCESSES} worker processes", 2 * WORKER_PROCESSES, ORDERS_SLOW, ORDERS_SLOW),
+        ):
+            if label == SLOW:
+                provider_latency_add()
+            worker_log = logs / f"worker-{processes}.log"
+            worker = subprocess.Popen(
+                [*CELERY_WORKER, "--concurrency", str(processes)],
+                cwd=ROOT,
+                env=env,
+                stdout=worker_log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                worker_wait(worker, redis_url=redis_url, log=worker_log)
+                if not scenarios:  # warm-up: one lifecycle (imports, pools, connections) outside the figures
+                    warm = Client(base=base, secret=secret, buyer=pairs[0][0], seller=pairs[0][1])
+                    if not warm.lifecycle(-1):
+                        raise RuntimeError(f"warm-up lifecycle failed: {warm.errors}")
+                parts = {
+                    "API server": process_tree(server.pid),
+                    "workers": process_tree(worker.pid),
+                    "sandbox providers": [sandbox_pid],
+                    "PostgreSQL": processes_named("postgres"),
+                    "Redis": processes_named("redis-server"),
+                }
+                one = clients_run(
+                    [Client(base=base, secret=secret, buyer=pairs[0][0], seller=pairs[0][1])], orders_one, parts
+                )
+                parts["PostgreSQL"] = processes_named("postgres")  # backends opened since
+                many = clients_run(
+                    [Client(base=base, secret=secret, buyer=buyer, seller=seller) for buyer, seller in pairs],
+                    orders_each,
+                    parts,
+                )
+                scenarios[label] = (one, many)
+            finally:
+                server_stop(worker)
     finally:
-        if server is not None:
-            server_stop(server)
-        server_stop(worker)
-    return {"one": one, "many": many, "speedup": many["per_second"] / one["per_second"] if one["orders"] else 0.0}
+        server_stop(server)
+    return {"scenarios": scenarios}
+
+
+def provider_latency_add() -> None:
+    """Sandbox faults that only slow answers down: a submission waits for its ledger, every other
+    Trustless Work request takes a round trip (the first matching fault applies)."""
+    from sandbox.models import SandboxFault
+
+    service = SandboxFault.Service.TRUSTLESS_WORK
+    SandboxFault.objects.create(service=service, path_contains="send-transaction", latency_ms=SUBMISSION_LATENCY_MS)
+    SandboxFault.objects.create(service=service, latency_ms=TW_LATENCY_MS)
 
 
 def worker_wait(worker: subprocess.Popen, *, redis_url: str, log: Path) -> None:
@@ -264,7 +323,7 @@ def worker_wait(worker: subprocess.Popen, *, redis_url: str, log: Path) -> None:
 
 @contextlib.contextmanager
 def sandbox_serving(*, database_url: str, port: int):
-    """The sandbox providers in a uvicorn process of their own, on `port`."""
+    """The sandbox providers in a uvicorn process of their own, on `port`; yields its pid."""
     log = Path(tempfile.mkdtemp(prefix="bench-sandbox-")) / "sandbox.log"
     process = subprocess.Popen(
         [*UVICORN, "--host", HOST, "--port", str(port)],
@@ -275,13 +334,12 @@ def sandbox_serving(*, database_url: str, port: int):
     )
     try:
         server_wait(process, port=port, log=log, name="sandbox")
-        yield port
+        yield process.pid
     finally:
         server_stop(process)
 
 
 def throughput_section(result: dict) -> list[str]:
-    one, many = result["one"], result["many"]
     lines = [
         "## Order throughput: 1 client and 4",
         "",
@@ -290,26 +348,64 @@ def throughput_section(result: dict) -> list[str]:
         f"{WORKER_PROCESSES} processes, Redis as broker, the sandbox providers in a process of their own on the "
         "same database (rate limit lifted). Each client has its own buyer and seller and runs lifecycles one "
         "after another: create (one milestone), reserve, deploy the escrow, fund it, mark the milestone "
-        "delivered, release it; each provider-backed call waits for its outcome as the API does. Every process "
-        "(clients, server, workers, sandbox, PostgreSQL, Redis) shares the machine's 2 cores; machine CPU is "
-        "the share of both cores busy during the run.",
+        "delivered, release it (5 contract calls: the platform account signs the deploy and the release, the "
+        "buyer's wallet the fund and the approval, the seller's the delivery mark); each provider-backed call "
+        "waits for its outcome as the API does. Every process (clients, server, workers, sandbox, PostgreSQL, "
+        "Redis) shares the machine's 2 cores; machine CPU is the share of both cores busy during the run. "
+        "Twice: with the sandbox answering as fast as it can, then with the latency of real providers "
+        f"injected in the sandbox (`SandboxFault`): every Trustless Work request {TW_LATENCY_MS} ms, a "
+        f"submission {SUBMISSION_LATENCY_MS} ms (the time to a ledger; testnet's are about 5 s).",
         "",
-        "| clients | orders | time (s) | orders/s | errors | answered 202 | machine CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| providers | clients | orders | time (s) | orders/s | speedup | errors | answered 202 | machine CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in (one, many):
-        lines.append(
-            f"| {run['clients']} | {run['orders']} | {run['seconds']:.1f} | {run['per_second']:.2f} | "
-            f"{len(run['errors'])} | {run['pending']} | {run['cpu_busy'] * 100:.0f} % |"
-        )
+    for label, (one, many) in result["scenarios"].items():
+        for run in (one, many):
+            speedup = run["per_second"] / one["per_second"] if one["per_second"] else 0.0
+            lines.append(
+                f"| {label} | {run['clients']} | {run['orders']} | {run['seconds']:.1f} | {run['per_second']:.2f} | "
+                f"{speedup:.2f}x | {len(run['errors'])} | {run['pending']} | {run['cpu_busy'] * 100:.0f} % |"
+            )
+    for label, (one, many) in result["scenarios"].items():
+        lines += [
+            "",
+            f"Step times, {label} (ms):",
+            "",
+            "| step | 1 client p50 | p99 | 4 clients p50 | p99 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for step in STEPS:
+            a, b = one["steps"][step], many["steps"][step]
+            lines.append(f"| {step} | {a['p50_ms']:.0f} | {a['p99_ms']:.0f} | {b['p50_ms']:.0f} | {b['p99_ms']:.0f} |")
+    one, many = result["scenarios"][FAST]
     lines += [
         "",
-        f"4 clients: **{result['speedup']:.2f}x** the throughput of one.",
+        f"Where the CPU goes ({FAST}), in CPU milliseconds per completed order (user + system time of each "
+        "part's processes over the run; PostgreSQL's also serve the sandbox's queries):",
         "",
-        "| step | 1 client p50 (ms) | p99 (ms) | 4 clients p50 (ms) | p99 (ms) |",
-        "|---|---:|---:|---:|---:|",
+        "| part | 1 client | 4 clients |",
+        "|---|---:|---:|",
     ]
-    for step in STEPS:
-        a, b = one["steps"][step], many["steps"][step]
-        lines.append(f"| {step} | {a['p50_ms']:.0f} | {a['p99_ms']:.0f} | {b['p50_ms']:.0f} | {b['p99_ms']:.0f} |")
+    for part in one["cpu_ms_per_order"]:
+        lines.append(f"| {part} | {one['cpu_ms_per_order'][part]:.0f} | {many['cpu_ms_per_order'][part]:.0f} |")
+    total = sum(one["cpu_ms_per_order"].values())
+    lines += [
+        f"| all | {total:.0f} | {sum(many['cpu_ms_per_order'].values()):.0f} |",
+        "",
+        f"With {total:.0f} CPU ms per order on 2 cores, this machine cannot exceed {2000 / total:.1f} orders/s "
+        f"whatever the concurrency; with providers that answer at once one client already keeps "
+        f"{one['cpu_busy'] * 100:.0f} % of it busy, so 4 clients can gain at most "
+        f"{1 / max(one['cpu_busy'], 0.01):.1f}x there. With the providers' latency a lifecycle mostly waits, "
+        "and what 4 clients gain shows what makes them take turns. The signer's lock is held for the submission "
+        "only (never for a Trustless Work build), but the platform account signs two of each order's five "
+        "calls, one at a time: at the rates above it is busy "
+        + ", ".join(
+            f"{many['per_second'] * 2 * SUBMISSION_LATENCY_MS / 10:.0f} % of the time ({label}, 4 clients)"
+            for label, (_, many) in result["scenarios"].items()
+            if label != FAST
+        )
+        + ", which bounds the platform at about "
+        f"{1000 / (2 * SUBMISSION_LATENCY_MS):.1f} orders/s whatever else scales; and a drive waiting for it "
+        "keeps its worker process, so too few processes run out first.",
+    ]
     return lines
