@@ -16,7 +16,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
@@ -75,49 +75,99 @@ def _locked(escrow: Escrow) -> Escrow:
 
 
 def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None, params=None, actor=None):
-    """Queue the call `stem` names (e.g. "approve:0"): the open attempt if there is one (see _attempt)."""
-    key = _attempt(escrow, action, f"{escrow.public_id}:{stem}")
-    actor_type, actor_id = actor or ("SYSTEM", "escrow")
-    step, _ = EscrowStep.objects.get_or_create(
-        key=key,
-        defaults={
-            "escrow": escrow,
-            "action": action,
-            "milestone_index": index,
-            "params": params or {},
-            "signer": signer,
-            "actor_type": actor_type,
-            "actor_id": actor_id,
-        },
-    )
-    escrow_drive_later(escrow)
-    return step
+    """Queue the call `stem` names (e.g. "approve:0"): the open attempt if there is one (see _attempt).
+
+    A new step is inserted already claimed for the drive queued after commit (its
+    next_attempt_at), so the resume sweeper leaves the escrow alone meanwhile: it skips an
+    escrow with any open step not due. One INSERT … ON CONFLICT, no savepoint."""
+    current, key = _attempt(escrow, action, f"{escrow.public_id}:{stem}")
+    if current is None:
+        from escrow.tasks import DRIVE_QUEUED_FOR
+
+        actor_type, actor_id = actor or ("SYSTEM", "escrow")
+        step = EscrowStep(
+            escrow=escrow,
+            key=key,
+            action=action,
+            milestone_index=index,
+            params=params or {},
+            signer=signer,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            next_attempt_at=timezone.now() + DRIVE_QUEUED_FOR,
+        )
+        # Created by a concurrent call meanwhile (it committed first): that one is the step.
+        current = step if _step_insert(step) else EscrowStep.objects.get(key=key)
+    _drive_on_commit(escrow.pk)
+    return current
+
+
+def _step_insert(step: EscrowStep) -> bool:
+    """Insert `step`, or nothing when its key exists (False)."""
+    fields = [field for field in EscrowStep._meta.concrete_fields if not field.primary_key]
+    values = [field.get_db_prep_save(field.pre_save(step, add=True), connection) for field in fields]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EscrowStep._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 (the model's table)
+            " ON CONFLICT (key) DO NOTHING RETURNING id",
+            values,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    step.pk, step._state.adding = row[0], False
+    return True
 
 
 def escrow_drive_later(escrow: Escrow) -> None:
     """Drive the escrow's open steps after commit. They are claimed for DRIVE_QUEUED_FOR, so
     the resume sweeper does not queue a second drive while this one waits in a backlog for a
     worker (the drive cuts the claim back when it starts; a lost task is picked up after it)."""
-    from escrow.tasks import DRIVE_QUEUED_FOR, escrow_drive_task
+    from escrow.tasks import DRIVE_QUEUED_FOR
 
     now = timezone.now()
     escrow.steps.filter(status__in=EscrowStep.OPEN).exclude(next_attempt_at__gt=now).update(
         next_attempt_at=now + DRIVE_QUEUED_FOR
     )
-    pk = escrow.pk
+    _drive_on_commit(escrow.pk)
+
+
+class _EscrowDrive:
+    """The on_commit hook that queues one escrow's drive."""
+
+    def __init__(self, escrow_pk: int):
+        self.escrow_pk = escrow_pk
+
+    def __call__(self) -> None:
+        from escrow.tasks import escrow_drive_task
+
+        escrow_drive_task.delay(self.escrow_pk)
+
+
+def _drive_on_commit(escrow_pk: int) -> None:
+    """One drive per escrow per transaction, however many steps it queued (a rolled-back
+    savepoint drops its hook, and a later call registers again): the drive runs them all."""
+    conn = transaction.get_connection()
+    if conn.in_atomic_block and any(
+        isinstance(func, _EscrowDrive) and func.escrow_pk == escrow_pk for _, func, _ in conn.run_on_commit
+    ):
+        return
     # robust: a broker outage must not undo the request; the resume sweeper picks the steps up.
-    transaction.on_commit(lambda: escrow_drive_task.delay(pk), robust=True)
+    transaction.on_commit(_EscrowDrive(escrow_pk), robust=True)
 
 
-def _attempt(escrow: Escrow, action: str, stem: str) -> str:
-    """The step key for a call: the attempt still open or confirmed (asking twice changes
-    nothing), or a fresh key after failed attempts (a refused call may be asked for again)."""
-    family = escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:"))
-    current = family.exclude(status=EscrowStep.Status.FAILED).order_by("-pk").first()
+def _attempt(escrow: Escrow, action: str, stem: str) -> tuple[EscrowStep | None, str]:
+    """The call's step if an attempt is still open or confirmed (asking twice changes nothing),
+    else None and a fresh key after failed attempts (a refused call may be asked for again).
+    One read of the call's attempts."""
+    family = list(
+        escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:")).order_by("pk")
+    )
+    current = next((step for step in reversed(family) if step.status != EscrowStep.Status.FAILED), None)
     if current is not None:
-        return current.key
-    tried = family.count()
-    return stem if not tried else f"{stem}:{tried}"
+        return current, current.key
+    return None, stem if not family else f"{stem}:{len(family)}"
 
 
 def _audit(escrow: Escrow, action: str, actor, **after) -> None:
