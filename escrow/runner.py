@@ -41,7 +41,7 @@ from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, Wallet
 from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
-from payments.wallets import PlatformNotReady, platform_account
+from payments.wallets import PlatformNotReady, platform_account, platform_account_reused
 from payments.withdrawals import account_submission_lock, submission_lock_name
 
 logger = logging.getLogger(__name__)
@@ -78,14 +78,22 @@ def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -
     (a run ended without an outcome: recorded on the step, which backs off) or "busy"."""
     client = client or TrustlessWorkClient()
     try:
-        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease:
+        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease, platform_account_reused():
             while True:
                 lease.progress()  # renewed every quarter TTL; LeaseLost if a stall let another drive take over
-                step = EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).order_by("pk").first()
+                # Read under the lease, with its escrow: fresh (only a drive moves an escrow's steps),
+                # so the step's first attempt needs no second read. Again after every step: settling
+                # one changes the escrow (its contract, its balance) and may queue or fail others.
+                step = (
+                    EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN)
+                    .select_related("escrow")
+                    .order_by("pk")
+                    .first()
+                )
                 if step is None:
                     return "done"
                 try:
-                    step_run(step=step, client=client)
+                    step_run(step=step, client=client, fresh=True)
                 except StepStopped:
                     continue
                 except LeaseLost:
@@ -156,9 +164,12 @@ def _postpone(step: EscrowStep, code: str, message: str) -> None:
     step_postpone(step=step, code=code, message=message)
 
 
-def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
-    for _ in range(3):
-        step.refresh_from_db()
+def step_run(*, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = False) -> EscrowStep:
+    """Run one step. `fresh`: the caller read it (and its escrow) under the escrow's lease just
+    now, so the first attempt uses it as it is; every later attempt reads it again."""
+    for attempt in range(3):
+        if attempt or not fresh:
+            step.refresh_from_db()
         if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
             return step
         stored = None
@@ -346,16 +357,22 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
         if escrow_lease is not None:
             escrow_lease.fence()
         account.fence()
-        locked = EscrowStep.objects.select_for_update().get(pk=step.pk)
-        if (locked.status, locked.attempts) != (step.status, step.attempts):
+        # One conditional UPDATE: only if the step is still as it was read (status and attempts;
+        # its hashes change only with its attempts), in the transaction the fences just checked.
+        tx_hash = outer.hash_hex()
+        stored = {
+            "signed_xdr": signed,
+            "tx_hash": tx_hash,
+            "attempted_hashes": [*step.attempted_hashes, tx_hash],
+            "expires_at": _max_time(envelope),
+            "attempts": step.attempts + 1,
+            "status": EscrowStep.Status.SUBMITTED,
+        }
+        current = EscrowStep.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts)
+        if not current.update(**stored, updated_at=timezone.now()):
             return None
-        locked.signed_xdr = signed
-        locked.tx_hash = outer.hash_hex()
-        locked.attempted_hashes = [*locked.attempted_hashes, locked.tx_hash]
-        locked.expires_at = _max_time(envelope)
-        locked.attempts += 1
-        locked.status = EscrowStep.Status.SUBMITTED
-        locked.save()
+    for field, value in stored.items():
+        setattr(step, field, value)
     return signed
 
 

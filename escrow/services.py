@@ -24,9 +24,17 @@ from django.utils import timezone
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
-from offerhub.services import audit_record, event_publish
+from offerhub.services import atomic_joined, audit_record, event_publish, outbox_batched
 from offerhub.timefmt import iso_timestamp
-from payments.ledger import HoldNotFound, hold_post, ledger_account, ledger_post, ledger_transfer, user_accounts
+from payments.ledger import (
+    HoldNotFound,
+    hold_post,
+    ledger_account,
+    ledger_post,
+    ledger_transfer,
+    user_accounts,
+    user_accounts_locked,
+)
 from payments.models import Hold, LedgerAccount, Wallet
 from payments.wallets import platform_account
 
@@ -63,11 +71,15 @@ def units(stroops: int) -> Decimal:
     return Decimal(stroops) / STROOPS_PER_UNIT
 
 
-def _active_wallet(user, whose: str) -> Wallet:
-    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
-    if wallet is None:
-        raise ServiceError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
-    return wallet
+def _active_wallets(buyer, seller) -> tuple[Wallet, Wallet]:
+    """The buyer's and the seller's active wallets (each user's first), in one query."""
+    found: dict[int, Wallet] = {}
+    for wallet in Wallet.objects.filter(user__in=(buyer, seller), status=Wallet.Status.ACTIVE).order_by("pk"):
+        found.setdefault(wallet.user_id, wallet)
+    for user, whose in ((buyer, "buyer"), (seller, "seller")):
+        if user.pk not in found:
+            raise ServiceError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
+    return found[buyer.pk], found[seller.pk]
 
 
 def _locked(escrow: Escrow) -> Escrow:
@@ -161,9 +173,7 @@ def _attempt(escrow: Escrow, action: str, stem: str) -> tuple[EscrowStep | None,
     """The call's step if an attempt is still open or confirmed (asking twice changes nothing),
     else None and a fresh key after failed attempts (a refused call may be asked for again).
     One read of the call's attempts."""
-    family = list(
-        escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:")).order_by("pk")
-    )
+    family = list(escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:")).order_by("pk"))
     current = next((step for step in reversed(family) if step.status != EscrowStep.Status.FAILED), None)
     if current is not None:
         return current, current.key
@@ -187,7 +197,7 @@ def _audit(escrow: Escrow, action: str, actor, **after) -> None:
 # --- Opening ----------------------------------------------------------------------------
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_open(
     *,
     engagement_id: str,
@@ -213,7 +223,7 @@ def escrow_open(
             _deploy_step(existing, actor)  # the last deploy was refused: try again, same record
         escrow_drive_later(existing)
         return existing
-    buyer_wallet, seller_wallet = _active_wallet(buyer, "buyer"), _active_wallet(seller, "seller")
+    buyer_wallet, seller_wallet = _active_wallets(buyer, seller)
     milestones = milestones or []
     if len(milestones) > MAX_MILESTONES:
         raise ServiceError("INVALID_REQUEST", f"an escrow has at most {MAX_MILESTONES} milestones", field="milestones")
@@ -259,7 +269,7 @@ def _deploy_step(escrow: Escrow, actor) -> EscrowStep:
 # --- Calls on a deployed escrow ---------------------------------------------------------
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
     """Move the buyer's held money into the contract. A failed attempt leaves the hold
     intact and the escrow CREATED, so funding can be asked for again."""
@@ -340,7 +350,7 @@ def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
     return milestone
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_milestone_mark(
     *, escrow: Escrow, index: int, status: str = "completed", evidence: str = "", actor=None
 ) -> EscrowStep:
@@ -375,7 +385,7 @@ def _approve_step(escrow: Escrow, milestone: EscrowMilestone, actor) -> None:
         )
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> Escrow:
     """Pay the seller: the whole escrow, or (multi-release) one milestone. The buyer's
     approval of each milestone paid is signed first, as the contract requires. Money the
@@ -641,7 +651,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
         lines += [(ledger_account(kind=Kind.PLATFORM_FEE), fees.platform)] if fees.platform else []
         if wallet is not None:
             credited.append((wallet.user, account, gross, fees.net))
-    ledger_post(
+    entry = ledger_post(
         idempotency_key=f"escrow-step:{step.key}",
         kind="escrow_payout",
         lines=lines,
@@ -649,7 +659,8 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
     )
     escrow.balance -= sum(gross for _, gross in payouts)
     for user, account, gross, net in credited:
-        account.refresh_from_db(fields=["balance"])
+        if entry.replayed or not net:  # the posting set no new balance on it: read it
+            account.refresh_from_db(fields=["balance"])
         event_publish(
             type="balance.credited",
             aggregate_type="Balance",
@@ -674,7 +685,8 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
 def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
     amount = int(step.params["amount"])
     destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id)
-    available, held = user_accounts(escrow.buyer)
+    # Locked and fresh: the balances before, and (set on them by the posting) after.
+    available, held = user_accounts_locked(escrow.buyer)
     before = (available.balance, held.balance)
     key = f"escrow:{escrow.public_id}:fund"
     try:
@@ -685,14 +697,20 @@ def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
             kind="escrow_fund",
             amount=amount,
             idempotency_key=key,
+            accounts=(available, held),
         )
     except HoldNotFound:
         # The money left the buyer's wallet on chain whatever our holds say: follow the chain.
-        ledger_transfer(
-            idempotency_key=key, kind="escrow_fund", source=available, destination=destination, amount=amount
+        entry = ledger_transfer(
+            idempotency_key=key,
+            kind="escrow_fund",
+            source=available,
+            destination=destination,
+            amount=amount,
+            locked={available.pk: available, held.pk: held},
         )
-    available.refresh_from_db(fields=["balance"])
-    held.refresh_from_db(fields=["balance"])
+        if entry.replayed:  # nothing moved now: show what the accounts hold
+            available.refresh_from_db(fields=["balance"])
     escrow.balance += amount
     escrow.mark_funded()
     buyer = escrow.buyer.public_id
@@ -782,12 +800,21 @@ def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
     _settle_finished(escrow, refunded=refunded)
 
 
+def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
+    """The step and its escrow, fresh and locked in one query: the escrow's row first, then the
+    step's (PostgreSQL locks a row's relations in the order FOR UPDATE OF names them), the
+    order every writer of an escrow's steps uses. Its buyer and seller are read, not locked."""
+    return (
+        EscrowStep.objects.select_for_update(of=("escrow", "self")).select_related("escrow", *related).get(pk=step.pk)
+    )
+
+
 def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_at=None) -> EscrowStep:
     """Record a step the chain confirmed, once: escrow state, ledger entry, events."""
     confirmed_at = confirmed_at or timezone.now()
-    with transaction.atomic():
-        escrow = Escrow.objects.select_for_update(of=("self",)).select_related("buyer", "seller").get(pk=step.escrow_id)
-        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+    with transaction.atomic(), outbox_batched():
+        step = _step_locked(step, "escrow__buyer", "escrow__seller")
+        escrow = step.escrow
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
         action = step.action
@@ -834,9 +861,9 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
 def step_fail(*, step: EscrowStep, code: str, message: str) -> EscrowStep:
     """A permanent refusal: the step and the calls queued after it fail; money stays where
     the chain has it (a failed fund keeps the hold, a failed payout keeps the escrow)."""
-    with transaction.atomic():
-        escrow = Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=step.escrow_id)
-        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+    with transaction.atomic(), outbox_batched():
+        step = _step_locked(step, "escrow__buyer")
+        escrow = step.escrow
         if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
             return step
         step.status, step.error_code, step.error_message = EscrowStep.Status.FAILED, code[:80], message[:255]
