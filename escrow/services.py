@@ -10,6 +10,7 @@ Who signs, by default (DESIGN.md): the buyer approves, funds and may dispute; th
 is service provider and receiver; the platform deploys, releases and resolves.
 """
 
+import copy
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,7 +84,8 @@ def _active_wallets(buyer, seller) -> tuple[Wallet, Wallet]:
 
 
 def _locked(escrow: Escrow) -> Escrow:
-    return Escrow.objects.select_for_update().get(pk=escrow.pk)
+    # Its buyer read along (audit rows and events name them), not locked.
+    return Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=escrow.pk)
 
 
 def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None, params=None, actor=None):
@@ -91,32 +93,79 @@ def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None
 
     A new step is inserted already claimed for the drive queued after commit (its
     next_attempt_at), so the resume sweeper leaves the escrow alone meanwhile: it skips an
-    escrow with any open step not due. One INSERT … ON CONFLICT, no savepoint."""
-    current, key = _attempt(escrow, action, f"{escrow.public_id}:{stem}")
-    if current is None:
-        from escrow.tasks import DRIVE_QUEUED_FOR
+    escrow with any open step not due."""
+    from escrow.tasks import DRIVE_QUEUED_FOR
 
-        actor_type, actor_id = actor or ("SYSTEM", "escrow")
-        step = EscrowStep(
-            escrow=escrow,
-            key=key,
-            action=action,
-            milestone_index=index,
-            params=params or {},
-            signer=signer,
-            actor_type=actor_type,
-            actor_id=actor_id,
-            next_attempt_at=timezone.now() + DRIVE_QUEUED_FOR,
-        )
-        # Created by a concurrent call meanwhile (it committed first): that one is the step.
-        current = step if _step_insert(step) else EscrowStep.objects.get(key=key)
+    actor_type, actor_id = actor or ("SYSTEM", "escrow")
+    step = EscrowStep(
+        escrow=escrow,
+        action=action,
+        milestone_index=index,
+        params=params or {},
+        signer=signer,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        next_attempt_at=timezone.now() + DRIVE_QUEUED_FOR,
+    )
+    stem = f"{escrow.public_id}:{stem}"
+    if connection.vendor != "postgresql" or not _step_queue(step, stem):
+        # An attempt is open or confirmed, or a concurrent call inserted the key first.
+        current, step.key = _attempt(escrow, action, stem)
+        if current is not None:
+            step = current
+        elif not _step_insert(step):
+            step = EscrowStep.objects.get(key=step.key)  # committed by a concurrent call: that one is it
     _drive_on_commit(escrow.pk)
-    return current
+    return step
+
+
+def _step_columns() -> list:
+    return [field for field in EscrowStep._meta.concrete_fields if not field.primary_key]
+
+
+_STEP_QUEUE = """
+WITH family AS (
+    SELECT status FROM {table} WHERE escrow_id = %s AND action = %s AND (key = %s OR substr(key, 1, %s) = %s)
+)
+INSERT INTO {table} ({columns})
+SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM family WHERE status <> %s)
+ON CONFLICT (key) DO NOTHING RETURNING id, key
+"""
+
+
+def _step_queue(step: EscrowStep, stem: str) -> bool:
+    """The common case in one statement (PostgreSQL): insert `step` unless an attempt of the
+    call is open or confirmed, keyed `stem`, or `stem:<n>` after n failed attempts (what
+    _attempt decides in two reads). False, nothing written, when it did not insert."""
+    fields = _step_columns()
+    values, params = [], []
+    for field in fields:
+        if field.name == "key":
+            tried = "(SELECT COUNT(*) FROM family)"
+            values.append(f"CASE WHEN {tried} = 0 THEN %s ELSE %s || ':' || {tried} END")
+            params += [stem, stem]
+        else:
+            values.append(f"%s::{field.cast_db_type(connection)}")
+            params.append(field.get_db_prep_save(field.pre_save(step, add=True), connection))
+    sql = _STEP_QUEUE.format(
+        table=EscrowStep._meta.db_table,
+        columns=", ".join(connection.ops.quote_name(field.column) for field in fields),
+        values=", ".join(values),
+    )
+    prefix = f"{stem}:"
+    family = [step.escrow_id, step.action, stem, len(prefix), prefix]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*family, *params, EscrowStep.Status.FAILED])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    step.pk, step.key, step._state.adding = row[0], row[1], False
+    return True
 
 
 def _step_insert(step: EscrowStep) -> bool:
     """Insert `step`, or nothing when its key exists (False)."""
-    fields = [field for field in EscrowStep._meta.concrete_fields if not field.primary_key]
+    fields = _step_columns()
     values = [field.get_db_prep_save(field.pre_save(step, add=True), connection) for field in fields]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     with connection.cursor() as cursor:
@@ -800,6 +849,11 @@ def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
     _settle_finished(escrow, refunded=refunded)
 
 
+def _escrow_state(escrow: Escrow) -> list:
+    """The escrow's column values, copied: compared after settling, to save it only if changed."""
+    return copy.deepcopy([getattr(escrow, field.attname) for field in Escrow._meta.concrete_fields])
+
+
 def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
     """The step and its escrow, fresh and locked in one query: the escrow's row first, then the
     step's (PostgreSQL locks a row's relations in the order FOR UPDATE OF names them), the
@@ -817,6 +871,7 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         escrow = step.escrow
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
+        before = _escrow_state(escrow)
         action = step.action
         if action == Action.DEPLOY:
             escrow.mark_created(contract_id=contract_id)
@@ -849,7 +904,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
                 escrow.mark_disputed()
         else:
             _settle_payout(escrow, step, confirmed_at)
-        escrow.save()
+        if _escrow_state(escrow) != before:  # an approval or a milestone's status leaves the escrow as it is
+            escrow.save()
         step.status, step.confirmed_at = EscrowStep.Status.CONFIRMED, confirmed_at
         step.error_code = step.error_message = ""
         step.save(update_fields=["status", "confirmed_at", "error_code", "error_message", "updated_at"])
