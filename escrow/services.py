@@ -31,9 +31,9 @@ from payments.ledger import (
     HoldNotFound,
     hold_post,
     ledger_account,
+    ledger_account_code,
     ledger_post,
     ledger_transfer,
-    user_accounts,
     user_accounts_locked,
 )
 from payments.models import Hold, LedgerAccount, Wallet
@@ -681,25 +681,44 @@ def _escrow_event(escrow: Escrow, event_type: str, **payload) -> None:
     )
 
 
-def _recipient(address: str) -> tuple[LedgerAccount, Wallet | None]:
+def _recipient_user(escrow: Escrow, address: str):
+    """The member `address` belongs to: the escrow's buyer or seller by the roles their wallets
+    were given at opening (a wallet's key is its user's for good), else looked up; None for an
+    address outside OfferHub (the platform's, or external)."""
+    for user, roles in ((escrow.seller, ("serviceProvider", "receiver")), (escrow.buyer, ("approver",))):
+        if any(escrow.roles.get(role) == address for role in roles):
+            return user
     wallet = Wallet.objects.filter(public_key=address).select_related("user").first()
-    if wallet is None:
-        return ledger_account(kind=Kind.EXTERNAL_STELLAR), None
-    return user_accounts(wallet.user)[0], wallet
+    return wallet.user if wallet is not None else None
+
+
+def _ledger_accounts(specs: list[dict]) -> list[LedgerAccount]:
+    """`ledger_account(**spec)` of each spec: those that exist in one query."""
+    codes = [ledger_account_code(**spec) for spec in specs]
+    found = {account.code: account for account in LedgerAccount.objects.filter(code__in=set(codes))}
+    return [found.get(code) or ledger_account(**spec) for code, spec in zip(codes, specs, strict=True)]
 
 
 def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int]], source: str) -> None:
     """One entry for everything a step paid out: escrow → each receiver's net, and the fees."""
-    lines = [(ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id), -sum(g for _, g in payouts))]
+    receivers = [_recipient_user(escrow, address) for address, _ in payouts]
+    all_fees = [escrow_fees(amount=gross, platform_fee_percent=escrow.platform_fee_percent) for _, gross in payouts]
+    specs = [{"kind": Kind.ESCROW, "reference": escrow.engagement_id}]
+    specs += [{"kind": Kind.USER_AVAILABLE, "user": u} if u else {"kind": Kind.EXTERNAL_STELLAR} for u in receivers]
+    specs += [{"kind": Kind.TRUSTLESS_WORK_FEE}] if any(fees.trustless_work for fees in all_fees) else []
+    specs += [{"kind": Kind.PLATFORM_FEE}] if any(fees.platform for fees in all_fees) else []
+    escrow_account, *accounts = _ledger_accounts(specs)
+    fee_accounts = {account.kind: account for account in accounts[len(payouts) :]}
+    lines = [(escrow_account, -sum(g for _, g in payouts))]
     credited = []
-    for address, gross in payouts:
-        fees = escrow_fees(amount=gross, platform_fee_percent=escrow.platform_fee_percent)
-        account, wallet = _recipient(address)
+    for (_, gross), fees, user, account in zip(payouts, all_fees, receivers, accounts[: len(payouts)], strict=True):
         lines += [(account, fees.net)] if fees.net else []
-        lines += [(ledger_account(kind=Kind.TRUSTLESS_WORK_FEE), fees.trustless_work)] if fees.trustless_work else []
-        lines += [(ledger_account(kind=Kind.PLATFORM_FEE), fees.platform)] if fees.platform else []
-        if wallet is not None:
-            credited.append((wallet.user, account, gross, fees.net))
+        if fees.trustless_work:
+            lines.append((fee_accounts[Kind.TRUSTLESS_WORK_FEE], fees.trustless_work))
+        if fees.platform:
+            lines.append((fee_accounts[Kind.PLATFORM_FEE], fees.platform))
+        if user is not None:
+            credited.append((user, account, gross, fees.net))
     entry = ledger_post(
         idempotency_key=f"escrow-step:{step.key}",
         kind="escrow_payout",
@@ -790,9 +809,10 @@ def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
     )
 
 
-def _settle_finished(escrow: Escrow, *, refunded: bool) -> None:
-    """Every milestone paid out: the escrow is RELEASED or REFUNDED."""
-    if any(not (m.released or m.resolved) for m in escrow.milestones.all()):
+def _settle_finished(escrow: Escrow, *, refunded: bool, all_paid: bool = False) -> None:
+    """Every milestone paid out (`all_paid`: the caller just paid them all): the escrow is
+    RELEASED or REFUNDED."""
+    if not all_paid and any(not (m.released or m.resolved) for m in escrow.milestones.all()):
         return
     if refunded:
         escrow.mark_refunded()
@@ -820,7 +840,7 @@ def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
         _post_payouts(escrow, step, [(escrow.roles["receiver"], escrow.amount)], "release")
         escrow.milestones.update(released=True, released_at=confirmed_at)
         escrow.flags = {**escrow.flags, "released": True}
-        _settle_finished(escrow, refunded=False)
+        _settle_finished(escrow, refunded=False, all_paid=True)
         return
     if step.action == Action.RELEASE_MILESTONE:
         _post_payouts(escrow, step, [(escrow.roles["serviceProvider"], milestone.amount)], "release")
