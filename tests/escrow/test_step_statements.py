@@ -2,6 +2,9 @@
 asked twice is one step, a refused one gets a fresh key, one drive per escrow per
 transaction, the settle locks the step with its escrow and posts balanced entries once."""
 
+import threading
+import time
+
 import pytest
 from celery.signals import task_prerun
 from django.db import connection, transaction
@@ -10,7 +13,7 @@ from django.utils import timezone
 
 from escrow.models import Escrow, EscrowStep
 from escrow.runner import escrows_due_claim
-from escrow.services import _EscrowDrive, _step_add, escrow_fees, escrow_release
+from escrow.services import _EscrowDrive, _step_add, escrow_fees, escrow_release, step_settle
 from payments.ledger import user_accounts
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain, open_funded
 from tests.escrow.test_step_runner import applied
@@ -94,3 +97,61 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     # The whole release (request, one drive of two steps, their settles, events): 79 when
     # written; a little room for a lease renewed on a slow run.
     assert len(sql) <= 85, len(sql)
+
+
+def test_a_settle_waiting_for_the_escrow_lock_holds_no_lock_on_its_step(chain, funded_user, trustless_work):
+    """The one locking query takes the escrow's row before the step's (the order every writer
+    of an escrow's steps uses): while it waits for the escrow, the step is free."""
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_lock_order")
+    step = EscrowStep.objects.create(  # not through _step_add: no drive runs it
+        escrow=escrow,
+        key=f"{escrow.public_id}:approve:0",
+        action=Action.APPROVE,
+        milestone_index=0,
+        signer=escrow.roles["approver"],
+        status=EscrowStep.Status.SUBMITTED,
+    )
+    escrow_locked, release = threading.Event(), threading.Event()
+
+    def hold_escrow():
+        try:
+            with transaction.atomic():
+                Escrow.objects.select_for_update().get(pk=escrow.pk)
+                escrow_locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def settle():
+        try:
+            step_settle(step=step)
+        finally:
+            connection.close()
+
+    holder, settler = threading.Thread(target=hold_escrow), threading.Thread(target=settle)
+    holder.start()
+    assert escrow_locked.wait(30)
+    settler.start()
+    try:
+        for _ in range(300):  # until the settle waits on a row lock (bounded)
+            with connection.cursor() as cursor:
+                cursor.execute(  # only the settle can wait for a lock here
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the settle never waited for the escrow's lock")
+        with transaction.atomic():
+            # Free: NOWAIT raises at once if the waiting settle had locked it.
+            EscrowStep.objects.select_for_update(nowait=True).get(pk=step.pk)
+    finally:
+        release.set()
+        holder.join(30)
+        settler.join(30)
+    step.refresh_from_db()
+    assert step.status == EscrowStep.Status.CONFIRMED
+    assert escrow.milestones.get(index=0).approved
