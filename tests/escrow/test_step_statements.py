@@ -94,9 +94,9 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     # The drive: each settle locks its step and its escrow in one query, escrow first.
     locks = [s for s in sql if 'FOR UPDATE OF "escrow_escrow", "escrow_escrowstep"' in s]
     assert len(locks) == 2
-    # The whole release (request, one drive of two steps, their settles, events): 79 when
+    # The whole release (request, one drive of two steps, their settles, events): 74 when
     # written; a little room for a lease renewed on a slow run.
-    assert len(sql) <= 85, len(sql)
+    assert len(sql) <= 78, len(sql)
 
 
 def test_a_settle_waiting_for_the_escrow_lock_holds_no_lock_on_its_step(chain, funded_user, trustless_work):
