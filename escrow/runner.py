@@ -27,7 +27,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 from stellar_sdk import TransactionBuilder
@@ -41,7 +41,7 @@ from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, Wallet
 from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
-from payments.wallets import PlatformNotReady, platform_account
+from payments.wallets import PlatformNotReady, platform_account, platform_account_reused
 from payments.withdrawals import account_submission_lock, submission_lock_name
 
 logger = logging.getLogger(__name__)
@@ -73,19 +73,28 @@ def escrow_lock_name(escrow_pk: int) -> str:
     return f"escrow:{escrow_pk}"
 
 
-def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -> str:
+def escrow_drive(
+    *, escrow_pk: int, client: TrustlessWorkClient | None = None, claim_for: timedelta | None = None
+) -> str:
     """Run the escrow's open steps in order until one must wait. Returns "done", "pending"
-    (a run ended without an outcome: recorded on the step, which backs off) or "busy"."""
+    (a run ended without an outcome: recorded on the step, which backs off) or "busy".
+    `claim_for`: claim the open steps for a running drive that long (the task's drive), in the
+    statement that reads the first of them."""
     client = client or TrustlessWorkClient()
     try:
-        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease:
+        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease, platform_account_reused():
+            claim_until = timezone.now() + claim_for if claim_for else None
             while True:
                 lease.progress()  # renewed every quarter TTL; LeaseLost if a stall let another drive take over
-                step = EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).order_by("pk").first()
+                # Read under the lease, with its escrow: fresh (only a drive moves an escrow's steps),
+                # so the step's first attempt needs no second read. Again after every step: settling
+                # one changes the escrow (its contract, its balance) and may queue or fail others.
+                step = _open_step_claimed(escrow_pk, claim_until) if claim_until else _open_step(escrow_pk)
+                claim_until = None
                 if step is None:
                     return "done"
                 try:
-                    step_run(step=step, client=client)
+                    step_run(step=step, client=client, fresh=True)
                 except StepStopped:
                     continue
                 except LeaseLost:
@@ -101,10 +110,59 @@ def escrow_drive(*, escrow_pk: int, client: TrustlessWorkClient | None = None) -
                     _postpone(step, "INTERNAL_ERROR", f"{type(error).__name__}: {error}")
                     return "pending"
     except LockTimeout:
+        if claim_for:  # the drive holding the lease runs them; if it stops, they are due again soon
+            EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).update(
+                next_attempt_at=timezone.now() + claim_for
+            )
         return "busy"  # another worker is driving this escrow
     except LeaseLost as lost:  # this run stalled past a lease: the run that took it carries on
         logger.warning("escrow %s drive stopped: %s", escrow_pk, lost)
         return "busy"
+
+
+def _open_step(escrow_pk: int) -> EscrowStep | None:
+    return (
+        EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN)
+        .select_related("escrow")
+        .order_by("pk")
+        .first()
+    )
+
+
+def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
+    """_open_step, in the UPDATE that claims every open step of the escrow until `until` (their
+    updated_at untouched, as QuerySet.update leaves it): one statement (PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).update(next_attempt_at=until)
+        return _open_step(escrow_pk)
+    step_fields, escrow_fields = EscrowStep._meta.concrete_fields, Escrow._meta.concrete_fields
+    quote = connection.ops.quote_name
+    columns = [f"step.{quote(f.column)}" for f in step_fields] + [f"escrow.{quote(f.column)}" for f in escrow_fields]
+    sql = (
+        f"UPDATE {EscrowStep._meta.db_table} AS step SET next_attempt_at = %s"  # noqa: S608 (the models' tables)
+        f" FROM {Escrow._meta.db_table} AS escrow"
+        " WHERE step.escrow_id = %s AND step.status IN (%s, %s) AND escrow.id = step.escrow_id"
+        f" RETURNING {', '.join(columns)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [until, escrow_pk, *EscrowStep.OPEN])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    row = min(rows, key=lambda values: values[0])  # the first queued (pk is the first column)
+    step = _from_row(EscrowStep, step_fields, row[: len(step_fields)])
+    step.escrow = _from_row(Escrow, escrow_fields, row[len(step_fields) :])
+    return step
+
+
+def _from_row(model, fields, values):
+    """An instance from the raw columns of `fields`, converted as a query's would be (JSON)."""
+    converted = []
+    for field, value in zip(fields, values, strict=True):
+        for converter in field.get_db_converters(connection):
+            value = converter(value, field.get_col(model._meta.db_table), connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], converted)
 
 
 def escrows_due_claim(*, limit: int, stale_after: timedelta, claim_for: timedelta = DRIVE_CLAIM) -> list[int]:
@@ -180,9 +238,12 @@ def _escrow_lease_progress(step: EscrowStep) -> None:
         lease.progress()
 
 
-def step_run(*, step: EscrowStep, client: TrustlessWorkClient) -> EscrowStep:
-    for _ in range(3):
-        step.refresh_from_db()
+def step_run(*, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = False) -> EscrowStep:
+    """Run one step. `fresh`: the caller read it (and its escrow) under the escrow's lease just
+    now, so the first attempt uses it as it is; every later attempt reads it again."""
+    for attempt in range(3):
+        if attempt or not fresh:
+            step.refresh_from_db()
         if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
             return step
         stored = None
@@ -381,16 +442,22 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
         if escrow_lease is not None:
             escrow_lease.fence()
         account.fence()
-        locked = EscrowStep.objects.select_for_update().get(pk=step.pk)
-        if (locked.status, locked.attempts) != (step.status, step.attempts):
+        # One conditional UPDATE: only if the step is still as it was read (status and attempts;
+        # its hashes change only with its attempts), in the transaction the fences just checked.
+        tx_hash = outer.hash_hex()
+        stored = {
+            "signed_xdr": signed,
+            "tx_hash": tx_hash,
+            "attempted_hashes": [*step.attempted_hashes, tx_hash],
+            "expires_at": _max_time(envelope),
+            "attempts": step.attempts + 1,
+            "status": EscrowStep.Status.SUBMITTED,
+        }
+        current = EscrowStep.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts)
+        if not current.update(**stored, updated_at=timezone.now()):
             return None
-        locked.signed_xdr = signed
-        locked.tx_hash = outer.hash_hex()
-        locked.attempted_hashes = [*locked.attempted_hashes, locked.tx_hash]
-        locked.expires_at = _max_time(envelope)
-        locked.attempts += 1
-        locked.status = EscrowStep.Status.SUBMITTED
-        locked.save()
+    for field, value in stored.items():
+        setattr(step, field, value)
     return signed
 
 

@@ -10,13 +10,14 @@ Who signs, by default (DESIGN.md): the buyer approves, funds and may dispute; th
 is service provider and receiver; the platform deploys, releases and resolves.
 """
 
+import copy
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
@@ -24,9 +25,17 @@ from django.utils import timezone
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
-from offerhub.services import audit_record, event_publish
+from offerhub.services import atomic_joined, audit_record, event_publish, outbox_batched
 from offerhub.timefmt import iso_timestamp
-from payments.ledger import HoldNotFound, hold_post, ledger_account, ledger_post, ledger_transfer, user_accounts
+from payments.ledger import (
+    HoldNotFound,
+    hold_post,
+    ledger_account,
+    ledger_account_code,
+    ledger_post,
+    ledger_transfer,
+    user_accounts_locked,
+)
 from payments.models import Hold, LedgerAccount, Wallet
 from payments.wallets import platform_account
 
@@ -63,61 +72,161 @@ def units(stroops: int) -> Decimal:
     return Decimal(stroops) / STROOPS_PER_UNIT
 
 
-def _active_wallet(user, whose: str) -> Wallet:
-    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
-    if wallet is None:
-        raise ServiceError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
-    return wallet
+def _active_wallets(buyer, seller) -> tuple[Wallet, Wallet]:
+    """The buyer's and the seller's active wallets (each user's first), in one query."""
+    found: dict[int, Wallet] = {}
+    for wallet in Wallet.objects.filter(user__in=(buyer, seller), status=Wallet.Status.ACTIVE).order_by("pk"):
+        found.setdefault(wallet.user_id, wallet)
+    for user, whose in ((buyer, "buyer"), (seller, "seller")):
+        if user.pk not in found:
+            raise ServiceError("ESCROW_NOT_READY", f"the {whose}'s wallet is not ready yet; try again in a minute")
+    return found[buyer.pk], found[seller.pk]
 
 
 def _locked(escrow: Escrow) -> Escrow:
-    return Escrow.objects.select_for_update().get(pk=escrow.pk)
+    # Its buyer read along (audit rows and events name them), not locked.
+    return Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=escrow.pk)
 
 
 def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None, params=None, actor=None):
-    """Queue the call `stem` names (e.g. "approve:0"): the open attempt if there is one (see _attempt)."""
-    key = _attempt(escrow, action, f"{escrow.public_id}:{stem}")
+    """Queue the call `stem` names (e.g. "approve:0"): the open attempt if there is one (see _attempt).
+
+    A new step is inserted already claimed for the drive queued after commit (its
+    next_attempt_at), so the resume sweeper leaves the escrow alone meanwhile: it skips an
+    escrow with any open step not due."""
+    from escrow.tasks import DRIVE_QUEUED_FOR
+
     actor_type, actor_id = actor or ("SYSTEM", "escrow")
-    step, _ = EscrowStep.objects.get_or_create(
-        key=key,
-        defaults={
-            "escrow": escrow,
-            "action": action,
-            "milestone_index": index,
-            "params": params or {},
-            "signer": signer,
-            "actor_type": actor_type,
-            "actor_id": actor_id,
-        },
+    step = EscrowStep(
+        escrow=escrow,
+        action=action,
+        milestone_index=index,
+        params=params or {},
+        signer=signer,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        next_attempt_at=timezone.now() + DRIVE_QUEUED_FOR,
     )
-    escrow_drive_later(escrow)
+    stem = f"{escrow.public_id}:{stem}"
+    if connection.vendor != "postgresql" or not _step_queue(step, stem):
+        # An attempt is open or confirmed, or a concurrent call inserted the key first.
+        current, step.key = _attempt(escrow, action, stem)
+        if current is not None:
+            step = current
+        elif not _step_insert(step):
+            step = EscrowStep.objects.get(key=step.key)  # committed by a concurrent call: that one is it
+    _drive_on_commit(escrow.pk)
     return step
+
+
+def _step_columns() -> list:
+    return [field for field in EscrowStep._meta.concrete_fields if not field.primary_key]
+
+
+_STEP_QUEUE = """
+WITH family AS (
+    SELECT status FROM {table} WHERE escrow_id = %s AND action = %s AND (key = %s OR substr(key, 1, %s) = %s)
+)
+INSERT INTO {table} ({columns})
+SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM family WHERE status <> %s)
+ON CONFLICT (key) DO NOTHING RETURNING id, key
+"""
+
+
+def _step_queue(step: EscrowStep, stem: str) -> bool:
+    """The common case in one statement (PostgreSQL): insert `step` unless an attempt of the
+    call is open or confirmed, keyed `stem`, or `stem:<n>` after n failed attempts (what
+    _attempt decides in two reads). False, nothing written, when it did not insert."""
+    fields = _step_columns()
+    values, params = [], []
+    for field in fields:
+        if field.name == "key":
+            tried = "(SELECT COUNT(*) FROM family)"
+            values.append(f"CASE WHEN {tried} = 0 THEN %s ELSE %s || ':' || {tried} END")
+            params += [stem, stem]
+        else:
+            values.append(f"%s::{field.cast_db_type(connection)}")
+            params.append(field.get_db_prep_save(field.pre_save(step, add=True), connection))
+    sql = _STEP_QUEUE.format(
+        table=EscrowStep._meta.db_table,
+        columns=", ".join(connection.ops.quote_name(field.column) for field in fields),
+        values=", ".join(values),
+    )
+    prefix = f"{stem}:"
+    family = [step.escrow_id, step.action, stem, len(prefix), prefix]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*family, *params, EscrowStep.Status.FAILED])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    step.pk, step.key, step._state.adding = row[0], row[1], False
+    return True
+
+
+def _step_insert(step: EscrowStep) -> bool:
+    """Insert `step`, or nothing when its key exists (False)."""
+    fields = _step_columns()
+    values = [field.get_db_prep_save(field.pre_save(step, add=True), connection) for field in fields]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {EscrowStep._meta.db_table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 (the model's table)
+            " ON CONFLICT (key) DO NOTHING RETURNING id",
+            values,
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    step.pk, step._state.adding = row[0], False
+    return True
 
 
 def escrow_drive_later(escrow: Escrow) -> None:
     """Drive the escrow's open steps after commit. They are claimed for DRIVE_QUEUED_FOR, so
     the resume sweeper does not queue a second drive while this one waits in a backlog for a
     worker (the drive cuts the claim back when it starts; a lost task is picked up after it)."""
-    from escrow.tasks import DRIVE_QUEUED_FOR, escrow_drive_task
+    from escrow.tasks import DRIVE_QUEUED_FOR
 
     now = timezone.now()
     escrow.steps.filter(status__in=EscrowStep.OPEN).exclude(next_attempt_at__gt=now).update(
         next_attempt_at=now + DRIVE_QUEUED_FOR
     )
-    pk = escrow.pk
+    _drive_on_commit(escrow.pk)
+
+
+class _EscrowDrive:
+    """The on_commit hook that queues one escrow's drive."""
+
+    def __init__(self, escrow_pk: int):
+        self.escrow_pk = escrow_pk
+
+    def __call__(self) -> None:
+        from escrow.tasks import escrow_drive_task
+
+        escrow_drive_task.delay(self.escrow_pk)
+
+
+def _drive_on_commit(escrow_pk: int) -> None:
+    """One drive per escrow per transaction, however many steps it queued (a rolled-back
+    savepoint drops its hook, and a later call registers again): the drive runs them all."""
+    conn = transaction.get_connection()
+    if conn.in_atomic_block and any(
+        isinstance(func, _EscrowDrive) and func.escrow_pk == escrow_pk for _, func, _ in conn.run_on_commit
+    ):
+        return
     # robust: a broker outage must not undo the request; the resume sweeper picks the steps up.
-    transaction.on_commit(lambda: escrow_drive_task.delay(pk), robust=True)
+    transaction.on_commit(_EscrowDrive(escrow_pk), robust=True)
 
 
-def _attempt(escrow: Escrow, action: str, stem: str) -> str:
-    """The step key for a call: the attempt still open or confirmed (asking twice changes
-    nothing), or a fresh key after failed attempts (a refused call may be asked for again)."""
-    family = escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:"))
-    current = family.exclude(status=EscrowStep.Status.FAILED).order_by("-pk").first()
+def _attempt(escrow: Escrow, action: str, stem: str) -> tuple[EscrowStep | None, str]:
+    """The call's step if an attempt is still open or confirmed (asking twice changes nothing),
+    else None and a fresh key after failed attempts (a refused call may be asked for again).
+    One read of the call's attempts."""
+    family = list(escrow.steps.filter(action=action).filter(Q(key=stem) | Q(key__startswith=f"{stem}:")).order_by("pk"))
+    current = next((step for step in reversed(family) if step.status != EscrowStep.Status.FAILED), None)
     if current is not None:
-        return current.key
-    tried = family.count()
-    return stem if not tried else f"{stem}:{tried}"
+        return current, current.key
+    return None, stem if not family else f"{stem}:{len(family)}"
 
 
 def _audit(escrow: Escrow, action: str, actor, **after) -> None:
@@ -137,7 +246,7 @@ def _audit(escrow: Escrow, action: str, actor, **after) -> None:
 # --- Opening ----------------------------------------------------------------------------
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_open(
     *,
     engagement_id: str,
@@ -163,7 +272,7 @@ def escrow_open(
             _deploy_step(existing, actor)  # the last deploy was refused: try again, same record
         escrow_drive_later(existing)
         return existing
-    buyer_wallet, seller_wallet = _active_wallet(buyer, "buyer"), _active_wallet(seller, "seller")
+    buyer_wallet, seller_wallet = _active_wallets(buyer, seller)
     milestones = milestones or []
     if len(milestones) > MAX_MILESTONES:
         raise ServiceError("INVALID_REQUEST", f"an escrow has at most {MAX_MILESTONES} milestones", field="milestones")
@@ -209,7 +318,7 @@ def _deploy_step(escrow: Escrow, actor) -> EscrowStep:
 # --- Calls on a deployed escrow ---------------------------------------------------------
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
     """Move the buyer's held money into the contract. A failed attempt leaves the hold
     intact and the escrow CREATED, so funding can be asked for again."""
@@ -290,7 +399,7 @@ def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
     return milestone
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_milestone_mark(
     *, escrow: Escrow, index: int, status: str = "completed", evidence: str = "", actor=None
 ) -> EscrowStep:
@@ -325,7 +434,7 @@ def _approve_step(escrow: Escrow, milestone: EscrowMilestone, actor) -> None:
         )
 
 
-@transaction.atomic
+@atomic_joined  # checks first, then writes
 def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> Escrow:
     """Pay the seller: the whole escrow, or (multi-release) one milestone. The buyer's
     approval of each milestone paid is signed first, as the contract requires. Money the
@@ -572,26 +681,45 @@ def _escrow_event(escrow: Escrow, event_type: str, **payload) -> None:
     )
 
 
-def _recipient(address: str) -> tuple[LedgerAccount, Wallet | None]:
+def _recipient_user(escrow: Escrow, address: str):
+    """The member `address` belongs to: the escrow's buyer or seller by the roles their wallets
+    were given at opening (a wallet's key is its user's for good), else looked up; None for an
+    address outside OfferHub (the platform's, or external)."""
+    for user, roles in ((escrow.seller, ("serviceProvider", "receiver")), (escrow.buyer, ("approver",))):
+        if any(escrow.roles.get(role) == address for role in roles):
+            return user
     wallet = Wallet.objects.filter(public_key=address).select_related("user").first()
-    if wallet is None:
-        return ledger_account(kind=Kind.EXTERNAL_STELLAR), None
-    return user_accounts(wallet.user)[0], wallet
+    return wallet.user if wallet is not None else None
+
+
+def _ledger_accounts(specs: list[dict]) -> list[LedgerAccount]:
+    """`ledger_account(**spec)` of each spec: those that exist in one query."""
+    codes = [ledger_account_code(**spec) for spec in specs]
+    found = {account.code: account for account in LedgerAccount.objects.filter(code__in=set(codes))}
+    return [found.get(code) or ledger_account(**spec) for code, spec in zip(codes, specs, strict=True)]
 
 
 def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int]], source: str) -> None:
     """One entry for everything a step paid out: escrow → each receiver's net, and the fees."""
-    lines = [(ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id), -sum(g for _, g in payouts))]
+    receivers = [_recipient_user(escrow, address) for address, _ in payouts]
+    all_fees = [escrow_fees(amount=gross, platform_fee_percent=escrow.platform_fee_percent) for _, gross in payouts]
+    specs = [{"kind": Kind.ESCROW, "reference": escrow.engagement_id}]
+    specs += [{"kind": Kind.USER_AVAILABLE, "user": u} if u else {"kind": Kind.EXTERNAL_STELLAR} for u in receivers]
+    specs += [{"kind": Kind.TRUSTLESS_WORK_FEE}] if any(fees.trustless_work for fees in all_fees) else []
+    specs += [{"kind": Kind.PLATFORM_FEE}] if any(fees.platform for fees in all_fees) else []
+    escrow_account, *accounts = _ledger_accounts(specs)
+    fee_accounts = {account.kind: account for account in accounts[len(payouts) :]}
+    lines = [(escrow_account, -sum(g for _, g in payouts))]
     credited = []
-    for address, gross in payouts:
-        fees = escrow_fees(amount=gross, platform_fee_percent=escrow.platform_fee_percent)
-        account, wallet = _recipient(address)
+    for (_, gross), fees, user, account in zip(payouts, all_fees, receivers, accounts[: len(payouts)], strict=True):
         lines += [(account, fees.net)] if fees.net else []
-        lines += [(ledger_account(kind=Kind.TRUSTLESS_WORK_FEE), fees.trustless_work)] if fees.trustless_work else []
-        lines += [(ledger_account(kind=Kind.PLATFORM_FEE), fees.platform)] if fees.platform else []
-        if wallet is not None:
-            credited.append((wallet.user, account, gross, fees.net))
-    ledger_post(
+        if fees.trustless_work:
+            lines.append((fee_accounts[Kind.TRUSTLESS_WORK_FEE], fees.trustless_work))
+        if fees.platform:
+            lines.append((fee_accounts[Kind.PLATFORM_FEE], fees.platform))
+        if user is not None:
+            credited.append((user, account, gross, fees.net))
+    entry = ledger_post(
         idempotency_key=f"escrow-step:{step.key}",
         kind="escrow_payout",
         lines=lines,
@@ -599,7 +727,8 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
     )
     escrow.balance -= sum(gross for _, gross in payouts)
     for user, account, gross, net in credited:
-        account.refresh_from_db(fields=["balance"])
+        if entry.replayed or not net:  # the posting set no new balance on it: read it
+            account.refresh_from_db(fields=["balance"])
         event_publish(
             type="balance.credited",
             aggregate_type="Balance",
@@ -624,7 +753,8 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
 def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
     amount = int(step.params["amount"])
     destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id)
-    available, held = user_accounts(escrow.buyer)
+    # Locked and fresh: the balances before, and (set on them by the posting) after.
+    available, held = user_accounts_locked(escrow.buyer)
     before = (available.balance, held.balance)
     key = f"escrow:{escrow.public_id}:fund"
     try:
@@ -635,14 +765,20 @@ def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
             kind="escrow_fund",
             amount=amount,
             idempotency_key=key,
+            accounts=(available, held),
         )
     except HoldNotFound:
         # The money left the buyer's wallet on chain whatever our holds say: follow the chain.
-        ledger_transfer(
-            idempotency_key=key, kind="escrow_fund", source=available, destination=destination, amount=amount
+        entry = ledger_transfer(
+            idempotency_key=key,
+            kind="escrow_fund",
+            source=available,
+            destination=destination,
+            amount=amount,
+            locked={available.pk: available, held.pk: held},
         )
-    available.refresh_from_db(fields=["balance"])
-    held.refresh_from_db(fields=["balance"])
+        if entry.replayed:  # nothing moved now: show what the accounts hold
+            available.refresh_from_db(fields=["balance"])
     escrow.balance += amount
     escrow.mark_funded()
     buyer = escrow.buyer.public_id
@@ -673,9 +809,10 @@ def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
     )
 
 
-def _settle_finished(escrow: Escrow, *, refunded: bool) -> None:
-    """Every milestone paid out: the escrow is RELEASED or REFUNDED."""
-    if any(not (m.released or m.resolved) for m in escrow.milestones.all()):
+def _settle_finished(escrow: Escrow, *, refunded: bool, all_paid: bool = False) -> None:
+    """Every milestone paid out (`all_paid`: the caller just paid them all): the escrow is
+    RELEASED or REFUNDED."""
+    if not all_paid and any(not (m.released or m.resolved) for m in escrow.milestones.all()):
         return
     if refunded:
         escrow.mark_refunded()
@@ -703,7 +840,7 @@ def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
         _post_payouts(escrow, step, [(escrow.roles["receiver"], escrow.amount)], "release")
         escrow.milestones.update(released=True, released_at=confirmed_at)
         escrow.flags = {**escrow.flags, "released": True}
-        _settle_finished(escrow, refunded=False)
+        _settle_finished(escrow, refunded=False, all_paid=True)
         return
     if step.action == Action.RELEASE_MILESTONE:
         _post_payouts(escrow, step, [(escrow.roles["serviceProvider"], milestone.amount)], "release")
@@ -732,14 +869,29 @@ def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
     _settle_finished(escrow, refunded=refunded)
 
 
+def _escrow_state(escrow: Escrow) -> list:
+    """The escrow's column values, copied: compared after settling, to save it only if changed."""
+    return copy.deepcopy([getattr(escrow, field.attname) for field in Escrow._meta.concrete_fields])
+
+
+def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
+    """The step and its escrow, fresh and locked in one query: the escrow's row first, then the
+    step's (PostgreSQL locks a row's relations in the order FOR UPDATE OF names them), the
+    order every writer of an escrow's steps uses. Its buyer and seller are read, not locked."""
+    return (
+        EscrowStep.objects.select_for_update(of=("escrow", "self")).select_related("escrow", *related).get(pk=step.pk)
+    )
+
+
 def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_at=None) -> EscrowStep:
     """Record a step the chain confirmed, once: escrow state, ledger entry, events."""
     confirmed_at = confirmed_at or timezone.now()
-    with transaction.atomic():
-        escrow = Escrow.objects.select_for_update(of=("self",)).select_related("buyer", "seller").get(pk=step.escrow_id)
-        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+    with transaction.atomic(), outbox_batched():
+        step = _step_locked(step, "escrow__buyer", "escrow__seller")
+        escrow = step.escrow
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
+        before = _escrow_state(escrow)
         action = step.action
         if action == Action.DEPLOY:
             escrow.mark_created(contract_id=contract_id)
@@ -772,7 +924,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
                 escrow.mark_disputed()
         else:
             _settle_payout(escrow, step, confirmed_at)
-        escrow.save()
+        if _escrow_state(escrow) != before:  # an approval or a milestone's status leaves the escrow as it is
+            escrow.save()
         step.status, step.confirmed_at = EscrowStep.Status.CONFIRMED, confirmed_at
         step.error_code = step.error_message = ""
         step.save(update_fields=["status", "confirmed_at", "error_code", "error_message", "updated_at"])
@@ -784,9 +937,9 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
 def step_fail(*, step: EscrowStep, code: str, message: str) -> EscrowStep:
     """A permanent refusal: the step and the calls queued after it fail; money stays where
     the chain has it (a failed fund keeps the hold, a failed payout keeps the escrow)."""
-    with transaction.atomic():
-        escrow = Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=step.escrow_id)
-        step = EscrowStep.objects.select_for_update().get(pk=step.pk)
+    with transaction.atomic(), outbox_batched():
+        step = _step_locked(step, "escrow__buyer")
+        escrow = step.escrow
         if step.status in (EscrowStep.Status.CONFIRMED, EscrowStep.Status.FAILED):
             return step
         step.status, step.error_code, step.error_message = EscrowStep.Status.FAILED, code[:80], message[:255]

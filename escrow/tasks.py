@@ -4,9 +4,7 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
-from django.utils import timezone
 
-from escrow.models import EscrowStep
 from escrow.runner import escrow_drive, escrows_due_claim
 from escrow.services import DRIVE_CLAIM
 from escrow.sync import escrow_sync
@@ -25,12 +23,10 @@ SYNC_LEASE = timedelta(minutes=30)  # escrow_sync does not renew: longer than an
 
 @shared_task
 def escrow_drive_task(escrow_pk: int) -> str:
-    # Started: the steps are claimed for a running drive now (this run sets their back-off if
-    # they must wait; a crash leaves the claim to expire, and the sweeper drives them again).
-    EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).update(
-        next_attempt_at=timezone.now() + DRIVE_CLAIM
-    )
-    return escrow_drive(escrow_pk=escrow_pk)
+    # Started: the steps are claimed for a running drive now, in the read of the first of them
+    # (this run sets their back-off if they must wait; a crash leaves the claim to expire, and
+    # the sweeper drives them again).
+    return escrow_drive(escrow_pk=escrow_pk, claim_for=DRIVE_CLAIM)
 
 
 @shared_task

@@ -5,7 +5,9 @@ trustline (one transaction: begin sponsoring, create account, change trust, end
 sponsoring), and later pays its fees with fee-bump envelopes.
 """
 
+import contextlib
 import logging
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -39,11 +41,33 @@ class PlatformNotReady(Exception):
     """`python manage.py platform_bootstrap` has not been run (or its account is not on chain)."""
 
 
+# Inside platform_account_reused(): the platform account once read, else None (a list: empty
+# until the first read).
+_platform_reused: ContextVar[list | None] = ContextVar("platform_reused", default=None)
+
+
 def platform_account() -> PlatformAccount:
+    reused = _platform_reused.get()
+    if reused:
+        return reused[0]
     account = PlatformAccount.objects.first()
     if account is None:
         raise PlatformNotReady("no platform account: run `python manage.py platform_bootstrap`")
+    if reused is not None:
+        reused.append(account)
     return account
+
+
+@contextlib.contextmanager
+def platform_account_reused():
+    """Inside, platform_account() reads the row once: an escrow's drive signs, fee-bumps and
+    compares signers with it for every step. For a short run only (a key rotated meanwhile
+    is seen by the next one); callers must not change the object."""
+    token = _platform_reused.set([])
+    try:
+        yield
+    finally:
+        _platform_reused.reset(token)
 
 
 def platform_bootstrap() -> tuple[PlatformAccount, bool]:

@@ -1,0 +1,157 @@
+"""Escrow calls queued and settled with few statements, and their guarantees kept: a call
+asked twice is one step, a refused one gets a fresh key, one drive per escrow per
+transaction, the settle locks the step with its escrow and posts balanced entries once."""
+
+import threading
+import time
+
+import pytest
+from celery.signals import task_prerun
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from escrow.models import Escrow, EscrowStep
+from escrow.runner import escrows_due_claim
+from escrow.services import _EscrowDrive, _step_add, escrow_fees, escrow_release, step_settle
+from payments.ledger import user_accounts
+from tests.escrow.test_lifecycle import USD, ledger_equals_chain, open_funded
+from tests.escrow.test_step_runner import applied
+from tests.payments.test_ledger import assert_books_balance
+
+pytestmark = pytest.mark.django_db(transaction=True)
+Action = EscrowStep.Action
+
+
+class Rollback(Exception):
+    pass
+
+
+def drives_registered() -> int:
+    return sum(isinstance(func, _EscrowDrive) for _, func, _ in connection.run_on_commit)
+
+
+def test_a_call_is_queued_in_one_statement_once_and_again_with_a_fresh_key_after_a_refusal(
+    chain, funded_user, trustless_work
+):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_queue")
+    signer = escrow.roles["approver"]
+    with pytest.raises(Rollback), transaction.atomic():  # rolled back: no drive runs these steps
+        with CaptureQueriesContext(connection) as queries:
+            first = _step_add(escrow, action=Action.APPROVE, stem="approve:0", signer=signer, index=0)
+        assert len(queries) == 1, [q["sql"] for q in queries]
+        assert first.key == f"{escrow.public_id}:approve:0" and first.pk
+        # Claimed in the INSERT for the drive queued after commit: the sweeper leaves it alone.
+        assert first.next_attempt_at > timezone.now()
+        assert escrow.pk not in escrows_due_claim(limit=10, stale_after=timezone.timedelta(0))
+
+        again = _step_add(escrow, action=Action.APPROVE, stem="approve:0", signer=signer, index=0)
+        assert again.pk == first.pk  # asking twice changes nothing
+        for tried in (1, 2):
+            EscrowStep.objects.filter(escrow=escrow, action=Action.APPROVE).update(status=EscrowStep.Status.FAILED)
+            retry = _step_add(escrow, action=Action.APPROVE, stem="approve:0", signer=signer, index=0)
+            assert retry.key == f"{escrow.public_id}:approve:0:{tried}"
+        assert EscrowStep.objects.filter(escrow=escrow, action=Action.APPROVE).count() == 3
+        assert drives_registered() == 1  # four calls, one drive after commit
+        raise Rollback
+    assert not EscrowStep.objects.filter(escrow=escrow, action=Action.APPROVE).exists()
+
+
+def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    amount = 10 * USD
+    escrow = open_funded(buyer, seller, amount, order="ord_release_statements")
+    drives = []
+
+    def on_task(sender=None, **kwargs):
+        drives.append(sender.name)
+
+    task_prerun.connect(on_task)
+    try:
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            with CaptureQueriesContext(connection) as request:
+                escrow_release(escrow=escrow)
+            assert drives_registered() == 1
+            # committed: the one drive ran (tasks run eagerly here)
+    finally:
+        task_prerun.disconnect(on_task)
+    sql = [q["sql"] for q in queries]
+
+    escrow.refresh_from_db()
+    assert escrow.status == Escrow.Status.RELEASED
+    assert drives.count("escrow.tasks.escrow_drive_task") == 1
+    assert applied(Action.APPROVE) == 1 and applied(Action.RELEASE) == 1  # each submitted once
+    fees = escrow_fees(amount=amount, platform_fee_percent=escrow.platform_fee_percent)
+    assert user_accounts(seller)[0].balance == fees.net
+    assert_books_balance()
+    ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)
+
+    # The request: no savepoint, each call queued in one statement.
+    assert not [s for s in request.captured_queries if "SAVEPOINT" in s["sql"]]
+    assert sum(s["sql"].lstrip().startswith("WITH family AS") for s in request.captured_queries) == 2
+    assert len(request) <= 7, [s["sql"][:90] for s in request.captured_queries]
+    # The drive: each settle locks its step and its escrow in one query, escrow first.
+    locks = [s for s in sql if 'FOR UPDATE OF "escrow_escrow", "escrow_escrowstep"' in s]
+    assert len(locks) == 2
+    # The whole release (request, one drive of two steps, their settles, events): 74 when
+    # written; a little room for a lease renewed on a slow run.
+    assert len(sql) <= 78, len(sql)
+
+
+def test_a_settle_waiting_for_the_escrow_lock_holds_no_lock_on_its_step(chain, funded_user, trustless_work):
+    """The one locking query takes the escrow's row before the step's (the order every writer
+    of an escrow's steps uses): while it waits for the escrow, the step is free."""
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_lock_order")
+    step = EscrowStep.objects.create(  # not through _step_add: no drive runs it
+        escrow=escrow,
+        key=f"{escrow.public_id}:approve:0",
+        action=Action.APPROVE,
+        milestone_index=0,
+        signer=escrow.roles["approver"],
+        status=EscrowStep.Status.SUBMITTED,
+    )
+    escrow_locked, release = threading.Event(), threading.Event()
+
+    def hold_escrow():
+        try:
+            with transaction.atomic():
+                Escrow.objects.select_for_update().get(pk=escrow.pk)
+                escrow_locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def settle():
+        try:
+            step_settle(step=step)
+        finally:
+            connection.close()
+
+    holder, settler = threading.Thread(target=hold_escrow), threading.Thread(target=settle)
+    holder.start()
+    assert escrow_locked.wait(30)
+    settler.start()
+    try:
+        for _ in range(300):  # until the settle waits on a row lock (bounded)
+            with connection.cursor() as cursor:
+                cursor.execute(  # only the settle can wait for a lock here
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the settle never waited for the escrow's lock")
+        with transaction.atomic():
+            # Free: NOWAIT raises at once if the waiting settle had locked it.
+            EscrowStep.objects.select_for_update(nowait=True).get(pk=step.pk)
+    finally:
+        release.set()
+        holder.join(30)
+        settler.join(30)
+    step.refresh_from_db()
+    assert step.status == EscrowStep.Status.CONFIRMED
+    assert escrow.milestones.get(index=0).approved
