@@ -370,13 +370,16 @@ def lifecycle_sections(lifecycle: dict) -> list[str]:
         f"| after | {lifecycle['events']:.0f} | {lifecycle['tasks']:.0f} | {lifecycle['all_tasks']:.0f} | "
         f"{lifecycle['statements']:.0f} |",
         "",
-        "The extra event is `order.delivered` (the buyer's e-mail hangs on it). Delivery is now at least once per "
-        "subscriber, which the first version of it paid for with 538 statements per lifecycle (a claim "
-        "transaction per subscriber, a savepoint per call, an e-mail row looked up then created); delivering in "
-        "passes (one `SKIP LOCKED` claim of every due cursor, one batch read, one cursor update; savepoints only "
-        "for a writing subscriber with a matching event) brought it to the figure above. Of it, event delivery "
-        "is about 60 statements (sequencing, claims, batch reads, cursor updates and the subscribers' own work, "
-        "the e-mails); the rest are the order's own steps (escrow steps, ledger, audit).",
+        "The extra event is `order.delivered` (the buyer's e-mail hangs on it). Along the way: the first "
+        "at-least-once delivery cost 538 statements (a claim transaction per subscriber, a savepoint per call); "
+        "delivery in passes brought it to 359, then (issue 13) the ledger writes an entry, its postings and the "
+        "balances in one statement on rows locked once, a service's audit rows and events go in one INSERT each "
+        "at its end, event delivery reuses the rows the sequencer returns, a step is queued with one INSERT … ON "
+        "CONFLICT, one drive runs all the calls a transaction queued for an escrow, and e-mails go in one batch "
+        "per transaction. `tests/benchmarks/lifecycle_profile.py` groups what is left by the line that sends it: "
+        "the leases (claim, fence, release: about 33), event sequencing and delivery (about 30), the escrow "
+        "steps, order services, ledger and audit. Tasks: the drives (4: deploy, fund, the delivery mark, "
+        "approve + release in one) and 2 event dispatches for what requests commit.",
     ]
 
 
@@ -518,8 +521,9 @@ def main() -> None:
         "Produced by `make bench` (`tests/benchmarks/run.py`); figures from the run noted below. "
         "Machine: 2 cores, 24 GiB, PostgreSQL 15 on localhost; Python "
         f"{sys.version.split()[0]}. Run on {datetime.now(UTC):%Y-%m-%d}. The event stream phase also needs Redis "
-        "(`BENCH_REDIS_URL`, default db 15), as does the load phase (gunicorn); `BENCH_ONLY=sse make bench` or "
-        "`BENCH_ONLY=load make bench` runs that phase alone and updates its section only.",
+        "(`BENCH_REDIS_URL`, default db 15), as do the load, waits and throughput phases (full mode); "
+        "`BENCH_ONLY=<phase> make bench` (sse, load, waits, throughput, lifecycle) runs that phase alone and "
+        "updates its sections only.",
         "",
         "## Balance reads vs. history length",
         "",
