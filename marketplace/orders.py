@@ -36,7 +36,7 @@ from escrow.services import (
 from marketplace.models import Order, OrderMilestone, User
 from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops, money_to_stroops
-from offerhub.services import audit_record, event_publish, outbox_batched
+from offerhub.services import audit_record, event_publish, outbox_batched, transaction_joined
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor, balance_cancel_reservation, balance_reserve, balance_snapshot
 from payments.models import Hold
@@ -669,7 +669,9 @@ def _order_of(escrow: Escrow) -> Order | None:
 
 @receiver(step_settled, dispatch_uid="orders-step-settled")
 def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
-    with outbox_batched():
+    # In the settling transaction (joined, no savepoint): its writes and its batched audit rows
+    # and events are kept or dropped together, even were it ever sent outside one.
+    with transaction_joined(), outbox_batched():
         _order_follow_settled(step, escrow)
 
 
@@ -762,7 +764,7 @@ def _finish(order: Order, escrow: Escrow) -> None:
 
 @receiver(step_failed, dispatch_uid="orders-step-failed")
 def _escrow_step_failed(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> None:
-    with outbox_batched():
+    with transaction_joined(), outbox_batched():
         _order_follow_failed(step, escrow)
 
 

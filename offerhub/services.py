@@ -67,12 +67,20 @@ def atomic_joined(func):
 
     @functools.wraps(func)
     def run(*args, **kwargs):
-        if transaction.get_connection().in_atomic_block:
-            return func(*args, **kwargs)
-        with transaction.atomic():
+        with transaction_joined():
             return func(*args, **kwargs)
 
     return run
+
+
+@contextlib.contextmanager
+def transaction_joined():
+    """The caller's transaction when there is one (no savepoint), else a transaction of its own."""
+    if transaction.get_connection().in_atomic_block:
+        yield
+    else:
+        with transaction.atomic():
+            yield
 
 
 class _Outbox(threading.local):

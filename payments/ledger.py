@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get
@@ -245,11 +246,9 @@ def _entry_write_portably(entry: JournalEntry, *, lines, deltas: dict, locked: d
     if not _entry_insert(entry):
         return False
     Posting.objects.bulk_create(Posting(entry=entry, account_id=account.pk, amount=amount) for account, amount in lines)
-    moved = []
     for pk, delta in deltas.items():
-        if delta:
-            moved.append(LedgerAccount(pk=pk, balance=locked[pk].balance + delta, updated_at=now))
-    LedgerAccount.objects.bulk_update(moved, ["balance", "updated_at"])
+        if delta:  # relative, as on PostgreSQL: a stale `locked` object cannot lose an update
+            LedgerAccount.objects.filter(pk=pk).update(balance=F("balance") + delta, updated_at=now)
     return True
 
 
@@ -309,6 +308,9 @@ def hold_reserve(
     when the caller already holds them locked (`user_accounts_locked`)."""
     if amount <= 0:
         raise LedgerError("a hold reserves a positive amount")
+    if idempotency_key is not None and JournalEntry.objects.filter(idempotency_key=idempotency_key).exists():
+        # checked before anything is written: a replayed key would leave an active hold holding nothing
+        raise LedgerError(f"entry {idempotency_key} already exists: not reserving {reference}")
     available, held = accounts or user_accounts_locked(user)  # serialises holds of this user
     if available.balance < amount:  # checked before anything is written: nothing to undo
         if Hold.objects.filter(user=user, reference=reference, status=Hold.Status.ACTIVE).exists():
