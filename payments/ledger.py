@@ -166,15 +166,17 @@ def ledger_post(
     now = timezone.now()
     entry = _entry_new(idempotency_key=idempotency_key, kind=kind, description=description, metadata=metadata)
     if connection.vendor == "postgresql":
-        written = _entry_write(entry, lines=[(account.pk, amount) for account, amount in lines], now=now)
+        balances = _entry_write(entry, lines=[(account.pk, amount) for account, amount in lines], now=now)
     else:
-        written = _entry_write_portably(entry, lines=lines, deltas=deltas, locked=locked, now=now)
-    if not written:  # the same key committed before (or meanwhile): nothing moved
+        balances = _entry_write_portably(entry, lines=lines, deltas=deltas, now=now)
+    if balances is None:  # the same key committed before (or meanwhile): nothing moved
         return _entry_replayed(idempotency_key)
     for pk, delta in deltas.items():
         if delta:
             account = locked[pk]
-            account.balance += delta  # what the locked row now holds
+            # What the locked row now holds, as the database returned it: a caller's stale copy
+            # (it should never pass one) cannot carry a wrong balance into audit rows and events.
+            account.balance = balances.get(pk, account.balance + delta)
             account.updated_at = now
     for account, _ in lines:
         if account is not locked[account.pk]:
@@ -205,16 +207,18 @@ posted AS (
     UPDATE {accounts} account SET balance = account.balance + delta.amount, updated_at = %s
     FROM (SELECT account_id, SUM(amount) AS amount FROM lines GROUP BY account_id) delta
     WHERE account.id = delta.account_id AND delta.amount <> 0 AND EXISTS (SELECT 1 FROM entry)
+    RETURNING account.id, account.balance
 )
-SELECT id FROM entry
+SELECT entry.id, moved.id, moved.balance FROM entry LEFT JOIN moved ON true
 """
 
 
-def _entry_write(entry: JournalEntry, *, lines: list[tuple[int, int]], now) -> bool:
+def _entry_write(entry: JournalEntry, *, lines: list[tuple[int, int]], now) -> dict[int, int] | None:
     """The entry, its postings and the accounts' balances in one statement (PostgreSQL's
-    data-modifying WITH); nothing when the idempotency key exists (False). The accounts are
-    locked by the caller; the deferred trigger still checks at commit that the postings sum
-    to zero, and the balance CHECK constraint each row."""
+    data-modifying WITH); nothing when the idempotency key exists (None). Returns the moved
+    accounts' new balances as the rows hold them. The accounts are locked by the caller; the
+    deferred trigger still checks at commit that the postings sum to zero, and the balance CHECK
+    constraint each row."""
     sql = _ENTRY_WRITE.format(
         entries=JournalEntry._meta.db_table,
         postings=Posting._meta.db_table,
@@ -234,22 +238,23 @@ def _entry_write(entry: JournalEntry, *, lines: list[tuple[int, int]], now) -> b
     params += [now, now]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    entry.pk, entry._state.adding, entry.replayed = row[0], False, False
-    return True
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    entry.pk, entry._state.adding, entry.replayed = rows[0][0], False, False
+    return {account_pk: balance for _, account_pk, balance in rows if account_pk is not None}
 
 
-def _entry_write_portably(entry: JournalEntry, *, lines, deltas: dict, locked: dict, now) -> bool:
-    """SQLite (`make run` only): the entry with ON CONFLICT, then its postings, then one UPDATE."""
+def _entry_write_portably(entry: JournalEntry, *, lines, deltas: dict, now) -> dict[int, int] | None:
+    """SQLite (`make run` only): the entry with ON CONFLICT, then its postings, then the balances
+    (relative updates); None when the key exists. Returns no balances: the caller adds the deltas."""
     if not _entry_insert(entry):
-        return False
+        return None
     Posting.objects.bulk_create(Posting(entry=entry, account_id=account.pk, amount=amount) for account, amount in lines)
     for pk, delta in deltas.items():
         if delta:  # relative, as on PostgreSQL: a stale `locked` object cannot lose an update
             LedgerAccount.objects.filter(pk=pk).update(balance=F("balance") + delta, updated_at=now)
-    return True
+    return {}
 
 
 def _entry_replayed(idempotency_key: str) -> JournalEntry | None:

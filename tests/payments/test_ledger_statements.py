@@ -92,3 +92,28 @@ def test_posting_a_hold_with_the_accounts_locked_sets_their_new_balances_without
     reads = [q for q in queries.captured_queries if q["sql"].startswith('SELECT "payments_ledgeraccount"')]
     assert len(reads) == 1  # the destination's lock: the member's accounts are not read again
     assert_books_balance()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_balances_left_on_the_accounts_are_the_rows_even_from_a_stale_copy():
+    """ledger_post trusts the caller's locked rows not to be stale; were one stale, the balance
+    it leaves on the object (read by audit rows and events) is still what the row holds."""
+    from django.db.models import F
+
+    user = UserFactory()
+    deposit(user, 100, "dep")
+    with transaction.atomic():
+        available, held = user_accounts_locked(user)
+        LedgerAccount.objects.filter(pk=available.pk).update(balance=F("balance") + 7)  # behind the copy's back
+        with CaptureQueriesContext(connection) as statements:
+            ledger_transfer(
+                idempotency_key="stale",
+                kind="t",
+                source=available,
+                destination=held,
+                amount=30,
+                locked={available.pk: available, held.pk: held},
+            )
+        assert len(statements) == 1  # still one statement
+        assert (available.balance, held.balance) == (77, 30)
+    assert LedgerAccount.objects.get(pk=available.pk).balance == 77
