@@ -197,6 +197,10 @@ def events_deliver() -> int:
 
     A cursor another worker holds is left to it: that worker looks again after releasing it,
     and sees what was positioned meanwhile."""
+    # Only a delivery that ran outside any transaction saw everything committed before it: one
+    # inside a transaction (eager tasks, a lease released in one) may miss rows still buffered or
+    # be rolled back, so it must not spare the commit its own dispatch.
+    counts_as_done = not transaction.get_connection().in_atomic_block
     fresh = _sequence_batch(SEQUENCE_BATCH)
     if len(fresh) == SEQUENCE_BATCH:  # a backlog: position all of it, then read as usual
         while len(_sequence_batch(SEQUENCE_BATCH)) == SEQUENCE_BATCH:
@@ -207,7 +211,8 @@ def events_deliver() -> int:
         count, failed = _deliver_pass(names=[name for name in _subscribers if name not in stopped], fresh=fresh)
         fresh = []
         if count is None:
-            _thread_delivery.completed += 1
+            if counts_as_done:
+                _thread_delivery.completed += 1
             return delivered
         delivered += count
         stopped |= failed  # failed just now: backing off, not again in this call

@@ -90,5 +90,8 @@ def lease_lock(name: str, *, timeout: float, ttl: timedelta = LOCK_TTL) -> Itera
         if not _held.get() and _after_release.get():  # only once the lease is free for others
             pending = _after_release.get()
             _after_release.set(())
-            for func in pending:
-                func()
+            for func in pending:  # each on its own: one failing must not keep the others from running
+                try:
+                    func()
+                except Exception:
+                    logger.exception("work queued until the locks were released failed")

@@ -265,8 +265,8 @@ def email_notifications_send(*, notification_pks: list[int]) -> int:
         failed = []
         mailer = get_connection() if rows else None
         for pk, recipients, subject, body in rows:
-            recipients = json.loads(recipients) if isinstance(recipients, str) else recipients
             try:
+                recipients = json.loads(recipients) if isinstance(recipients, str) else recipients
                 send_mail(subject, body, None, recipients, fail_silently=False, connection=mailer)
             except Exception:  # the mail server refused or is down: this one waits for the sweeper
                 logger.exception("could not send e-mail notification %s", pk)

@@ -436,6 +436,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... as django-environ documents
+# Seconds an SMTP connection may hang: notifications are sent while their rows are marked (locked).
+EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="OfferHub <no-reply@offerhub.local>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

@@ -257,3 +257,23 @@ def test_the_order_emails_of_a_pass_take_one_read_and_one_insert():
     assert sorted(m.subject for m in mail.outbox) == sorted(
         [f"You've been paid for T{n}" for n in range(2)] + [f"Refund for T{n}" for n in range(2)]
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_rolled_back_inside_the_publishing_transaction_does_not_spare_its_commit_a_dispatch():
+    """A delivery that ran inside the transaction (eager tasks, a lease released in one) and was
+    rolled back with a savepoint delivered nothing: the commit must still dispatch the event,
+    not leave it unpositioned for the minute sweeper."""
+    with transaction.atomic():
+        publish("test.other")  # cursors exist and stand at the end
+    with transaction.atomic():
+        event = publish()
+        try:
+            with transaction.atomic():
+                events_deliver()  # positions the event, runs subscribers...
+                raise RuntimeError("...and is rolled back")
+        except RuntimeError:
+            pass
+    assert Event.objects.get(pk=event.pk).position is not None  # dispatched at the commit
+    # the first call's writes were rolled back with it; the second is the delivery the commit dispatched
+    assert calls["writer"] == [event.event_id, event.event_id]
