@@ -55,8 +55,15 @@ def lease_wait(*, name: str, holder: str, timeout: float, ttl: timedelta = LOCK_
     """Claim the lease, polling until `timeout` seconds have passed (LockTimeout)."""
     deadline = time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
+    first = True
     while True:
-        token = None if lease_taken(name=name, holder=holder) else lease_claim(name=name, holder=holder, ttl=ttl)
+        # The first try claims at once (usually free: one statement); later ones read first, so
+        # that polling a held lease spends no transaction id per poll.
+        if first or not lease_taken(name=name, holder=holder):
+            token = lease_claim(name=name, holder=holder, ttl=ttl)
+        else:
+            token = None
+        first = False
         if token is not None:
             return Lease(name=name, holder=holder, ttl=ttl, token=token)
         left = deadline - time.monotonic()
