@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, Max, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -343,8 +343,14 @@ def _subscriber_run(
             continue  # taken already: this cursor is ahead of the batch's start
         if needed and registration.matches(event.type):
             failure = run.failure
-            if failure is not None and (failure.name, failure.event_id) == (state.name, event.event_id):
-                return delivered, _failure_record(state, event=event, error=failure.error)  # not asked twice
+            if (
+                failure is not None
+                and (failure.name, failure.event_id) == (state.name, event.event_id)
+                and not isinstance(failure.error, DatabaseError)
+            ):
+                # Not asked twice. A database error may be another writer's (one that swallowed its
+                # own error left the transaction aborted for the next): that one is asked again.
+                return delivered, _failure_record(state, event=event, error=failure.error)
             try:
                 _call(registration, event, run=run, name=state.name)
             except _RedoCarefully:

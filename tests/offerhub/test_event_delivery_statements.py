@@ -7,7 +7,7 @@ import pytest
 from celery.signals import task_prerun
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from offerhub.events import event_subscriber, events_deliver
@@ -41,6 +41,21 @@ def breaker(event: dict) -> None:
     EmailNotification.objects.create(key=f"{event['eventId']}:breaker", event_id=event["eventId"], subject="", body="")
     if breaking["on"]:
         raise RuntimeError("half done")
+
+
+@event_subscriber("test.swallows", name="tests.swallows.a_swallower")
+def swallower(event: dict) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+    except DatabaseError:
+        pass  # swallowed: the transaction is left aborted for whoever writes next
+
+
+@event_subscriber("test.swallows", name="tests.swallows.b_innocent")
+def innocent(event: dict) -> None:
+    calls["writer"].append(event["eventId"])
+    EmailNotification.objects.create(key=f"{event['eventId']}:innocent", event_id=event["eventId"], subject="", body="")
 
 
 class RefusingBackend(EmailBackend):
@@ -277,3 +292,21 @@ def test_a_delivery_rolled_back_inside_the_publishing_transaction_does_not_spare
     assert Event.objects.get(pk=event.pk).position is not None  # dispatched at the commit
     # the first call's writes were rolled back with it; the second is the delivery the commit dispatched
     assert calls["writer"] == [event.event_id, event.event_id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_that_swallows_its_database_error_is_blamed_not_the_next_one(settings):
+    """Without savepoints, the next writer's first statement fails in the transaction the
+    swallower left aborted; the careful redo asks it again and blames the one that failed."""
+    settings.OFFERHUB_EVENT_RETRY_BASE_SECONDS = 3600
+    with transaction.atomic():
+        publish("test.other")
+    with transaction.atomic():
+        event = Event.objects.create(type="test.swallows", aggregate_type="Test", aggregate_id="t", payload={})
+    events_deliver()
+    position = Event.objects.get(pk=event.pk).position
+    delivered = SubscriberCursor.objects.get(name="tests.swallows.b_innocent")
+    assert (delivered.position, delivered.failures) == (position, 0)
+    assert EmailNotification.objects.filter(key=f"{event.event_id}:innocent").exists()
+    blamed = SubscriberCursor.objects.get(name="tests.swallows.a_swallower")
+    assert blamed.position < position and blamed.failures == 1
