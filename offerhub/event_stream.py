@@ -244,7 +244,9 @@ def _database_executor(*, replay: bool) -> ThreadPoolExecutor:
         return _executors[replay]
 
 
-def _closing(func: Callable) -> Callable:
+def connections_released_after(func: Callable) -> Callable:
+    """`func` for a shared database thread: its connection goes back after each call."""
+
     def call(*args, **kwargs):
         try:
             return func(*args, **kwargs)
@@ -257,7 +259,9 @@ def _closing(func: Callable) -> Callable:
 async def database(func: Callable, /, *args, replay: bool = False, **kwargs):
     """Run `func` on the streams' shared database threads (`replay`: those for replays)."""
     executor = _database_executor(replay=replay)
-    return await sync_to_async(_closing(func), thread_sensitive=False, executor=executor)(*args, **kwargs)
+    return await sync_to_async(connections_released_after(func), thread_sensitive=False, executor=executor)(
+        *args, **kwargs
+    )
 
 
 # --- The hub ------------------------------------------------------------------------------

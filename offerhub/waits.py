@@ -36,6 +36,7 @@ from django.dispatch import receiver
 from django.http import HttpResponse
 
 from escrow.services import step_failed, step_settled
+from offerhub.event_stream import connections_released_after
 from offerhub.locks import after_locks_released
 from offerhub.redis_clients import redis_client
 
@@ -270,19 +271,10 @@ def _database_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def _closing(func: Callable) -> Callable:
-    def call(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        finally:
-            close_old_connections()  # back to the pool (or closed), as at the end of a request
-
-    return call
-
-
 async def database(func: Callable, /, *args, **kwargs):
     """Run `func` (database work) on the waiters' few shared threads."""
-    return await sync_to_async(_closing(func), thread_sensitive=False, executor=_database_executor())(*args, **kwargs)
+    call = connections_released_after(func)
+    return await sync_to_async(call, thread_sensitive=False, executor=_database_executor())(*args, **kwargs)
 
 
 # --- Answers deferred past the request's thread (ASGI) -------------------------------------

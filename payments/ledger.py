@@ -225,14 +225,7 @@ def _entry_write(entry: JournalEntry, *, lines: list[tuple[int, int]], now) -> d
         accounts=LedgerAccount._meta.db_table,
         lines=", ".join(["(%s::int, %s::bigint, %s::bigint)"] * len(lines)),
     )
-    params = [
-        entry.idempotency_key,
-        entry.kind,
-        entry.description,
-        entry.correlation_id,
-        json.dumps(entry.metadata, cls=DjangoJSONEncoder),
-        entry.created_at,
-    ]
+    params = _entry_values(entry)
     for n, (account_pk, amount) in enumerate(lines):
         params += [n, account_pk, amount]
     params += [now, now]
@@ -257,6 +250,18 @@ def _entry_write_portably(entry: JournalEntry, *, lines, deltas: dict, now) -> d
     return {}
 
 
+def _entry_values(entry: JournalEntry) -> list:
+    """The entry's column values, in the order both INSERTs name them."""
+    return [
+        entry.idempotency_key,
+        entry.kind,
+        entry.description,
+        entry.correlation_id,
+        json.dumps(entry.metadata, cls=DjangoJSONEncoder),
+        entry.created_at,
+    ]
+
+
 def _entry_replayed(idempotency_key: str) -> JournalEntry | None:
     existing = JournalEntry.objects.filter(idempotency_key=idempotency_key).first()
     if existing is not None:
@@ -272,14 +277,7 @@ def _entry_insert(entry: JournalEntry) -> bool:
             f"INSERT INTO {JournalEntry._meta.db_table}"  # noqa: S608 (the model's table)
             " (idempotency_key, kind, description, correlation_id, metadata, created_at)"
             " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            [
-                entry.idempotency_key,
-                entry.kind,
-                entry.description,
-                entry.correlation_id,
-                json.dumps(entry.metadata, cls=DjangoJSONEncoder),
-                entry.created_at,
-            ],
+            _entry_values(entry),
         )
         row = cursor.fetchone()
     if row is None:
