@@ -20,8 +20,13 @@ from django.conf import settings
 from stellar_sdk import Address, InvokeHostFunction, TransactionBuilder, scval
 
 from offerhub import jsonnum
+from payments.wallets import MAX_FEE_PER_OPERATION
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A transaction to sign must expire within this (Trustless Work builds them with a few minutes'
+# timeout) and be valid now, give or take the clocks' difference.
+MAX_VALIDITY_SECONDS = 15 * 60
+CLOCK_SKEW_SECONDS = 60
 # Trustless Work's error names → our codes (API.md §1.7); anything else is ESCROW_INVALID_STATE.
 ERROR_CODES = {
     "ESCROW_NOT_FOUND": "ESCROW_NOT_FOUND",
@@ -183,6 +188,8 @@ def verify_unsigned(
     problems = []
     if tx is None or tx.source.account_id != source:
         problems.append("source account")
+    else:
+        problems += _cost_and_validity_problems(tx)
     if len(operations) != 1 or not isinstance(operations[0], InvokeHostFunction):
         problems.append("operations")
     else:
@@ -206,6 +213,25 @@ def verify_unsigned(
             details={"differences": problems},
         )
     return envelope
+
+
+def _cost_and_validity_problems(tx) -> list[str]:
+    """What a signature would commit us to beyond the call: the fee it lets the network charge
+    (paid by a platform account, directly or through the fee bump) and how long it stays valid
+    (a signed transaction held back could be sent much later). Both are the provider's choice."""
+    problems = []
+    if tx.fee > settings.OFFERHUB_MAX_TRANSACTION_FEE:
+        problems.append("fee")
+    resource_fee = tx.soroban_data.resource_fee.int64 if tx.soroban_data else 0
+    operations = max(len(tx.operations), 1)
+    if (tx.fee - resource_fee) / operations > MAX_FEE_PER_OPERATION:  # the fee bump could not cover it
+        problems.append("fee")
+    bounds = tx.preconditions.time_bounds if tx.preconditions else None
+    now = int(time.time())
+    never_expires = bounds is None or bounds.max_time == 0
+    if never_expires or bounds.max_time > now + MAX_VALIDITY_SECONDS or bounds.min_time > now + CLOCK_SKEW_SECONDS:
+        problems.append("time bounds")
+    return list(dict.fromkeys(problems))
 
 
 def _call_arguments(invoke) -> dict:

@@ -134,6 +134,9 @@ OFFERHUB_PLATFORM_SECRET_KEY = env.str("OFFERHUB_PLATFORM_SECRET_KEY", default="
 # Escrow: the platform's cut of every release (a percent, 0-99, paid to the platform address
 # by the contract), and how many contracts one sync request reads.
 OFFERHUB_PLATFORM_FEE_PERCENT = Decimal(env.str("OFFERHUB_PLATFORM_FEE_PERCENT", default="2.0"))
+# The most network fee (stroops, all included) a provider-built transaction may let the network
+# charge before we sign it; 5 XLM is far above a contract call's usual cost (~0.01-0.5 XLM).
+OFFERHUB_MAX_TRANSACTION_FEE = env.int("OFFERHUB_MAX_TRANSACTION_FEE", default=50_000_000)
 if not Decimal(0) <= OFFERHUB_PLATFORM_FEE_PERCENT <= Decimal(99):
     raise ImproperlyConfigured("OFFERHUB_PLATFORM_FEE_PERCENT must be a percent from 0 to 99")
 ESCROW_SYNC_BATCH_SIZE = 20

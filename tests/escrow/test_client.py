@@ -4,7 +4,7 @@ import time
 from decimal import Decimal
 
 import pytest
-from stellar_sdk import TransactionBuilder
+from stellar_sdk import Network, Preconditions, TimeBounds, TransactionBuilder, TransactionEnvelope
 
 from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWorkError, verify_unsigned
 from sandbox.escrow import DEPLOYER_CONTRACT
@@ -83,6 +83,60 @@ def test_a_tampered_transaction_is_refused_before_signing(client, keys, expectat
     with pytest.raises(TamperedTransaction) as refused:
         verify_unsigned(xdr, **asked)
     assert difference in refused.value.details["differences"]
+
+
+def _rewritten(xdr: str, *, fee: int | None = None, time_bounds: TimeBounds | bool | None = False) -> str:
+    """The provider's transaction with its fee or validity changed (as a careless or hostile builder might)."""
+    envelope = TransactionEnvelope.from_xdr(xdr, Network.TESTNET_NETWORK_PASSPHRASE)
+    if fee is not None:
+        envelope.transaction.fee = fee
+    if time_bounds is not False:
+        envelope.transaction.preconditions = Preconditions(time_bounds=time_bounds) if time_bounds else None
+    return envelope.to_xdr()
+
+
+@pytest.mark.parametrize(
+    ("change", "difference"),
+    [
+        ({"fee": 50_000_001}, "fee"),  # above OFFERHUB_MAX_TRANSACTION_FEE: the platform would pay it
+        ({"fee": 20_001}, "fee"),  # above the fee bump's per-operation ceiling (no resource fee here)
+        ({"time_bounds": None}, "time bounds"),  # valid for ever
+        ({"time_bounds": "no-max"}, "time bounds"),
+        ({"time_bounds": "a-day"}, "time bounds"),
+        ({"time_bounds": "later"}, "time bounds"),  # not valid yet: it would be sent some other time
+    ],
+)
+def test_a_transaction_costing_too_much_or_valid_too_long_is_refused(client, keys, settings, change, difference):
+    contract = deploy(client, keys)
+    body = {"contractId": contract, "signer": keys["buyer"].public_key, "amount": 10}
+    xdr = client.escrow_call("single-release", "fund-escrow", body)
+    asked = {"source": keys["buyer"].public_key, "contract_id": contract, "function": "fund"}
+    assert settings.STELLAR_NETWORK_PASSPHRASE == Network.TESTNET_NETWORK_PASSPHRASE
+    verify_unsigned(xdr, **asked)  # as built: accepted
+    now = int(time.time())
+    bounds = {
+        "no-max": TimeBounds(0, 0),
+        "a-day": TimeBounds(0, now + 86_400),
+        "later": TimeBounds(now + 3_600, now + 3_900),
+        None: None,
+    }
+    if "time_bounds" in change:
+        change = {"time_bounds": bounds[change["time_bounds"]]}
+    with pytest.raises(TamperedTransaction) as refused:
+        verify_unsigned(_rewritten(xdr, **change), **asked)
+    assert refused.value.details["differences"] == [difference]
+
+
+def test_the_fee_ceiling_is_the_operators_setting(client, keys, settings):
+    contract = deploy(client, keys)
+    xdr = client.escrow_call(
+        "single-release", "fund-escrow", {"contractId": contract, "signer": keys["buyer"].public_key, "amount": 10}
+    )
+    asked = {"source": keys["buyer"].public_key, "contract_id": contract, "function": "fund"}
+    settings.OFFERHUB_MAX_TRANSACTION_FEE = 99
+    with pytest.raises(TamperedTransaction) as refused:
+        verify_unsigned(xdr, **asked)  # the sandbox's fee is 100 stroops
+    assert refused.value.details["differences"] == ["fee"]
 
 
 def test_contract_errors_keep_the_provider_message_and_map_to_our_codes(client, keys):
