@@ -28,7 +28,7 @@ from offerhub.models import JobLease
 from payments.ledger import hold_reserve
 from payments.models import Withdrawal
 from payments.stellar import StellarError, horizon, transaction_submit
-from payments.wallets import platform_account, platform_signer
+from payments.wallets import platform_signer
 from payments.withdrawals import account_submission_lock, submission_lock_name, withdrawal_submit
 from sandbox.models import SandboxEscrowCall, SandboxPayment
 from tests.escrow.test_lifecycle import USD
@@ -342,7 +342,10 @@ def test_a_transaction_sent_outside_the_lock_meanwhile_costs_one_rebuild_never_a
     # Sent outside OfferHub's locks (another tool using the platform key): the lock's claims say
     # nothing about it, so the deploy goes out with its old number and gets tx_bad_seq.
     deploy = deploy_with_answer_held(
-        funded_user("30.00"), funded_user("0"), trustless_work_proxy, lambda escrow: sent.append(platform_payment(chain, escrow))
+        funded_user("30.00"),
+        funded_user("0"),
+        trustless_work_proxy,
+        lambda escrow: sent.append(platform_payment(chain, escrow)),
     )
     assert len(deploy.attempted_hashes) == 2  # refused unapplied, then built and signed anew
     signed = inner(TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase))
