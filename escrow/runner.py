@@ -21,6 +21,11 @@ PgBouncer; a crashed holder blocks others for the lease's TTL at most. The SUBMI
 is fenced on both leases: a run that stalled past its TTL and lost a lease to another run
 cannot store (and so cannot send) a second envelope. tx_bad_seq stays the backstop for
 transactions sent outside OfferHub: the step is signed again.
+
+The platform's calls are signed by the escrow's platform signer (one of a pool, see
+payments.wallets), so different escrows' deploys and releases mostly use different locks. A
+drive run by a worker does not wait for a signer busy with another escrow's call: it returns
+"signer-busy" with the step untouched, and the task queues it again (escrow.tasks).
 """
 
 import contextlib
