@@ -21,9 +21,16 @@ PgBouncer; a crashed holder blocks others for the lease's TTL at most. The SUBMI
 is fenced on both leases: a run that stalled past its TTL and lost a lease to another run
 cannot store (and so cannot send) a second envelope. tx_bad_seq stays the backstop for
 transactions sent outside OfferHub: the step is signed again.
+
+The platform's calls are signed by the escrow's platform signer (one of a pool, see
+payments.wallets), so different escrows' deploys and releases mostly use different locks. A
+drive run by a worker does not wait for a signer busy with another escrow's call: it returns
+"signer-busy" with the step untouched, and the task queues it again (escrow.tasks).
 """
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -34,19 +41,31 @@ from stellar_sdk import TransactionBuilder
 
 from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWorkError, verify_unsigned
 from escrow.models import Escrow, EscrowStep
-from escrow.services import DRIVE_CLAIM, Action, escrow_funding_refusal, step_fail, step_postpone, step_settle, units
+from escrow.services import (
+    DRIVE_CLAIM,
+    Action,
+    escrow_deployer,
+    escrow_funding_refusal,
+    step_fail,
+    step_postpone,
+    step_settle,
+    units,
+)
 from escrow.signing import envelope_sign
-from offerhub.leases import Lease, LeaseLost, lease_free_claims
+from offerhub.leases import Lease, LeaseLost, lease_look
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
-from payments.models import PlatformAccount, Wallet
+from payments.models import PlatformAccount, PlatformSigner, Wallet
 from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
-from payments.wallets import PlatformNotReady, platform_account, platform_account_reused
+from payments.wallets import PlatformNotReady, platform_account_reused, platform_signer
 from payments.withdrawals import account_submission_lock, submission_lock_name
 
 logger = logging.getLogger(__name__)
 
 ESCROW_LOCK_TIMEOUT = 30  # seconds a drive waits for another one of the same escrow, then "busy"
+# A drive that gives its worker back when the signer is busy still waits this long for it once
+# the call is built (a submission holds the lock for about a ledger): the build is paid for.
+SIGNER_WAIT_BEFORE_GIVING_BACK = 1.0
 # Rebuilding is safe only for these refusals: the envelope was never applied.
 STALE_ENVELOPE_CODES = ("tx_bad_seq", "tx_too_late", "tx_too_early")
 # The contract functions our calls invoke (what verify_unsigned expects).
@@ -69,15 +88,25 @@ class StepStopped(Exception):
     """The step reached an end (failed) while being prepared."""
 
 
+class SignerBusy(Exception):
+    """Another run holds the signer's submission lock: give the worker back and come again."""
+
+
 def escrow_lock_name(escrow_pk: int) -> str:
     return f"escrow:{escrow_pk}"
 
 
 def escrow_drive(
-    *, escrow_pk: int, client: TrustlessWorkClient | None = None, claim_for: timedelta | None = None
+    *,
+    escrow_pk: int,
+    client: TrustlessWorkClient | None = None,
+    claim_for: timedelta | None = None,
+    give_back_when_signer_busy: bool = False,
 ) -> str:
     """Run the escrow's open steps in order until one must wait. Returns "done", "pending"
-    (a run ended without an outcome: recorded on the step, which backs off) or "busy".
+    (a run ended without an outcome: recorded on the step, which backs off), "busy", or
+    "signer-busy" (only with `give_back_when_signer_busy`: another run holds the step's signer;
+    the step is untouched, still claimed for `claim_for`, and the caller queues the drive again).
     `claim_for`: claim the open steps for a running drive that long (the task's drive), in the
     statement that reads the first of them."""
     client = client or TrustlessWorkClient()
@@ -94,9 +123,11 @@ def escrow_drive(
                 if step is None:
                     return "done"
                 try:
-                    step_run(step=step, client=client, fresh=True)
+                    step_run(step=step, client=client, fresh=True, give_back=give_back_when_signer_busy)
                 except StepStopped:
                     continue
+                except SignerBusy:
+                    return "signer-busy"
                 except LeaseLost:
                     raise
                 except (StepPending, StellarError) as waiting:
@@ -238,9 +269,13 @@ def _escrow_lease_progress(step: EscrowStep) -> None:
         lease.progress()
 
 
-def step_run(*, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = False) -> EscrowStep:
+def step_run(
+    *, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = False, give_back: bool = False
+) -> EscrowStep:
     """Run one step. `fresh`: the caller read it (and its escrow) under the escrow's lease just
-    now, so the first attempt uses it as it is; every later attempt reads it again."""
+    now, so the first attempt uses it as it is; every later attempt reads it again.
+    `give_back`: raise SignerBusy rather than wait long for the signer's lock (a worker's drive:
+    the worker serves other escrows meanwhile); before the build if the lock is held already."""
     for attempt in range(3):
         if attempt or not fresh:
             step.refresh_from_db()
@@ -258,10 +293,12 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = Fal
                 stored = step.signed_xdr  # the same envelope: it lands once at most
         # Built and verified before the signer's lock: the build is an HTTP call to Trustless Work.
         lock_name = submission_lock_name(step.signer)
-        quiet_since = lease_free_claims(name=lock_name) if stored is None else None
+        quiet_since, signer_busy = lease_look(name=lock_name) if stored is None else (None, False)
+        if signer_busy and give_back:
+            raise SignerBusy(step.signer)
         envelope = _prepare(step, client) if stored is None else None
         _escrow_lease_progress(step)
-        with account_submission_lock(step.signer) as account:
+        with _signer_lock(step.signer, give_back=give_back) as account:
             if stored is None:
                 # Nobody held the signer's lock since before the build: no submission of ours
                 # can have used the sequence number the envelope was built with.
@@ -305,7 +342,7 @@ def _body(step: EscrowStep, escrow: Escrow) -> dict:
     contract = {"contractId": escrow.contract_id}
     action = step.action
     if action == Action.DEPLOY:
-        return _deploy_body(escrow)
+        return _deploy_body(escrow, signer=step.signer)
     if action == Action.FUND:
         return contract | {"signer": step.signer, "amount": units(int(step.params["amount"]))}
     if action == Action.MILESTONE_STATUS:
@@ -328,10 +365,10 @@ def _body(step: EscrowStep, escrow: Escrow) -> dict:
     return contract | index | {"disputeResolver": step.signer, "distributions": distributions}
 
 
-def _deploy_body(escrow: Escrow) -> dict:
+def _deploy_body(escrow: Escrow, *, signer: str) -> dict:
     milestones = list(escrow.milestones.all())
     body = {
-        "signer": escrow.roles["platformAddress"],
+        "signer": signer,
         "engagementId": escrow.engagement_id,
         "title": escrow.title,
         "description": escrow.description or escrow.title,
@@ -384,11 +421,13 @@ def _unsigned(step: EscrowStep, escrow: Escrow, client: TrustlessWorkClient) -> 
         return client.escrow_call(escrow.type, step.action, body)
 
 
-def _signer(address: str) -> Wallet | PlatformAccount:
-    platform = platform_account()
-    if address == platform.public_key:
-        return platform
-    return Wallet.objects.get(public_key=address)
+def _signer(step: EscrowStep) -> Wallet | PlatformAccount | PlatformSigner:
+    """The account whose key signs the step: the platform's (its signer for the escrow, or the
+    treasury for escrows from before the signer pool) for the platform's roles, else a wallet."""
+    roles = step.escrow.roles
+    if step.signer in (roles.get("releaseSigner"), roles.get("disputeResolver"), roles.get("platformAddress")):
+        return platform_signer(step.signer)
+    return Wallet.objects.get(public_key=step.signer)
 
 
 def _prepare(step: EscrowStep, client: TrustlessWorkClient):
@@ -430,12 +469,30 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient):
     return envelope
 
 
+@contextlib.contextmanager
+def _signer_lock(signer: str, *, give_back: bool) -> Iterator[Lease]:
+    """The signer's submission lock; with `give_back`, SignerBusy after a short wait for it."""
+    if not give_back:
+        with account_submission_lock(signer) as lease:
+            yield lease
+        return
+    claimed = False
+    try:
+        with lease_lock(submission_lock_name(signer), timeout=SIGNER_WAIT_BEFORE_GIVING_BACK) as lease:
+            claimed = True
+            yield lease
+    except LockTimeout:
+        if claimed:  # raised by the block, not by the wait for the lock
+            raise
+        raise SignerBusy(signer) from None
+
+
 def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
     """Under the signer's lock, the envelope numbered: sign it, and commit the envelope and its
     hash (SUBMITTED) before anything is sent. The commit is fenced (and so renews the leases):
     it is refused (LeaseLost) if a stall let another holder take the signer's or the escrow's
     lease. None if the step changed since it was read (another run got there first)."""
-    signed = envelope_sign(envelope=envelope, signer=_signer(step.signer))
+    signed = envelope_sign(envelope=envelope, signer=_signer(step))
     outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
     with transaction.atomic():
         escrow_lease = held_lease(escrow_lock_name(step.escrow_id))
@@ -519,7 +576,7 @@ def _chain_escrow(escrow: Escrow, client: TrustlessWorkClient) -> dict | None:
 
 def _deployed_contract(escrow: Escrow, client: TrustlessWorkClient) -> str | None:
     """The contract deployed for this order, found by signer and engagement id."""
-    found = client.get_escrows_by_signer(escrow.roles["platformAddress"], engagementId=escrow.engagement_id)
+    found = client.get_escrows_by_signer(escrow_deployer(escrow), engagementId=escrow.engagement_id)
     ids = {item["contractId"] for item in found if item.get("engagementId") == escrow.engagement_id}
     if len(ids) > 1:
         found = f"{len(ids)} contracts carry engagement {escrow.engagement_id}: support must look"

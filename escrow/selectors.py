@@ -30,7 +30,7 @@ from escrow.client import TrustlessWorkClient, TrustlessWorkError
 from escrow.models import Escrow, EscrowStep
 from escrow.services import TRUSTLESS_WORK_FEE_BPS, escrow_fees
 from offerhub.money import STROOPS_PER_UNIT, money_dollars, money_from_stroops
-from payments.models import PlatformAccount, Wallet
+from payments.models import PlatformAccount, PlatformSigner, Wallet
 
 logger = logging.getLogger(__name__)
 
@@ -312,8 +312,10 @@ def _names(
             wallets = wallets.filter(user__marketplace_id=marketplace_id)
         relation = {escrow.buyer_id: "buyer", escrow.seller_id: "seller"}
         names = {w.public_key: (w.user.display_name, relation.get(w.user_id, "")) for w in wallets}
-    platform = PlatformAccount.objects.values_list("public_key", flat=True).first()
-    if platform in addresses:
+    # The treasury and the signer pool are all the platform's (one query for both).
+    treasury = PlatformAccount.objects.filter(public_key__in=addresses).values_list("public_key")
+    signers = PlatformSigner.objects.filter(public_key__in=addresses).values_list("public_key")
+    for (platform,) in treasury.union(signers, all=True):
         names[platform] = (PLATFORM_NAME, "")
     return names
 

@@ -7,7 +7,8 @@ confirms a step, `step_settle` updates the record and posts the ledger entry in 
 transaction, so the ledger follows the contract to the stroop.
 
 Who signs, by default (DESIGN.md): the buyer approves, funds and may dispute; the seller
-is service provider and receiver; the platform deploys, releases and resolves.
+is service provider and receiver; the platform deploys, releases and resolves (one of its
+signer accounts, picked per escrow), and its treasury account receives the platform fee.
 """
 
 import copy
@@ -37,7 +38,7 @@ from payments.ledger import (
     user_accounts_locked,
 )
 from payments.models import Hold, LedgerAccount, Wallet
-from payments.wallets import platform_account
+from payments.wallets import platform_escrow_signer_pick
 
 Kind = LedgerAccount.Kind
 Action = EscrowStep.Action
@@ -280,13 +281,14 @@ def escrow_open(
         raise ServiceError("INVALID_AMOUNT", "the amount must be greater than zero", field="amount")
     if milestones and sum(m["amount"] for m in milestones) != amount:
         raise ServiceError("INVALID_AMOUNT", "milestone amounts must add up to the amount", field="milestones")
-    platform = platform_account().public_key
+    # The treasury receives the fee; one of the platform's signers deploys, releases and resolves.
+    treasury, signer = platform_escrow_signer_pick()
     roles = {
         "approver": buyer_wallet.public_key,
         "serviceProvider": seller_wallet.public_key,
-        "platformAddress": platform,
-        "releaseSigner": platform,
-        "disputeResolver": platform,
+        "platformAddress": treasury,
+        "releaseSigner": signer,
+        "disputeResolver": signer,
     }
     if not milestones:
         roles["receiver"] = seller_wallet.public_key
@@ -311,8 +313,14 @@ def escrow_open(
     return escrow
 
 
+def escrow_deployer(escrow: Escrow) -> str:
+    """Who deploys the escrow: its platform signer (the release signer; the treasury, which is
+    the platform address, for escrows created before the signer pool)."""
+    return escrow.roles["releaseSigner"]
+
+
 def _deploy_step(escrow: Escrow, actor) -> EscrowStep:
-    return _step_add(escrow, action=Action.DEPLOY, stem="deploy", signer=escrow.roles["platformAddress"], actor=actor)
+    return _step_add(escrow, action=Action.DEPLOY, stem="deploy", signer=escrow_deployer(escrow), actor=actor)
 
 
 # --- Calls on a deployed escrow ---------------------------------------------------------

@@ -1,6 +1,7 @@
 """Thin Celery entry points; the work is in escrow.runner and escrow.sync."""
 
 import logging
+import random
 from datetime import timedelta
 
 from celery import shared_task
@@ -19,14 +20,35 @@ RESUME_AFTER = timedelta(seconds=15)  # a step untouched this long lost its work
 DRIVE_QUEUED_FOR = timedelta(minutes=10)
 RESUME_LEASE = timedelta(minutes=5)  # renewed per escrow (run in-process, each drive runs inline)
 SYNC_LEASE = timedelta(minutes=30)  # escrow_sync does not renew: longer than any run should take
+# A drive that found its step's signer busy comes again after about this long: a submission
+# holds the signer for about the time a ledger takes to close.
+SIGNER_BUSY_AGAIN_SECONDS = 1.0
 
 
-@shared_task
-def escrow_drive_task(escrow_pk: int) -> str:
+@shared_task(bind=True)
+def escrow_drive_task(self, escrow_pk: int) -> str:
     # Started: the steps are claimed for a running drive now, in the read of the first of them
     # (this run sets their back-off if they must wait; a crash leaves the claim to expire, and
     # the sweeper drives them again).
-    return escrow_drive(escrow_pk=escrow_pk, claim_for=DRIVE_CLAIM)
+    # In a worker, a step whose signer is busy with another escrow's call gives the worker back
+    # and comes again shortly. Run eagerly (embedded mode, tests) it waits for the signer
+    # instead: queuing again would run the drive at once, recursively.
+    give_back = not (self.request.is_eager or self.app.conf.task_always_eager)
+    outcome = escrow_drive(escrow_pk=escrow_pk, claim_for=DRIVE_CLAIM, give_back_when_signer_busy=give_back)
+    if outcome == "signer-busy":
+        escrow_drive_again(escrow_pk)
+    return outcome
+
+
+def escrow_drive_again(escrow_pk: int) -> None:
+    """Queue the drive again after a pause (jittered: the drives waiting for one signer do not
+    all come back at once). Its steps stay claimed for DRIVE_CLAIM: if this message is lost, the
+    sweeper drives them once the claim runs out."""
+    countdown = SIGNER_BUSY_AGAIN_SECONDS * random.uniform(0.5, 1.5)  # noqa: S311  (jitter, not security)
+    try:
+        escrow_drive_task.apply_async((escrow_pk,), countdown=countdown)
+    except Exception:  # the broker is down: the sweeper drives it once the claim runs out
+        logger.exception("could not queue escrow %s's drive again", escrow_pk)
 
 
 @shared_task

@@ -102,11 +102,23 @@ def lease_free_claims(*, name: str) -> int | None:
     """The lease's claim count if nobody holds it now (never claimed: 0), else None. A later
     claim returning this + 1 proves nobody held the lease in between. A holder past its expiry
     counts as holding: until another claim takes the lease, it may still fence and send."""
-    row = JobLease.objects.filter(name=name).annotate(held=Q(holder__gt="")).values_list("claims", "held").first()
+    return lease_look(name=name)[0]
+
+
+def lease_look(*, name: str) -> tuple[int | None, bool]:
+    """lease_free_claims(), and whether a claim would have to wait now (a holder whose lease
+    has not expired), in one read."""
+    busy = Q(holder__gt="", expires_at__gt=_db_now())
+    row = (
+        JobLease.objects.filter(name=name)
+        .annotate(held=Q(holder__gt=""), busy=busy)
+        .values_list("claims", "held", "busy")
+        .first()
+    )
     if row is None:
-        return 0
-    claims, held = row
-    return None if held else claims
+        return 0, False
+    claims, held, busy = row
+    return (None if held else claims), busy
 
 
 def lease_taken(*, name: str, holder: str) -> bool:

@@ -131,6 +131,12 @@ STELLAR_TX_EXPIRY_MARGIN_SECONDS = 30
 # Existing platform account to import on `platform_bootstrap` (mainnet); testnet and the
 # sandbox generate one and fund it with friendbot.
 OFFERHUB_PLATFORM_SECRET_KEY = env.str("OFFERHUB_PLATFORM_SECRET_KEY", default="")
+# Accounts that deploy, release and resolve escrows for the platform (each escrow names one):
+# a signer's transactions take turns, so one account would queue every order's. The platform
+# account stays the treasury (fees, sponsoring). 0: the platform account signs, as before.
+OFFERHUB_PLATFORM_SIGNERS = env.int("OFFERHUB_PLATFORM_SIGNERS", default=4)
+if not 0 <= OFFERHUB_PLATFORM_SIGNERS <= 100:
+    raise ImproperlyConfigured("OFFERHUB_PLATFORM_SIGNERS must be from 0 to 100")
 # Escrow: the platform's cut of every release (a percent, 0-99, paid to the platform address
 # by the contract), and how many contracts one sync request reads.
 OFFERHUB_PLATFORM_FEE_PERCENT = Decimal(env.str("OFFERHUB_PLATFORM_FEE_PERCENT", default="2.0"))

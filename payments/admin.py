@@ -12,6 +12,7 @@ from payments.models import (
     JournalEntry,
     LedgerAccount,
     PlatformAccount,
+    PlatformSigner,
     Posting,
     ReconciliationReport,
     Topup,
@@ -93,6 +94,12 @@ class WalletAdmin(ReadOnlyAdmin):
 
 @admin.register(PlatformAccount)
 class PlatformAccountAdmin(ReadOnlyAdmin):
+    fields = ("public_key", "key_version", "created_at")
+    list_display = ("public_key", "key_version", "created_at")
+
+
+@admin.register(PlatformSigner)
+class PlatformSignerAdmin(ReadOnlyAdmin):
     fields = ("public_key", "key_version", "created_at")
     list_display = ("public_key", "key_version", "created_at")
 

@@ -167,12 +167,24 @@ class SecretHolder(models.Model):
 
 
 class PlatformAccount(SecretHolder):
-    """The platform's Stellar account: sponsors reserves and pays fees. One row."""
+    """The platform's Stellar account (the treasury): receives the platform fee, sponsors
+    reserves and pays fees. One row. Escrows are signed by PlatformSigner accounts."""
 
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self):
         return f"platform {self.public_key}"
+
+
+class PlatformSigner(SecretHolder):
+    """One of the platform's escrow signers: deploys, releases and resolves the escrows that name
+    it (their releaseSigner and disputeResolver). Holds XLM only (never receives money), its fees
+    paid by the platform account's fee bumps. Never deleted: an escrow's roles name it for good."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"platform signer {self.public_key}"
 
 
 class Wallet(SecretHolder):

@@ -3,21 +3,28 @@
 A user's account holds zero XLM: the platform sponsors its base reserve and USDC
 trustline (one transaction: begin sponsoring, create account, change trust, end
 sponsoring), and later pays its fees with fee-bump envelopes.
+
+The platform account is the treasury (platform fees, sponsoring, fee bumps, bridges). The
+escrows' platform-side calls (deploy, release, resolve) are signed by a pool of signer
+accounts (`OFFERHUB_PLATFORM_SIGNERS`), one named per escrow: each signer's transactions take
+turns on its sequence number, so one account for all would queue every order behind the others.
 """
 
 import contextlib
 import logging
+import random
 from contextvars import ContextVar
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from stellar_sdk import Keypair, TransactionBuilder
 
 from offerhub.leases import LeaseLost
+from offerhub.locks import lease_lock
 from offerhub.services import event_publish
 from payments.crypto import secret_encrypt
-from payments.models import ChainCursor, PlatformAccount, Wallet
+from payments.models import ChainCursor, PlatformAccount, PlatformSigner, Wallet
 from payments.stellar import (
     StellarError,
     TransactionFailed,
@@ -35,6 +42,10 @@ BASE_FEE = 100
 # A sponsored activation or fee bump pays at most this per operation (surge pricing).
 MAX_FEE_PER_OPERATION = 10_000
 DEPOSIT_CURSOR = "horizon-payments"
+# A signer created from the treasury (mainnet) gets its minimum balance (two base reserves,
+# 1 XLM) and a margin: it never pays a fee (the treasury fee-bumps its transactions).
+SIGNER_STARTING_XLM = "2"
+SIGNER_TURN_SEQUENCE = "payments_platformsigner_turn"  # payments migration 0010
 
 
 class PlatformNotReady(Exception):
@@ -91,8 +102,95 @@ def platform_bootstrap() -> tuple[PlatformAccount, bool]:
             )
         friendbot_fund(account.public_key)
     _platform_trustline(account)
+    platform_signers_bootstrap(treasury=account)
     _deposit_cursor_start()
     return account, created
+
+
+def platform_signers_bootstrap(*, treasury: PlatformAccount) -> list[PlatformSigner]:
+    """Create the signers missing up to `OFFERHUB_PLATFORM_SIGNERS` and put every one on chain;
+    idempotent. Raising the setting adds signers; lowering it deletes none (escrows name them
+    for good): the ones past the setting only stop getting new escrows."""
+    with lease_lock("platform-signers-bootstrap", timeout=60):  # two bootstraps at once add N, not 2N
+        missing = settings.OFFERHUB_PLATFORM_SIGNERS - PlatformSigner.objects.count()
+        for _ in range(max(missing, 0)):
+            keypair = Keypair.random()
+            ciphertext, version = secret_encrypt(keypair.secret)
+            PlatformSigner.objects.create(
+                public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version
+            )
+    signers = list(PlatformSigner.objects.order_by("pk"))
+    for signer in signers:
+        if account_load(signer.public_key) is None:
+            _signer_fund(signer, treasury)
+    return signers
+
+
+def _signer_fund(signer: PlatformSigner, treasury: PlatformAccount) -> None:
+    """Put a signer on chain as platform_bootstrap does the treasury: friendbot on test
+    networks; on mainnet the treasury creates it (no trustline: it never receives money)."""
+    if settings.STELLAR_NETWORK != "mainnet":
+        friendbot_fund(signer.public_key)
+        return
+    with platform_submission_lock(treasury):
+        tx = (
+            TransactionBuilder(
+                horizon().load_account(treasury.public_key),
+                settings.STELLAR_NETWORK_PASSPHRASE,
+                base_fee=MAX_FEE_PER_OPERATION,
+            )
+            .append_create_account_op(signer.public_key, SIGNER_STARTING_XLM)
+            .set_timeout(300)
+            .build()
+        )
+        tx.sign(treasury.keypair())
+        try:
+            transaction_submit(tx)
+        except TransactionFailed as failure:
+            if "op_already_exists" not in failure.operation_codes:  # created meanwhile: done
+                raise
+
+
+def platform_escrow_signer_pick() -> tuple[str, str]:
+    """For a new escrow: (the treasury's address, its platform signer's address).
+
+    The first `OFFERHUB_PLATFORM_SIGNERS` signers take new escrows in turn, from a database
+    sequence: nextval() never waits for another transaction, so concurrent creates spread over
+    the pool without a lock, and consecutive orders (the ones running at the same time) get
+    different signers. Round robin rather than "least busy": counting each signer's open steps
+    at every create costs a join, and concurrent creates would all see the same counts and pick
+    the same signer. One statement reads the treasury too. No signer set up (a database not
+    bootstrapped since the pool came, or the setting at 0): the treasury signs, as it did."""
+    size = settings.OFFERHUB_PLATFORM_SIGNERS
+    if size == 0:
+        treasury = platform_account().public_key
+        return treasury, treasury
+    if connection.vendor != "postgresql":
+        treasury = platform_account().public_key
+        pool = list(PlatformSigner.objects.order_by("pk").values_list("public_key", flat=True)[:size])
+        return treasury, (random.choice(pool) if pool else treasury)  # noqa: S311  (spreading, not security)
+    signers, accounts = PlatformSigner._meta.db_table, PlatformAccount._meta.db_table
+    sql = f"""
+        WITH pool AS MATERIALIZED (SELECT id, public_key FROM {signers} ORDER BY id LIMIT %s)
+        SELECT (SELECT public_key FROM {accounts} ORDER BY id LIMIT 1),
+               (SELECT public_key FROM pool ORDER BY id LIMIT 1 OFFSET (
+                    SELECT nextval('{SIGNER_TURN_SEQUENCE}') %% NULLIF(count(*), 0) FROM pool))
+    """  # noqa: S608  (only the models' tables and a constant are formatted in)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [size])
+        treasury, signer = cursor.fetchone()
+    if treasury is None:
+        raise PlatformNotReady("no platform account: run `python manage.py platform_bootstrap`")
+    return treasury, signer or treasury
+
+
+def platform_signer(address: str) -> PlatformSigner | PlatformAccount:
+    """The platform account that signs as `address` for an escrow: one of the pool, or the
+    treasury (escrows created before the pool, or with none set up, name it)."""
+    treasury = platform_account()
+    if address == treasury.public_key:
+        return treasury
+    return PlatformSigner.objects.get(public_key=address)
 
 
 def platform_submission_lock(account: PlatformAccount):

@@ -6,7 +6,8 @@ broker. The providers are the sandbox, served by a uvicorn process of its own on
 database (its Trustless Work rate limit lifted), mounted under /providers/ because the
 platform refuses provider URLs under /sandbox/ with DEBUG off. Each client is a thread of this
 process with its own buyer and seller (every buyer's wallet signs its own fund and approval;
-the platform account signs every deploy and release) and runs, one after another:
+the escrow's platform signer, one of OFFERHUB_PLATFORM_SIGNERS, signs its deploy and release) and
+runs, one after another:
 create (one milestone) → reserve → deploy the escrow → fund it → mark the milestone delivered →
 release it, each call waiting for its outcome as the API does (201/200; a 202 is counted and
 followed by GETs until the step is done). Machine CPU is sampled over each run: the clients,
@@ -340,6 +341,9 @@ def sandbox_serving(*, database_url: str, port: int):
 
 
 def throughput_section(result: dict) -> list[str]:
+    from django.conf import settings
+
+    signers = max(settings.OFFERHUB_PLATFORM_SIGNERS, 1)  # 0: the platform account signs
     lines = [
         "## Order throughput: 1 client and 4",
         "",
@@ -348,7 +352,7 @@ def throughput_section(result: dict) -> list[str]:
         f"{WORKER_PROCESSES} processes, Redis as broker, the sandbox providers in a process of their own on the "
         "same database (rate limit lifted). Each client has its own buyer and seller and runs lifecycles one "
         "after another: create (one milestone), reserve, deploy the escrow, fund it, mark the milestone "
-        "delivered, release it (5 contract calls: the platform account signs the deploy and the release, the "
+        "delivered, release it (5 contract calls: the escrow's platform signer signs the deploy and the release, the "
         "buyer's wallet the fund and the approval, the seller's the delivery mark); each provider-backed call "
         "waits for its outcome as the API does. Every process (clients, server, workers, sandbox, PostgreSQL, "
         "Redis) shares the machine's 2 cores; machine CPU is the share of both cores busy during the run. "
@@ -397,15 +401,15 @@ def throughput_section(result: dict) -> list[str]:
         f"{one['cpu_busy'] * 100:.0f} % of it busy, so 4 clients can gain at most "
         f"{1 / max(one['cpu_busy'], 0.01):.1f}x there. With the providers' latency a lifecycle mostly waits, "
         "and what 4 clients gain shows what makes them take turns. The signer's lock is held for the submission "
-        "only (never for a Trustless Work build), but the platform account signs two of each order's five "
-        "calls, one at a time: at the rates above it is busy "
+        f"only (never for a Trustless Work build); the escrow's platform signer (one of {signers}, handed out in "
+        "turn) signs two of each order's five calls, one at a time per signer: at the rates above each is busy "
         + ", ".join(
-            f"{many['per_second'] * 2 * SUBMISSION_LATENCY_MS / 10:.0f} % of the time ({label}, 4 clients)"
+            f"{many['per_second'] * 2 * SUBMISSION_LATENCY_MS / 10 / signers:.0f} % of the time ({label}, 4 clients)"
             for label, (_, many) in result["scenarios"].items()
             if label != FAST
         )
-        + ", which bounds the platform at about "
-        f"{1000 / (2 * SUBMISSION_LATENCY_MS):.1f} orders/s whatever else scales; and a drive waiting for it "
-        "keeps its worker process, so too few processes run out first.",
+        + " on average, which bounds the platform at about "
+        f"{signers * 1000 / (2 * SUBMISSION_LATENCY_MS):.1f} orders/s whatever else scales; a drive whose signer "
+        "is busy gives its worker process back and is queued again.",
     ]
     return lines

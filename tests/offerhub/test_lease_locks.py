@@ -17,7 +17,7 @@ import pytest
 import requests
 from django.db import connection, transaction
 from django.db.models import F
-from stellar_sdk import Asset, TransactionBuilder
+from stellar_sdk import Asset, FeeBumpTransactionEnvelope, TransactionBuilder
 
 from escrow.models import Escrow, EscrowStep
 from escrow.runner import escrow_lock_name
@@ -28,7 +28,7 @@ from offerhub.models import JobLease
 from payments.ledger import hold_reserve
 from payments.models import Withdrawal
 from payments.stellar import StellarError, horizon, transaction_submit
-from payments.wallets import platform_account
+from payments.wallets import platform_signer
 from payments.withdrawals import account_submission_lock, submission_lock_name, withdrawal_submit
 from sandbox.models import SandboxEscrowCall, SandboxPayment
 from tests.escrow.test_lifecycle import USD
@@ -261,9 +261,10 @@ def trustless_work_proxy(chain, live_server, settings):  # noqa: F811
     server.server_close()
 
 
-def platform_payment(chain) -> object:  # noqa: F811
-    """A platform-signed transaction: a bridge, another escrow's call, or one sent outside OfferHub."""
-    platform = platform_account()
+def platform_payment(chain, escrow: Escrow) -> object:  # noqa: F811
+    """A transaction signed by the escrow's platform signer: another escrow's call, or one sent
+    outside OfferHub."""
+    platform = platform_signer(escrow.roles["releaseSigner"])
     outsider = chain.outside_account(trustline=False)
     tx = (
         TransactionBuilder(horizon().load_account(platform.public_key), chain.passphrase, base_fee=100)
@@ -276,8 +277,15 @@ def platform_payment(chain) -> object:  # noqa: F811
     return tx
 
 
+def inner(envelope):
+    """The signer's own transaction in a signed envelope (the treasury fee-bumps a pool signer's)."""
+    if isinstance(envelope, FeeBumpTransactionEnvelope):
+        return envelope.transaction.inner_transaction_envelope
+    return envelope
+
+
 def deploy_with_answer_held(buyer, seller, trustless_work: TrustlessWorkProxy, meanwhile) -> EscrowStep:
-    """Open an order's escrow in a worker (the platform account deploys it); once Trustless Work
+    """Open an order's escrow in a worker (its platform signer deploys it); once Trustless Work
     has built the deploy and before its answer arrives, run `meanwhile(escrow)`."""
     hold_reserve(user=buyer, reference="ord_lock", amount=10 * USD)
     reached, release = trustless_work.hold_answer("/deployer/")
@@ -312,14 +320,14 @@ def test_the_signers_lock_is_free_while_trustless_work_builds_and_a_used_sequenc
 
     def meanwhile(escrow):
         assert claim_result(escrow_lock_name(escrow.pk)) == "busy"  # the drive holds its escrow's lock
-        # Another platform-signed transaction takes the platform's submission lock at once, and
+        # Another transaction of the same signer takes its submission lock at once, and
         # uses the sequence number the deploy was built with.
-        with account_submission_lock(platform_account().public_key, timeout=BRIEF):
-            sent.append(platform_payment(chain))
+        with account_submission_lock(escrow.roles["releaseSigner"], timeout=BRIEF):
+            sent.append(platform_payment(chain, escrow))
 
     deploy = deploy_with_answer_held(funded_user("30.00"), funded_user("0"), trustless_work_proxy, meanwhile)
     assert len(deploy.attempted_hashes) == 1  # signed once: no tx_bad_seq, no rebuild
-    signed = TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase)
+    signed = inner(TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase))
     assert signed.transaction.sequence == sent[0].transaction.sequence + 1  # renumbered after the payment's
     handed_out = SandboxEscrowCall.objects.get(action="deploy-single-release")
     assert handed_out.tx_hash != signed.hash_hex() and handed_out.applied_at is not None
@@ -334,10 +342,13 @@ def test_a_transaction_sent_outside_the_lock_meanwhile_costs_one_rebuild_never_a
     # Sent outside OfferHub's locks (another tool using the platform key): the lock's claims say
     # nothing about it, so the deploy goes out with its old number and gets tx_bad_seq.
     deploy = deploy_with_answer_held(
-        funded_user("30.00"), funded_user("0"), trustless_work_proxy, lambda _: sent.append(platform_payment(chain))
+        funded_user("30.00"),
+        funded_user("0"),
+        trustless_work_proxy,
+        lambda escrow: sent.append(platform_payment(chain, escrow)),
     )
     assert len(deploy.attempted_hashes) == 2  # refused unapplied, then built and signed anew
-    signed = TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase)
+    signed = inner(TransactionBuilder.from_xdr(deploy.signed_xdr, chain.passphrase))
     assert signed.transaction.sequence == sent[0].transaction.sequence + 1
     assert SandboxEscrowCall.objects.filter(action="deploy-single-release").count() == 2
 

@@ -10,7 +10,7 @@ from offerhub.models import Event
 from payments.crypto import key_version
 from payments.deposits import deposits_sync
 from payments.ledger import user_accounts
-from payments.models import PlatformAccount, ReconciliationReport, Wallet
+from payments.models import PlatformAccount, PlatformSigner, ReconciliationReport, Wallet
 from payments.reconciliation import wallets_reconcile
 from payments.stellar import account_load
 from payments.wallets import platform_bootstrap, wallet_ensure
@@ -59,6 +59,8 @@ def test_secrets_are_encrypted_at_rest_and_rotate(chain, settings):
     settings.OFFERHUB_WALLET_KEYS = [new_key]  # the old key is gone; secrets still decrypt
     assert wallet.keypair().secret == secret
     assert PlatformAccount.objects.get().key_version == key_version(new_key)
+    signers = PlatformSigner.objects.all()
+    assert signers and all(signer.key_version == key_version(new_key) and signer.keypair() for signer in signers)
 
 
 def test_deposits_are_credited_once_across_reruns(chain, funded_user):

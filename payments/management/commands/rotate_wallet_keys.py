@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from payments.crypto import current_key_version, secret_rotate
-from payments.models import PlatformAccount, Wallet
+from payments.models import PlatformAccount, PlatformSigner, Wallet
 
 
 class Command(BaseCommand):
@@ -14,7 +14,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         newest = current_key_version()
         rotated = 0
-        for model in (PlatformAccount, Wallet):
+        for model in (PlatformAccount, PlatformSigner, Wallet):
             for pk in model.objects.exclude(key_version=newest).values_list("pk", flat=True).iterator():
                 with transaction.atomic():
                     holder = model.objects.select_for_update().get(pk=pk)
