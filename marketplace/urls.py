@@ -3,7 +3,7 @@ from django.conf.urls.static import static
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from marketplace import order_views, views
+from marketplace import order_views, review_views, views
 from marketplace.forms import LoginForm
 
 urlpatterns = [
@@ -27,6 +27,10 @@ urlpatterns = [
     path("orders/<str:public_id>/cancel/", order_views.order_cancel_view, name="order-cancel"),
     path("orders/<str:public_id>/retry/", order_views.order_retry_view, name="order-retry"),
     path("orders/<str:public_id>/milestones/<path:ref>/evidence/", order_views.order_evidence, name="order-evidence"),
+    path("orders/<str:public_id>/review/", review_views.review_create_view, name="order-review"),
+    path("orders/<str:public_id>/review/reply/", review_views.review_reply_view, name="order-review-reply"),
+    path("sellers/<slug:handle>/", review_views.seller_profile, name="seller-profile"),
+    path("accounts/profile/", review_views.account_profile, name="account-profile"),
     path("accounts/signup/", views.sign_up, name="signup"),
     path("wallet/airtm/link/", views.airtm_link, name="airtm-link"),
     path(
