@@ -58,10 +58,12 @@ def _shadowed(image: Image.Image, box: tuple, radius: int, fill) -> None:
     ImageDraw.Draw(image).rounded_rectangle(box, radius, fill=fill)
 
 
-def _motif_design(image, box, palette, variant):
+def _motif_design(image, box, palette, variant, seed):
     draw = ImageDraw.Draw(image, "RGBA")
     x0, y0, x1, y1 = box
     cx, cy, r = (x0 + x1) // 2, (y0 + y1) // 2, min(x1 - x0, y1 - y0) // 4
+    if seed % 2:  # another listing of the category: its shapes in other colours
+        palette = (palette[1], palette[2], palette[0])
     draw.ellipse((cx - r * 2, cy - r, cx, cy + r), fill=(*WHITE, 235))
     draw.rounded_rectangle((cx - r // 2, cy - r, cx + r * 3 // 2, cy + r), r // 3, fill=(*palette[2], 230))
     draw.polygon([(cx + r, cy + r), (cx + r * 2, cy - r), (cx + r * 3, cy + r)], fill=(*palette[1], 220))
@@ -73,7 +75,7 @@ def _motif_design(image, box, palette, variant):
         draw.rounded_rectangle((sx, y1 - size, sx + size, y1), 10, fill=colour, outline=(*WHITE, 200), width=3)
 
 
-def _motif_development(image, box, palette, variant):
+def _motif_development(image, box, palette, variant, seed):
     x0, y0, x1, y1 = box
     _shadowed(image, box, 18, (24, 30, 48))
     draw = ImageDraw.Draw(image, "RGBA")
@@ -81,7 +83,7 @@ def _motif_development(image, box, palette, variant):
     draw.rectangle((x0, y0 + 20, x1, y0 + 36), fill=(45, 52, 74))
     for n, colour in enumerate(((255, 95, 86), (255, 189, 46), (39, 201, 63))):
         draw.ellipse((x0 + 18 + n * 24, y0 + 11, x0 + 32 + n * 24, y0 + 25), fill=colour)
-    rng = random.Random(variant)  # noqa: S311  (shapes of a picture, not a secret)
+    rng = random.Random(seed * 10 + variant)  # noqa: S311  (shapes of a picture, not a secret)
     colours = [palette[2], (130, 170, 255), (255, 203, 107), (199, 146, 234), (240, 240, 240)]
     y, indent = y0 + 58, 0
     while y < y1 - 24:
@@ -96,13 +98,13 @@ def _motif_development(image, box, palette, variant):
         y += 28
 
 
-def _motif_writing(image, box, palette, variant):
+def _motif_writing(image, box, palette, variant, seed):
     x0, y0, x1, y1 = box
     width = (x1 - x0) * 55 // 100
     _shadowed(image, (x0, y0, x0 + width, y1), 16, WHITE)
     draw = ImageDraw.Draw(image, "RGBA")
     draw.text((x0 + 28, y0 + 22), "Aa", font=_font(64), fill=palette[0])
-    rng = random.Random(variant)  # noqa: S311  (shapes of a picture, not a secret)
+    rng = random.Random(seed * 10 + variant)  # noqa: S311  (shapes of a picture, not a secret)
     for y in range(y0 + 110, y1 - 20, 26):
         draw.rounded_rectangle((x0 + 28, y, x0 + rng.randint(width // 2, width - 28), y + 10), 5, fill=(206, 212, 218))
     bubbles = (("EN", palette[1]), ("ES", palette[0])) if variant != 1 else (("ES", palette[0]), ("ok", palette[1]))
@@ -114,7 +116,7 @@ def _motif_writing(image, box, palette, variant):
         draw.text((bx + bw // 2, by + bh // 2), label, font=_font(bh // 2), fill=WHITE, anchor="mm")
 
 
-def _motif_video(image, box, palette, variant):
+def _motif_video(image, box, palette, variant, seed):
     x0, y0, x1, y1 = box
     draw = ImageDraw.Draw(image, "RGBA")
     cx, cy = (x0 + x1) // 2, (y0 + y1) // 2 - 20
@@ -129,7 +131,7 @@ def _motif_video(image, box, palette, variant):
     draw.rounded_rectangle((x0, y0, x0 + (x1 - x0) * (variant + 1) // 4, y0 + 10), 5, fill=palette[2])
 
 
-def _motif_marketing(image, box, palette, variant):
+def _motif_marketing(image, box, palette, variant, seed):
     x0, y0, x1, y1 = box
     _shadowed(image, box, 18, (*WHITE,))
     draw = ImageDraw.Draw(image, "RGBA")
@@ -165,7 +167,7 @@ def _picture(size: tuple[int, int], category: str, variant: int, seed: int) -> I
     width, height = size
     margin_x, margin_y = width // 6, height // 7
     box = (margin_x, margin_y, width - margin_x, height - margin_y - (height // 10 if variant != 2 else 0))
-    MOTIFS.get(category, _motif_design)(image, box, (start, end, accent), variant)
+    MOTIFS.get(category, _motif_design)(image, box, (start, end, accent), variant, seed)
     return image
 
 

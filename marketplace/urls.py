@@ -1,7 +1,9 @@
+import re
+
 from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, re_path
+from django.views.static import serve
 
 from marketplace import order_views, review_views, views
 from marketplace.forms import LoginForm
@@ -49,6 +51,13 @@ urlpatterns = [
     path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
 
-# Uploaded listing images in development (`make run`); in production the TLS proxy serves
-# MEDIA_ROOT at MEDIA_URL (static() adds nothing when DEBUG is off).
-urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+def _media(request, path):
+    # MEDIA_ROOT is read on each request, not once at import: the tests give each test its own.
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+# Uploaded listing images and avatars in development (`make run`); in production the TLS proxy
+# serves MEDIA_ROOT at MEDIA_URL (as django.conf.urls.static.static(), nothing when DEBUG is off).
+if settings.DEBUG and settings.MEDIA_URL.startswith("/"):
+    urlpatterns += [re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<path>.*)$", _media)]

@@ -108,7 +108,7 @@ DEMO_LISTINGS = [
     {
         "title": "Translate your website from English to Spanish",
         "seller": "lucia@demo.offerhub.test",
-        "caption": "English → Spanish",
+        "caption": "English to Spanish",
         "images": 3,
         "category": "writing-translation",
         "price": "95.00",
