@@ -306,4 +306,4 @@ def reviews_of_seller(*, seller: User, limit: int = REVIEWS_ON_A_PAGE) -> list[R
 
 
 def review_of_order(order: Order) -> Review | None:
-    return Review.objects.filter(order=order).first()
+    return Review.objects.select_related("buyer").filter(order=order).first()

@@ -408,3 +408,15 @@ def test_the_pages_read_the_same_whatever_the_reviews_and_listings(count, django
         assert client.get("/").status_code == 200
     with django_assert_max_num_queries(3):  # session, user, the member with their stats
         assert client.get("/accounts/profile/").status_code == 200
+
+
+def test_the_order_page_reads_its_review_in_one_query(django_assert_max_num_queries):
+    order = an_order(S.CLOSED, outcome=Order.Outcome.RELEASED)
+    review = review_create(order=order, buyer=order.buyer, rating=4, body="Good")
+    review_reply(review=review, seller=order.seller, reply="Thanks")
+    for member in (order.buyer, order.seller):
+        client = logged_in(member)
+        # The order page's own reads and one for the review with its buyer: 7, as many as with no review yet.
+        with django_assert_max_num_queries(7):
+            page = client.get(f"/orders/{order.public_id}/").content.decode()
+        assert 'data-testid="review-reply"' in page
