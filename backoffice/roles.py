@@ -33,6 +33,9 @@ AGENT_PERMISSIONS = (
     "marketplace.view_listingimage",
     "marketplace.view_category",
     "marketplace.view_user",
+    # Reviews: read them, and hide one with a reason (change unlocks only "Hide", through review_hide).
+    "marketplace.view_review",
+    "marketplace.change_review",
     # Manual release or refund of an order's escrow outside a dispute.
     "marketplace.settle_order_manually",
     # Escrows and their steps, read-only; change_escrow only unlocks "Retry now" (the page stays read-only).

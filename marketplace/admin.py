@@ -20,9 +20,19 @@ from marketplace.manual import (
     order_settlement_preview,
     settle_manually_allowed,
 )
-from marketplace.models import Category, Listing, ListingImage, ListingMilestone, Order, OrderMilestone, User
+from marketplace.models import (
+    Category,
+    Listing,
+    ListingImage,
+    ListingMilestone,
+    Order,
+    OrderMilestone,
+    Review,
+    User,
+)
 from marketplace.orders import order_escrow
 from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
+from marketplace.reviews import HIDE_REASON_MAX_LENGTH, review_hide
 from offerhub.admin import ReadOnlyAdmin
 from offerhub.errors import ServiceError
 from offerhub.money import money_format, money_from_stroops
@@ -37,9 +47,18 @@ class UserAdmin(DjangoUserAdmin):
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("email", "display_name", "public_id")
     # The Airtm link is shown, never edited here: it changes only through the audited service.
-    readonly_fields = ("public_id", "date_joined", "last_login", "airtm_user_id", "airtm_email", "airtm_linked_at")
+    readonly_fields = (
+        "public_id",
+        "handle",
+        "date_joined",
+        "last_login",
+        "airtm_user_id",
+        "airtm_email",
+        "airtm_linked_at",
+    )
     fieldsets = (
-        (None, {"fields": ("public_id", "email", "display_name", "password")}),
+        (None, {"fields": ("public_id", "handle", "email", "display_name", "password")}),
+        ("Seller profile", {"fields": ("about", "avatar")}),
         ("Airtm", {"fields": ("airtm_user_id", "airtm_email", "airtm_linked_at")}),
         ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("date_joined", "last_login")}),
@@ -50,6 +69,7 @@ class UserAdmin(DjangoUserAdmin):
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "icon", "position", "listing_count")
+    fields = ("name", "slug", "icon", "image", "position")
     list_editable = ("position",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
@@ -426,3 +446,90 @@ class OrderAdmin(ReadOnlyAdmin):
                 "does not answer retries on its own (see the escrow's steps, or use Retry now there).",
                 messages.INFO,
             )
+
+
+class ReviewHideForm(forms.Form):
+    reason = forms.CharField(
+        max_length=HIDE_REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why it is hidden (kept in the audit log and shown here): abuse, personal data, off-topic…",
+    )
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    """Buyers write reviews and sellers reply; support reads them and hides one with a reason
+    (review_hide, audited). A hidden review leaves every page and every average."""
+
+    list_display = ("public_id", "rating", "excerpt", "seller", "buyer", "hidden", "created_at")
+    list_filter = ("hidden", "rating")
+    search_fields = ("public_id", "body", "seller__email", "seller__display_name", "buyer__email", "order__public_id")
+    list_select_related = ("seller", "buyer")
+    date_hierarchy = "created_at"
+    fields = (
+        "public_id",
+        "order",
+        "listing",
+        "seller",
+        "buyer",
+        "rating",
+        "body",
+        "reply",
+        "replied_at",
+        "created_at",
+        "hidden",
+        "hidden_reason",
+        "hidden_at",
+        "moderation",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="review")
+    def excerpt(self, obj):
+        return obj.body if len(obj.body) <= 80 else obj.body[:79] + "…"
+
+    def has_hide_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("marketplace.change_review")
+
+    @admin.display(description="moderation")
+    def moderation(self, obj):
+        if obj.hidden:
+            return "Hidden: members no longer see it."
+        return format_html(
+            '<a class="button" href="{}">Hide this review…</a>', reverse("admin:marketplace_review_hide", args=[obj.pk])
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:object_id>/hide/",
+                self.admin_site.admin_view(self.hide_view),
+                name="marketplace_review_hide",
+            ),
+            *super().get_urls(),
+        ]
+
+    def hide_view(self, request, object_id):
+        if not self.has_hide_permission(request):
+            raise PermissionDenied
+        review = get_object_or_404(Review.objects.select_related("buyer", "seller"), pk=object_id)
+        change_url = reverse("admin:marketplace_review_change", args=[review.pk])
+        form = ReviewHideForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                review_hide(review=review, actor=request.user, reason=form.cleaned_data["reason"])
+            except ServiceError as refused:
+                form.add_error(refused.field if refused.field in form.fields else None, refused.message)
+            else:
+                self.message_user(request, "The review is hidden from the marketplace.", messages.SUCCESS)
+                return redirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Hide review {review.public_id}",
+            "opts": self.model._meta,
+            "original": review,
+            "review": review,
+            "form": form,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/marketplace/review/hide.html", context)

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 from PIL import Image, UnidentifiedImageError
 
-from marketplace.models import Category, Listing, ListingImage, ListingMilestone, User
+from marketplace.models import Category, Listing, ListingImage, ListingMilestone, Review, User
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.services import audit_record
@@ -393,10 +393,29 @@ def _with_card_covers(listings: QuerySet) -> QuerySet:
         (),
         output_field=CharField(),
     )
+    # The listing's visible reviews, "count|average", as one more column (an aggregate, never a stored counter).
+    rating = RawSQL(  # noqa: S611
+        f"SELECT CAST(COUNT(*) AS TEXT) || '|' || CAST(COALESCE(AVG(rating), 0) AS TEXT) "  # noqa: S608
+        f"FROM {Review._meta.db_table} WHERE listing_id = {Listing._meta.db_table}.id AND NOT hidden",
+        (),
+        output_field=CharField(),
+    )
     # Only the columns a card shows: not the description, terms, search vector or the seller's account.
     card_fields = ("public_id", "title", "price_cents", "delivery_days", "seller", "category")
-    related = ("seller__display_name", "category__name", "category__icon", "category__slug")
-    return listings.select_related("seller", "category").only(*card_fields, *related).annotate(card_cover=cover)
+    related = ("seller__display_name", "seller__handle", "category__name", "category__icon", "category__slug")
+    return (
+        listings.select_related("seller", "category")
+        .only(*card_fields, *related)
+        .annotate(card_cover=cover, card_rating=rating)
+    )
+
+
+def _card_rating(listing: Listing) -> tuple[int, Decimal | None]:
+    """(how many visible reviews, their average to one decimal) from the card_rating column."""
+    count, _, average = (getattr(listing, "card_rating", "") or "0|0").partition("|")
+    if not int(count):
+        return 0, None
+    return int(count), Decimal(average).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
 
 
 def _card_cover(listing: Listing) -> ListingImage | None:
@@ -428,9 +447,11 @@ def listing_cards(listings: Sequence[Listing]) -> list[SafeString]:
             listing.price_cents,
             listing.delivery_days,
             listing.seller.display_name,
+            listing.seller.handle,
             category.name if category else None,
             category.icon if category else None,
             listing.card_cover,
+            getattr(listing, "card_rating", ""),
         )
         with _cards_lock:
             card = _cards.get(key)
@@ -438,8 +459,11 @@ def listing_cards(listings: Sequence[Listing]) -> list[SafeString]:
                 _cards.move_to_end(key)
         if card is None:
             cover = _card_cover(listing)
+            review_count, rating = _card_rating(listing)
             card = SafeString(
-                loader.get_template("marketplace/listing_card.html").render({"listing": listing, "cover": cover})
+                loader.get_template("marketplace/listing_card.html").render(
+                    {"listing": listing, "cover": cover, "review_count": review_count, "rating": rating}
+                )
             )
             with _cards_lock:
                 _cards[key] = card
@@ -462,11 +486,15 @@ def _search(listings: QuerySet, query: str) -> QuerySet:
     )
 
 
-def listing_for_buyers(*, public_id: str, viewer: User | None = None) -> Listing | None:
-    """An active listing with everything its page shows; its seller also sees it while paused."""
+def listing_for_buyers(
+    *, public_id: str, viewer: User | None = None, annotations: dict | None = None
+) -> Listing | None:
+    """An active listing with everything its page shows; its seller also sees it while paused.
+    `annotations`: more columns for the same query (the listing page's ratings)."""
     listing = (
         _with_cards(Listing.objects.exclude(status=Listing.Status.DELETED))
         .prefetch_related("milestones")
+        .annotate(**(annotations or {}))
         .filter(public_id=public_id)
         .first()
     )

@@ -6,6 +6,7 @@ from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.text import slugify
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from offerhub.files import private_storage
@@ -20,6 +21,8 @@ class UserManager(BaseUserManager):
             raise ValueError("An e-mail address is required")
         email = self.normalize_email(email).lower()
         extra_fields.setdefault("display_name", email.split("@")[0])
+        if not extra_fields.get("handle"):
+            extra_fields["handle"] = handle_free(extra_fields["display_name"])
         user = self.model(email=email, **extra_fields)
         user.set_password(password)
         user.save(using=self._db)
@@ -39,6 +42,28 @@ class UserManager(BaseUserManager):
         return self.get(email__iexact=username)
 
 
+HANDLE_MAX_LENGTH = 40
+
+
+def handle_base(name: str) -> str:
+    """ "Sam Seller" -> "sam-seller": the start of a profile address (/sellers/<handle>/)."""
+    return slugify(name)[: HANDLE_MAX_LENGTH - 5].strip("-") or "member"
+
+
+def handle_free(name: str) -> str:
+    """A handle no member has yet, from `name`: "sam-seller", else "sam-seller-2", "-3"... (one query)."""
+    base = handle_base(name)
+    taken = set(User.objects.filter(handle__startswith=base).values_list("handle", flat=True))
+    if base not in taken:
+        return base
+    return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
+def avatar_path(user: "User", filename: str) -> str:
+    extension = filename.rsplit(".", 1)[-1].lower()
+    return f"avatars/{user.public_id}/{random_alnum(16)}.{extension}"
+
+
 class User(AbstractBaseUser, PermissionsMixin):
     """A marketplace member. Everyone can buy and sell; staff users are support."""
 
@@ -56,6 +81,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Web members log in with their e-mail; users created through the API may have none.
     email = models.EmailField("e-mail address", unique=True, null=True, blank=True)
     display_name = models.CharField(max_length=100, help_text="Shown to other members.")
+    # The member's public address, /sellers/<handle>/: unique, set once at creation.
+    handle = models.SlugField(max_length=HANDLE_MAX_LENGTH, unique=True)
+    about = models.TextField(max_length=600, blank=True, help_text="A few words shown on the seller profile.")
+    avatar = models.ImageField(upload_to=avatar_path, blank=True)
     # NULL, not "", for web members: many of them must fit the per-tenant unique constraint.
     external_user_id = models.CharField(  # noqa: DJ001
         max_length=255, null=True, blank=True, help_text="the integrating marketplace's own user id"
@@ -90,6 +119,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     def __str__(self):
         return f"{self.display_name} <{self.email or self.external_user_id or self.public_id}>"
 
+    def save(self, *args, **kwargs):
+        if not self.handle:  # users created outside the manager (the API): no look-up, a random tail
+            self.handle = f"{handle_base(self.display_name or 'member')}-{random_alnum(4).lower()}"
+        super().save(*args, **kwargs)
+
     def clean(self):
         super().clean()
         if self.email:
@@ -110,6 +144,7 @@ class Category(models.Model):
     name = models.CharField(max_length=60, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     icon = models.CharField(max_length=40, blank=True, help_text='A Bootstrap icon name, e.g. "palette".')
+    image = models.ImageField(upload_to="categories/", blank=True, help_text="Shown on the home page's category tiles.")
     position = models.PositiveSmallIntegerField(default=0, help_text="Lower comes first.")
 
     class Meta:
@@ -486,3 +521,54 @@ class OrderMilestone(models.Model):
 
     def __str__(self):
         return f"{self.order.public_id} / {self.ref} ({self.status})"
+
+
+def new_review_id() -> str:
+    return public_id("rev_")
+
+
+class ReviewQuerySet(models.QuerySet):
+    def visible(self):
+        """What members see: every review support has not hidden."""
+        return self.filter(hidden=False)
+
+
+class Review(models.Model):
+    """The buyer's rating (1-5) and words on a finished order, once; the seller may reply once.
+
+    Support hides a review from the backoffice (with a reason, audited); a hidden review counts
+    in no average. Averages and counts are computed from these rows when read, never stored."""
+
+    BODY_MAX_LENGTH = 2000
+    REPLY_MAX_LENGTH = 1000
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_review_id, editable=False)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="review")
+    # The order's listing, copied: a listing page reads its reviews without joining the orders.
+    listing = models.ForeignKey(Listing, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews")
+    seller = models.ForeignKey(User, on_delete=models.PROTECT, related_name="reviews_received")
+    buyer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="reviews_written")
+    rating = models.PositiveSmallIntegerField()
+    body = models.TextField(max_length=BODY_MAX_LENGTH)
+    reply = models.TextField(max_length=REPLY_MAX_LENGTH, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+    hidden = models.BooleanField(default=False)
+    hidden_reason = models.CharField(max_length=255, blank=True)
+    hidden_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ReviewQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["seller", "hidden", "-created_at"], name="review_seller_idx"),
+            models.Index(fields=["listing", "hidden", "-created_at"], name="review_listing_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(rating__gte=1, rating__lte=5), name="review_rating_1_to_5"),
+        ]
+
+    def __str__(self):
+        return f"{self.rating}/5 by {self.buyer_id} on {self.order_id} ({self.public_id})"

@@ -1,9 +1,11 @@
-from django.conf import settings
-from django.conf.urls.static import static
-from django.contrib.auth import views as auth_views
-from django.urls import path
+import re
 
-from marketplace import order_views, views
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.urls import path, re_path
+from django.views.static import serve
+
+from marketplace import order_views, review_views, views
 from marketplace.forms import LoginForm
 
 urlpatterns = [
@@ -27,6 +29,10 @@ urlpatterns = [
     path("orders/<str:public_id>/cancel/", order_views.order_cancel_view, name="order-cancel"),
     path("orders/<str:public_id>/retry/", order_views.order_retry_view, name="order-retry"),
     path("orders/<str:public_id>/milestones/<path:ref>/evidence/", order_views.order_evidence, name="order-evidence"),
+    path("orders/<str:public_id>/review/", review_views.review_create_view, name="order-review"),
+    path("orders/<str:public_id>/review/reply/", review_views.review_reply_view, name="order-review-reply"),
+    path("sellers/<slug:handle>/", review_views.seller_profile, name="seller-profile"),
+    path("accounts/profile/", review_views.account_profile, name="account-profile"),
     path("accounts/signup/", views.sign_up, name="signup"),
     path("wallet/airtm/link/", views.airtm_link, name="airtm-link"),
     path(
@@ -45,6 +51,13 @@ urlpatterns = [
     path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
 ]
 
-# Uploaded listing images in development (`make run`); in production the TLS proxy serves
-# MEDIA_ROOT at MEDIA_URL (static() adds nothing when DEBUG is off).
-urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+
+def _media(request, path):
+    # MEDIA_ROOT is read on each request, not once at import: the tests give each test its own.
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+# Uploaded listing images and avatars in development (`make run`); in production the TLS proxy
+# serves MEDIA_ROOT at MEDIA_URL (as django.conf.urls.static.static(), nothing when DEBUG is off).
+if settings.DEBUG and settings.MEDIA_URL.startswith("/"):
+    urlpatterns += [re_path(rf"^{re.escape(settings.MEDIA_URL.lstrip('/'))}(?P<path>.*)$", _media)]

@@ -28,6 +28,13 @@ from marketplace.listings import (
     listings_of_seller,
     sort_effective,
 )
+from marketplace.reviews import (
+    listing_page_annotations,
+    listing_rating,
+    listing_seller,
+    reviews_of_listing,
+    seller_rating,
+)
 from marketplace.services import user_airtm_link, user_sign_up
 from offerhub.errors import ServiceError
 from payments.balances import Actor
@@ -36,6 +43,7 @@ from payments.providers import rail_enabled
 LISTINGS_PER_PAGE = 12
 _PAGE_NUMBER = re.compile(r"[0-9]{1,9}")
 HOME_LISTINGS = 8
+RELATED_LISTINGS = 4
 
 
 def home(request):
@@ -86,13 +94,23 @@ def listing_browse(request):
 
 def listing_detail(request, public_id):
     viewer = request.user if request.user.is_authenticated else None
-    listing = listing_for_buyers(public_id=public_id, viewer=viewer)
+    listing = listing_for_buyers(public_id=public_id, viewer=viewer, annotations=listing_page_annotations())
     if listing is None:
         raise Http404("No such listing")
+    seller = listing_seller(listing)
+    related = listings_browse(category=listing.category).exclude(pk=listing.pk)[:RELATED_LISTINGS]
     return render(
         request,
         "marketplace/listing_detail.html",
-        {"listing": listing, "is_owner": viewer is not None and listing.seller_id == viewer.pk},
+        {
+            "listing": listing,
+            "is_owner": viewer is not None and listing.seller_id == viewer.pk,
+            "seller": seller,
+            "seller_rating": seller_rating(seller),
+            "rating": listing_rating(listing),
+            "reviews": reviews_of_listing(listing=listing),
+            "related": listing_cards(related),
+        },
     )
 
 

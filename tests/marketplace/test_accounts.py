@@ -146,6 +146,6 @@ def test_seed_demo_is_idempotent_and_prints_the_logins(capsys):
     call_command("seed_demo")
     output = capsys.readouterr().out
     assert "buyer@demo.offerhub.test" in output and "offerhub-demo" in output
-    assert User.objects.filter(email__endswith="@demo.offerhub.test").count() == 4
+    assert User.objects.filter(email__endswith="@demo.offerhub.test").count() == 6  # a buyer, 3 sellers, 2 support
     assert User.objects.get(email="support@demo.offerhub.test").is_staff
     assert User.objects.get(email="buyer@demo.offerhub.test").check_password("offerhub-demo")

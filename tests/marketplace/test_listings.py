@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from PIL import Image
 
 from marketplace.listings import MilestoneSpec, listing_create, listings_browse
-from marketplace.models import Listing, ListingImage, User
+from marketplace.models import Category, Listing, ListingImage, User
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from tests.factories import CategoryFactory, ListingFactory, ListingMilestoneFactory, UserFactory
@@ -489,7 +489,9 @@ def test_page_queries_do_not_grow_with_the_listings(client, category, django_ass
         assert len(titles(client.get("/listings/"))) == min(count, 12)
     with django_assert_max_num_queries(5):
         assert len(titles(client.get("/listings/", {"q": "logo package", "category": "design"}))) == min(count, 12)
-    with django_assert_max_num_queries(5):
+    # Session, user, the listing (seller, category, ratings and sales as columns), images, milestones,
+    # its reviews, related listings.
+    with django_assert_max_num_queries(7):
         assert client.get(f"/listings/{listing.public_id}/").status_code == 200
     with django_assert_max_num_queries(4):  # session, user, latest listings, categories
         assert client.get("/").status_code == 200
@@ -515,13 +517,30 @@ def test_support_pauses_a_listing_from_the_backoffice(client):
 
 
 def test_seed_demo_adds_categories_and_listings_once(client):
+    from marketplace.management.commands.seed_demo import DEMO_LISTINGS, DEMO_SELLERS
+
     call_command("seed_demo")
     call_command("seed_demo")
     seller = User.objects.get(email="seller@demo.offerhub.test")
-    assert Listing.objects.filter(seller=seller).count() == 7
+    assert Listing.objects.count() == len(DEMO_LISTINGS) == 11
+    assert Listing.objects.filter(seller=seller).count() == 4
     assert all(
         sum(m.amount_cents for m in listing.milestones.all()) in (0, listing.price_cents)
         for listing in Listing.objects.all()
     )
+    # Every demo listing has 1 to 3 real pictures (decoded here), every category one, every seller an avatar.
+    for listing in Listing.objects.prefetch_related("images"):
+        images = list(listing.images.all())
+        assert 1 <= len(images) <= 3, listing.title
+        with images[0].image.open() as stored, Image.open(stored) as picture:
+            colours = picture.convert("RGB").getcolors(4096)  # None: more than 4,096 colours
+            assert picture.size == (800, 600) and (colours is None or len(colours) > 50)
+    assert all(category.image for category in Category.objects.all())
+    for email in DEMO_SELLERS:
+        member = User.objects.get(email=email)
+        assert member.avatar and member.about and member.handle
     page = client.get("/listings/").content.decode()
-    assert "7 services" in page and "Sam Seller" in page
+    assert "11 services" in page and "Sam Seller" in page and "Lucía Ortega" in page
+    assert page.count('<img src="/media/listings/') == 11
+    home = client.get("/").content.decode()
+    assert all(f'src="{category.image.url}"' in home for category in Category.objects.all())

@@ -8,12 +8,16 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 
 from backoffice.roles import SUPPORT_AGENT, SUPPORT_LEAD
+from marketplace.demo_images import avatar_picture, category_picture, listing_picture
 from marketplace.listings import MilestoneSpec, listing_create
-from marketplace.models import Category, Listing, User
+from marketplace.models import Category, Listing, ListingImage, User
 from marketplace.services import user_airtm_link
+from marketplace.templatetags.market import initials
 from offerhub.errors import ServiceError
 from payments.balances import Actor
 from payments.deposits import deposits_sync
@@ -28,6 +32,8 @@ NO_FUNDS = Decimal("0")
 DEMO_USERS = [
     {"email": "buyer@demo.offerhub.test", "display_name": "Bea Buyer", "role": None, "funds": Decimal("500")},
     {"email": "seller@demo.offerhub.test", "display_name": "Sam Seller", "role": None, "funds": NO_FUNDS},
+    {"email": "lucia@demo.offerhub.test", "display_name": "Lucía Ortega", "role": None, "funds": NO_FUNDS},
+    {"email": "kai@demo.offerhub.test", "display_name": "Kai Motion Studio", "role": None, "funds": NO_FUNDS},
     {"email": "support@demo.offerhub.test", "display_name": "Sofia Support", "role": SUPPORT_AGENT, "funds": NO_FUNDS},
     {"email": "lead@demo.offerhub.test", "display_name": "Leo Lead", "role": SUPPORT_LEAD, "funds": NO_FUNDS},
 ]
@@ -35,6 +41,24 @@ ROLE_LABELS = {None: "buyer and seller", SUPPORT_AGENT: "support agent", SUPPORT
 
 DEMO_BUYER = "buyer@demo.offerhub.test"
 DEMO_SELLER = "seller@demo.offerhub.test"
+# The sellers' profiles: the words on their page, and the category whose colours their avatar takes.
+DEMO_SELLERS = {
+    DEMO_SELLER: (
+        "design",
+        "Designer and Django developer in Lisbon. Ten years of brand identities and fast, accessible websites "
+        "for small businesses; I answer within a day.",
+    ),
+    "lucia@demo.offerhub.test": (
+        "writing-translation",
+        "Native Spanish translator and editor from Bogotá. Websites, apps and marketing copy, localised for "
+        "Latin American readers, with a glossary of your terms.",
+    ),
+    "kai@demo.offerhub.test": (
+        "video-animation",
+        "A two-person motion studio: explainer videos, logo animations and the social posts that go with them. "
+        "Scripts included, revisions until it feels right.",
+    ),
+}
 DEMO_CATEGORIES = [
     ("design", "Design", "palette"),
     ("development", "Development", "code-slash"),
@@ -45,6 +69,9 @@ DEMO_CATEGORIES = [
 DEMO_LISTINGS = [
     {
         "title": "A logo and brand kit for your small business",
+        "seller": DEMO_SELLER,
+        "caption": "Logo & brand kit",
+        "images": 3,
         "category": "design",
         "price": "180.00",
         "delivery_days": 5,
@@ -55,6 +82,9 @@ DEMO_LISTINGS = [
     },
     {
         "title": "A landing page built with Django and Bootstrap",
+        "seller": DEMO_SELLER,
+        "caption": "Landing page, launched",
+        "images": 2,
         "category": "development",
         "price": "650.00",
         "delivery_days": 14,
@@ -65,6 +95,9 @@ DEMO_LISTINGS = [
     },
     {
         "title": "One hour of Python code review",
+        "seller": DEMO_SELLER,
+        "caption": "Python code review",
+        "images": 1,
         "category": "development",
         "price": "75.00",
         "delivery_days": 2,
@@ -74,6 +107,9 @@ DEMO_LISTINGS = [
     },
     {
         "title": "Translate your website from English to Spanish",
+        "seller": "lucia@demo.offerhub.test",
+        "caption": "English to Spanish",
+        "images": 3,
         "category": "writing-translation",
         "price": "95.00",
         "delivery_days": 3,
@@ -82,6 +118,9 @@ DEMO_LISTINGS = [
     },
     {
         "title": "Proofread and edit up to 5,000 words",
+        "seller": "lucia@demo.offerhub.test",
+        "caption": "Proofreading",
+        "images": 1,
         "category": "writing-translation",
         "price": "45.00",
         "delivery_days": 2,
@@ -90,6 +129,9 @@ DEMO_LISTINGS = [
     },
     {
         "title": "A 60-second explainer video",
+        "seller": "kai@demo.offerhub.test",
+        "caption": "60-second explainer",
+        "images": 3,
         "category": "video-animation",
         "price": "320.00",
         "delivery_days": 10,
@@ -99,11 +141,61 @@ DEMO_LISTINGS = [
     },
     {
         "title": "SEO audit of your online shop",
+        "seller": "kai@demo.offerhub.test",
+        "caption": "SEO audit",
+        "images": 2,
         "category": "marketing",
         "price": "120.00",
         "delivery_days": 4,
         "description": "A prioritised list of what keeps your shop from ranking: page speed, titles, structured "
         "data, broken links, and the ten fixes worth doing first.",
+    },
+    {
+        "title": "A set of 12 custom icons for your app",
+        "seller": DEMO_SELLER,
+        "caption": "12 custom icons",
+        "images": 2,
+        "category": "design",
+        "price": "140.00",
+        "delivery_days": 6,
+        "description": "Twelve icons drawn for your product in one consistent style, on a 24-pixel grid, "
+        "as SVG and as an icon font.",
+        "delivery_terms": "Sketches first, then the final set. One round of changes per icon.",
+        "milestones": [("Sketches of all twelve", "40.00"), ("Final icon set", "100.00")],
+    },
+    {
+        "title": "Four blog posts for your online shop, in Spanish",
+        "seller": "lucia@demo.offerhub.test",
+        "caption": "Blog posts in Spanish",
+        "images": 2,
+        "category": "writing-translation",
+        "price": "160.00",
+        "delivery_days": 7,
+        "description": "Four posts of about 800 words each, researched and written in Spanish for your "
+        "customers, with titles and meta descriptions ready for search engines.",
+    },
+    {
+        "title": "An animated logo intro for your videos",
+        "seller": "kai@demo.offerhub.test",
+        "caption": "Animated logo intro",
+        "images": 2,
+        "category": "video-animation",
+        "price": "85.00",
+        "delivery_days": 3,
+        "description": "Your logo brought to life in a five-second intro with sound, for YouTube, Reels and "
+        "presentations, in 4K and square formats.",
+    },
+    {
+        "title": "A month of social media posts",
+        "seller": "kai@demo.offerhub.test",
+        "caption": "30 days of posts",
+        "images": 1,
+        "category": "marketing",
+        "price": "240.00",
+        "delivery_days": 10,
+        "description": "Twenty posts for Instagram and LinkedIn, designed and written for your brand, with a "
+        "calendar of when to publish each one.",
+        "milestones": [("Calendar and first five posts", "80.00"), ("The other fifteen posts", "160.00")],
     },
 ]
 
@@ -166,20 +258,34 @@ class Command(BaseCommand):
             self.stderr.write(f"The demo buyer's Airtm account was not linked ({error.message}).")
 
     def _listings(self) -> None:
-        """The demo categories, and the demo seller's listings unless one of that title ever existed."""
+        """The demo categories with their pictures, the sellers' profiles, and the demo listings (with
+        their pictures) unless one of that title ever existed among the demo sellers' listings."""
         categories = {}
         for position, (slug, name, icon) in enumerate(DEMO_CATEGORIES):
-            categories[slug], _ = Category.objects.get_or_create(
+            category, _ = Category.objects.get_or_create(
                 slug=slug, defaults={"name": name, "icon": icon, "position": position}
             )
-        seller = User.objects.get(email__iexact=DEMO_SELLER)
-        existing = set(Listing.objects.filter(seller=seller).values_list("title", flat=True))
+            if not category.image:
+                category.image.save(f"{slug}.jpg", ContentFile(category_picture(category=slug)), save=True)
+            categories[slug] = category
+        sellers = {email: self._seller_profile(email, *profile) for email, profile in DEMO_SELLERS.items()}
+        existing = {
+            listing.title: listing
+            for listing in Listing.objects.filter(seller__in=sellers.values()).prefetch_related("images")
+        }
         created = 0
-        for spec in DEMO_LISTINGS:
-            if spec["title"] in existing:
+        for number, spec in enumerate(DEMO_LISTINGS):
+            pictures = [
+                listing_picture(category=spec["category"], caption=spec["caption"], variant=variant, seed=number)
+                for variant in range(spec["images"])
+            ]
+            listing = existing.get(spec["title"])
+            if listing is not None:
+                if not listing.images.all():  # seeded before demo listings had pictures
+                    self._pictures_add(listing, pictures)
                 continue
             listing_create(
-                seller=seller,
+                seller=sellers[spec["seller"]],
                 title=spec["title"],
                 description=spec["description"],
                 price=Decimal(spec["price"]),
@@ -187,6 +293,27 @@ class Command(BaseCommand):
                 delivery_days=spec["delivery_days"],
                 delivery_terms=spec.get("delivery_terms", ""),
                 milestones=[MilestoneSpec(title=t, amount=Decimal(a)) for t, a in spec.get("milestones", [])],
+                images=[
+                    SimpleUploadedFile(f"{n + 1}.jpg", picture, content_type="image/jpeg")
+                    for n, picture in enumerate(pictures)
+                ],
             )
             created += 1
         self.stdout.write(self.style.SUCCESS(f"Demo listings ready ({created} created)."))
+
+    def _seller_profile(self, email: str, category: str, about: str) -> User:
+        """The demo seller's "about" and generated avatar, unless they already have their own."""
+        seller = User.objects.get(email__iexact=email)
+        if not seller.about:
+            seller.about = about
+            seller.save(update_fields=["about"])
+        if not seller.avatar:
+            picture = avatar_picture(initials=initials(seller.display_name), category=category)
+            seller.avatar.save("avatar.jpg", ContentFile(picture), save=True)
+        return seller
+
+    def _pictures_add(self, listing: Listing, pictures: list[bytes]) -> None:
+        for position, picture in enumerate(pictures):
+            image = ListingImage(listing=listing, position=position)
+            image.image.save(f"{position + 1}.jpg", ContentFile(picture), save=False)
+            image.save()
