@@ -23,6 +23,7 @@ from marketplace.manual import (
 from marketplace.models import Category, Listing, ListingImage, ListingMilestone, Order, OrderMilestone, User
 from marketplace.orders import order_escrow
 from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
+from marketplace.references import order_pk_from_reference, order_reference
 from offerhub.admin import ReadOnlyAdmin
 from offerhub.errors import ServiceError
 from offerhub.money import money_format, money_from_stroops
@@ -247,11 +248,24 @@ class OrderAdmin(ReadOnlyAdmin):
     class Media:
         css = {"all": ["css/admin.css"]}
 
-    list_display = ("public_id", "title", "buyer", "seller", "amount_usd", "status", "created_at")
+    list_display = ("public_id", "reference", "title", "buyer", "seller", "amount_usd", "status", "created_at")
     list_filter = ("status", "outcome")
     search_fields = ("public_id", "client_order_ref", "title", "buyer__email", "seller__email")
     list_select_related = ("buyer", "seller")
     date_hierarchy = "created_at"
+
+    @admin.display(description="reference")
+    def reference(self, order):
+        """The short reference the member sees on their pages and e-mails (marketplace.references)."""
+        return order_reference(order.pk)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A member's short reference (`#A7K2-93`, typed any way) finds its order too."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        pk = order_pk_from_reference(search_term)
+        if pk is not None:
+            queryset |= self.model.objects.filter(pk=pk)
+        return queryset, may_have_duplicates
     fields = (
         "public_id",
         "title",

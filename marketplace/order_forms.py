@@ -72,13 +72,6 @@ class DeliverForm(BootstrapFormMixin, forms.Form):
         help_text=f"Optional: PDF, image, ZIP or text, at most {EVIDENCE_MAX_BYTES // (1024 * 1024)} MB.",
     )
 
-    def __init__(self, *args, allow_file: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not allow_file:
-            # An order without milestones keeps its delivery note and link (on the contract too);
-            # it has nowhere to keep a file.
-            del self.fields["evidence_file"]
-
     def clean_evidence_file(self):
         upload = self.cleaned_data.get("evidence_file")
         if upload:

@@ -27,6 +27,7 @@ urlpatterns = [
     path("orders/<str:public_id>/cancel/", order_views.order_cancel_view, name="order-cancel"),
     path("orders/<str:public_id>/retry/", order_views.order_retry_view, name="order-retry"),
     path("orders/<str:public_id>/milestones/<path:ref>/evidence/", order_views.order_evidence, name="order-evidence"),
+    path("orders/<str:public_id>/delivery/file/", order_views.order_delivery_file_view, name="order-delivery-file"),
     path("accounts/signup/", views.sign_up, name="signup"),
     path("wallet/airtm/link/", views.airtm_link, name="airtm-link"),
     path(
