@@ -66,7 +66,7 @@ class DeliverForm(BootstrapFormMixin, forms.Form):
         label="Link to the work", required=False, max_length=200, assume_scheme="https", help_text="Optional."
     )
     evidence_file = forms.FileField(
-        label="File",
+        label="File of the work",
         required=False,
         widget=forms.ClearableFileInput(attrs={"accept": EVIDENCE_ACCEPT}),
         help_text=f"Optional: PDF, image, ZIP or text, at most {EVIDENCE_MAX_BYTES // (1024 * 1024)} MB.",

@@ -30,7 +30,7 @@ from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
 from payments.topups import topup_cancel, topup_create, topup_page_url, topup_refresh_throttled
 from payments.wallets import wallet_ensure
-from payments.withdrawals import withdrawal_create_crypto
+from payments.withdrawals import withdrawal_check_crypto, withdrawal_create_crypto
 
 logger = logging.getLogger(__name__)
 TOPUP_RETURNS_KEPT = 10  # the session remembers where the last few top-ups were started from
@@ -93,7 +93,23 @@ def wallet_page(request):
     if request.method == "POST" and "crypto" in context["rails"]:  # the crypto withdrawal form
         form = WithdrawalForm(request.POST)
         context["withdrawal_form"] = form
-        if form.is_valid():
+        if form.is_valid() and request.POST.get("confirmed") != "yes":
+            # Money sent on chain cannot come back: check everything, then ask once more.
+            try:
+                withdrawal_check_crypto(
+                    user=user,
+                    amount=form.cleaned_data["amount"],
+                    destination=form.cleaned_data["destination"].strip(),
+                    memo=form.cleaned_data["memo"],
+                )
+            except StellarError:
+                form.add_error(None, "We could not reach the payment network. Nothing was withdrawn; try again.")
+            except ServiceError as error:
+                field = {"destinationRef": "destination", "amount": "amount", "memo": "memo"}.get(error.field)
+                form.add_error(field, error.message)
+            else:
+                return _withdraw_confirm(request, form)
+        elif form.is_valid():
             try:
                 withdrawal = withdrawal_create_crypto(
                     user=user,
@@ -118,6 +134,28 @@ def wallet_page(request):
                 return redirect("wallet")
         return render(request, "payments/wallet.html", context, status=200)
     return render(request, "payments/wallet.html", context)
+
+
+def _withdraw_confirm(request, form: WithdrawalForm):
+    amount, destination = form.cleaned_data["amount"], form.cleaned_data["destination"].strip()
+    memo = form.cleaned_data["memo"]
+    return _confirm_page(
+        request,
+        heading="Send this withdrawal?",
+        summary=f"${amount:,.2f} leaves your balance for the Stellar address {destination[:4]}…{destination[-4:]}.",
+        rows=[("Amount", f"${amount:,.2f}"), ("To", destination)] + ([("Memo", memo)] if memo else []),
+        warning="Payments on the Stellar network cannot be reversed: check the address (and the memo the "
+        "destination asks for). Money sent to a wrong address is lost.",
+        hidden=[("amount", f"{amount}"), ("destination", destination), ("memo", memo), ("confirmed", "yes")],
+        button=f"Yes, send ${amount:,.2f}",
+        back=f"{reverse('wallet')}?{urlencode({'destination': destination})}#withdraw-heading",
+    )
+
+
+def _confirm_page(request, *, back: str, **confirm):
+    """The confirmation of a withdrawal: it POSTs to the wallet page again, with `confirmed`."""
+    confirm.update(action=reverse("wallet"), back=back, back_label="Change it", crumbs=[("Wallet", reverse("wallet"))])
+    return render(request, "includes/confirm.html", {"confirm": confirm})
 
 
 # --- Withdraw to Airtm -----------------------------------------------------------------------------
@@ -164,7 +202,24 @@ def _airtm_withdraw(request, context: dict):
         messages.error(request, "Link your Airtm account first.")
         return redirect("airtm-link")
     form = AirtmWithdrawalForm(request.POST)
-    if form.is_valid():
+    if form.is_valid() and request.POST.get("confirmed") != "yes":
+        amount = form.cleaned_data["amount"]
+        available = balance_snapshot(user=user).available
+        if money_dollars(available) < amount:
+            form.add_error("amount", f"Not enough funds: ${money_dollars(available):,.2f} available.")
+        else:
+            return _confirm_page(
+                request,
+                heading="Withdraw to Airtm?",
+                summary=f"${amount:,.2f} goes from your balance to your Airtm account {user.airtm_email}.",
+                rows=[("Amount", f"${amount:,.2f}"), ("To", f"Airtm account {user.airtm_email}")],
+                warning="Once Airtm has paid it, a withdrawal cannot be undone. Until then you can cancel it "
+                "from your wallet.",
+                hidden=[("form", "airtm-withdraw"), ("airtm-amount", f"{amount}"), ("confirmed", "yes")],
+                button=f"Yes, withdraw ${amount:,.2f} to Airtm",
+                back=f"{reverse('wallet')}#airtm-withdraw-heading",
+            )
+    elif form.is_valid():
         try:
             withdrawal = withdrawal_create_airtm(
                 user=user,

@@ -8,11 +8,12 @@ DESKTOP = {"width": 1366, "height": 900}
 MOBILE = {"width": 390, "height": 844}
 
 
-def screenshot_save(page, *, name: str) -> Path:
-    """Writes docs/screenshots/<name>.png: the whole page as it is now."""
+def screenshot_save(page, *, name: str, full_page: bool = True) -> Path:
+    """Writes docs/screenshots/<name>.png: the whole page as it is now (or, `full_page` False,
+    only what the window shows: a smaller file for a long page)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
