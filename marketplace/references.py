@@ -8,8 +8,8 @@ The scheme (docs/marketplace.md, "Order references"): the primary key goes throu
 permutation of the numbers below 2**bits (multiply by an odd constant, add an offset, modulo
 2**bits: a bijection, so two orders never share a reference, and consecutive orders do not
 look consecutive), is written in Crockford's base 32 (no I, L, O, U: nothing to confuse), and
-ends with a check character (a weighted sum of the digits, modulo 32) that catches a mistyped
-or swapped character. 25 bits (five characters) cover the first 33 million orders; beyond that
+ends with a check character (a sum of the digits with odd weights, modulo 32) that catches any
+one mistyped character and most swaps of two neighbours. 25 bits (five characters) cover the first 33 million orders; beyond that
 the body grows by a character, and its length says which width to decode with.
 """
 
@@ -25,7 +25,9 @@ PATTERN = re.compile(r"^#?\s*([0-9A-Za-z]{4})[-\s]?([0-9A-Za-z]{2,})$")
 
 
 def _check(digits: str) -> str:
-    total = sum((position + 1) * ALPHABET.index(digit) for position, digit in enumerate(digits))
+    # Odd weights are invertible modulo 32: any one mistyped character changes the sum; distinct
+    # ones make most swaps of two neighbours change it too.
+    total = sum((2 * position + 1) * ALPHABET.index(digit) for position, digit in enumerate(digits))
     return ALPHABET[total % 32]
 
 
