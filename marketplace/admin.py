@@ -266,6 +266,7 @@ class OrderAdmin(ReadOnlyAdmin):
         if pk is not None:
             queryset |= self.model.objects.filter(pk=pk)
         return queryset, may_have_duplicates
+
     fields = (
         "public_id",
         "title",

@@ -9,8 +9,9 @@ permutation of the numbers below 2**bits (multiply by an odd constant, add an of
 2**bits: a bijection, so two orders never share a reference, and consecutive orders do not
 look consecutive), is written in Crockford's base 32 (no I, L, O, U: nothing to confuse), and
 ends with a check character (a sum of the digits with odd weights, modulo 32) that catches any
-one mistyped character and most swaps of two neighbours. 25 bits (five characters) cover the first 33 million orders; beyond that
-the body grows by a character, and its length says which width to decode with.
+one mistyped character and most swaps of two neighbours. 25 bits (five characters) cover the
+first 33 million orders; beyond that the body grows by a character, and its length says which
+width to decode with.
 """
 
 import re
