@@ -15,7 +15,7 @@ from payments.wallets import platform_bootstrap, wallet_ensure
 from tests.browser.conftest import policy_violations
 from tests.browser.screenshots import DESKTOP, MOBILE, horizontal_overflow, screenshot_save
 from tests.browser.test_order_journey import log_in, off_the_browser_thread
-from tests.factories import CategoryFactory, ListingFactory, UserFactory
+from tests.factories import CategoryFactory, ListingFactory, ListingMilestoneFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 USD = 10_000_000
@@ -53,6 +53,8 @@ def members():
         wallet_ensure(user=user)
     listing = ListingFactory(seller=seller, category=design, title="A logo for your shop", price_cents=4_000)
     other = ListingFactory(seller=seller, category=design, title="Business cards", price_cents=2_500)
+    ListingMilestoneFactory(listing=other, position=0, title="Two designs to choose from", amount_cents=1_000)
+    ListingMilestoneFactory(listing=other, position=1, title="Print-ready files", amount_cents=1_500)
     for title, status, outcome in (
         (LONG_TITLE, Order.Status.CLOSED, Order.Outcome.RELEASED),
         ("Flyer for the summer sale", Order.Status.CLOSED, Order.Outcome.CANCELED),
@@ -168,4 +170,17 @@ def test_checkout_add_funds_deliver_with_a_refused_file_confirm_the_release_and_
     screenshot_save(phone, name="wallet-mobile", full_page=False)
 
     phone.goto(f"{url}/orders/sales/")
+    assert horizontal_overflow(phone) == 0
+
+    # An order in milestones: each milestone's number stays on its title's line.
+    phone.goto(f"{url}/listings/{other.public_id}/checkout/")
+    phone.get_by_test_id("confirm").click()
+    expect(phone.get_by_test_id("order-status")).to_have_text("In progress")
+    milestones = phone.get_by_test_id("milestone")
+    expect(milestones).to_have_count(2)
+    for row in (milestones.first, milestones.last):
+        number = row.evaluate("(li) => getComputedStyle(li, '::before').content")
+        assert number.startswith('counters(') or number[1].isdigit()  # "1. ", "2. "
+        row_box, title_box = row.bounding_box(), row.locator(".fw-semibold").bounding_box()
+        assert title_box["y"] - row_box["y"] < 20  # the title starts on the first line, beside its number
     assert horizontal_overflow(phone) == 0
