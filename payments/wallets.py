@@ -180,8 +180,9 @@ def _mark_active(wallet: Wallet) -> Wallet:
 
 
 def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
-    """Put the wallet on chain, sponsored by the platform. Safe to run again at any point:
-    it first looks at the chain, and a lost race on the platform's sequence is retried."""
+    """Put the wallet on chain, sponsored by the platform. Safe to run again at any point: it
+    reads the wallet's row again, looks at the chain first once an activation was ever sent
+    (`activation_tx_hash`), and a lost race on the platform's sequence is retried."""
     if wallet.status == Wallet.Status.ACTIVE:
         return wallet
     # Another run may have activated it since this copy was read.

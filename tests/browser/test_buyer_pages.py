@@ -180,7 +180,7 @@ def test_checkout_add_funds_deliver_with_a_refused_file_confirm_the_release_and_
     expect(milestones).to_have_count(2)
     for row in (milestones.first, milestones.last):
         number = row.evaluate("(li) => getComputedStyle(li, '::before').content")
-        assert number.startswith('counters(') or number[1].isdigit()  # "1. ", "2. "
+        assert number.startswith("counters(") or number[1].isdigit()  # "1. ", "2. "
         row_box, title_box = row.bounding_box(), row.locator(".fw-semibold").bounding_box()
         assert title_box["y"] - row_box["y"] < 20  # the title starts on the first line, beside its number
     assert horizontal_overflow(phone) == 0
