@@ -32,6 +32,7 @@ from marketplace.models import (
 )
 from marketplace.orders import order_escrow
 from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
+from marketplace.references import order_pk_from_reference, order_reference
 from marketplace.reviews import HIDE_REASON_MAX_LENGTH, review_hide
 from offerhub.admin import ReadOnlyAdmin
 from offerhub.errors import ServiceError
@@ -267,11 +268,25 @@ class OrderAdmin(ReadOnlyAdmin):
     class Media:
         css = {"all": ["css/admin.css"]}
 
-    list_display = ("public_id", "title", "buyer", "seller", "amount_usd", "status", "created_at")
+    list_display = ("public_id", "reference", "title", "buyer", "seller", "amount_usd", "status", "created_at")
     list_filter = ("status", "outcome")
     search_fields = ("public_id", "client_order_ref", "title", "buyer__email", "seller__email")
     list_select_related = ("buyer", "seller")
     date_hierarchy = "created_at"
+
+    @admin.display(description="reference")
+    def reference(self, order):
+        """The short reference the member sees on their pages and e-mails (marketplace.references)."""
+        return order_reference(order.pk)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A member's short reference (`#A7K2-93`, typed any way) finds its order too."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        pk = order_pk_from_reference(search_term)
+        if pk is not None:
+            queryset |= self.model.objects.filter(pk=pk)
+        return queryset, may_have_duplicates
+
     fields = (
         "public_id",
         "title",

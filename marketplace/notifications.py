@@ -5,7 +5,8 @@ writes nothing new) in the transaction that advances its cursor; the e-mails a t
 wrote are sent together after its commit (from the delivering task, else by one task) and
 marked sent, and the sweeper sends one left unsent. So a crash after the change committed
 still sends the e-mail, once in the normal path. The order e-mails of a delivery pass take
-one read of their orders and one INSERT (a batch subscriber).
+one read of their orders and one INSERT (a batch subscriber). People see the order's short
+reference (`Order #A7K2-93`, marketplace.references), the link carries its full id.
 """
 
 import json
@@ -18,6 +19,7 @@ from django.utils import timezone
 from disputes.models import DisputeEvidence, DisputeMessage, Party
 from marketplace.models import Order
 from marketplace.orders import seller_net
+from marketplace.references import order_reference
 from offerhub.events import event_subscriber
 from offerhub.models import EmailNotification
 from offerhub.money import money_from_stroops
@@ -118,7 +120,7 @@ def order_emails_batch(events: list[dict]) -> None:
                 event["eventId"],
                 recipients,
                 subject.format(**values),
-                body.format(**values) + f"\n\n{link}\n",
+                body.format(**values) + f"\n\nOrder {order_reference(order.pk)}: {link}\n",
             )
         )
     email_notifications_queue(emails)
@@ -162,5 +164,6 @@ def dispute_thread_emails(event: dict) -> None:
         event_id=event["eventId"],
         recipients=recipients,
         subject=f"Dispute on “{order.title}”: {who.lower()} {what}",
-        body=f"{who} {what} on the dispute about “{order.title}”:\n\n{excerpt}\n\n{link}\n",
+        body=f"{who} {what} on the dispute about “{order.title}”:\n\n{excerpt}\n\n"
+        f"Order {order_reference(order.pk)}: {link}\n",
     )

@@ -66,18 +66,11 @@ class DeliverForm(BootstrapFormMixin, forms.Form):
         label="Link to the work", required=False, max_length=200, assume_scheme="https", help_text="Optional."
     )
     evidence_file = forms.FileField(
-        label="File",
+        label="File of the work",
         required=False,
         widget=forms.ClearableFileInput(attrs={"accept": EVIDENCE_ACCEPT}),
         help_text=f"Optional: PDF, image, ZIP or text, at most {EVIDENCE_MAX_BYTES // (1024 * 1024)} MB.",
     )
-
-    def __init__(self, *args, allow_file: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        if not allow_file:
-            # An order without milestones keeps its delivery note and link (on the contract too);
-            # it has nowhere to keep a file.
-            del self.fields["evidence_file"]
 
     def clean_evidence_file(self):
         upload = self.cleaned_data.get("evidence_file")

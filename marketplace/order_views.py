@@ -15,7 +15,7 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_fsm import can_proceed, has_transition_perm
 
 from disputes.case_page import CASE_FORMS, dispute_case, dispute_prefetches
@@ -35,6 +35,7 @@ from marketplace.orders import (
     OrderActor,
     order_cancel,
     order_checkout,
+    order_delivery_file,
     order_escrow_create,
     order_milestone_complete,
     order_milestone_release,
@@ -42,6 +43,7 @@ from marketplace.orders import (
     order_release,
     seller_net,
 )
+from marketplace.references import order_pk_from_reference, order_reference
 from marketplace.refund_fees import order_refund_fees_of
 from offerhub.errors import ServiceError
 from offerhub.files import private_file_response
@@ -139,6 +141,15 @@ def _order_for(request, public_id) -> Order:
     )
     if order is None or not (order.is_participant(request.user) or request.user.is_support):
         raise Http404("No such order")
+    return order
+
+
+def _order_by_reference(request, reference: str) -> Order | None:
+    """The order a short reference (`A7K2-93`, as people read it out) stands for, if the user may see it."""
+    pk = order_pk_from_reference(reference)
+    order = Order.objects.filter(pk=pk).first() if pk is not None else None
+    if order is None or not (order.is_participant(request.user) or request.user.is_support):
+        return None
     return order
 
 
@@ -348,7 +359,7 @@ def _deliver_forms(actions: dict, posted: DeliverForm | None = None) -> list[tup
             posted.auto_id = auto_id
             return posted
         if milestone is None:
-            return DeliverForm(auto_id=auto_id, allow_file=False)
+            return DeliverForm(auto_id=auto_id)
         return DeliverForm(initial={"milestone": ref}, auto_id=auto_id)
 
     if actions.get("deliver"):
@@ -380,10 +391,11 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
     for milestone in milestones:
         milestone.dollars = money_dollars(milestone.amount)
         milestone.paying = milestone.status == OrderMilestone.Status.COMPLETED and milestone.position in paying
-    delivery_evidence = ""
+    delivery_evidence, delivery_file = "", None
     if escrow is not None and not milestones:
         first = next(iter(escrow.milestones.all()), None)
         delivery_evidence = first.evidence if first is not None else ""
+        delivery_file = order_delivery_file(order=order)
     timeline = _timeline(order)
     actions = _actions(order, request.user, milestones)
     auto_release_at = None
@@ -402,6 +414,7 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "off_road": order.status in OFF_ROAD,
         "milestones": milestones,
         "delivery_evidence": delivery_evidence,
+        "delivery_file": delivery_file,
         "timeline": timeline,
         "actions": actions,
         "deliver_forms": _deliver_forms(actions, posted.get("deliver")),
@@ -431,6 +444,11 @@ def _order_page(request, order: Order, context: dict):
 
 @login_required
 def order_detail(request, public_id):
+    if not public_id.startswith("ord_"):  # a short reference typed in: to the order's own address
+        order = _order_by_reference(request, public_id)
+        if order is None:
+            raise Http404("No such order")
+        return redirect("order-detail", public_id=order.public_id)
     order = _order_for(request, public_id)
     return _order_page(request, order, _order_context(request, order))
 
@@ -455,6 +473,17 @@ def order_evidence(request, public_id, ref):
         raise Http404("No such file")
     name = milestone.evidence_file.name.rsplit("/", 1)[-1]
     return private_file_response(milestone.evidence_file, filename=f"{order.public_id}-{name}")
+
+
+@login_required
+@require_GET
+def order_delivery_file_view(request, public_id):
+    """The file delivered with an order without milestones, for its participants and support only."""
+    order = _order_for(request, public_id)
+    file = order_delivery_file(order=order)
+    if file is None:
+        raise Http404("No such file")
+    return private_file_response(file, filename=f"{order.public_id}-{file.name.rsplit('/', 1)[-1]}")
 
 
 # --- Actions (POST, CSRF-protected; each calls one service) -----------------------------------------
@@ -517,7 +546,7 @@ def order_deliver(request, public_id):
     order, actor = _participant(request, public_id)
     if not order.is_seller(request.user):
         raise PermissionDenied("only the seller marks an order delivered")
-    form = DeliverForm(request.POST, request.FILES, allow_file=bool(request.POST.get("milestone")))
+    form = DeliverForm(request.POST, request.FILES)
     if not form.is_valid():
         return _form_refused(request, order, "deliver", form)
     ref = form.cleaned_data["milestone"] or None
@@ -541,14 +570,33 @@ def order_deliver(request, public_id):
     return _back(order)
 
 
+def _confirm_page(request, order: Order, **confirm):
+    """The confirmation page of an action on `order` that cannot be undone (includes/confirm.html)."""
+    mine = "my-purchases" if order.is_buyer(request.user) else "my-sales"
+    back = reverse("order-detail", args=[order.public_id])
+    confirm.setdefault("back", back)
+    confirm["crumbs"] = [
+        ("My purchases" if mine == "my-purchases" else "My sales", reverse(mine)),
+        (f"{order.title} ({order_reference(order.pk)})", back),
+    ]
+    return render(request, "includes/confirm.html", {"confirm": confirm})
+
+
+def _net_words(amount: int) -> str:
+    return f"${money_dollars(seller_net(amount=amount)):,.2f} after the escrow and platform fees"
+
+
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def order_release_view(request, public_id):
+    """GET: what releasing pays and to whom, to confirm; POST: approve and release."""
     order, actor = _participant(request, public_id)
     if not order.is_buyer(request.user):
         raise PermissionDenied("only the buyer approves and releases the payment")
-    form = MilestoneForm(request.POST)
+    form = MilestoneForm(request.POST if request.method == "POST" else request.GET)
     ref = form.cleaned_data["milestone"] if form.is_valid() else ""
+    if request.method == "GET":
+        return _release_confirm(request, order, ref)
     try:
         if ref:
             milestone = _milestone(order, ref)
@@ -565,9 +613,44 @@ def order_release_view(request, public_id):
     return _back(order)
 
 
+def _release_confirm(request, order: Order, ref: str):
+    milestones = list(order.milestones.all())
+    actions = _actions(order, request.user, milestones)
+    seller = order.seller.display_name
+    if ref:
+        milestone = _milestone(order, ref)
+        if milestone not in actions["release_milestones"]:
+            messages.info(request, f"“{milestone.title}” cannot be approved now.")
+            return _back(order)
+        amount = milestone.amount
+        heading = f"Approve “{milestone.title}” and release its payment?"
+        hidden = [("milestone", milestone.ref)]
+    else:
+        if not actions["release"]:
+            messages.info(request, "This order's payment cannot be released now.")
+            return _back(order)
+        amount, heading, hidden = order.amount, "Approve the delivery and release the payment?", []
+    dollars = f"${money_dollars(amount):,.2f}"
+    return _confirm_page(
+        request,
+        order,
+        heading=heading,
+        summary=f"{dollars} goes from the escrow to {seller}.",
+        rows=[("Released", dollars), ("Paid to", seller), (f"{seller} receives", _net_words(amount))],
+        warning="Once released, the payment cannot be taken back, and you can no longer open a dispute about it. "
+        "Do this only once you have checked the work.",
+        action=reverse("order-release", args=[order.public_id]),
+        hidden=hidden,
+        button=f"Yes, release {dollars} to {seller}",
+        style="success",
+        back_label="Not yet",
+    )
+
+
 @login_required
 @require_POST
 def order_refund_view(request, public_id):
+    """The seller refunds: the reason is checked, then confirmed on a page of its own (`confirmed`)."""
     order, actor = _participant(request, public_id)
     if not order.is_seller(request.user):
         raise PermissionDenied("only the seller refunds an order")
@@ -575,6 +658,26 @@ def order_refund_view(request, public_id):
     if not form.is_valid():
         return _form_refused(request, order, "refund", form, "Please say why you are refunding the order.")
     fees = order_refund_fees_of(order)  # before the refund empties the escrow
+    if request.POST.get("confirmed") != "yes":
+        buyer = order.buyer.display_name
+        return _confirm_page(
+            request,
+            order,
+            heading="Refund the buyer?",
+            summary=f"${fees.back:,.2f} goes back to {buyer}; you are not paid for this order.",
+            rows=[
+                ("In escrow", f"${fees.amount:,.2f}"),
+                ("Fees the escrow keeps", f"${fees.fees:,.2f}"),
+                (f"{buyer} gets back", f"${fees.back:,.2f}"),
+                ("Your reason", form.cleaned_data["reason"]),
+            ],
+            warning="A refund cannot be undone: the order closes and the buyer sees your reason.",
+            action=reverse("order-refund", args=[order.public_id]),
+            hidden=[("reason", form.cleaned_data["reason"]), ("confirmed", "yes")],
+            button=f"Yes, refund ${fees.back:,.2f} to {buyer}",
+            style="danger",
+            back_label="Keep the order",
+        )
     try:
         order_refund(order=order, actor=actor, reason=form.cleaned_data["reason"])
     except ServiceError as error:
@@ -588,9 +691,33 @@ def order_refund_view(request, public_id):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def order_cancel_view(request, public_id):
+    """GET: what canceling does, to confirm; POST: cancel."""
     order, actor = _participant(request, public_id)
+    if request.method == "GET":
+        if not _may(order, "cancel", actor):
+            messages.info(request, "This order cannot be canceled now.")
+            return _back(order)
+        dollars = f"${money_dollars(order.amount):,.2f}"
+        if order.is_buyer(request.user):
+            seller = order.seller.display_name
+            summary = f"The {dollars} on hold goes back to your available balance; {seller} is paid nothing."
+        else:
+            summary = f"The {dollars} on hold goes back to {order.buyer.display_name}; you are paid nothing."
+        return _confirm_page(
+            request,
+            order,
+            heading="Cancel this order?",
+            summary=summary,
+            rows=[("Order", f"{order.title} ({order_reference(order.pk)})"), ("Back to the buyer", dollars)],
+            warning="A canceled order cannot be reopened: to buy again, place a new order.",
+            action=reverse("order-cancel", args=[order.public_id]),
+            hidden=[],
+            button="Yes, cancel the order",
+            style="danger",
+            back_label="Keep the order",
+        )
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     try:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import prefetch_related_objects
+from django.db.models.fields.files import FieldFile
 from django.dispatch import receiver
 from django.utils import timezone
 from django_fsm import can_proceed, has_transition_perm
@@ -35,6 +36,9 @@ from escrow.services import (
 )
 from marketplace.models import Order, OrderMilestone, User
 from offerhub.errors import ServiceError
+from offerhub.files import private_storage
+from offerhub.ids import random_alnum
+from offerhub.models import AuditLog
 from offerhub.money import money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish, outbox_batched, transaction_joined
 from offerhub.timefmt import iso_timestamp
@@ -421,7 +425,7 @@ def order_milestone_complete(
     _in_progress(order)
     escrow = _escrow_of(order)
     milestones = list(order.milestones.select_for_update().order_by("position"))  # one read, for every check below
-    milestone = None
+    milestone, delivery_file = None, ""
     if ref is not None:
         milestone = next((m for m in milestones if m.ref == ref), None)
         if milestone is None:
@@ -442,6 +446,8 @@ def order_milestone_complete(
         if order.delivered_at is not None:
             raise ServiceError("INVALID_STATE", "the order is already marked delivered")
         index = 0
+        if evidence_file is not None:
+            delivery_file = _delivery_file_save(order, evidence_file)
     evidence = " ".join(part for part in (evidence_link, evidence_text) if part)[:500]
     escrow_milestone_mark(escrow=escrow, index=index, evidence=evidence, actor=(actor.type, actor.id))
     delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as Order.all_milestones_delivered
@@ -455,10 +461,42 @@ def order_milestone_complete(
         resource_id=order.public_id,
         actor_type=actor.type,
         actor_id=actor.id,
-        payload_after={"milestoneRef": ref, "evidence": evidence},
+        payload_after={
+            "milestoneRef": ref,
+            "evidence": evidence,
+            **({"evidenceFile": delivery_file} if delivery_file else {}),
+        },
         user_id=order.buyer.public_id,
     )
     return milestone
+
+
+DELIVERY_FILE_ACTION = "order.delivered"
+
+
+def _delivery_file_save(order: Order, upload) -> str:
+    """The file of an order without milestones (which has no milestone row to hold it): kept in the
+    private storage under the order, its name recorded in the delivery's audit record (same
+    transaction: a delivery rolled back leaves no record pointing at it)."""
+    extension = upload.name.rsplit(".", 1)[-1].lower()[:10] if "." in (upload.name or "") else "bin"
+    return private_storage().save(f"orders/{order.public_id}/delivery/{random_alnum(16)}.{extension}", upload)
+
+
+def order_delivery_file(*, order: Order) -> FieldFile | None:
+    """The file delivered with an order without milestones, or None (private: serve it through a
+    view that checked who asks, offerhub.files.private_file_response)."""
+    if order.delivered_at is None:
+        return None
+    record = (
+        AuditLog.objects.filter(action=DELIVERY_FILE_ACTION, resource_type="Order", resource_id=order.public_id)
+        .order_by("-id")
+        .values_list("payload_after", flat=True)
+        .first()
+    )
+    name = (record or {}).get("evidenceFile")
+    if not name:
+        return None
+    return FieldFile(None, OrderMilestone._meta.get_field("evidence_file"), name)
 
 
 @_order_transaction

@@ -33,6 +33,7 @@ urlpatterns = [
     path("orders/<str:public_id>/review/reply/", review_views.review_reply_view, name="order-review-reply"),
     path("sellers/<slug:handle>/", review_views.seller_profile, name="seller-profile"),
     path("accounts/profile/", review_views.account_profile, name="account-profile"),
+    path("orders/<str:public_id>/delivery/file/", order_views.order_delivery_file_view, name="order-delivery-file"),
     path("accounts/signup/", views.sign_up, name="signup"),
     path("wallet/airtm/link/", views.airtm_link, name="airtm-link"),
     path(

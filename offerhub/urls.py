@@ -1,8 +1,25 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_safe
+from django.views.generic.base import RedirectView
+
+
+class FaviconView(RedirectView):
+    """Browsers ask for /favicon.ico whatever the page links: send them to the icon (static/favicon.svg)."""
+
+    permanent = True
+
+    def get_redirect_url(self, *args, **kwargs):
+        return static("favicon.svg")
+
+
+favicon = require_safe(cache_control(max_age=86400, public=True)(FaviconView.as_view()))
 
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     # App endpoints first: offerhub.api.urls ends with the catch-all NOT_FOUND route.
     path("api/v1/", include("marketplace.api_urls")),

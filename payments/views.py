@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from offerhub.errors import ServiceError
@@ -29,9 +30,23 @@ from payments.providers import payments_rails, rail_enabled
 from payments.stellar import StellarError
 from payments.topups import topup_cancel, topup_create, topup_page_url, topup_refresh_throttled
 from payments.wallets import wallet_ensure
-from payments.withdrawals import withdrawal_create_crypto
+from payments.withdrawals import withdrawal_check_crypto, withdrawal_create_crypto
 
 logger = logging.getLogger(__name__)
+TOPUP_RETURNS_KEPT = 10  # the session remembers where the last few top-ups were started from
+
+
+def safe_next(value: str | None) -> str:
+    """A page of this site to come back to after adding funds (`?next=`), or "": only a local
+    path (never another host, scheme or `//host`), so the parameter cannot send anyone away."""
+    value = (value or "").strip()
+    if not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 500:
+        return ""
+    return value if url_has_allowed_host_and_scheme(value, allowed_hosts=set()) else ""
+
+
+def _back_or_wallet(next_url: str):
+    return redirect(next_url) if next_url else redirect("wallet")
 
 
 @login_required
@@ -69,6 +84,8 @@ def wallet_page(request):
         "usdc_issuer": settings.STELLAR_USDC_ISSUER,
         "network": settings.STELLAR_NETWORK,
         "rails": payments_rails(),  # what OFFERHUB_PAYMENTS_PROVIDER offers: "crypto", "airtm"
+        # Came to add funds from a checkout: the deposit and top-up forms bring the member back there.
+        "next_url": safe_next(request.GET.get("next") or request.POST.get("next")),
     }
     context.update(_airtm_withdraw_context(user))
     if request.method == "POST" and request.POST.get("form") == "airtm-withdraw":
@@ -76,7 +93,23 @@ def wallet_page(request):
     if request.method == "POST" and "crypto" in context["rails"]:  # the crypto withdrawal form
         form = WithdrawalForm(request.POST)
         context["withdrawal_form"] = form
-        if form.is_valid():
+        if form.is_valid() and request.POST.get("confirmed") != "yes":
+            # Money sent on chain cannot come back: check everything, then ask once more.
+            try:
+                withdrawal_check_crypto(
+                    user=user,
+                    amount=form.cleaned_data["amount"],
+                    destination=form.cleaned_data["destination"].strip(),
+                    memo=form.cleaned_data["memo"],
+                )
+            except StellarError:
+                form.add_error(None, "We could not reach the payment network. Nothing was withdrawn; try again.")
+            except ServiceError as error:
+                field = {"destinationRef": "destination", "amount": "amount", "memo": "memo"}.get(error.field)
+                form.add_error(field, error.message)
+            else:
+                return _withdraw_confirm(request, form)
+        elif form.is_valid():
             try:
                 withdrawal = withdrawal_create_crypto(
                     user=user,
@@ -101,6 +134,28 @@ def wallet_page(request):
                 return redirect("wallet")
         return render(request, "payments/wallet.html", context, status=200)
     return render(request, "payments/wallet.html", context)
+
+
+def _withdraw_confirm(request, form: WithdrawalForm):
+    amount, destination = form.cleaned_data["amount"], form.cleaned_data["destination"].strip()
+    memo = form.cleaned_data["memo"]
+    return _confirm_page(
+        request,
+        heading="Send this withdrawal?",
+        summary=f"${amount:,.2f} leaves your balance for the Stellar address {destination[:4]}…{destination[-4:]}.",
+        rows=[("Amount", f"${amount:,.2f}"), ("To", destination)] + ([("Memo", memo)] if memo else []),
+        warning="Payments on the Stellar network cannot be reversed: check the address (and the memo the "
+        "destination asks for). Money sent to a wrong address is lost.",
+        hidden=[("amount", f"{amount}"), ("destination", destination), ("memo", memo), ("confirmed", "yes")],
+        button=f"Yes, send ${amount:,.2f}",
+        back=f"{reverse('wallet')}?{urlencode({'destination': destination})}#withdraw-heading",
+    )
+
+
+def _confirm_page(request, *, back: str, **confirm):
+    """The confirmation of a withdrawal: it POSTs to the wallet page again, with `confirmed`."""
+    confirm.update(action=reverse("wallet"), back=back, back_label="Change it", crumbs=[("Wallet", reverse("wallet"))])
+    return render(request, "includes/confirm.html", {"confirm": confirm})
 
 
 # --- Withdraw to Airtm -----------------------------------------------------------------------------
@@ -147,7 +202,24 @@ def _airtm_withdraw(request, context: dict):
         messages.error(request, "Link your Airtm account first.")
         return redirect("airtm-link")
     form = AirtmWithdrawalForm(request.POST)
-    if form.is_valid():
+    if form.is_valid() and request.POST.get("confirmed") != "yes":
+        amount = form.cleaned_data["amount"]
+        available = balance_snapshot(user=user).available
+        if money_dollars(available) < amount:
+            form.add_error("amount", f"Not enough funds: ${money_dollars(available):,.2f} available.")
+        else:
+            return _confirm_page(
+                request,
+                heading="Withdraw to Airtm?",
+                summary=f"${amount:,.2f} goes from your balance to your Airtm account {user.airtm_email}.",
+                rows=[("Amount", f"${amount:,.2f}"), ("To", f"Airtm account {user.airtm_email}")],
+                warning="Once Airtm has paid it, a withdrawal cannot be undone. Until then you can cancel it "
+                "from your wallet.",
+                hidden=[("form", "airtm-withdraw"), ("airtm-amount", f"{amount}"), ("confirmed", "yes")],
+                button=f"Yes, withdraw ${amount:,.2f} to Airtm",
+                back=f"{reverse('wallet')}#airtm-withdraw-heading",
+            )
+    elif form.is_valid():
         try:
             withdrawal = withdrawal_create_airtm(
                 user=user,
@@ -201,6 +273,7 @@ def simulate_deposit(request):
     if "stellar" not in settings.SANDBOX_PROVIDERS or not rail_enabled("crypto"):
         return redirect("wallet")
     form = SimulateDepositForm(request.POST)
+    next_url = safe_next(request.POST.get("next"))
     wallet = Wallet.objects.filter(user=request.user, status=Wallet.Status.ACTIVE).first()
     if form.is_valid() and wallet is not None:
         try:
@@ -210,10 +283,11 @@ def simulate_deposit(request):
             messages.error(request, "The sandbox could not simulate the deposit right now; try again.")
         else:
             messages.success(request, f"Simulated a deposit of ${form.cleaned_data['amount']:,.2f}.")
+            return _back_or_wallet(next_url)  # back to the checkout it was added for, if any
     else:
         problems = form.errors.get("amount") or ["Your account is still being set up; try again in a moment."]
         messages.error(request, problems[0])
-    return redirect("wallet")
+    return redirect(f"{reverse('wallet')}?{urlencode({'next': next_url})}" if next_url else "wallet")
 
 
 @login_required
@@ -242,9 +316,11 @@ def topup_start(request):
     if not rail_enabled("airtm"):  # OFFERHUB_PAYMENTS_PROVIDER=crypto: no Airtm here
         return redirect("wallet")
     form = TopupForm(request.POST)
+    next_url = safe_next(request.POST.get("next"))
+    wallet_again = f"{reverse('wallet')}?{urlencode({'next': next_url})}" if next_url else reverse("wallet")
     if not form.is_valid():
         messages.error(request, form.errors["amount"][0])
-        return redirect("wallet")
+        return redirect(wallet_again)
     try:
         topup = topup_create(
             user=request.user,
@@ -255,7 +331,11 @@ def topup_start(request):
         )
     except ServiceError as error:
         messages.error(request, f"Airtm could not start the payment: {error.message} Nothing was charged.")
-        return redirect("wallet")
+        return redirect(wallet_again)
+    if next_url:  # the top-up's page offers the way back once the money is in (and checked with Airtm)
+        returns = dict(request.session.get("topup_next", {}))
+        returns[topup.public_id] = next_url
+        request.session["topup_next"] = dict(list(returns.items())[-TOPUP_RETURNS_KEPT:])
     response = HttpResponseRedirect(topup.confirmation_uri or topup_page_url(topup))
     response.status_code = 303  # See Other: the browser GETs Airtm's checkout
     return response
@@ -268,8 +348,9 @@ def _own_topup(request, topup_id: str) -> Topup:
     return topup
 
 
-def _topup_context(topup: Topup) -> dict:
+def _topup_context(request, topup: Topup) -> dict:
     return {
+        "next_url": safe_next(request.session.get("topup_next", {}).get(topup.public_id)),
         "topup": topup,
         "amount": money_dollars(topup.amount),
         "available": money_dollars(balance_snapshot(user=topup.user).available)
@@ -282,7 +363,7 @@ def _topup_context(topup: Topup) -> dict:
 @login_required
 def topup_page(request, topup_id):
     """Where Airtm's checkout sends the member back: the top-up's progress, live."""
-    return render(request, "payments/topup.html", _topup_context(_own_topup(request, topup_id)))
+    return render(request, "payments/topup.html", _topup_context(request, _own_topup(request, topup_id)))
 
 
 @login_required
@@ -294,7 +375,7 @@ def topup_status(request, topup_id):
             topup = topup_refresh_throttled(topup=topup)
         except ServiceError as error:  # Airtm unreachable for now: the next poll tries again
             logger.info("top-up %s page: refresh failed (%s)", topup.public_id, error.code)
-    return render(request, "payments/_topup_status.html", _topup_context(topup))
+    return render(request, "payments/_topup_status.html", _topup_context(request, topup))
 
 
 @login_required

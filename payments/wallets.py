@@ -95,7 +95,9 @@ def platform_bootstrap() -> tuple[PlatformAccount, bool]:
             )
         except IntegrityError:
             account, created = PlatformAccount.objects.get(public_key=keypair.public_key), False
-    if account_load(account.public_key) is None:
+    # A key made here just now cannot be on chain yet: no lookup (Horizon would answer 404).
+    fresh = created and not settings.OFFERHUB_PLATFORM_SECRET_KEY
+    if fresh or account_load(account.public_key) is None:
         if settings.STELLAR_NETWORK == "mainnet":
             raise PlatformNotReady(
                 f"the platform account {account.public_key} does not exist on mainnet: send it XLM to create it"
@@ -276,15 +278,23 @@ def _mark_active(wallet: Wallet) -> Wallet:
 
 
 def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
-    """Put the wallet on chain, sponsored by the platform. Safe to run again at any point:
-    it first looks at the chain, and a lost race on the platform's sequence is retried."""
+    """Put the wallet on chain, sponsored by the platform. Safe to run again at any point: it
+    reads the wallet's row again, looks at the chain first once an activation was ever sent
+    (`activation_tx_hash`), and a lost race on the platform's sequence is retried."""
     if wallet.status == Wallet.Status.ACTIVE:
         return wallet
-    on_chain = account_load(wallet.public_key)
-    if on_chain is not None and usdc_balance(on_chain) is not None:
-        return _mark_active(wallet)
-    if on_chain is not None:
-        raise StellarError("PROVIDER_ERROR", f"wallet {wallet.public_key} exists without a USDC trustline")
+    # Another run may have activated it since this copy was read.
+    status, sent = Wallet.objects.filter(pk=wallet.pk).values_list("status", "activation_tx_hash").get()
+    if status == Wallet.Status.ACTIVE:
+        return Wallet.objects.get(pk=wallet.pk)
+    # Only a wallet whose activation was sent before can be on chain already (its key never left
+    # OfferHub): a new one needs no lookup, which Horizon would answer with a 404.
+    if sent:
+        on_chain = account_load(wallet.public_key)
+        if on_chain is not None and usdc_balance(on_chain) is not None:
+            return _mark_active(wallet)
+        if on_chain is not None:
+            raise StellarError("PROVIDER_ERROR", f"wallet {wallet.public_key} exists without a USDC trustline")
     platform = platform_account()
     for _ in range(attempts):
         try:
@@ -309,6 +319,7 @@ def wallet_activate(*, wallet: Wallet, attempts: int = 3) -> Wallet:
                 with transaction.atomic():
                     lease.fence()  # refused (LeaseLost) if a stall let another holder take the lease
                     Wallet.objects.filter(pk=wallet.pk).update(activation_tx_hash=tx.hash_hex())
+                wallet.activation_tx_hash = tx.hash_hex()  # from now on, a retry looks at the chain first
                 transaction_submit(tx)
         except LeaseLost:
             continue  # nothing was sent: claim the lock again and read the sequence anew

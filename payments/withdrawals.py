@@ -122,6 +122,36 @@ def withdrawal_funds_lock(*, user, stroops: int, requested: Decimal) -> None:
         )
 
 
+def withdrawal_check_crypto(*, user, amount: Decimal, destination: str, memo: str = "") -> None:
+    """What withdrawal_create_crypto would refuse, found before the member confirms (the web page
+    asks for a confirmation first): limits, memo, wallet, destination, and the available balance
+    now. Raises the same ServiceErrors; moves and locks nothing (the withdrawal checks again)."""
+    _request_check(user=user, amount=amount, destination=destination, memo=memo)
+    available, _ = user_accounts(user)
+    if available.balance < money_to_stroops(amount):
+        raise ServiceError(
+            "INSUFFICIENT_FUNDS",
+            f"Not enough funds: ${money_from_stroops(available.balance)} available.",
+            field="amount",
+        )
+
+
+def _request_check(*, user, amount: Decimal, destination: str, memo: str) -> None:
+    minimum, maximum = withdrawal_limits()
+    if not minimum <= amount <= maximum:
+        raise ServiceError(
+            "INVALID_AMOUNT",
+            f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.",
+            field="amount",
+            details={"min": str(minimum), "max": str(maximum)},
+        )
+    if len(memo.encode()) > 28:
+        raise ServiceError("VALIDATION_ERROR", "The memo is at most 28 bytes.", field="memo")
+    if not Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).exists():
+        raise ServiceError("WALLET_NOT_FOUND", "This account has no active wallet yet.")
+    _destination_check(user=user, destination=destination)
+
+
 def withdrawal_create_crypto(
     *,
     user,
@@ -138,20 +168,7 @@ def withdrawal_create_crypto(
     existing = payment_for_request(principal_id=principal_id, idempotency_key=idempotency_key)
     if existing is not None:  # a retry of a request whose response was lost
         return existing
-    minimum, maximum = withdrawal_limits()
-    if not minimum <= amount <= maximum:
-        raise ServiceError(
-            "INVALID_AMOUNT",
-            f"Withdrawals must be between ${minimum:,.2f} and ${maximum:,.2f}.",
-            field="amount",
-            details={"min": str(minimum), "max": str(maximum)},
-        )
-    if len(memo.encode()) > 28:
-        raise ServiceError("VALIDATION_ERROR", "The memo is at most 28 bytes.", field="memo")
-    wallet = Wallet.objects.filter(user=user, status=Wallet.Status.ACTIVE).first()
-    if wallet is None:
-        raise ServiceError("WALLET_NOT_FOUND", "This account has no active wallet yet.")
-    _destination_check(user=user, destination=destination)
+    _request_check(user=user, amount=amount, destination=destination, memo=memo)
     stroops = money_to_stroops(amount)
 
     with transaction.atomic():

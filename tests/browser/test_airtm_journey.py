@@ -91,6 +91,14 @@ def test_link_add_funds_with_airtm_buy_and_withdraw_to_airtm(sandbox_airtm, peop
         link_airtm(page, "nadia@airtm.sandbox")
         expect(page.get_by_test_id("available")).to_have_text("$0.00")
 
+        # She wants a $30 service: the checkout says what is missing and offers to add funds.
+        page.goto(url + f"/listings/{listing.public_id}/")
+        page.get_by_test_id("buy").click()
+        checkout_url = page.url
+        expect(page.get_by_test_id("checkout-available")).to_have_text("$0.00")
+        page.get_by_test_id("add-funds").click()
+        expect(page.get_by_test_id("funds-for-checkout")).to_be_visible()
+
         # Add $50 with Airtm: off to the hosted checkout, pay, and back to a page that waits.
         start_topup(page, "50.00")
         page.get_by_role("button", name="Pay $50.00").click()
@@ -102,27 +110,27 @@ def test_link_add_funds_with_airtm_buy_and_withdraw_to_airtm(sandbox_airtm, peop
         expect(page.get_by_test_id("topup-new-balance")).to_have_text("$50.00")
         assert page.evaluate("window.sameDocument") is True  # it arrived live, without a reload
 
-        page.get_by_role("link", name="Back to your wallet").click()
-        expect(page.get_by_test_id("available")).to_have_text("$50.00")
-        added = page.get_by_test_id("history-row").first
-        expect(added.get_by_role("cell", name=re.compile(r"^Added with Airtm"))).to_be_visible()
-        expect(added.get_by_test_id("history-amount")).to_contain_text("+$50.00")
-
-        # Buy a $30 service with it; the payment is secured in the background.
-        page.goto(url + f"/listings/{listing.public_id}/")
-        page.get_by_test_id("buy").click()
+        # Back to the same checkout, with the new balance; the payment is secured in the background.
+        page.get_by_test_id("back-to-checkout").click()
+        assert page.url == checkout_url
         expect(page.get_by_test_id("checkout-available")).to_have_text("$50.00")
         page.get_by_test_id("confirm").click()
         expect(page.get_by_text("Order placed.")).to_be_visible()
         expect(page.get_by_test_id("order-status")).to_have_text("In progress", timeout=LIVE)
 
-        # Later, withdraw the remaining $20 to Airtm.
+        # Later, withdraw the remaining $20 to Airtm, after a confirmation naming the amount and the account.
         page.get_by_role("link", name="Wallet", exact=True).click()
         expect(page.get_by_test_id("available")).to_have_text("$20.00")
+        added = page.get_by_test_id("history-row").filter(has_text="Added with Airtm")
+        expect(added.get_by_test_id("history-amount")).to_contain_text("+$50.00")
         withdraw = page.get_by_test_id("airtm-withdraw")
         expect(withdraw.get_by_test_id("airtm-withdraw-email")).to_have_text("nadia@airtm.sandbox")
         withdraw.get_by_label("Amount (USD)").fill("20.00")
         withdraw.get_by_role("button", name="Withdraw to Airtm").click()
+        expect(page.get_by_test_id("confirm-summary")).to_contain_text("$20.00")
+        expect(page.get_by_test_id("confirm-summary")).to_contain_text("nadia@airtm.sandbox")
+        expect(page.get_by_test_id("available")).to_have_count(0)  # nothing sent yet
+        page.get_by_test_id("confirm-yes").click()
         expect(page.get_by_text("$20.00 is on its way to your Airtm account")).to_be_visible()
         expect(page.get_by_test_id("available")).to_have_text("$0.00")
         expect(page.get_by_test_id("on-hold")).to_have_text("$20.00")

@@ -135,6 +135,9 @@ def test_list_buy_follow_live_deliver_approve_and_get_paid(asgi_server, people):
         expect(buyer_page.get_by_test_id("evidence")).to_contain_text("Three concepts attached")
         assert buyer_page.evaluate("window.sameDocument") is True
         buyer_page.get_by_test_id("approve").click()
+        # Releasing cannot be undone: a confirmation names the amount and who receives it.
+        expect(buyer_page.get_by_test_id("confirm-summary")).to_have_text("$40.00 goes from the escrow to Sam Seller.")
+        buyer_page.get_by_test_id("confirm-yes").click()
         expect(buyer_page.get_by_text("the payment is on its way to the seller")).to_be_visible()
         expect(buyer_page.get_by_test_id("order-status")).to_have_text("Closed · seller paid", timeout=LIVE)
 

@@ -45,6 +45,10 @@ def test_sign_up_add_funds_and_withdraw(page, live_server, settings):
     withdraw = page.locator("section", has_text="Withdraw")
     withdraw.locator("#id_destination").fill(exchange.public_key)
     withdraw.get_by_role("button", name="Withdraw").click()
+    # Sent on chain, it cannot come back: the amount and the address are confirmed first.
+    expect(page.get_by_test_id("confirm-summary")).to_contain_text("$30.00")
+    expect(page.get_by_test_id("confirm-page")).to_contain_text(exchange.public_key)
+    page.get_by_test_id("confirm-yes").click()
     expect(page.get_by_text(re.compile(r"\$30\.00 was sent to the destination"))).to_be_visible()
     sent = page.get_by_test_id("history-row").first  # newest first: the payment, after its hold
     expect(sent.get_by_role("cell", name=re.compile(r"^Withdrawal to G.* Sent\.$"))).to_be_visible()

@@ -90,7 +90,8 @@ def test_checkout_shows_price_balance_what_the_seller_receives_and_the_way_to_ad
     assert f'data-testid="seller-receives">${net:.2f}' in page
     assert "Sketches" in page and "Final files" in page
     assert "You need <strong>$15.00</strong> more" in page
-    assert f'href="{reverse("wallet")}" data-testid="add-funds"' in page
+    back = f"/listings/{listing.public_id}/checkout/"  # the wallet brings the buyer back here (?next=)
+    assert f'href="{reverse("wallet")}?next={back}" data-testid="add-funds"' in page
     assert re.search(r'data-testid="confirm"\s+disabled', page)
     assert "USDC" not in page and "XLM" not in page
 
@@ -208,7 +209,7 @@ def test_each_side_sees_only_its_own_buttons():
     seller_page = logged_in(order.seller).get(f"/orders/{order.public_id}/").content.decode()
     assert 'data-testid="deliver-form"' not in buyer_page and "Refund the buyer" not in buyer_page
     assert 'data-testid="deliver-form"' in seller_page and "Refund the buyer" in seller_page
-    assert 'name="evidence_file"' not in seller_page  # an order without milestones has nowhere to keep a file
+    assert 'name="evidence_file"' in seller_page  # an order without milestones takes a file too (private)
     assert 'data-testid="approve"' not in seller_page
     assert 'data-testid="approve"' not in buyer_page  # nothing delivered yet
     assert "Open a dispute" in buyer_page and "Open a dispute" in seller_page
@@ -447,6 +448,11 @@ def test_the_seller_refunds_and_the_buyer_opens_a_dispute(chain, funded_user, tr
     response = seller_client.post(orders[0] + "refund/", {"reason": ""}, follow=True)
     assert "Please say why" in response.content.decode()
     response = seller_client.post(orders[0] + "refund/", {"reason": "Cannot take it on"}, follow=True)
+    assert "Refund the buyer?" in response.content.decode()  # a refund is confirmed first: nothing moved yet
+    assert Order.objects.get(public_id=orders[0].split("/")[-2]).status == S.IN_PROGRESS
+    response = seller_client.post(
+        orders[0] + "refund/", {"reason": "Cannot take it on", "confirmed": "yes"}, follow=True
+    )
     assert "Refund started" in response.content.decode()
 
     response = buyer_client.post(orders[1] + "dispute/", {"reason": "late"}, follow=True)

@@ -70,7 +70,12 @@ def test_the_order_page_and_the_refund_confirmation_say_it_and_the_buyer_gets_ex
     assert "a full refund gives you back <strong>$37.88</strong> of the $40.00 in escrow" in told(buyer_page)
     assert "each side's share pays its part of the fees" in told(buyer_page)
 
-    response = seller_client.post(order_page + "refund/", {"reason": "Cannot take it on"}, follow=True)
+    confirm = seller_client.post(order_page + "refund/", {"reason": "Cannot take it on"}).content.decode()
+    assert "$37.88 goes back to " in confirm and "$2.12" in confirm  # the confirmation says the same first
+    assert Order.objects.get().status == Order.Status.IN_PROGRESS
+    response = seller_client.post(
+        order_page + "refund/", {"reason": "Cannot take it on", "confirmed": "yes"}, follow=True
+    )
     assert "Refund started: $37.88 of $40.00 goes back to the buyer; the escrow keeps $2.12 in fees" in (
         response.content.decode()
     )
@@ -99,7 +104,7 @@ def test_after_a_milestone_is_paid_the_page_counts_the_fees_on_what_the_escrow_s
     # $20 left in escrow: 0.3 % is $0.06, 5 % is $1.00.
     assert "gives the buyer back <strong>$18.94</strong> of the $20.00 in escrow" in text
     assert "($1.06: Trustless Work 0.3 %, $0.06; OfferHub 5 %, $1.00)" in text
-    seller_client.post(order_page + "refund/", {"reason": "Cannot finish"})
+    seller_client.post(order_page + "refund/", {"reason": "Cannot finish", "confirmed": "yes"})
     available, _ = user_accounts(buyer)
     assert available.balance == 20 * USD + escrow_fees(amount=20 * USD, platform_fee_percent=D("5")).net
     assert money_dollars(available.balance) == D("20.00") + D("18.94")

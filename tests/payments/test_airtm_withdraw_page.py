@@ -33,7 +33,12 @@ def linked(funded_user, airtm):
 
 
 def withdraw(client, amount: str, **extra):
-    return client.post("/wallet/", {"form": "airtm-withdraw", "airtm-amount": amount, **extra}, follow=True)
+    """The form, then its confirmation page (which names the amount and the Airtm account)."""
+    data = {"form": "airtm-withdraw", "airtm-amount": amount, **extra}
+    asked = client.post("/wallet/", data, follow=True)
+    if 'data-testid="confirm-page"' not in asked.content.decode():
+        return asked  # refused before the confirmation
+    return client.post("/wallet/", {**data, "confirmed": "yes"}, follow=True)
 
 
 def test_unlinked_members_are_sent_to_link_their_account(chain, client, funded_user):

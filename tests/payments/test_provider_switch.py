@@ -188,7 +188,8 @@ def test_airtm_mode_accepts_no_crypto_from_the_wallet_page(chain, funded_user, c
     client.force_login(user)
     outside = chain.outside_account()
     settings.OFFERHUB_PAYMENTS_PROVIDER = "airtm"
-    page = client.post("/wallet/", {"amount": "20.00", "destination": outside.public_key}).content.decode()
+    withdrawal = {"amount": "20.00", "destination": outside.public_key, "confirmed": "yes"}  # as confirmed
+    page = client.post("/wallet/", withdrawal).content.decode()
     assert "was sent to the destination" not in page
     assert client.post("/wallet/simulate-deposit/", {"amount": "10.00"})["Location"] == "/wallet/"
     assert client.post("/wallet/test-recipient/")["Location"] == "/wallet/"
@@ -198,6 +199,6 @@ def test_airtm_mode_accepts_no_crypto_from_the_wallet_page(chain, funded_user, c
     assert chain.usdc(outside.public_key) == 0
 
     settings.OFFERHUB_PAYMENTS_PROVIDER = "hybrid"  # the same form, with the rail on, sends the money
-    sent = client.post("/wallet/", {"amount": "20.00", "destination": outside.public_key}, follow=True)
+    sent = client.post("/wallet/", withdrawal, follow=True)
     assert "$20.00 was sent to the destination" in sent.content.decode()
     assert chain.usdc(outside.public_key) == 20

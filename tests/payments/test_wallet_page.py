@@ -142,7 +142,9 @@ def test_in_the_sandbox_a_test_address_that_accepts_usdc_is_made_and_paid(chain,
     form = client.get(made["Location"]).content.decode()
     assert f'value="{address}"' in form  # filled in
     assert chain.usdc(address) == 0  # open, and trusting USDC
-    sent = client.post("/wallet/", {"amount": "12.00", "destination": address}, follow=True).content.decode()
+    sent = client.post(
+        "/wallet/", {"amount": "12.00", "destination": address, "confirmed": "yes"}, follow=True
+    ).content.decode()
     assert "$12.00 was sent to the destination" in sent
     assert chain.usdc(address) == 12
 
@@ -155,8 +157,14 @@ def test_withdrawal_form_sends_the_money(chain, client, funded_user):
     user = funded_user("50.00")
     client.force_login(user)
     outside = chain.outside_account()
+    asked = client.post("/wallet/", {"amount": "20.00", "destination": outside.public_key, "memo": "x1"})
+    question = asked.content.decode()  # sent on chain, it cannot come back: confirmed first, nothing moved yet
+    assert "Send this withdrawal?" in question and outside.public_key in question and "$20.00" in question
+    assert 'name="confirmed" value="yes"' in question and not Withdrawal.objects.exists()
     response = client.post(
-        "/wallet/", {"amount": "20.00", "destination": outside.public_key, "memo": "x1"}, follow=True
+        "/wallet/",
+        {"amount": "20.00", "destination": outside.public_key, "memo": "x1", "confirmed": "yes"},
+        follow=True,
     )
     page = response.content.decode()
     assert "$20.00 was sent to the destination" in page and 'data-testid="available">$30.00' in page
@@ -321,7 +329,7 @@ def test_a_refund_and_a_dispute_split_say_so_with_the_fees(chain, funded_user, a
     buyer_client, seller_client = logged_in(buyer), logged_in(seller)
     refunded = web_order(buyer_client, seller, "Website copy", 1_000)
     split = web_order(buyer_client, seller, "Logo design", 3_000)
-    seller_client.post(refunded + "refund/", {"reason": "Cannot take it on"})
+    seller_client.post(refunded + "refund/", {"reason": "Cannot take it on", "confirmed": "yes"})
     buyer_client.post(split + "dispute/", {"reason": "NOT_DELIVERED", "details": "Half of it"})
     support = auth_client(scopes=["read", "support"])
     case = Dispute.objects.get().public_id

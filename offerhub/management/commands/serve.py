@@ -4,9 +4,12 @@ Embedded mode (no REDIS_URL): tasks run in-process, so only Celery beat runs bes
 the server, executing periodic jobs itself. Full mode: a worker with an embedded
 beat. Production runs these as separate processes instead (docker/compose.yaml).
 With --seed, the demo data is loaded once the server listens: it needs the sandbox
-providers, which this same server serves.
+providers, which this same server serves. The address (and the demo logins) are printed once,
+when everything is ready: after the server listens and the demo data is in.
 """
 
+import io
+import logging
 import signal
 import subprocess
 import sys
@@ -42,14 +45,14 @@ class Command(BaseCommand):
                 timeout_graceful_shutdown=5,
             )
         )
-        if seed:
-            threading.Thread(target=self._seed_when_up, args=(server,), daemon=True).start()
+        # uvicorn's own "running on" line would come before the demo data is ready: ours replaces it.
+        logging.getLogger("uvicorn.error").addFilter(_NoRunningOnLine())
+        threading.Thread(target=self._ready_when_up, args=(server, host, port, seed), daemon=True).start()
         # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal to the handler
         # installed before it: this one, so the background jobs stop with the server.
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._exit)
         try:
-            self.stdout.write(self.style.SUCCESS(f"OfferHub on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)"))
             server.run()
         finally:
             self._stop_jobs()
@@ -67,18 +70,26 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 jobs.kill()
 
-    def _seed_when_up(self, server: uvicorn.Server) -> None:
+    def _ready_when_up(self, server: uvicorn.Server, host: str, port: int, seed: bool) -> None:
         for _ in range(600):
-            if server.started:
+            if server.started or server.should_exit:
                 break
             time.sleep(0.05)
-        try:
-            call_command("seed_demo", stdout=self.stdout, stderr=self.stderr)
-        finally:
-            connection.close()
+        if not server.started:
+            return  # uvicorn said why (the port is taken, …)
+        seeded = io.StringIO()
+        if seed:
+            try:
+                call_command("seed_demo", stdout=seeded, stderr=self.stderr)
+            finally:
+                connection.close()
+        lines = [self.style.SUCCESS(f"OfferHub is ready on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)")]
+        lines += [line for line in seeded.getvalue().splitlines() if line.strip()]
+        self.stdout.write("\n" + "\n".join(lines) + "\n")
 
     def _start_jobs(self) -> subprocess.Popen:
-        celery = [sys.executable, "-m", "celery", "-A", "offerhub"]
+        # --quiet: no banner (the configuration it shows is in the settings); the jobs still log.
+        celery = [sys.executable, "-m", "celery", "-A", "offerhub", "--quiet"]
         schedule = ["--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
         if settings.CELERY_TASK_ALWAYS_EAGER:
             command = [*celery, "beat", "--loglevel", "INFO", *schedule]
@@ -86,6 +97,11 @@ class Command(BaseCommand):
             command = [*celery, "worker", "--beat", "--loglevel", "INFO", "--concurrency", "2", *schedule]
         self.stdout.write(f"Background jobs: {' '.join(command[2:])}")
         return subprocess.Popen(command, preexec_fn=_die_with_parent)
+
+
+class _NoRunningOnLine(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Uvicorn running on")
 
 
 def _die_with_parent() -> None:
