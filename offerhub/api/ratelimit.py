@@ -110,8 +110,9 @@ def rate_limit_hit(*, bucket: str, limit: int | None = None, window: int | None 
     with _leases_lock:
         if len(_leases) >= 10_000:  # bounded: old windows and a flood of addresses are not kept
             _leases.clear()
-        lease = _leases.setdefault(lease_key, _Lease(counted=count, unused=0))
-        lease.counted = max(lease.counted, count)
+        counted = count - claim + max(0, granted)  # what was claimed beyond the limit admits nothing
+        lease = _leases.setdefault(lease_key, _Lease(counted=counted, unused=0))
+        lease.counted = max(lease.counted, counted)
         if granted <= 0:
             lease.exceeded = True
         else:
