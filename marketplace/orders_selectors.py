@@ -7,6 +7,8 @@ or 100. The list's own query says which orders have any (EXISTS, on indexed colu
 only those are looked up: a page of orders without milestones, escrow or dispute is one query.
 """
 
+import datetime as dt
+
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import connection
 from django.db.models import BooleanField, F, Prefetch, QuerySet, prefetch_related_objects
@@ -176,8 +178,8 @@ def order_as_api(order: Order) -> dict:
         title=order.title,
         description=order.description,
         metadata=order.metadata,
-        created_at=order.created_at,
-        updated_at=order.updated_at,
+        created_at=iso_timestamp(order.created_at),
+        updated_at=iso_timestamp(order.updated_at),
     )
     data["escrow"] = escrow_as_api(escrow) if escrow is not None else None
     if getattr(order, "api_has_milestones", True):  # the list's query saw none: nothing to read
@@ -198,10 +200,11 @@ def _order_fields_as_api(
     title,
     description,
     metadata,
-    created_at,
-    updated_at,
+    created_at: str,
+    updated_at: str,
 ) -> dict:
-    """The Order object of an order without escrow, milestones or dispute (order_as_api adds them)."""
+    """The Order object of an order without escrow, milestones or dispute (order_as_api adds
+    them); the times already as API timestamps."""
     return {
         "id": public_id,
         "clientOrderRef": client_order_ref or None,
@@ -216,8 +219,8 @@ def _order_fields_as_api(
         "escrow": None,
         "milestones": [],
         "dispute": None,
-        "createdAt": iso_timestamp(created_at),
-        "updatedAt": iso_timestamp(updated_at),
+        "createdAt": created_at,
+        "updatedAt": updated_at,
     }
 
 
@@ -232,6 +235,11 @@ def _order_fields_as_api(
 # order_as_api; a page of plain orders is one statement, a cursor included.
 
 
+# offerhub.timefmt.iso_timestamp in SQL (milliseconds, truncated, UTC): PostgreSQL writes the
+# text, instead of psycopg parsing a datetime that Python formats again.
+_API_TIMESTAMP = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+
 def _orders_page_sql(conditions: list[str]) -> str:
     order, user = Order._meta.db_table, Order._meta.get_field("buyer").related_model._meta.db_table
     dispute = Order._meta.get_field("dispute_record").related_model._meta.db_table
@@ -239,7 +247,8 @@ def _orders_page_sql(conditions: list[str]) -> str:
     where = " AND ".join(conditions) or "TRUE"
     return (
         f"SELECT o.id, o.public_id, o.client_order_ref, buyer.public_id, seller.public_id, o.amount, "  # noqa: S608
-        f"o.currency, o.status, o.title, o.description, o.metadata, o.created_at, o.updated_at, "
+        f"o.currency, o.status, o.title, o.description, o.metadata, "
+        f"{_API_TIMESTAMP.format('o.created_at')}, {_API_TIMESTAMP.format('o.updated_at')}, "
         f"EXISTS (SELECT 1 FROM {milestone} m WHERE m.order_id = o.id), "
         f"EXISTS (SELECT 1 FROM {escrow} e WHERE e.engagement_id = o.public_id), "
         f"EXISTS (SELECT 1 FROM {dispute} d WHERE d.order_id = o.id) "
@@ -299,12 +308,17 @@ def orders_page_as_api(*, principal, filters: dict, limit: int, cursor: str | No
             "title": title,
             "description": text,
             "metadata": metadata.from_db_value(meta, None, connection),
-            "created_at": created,
-            "updated_at": updated,
         }
         if not any(row[13:]):
-            items.append(_order_fields_as_api(buyer_id=buyer_id, seller_id=seller_id, **fields))
+            items.append(
+                _order_fields_as_api(
+                    buyer_id=buyer_id, seller_id=seller_id, created_at=created, updated_at=updated, **fields
+                )
+            )
             continue
+        # The model's times from the API's text: to the millisecond, all that order_as_api shows.
+        fields["created_at"] = dt.datetime.fromisoformat(created)
+        fields["updated_at"] = dt.datetime.fromisoformat(updated)
         # Milestones, an escrow or a dispute: the model (from these columns; nothing read again),
         # completed by orders_with_escrows in one query per kind for the whole page.
         order = Order.from_db(connection.alias, ["id", *fields], [pk, *fields.values()])

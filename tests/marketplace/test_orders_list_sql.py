@@ -178,3 +178,17 @@ def test_good_filters_are_cleaned_as_the_filterset_cleaned_them():
     expected = {name: value for name, value in filterset.form.cleaned_data.items() if value not in ("", None)}
     assert filter_values(filterset_class=OrderFilter, params=request.query_params) == expected
     assert expected["status"] == "ORDER_CREATED" and "seller_id" not in expected
+
+
+def test_times_are_written_as_the_api_writes_them(auth_client):
+    """PostgreSQL formats the list's times: UTC, milliseconds truncated, as iso_timestamp does."""
+    from datetime import UTC, datetime
+
+    from offerhub.timefmt import iso_timestamp
+
+    order, _ = order_create(buyer=UserFactory(), seller=UserFactory(), amount=USD, title="Late", actor=SYSTEM)
+    moment = datetime(2026, 1, 1, 23, 59, 59, 999_999, tzinfo=UTC)
+    Order.objects.filter(pk=order.pk).update(created_at=moment, updated_at=moment.replace(microsecond=1_000))
+    listed_order = listed(auth_client(scopes=["read"]), {"buyer_id": order.buyer.public_id})["data"][0]
+    assert listed_order["createdAt"] == iso_timestamp(moment) == "2026-01-01T23:59:59.999Z"
+    assert listed_order["updatedAt"] == "2026-01-01T23:59:59.001Z"
