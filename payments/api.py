@@ -4,7 +4,6 @@ from datetime import datetime
 from types import SimpleNamespace
 
 from django.conf import settings
-from django.db import connection
 from drf_spectacular.utils import extend_schema
 from stellar_sdk.exceptions import BadRequestError
 
@@ -13,6 +12,7 @@ from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.pagination import DEFAULT_LIMIT, paginate
 from offerhub.api.ratelimit import rate_limit_hit
 from offerhub.api.serializers import validated
+from offerhub.database import prepared_cursor
 from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp
@@ -110,7 +110,7 @@ def _balance_read(*, principal, public_id: str) -> dict:
     if principal.marketplace_id:
         sql += " AND u.marketplace_id = %s"
         params.append(principal.marketplace_id)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         found = {kind: (balance, updated_at) for kind, balance, updated_at in cursor.fetchall()}
     if len(found) != 2:

@@ -192,3 +192,22 @@ def test_times_are_written_as_the_api_writes_them(auth_client):
     listed_order = listed(auth_client(scopes=["read"]), {"buyer_id": order.buyer.public_id})["data"][0]
     assert listed_order["createdAt"] == iso_timestamp(moment) == "2026-01-01T23:59:59.999Z"
     assert listed_order["updatedAt"] == "2026-01-01T23:59:59.001Z"
+
+
+def test_the_page_and_the_balance_are_prepared_statements(auth_client):
+    """Parsed and planned once per connection (offerhub.postgresql.prepared_cursor), then run by name."""
+    from django.db import connection
+
+    if not hasattr(connection, "prepared_cursor"):
+        pytest.skip("Django's own backend: no prepared statements (PgBouncer deployments)")
+    buyer = UserFactory()
+    order_create(buyer=buyer, seller=UserFactory(), amount=USD, title="Prepared", actor=SYSTEM)
+    client = auth_client(scopes=["read"])
+    for _ in range(3):
+        assert len(listed(client, {"buyer_id": buyer.public_id})["data"]) == 1
+        assert client.get(f"/api/v1/users/{buyer.public_id}/balance").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE NOT from_sql")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert sum("FROM marketplace_order o" in sql for sql in prepared) == 1
+    assert sum("FROM payments_ledgeraccount a" in sql for sql in prepared) == 1
