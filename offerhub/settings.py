@@ -248,7 +248,7 @@ if OFFERHUB_SANDBOX:
 MIDDLEWARE = [
     "offerhub.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "offerhub.security.CSPMiddleware",
     "offerhub.security.PermissionsPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # /api/v1/ requests go from here straight to their view: what follows is for pages only.

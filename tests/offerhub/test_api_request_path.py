@@ -144,3 +144,46 @@ def test_the_api_refuses_past_a_leased_limit_with_the_envelope(auth_client, sett
     error = limited.json()["error"]
     assert error["code"] == "RATE_LIMITED" and error["details"]["limit"] == 400
     assert limited["X-RateLimit-Remaining"] == "0" and int(limited["Retry-After"]) >= 1
+
+
+# --- The Content-Security-Policy built once -----------------------------------------------------
+
+
+def test_the_policy_built_once_is_django_csps(api_client):
+    from csp.utils import build_policy
+
+    for response in (api_client.get("/api/v1/health"), Client().get("/accounts/login/"), Client().get("/")):
+        assert response["Content-Security-Policy"] == build_policy()
+        assert "Content-Security-Policy-Report-Only" not in response
+
+
+def test_a_changed_policy_setting_is_sent_at_once(api_client, settings):
+    assert "'none'" in api_client.get("/api/v1/health")["Content-Security-Policy"]
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'self'"], "img-src": ["'self'", "data:"]}}
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"script-src": ["'self'"]}}
+    response = api_client.get("/api/v1/health")
+    assert response["Content-Security-Policy"] == "default-src 'self'; img-src 'self' data:"
+    assert "script-src 'self'" in response["Content-Security-Policy-Report-Only"]
+
+
+def test_a_views_own_policy_change_is_kept():
+    """The sandbox's Airtm confirmation page widens form-action for its own response (django-csp's path)."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from offerhub.security import CSPMiddleware
+
+    def view(request):
+        response = HttpResponse("ok")
+        response._csp_update = {"form-action": ["https://pay.example"]}
+        return response
+
+    middleware = CSPMiddleware(view)
+    request = RequestFactory().get("/anything")
+    middleware.process_request(request)
+    changed = middleware.process_response(request, view(request))["Content-Security-Policy"]
+    assert "form-action 'self' https://pay.example" in changed
+    plain_request = RequestFactory().get("/anything")
+    middleware.process_request(plain_request)
+    plain = middleware.process_response(plain_request, HttpResponse("ok"))["Content-Security-Policy"]
+    assert "https://pay.example" not in plain and "form-action 'self'" in plain
