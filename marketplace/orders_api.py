@@ -48,15 +48,15 @@ from marketplace.orders import (
     order_release,
     order_reserve,
 )
-from marketplace.orders_selectors import milestone_as_api, order_as_api, order_get, orders_visible, orders_with_escrows
+from marketplace.orders_selectors import milestone_as_api, order_as_api, order_get, orders_page_as_api
 from offerhub.api.base import ApiView
 from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.idempotency import RETENTION_ORDERS
-from offerhub.api.pagination import paginate
+from offerhub.api.pagination import page_params
 from offerhub.api.serializers import validated
 from offerhub.correlation import correlation_id_var
 from offerhub.errors import STATUS_BY_CODE, ServiceError
-from offerhub.filters import rows_filtered
+from offerhub.filters import filter_values
 from offerhub.money import money_to_stroops
 from offerhub.waits import (
     DeferredAnswer,
@@ -246,12 +246,10 @@ class OrderListCreateView(ApiView):
 
     @extend_schema(summary="List orders", tags=TAGS, responses=OrderOutput(many=True))
     def get(self, request):
-        rows = rows_filtered(view=self, request=request, rows=orders_visible(principal=request.auth))
-        page = paginate(rows, params=request.query_params, id_field="public_id")
-        orders = orders_with_escrows(page.items)
-        return api_list_response(
-            [order_as_api(o) for o in orders], has_more=page.has_more, next_cursor=page.next_cursor
-        )
+        filters = filter_values(filterset_class=self.filterset_class, params=request.query_params)
+        limit, cursor = page_params(request.query_params)
+        items, has_more = orders_page_as_api(principal=request.auth, filters=filters, limit=limit, cursor=cursor)
+        return api_list_response(items, has_more=has_more, next_cursor=items[-1]["id"] if has_more else None)
 
     @extend_schema(
         summary="Create an order (the same client_order_ref and terms again: 200 with the first order)",

@@ -5,7 +5,7 @@ request changed nothing: its transaction never began or was rolled back), never 
 import logging
 
 import psycopg
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.http import HttpResponse
 from django.template import loader
 from psycopg_pool import PoolTimeout
@@ -50,3 +50,11 @@ class DatabaseUnavailableMiddleware:
         response = HttpResponse(loader.get_template("503.html").render(), status=503)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
+
+
+def prepared_cursor():
+    """A cursor for a fixed statement that many requests run: prepared once per connection where
+    the backend keeps pooled connections to PostgreSQL itself (offerhub.postgresql), so that it
+    is not parsed and planned again each time; Django's ordinary cursor elsewhere."""
+    prepared = getattr(connection, "prepared_cursor", None)
+    return prepared() if prepared is not None else connection.cursor()

@@ -11,10 +11,14 @@ from datetime import UTC
 
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.dateparse import parse_date
+from django_filters.constants import EMPTY_VALUES
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.exceptions import ErrorDetail
 
 from offerhub.models import AuditLog
 
@@ -24,6 +28,27 @@ ID_VALIDATOR = RegexValidator(r"^[A-Za-z0-9_]{1,64}\Z", "must be an id such as u
 def rows_filtered(*, view, request, rows):
     """`rows` narrowed by the request's query parameters, as the view's `filterset_class` says."""
     return DjangoFilterBackend().filter_queryset(request, rows, view)
+
+
+def filter_values(*, filterset_class, params) -> dict:
+    """The values of the filters `params` names, cleaned as `filterset_class`'s form cleans them,
+    for a view that narrows its rows itself (in SQL). A FilterSet and its form deep-copy every
+    filter and form field on each request (a fifth of a page of orders' time); the class's own
+    fields clean a value without state, so they serve every request. A bad value is the 400
+    DjangoFilterBackend raises (each parameter with its messages); empty values are left out,
+    as the FilterSet skips them."""
+    cleaned, errors = {}, {}
+    for name, declared in filterset_class.base_filters.items():
+        try:
+            value = declared.field.clean(params.get(name))
+        except ValidationError as error:
+            errors[name] = [ErrorDetail(e.message % (e.params or ()), code=e.code) for e in error.error_list]
+            continue
+        if value not in EMPTY_VALUES:
+            cleaned[name] = value
+    if errors:
+        raise drf_exceptions.ValidationError(errors)
+    return cleaned
 
 
 class IdFilter(django_filters.CharFilter):

@@ -257,15 +257,17 @@ if OFFERHUB_SANDBOX:
 MIDDLEWARE = [
     "offerhub.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "offerhub.security.CSPMiddleware",
     "offerhub.security.PermissionsPolicyMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # /api/v1/ requests go from here straight to their view: what follows is for pages only.
+    "offerhub.api.middleware.ApiPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "offerhub.database.DatabaseUnavailableMiddleware",
 ]
@@ -320,7 +322,10 @@ else:
     DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=25 if OFFERHUB_SANDBOX else 10)
     DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=10.0)
     DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    DATABASE_POOL_CHECK_IDLE_SECONDS = env.float("DATABASE_POOL_CHECK_IDLE_SECONDS", default=1.0)
     if DATABASE_POOL_MAX_SIZE > 0:
+        from offerhub.postgresql import pool_connection_returned
+
         if DATABASE_CONN_MAX_AGE:
             raise ImproperlyConfigured(
                 "DATABASE_CONN_MAX_AGE keeps connections per thread and cannot be combined with the "
@@ -330,9 +335,14 @@ else:
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT,
+            "reset": pool_connection_returned,
         }
+        # A pooled connection idle DATABASE_POOL_CHECK_IDLE_SECONDS or longer is checked (a
+        # round trip) before a request gets it; one returned more recently is not.
+        DATABASES["default"]["ENGINE"] = "offerhub.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # With the pool, offerhub.postgresql checks its idle connections; without, Django a kept one.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = DATABASE_POOL_MAX_SIZE <= 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, rate limits, Celery, channels ---------------------------------

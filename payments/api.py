@@ -12,6 +12,7 @@ from offerhub.api.envelope import api_list_response, api_response
 from offerhub.api.pagination import DEFAULT_LIMIT, paginate
 from offerhub.api.ratelimit import rate_limit_hit
 from offerhub.api.serializers import validated
+from offerhub.database import prepared_cursor
 from offerhub.errors import STATUS_BY_CODE, ServiceError
 from offerhub.money import chain_amount, money_from_stroops, money_to_stroops
 from offerhub.timefmt import iso_timestamp
@@ -85,21 +86,33 @@ def _operation(user, change: BalanceChange, operation: str, amount) -> dict:
     }
 
 
+# The balance read's statement, written once: the ORM compiled the same query on every request
+# (a fifth of the endpoint's CPU).
+_BALANCE_SQL = (
+    f"SELECT a.kind, a.balance, a.updated_at FROM {LedgerAccount._meta.db_table} a "  # noqa: S608
+    f"JOIN {LedgerAccount._meta.get_field('user').related_model._meta.db_table} u ON u.id = a.user_id "
+    "WHERE a.code IN (%s, %s) AND a.kind IN (%s, %s) AND u.public_id = %s"
+)
+
+
 def _balance_read(*, principal, public_id: str) -> dict:
     """balance_as_api for a user the key may see, in one query once the member's two accounts
     exist (their codes name the user; the join checks the user and the key's marketplace);
     before that, the service's path, which creates them."""
-    accounts = LedgerAccount.objects.filter(
-        code__in=[f"user:{public_id}:available", f"user:{public_id}:held"],
-        kind__in=[LedgerAccount.Kind.USER_AVAILABLE, LedgerAccount.Kind.USER_HELD],
-        user__public_id=public_id,
-    )
+    params = [
+        f"user:{public_id}:available",
+        f"user:{public_id}:held",
+        LedgerAccount.Kind.USER_AVAILABLE.value,
+        LedgerAccount.Kind.USER_HELD.value,
+        public_id,
+    ]
+    sql = _BALANCE_SQL
     if principal.marketplace_id:
-        accounts = accounts.filter(user__marketplace_id=principal.marketplace_id)
-    found = {
-        kind: (balance, updated_at)
-        for kind, balance, updated_at in accounts.values_list("kind", "balance", "updated_at")
-    }
+        sql += " AND u.marketplace_id = %s"
+        params.append(principal.marketplace_id)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        found = {kind: (balance, updated_at) for kind, balance, updated_at in cursor.fetchall()}
     if len(found) != 2:
         user = api_user_get(principal=principal, public_id=public_id)
         return balance_as_api(user=user)

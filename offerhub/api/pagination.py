@@ -32,14 +32,20 @@ def parse_limit(raw, *, default: int = DEFAULT_LIMIT) -> int:
     return min(limit, MAX_LIMIT)
 
 
-def paginate(
-    queryset: QuerySet, *, params, id_field: str, time_field: str = "created_at", default_limit: int = DEFAULT_LIMIT
-) -> Page:
-    """Keyset pagination on (time_field, pk) descending, so deep pages cost what the first one does."""
+def page_params(params, *, default_limit: int = DEFAULT_LIMIT) -> tuple[int, str | None]:
+    """The page's size and cursor (the last item's public id, or None for the first page)."""
     limit = parse_limit(params.get("limit"), default=default_limit)
     cursor = params.get("cursor") or None
     if cursor is not None and not CURSOR_PATTERN.fullmatch(cursor):
         raise validation_error([("cursor", "must be the id of the last item of a page")])
+    return limit, cursor
+
+
+def paginate(
+    queryset: QuerySet, *, params, id_field: str, time_field: str = "created_at", default_limit: int = DEFAULT_LIMIT
+) -> Page:
+    """Keyset pagination on (time_field, pk) descending, so deep pages cost what the first one does."""
+    limit, cursor = page_params(params, default_limit=default_limit)
     queryset = queryset.order_by(f"-{time_field}", "-pk")
     if cursor:
         anchor = queryset.model._default_manager.filter(**{id_field: cursor}).values(time_field, "pk").first()

@@ -16,6 +16,7 @@ print(json.dumps({
     "engine": settings.DATABASES["default"]["ENGINE"],
     "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
     "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
+    "health_checks": settings.DATABASES["default"].get("CONN_HEALTH_CHECKS"),
     "cache": settings.CACHES["default"]["BACKEND"],
     "channels": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "eager": app.conf.task_always_eager,
@@ -24,7 +25,7 @@ print(json.dumps({
     "sandbox_providers": settings.SANDBOX_PROVIDERS,
     "horizon": settings.STELLAR_HORIZON_URL,
     "debug": settings.DEBUG,
-}))
+}, default=lambda value: f"{value.__module__}.{value.__qualname__}"))
 """
 
 PRODUCTION_SECRET_KEY = "q7-Vn2wZb4Lr9sKd0XyT6eJh1UcMa8PgF3oRiN5tBz_WlYxEvD"
@@ -75,7 +76,7 @@ def test_full_mode_uses_postgresql_and_redis():
     )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
-    assert loaded["engine"] == "django.db.backends.postgresql"
+    assert loaded["engine"] == "offerhub.postgresql"  # Django's, checking only idle pooled connections
     assert loaded["cache"] == "django.core.cache.backends.redis.RedisCache"
     assert loaded["channels"] == "channels_redis.core.RedisChannelLayer"
     assert loaded["eager"] is False
@@ -88,6 +89,9 @@ def test_postgresql_connections_are_pooled_and_bounded_by_default():
     assert loaded["pool"]["max_size"] == 10
     assert loaded["pool"]["timeout"] == 10
     assert loaded["conn_max_age"] == 0  # never kept per thread: under ASGI each request has its own
+    # The pool checks a connection that sat idle before a request gets it (offerhub.postgresql).
+    assert loaded["engine"] == "offerhub.postgresql" and loaded["health_checks"] is False
+    assert loaded["pool"]["reset"] == "offerhub.postgresql.pool_connection_returned"
     # The sandbox served in-process takes a connection of its own while a request calls it.
     assert json.loads(load_settings(**postgres).stdout)["pool"]["max_size"] == 25
     assert json.loads(load_settings(**postgres, DATABASE_POOL_TIMEOUT="2.5").stdout)["pool"]["timeout"] == 2.5
@@ -98,6 +102,7 @@ def test_pool_can_be_turned_off_for_pgbouncer_and_refuses_per_thread_connections
     loaded = json.loads(load_settings(**postgres, DATABASE_POOL_MAX_SIZE="0", DATABASE_CONN_MAX_AGE="60").stdout)
     assert loaded["pool"] is None
     assert loaded["conn_max_age"] == 60
+    assert loaded["engine"] == "django.db.backends.postgresql" and loaded["health_checks"] is True
     refused = load_settings(**postgres, DATABASE_CONN_MAX_AGE="60")
     assert refused.returncode != 0
     assert "cannot be combined with the connection pool" in refused.stderr

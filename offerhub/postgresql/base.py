@@ -1,0 +1,82 @@
+"""Django's PostgreSQL backend, whose pool checks only the connections that sat idle.
+
+Django's CONN_HEALTH_CHECKS makes the pool run psycopg_pool's check (an empty query) before
+every checkout: one more round trip to PostgreSQL per request, as many as the request's own for
+a read of one statement. Here a connection returned to the pool a moment ago (healthy then: the
+pool rolls back or discards any other), whose client side is still in a good state, is handed out
+as it is; one idle DATABASE_POOL_CHECK_IDLE_SECONDS or longer, or of unknown age, gets the same
+check, and a connection that fails it goes back to the pool (which discards and replaces it) and
+the next is taken, so connections dropped while idle (a restarted server, a proxy's idle timeout)
+are still never given to a request. What is lost: a server that goes away within that second
+after a connection's return fails the one request that gets it, with the 503 of a database out of
+reach (offerhub.database), and the pool replaces the connection.
+
+It also offers `prepared_cursor()` for the fixed statements of the most frequent reads (a
+balance, a page of orders): PostgreSQL parses and plans each once per connection and then runs
+it by name (planning the orders page cost twice its execution). The backend is used only with
+the in-process pool, i.e. connected to PostgreSQL directly: behind PgBouncer's transaction
+pooling (DATABASE_POOL_MAX_SIZE=0), where a prepared statement would not follow the client from
+one server connection to the next, Django's own backend runs and those reads use its cursor.
+"""
+
+import time
+
+import psycopg
+from django.conf import settings
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLDatabaseWrapper
+from psycopg.pq import ConnStatus, TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from offerhub.postgresql import pool_connection_returned
+
+__all__ = ["DatabaseWrapper", "pool_connection_fresh", "pool_connection_returned"]
+
+
+def pool_connection_fresh(connection: psycopg.Connection) -> bool:
+    """Returned less than DATABASE_POOL_CHECK_IDLE_SECONDS ago, and still in a good state."""
+    returned_at = getattr(connection, "_offerhub_returned_at", None)
+    return (
+        returned_at is not None
+        and time.monotonic() - returned_at < settings.DATABASE_POOL_CHECK_IDLE_SECONDS
+        and connection.pgconn.status == ConnStatus.OK
+        and connection.pgconn.transaction_status == TransactionStatus.IDLE
+    )
+
+
+class PreparingCursor(psycopg.Cursor):
+    """Server-side parameters, every statement prepared on its connection (psycopg keeps the
+    connection's 100 most recent; its text and parameter types name it)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+class DatabaseWrapper(PostgreSQLDatabaseWrapper):
+    def prepared_cursor(self):
+        """A cursor (Django's wrapper: errors, query logging) whose statements are prepared."""
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        if self.connection.prepare_threshold is None:
+            # Django turns preparing off (None), which refuses even an explicit prepare. Counted
+            # preparing stays off in effect: Django's own cursors bind on the client and never
+            # prepare; this cursor asks for it each time.
+            self.connection.prepare_threshold = 2**31
+        with self.wrap_database_errors:
+            return self._prepare_cursor(PreparingCursor(self.connection))
+
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        pool = self.pool
+        if pool is None:
+            return connection
+        for _ in range(pool.max_size):  # each failed check costs the pool that connection
+            if pool_connection_fresh(connection):
+                return connection
+            try:
+                ConnectionPool.check_connection(connection)
+            except psycopg.Error:
+                pool.putconn(connection)  # broken: the pool discards it and opens another
+                connection = super().get_new_connection(conn_params)
+            else:
+                return connection
+        return connection
