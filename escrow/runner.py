@@ -462,11 +462,21 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient):
         _fail(step, code="TAMPERED_TRANSACTION", message=tampered.message)
         raise StepStopped from None
     except TrustlessWorkError as error:
+        if error.status == 400 and _platform_signer_missing(step):
+            raise PlatformNotReady(f"the platform signer {step.signer} is not on chain yet") from None
         if error.status == 400:  # the contract's rules refuse the call: final
             _fail(step, code=error.provider_code or error.code, message=error.message)
             raise StepStopped from None
         raise StepPending.provider_down(error) from None
     return envelope
+
+
+def _platform_signer_missing(step: EscrowStep) -> bool:
+    """A platform signer the network does not know (not funded yet): the build is refused, but
+    platform_bootstrap can still fund it, so the step waits rather than fails."""
+    roles = step.escrow.roles
+    platform_roles = (roles.get("releaseSigner"), roles.get("disputeResolver"), roles.get("platformAddress"))
+    return step.signer in platform_roles and account_load(step.signer) is None
 
 
 @contextlib.contextmanager

@@ -121,8 +121,17 @@ def platform_signers_bootstrap(*, treasury: PlatformAccount) -> list[PlatformSig
             )
     signers = list(PlatformSigner.objects.order_by("pk"))
     for signer in signers:
+        # Verified on chain every run, not trusted from the row: a row is saved before its
+        # account is funded (mainnet funding may fail part-way), and rows from before
+        # funded_at existed (payments 0011) start unverified.
         if account_load(signer.public_key) is None:
+            PlatformSigner.objects.filter(pk=signer.pk).update(funded_at=None)  # no new escrows meanwhile
             _signer_fund(signer, treasury)
+            if account_load(signer.public_key) is None:
+                raise PlatformNotReady(f"the platform signer {signer.public_key} is not on chain after funding it")
+        if signer.funded_at is None:
+            signer.funded_at = timezone.now()
+            PlatformSigner.objects.filter(pk=signer.pk).update(funded_at=signer.funded_at)
     return signers
 
 
@@ -159,19 +168,26 @@ def platform_escrow_signer_pick() -> tuple[str, str]:
     the pool without a lock, and consecutive orders (the ones running at the same time) get
     different signers. Round robin rather than "least busy": counting each signer's open steps
     at every create costs a join, and concurrent creates would all see the same counts and pick
-    the same signer. One statement reads the treasury too. No signer set up (a database not
-    bootstrapped since the pool came, or the setting at 0): the treasury signs, as it did."""
+    the same signer. One statement reads the treasury too. Only signers seen on chain by
+    platform_bootstrap (funded_at) take part: one not funded yet would have its deploy refused.
+    No funded signer (a database not bootstrapped since the pool came or since payments 0011,
+    or the setting at 0): the treasury signs, as it did."""
     size = settings.OFFERHUB_PLATFORM_SIGNERS
     if size == 0:
         treasury = platform_account().public_key
         return treasury, treasury
     if connection.vendor != "postgresql":
         treasury = platform_account().public_key
-        pool = list(PlatformSigner.objects.order_by("pk").values_list("public_key", flat=True)[:size])
+        first = PlatformSigner.objects.order_by("pk").values_list("pk", flat=True)[:size]
+        funded = PlatformSigner.objects.filter(pk__in=list(first), funded_at__isnull=False)
+        pool = list(funded.values_list("public_key", flat=True))
         return treasury, (random.choice(pool) if pool else treasury)  # noqa: S311  (spreading, not security)
     signers, accounts = PlatformSigner._meta.db_table, PlatformAccount._meta.db_table
     sql = f"""
-        WITH pool AS MATERIALIZED (SELECT id, public_key FROM {signers} ORDER BY id LIMIT %s)
+        WITH pool AS MATERIALIZED (
+            SELECT id, public_key FROM (SELECT id, public_key, funded_at FROM {signers} ORDER BY id LIMIT %s) first
+            WHERE funded_at IS NOT NULL
+        )
         SELECT (SELECT public_key FROM {accounts} ORDER BY id LIMIT 1),
                (SELECT public_key FROM pool ORDER BY id LIMIT 1 OFFSET (
                     SELECT nextval('{SIGNER_TURN_SEQUENCE}') %% NULLIF(count(*), 0) FROM pool))

@@ -15,19 +15,19 @@ from django.utils import timezone
 from stellar_sdk import FeeBumpTransactionEnvelope, Keypair, TransactionBuilder
 
 from escrow.models import Escrow, EscrowStep
-from escrow.runner import escrows_due_claim
+from escrow.runner import escrow_drive, escrows_due_claim
 from escrow.services import escrow_dispute, escrow_milestone_mark, escrow_open, escrow_release, escrow_resolve
 from escrow.tasks import escrow_drive_task
 from offerhub.celery import app as celery_app
 from offerhub.leases import job_lease_release, lease_claim
 from offerhub.models import JobLease
-from payments.crypto import secret_decrypt
+from payments.crypto import secret_decrypt, secret_encrypt
 from payments.ledger import hold_reserve
 from payments.models import PlatformAccount, PlatformSigner
-from payments.stellar import account_load, usdc_balance
+from payments.stellar import StellarError, account_load, usdc_balance
 from payments.wallets import platform_bootstrap, platform_escrow_signer_pick
 from payments.withdrawals import submission_lock_name
-from sandbox.models import SandboxEscrowCall
+from sandbox.models import SandboxEscrowCall, SandboxFault
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain, open_funded
 from tests.offerhub.test_lease_locks import trustless_work_proxy  # noqa: F401  (fixture)
 from tests.offerhub.test_single_flight_jobs import HOLD_LIMIT, drives_queued, in_thread, time_passes
@@ -305,3 +305,69 @@ def test_run_eagerly_a_drive_waits_for_its_signer_instead_of_queuing_itself_agai
     busy_elsewhere(escrow.roles["releaseSigner"], ttl=timedelta(seconds=1))
     assert escrow_drive_task.delay(escrow.pk).result == "done"  # run in-process, not queued again
     assert escrow.steps.get().status == EscrowStep.Status.CONFIRMED
+
+
+def test_a_signer_whose_funding_failed_gets_no_escrow_until_a_bootstrap_puts_it_on_chain(
+    chain, funded_user, trustless_work, settings
+):
+    funded = pool()
+    # Raised on a live site; friendbot fails for the fifth signer: its row is saved, its account is not.
+    settings.OFFERHUB_PLATFORM_SIGNERS = 6
+    SandboxFault.objects.create(service="horizon", path_contains="friendbot", status_code=503, remaining=1)
+    with pytest.raises(StellarError):
+        platform_bootstrap()
+    unfunded = [address for address in pool() if address not in funded]
+    assert len(unfunded) == 2 and all(account_load(address) is None for address in unfunded)
+    assert {platform_escrow_signer_pick()[1] for _ in range(12)} == set(funded)
+
+    buyer, seller = funded_user("60.00"), funded_user("0")
+    escrows = [open_funded(buyer, seller, 10 * USD, order=f"ord_half_{n}") for n in range(5)]
+    assert all(escrow.roles["releaseSigner"] in funded for escrow in escrows)  # each deployed and funded
+
+    platform_bootstrap()  # again, friendbot back: the two join the pool
+    assert all(account_load(address) for address in unfunded)
+    assert PlatformSigner.objects.filter(funded_at__isnull=True).count() == 0
+    assert {platform_escrow_signer_pick()[1] for _ in range(12)} == set(pool())
+
+
+def test_signers_from_before_funded_at_stay_out_until_the_bootstrap_verifies_them(chain, settings):
+    PlatformSigner.objects.update(funded_at=None)  # as payments 0011 leaves existing rows
+    assert platform_escrow_signer_pick() == (treasury(), treasury())  # the treasury signs meanwhile
+    platform_bootstrap()
+    assert PlatformSigner.objects.filter(funded_at__isnull=True).count() == 0
+    assert {platform_escrow_signer_pick()[1] for _ in range(8)} == set(pool())
+
+
+def test_a_deploy_for_a_signer_not_on_chain_waits_for_the_platform_instead_of_failing(
+    chain, funded_user, trustless_work, settings
+):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    # A signer saved but never funded, handed to an order as the pick did before funded_at.
+    keypair = Keypair.random()
+    ciphertext, version = secret_encrypt(keypair.secret)
+    PlatformSigner.objects.update(funded_at=None)
+    PlatformSigner.objects.create(
+        public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version, funded_at=timezone.now()
+    )
+    settings.OFFERHUB_PLATFORM_SIGNERS = 5
+    hold_reserve(user=buyer, reference="ord_unfunded", amount=10 * USD)
+    escrow = escrow_open(
+        engagement_id="ord_unfunded",
+        buyer=buyer,
+        seller=seller,
+        amount=10 * USD,
+        title="Logo",
+        hold_reference="ord_unfunded",
+    )
+    assert escrow.roles["releaseSigner"] == keypair.public_key
+    deploy = escrow.steps.get()
+    assert (deploy.status, deploy.error_code) == (EscrowStep.Status.PENDING, "PLATFORM_NOT_READY")
+    assert Escrow.objects.get(pk=escrow.pk).status == Escrow.Status.CREATING
+
+    platform_bootstrap()  # funds it
+    assert account_load(keypair.public_key) is not None
+    assert escrow_drive(escrow_pk=escrow.pk) == "done"
+    deploy.refresh_from_db()
+    escrow.refresh_from_db()
+    assert deploy.status == EscrowStep.Status.CONFIRMED and escrow.status == Escrow.Status.CREATED
+    assert signed_by(deploy) == (keypair.public_key, treasury())
