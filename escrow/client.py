@@ -128,7 +128,10 @@ class TrustlessWorkClient:
             code = "ESCROW_NOT_FOUND"
         else:
             code = ERROR_CODES.get(provider_code, "ESCROW_INVALID_STATE")
-        raise TrustlessWorkError(code, str(message), status=status, provider_code=provider_code)
+        extras = data.get("extras") if isinstance(data, dict) else None
+        result_codes = extras.get("result_codes") if isinstance(extras, dict) else None
+        details = {"result_codes": result_codes} if isinstance(result_codes, dict) else {}  # a refused submission's
+        raise TrustlessWorkError(code, str(message), status=status, provider_code=provider_code, details=details)
 
     # --- endpoints -----------------------------------------------------------------
 

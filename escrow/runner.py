@@ -56,7 +56,14 @@ from offerhub.leases import Lease, LeaseLost, lease_look
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, PlatformSigner, Wallet
-from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
+from payments.stellar import (
+    FEE_BUMP_INNER_FAILED,
+    StellarError,
+    account_load,
+    ledger_closed_at,
+    refusal_code,
+    transaction_lookup,
+)
 from payments.wallets import PlatformNotReady, platform_account_reused, platform_signer
 from payments.withdrawals import account_submission_lock, submission_lock_name
 
@@ -66,7 +73,9 @@ ESCROW_LOCK_TIMEOUT = 30  # seconds a drive waits for another one of the same es
 # A drive that gives its worker back when the signer is busy still waits this long for it once
 # the call is built (a submission holds the lock for about a ledger): the build is paid for.
 SIGNER_WAIT_BEFORE_GIVING_BACK = 1.0
-# Rebuilding is safe only for these refusals: the envelope was never applied.
+# Rebuilding is safe only for these refusals: the envelope was never applied. A fee bump
+# (a platform signer's calls) is refused as tx_fee_bump_inner_failed with one of these inside;
+# without its inner code it is looked up again, never failed.
 STALE_ENVELOPE_CODES = ("tx_bad_seq", "tx_too_late", "tx_too_early")
 # The contract functions our calls invoke (what verify_unsigned expects).
 FUNCTIONS = {Action.FUND: "fund"}
@@ -318,20 +327,29 @@ def step_run(
             return _settle(step, client, response=response)
         if error.status != 400:
             raise StepPending.provider_down(error) from None
-        if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
-            if stored is not None:
+        refused = _refusal_code(error)
+        if refused in STALE_ENVELOPE_CODES or refused == FEE_BUMP_INNER_FAILED:
+            if stored is not None or refused == FEE_BUMP_INNER_FAILED:  # the latter: maybe stale, look it up
                 # A resent envelope refused for its sequence may be refused because it landed
                 # already (its answer was the one lost): it stays SUBMITTED, looked up again
                 # later, and is rebuilt only once it can no longer land (its time bounds).
                 raise StepPending(
-                    f"the resent transaction was refused ({error.provider_code or error.message}); "
-                    "looking it up again before building another",
+                    f"the resent transaction was refused ({refused}); looking it up again before building another",
                     code="RESENT_REFUSED",
                 )
             EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
             continue  # never applied (its sequence was not the account's next): sign a fresh one
-        return _fail(step, code=error.provider_code or error.message, message=error.message)
+        return _fail(step, code=error.provider_code or refused or error.message, message=error.message)
     raise StepPending("the signer's sequence number kept changing; trying again later", code="SEQUENCE_CHANGING")
+
+
+def _refusal_code(error: TrustlessWorkError) -> str:
+    """Why the network refused a sent envelope: Horizon's result codes when passed on (a fee
+    bump refused for its inner transaction gives the inner's code there), else the message."""
+    codes = error.details.get("result_codes") or {}
+    if not codes.get("transaction"):
+        codes = {"transaction": error.message if error.message.startswith("tx_") else error.provider_code}
+    return refusal_code(codes)
 
 
 # --- Preparing --------------------------------------------------------------------------

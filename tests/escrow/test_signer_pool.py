@@ -4,16 +4,19 @@ the sandbox (Horizon and Trustless Work), with the real Redis broker where a dri
 worker back."""
 
 import contextlib
+import io
 import json
 import threading
 from datetime import timedelta
 
 import pytest
 import redis
+import requests
 from django.conf import settings as django_settings
 from django.utils import timezone
 from stellar_sdk import FeeBumpTransactionEnvelope, Keypair, TransactionBuilder
 
+from escrow.client import TrustlessWorkClient
 from escrow.models import Escrow, EscrowStep
 from escrow.runner import escrow_drive, escrows_due_claim
 from escrow.services import escrow_dispute, escrow_milestone_mark, escrow_open, escrow_release, escrow_resolve
@@ -29,7 +32,7 @@ from payments.wallets import platform_bootstrap, platform_escrow_signer_pick
 from payments.withdrawals import submission_lock_name
 from sandbox.models import SandboxEscrowCall, SandboxFault
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain, open_funded
-from tests.offerhub.test_lease_locks import trustless_work_proxy  # noqa: F401  (fixture)
+from tests.offerhub.test_lease_locks import _TrustlessWorkHandler, trustless_work_proxy  # noqa: F401  (fixture)
 from tests.offerhub.test_single_flight_jobs import HOLD_LIMIT, drives_queued, in_thread, time_passes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -371,3 +374,68 @@ def test_a_deploy_for_a_signer_not_on_chain_waits_for_the_platform_instead_of_fa
     escrow.refresh_from_db()
     assert deploy.status == EscrowStep.Status.CONFIRMED and escrow.status == Escrow.Status.CREATED
     assert signed_by(deploy) == (keypair.public_key, treasury())
+
+
+class _LosesThenLandsHandler(_TrustlessWorkHandler):
+    """send-transaction: after `passes` more, one is lost on its way (503, never forwarded: the
+    network has it, not applied yet); with `lands_first` (Horizon's URL), the next one's
+    envelope reaches the network from elsewhere just before it is forwarded (the lost copy lands)."""
+
+    def _forward(self, method: str):
+        server = self.server
+        if method != "POST" or not self.path.startswith("/helper/send-transaction"):
+            return super()._forward(method)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.rfile = io.BytesIO(body)
+        if server.passes is not None:
+            if server.passes == 0:
+                server.passes = None
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            server.passes -= 1
+        if server.lands_first:
+            horizon_url, server.lands_first = server.lands_first, None
+            landed = requests.post(
+                f"{horizon_url}/transactions", data={"tx": json.loads(body)["signedXdr"]}, timeout=10
+            )
+            assert landed.ok, landed.text
+        return super()._forward(method)
+
+
+def test_a_fee_bumped_release_resent_after_it_landed_is_looked_up_not_failed(
+    chain,
+    funded_user,
+    trustless_work_proxy,  # noqa: F811
+    settings,
+):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 20 * USD, order="ord_resent")
+    escrow_milestone_mark(escrow=escrow, index=0, evidence="https://example.com/logo.png")
+    # The approval goes through; the release is signed and sent, its answer lost (the network
+    # has it, it has not landed yet).
+    trustless_work_proxy.RequestHandlerClass = _LosesThenLandsHandler
+    trustless_work_proxy.passes, trustless_work_proxy.lands_first = 1, None
+    escrow_release(escrow=escrow)
+    release = escrow.steps.get(action=Action.RELEASE)
+    assert release.status == EscrowStep.Status.SUBMITTED
+    assert signed_by(release) == (escrow.roles["releaseSigner"], treasury())  # fee-bumped
+    assert not SandboxEscrowCall.objects.filter(action="release-funds", applied_at__isnull=False).exists()
+
+    # The next run finds nothing yet and resends it; it lands just before the resend, which core
+    # refuses (inner tx_bad_seq: Horizon has not ingested the ledger yet).
+    settings.SANDBOX_HORIZON_INGEST_LAG = True
+    trustless_work_proxy.lands_first = chain.url
+    assert escrow_drive(escrow_pk=escrow.pk) == "pending"
+    release.refresh_from_db()
+    assert (release.status, release.error_code) == (EscrowStep.Status.SUBMITTED, "RESENT_REFUSED")
+    assert "tx_bad_seq" in release.error_message
+    assert SandboxEscrowCall.objects.filter(action="release-funds", applied_at__isnull=False).count() == 1
+
+    assert escrow_drive(escrow_pk=escrow.pk) == "done"  # looked up: it landed
+    release.refresh_from_db()
+    escrow.refresh_from_db()
+    assert release.status == EscrowStep.Status.CONFIRMED and escrow.status == Escrow.Status.RELEASED
+    assert len(release.attempted_hashes) == 1
+    ledger_equals_chain(chain, TrustlessWorkClient(backoff=0.01), escrow, buyer, seller)
