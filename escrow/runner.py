@@ -71,8 +71,9 @@ logger = logging.getLogger(__name__)
 
 ESCROW_LOCK_TIMEOUT = 30  # seconds a drive waits for another one of the same escrow, then "busy"
 # A drive that gives its worker back when the signer is busy still waits this long for it once
-# the call is built (a submission holds the lock for about a ledger): the build is paid for.
-SIGNER_WAIT_BEFORE_GIVING_BACK = 1.0
+# the call is built: a submission holds the signer's lock for about a ledger (5 s), and a build
+# thrown away costs a Trustless Work request (50 a minute per key) and is built again.
+SIGNER_WAIT_BEFORE_GIVING_BACK = 7.0
 # Rebuilding is safe only for these refusals: the envelope was never applied. A fee bump
 # (a platform signer's calls) is refused as tx_fee_bump_inner_failed with one of these inside;
 # without its inner code it is looked up again, never failed.

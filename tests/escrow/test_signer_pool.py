@@ -290,6 +290,38 @@ def test_a_signer_taken_while_the_call_is_built_gives_the_worker_back_unsigned(
     assert SandboxEscrowCall.objects.get().applied_at is None  # built, never signed nor sent
 
 
+def test_a_signer_taken_for_one_submission_while_the_call_is_built_is_waited_for_not_given_back(
+    chain,
+    funded_user,
+    trustless_work_proxy,  # noqa: F811
+):
+    """The build is paid for: a submission of another escrow holds the signer about a ledger."""
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_brief", amount=10 * USD)
+    with broker_only() as queue:
+        escrow = escrow_open(
+            engagement_id="ord_brief",
+            buyer=buyer,
+            seller=seller,
+            amount=10 * USD,
+            title="Logo",
+            hold_reference="ord_brief",
+        )
+        queue.delete("celery")
+        reached, release = trustless_work_proxy.hold_answer("/deployer/")
+        outcome: list[str] = []
+        worker = in_thread(escrow_drive_task, escrow.pk, results=outcome)
+        assert reached.wait(HOLD_LIMIT)
+        busy_elsewhere(escrow.roles["releaseSigner"], ttl=timedelta(seconds=3))  # about one submission
+        release.set()
+        worker.join(HOLD_LIMIT)
+        assert outcome == ["done"]
+        assert drives_queued(queue) == []
+    deploy = escrow.steps.get()
+    assert (deploy.status, deploy.attempts) == (EscrowStep.Status.CONFIRMED, 1)
+    assert SandboxEscrowCall.objects.count() == 1  # built once
+
+
 def test_run_eagerly_a_drive_waits_for_its_signer_instead_of_queuing_itself_again(chain, funded_user, trustless_work):
     """Embedded mode and the tests run tasks in-process: queuing again would recurse at once."""
     buyer, seller = funded_user("20.00"), funded_user("0")
