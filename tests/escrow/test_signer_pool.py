@@ -3,11 +3,12 @@ deploys, releases and resolutions do not all queue on one sequence number. Over 
 the sandbox (Horizon and Trustless Work), with the real Redis broker where a drive gives its
 worker back."""
 
+import ast
 import contextlib
 import io
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import redis
@@ -257,6 +258,45 @@ def test_a_workers_drive_gives_its_worker_back_while_its_signer_is_busy_and_lose
     escrow.refresh_from_db()
     assert deploy.status == EscrowStep.Status.CONFIRMED and deploy.attempts == 1
     assert escrow.status == Escrow.Status.CREATED and escrow.contract_id
+
+
+def requeued(queue) -> tuple[int, float]:
+    """The one drive queued again: (its give-backs in a row, its countdown in seconds, about)."""
+    (message,) = [json.loads(raw) for raw in queue.lrange("celery", 0, -1)]
+    queue.delete("celery")
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    return ast.literal_eval(message["headers"]["kwargsrepr"])["give_backs"], (eta - timezone.now()).total_seconds()
+
+
+def test_a_drive_given_back_again_and_again_comes_back_later_each_time(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_backoff", amount=10 * USD)
+    with broker_only() as queue:
+        escrow = escrow_open(
+            engagement_id="ord_backoff",
+            buyer=buyer,
+            seller=seller,
+            amount=10 * USD,
+            title="Logo",
+            hold_reference="ord_backoff",
+        )
+        queue.delete("celery")
+        busy_elsewhere(escrow.roles["releaseSigner"])
+        # A message queued before the count existed carries none: its drive counts from there.
+        assert escrow_drive_task(escrow.pk) == "signer-busy"  # as a worker runs it
+        give_backs, countdown = requeued(queue)
+        assert give_backs == 1 and 0 < countdown <= 1.5
+        ceilings = []
+        for _ in range(6):  # the worker runs each queued drive; the signer is still busy
+            assert escrow_drive_task(escrow.pk, give_backs=give_backs) == "signer-busy"
+            previous = give_backs
+            give_backs, countdown = requeued(queue)
+            assert give_backs == previous + 1
+            ceilings.append(min(2 ** (give_backs - 1), 10))
+            assert ceilings[-1] / 2 - 0.5 <= countdown <= ceilings[-1] + 0.5  # jittered within its half
+        assert ceilings == [2, 4, 8, 10, 10, 10]
+    deploy = escrow.steps.get()
+    assert (deploy.status, deploy.attempts, deploy.error_code) == (EscrowStep.Status.PENDING, 0, "")
 
 
 def test_a_signer_taken_while_the_call_is_built_gives_the_worker_back_unsigned(
