@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 import pytest
 import redis
 import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings as django_settings
 from django.utils import timezone
 from stellar_sdk import FeeBumpTransactionEnvelope, Keypair, TransactionBuilder
@@ -511,3 +513,44 @@ def test_a_fee_bumped_release_resent_after_it_landed_is_looked_up_not_failed(
     assert release.status == EscrowStep.Status.CONFIRMED and escrow.status == Escrow.Status.RELEASED
     assert len(release.attempted_hashes) == 1
     ledger_equals_chain(chain, TrustlessWorkClient(backoff=0.01), escrow, buyer, seller)
+
+
+def derived_address(treasury_secret: str, index: int) -> str:
+    """The documented derivation (docs/deployment.md), computed here independently."""
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"offerhub/platform-signer/v1", info=f"signer/{index}".encode()
+    )
+    return Keypair.from_raw_ed25519_seed(hkdf.derive(Keypair.from_secret(treasury_secret).raw_secret_key())).public_key
+
+
+def test_with_the_treasury_imported_the_signers_are_derived_and_a_lost_pool_is_re_created(
+    chain, funded_user, trustless_work, settings
+):
+    secret = secret_decrypt(PlatformAccount.objects.get().encrypted_secret)
+    settings.OFFERHUB_PLATFORM_SECRET_KEY = secret  # as on mainnet: the treasury imported from the setting
+    random_ones = pool()
+    # Raised: the signers there stay as they are (random, valid); the new ones are derived.
+    settings.OFFERHUB_PLATFORM_SIGNERS = 6
+    platform_bootstrap()
+    assert pool() == [*random_ones, derived_address(secret, 4), derived_address(secret, 5)]
+
+    # A site started with the setting: every signer derived.
+    PlatformSigner.objects.all().delete()
+    settings.OFFERHUB_PLATFORM_SIGNERS = 4
+    platform_bootstrap()
+    derived = [derived_address(secret, index) for index in range(4)]
+    assert pool() == derived
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_derived")
+    assert escrow.roles["releaseSigner"] in derived
+
+    # The signers' encrypted keys are lost (a database rebuilt without them): the same setting
+    # re-creates the same accounts, and the escrow naming one is still released.
+    PlatformSigner.objects.all().delete()
+    platform_bootstrap()
+    assert pool() == derived
+    escrow_release(escrow=escrow)
+    escrow.refresh_from_db()
+    assert escrow.status == Escrow.Status.RELEASED
+    assert signed_by(escrow.steps.get(action=Action.RELEASE)) == (escrow.roles["releaseSigner"], treasury())
+    ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)
