@@ -46,7 +46,8 @@ def signer_busy_countdown(give_backs: int) -> float:
     """The pause before the `give_backs`-th drive in a row that found its signer busy: 1, 2, 4 …
     seconds up to the cap, each between half and all of it (jittered: the drives waiting for
     one signer do not all come back at once)."""
-    ceiling = min(SIGNER_BUSY_AGAIN_SECONDS * 2 ** max(give_backs - 1, 0), SIGNER_BUSY_AGAIN_MAX_SECONDS)
+    doublings = min(max(give_backs - 1, 0), 10)  # bounded: a drive may give back for hours
+    ceiling = min(SIGNER_BUSY_AGAIN_SECONDS * 2**doublings, SIGNER_BUSY_AGAIN_MAX_SECONDS)
     return ceiling * random.uniform(0.5, 1.0)  # noqa: S311  (jitter, not security)
 
 
