@@ -128,7 +128,10 @@ class TrustlessWorkClient:
             code = "ESCROW_NOT_FOUND"
         else:
             code = ERROR_CODES.get(provider_code, "ESCROW_INVALID_STATE")
-        raise TrustlessWorkError(code, str(message), status=status, provider_code=provider_code)
+        extras = data.get("extras") if isinstance(data, dict) else None
+        result_codes = extras.get("result_codes") if isinstance(extras, dict) else None
+        details = {"result_codes": result_codes} if isinstance(result_codes, dict) else {}  # a refused submission's
+        raise TrustlessWorkError(code, str(message), status=status, provider_code=provider_code, details=details)
 
     # --- endpoints -----------------------------------------------------------------
 
@@ -220,10 +223,13 @@ def _cost_and_validity_problems(tx) -> list[str]:
     (paid by a platform account, directly or through the fee bump) and how long it stays valid
     (a signed transaction held back could be sent much later). Both are the provider's choice."""
     problems = []
-    if tx.fee > settings.OFFERHUB_MAX_TRANSACTION_FEE:
-        problems.append("fee")
     resource_fee = tx.soroban_data.resource_fee.int64 if tx.soroban_data else 0
     operations = max(len(tx.operations), 1)
+    # Fee-bumped (every signer but the treasury), the platform pays the bump's fee: the resource
+    # fee plus the per-operation ceiling for the operations and the bump, whatever the inner says.
+    bumped = resource_fee + MAX_FEE_PER_OPERATION * (operations + 1)
+    if max(tx.fee, bumped) > settings.OFFERHUB_MAX_TRANSACTION_FEE:
+        problems.append("fee")
     if (tx.fee - resource_fee) / operations > MAX_FEE_PER_OPERATION:  # the fee bump could not cover it
         problems.append("fee")
     bounds = tx.preconditions.time_bounds if tx.preconditions else None

@@ -56,7 +56,14 @@ from offerhub.leases import Lease, LeaseLost, lease_look
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, PlatformSigner, Wallet
-from payments.stellar import StellarError, account_load, ledger_closed_at, transaction_lookup
+from payments.stellar import (
+    FEE_BUMP_INNER_FAILED,
+    StellarError,
+    account_load,
+    ledger_closed_at,
+    refusal_code,
+    transaction_lookup,
+)
 from payments.wallets import PlatformNotReady, platform_account_reused, platform_signer
 from payments.withdrawals import account_submission_lock, submission_lock_name
 
@@ -64,9 +71,12 @@ logger = logging.getLogger(__name__)
 
 ESCROW_LOCK_TIMEOUT = 30  # seconds a drive waits for another one of the same escrow, then "busy"
 # A drive that gives its worker back when the signer is busy still waits this long for it once
-# the call is built (a submission holds the lock for about a ledger): the build is paid for.
-SIGNER_WAIT_BEFORE_GIVING_BACK = 1.0
-# Rebuilding is safe only for these refusals: the envelope was never applied.
+# the call is built: a submission holds the signer's lock for about a ledger (5 s), and a build
+# thrown away costs a Trustless Work request (50 a minute per key) and is built again.
+SIGNER_WAIT_BEFORE_GIVING_BACK = 7.0
+# Rebuilding is safe only for these refusals: the envelope was never applied. A fee bump
+# (a platform signer's calls) is refused as tx_fee_bump_inner_failed with one of these inside;
+# without its inner code it is looked up again, never failed.
 STALE_ENVELOPE_CODES = ("tx_bad_seq", "tx_too_late", "tx_too_early")
 # The contract functions our calls invoke (what verify_unsigned expects).
 FUNCTIONS = {Action.FUND: "fund"}
@@ -318,20 +328,29 @@ def step_run(
             return _settle(step, client, response=response)
         if error.status != 400:
             raise StepPending.provider_down(error) from None
-        if error.message in STALE_ENVELOPE_CODES or error.provider_code in STALE_ENVELOPE_CODES:
-            if stored is not None:
+        refused = _refusal_code(error)
+        if refused in STALE_ENVELOPE_CODES or refused == FEE_BUMP_INNER_FAILED:
+            if stored is not None or refused == FEE_BUMP_INNER_FAILED:  # the latter: maybe stale, look it up
                 # A resent envelope refused for its sequence may be refused because it landed
                 # already (its answer was the one lost): it stays SUBMITTED, looked up again
                 # later, and is rebuilt only once it can no longer land (its time bounds).
                 raise StepPending(
-                    f"the resent transaction was refused ({error.provider_code or error.message}); "
-                    "looking it up again before building another",
+                    f"the resent transaction was refused ({refused}); looking it up again before building another",
                     code="RESENT_REFUSED",
                 )
             EscrowStep.objects.filter(pk=step.pk).update(expires_at=timezone.now() - timedelta(days=1))
             continue  # never applied (its sequence was not the account's next): sign a fresh one
-        return _fail(step, code=error.provider_code or error.message, message=error.message)
+        return _fail(step, code=error.provider_code or refused or error.message, message=error.message)
     raise StepPending("the signer's sequence number kept changing; trying again later", code="SEQUENCE_CHANGING")
+
+
+def _refusal_code(error: TrustlessWorkError) -> str:
+    """Why the network refused a sent envelope: Horizon's result codes when passed on (a fee
+    bump refused for its inner transaction gives the inner's code there), else the message."""
+    codes = error.details.get("result_codes") or {}
+    if not codes.get("transaction"):
+        codes = {"transaction": error.message if error.message.startswith("tx_") else error.provider_code}
+    return refusal_code(codes)
 
 
 # --- Preparing --------------------------------------------------------------------------
@@ -462,11 +481,21 @@ def _prepare(step: EscrowStep, client: TrustlessWorkClient):
         _fail(step, code="TAMPERED_TRANSACTION", message=tampered.message)
         raise StepStopped from None
     except TrustlessWorkError as error:
+        if error.status == 400 and _platform_signer_missing(step):
+            raise PlatformNotReady(f"the platform signer {step.signer} is not on chain yet") from None
         if error.status == 400:  # the contract's rules refuse the call: final
             _fail(step, code=error.provider_code or error.code, message=error.message)
             raise StepStopped from None
         raise StepPending.provider_down(error) from None
     return envelope
+
+
+def _platform_signer_missing(step: EscrowStep) -> bool:
+    """A platform signer the network does not know (not funded yet): the build is refused, but
+    platform_bootstrap can still fund it, so the step waits rather than fails."""
+    roles = step.escrow.roles
+    platform_roles = (roles.get("releaseSigner"), roles.get("disputeResolver"), roles.get("platformAddress"))
+    return step.signer in platform_roles and account_load(step.signer) is None
 
 
 @contextlib.contextmanager

@@ -20,13 +20,15 @@ RESUME_AFTER = timedelta(seconds=15)  # a step untouched this long lost its work
 DRIVE_QUEUED_FOR = timedelta(minutes=10)
 RESUME_LEASE = timedelta(minutes=5)  # renewed per escrow (run in-process, each drive runs inline)
 SYNC_LEASE = timedelta(minutes=30)  # escrow_sync does not renew: longer than any run should take
-# A drive that found its step's signer busy comes again after about this long: a submission
-# holds the signer for about the time a ledger takes to close.
+# A drive that found its step's signer busy comes again after about this long, doubled for each
+# give-back in a row up to the cap: a submission holds the signer for about the time a ledger
+# takes to close, and a signer busy for longer (a queue of escrows behind it) is not polled.
 SIGNER_BUSY_AGAIN_SECONDS = 1.0
+SIGNER_BUSY_AGAIN_MAX_SECONDS = 10.0
 
 
 @shared_task(bind=True)
-def escrow_drive_task(self, escrow_pk: int) -> str:
+def escrow_drive_task(self, escrow_pk: int, give_backs: int = 0) -> str:
     # Started: the steps are claimed for a running drive now, in the read of the first of them
     # (this run sets their back-off if they must wait; a crash leaves the claim to expire, and
     # the sweeper drives them again).
@@ -36,17 +38,26 @@ def escrow_drive_task(self, escrow_pk: int) -> str:
     give_back = not (self.request.is_eager or self.app.conf.task_always_eager)
     outcome = escrow_drive(escrow_pk=escrow_pk, claim_for=DRIVE_CLAIM, give_back_when_signer_busy=give_back)
     if outcome == "signer-busy":
-        escrow_drive_again(escrow_pk)
+        escrow_drive_again(escrow_pk, give_backs=give_backs + 1)
     return outcome
 
 
-def escrow_drive_again(escrow_pk: int) -> None:
-    """Queue the drive again after a pause (jittered: the drives waiting for one signer do not
-    all come back at once). Its steps stay claimed for DRIVE_CLAIM: if this message is lost, the
-    sweeper drives them once the claim runs out."""
-    countdown = SIGNER_BUSY_AGAIN_SECONDS * random.uniform(0.5, 1.5)  # noqa: S311  (jitter, not security)
+def signer_busy_countdown(give_backs: int) -> float:
+    """The pause before the `give_backs`-th drive in a row that found its signer busy: 1, 2, 4 …
+    seconds up to the cap, each between half and all of it (jittered: the drives waiting for
+    one signer do not all come back at once)."""
+    doublings = min(max(give_backs - 1, 0), 10)  # bounded: a drive may give back for hours
+    ceiling = min(SIGNER_BUSY_AGAIN_SECONDS * 2**doublings, SIGNER_BUSY_AGAIN_MAX_SECONDS)
+    return ceiling * random.uniform(0.5, 1.0)  # noqa: S311  (jitter, not security)
+
+
+def escrow_drive_again(escrow_pk: int, *, give_backs: int = 1) -> None:
+    """Queue the drive again after a pause that grows with the give-backs in a row. Its steps
+    stay claimed for DRIVE_CLAIM: if this message is lost, the sweeper drives them once the
+    claim runs out."""
+    countdown = signer_busy_countdown(give_backs)
     try:
-        escrow_drive_task.apply_async((escrow_pk,), countdown=countdown)
+        escrow_drive_task.apply_async((escrow_pk,), {"give_backs": give_backs}, countdown=countdown)
     except Exception:  # the broker is down: the sweeper drives it once the claim runs out
         logger.exception("could not queue escrow %s's drive again", escrow_pk)
 

@@ -218,6 +218,10 @@ if not DEBUG and (OFFERHUB_SANDBOX or SANDBOX_PROVIDERS):
 # lags after a deploy (until /indexer/update-from-txHash), as the real one can.
 SANDBOX_TRUSTLESS_WORK_RATE_LIMIT = 50
 SANDBOX_TRUSTLESS_WORK_INDEXER_LAG = False
+# Tests: Horizon has not ingested the latest ledgers, so a resubmitted transaction that already
+# landed is refused by core (tx_bad_seq; a fee bump's as tx_fee_bump_inner_failed) instead of
+# answered from history.
+SANDBOX_HORIZON_INGEST_LAG = False
 # Sandbox Airtm: requests per second per API key (Airtm's 10), the enterprise account's opening
 # balance in dollars, where its webhooks go, how long each payout step takes, and a factor
 # compressing Svix's retry schedule (tests set it small).

@@ -100,8 +100,8 @@ class PlatformAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(PlatformSigner)
 class PlatformSignerAdmin(ReadOnlyAdmin):
-    fields = ("public_key", "key_version", "created_at")
-    list_display = ("public_key", "key_version", "created_at")
+    fields = ("public_key", "key_version", "created_at", "funded_at")
+    list_display = ("public_key", "key_version", "created_at", "funded_at")
 
 
 @admin.register(Withdrawal)

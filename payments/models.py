@@ -182,6 +182,9 @@ class PlatformSigner(SecretHolder):
     paid by the platform account's fee bumps. Never deleted: an escrow's roles name it for good."""
 
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by platform_bootstrap once the account is seen on chain: only funded signers get new
+    # escrows (a deploy signed by an account the network does not know is refused for good).
+    funded_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"platform signer {self.public_key}"

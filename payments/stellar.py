@@ -30,6 +30,21 @@ class StellarError(ServiceError):
     PROVIDER_UNAVAILABLE, PROVIDER_ERROR or PROVIDER_RATE_LIMITED."""
 
 
+# A fee bump refused (or failed) for its inner transaction: Horizon gives the inner
+# transaction's own code in `result_codes.inner_transaction`.
+FEE_BUMP_INNER_FAILED = "tx_fee_bump_inner_failed"
+
+
+def refusal_code(result_codes: dict) -> str:
+    """The transaction result code that says why: for a fee bump failed for its inner
+    transaction, the inner's code (tx_bad_seq, tx_too_late, …), or FEE_BUMP_INNER_FAILED itself
+    when the answer does not say (callers treat that as "maybe stale": look up, do not fail)."""
+    code = result_codes.get("transaction", "")
+    if code == FEE_BUMP_INNER_FAILED:
+        return result_codes.get("inner_transaction") or FEE_BUMP_INNER_FAILED
+    return code
+
+
 @dataclass
 class TransactionFailed(Exception):
     """Horizon's final word: the transaction was refused or failed; result codes say why."""
@@ -43,6 +58,10 @@ class TransactionFailed(Exception):
     @property
     def transaction_code(self) -> str:
         return self.result_codes.get("transaction", "")
+
+    @property
+    def refusal_code(self) -> str:
+        return refusal_code(self.result_codes)
 
     @property
     def operation_codes(self) -> list[str]:

@@ -15,6 +15,8 @@ import logging
 import random
 from contextvars import ContextVar
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -46,6 +48,9 @@ DEPOSIT_CURSOR = "horizon-payments"
 # 1 XLM) and a margin: it never pays a fee (the treasury fee-bumps its transactions).
 SIGNER_STARTING_XLM = "2"
 SIGNER_TURN_SEQUENCE = "payments_platformsigner_turn"  # payments migration 0010
+# HKDF-SHA256 salt deriving the signers' keys from the treasury's (platform_signer_keypair):
+# part of the derivation, never to change (the same setting must re-create the same accounts).
+SIGNER_DERIVATION_SALT = b"offerhub/platform-signer/v1"
 
 
 class PlatformNotReady(Exception):
@@ -114,18 +119,46 @@ def platform_signers_bootstrap(*, treasury: PlatformAccount) -> list[PlatformSig
     idempotent. Raising the setting adds signers; lowering it deletes none (escrows name them
     for good): the ones past the setting only stop getting new escrows."""
     with lease_lock("platform-signers-bootstrap", timeout=60):  # two bootstraps at once add N, not 2N
-        missing = settings.OFFERHUB_PLATFORM_SIGNERS - PlatformSigner.objects.count()
-        for _ in range(max(missing, 0)):
-            keypair = Keypair.random()
+        for index in range(PlatformSigner.objects.count(), settings.OFFERHUB_PLATFORM_SIGNERS):
+            keypair = platform_signer_keypair(treasury=treasury, index=index)
             ciphertext, version = secret_encrypt(keypair.secret)
             PlatformSigner.objects.create(
                 public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version
             )
     signers = list(PlatformSigner.objects.order_by("pk"))
     for signer in signers:
+        # Verified on chain every run, not trusted from the row: a row is saved before its
+        # account is funded (mainnet funding may fail part-way), and rows from before
+        # funded_at existed (payments 0011) start unverified.
         if account_load(signer.public_key) is None:
+            PlatformSigner.objects.filter(pk=signer.pk).update(funded_at=None)  # no new escrows meanwhile
             _signer_fund(signer, treasury)
+            if account_load(signer.public_key) is None:
+                raise PlatformNotReady(f"the platform signer {signer.public_key} is not on chain after funding it")
+        if signer.funded_at is None:
+            signer.funded_at = timezone.now()
+            PlatformSigner.objects.filter(pk=signer.pk).update(funded_at=signer.funded_at)
     return signers
+
+
+def platform_signer_keypair(*, treasury: PlatformAccount, index: int) -> Keypair:
+    """The key of the pool's `index`-th signer (0-based, in creation order).
+
+    With the treasury imported from OFFERHUB_PLATFORM_SECRET_KEY, derived from that secret:
+    HKDF-SHA256 over its 32-byte ed25519 seed, salt SIGNER_DERIVATION_SALT, info
+    "signer/<index>", 32 bytes as the signer's ed25519 seed. The signers' keys are then never
+    only in the database: a new database bootstrapped with the same setting re-creates the same
+    accounts, so escrows naming them can still be released and resolved. Without the setting
+    (testnet, sandbox: a generated treasury) they are random, like the treasury."""
+    secret = settings.OFFERHUB_PLATFORM_SECRET_KEY
+    if not secret:
+        return Keypair.random()
+    root = Keypair.from_secret(secret)
+    if root.public_key != treasury.public_key:
+        logger.warning("OFFERHUB_PLATFORM_SECRET_KEY is not the platform account's key: a random signer key")
+        return Keypair.random()
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=SIGNER_DERIVATION_SALT, info=f"signer/{index}".encode())
+    return Keypair.from_raw_ed25519_seed(hkdf.derive(root.raw_secret_key()))
 
 
 def _signer_fund(signer: PlatformSigner, treasury: PlatformAccount) -> None:
@@ -161,19 +194,26 @@ def platform_escrow_signer_pick() -> tuple[str, str]:
     the pool without a lock, and consecutive orders (the ones running at the same time) get
     different signers. Round robin rather than "least busy": counting each signer's open steps
     at every create costs a join, and concurrent creates would all see the same counts and pick
-    the same signer. One statement reads the treasury too. No signer set up (a database not
-    bootstrapped since the pool came, or the setting at 0): the treasury signs, as it did."""
+    the same signer. One statement reads the treasury too. Only signers seen on chain by
+    platform_bootstrap (funded_at) take part: one not funded yet would have its deploy refused.
+    No funded signer (a database not bootstrapped since the pool came or since payments 0011,
+    or the setting at 0): the treasury signs, as it did."""
     size = settings.OFFERHUB_PLATFORM_SIGNERS
     if size == 0:
         treasury = platform_account().public_key
         return treasury, treasury
     if connection.vendor != "postgresql":
         treasury = platform_account().public_key
-        pool = list(PlatformSigner.objects.order_by("pk").values_list("public_key", flat=True)[:size])
+        first = PlatformSigner.objects.order_by("pk").values_list("pk", flat=True)[:size]
+        funded = PlatformSigner.objects.filter(pk__in=list(first), funded_at__isnull=False)
+        pool = list(funded.values_list("public_key", flat=True))
         return treasury, (random.choice(pool) if pool else treasury)  # noqa: S311  (spreading, not security)
     signers, accounts = PlatformSigner._meta.db_table, PlatformAccount._meta.db_table
     sql = f"""
-        WITH pool AS MATERIALIZED (SELECT id, public_key FROM {signers} ORDER BY id LIMIT %s)
+        WITH pool AS MATERIALIZED (
+            SELECT id, public_key FROM (SELECT id, public_key, funded_at FROM {signers} ORDER BY id LIMIT %s) first
+            WHERE funded_at IS NOT NULL
+        )
         SELECT (SELECT public_key FROM {accounts} ORDER BY id LIMIT 1),
                (SELECT public_key FROM pool ORDER BY id LIMIT 1 OFFSET (
                     SELECT nextval('{SIGNER_TURN_SEQUENCE}') %% NULLIF(count(*), 0) FROM pool))

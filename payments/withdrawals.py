@@ -36,6 +36,7 @@ from payments.ledger import (
 )
 from payments.models import Hold, JournalEntry, LedgerAccount, SecretHolder, Wallet, Withdrawal
 from payments.stellar import (
+    FEE_BUMP_INNER_FAILED,
     StellarError,
     TransactionFailed,
     _call,
@@ -376,14 +377,16 @@ def _drive(pk: int, source: SecretHolder, rounds: int, lease: Lease) -> Withdraw
         try:
             transaction_submit(envelope)
         except TransactionFailed as failure:
-            if failure.transaction_code in ("tx_bad_seq", "tx_too_late", "tx_duplicate"):
+            refused = failure.refusal_code  # a fee bump's inner code (the envelopes are fee-bumped)
+            if refused in ("tx_bad_seq", "tx_too_late", "tx_duplicate", FEE_BUMP_INNER_FAILED):
                 # Not a verdict on the payment: an earlier attempt may have landed, or this
-                # envelope is stale. Look everything up again before anything else; an envelope
-                # whose sequence the account has spent is signed anew once none of ours landed.
-                resign = failure.transaction_code == "tx_bad_seq" and _sequence_spent(envelope, source)
+                # envelope is stale (or a fee bump refused without its inner code: maybe stale).
+                # Look everything up again before anything else; an envelope whose sequence the
+                # account has spent is signed anew once none of ours landed.
+                resign = refused == "tx_bad_seq" and _sequence_spent(envelope, source)
                 withdrawal = Withdrawal.objects.get(pk=pk)
                 continue
-            code = (failure.operation_codes or [failure.transaction_code])[-1]
+            code = (failure.operation_codes or [refused])[-1]
             reason = FAILURE_REASONS.get(code, f"The Stellar network refused the payment ({code}).")
             if code == "op_underfunded" and withdrawal.purpose == Withdrawal.Purpose.BRIDGE:
                 reason = "The platform treasury holds too little USDC for this top-up; it is paid once refilled."

@@ -51,10 +51,16 @@ FRIENDBOT_ACCOUNT = Keypair.from_raw_ed25519_seed(hashlib.sha256(b"offerhub-sand
 class TransactionRejected(Exception):
     """Rejected before reaching the ledger: nothing is charged (Horizon answers 400)."""
 
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, *, inner_code: str = ""):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.inner_code = inner_code  # a fee bump refused for its inner transaction: the inner's code
+
+    @property
+    def result_codes(self) -> dict:
+        """As Horizon gives them in `extras.result_codes`."""
+        return {"transaction": self.code} | ({"inner_transaction": self.inner_code} if self.inner_code else {})
 
 
 class OperationFailed(Exception):
@@ -172,9 +178,17 @@ def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
     fee_bump = isinstance(envelope, FeeBumpTransactionEnvelope)
     inner_envelope = envelope.transaction.inner_transaction_envelope if fee_bump else envelope
     tx = inner_envelope.transaction
+
+    def inner_refused(code: str, detail: str) -> TransactionRejected:
+        """As core answers: a fee bump whose inner transaction is invalid is refused as
+        tx_fee_bump_inner_failed, the inner's own code given beside it."""
+        if fee_bump:
+            return TransactionRejected("tx_fee_bump_inner_failed", detail, inner_code=code)
+        return TransactionRejected(code, detail)
+
     operations = tx.operations
     if not operations:
-        raise TransactionRejected("tx_missing_operation", "a transaction needs at least one operation")
+        raise inner_refused("tx_missing_operation", "a transaction needs at least one operation")
     source_id = tx.source.account_id
     fee_source_id = envelope.transaction.fee_source.account_id if fee_bump else source_id
     required_fee = BASE_FEE * (len(operations) + (1 if fee_bump else 0))
@@ -185,30 +199,34 @@ def chain_submit(*, envelope_xdr: str) -> SandboxTransaction:
     if bounds is not None:
         now = int(time.time())
         if bounds.min_time and now < bounds.min_time:
-            raise TransactionRejected("tx_too_early", "the transaction's time bounds have not started")
+            raise inner_refused("tx_too_early", "the transaction's time bounds have not started")
         if bounds.max_time and now > bounds.max_time:
-            raise TransactionRejected("tx_too_late", "the transaction's time bounds have passed")
+            raise inner_refused("tx_too_late", "the transaction's time bounds have passed")
 
     with transaction.atomic():
         ledger = ledger_close()  # serialises every submission
         already = SandboxTransaction.objects.filter(hash=tx_hash_hex).first()
-        if already is not None:  # Horizon answers a resubmission with the recorded result
+        if already is not None and not settings.SANDBOX_HORIZON_INGEST_LAG:
+            # Horizon answers a resubmission with the recorded result (once it has ingested it;
+            # with the lag, core answers: the sequence number is spent, tx_bad_seq).
             transaction.set_rollback(True)  # no ledger closed for it
             return already
         wanted = sorted({source_id, fee_source_id})
         accounts = {a.account_id: a for a in SandboxAccount.objects.select_for_update().filter(account_id__in=wanted)}
         source = accounts.get(source_id)
         fee_account = accounts.get(fee_source_id)
-        if source is None or fee_account is None:
-            raise TransactionRejected("tx_no_source_account", "the source account does not exist")
+        if fee_account is None:
+            raise TransactionRejected("tx_no_source_account", "the fee source account does not exist")
+        if source is None:
+            raise inner_refused("tx_no_source_account", "the source account does not exist")
         if tx.sequence != source.sequence + 1:
-            raise TransactionRejected(
+            raise inner_refused(
                 "tx_bad_seq", f"sequence {tx.sequence} is not the account's next ({source.sequence + 1})"
             )
         inner_hash = inner_envelope.hash()
         used: set[int] = set()
         if not _authorized(source, inner_hash, inner_envelope.signatures, used):
-            raise TransactionRejected("tx_bad_auth", "the transaction is not signed by its source account")
+            raise inner_refused("tx_bad_auth", "the transaction is not signed by its source account")
         if fee_bump and not _authorized(fee_account, envelope.hash(), envelope.signatures, set()):
             raise TransactionRejected("tx_bad_auth", "the fee-bump envelope is not signed by its fee source")
         if fee_account.xlm_balance - required_fee < min_balance(fee_account):

@@ -179,7 +179,10 @@ def send_transaction(request):
     try:
         record = chain_submit(envelope_xdr=signed)
     except TransactionRejected as rejected:
-        return respond({"status": "FAILED", "message": rejected.code}, 400)
+        # Horizon's result codes passed on (a fee bump's inner code is only there).
+        return respond(
+            {"status": "FAILED", "message": rejected.code, "extras": {"result_codes": rejected.result_codes}}, 400
+        )
     if not record.successful:
         codes = record.result_codes.get("operations") or [record.result_codes.get("transaction")]
         failed = {"status": "FAILED", "message": codes[-1]}

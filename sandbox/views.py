@@ -201,7 +201,7 @@ def submit_transaction(request):
             "transaction_failed",
             "Transaction Failed",
             rejected.detail,
-            {"envelope_xdr": envelope_xdr, "result_codes": {"transaction": rejected.code}},
+            {"envelope_xdr": envelope_xdr, "result_codes": rejected.result_codes},
         )
     if not record.successful:
         return _failed(record)

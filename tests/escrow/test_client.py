@@ -139,6 +139,22 @@ def test_the_fee_ceiling_is_the_operators_setting(client, keys, settings):
     assert refused.value.details["differences"] == ["fee"]
 
 
+def test_the_fee_ceiling_counts_what_the_fee_bump_would_pay(client, keys, settings):
+    contract = deploy(client, keys)
+    xdr = client.escrow_call(
+        "single-release", "fund-escrow", {"contractId": contract, "signer": keys["buyer"].public_key, "amount": 10}
+    )
+    asked = {"source": keys["buyer"].public_key, "contract_id": contract, "function": "fund"}
+    # The inner transaction asks 100 stroops; its fee bump pays up to 10,000 for it and 10,000
+    # for the bump itself (no resource fee here): 20,000 is what the platform may be charged.
+    settings.OFFERHUB_MAX_TRANSACTION_FEE = 20_000
+    verify_unsigned(xdr, **asked)
+    settings.OFFERHUB_MAX_TRANSACTION_FEE = 19_999
+    with pytest.raises(TamperedTransaction) as refused:
+        verify_unsigned(xdr, **asked)
+    assert refused.value.details["differences"] == ["fee"]
+
+
 def test_contract_errors_keep_the_provider_message_and_map_to_our_codes(client, keys):
     contract = deploy(client, keys)
     with pytest.raises(TrustlessWorkError) as error:

@@ -3,33 +3,39 @@ deploys, releases and resolutions do not all queue on one sequence number. Over 
 the sandbox (Horizon and Trustless Work), with the real Redis broker where a drive gives its
 worker back."""
 
+import ast
 import contextlib
+import io
 import json
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import redis
+import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings as django_settings
 from django.utils import timezone
 from stellar_sdk import FeeBumpTransactionEnvelope, Keypair, TransactionBuilder
 
+from escrow.client import TrustlessWorkClient
 from escrow.models import Escrow, EscrowStep
-from escrow.runner import escrows_due_claim
+from escrow.runner import escrow_drive, escrows_due_claim
 from escrow.services import escrow_dispute, escrow_milestone_mark, escrow_open, escrow_release, escrow_resolve
 from escrow.tasks import escrow_drive_task
 from offerhub.celery import app as celery_app
 from offerhub.leases import job_lease_release, lease_claim
 from offerhub.models import JobLease
-from payments.crypto import secret_decrypt
+from payments.crypto import secret_decrypt, secret_encrypt
 from payments.ledger import hold_reserve
 from payments.models import PlatformAccount, PlatformSigner
-from payments.stellar import account_load, usdc_balance
+from payments.stellar import StellarError, account_load, usdc_balance
 from payments.wallets import platform_bootstrap, platform_escrow_signer_pick
 from payments.withdrawals import submission_lock_name
-from sandbox.models import SandboxEscrowCall
+from sandbox.models import SandboxEscrowCall, SandboxFault
 from tests.escrow.test_lifecycle import USD, ledger_equals_chain, open_funded
-from tests.offerhub.test_lease_locks import trustless_work_proxy  # noqa: F401  (fixture)
+from tests.offerhub.test_lease_locks import _TrustlessWorkHandler, trustless_work_proxy  # noqa: F401  (fixture)
 from tests.offerhub.test_single_flight_jobs import HOLD_LIMIT, drives_queued, in_thread, time_passes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -256,6 +262,45 @@ def test_a_workers_drive_gives_its_worker_back_while_its_signer_is_busy_and_lose
     assert escrow.status == Escrow.Status.CREATED and escrow.contract_id
 
 
+def requeued(queue) -> tuple[int, float]:
+    """The one drive queued again: (its give-backs in a row, its countdown in seconds, about)."""
+    (message,) = [json.loads(raw) for raw in queue.lrange("celery", 0, -1)]
+    queue.delete("celery")
+    eta = datetime.fromisoformat(message["headers"]["eta"])
+    return ast.literal_eval(message["headers"]["kwargsrepr"])["give_backs"], (eta - timezone.now()).total_seconds()
+
+
+def test_a_drive_given_back_again_and_again_comes_back_later_each_time(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_backoff", amount=10 * USD)
+    with broker_only() as queue:
+        escrow = escrow_open(
+            engagement_id="ord_backoff",
+            buyer=buyer,
+            seller=seller,
+            amount=10 * USD,
+            title="Logo",
+            hold_reference="ord_backoff",
+        )
+        queue.delete("celery")
+        busy_elsewhere(escrow.roles["releaseSigner"])
+        # A message queued before the count existed carries none: its drive counts from there.
+        assert escrow_drive_task(escrow.pk) == "signer-busy"  # as a worker runs it
+        give_backs, countdown = requeued(queue)
+        assert give_backs == 1 and 0 < countdown <= 1.5
+        ceilings = []
+        for _ in range(6):  # the worker runs each queued drive; the signer is still busy
+            assert escrow_drive_task(escrow.pk, give_backs=give_backs) == "signer-busy"
+            previous = give_backs
+            give_backs, countdown = requeued(queue)
+            assert give_backs == previous + 1
+            ceilings.append(min(2 ** (give_backs - 1), 10))
+            assert ceilings[-1] / 2 - 0.5 <= countdown <= ceilings[-1] + 0.5  # jittered within its half
+        assert ceilings == [2, 4, 8, 10, 10, 10]
+    deploy = escrow.steps.get()
+    assert (deploy.status, deploy.attempts, deploy.error_code) == (EscrowStep.Status.PENDING, 0, "")
+
+
 def test_a_signer_taken_while_the_call_is_built_gives_the_worker_back_unsigned(
     chain,
     funded_user,
@@ -287,6 +332,38 @@ def test_a_signer_taken_while_the_call_is_built_gives_the_worker_back_unsigned(
     assert SandboxEscrowCall.objects.get().applied_at is None  # built, never signed nor sent
 
 
+def test_a_signer_taken_for_one_submission_while_the_call_is_built_is_waited_for_not_given_back(
+    chain,
+    funded_user,
+    trustless_work_proxy,  # noqa: F811
+):
+    """The build is paid for: a submission of another escrow holds the signer about a ledger."""
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_brief", amount=10 * USD)
+    with broker_only() as queue:
+        escrow = escrow_open(
+            engagement_id="ord_brief",
+            buyer=buyer,
+            seller=seller,
+            amount=10 * USD,
+            title="Logo",
+            hold_reference="ord_brief",
+        )
+        queue.delete("celery")
+        reached, release = trustless_work_proxy.hold_answer("/deployer/")
+        outcome: list[str] = []
+        worker = in_thread(escrow_drive_task, escrow.pk, results=outcome)
+        assert reached.wait(HOLD_LIMIT)
+        busy_elsewhere(escrow.roles["releaseSigner"], ttl=timedelta(seconds=3))  # about one submission
+        release.set()
+        worker.join(HOLD_LIMIT)
+        assert outcome == ["done"]
+        assert drives_queued(queue) == []
+    deploy = escrow.steps.get()
+    assert (deploy.status, deploy.attempts) == (EscrowStep.Status.CONFIRMED, 1)
+    assert SandboxEscrowCall.objects.count() == 1  # built once
+
+
 def test_run_eagerly_a_drive_waits_for_its_signer_instead_of_queuing_itself_again(chain, funded_user, trustless_work):
     """Embedded mode and the tests run tasks in-process: queuing again would recurse at once."""
     buyer, seller = funded_user("20.00"), funded_user("0")
@@ -305,3 +382,175 @@ def test_run_eagerly_a_drive_waits_for_its_signer_instead_of_queuing_itself_agai
     busy_elsewhere(escrow.roles["releaseSigner"], ttl=timedelta(seconds=1))
     assert escrow_drive_task.delay(escrow.pk).result == "done"  # run in-process, not queued again
     assert escrow.steps.get().status == EscrowStep.Status.CONFIRMED
+
+
+def test_a_signer_whose_funding_failed_gets_no_escrow_until_a_bootstrap_puts_it_on_chain(
+    chain, funded_user, trustless_work, settings
+):
+    funded = pool()
+    # Raised on a live site; friendbot fails for the fifth signer: its row is saved, its account is not.
+    settings.OFFERHUB_PLATFORM_SIGNERS = 6
+    SandboxFault.objects.create(service="horizon", path_contains="friendbot", status_code=503, remaining=1)
+    with pytest.raises(StellarError):
+        platform_bootstrap()
+    unfunded = [address for address in pool() if address not in funded]
+    assert len(unfunded) == 2 and all(account_load(address) is None for address in unfunded)
+    assert {platform_escrow_signer_pick()[1] for _ in range(12)} == set(funded)
+
+    buyer, seller = funded_user("60.00"), funded_user("0")
+    escrows = [open_funded(buyer, seller, 10 * USD, order=f"ord_half_{n}") for n in range(5)]
+    assert all(escrow.roles["releaseSigner"] in funded for escrow in escrows)  # each deployed and funded
+
+    platform_bootstrap()  # again, friendbot back: the two join the pool
+    assert all(account_load(address) for address in unfunded)
+    assert PlatformSigner.objects.filter(funded_at__isnull=True).count() == 0
+    assert {platform_escrow_signer_pick()[1] for _ in range(12)} == set(pool())
+
+
+def test_signers_from_before_funded_at_stay_out_until_the_bootstrap_verifies_them(chain, settings):
+    PlatformSigner.objects.update(funded_at=None)  # as payments 0011 leaves existing rows
+    assert platform_escrow_signer_pick() == (treasury(), treasury())  # the treasury signs meanwhile
+    platform_bootstrap()
+    assert PlatformSigner.objects.filter(funded_at__isnull=True).count() == 0
+    assert {platform_escrow_signer_pick()[1] for _ in range(8)} == set(pool())
+
+
+def test_a_deploy_for_a_signer_not_on_chain_waits_for_the_platform_instead_of_failing(
+    chain, funded_user, trustless_work, settings
+):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    # A signer saved but never funded, handed to an order as the pick did before funded_at.
+    keypair = Keypair.random()
+    ciphertext, version = secret_encrypt(keypair.secret)
+    PlatformSigner.objects.update(funded_at=None)
+    PlatformSigner.objects.create(
+        public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version, funded_at=timezone.now()
+    )
+    settings.OFFERHUB_PLATFORM_SIGNERS = 5
+    hold_reserve(user=buyer, reference="ord_unfunded", amount=10 * USD)
+    escrow = escrow_open(
+        engagement_id="ord_unfunded",
+        buyer=buyer,
+        seller=seller,
+        amount=10 * USD,
+        title="Logo",
+        hold_reference="ord_unfunded",
+    )
+    assert escrow.roles["releaseSigner"] == keypair.public_key
+    deploy = escrow.steps.get()
+    assert (deploy.status, deploy.error_code) == (EscrowStep.Status.PENDING, "PLATFORM_NOT_READY")
+    assert Escrow.objects.get(pk=escrow.pk).status == Escrow.Status.CREATING
+
+    platform_bootstrap()  # funds it
+    assert account_load(keypair.public_key) is not None
+    assert escrow_drive(escrow_pk=escrow.pk) == "done"
+    deploy.refresh_from_db()
+    escrow.refresh_from_db()
+    assert deploy.status == EscrowStep.Status.CONFIRMED and escrow.status == Escrow.Status.CREATED
+    assert signed_by(deploy) == (keypair.public_key, treasury())
+
+
+class _LosesThenLandsHandler(_TrustlessWorkHandler):
+    """send-transaction: after `passes` more, one is lost on its way (503, never forwarded: the
+    network has it, not applied yet); with `lands_first` (Horizon's URL), the next one's
+    envelope reaches the network from elsewhere just before it is forwarded (the lost copy lands)."""
+
+    def _forward(self, method: str):
+        server = self.server
+        if method != "POST" or not self.path.startswith("/helper/send-transaction"):
+            return super()._forward(method)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.rfile = io.BytesIO(body)
+        if server.passes is not None:
+            if server.passes == 0:
+                server.passes = None
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            server.passes -= 1
+        if server.lands_first:
+            horizon_url, server.lands_first = server.lands_first, None
+            landed = requests.post(
+                f"{horizon_url}/transactions", data={"tx": json.loads(body)["signedXdr"]}, timeout=10
+            )
+            assert landed.ok, landed.text
+        return super()._forward(method)
+
+
+def test_a_fee_bumped_release_resent_after_it_landed_is_looked_up_not_failed(
+    chain,
+    funded_user,
+    trustless_work_proxy,  # noqa: F811
+    settings,
+):
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 20 * USD, order="ord_resent")
+    escrow_milestone_mark(escrow=escrow, index=0, evidence="https://example.com/logo.png")
+    # The approval goes through; the release is signed and sent, its answer lost (the network
+    # has it, it has not landed yet).
+    trustless_work_proxy.RequestHandlerClass = _LosesThenLandsHandler
+    trustless_work_proxy.passes, trustless_work_proxy.lands_first = 1, None
+    escrow_release(escrow=escrow)
+    release = escrow.steps.get(action=Action.RELEASE)
+    assert release.status == EscrowStep.Status.SUBMITTED
+    assert signed_by(release) == (escrow.roles["releaseSigner"], treasury())  # fee-bumped
+    assert not SandboxEscrowCall.objects.filter(action="release-funds", applied_at__isnull=False).exists()
+
+    # The next run finds nothing yet and resends it; it lands just before the resend, which core
+    # refuses (inner tx_bad_seq: Horizon has not ingested the ledger yet).
+    settings.SANDBOX_HORIZON_INGEST_LAG = True
+    trustless_work_proxy.lands_first = chain.url
+    assert escrow_drive(escrow_pk=escrow.pk) == "pending"
+    release.refresh_from_db()
+    assert (release.status, release.error_code) == (EscrowStep.Status.SUBMITTED, "RESENT_REFUSED")
+    assert "tx_bad_seq" in release.error_message
+    assert SandboxEscrowCall.objects.filter(action="release-funds", applied_at__isnull=False).count() == 1
+
+    assert escrow_drive(escrow_pk=escrow.pk) == "done"  # looked up: it landed
+    release.refresh_from_db()
+    escrow.refresh_from_db()
+    assert release.status == EscrowStep.Status.CONFIRMED and escrow.status == Escrow.Status.RELEASED
+    assert len(release.attempted_hashes) == 1
+    ledger_equals_chain(chain, TrustlessWorkClient(backoff=0.01), escrow, buyer, seller)
+
+
+def derived_address(treasury_secret: str, index: int) -> str:
+    """The documented derivation (docs/deployment.md), computed here independently."""
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"offerhub/platform-signer/v1", info=f"signer/{index}".encode()
+    )
+    return Keypair.from_raw_ed25519_seed(hkdf.derive(Keypair.from_secret(treasury_secret).raw_secret_key())).public_key
+
+
+def test_with_the_treasury_imported_the_signers_are_derived_and_a_lost_pool_is_re_created(
+    chain, funded_user, trustless_work, settings
+):
+    secret = secret_decrypt(PlatformAccount.objects.get().encrypted_secret)
+    settings.OFFERHUB_PLATFORM_SECRET_KEY = secret  # as on mainnet: the treasury imported from the setting
+    random_ones = pool()
+    # Raised: the signers there stay as they are (random, valid); the new ones are derived.
+    settings.OFFERHUB_PLATFORM_SIGNERS = 6
+    platform_bootstrap()
+    assert pool() == [*random_ones, derived_address(secret, 4), derived_address(secret, 5)]
+
+    # A site started with the setting: every signer derived.
+    PlatformSigner.objects.all().delete()
+    settings.OFFERHUB_PLATFORM_SIGNERS = 4
+    platform_bootstrap()
+    derived = [derived_address(secret, index) for index in range(4)]
+    assert pool() == derived
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_derived")
+    assert escrow.roles["releaseSigner"] in derived
+
+    # The signers' encrypted keys are lost (a database rebuilt without them): the same setting
+    # re-creates the same accounts, and the escrow naming one is still released.
+    PlatformSigner.objects.all().delete()
+    platform_bootstrap()
+    assert pool() == derived
+    escrow_release(escrow=escrow)
+    escrow.refresh_from_db()
+    assert escrow.status == Escrow.Status.RELEASED
+    assert signed_by(escrow.steps.get(action=Action.RELEASE)) == (escrow.roles["releaseSigner"], treasury())
+    ledger_equals_chain(chain, trustless_work, escrow, buyer, seller)

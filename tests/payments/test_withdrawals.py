@@ -186,3 +186,36 @@ def test_twenty_concurrent_withdrawals_never_overdraw(chain, funded_user):
     assert balances(user) == (0, 0)
     assert chain.usdc(outside.public_key) == Decimal("100")
     assert_ledger_mirrors_chain(chain, user)
+
+
+def test_a_resent_payment_refused_inside_its_fee_bump_after_it_landed_is_looked_up_not_failed(
+    chain, funded_user, settings
+):
+    """The answer is lost; the resend goes out after the payment landed but before Horizon
+    ingested it: core refuses the fee bump (tx_fee_bump_inner_failed, inner tx_bad_seq)."""
+    user = funded_user("100.00")
+    outside = chain.outside_account()
+    settings.HORIZON_TIMEOUT_SECONDS = 1
+    SandboxFault.objects.create(
+        service="horizon",
+        method="POST",
+        path_contains="/transactions",
+        after_processing=True,
+        timeout=True,
+        timeout_seconds=1.5,
+        remaining=1,
+    )
+    withdrawal = withdraw(user, outside.public_key, "40.00")
+    assert withdrawal.status == Withdrawal.Status.PENDING
+    settings.SANDBOX_HORIZON_INGEST_LAG = True
+    # Horizon does not know the transaction yet at the first lookup.
+    SandboxFault.objects.create(
+        service="horizon", method="GET", path_contains="/transactions/", status_code=404, remaining=1
+    )
+    assert withdrawals_resolve_pending() == 1
+    withdrawal = Withdrawal.objects.get(pk=withdrawal.pk)
+    assert withdrawal.status == Withdrawal.Status.COMPLETED
+    assert len(withdrawal.attempted_hashes) == 1
+    assert SandboxPayment.objects.filter(to_account=outside.public_key, asset_code="USDC").count() == 1
+    assert balances(user) == (600_000_000, 0)
+    assert_ledger_mirrors_chain(chain, user)

@@ -153,6 +153,27 @@ def test_bad_sequence_is_rejected(horizon, settings):
     assert error.value.extras["result_codes"] == {"transaction": "tx_bad_seq"}
 
 
+def test_a_fee_bump_whose_inner_transaction_is_stale_is_refused_as_core_does(horizon, settings):
+    """Core refuses it as tx_fee_bump_inner_failed; Horizon gives the inner code beside it."""
+    passphrase = settings.STELLAR_NETWORK_PASSPHRASE
+    sender, payer = Keypair.random(), Keypair.random()
+    friendbot(horizon, sender)
+    friendbot(horizon, payer)
+    account = horizon.load_account(sender.public_key)
+    account.sequence += 5
+    inner = TransactionBuilder(account, passphrase, base_fee=100).append_bump_sequence_op(1).build()
+    inner.sign(sender)
+    bumped = TransactionBuilder.build_fee_bump_transaction(payer.public_key, 200, inner, passphrase)
+    bumped.sign(payer)
+    with pytest.raises(BadRequestError) as error:
+        horizon.submit_transaction(bumped)
+    assert error.value.extras["result_codes"] == {
+        "transaction": "tx_fee_bump_inner_failed",
+        "inner_transaction": "tx_bad_seq",
+    }
+    assert balances(horizon, payer)["XLM"] == Decimal("10000")  # refused: no fee charged
+
+
 def test_payment_without_trustline_fails_but_consumes_fee_and_sequence(horizon, usdc, settings):
     passphrase = settings.STELLAR_NETWORK_PASSPHRASE
     platform = Keypair.random()
