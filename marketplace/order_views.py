@@ -376,21 +376,28 @@ def _escrow_link(escrow: Escrow | None) -> str:
         return f"/escrow/{escrow.contract_id}/"
 
 
-def _order_context(request, order: Order, posted: dict | None = None) -> dict:
-    """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
-    one of the dispute case's CASE_FORMS) to show again as it was filled in."""
-    posted = posted or {}
-    escrow = _escrow_for(order)
-    milestones = list(order.milestones.all())
-    # Milestones whose payout was asked for and is on its way (the step runs in the background).
+def _milestones_shown(order: Order, escrow: Escrow | None) -> list[OrderMilestone]:
+    """The order's milestones as its pages and their buttons (_actions) read them: with their
+    `dollars`, and `paying` when their payout was asked for and is on its way (the step runs in
+    the background). `escrow` as _escrow_for loads it (its working steps prefetched)."""
     paying = {
         step.milestone_index
         for step in (escrow.working_steps if escrow is not None else [])
         if step.action in (EscrowStep.Action.APPROVE, EscrowStep.Action.RELEASE_MILESTONE)
     }
+    milestones = list(order.milestones.all())
     for milestone in milestones:
         milestone.dollars = money_dollars(milestone.amount)
         milestone.paying = milestone.status == OrderMilestone.Status.COMPLETED and milestone.position in paying
+    return milestones
+
+
+def _order_context(request, order: Order, posted: dict | None = None) -> dict:
+    """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
+    one of the dispute case's CASE_FORMS) to show again as it was filled in."""
+    posted = posted or {}
+    escrow = _escrow_for(order)
+    milestones = _milestones_shown(order, escrow)
     delivery_evidence, delivery_file = "", None
     if escrow is not None and not milestones:
         first = next(iter(escrow.milestones.all()), None)
@@ -614,8 +621,8 @@ def order_release_view(request, public_id):
 
 
 def _release_confirm(request, order: Order, ref: str):
-    milestones = list(order.milestones.all())
-    actions = _actions(order, request.user, milestones)
+    escrow = _escrow_for(order)
+    actions = _actions(order, request.user, _milestones_shown(order, escrow))
     seller = order.seller.display_name
     if ref:
         milestone = _milestone(order, ref)

@@ -10,12 +10,13 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
-from marketplace.models import Order
+from marketplace.models import Order, OrderMilestone
+from marketplace.orders import seller_net
 from marketplace.references import order_pk_from_reference, order_reference
 from offerhub.services import event_publish
 from payments.ledger import user_accounts
 from payments.views import safe_next
-from tests.factories import ListingFactory, UserFactory
+from tests.factories import ListingFactory, ListingMilestoneFactory, UserFactory
 from tests.marketplace.test_order_pages import USD, an_order, checkout_token, logged_in
 
 S = Order.Status
@@ -117,6 +118,48 @@ def test_release_is_confirmed_on_a_page_naming_the_amount_and_the_seller(chain, 
     buyer_client.post(base + "release/")
     assert Order.objects.get().status == S.CLOSED
     assert user_accounts(seller)[0].balance > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_milestones_are_released_through_their_confirmation_pages(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    seller.display_name = "Sam Seller"
+    seller.save(update_fields=["display_name"])
+    listing = ListingFactory(seller=seller, price_cents=3_000)
+    ListingMilestoneFactory(listing=listing, position=0, title="Draft", amount_cents=1_000)
+    ListingMilestoneFactory(listing=listing, position=1, title="Final", amount_cents=2_000)
+    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
+    base = buyer_client.post(
+        f"/listings/{listing.public_id}/checkout/",
+        {"token": checkout_token(buyer_client, listing), "price_cents": 3_000},
+    )["Location"]
+    order = Order.objects.get()
+    seller_client.post(base + "deliver/", {"milestone": "m1", "evidence_text": "The draft"})
+    page = buyer_client.get(base).content.decode()
+    assert f'href="{base}release/?milestone=m1" data-testid="approve-milestone"' in page
+
+    confirm = buyer_client.get(base + "release/", {"milestone": "m1"})
+    assert confirm.status_code == 200
+    confirm = confirm.content.decode()
+    assert (
+        "Approve “Draft” and release its payment?" in confirm
+        and "$10.00 goes from the escrow to Sam Seller." in confirm
+    )
+    assert 'name="milestone" value="m1"' in confirm
+    assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.COMPLETED
+    buyer_client.post(base + "release/", {"milestone": "m1"})
+    assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.RELEASED
+    response = buyer_client.get(base + "release/", {"milestone": "m1"}, follow=True)  # paid already
+    assert "“Draft” cannot be approved now." in response.content.decode()
+
+    seller_client.post(base + "deliver/", {"milestone": "m2", "evidence_text": "The final files"})
+    assert f'href="{base}release/" data-testid="approve"' in buyer_client.get(base).content.decode()
+    confirm = buyer_client.get(base + "release/")
+    assert confirm.status_code == 200
+    assert "Approve the delivery and release the payment?" in confirm.content.decode()
+    buyer_client.post(base + "release/")
+    assert Order.objects.get().status == S.CLOSED
+    assert user_accounts(seller)[0].balance == seller_net(amount=10 * USD) + seller_net(amount=20 * USD)
 
 
 @pytest.mark.django_db
