@@ -636,7 +636,10 @@ def _release_confirm(request, order: Order, ref: str):
         if not actions["release"]:
             messages.info(request, "This order's payment cannot be released now.")
             return _back(order)
-        amount, heading, hidden = order.amount, "Approve the delivery and release the payment?", []
+        # What is left in the escrow moves, not the order's price: milestones paid already are gone.
+        unpaid = [m.amount for m in escrow.milestones.all() if not (m.released or m.resolved)] if escrow else []
+        amount = sum(unpaid) if escrow is not None else order.amount
+        heading, hidden = "Approve the delivery and release the payment?", []
     dollars = f"${money_dollars(amount):,.2f}"
     return _confirm_page(
         request,

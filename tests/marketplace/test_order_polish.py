@@ -13,6 +13,7 @@ from django.db import transaction
 from marketplace.models import Order, OrderMilestone
 from marketplace.orders import seller_net
 from marketplace.references import order_pk_from_reference, order_reference
+from offerhub.money import money_dollars
 from offerhub.services import event_publish
 from payments.ledger import user_accounts
 from payments.views import safe_next
@@ -156,7 +157,11 @@ def test_milestones_are_released_through_their_confirmation_pages(chain, funded_
     assert f'href="{base}release/" data-testid="approve"' in buyer_client.get(base).content.decode()
     confirm = buyer_client.get(base + "release/")
     assert confirm.status_code == 200
-    assert "Approve the delivery and release the payment?" in confirm.content.decode()
+    confirm = confirm.content.decode()
+    assert "Approve the delivery and release the payment?" in confirm
+    # What is left in the escrow, not the order's $30: the draft's $10 is paid already.
+    assert "$20.00 goes from the escrow to Sam Seller." in confirm and "Yes, release $20.00 to Sam Seller" in confirm
+    assert f"${money_dollars(seller_net(amount=20 * USD)):,.2f} after the escrow and platform fees" in confirm
     buyer_client.post(base + "release/")
     assert Order.objects.get().status == S.CLOSED
     assert user_accounts(seller)[0].balance == seller_net(amount=10 * USD) + seller_net(amount=20 * USD)
