@@ -22,6 +22,7 @@ from disputes.case_page import CASE_FORMS, dispute_case, dispute_prefetches
 from disputes.forms import EVIDENCE_HELP
 from disputes.services import EVIDENCE_ACCEPT
 from escrow.models import Escrow, EscrowStep
+from escrow.services import escrow_fees
 from marketplace.listings import listing_for_buyers
 from marketplace.models import DisputeReason, Order, OrderMilestone
 from marketplace.order_forms import (
@@ -392,6 +393,13 @@ def _milestones_shown(order: Order, escrow: Escrow | None) -> list[OrderMileston
     return milestones
 
 
+def _seller_net_of(payouts: list[int], escrow: Escrow | None) -> int:
+    """What the seller receives of these payouts (each pays its own fees), at the platform fee the
+    escrow was created with: an operator's later change of the setting does not apply to it."""
+    percent = escrow.platform_fee_percent if escrow is not None else settings.OFFERHUB_PLATFORM_FEE_PERCENT
+    return sum(escrow_fees(amount=amount, platform_fee_percent=percent).net for amount in payouts)
+
+
 def _order_context(request, order: Order, posted: dict | None = None) -> dict:
     """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
     one of the dispute case's CASE_FORMS) to show again as it was filled in."""
@@ -416,7 +424,7 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "is_buyer": order.is_buyer(request.user),
         "is_seller": order.is_seller(request.user),
         "amount": money_dollars(order.amount),
-        "seller_receives": money_dollars(seller_net(amount=order.amount)),
+        "seller_receives": money_dollars(_seller_net_of([order.amount], escrow)),
         "progress": _progress(order),
         "off_road": order.status in OFF_ROAD,
         "milestones": milestones,
@@ -589,8 +597,8 @@ def _confirm_page(request, order: Order, **confirm):
     return render(request, "includes/confirm.html", {"confirm": confirm})
 
 
-def _net_words(amount: int) -> str:
-    return f"${money_dollars(seller_net(amount=amount)):,.2f} after the escrow and platform fees"
+def _net_words(payouts: list[int], escrow: Escrow | None) -> str:
+    return f"${money_dollars(_seller_net_of(payouts, escrow)):,.2f} after the escrow and platform fees"
 
 
 @login_required
@@ -630,6 +638,7 @@ def _release_confirm(request, order: Order, ref: str):
             messages.info(request, f"“{milestone.title}” cannot be approved now.")
             return _back(order)
         amount = milestone.amount
+        payouts = [amount]
         heading = f"Approve “{milestone.title}” and release its payment?"
         hidden = [("milestone", milestone.ref)]
     else:
@@ -639,6 +648,7 @@ def _release_confirm(request, order: Order, ref: str):
         # What is left in the escrow moves, not the order's price: milestones paid already are gone.
         unpaid = [m.amount for m in escrow.milestones.all() if not (m.released or m.resolved)] if escrow else []
         amount = sum(unpaid) if escrow is not None else order.amount
+        payouts = unpaid if escrow is not None and escrow.is_multi else [amount]
         heading, hidden = "Approve the delivery and release the payment?", []
     dollars = f"${money_dollars(amount):,.2f}"
     return _confirm_page(
@@ -646,7 +656,7 @@ def _release_confirm(request, order: Order, ref: str):
         order,
         heading=heading,
         summary=f"{dollars} goes from the escrow to {seller}.",
-        rows=[("Released", dollars), ("Paid to", seller), (f"{seller} receives", _net_words(amount))],
+        rows=[("Released", dollars), ("Paid to", seller), (f"{seller} receives", _net_words(payouts, escrow))],
         warning="Once released, the payment cannot be taken back, and you can no longer open a dispute about it. "
         "Do this only once you have checked the work.",
         action=reverse("order-release", args=[order.public_id]),

@@ -10,8 +10,9 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
+from escrow.models import Escrow
+from escrow.services import escrow_fees
 from marketplace.models import Order, OrderMilestone
-from marketplace.orders import seller_net
 from marketplace.references import order_pk_from_reference, order_reference
 from offerhub.money import money_dollars
 from offerhub.services import event_publish
@@ -122,7 +123,7 @@ def test_release_is_confirmed_on_a_page_naming_the_amount_and_the_seller(chain, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_milestones_are_released_through_their_confirmation_pages(chain, funded_user, trustless_work):
+def test_milestones_are_released_through_their_confirmation_pages(chain, funded_user, trustless_work, settings):
     buyer, seller = funded_user("50.00"), funded_user("0")
     seller.display_name = "Sam Seller"
     seller.save(update_fields=["display_name"])
@@ -135,6 +136,13 @@ def test_milestones_are_released_through_their_confirmation_pages(chain, funded_
         {"token": checkout_token(buyer_client, listing), "price_cents": 3_000},
     )["Location"]
     order = Order.objects.get()
+    escrow = Escrow.objects.get(engagement_id=order.public_id)
+    settings.OFFERHUB_PLATFORM_FEE_PERCENT = escrow.platform_fee_percent + 3  # the operator changes the fee now
+
+    def net(dollars):  # at the fee the escrow was created with
+        return escrow_fees(amount=dollars * USD, platform_fee_percent=escrow.platform_fee_percent).net
+
+    assert f"you receive ${money_dollars(net(30)):,.2f} after fees" in seller_client.get(base).content.decode()
     seller_client.post(base + "deliver/", {"milestone": "m1", "evidence_text": "The draft"})
     page = buyer_client.get(base).content.decode()
     assert f'href="{base}release/?milestone=m1" data-testid="approve-milestone"' in page
@@ -147,6 +155,7 @@ def test_milestones_are_released_through_their_confirmation_pages(chain, funded_
         and "$10.00 goes from the escrow to Sam Seller." in confirm
     )
     assert 'name="milestone" value="m1"' in confirm
+    assert f"${money_dollars(net(10)):,.2f} after the escrow and platform fees" in confirm
     assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.COMPLETED
     buyer_client.post(base + "release/", {"milestone": "m1"})
     assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.RELEASED
@@ -161,10 +170,10 @@ def test_milestones_are_released_through_their_confirmation_pages(chain, funded_
     assert "Approve the delivery and release the payment?" in confirm
     # What is left in the escrow, not the order's $30: the draft's $10 is paid already.
     assert "$20.00 goes from the escrow to Sam Seller." in confirm and "Yes, release $20.00 to Sam Seller" in confirm
-    assert f"${money_dollars(seller_net(amount=20 * USD)):,.2f} after the escrow and platform fees" in confirm
+    assert f"${money_dollars(net(20)):,.2f} after the escrow and platform fees" in confirm
     buyer_client.post(base + "release/")
     assert Order.objects.get().status == S.CLOSED
-    assert user_accounts(seller)[0].balance == seller_net(amount=10 * USD) + seller_net(amount=20 * USD)
+    assert user_accounts(seller)[0].balance == net(10) + net(20)
 
 
 @pytest.mark.django_db
