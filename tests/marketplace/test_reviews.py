@@ -353,6 +353,29 @@ def test_members_edit_their_about_and_picture(settings):
     assert refused.value.field == "avatar"
 
 
+def test_a_refused_picture_shows_its_error_by_the_field(settings):
+    client = logged_in(UserFactory())
+    out = io.BytesIO()
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(out, format="GIF")
+    gif = SimpleUploadedFile("me.gif", out.getvalue(), content_type="image/gif")
+    page = client.post("/accounts/profile/", {"about": "Logos", "avatar": gif}).content.decode()
+    field = page.index('id="id_avatar"')
+    tag = page[page.rindex("<input", 0, field) : page.index(">", field)]
+    assert "is-invalid" in tag and 'aria-invalid="true"' in tag and "id_avatar-errors" in tag
+    error = page.index('<div class="invalid-feedback d-block" id="id_avatar-errors">')
+    assert 0 < error - field < 600 and "“me.gif” is a GIF image; use JPEG, PNG or WebP." in page[error : error + 200]
+    assert "Logos</textarea>" in page  # what was typed is kept
+
+    # The size is checked before anything decodes the upload: a large file is refused for its size.
+    settings.OFFERHUB_LISTING_IMAGE_MAX_BYTES = 1_024
+    big = SimpleUploadedFile("big.png", b"\x89PNG" + b"x" * 2_000, content_type="image/png")
+    page = client.post("/accounts/profile/", {"about": "", "avatar": big}).content.decode()
+    field = page.index('id="id_avatar"')
+    assert "is-invalid" in page[field : page.index(">", field)]
+    assert "“big.png” is larger than 1 KB." in page
+    assert "not a JPEG, PNG or WebP image" not in page and "Upload a valid image" not in page
+
+
 # --- The order page's review box -------------------------------------------------------------------------
 
 
