@@ -238,6 +238,31 @@ def test_an_order_without_milestones_is_delivered_with_a_private_file(chain, fun
     assert not list(Path(django_settings.MEDIA_ROOT).glob(f"orders/{order.public_id}/**/*.pdf"))
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("milestones", [0, 1])
+def test_a_refused_delivery_leaves_no_private_file_behind(milestones, settings, tmp_path):
+    settings.PRIVATE_MEDIA_ROOT = str(tmp_path / "private")
+    order = an_order(S.IN_PROGRESS, milestones=milestones)
+    Escrow.objects.create(  # not funded yet: the contract refuses the delivery's mark
+        engagement_id=order.public_id,
+        type=Escrow.Type.MULTI if milestones else Escrow.Type.SINGLE,
+        title=order.title,
+        buyer=order.buyer,
+        seller=order.seller,
+        hold_reference=order.public_id,
+        amount=order.amount,
+    )
+    pdf = SimpleUploadedFile("work.pdf", b"%PDF-1.4\n% the work\n", content_type="application/pdf")
+    response = logged_in(order.seller).post(
+        f"/orders/{order.public_id}/deliver/",
+        {"milestone": "m1" if milestones else "", "evidence_text": "Done", "evidence_file": pdf},
+        follow=True,
+    )
+    assert "That did not work" in response.content.decode()
+    assert Order.objects.get(pk=order.pk).delivered_at is None
+    assert not [path for path in (tmp_path / "private").rglob("*") if path.is_file()]
+
+
 # --- The way back to the checkout --------------------------------------------------------------------
 
 
