@@ -171,6 +171,15 @@ def test_support_hides_a_review_with_a_reason_and_it_leaves_every_average():
     )
     seller = seller_by_handle(handle=listing.seller.handle)
     assert (seller.rating_average, seller.rating_count) == (5, 1)
+    # The seller posting a reply to it directly (the page offers none) is refused: nothing is published.
+    response = logged_in(listing.seller).post(
+        reverse("order-review-reply", args=[second.public_id]), {"reply": "How dare you"}, follow=True
+    )
+    assert "Support has hidden this review" in response.content.decode()
+    assert Review.objects.get(pk=rude.pk).reply == ""
+    with pytest.raises(ServiceError) as hidden:
+        review_reply(review=rude, seller=listing.seller, reply="How dare you")
+    assert hidden.value.code == "INVALID_STATE"
     for page in (f"/listings/{listing.public_id}/", f"/sellers/{listing.seller.handle}/"):
         html = Client().get(page).content.decode()
         assert "Lovely work" in html and "Personal data of the seller" not in html, page
