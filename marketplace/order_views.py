@@ -719,12 +719,18 @@ def order_cancel_view(request, public_id):
         if not _may(order, "cancel", actor):
             messages.info(request, "This order cannot be canceled now.")
             return _back(order)
-        dollars = f"${money_dollars(order.amount):,.2f}"
+        held = order.status == S.FUNDS_RESERVED  # ORDER_CREATED: nothing was put on hold yet
+        dollars = f"${money_dollars(order.amount):,.2f}" if held else "Nothing (nothing is on hold)"
         if order.is_buyer(request.user):
             seller = order.seller.display_name
-            summary = f"The {dollars} on hold goes back to your available balance; {seller} is paid nothing."
-        else:
+            if held:
+                summary = f"The {dollars} on hold goes back to your available balance; {seller} is paid nothing."
+            else:
+                summary = f"Nothing is on hold from your balance yet: no money moves, and {seller} is paid nothing."
+        elif held:
             summary = f"The {dollars} on hold goes back to {order.buyer.display_name}; you are paid nothing."
+        else:
+            summary = "Nothing is on hold for this order yet: no money moves, and you are paid nothing."
         return _confirm_page(
             request,
             order,
@@ -740,11 +746,16 @@ def order_cancel_view(request, public_id):
         )
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    held = order.status == S.FUNDS_RESERVED
     try:
         order_cancel(order=order, actor=actor, reason=reason)
     except ServiceError as error:
         return _refused(request, order, error)
-    messages.success(request, "Order canceled. Nothing was paid; the hold on the buyer's balance is released.")
+    messages.success(
+        request,
+        "Order canceled. Nothing was paid; "
+        + ("the hold on the buyer's balance is released." if held else "nothing was on hold."),
+    )
     return _back(order)
 
 

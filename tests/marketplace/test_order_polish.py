@@ -185,6 +185,21 @@ def test_cancel_is_confirmed_on_a_page_and_only_a_post_cancels():
     confirm = client.get(f"/orders/{order.public_id}/cancel/").content.decode()
     assert "Cancel this order?" in confirm and "The $30.00 on hold goes back to your available balance" in confirm
     assert Order.objects.get(pk=order.pk).status == S.FUNDS_RESERVED
+    response = client.post(f"/orders/{order.public_id}/cancel/", follow=True)
+    assert "the hold on the buyer's balance is released" in response.content.decode()
+
+    # Nothing is on hold yet: the page does not say money goes back.
+    fresh = an_order(S.ORDER_CREATED)
+    for member, words in ((fresh.buyer, "from your balance"), (fresh.seller, "for this order")):
+        confirm = logged_in(member).get(f"/orders/{fresh.public_id}/cancel/").content.decode()
+        assert "on hold goes back" not in confirm and "$30.00" not in confirm
+        assert (
+            f"Nothing is on hold {words} yet: no money moves" in confirm and "Nothing (nothing is on hold)" in confirm
+        )
+    response = logged_in(fresh.buyer).post(f"/orders/{fresh.public_id}/cancel/", follow=True)
+    assert "Order canceled. Nothing was paid; nothing was on hold." in response.content.decode()
+    assert Order.objects.get(pk=fresh.pk).status == S.CLOSED
+
     closed = an_order(S.CLOSED, outcome=Order.Outcome.RELEASED)
     response = logged_in(closed.buyer).get(f"/orders/{closed.public_id}/cancel/", follow=True)
     assert "This order cannot be canceled now." in response.content.decode()
