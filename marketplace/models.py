@@ -1,9 +1,11 @@
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
+from itertools import islice
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.contrib.postgres.search import SearchVectorField
-from django.db import models
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import slugify
@@ -21,11 +23,12 @@ class UserManager(BaseUserManager):
             raise ValueError("An e-mail address is required")
         email = self.normalize_email(email).lower()
         extra_fields.setdefault("display_name", email.split("@")[0])
-        if not extra_fields.get("handle"):
-            extra_fields["handle"] = handle_free(extra_fields["display_name"])
         user = self.model(email=email, **extra_fields)
         user.set_password(password)
-        user.save(using=self._db)
+        if user.handle:
+            user.save(using=self._db)
+        else:
+            user_insert(user, handles=handles_free(user.display_name))
         return user
 
     def create_user(self, email, password=None, **extra_fields):
@@ -57,6 +60,58 @@ def handle_free(name: str) -> str:
     if base not in taken:
         return base
     return next(f"{base}-{n}" for n in range(2, len(taken) + 3) if f"{base}-{n}" not in taken)
+
+
+def handles_free(name: str) -> Iterator[str]:
+    """handle_free(name), looked up again for each try: a retry sees the handle taken meanwhile."""
+    while True:
+        yield handle_free(name)
+
+
+def handles_random(name: str) -> Iterator[str]:
+    """Handles without a look-up (users created through the API): "sam-seller-k3x9", a new tail each time."""
+    base = handle_base(name)
+    while True:
+        yield f"{base}-{random_alnum(4).lower()}"
+
+
+HANDLE_TRIES = 5
+
+
+def user_insert(user: "User", *, handles: Iterable[str]) -> "User":
+    """Insert the new `user` under the first of `handles` still free when its row goes in. Each try
+    runs in a savepoint, so a handle another member took between the look-up and the insert (two
+    sign-ups at once, or a random tail drawn twice) only costs a retry, and the caller's
+    transaction goes on. Any other unique violation (the e-mail, the external id) is raised."""
+    error = None
+    for handle in islice(handles, HANDLE_TRIES):
+        user.handle = handle
+        try:
+            with transaction.atomic():
+                user.save(force_insert=True)
+        except IntegrityError as taken:
+            if unique_violated(taken) != "handle":
+                raise
+            error = taken
+        else:
+            return user
+    raise IntegrityError(f"no free handle for {user.display_name!r} in {HANDLE_TRIES} tries") from error
+
+
+def unique_violated(error: IntegrityError) -> str:
+    """The field of the user table whose unique constraint `error` is about ("handle", "email",
+    "external_user_id"), from the constraint's name as PostgreSQL reports it; "" when unknown."""
+    table = User._meta.db_table
+    name = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+    if name is None:  # SQLite names the column in its message: "UNIQUE constraint failed: marketplace_user.handle"
+        return next((f for f in ("handle", "email", "external_user_id") if f"{table}.{f}" in str(error)), "")
+    if name == "user_email_ci_unique":
+        return "email"
+    if name == "user_external_id_per_tenant":
+        return "external_user_id"
+    with connection.cursor() as cursor:
+        columns = connection.introspection.get_constraints(cursor, table).get(name, {}).get("columns") or []
+    return columns[0] if len(columns) == 1 else ""
 
 
 def avatar_path(user: "User", filename: str) -> str:

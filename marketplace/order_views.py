@@ -22,6 +22,7 @@ from disputes.case_page import CASE_FORMS, dispute_case, dispute_prefetches
 from disputes.forms import EVIDENCE_HELP
 from disputes.services import EVIDENCE_ACCEPT
 from escrow.models import Escrow, EscrowStep
+from escrow.services import escrow_fees
 from marketplace.listings import listing_for_buyers
 from marketplace.models import DisputeReason, Order, OrderMilestone
 from marketplace.order_forms import (
@@ -376,21 +377,35 @@ def _escrow_link(escrow: Escrow | None) -> str:
         return f"/escrow/{escrow.contract_id}/"
 
 
-def _order_context(request, order: Order, posted: dict | None = None) -> dict:
-    """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
-    one of the dispute case's CASE_FORMS) to show again as it was filled in."""
-    posted = posted or {}
-    escrow = _escrow_for(order)
-    milestones = list(order.milestones.all())
-    # Milestones whose payout was asked for and is on its way (the step runs in the background).
+def _milestones_shown(order: Order, escrow: Escrow | None) -> list[OrderMilestone]:
+    """The order's milestones as its pages and their buttons (_actions) read them: with their
+    `dollars`, and `paying` when their payout was asked for and is on its way (the step runs in
+    the background). `escrow` as _escrow_for loads it (its working steps prefetched)."""
     paying = {
         step.milestone_index
         for step in (escrow.working_steps if escrow is not None else [])
         if step.action in (EscrowStep.Action.APPROVE, EscrowStep.Action.RELEASE_MILESTONE)
     }
+    milestones = list(order.milestones.all())
     for milestone in milestones:
         milestone.dollars = money_dollars(milestone.amount)
         milestone.paying = milestone.status == OrderMilestone.Status.COMPLETED and milestone.position in paying
+    return milestones
+
+
+def _seller_net_of(payouts: list[int], escrow: Escrow | None) -> int:
+    """What the seller receives of these payouts (each pays its own fees), at the platform fee the
+    escrow was created with: an operator's later change of the setting does not apply to it."""
+    percent = escrow.platform_fee_percent if escrow is not None else settings.OFFERHUB_PLATFORM_FEE_PERCENT
+    return sum(escrow_fees(amount=amount, platform_fee_percent=percent).net for amount in payouts)
+
+
+def _order_context(request, order: Order, posted: dict | None = None) -> dict:
+    """What the order page shows; `posted` holds a refused form ("deliver", "refund", "dispute", or
+    one of the dispute case's CASE_FORMS) to show again as it was filled in."""
+    posted = posted or {}
+    escrow = _escrow_for(order)
+    milestones = _milestones_shown(order, escrow)
     delivery_evidence, delivery_file = "", None
     if escrow is not None and not milestones:
         first = next(iter(escrow.milestones.all()), None)
@@ -409,7 +424,7 @@ def _order_context(request, order: Order, posted: dict | None = None) -> dict:
         "is_buyer": order.is_buyer(request.user),
         "is_seller": order.is_seller(request.user),
         "amount": money_dollars(order.amount),
-        "seller_receives": money_dollars(seller_net(amount=order.amount)),
+        "seller_receives": money_dollars(_seller_net_of([order.amount], escrow)),
         "progress": _progress(order),
         "off_road": order.status in OFF_ROAD,
         "milestones": milestones,
@@ -582,8 +597,8 @@ def _confirm_page(request, order: Order, **confirm):
     return render(request, "includes/confirm.html", {"confirm": confirm})
 
 
-def _net_words(amount: int) -> str:
-    return f"${money_dollars(seller_net(amount=amount)):,.2f} after the escrow and platform fees"
+def _net_words(payouts: list[int], escrow: Escrow | None) -> str:
+    return f"${money_dollars(_seller_net_of(payouts, escrow)):,.2f} after the escrow and platform fees"
 
 
 @login_required
@@ -614,8 +629,8 @@ def order_release_view(request, public_id):
 
 
 def _release_confirm(request, order: Order, ref: str):
-    milestones = list(order.milestones.all())
-    actions = _actions(order, request.user, milestones)
+    escrow = _escrow_for(order)
+    actions = _actions(order, request.user, _milestones_shown(order, escrow))
     seller = order.seller.display_name
     if ref:
         milestone = _milestone(order, ref)
@@ -623,20 +638,25 @@ def _release_confirm(request, order: Order, ref: str):
             messages.info(request, f"“{milestone.title}” cannot be approved now.")
             return _back(order)
         amount = milestone.amount
+        payouts = [amount]
         heading = f"Approve “{milestone.title}” and release its payment?"
         hidden = [("milestone", milestone.ref)]
     else:
         if not actions["release"]:
             messages.info(request, "This order's payment cannot be released now.")
             return _back(order)
-        amount, heading, hidden = order.amount, "Approve the delivery and release the payment?", []
+        # What is left in the escrow moves, not the order's price: milestones paid already are gone.
+        unpaid = [m.amount for m in escrow.milestones.all() if not (m.released or m.resolved)] if escrow else []
+        amount = sum(unpaid) if escrow is not None else order.amount
+        payouts = unpaid if escrow is not None and escrow.is_multi else [amount]
+        heading, hidden = "Approve the delivery and release the payment?", []
     dollars = f"${money_dollars(amount):,.2f}"
     return _confirm_page(
         request,
         order,
         heading=heading,
         summary=f"{dollars} goes from the escrow to {seller}.",
-        rows=[("Released", dollars), ("Paid to", seller), (f"{seller} receives", _net_words(amount))],
+        rows=[("Released", dollars), ("Paid to", seller), (f"{seller} receives", _net_words(payouts, escrow))],
         warning="Once released, the payment cannot be taken back, and you can no longer open a dispute about it. "
         "Do this only once you have checked the work.",
         action=reverse("order-release", args=[order.public_id]),
@@ -699,12 +719,18 @@ def order_cancel_view(request, public_id):
         if not _may(order, "cancel", actor):
             messages.info(request, "This order cannot be canceled now.")
             return _back(order)
-        dollars = f"${money_dollars(order.amount):,.2f}"
+        held = order.status == S.FUNDS_RESERVED  # ORDER_CREATED: nothing was put on hold yet
+        dollars = f"${money_dollars(order.amount):,.2f}" if held else "Nothing (nothing is on hold)"
         if order.is_buyer(request.user):
             seller = order.seller.display_name
-            summary = f"The {dollars} on hold goes back to your available balance; {seller} is paid nothing."
-        else:
+            if held:
+                summary = f"The {dollars} on hold goes back to your available balance; {seller} is paid nothing."
+            else:
+                summary = f"Nothing is on hold from your balance yet: no money moves, and {seller} is paid nothing."
+        elif held:
             summary = f"The {dollars} on hold goes back to {order.buyer.display_name}; you are paid nothing."
+        else:
+            summary = "Nothing is on hold for this order yet: no money moves, and you are paid nothing."
         return _confirm_page(
             request,
             order,
@@ -720,11 +746,16 @@ def order_cancel_view(request, public_id):
         )
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    held = order.status == S.FUNDS_RESERVED
     try:
         order_cancel(order=order, actor=actor, reason=reason)
     except ServiceError as error:
         return _refused(request, order, error)
-    messages.success(request, "Order canceled. Nothing was paid; the hold on the buyer's balance is released.")
+    messages.success(
+        request,
+        "Order canceled. Nothing was paid; "
+        + ("the hold on the buyer's balance is released." if held else "nothing was on hold."),
+    )
     return _back(order)
 
 

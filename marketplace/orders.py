@@ -436,9 +436,6 @@ def order_milestone_complete(
             )
         milestone.status, milestone.completed_at = OrderMilestone.Status.COMPLETED, timezone.now()
         milestone.evidence_text, milestone.evidence_link = evidence_text, evidence_link
-        if evidence_file is not None:
-            milestone.evidence_file = evidence_file
-        milestone.save()
         index = milestone.position
     elif milestones:
         raise ServiceError("MILESTONE_NOT_FOUND", "say which milestone was delivered")
@@ -446,28 +443,41 @@ def order_milestone_complete(
         if order.delivered_at is not None:
             raise ServiceError("INVALID_STATE", "the order is already marked delivered")
         index = 0
-        if evidence_file is not None:
-            delivery_file = _delivery_file_save(order, evidence_file)
     evidence = " ".join(part for part in (evidence_link, evidence_text) if part)[:500]
     escrow_milestone_mark(escrow=escrow, index=index, evidence=evidence, actor=(actor.type, actor.id))
-    delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as Order.all_milestones_delivered
-    if delivered and order.delivered_at is None:
-        order.delivered_at = timezone.now()
-        order.save(update_fields=["delivered_at", "updated_at"])
-        _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
-    audit_record(
-        action="order.delivered" if milestone is None else "order.milestone_completed",
-        resource_type="Order",
-        resource_id=order.public_id,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        payload_after={
-            "milestoneRef": ref,
-            "evidence": evidence,
-            **({"evidenceFile": delivery_file} if delivery_file else {}),
-        },
-        user_id=order.buyer.public_id,
-    )
+    # The file is stored once the contract refused nothing, and deleted again if the delivery fails
+    # after all: a delivery rolled back leaves no private file behind.
+    stored = ""
+    try:
+        if milestone is not None:
+            if evidence_file is not None:
+                milestone.evidence_file = evidence_file
+            milestone.save()
+            stored = milestone.evidence_file.name if evidence_file is not None else ""
+        elif evidence_file is not None:
+            stored = delivery_file = _delivery_file_save(order, evidence_file)
+        delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as all_milestones_delivered
+        if delivered and order.delivered_at is None:
+            order.delivered_at = timezone.now()
+            order.save(update_fields=["delivered_at", "updated_at"])
+            _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
+        audit_record(
+            action="order.delivered" if milestone is None else "order.milestone_completed",
+            resource_type="Order",
+            resource_id=order.public_id,
+            actor_type=actor.type,
+            actor_id=actor.id,
+            payload_after={
+                "milestoneRef": ref,
+                "evidence": evidence,
+                **({"evidenceFile": delivery_file} if delivery_file else {}),
+            },
+            user_id=order.buyer.public_id,
+        )
+    except BaseException:
+        if stored:
+            private_storage().delete(stored)
+        raise
     return milestone
 
 

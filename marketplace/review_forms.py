@@ -39,7 +39,9 @@ class ProfileForm(BootstrapFormMixin, forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
         help_text="What you do and for whom: buyers read it on your seller profile.",
     )
-    avatar = forms.ImageField(
+    # A file, not an ImageField: nothing is decoded before its size is checked (clean_avatar); the
+    # service decodes and checks the picture itself (marketplace.reviews._avatar_square).
+    avatar = forms.FileField(
         label="Profile picture", required=False, widget=forms.FileInput(attrs={"accept": LISTING_IMAGE_ACCEPT})
     )
     avatar_remove = forms.BooleanField(label="Remove my picture", required=False)
@@ -51,3 +53,10 @@ class ProfileForm(BootstrapFormMixin, forms.Form):
         ].help_text = (
             f"JPEG, PNG or WebP, up to {size_label(settings.OFFERHUB_LISTING_IMAGE_MAX_BYTES)}; cropped to a square."
         )
+
+    def clean_avatar(self):
+        upload = self.cleaned_data["avatar"]
+        max_bytes = settings.OFFERHUB_LISTING_IMAGE_MAX_BYTES
+        if upload and upload.size > max_bytes:
+            raise forms.ValidationError(f"“{upload.name}” is larger than {size_label(max_bytes)}.")
+        return upload

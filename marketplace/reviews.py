@@ -93,6 +93,8 @@ def review_reply(*, review: Review, seller: User, reply: str) -> Review:
     review = Review.objects.select_for_update(of=("self",)).select_related("seller").get(pk=review.pk)
     if review.seller_id != seller.pk:
         raise ServiceError("FORBIDDEN", "Only the seller of this order can reply to its review.")
+    if review.hidden:  # support took it out of sight: nothing is published under it
+        raise ServiceError("INVALID_STATE", "Support has hidden this review: it cannot be replied to.")
     if review.reply:
         raise ServiceError("ALREADY_REPLIED", "You have already replied to this review.")
     review.reply = _text(reply, field="reply", max_length=Review.REPLY_MAX_LENGTH, required=True)

@@ -1,8 +1,10 @@
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.models import User
+from marketplace.models import User, handles_random, unique_violated, user_insert
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.services import audit_record, event_publish
@@ -21,8 +23,15 @@ class UserEmailTaken(ServiceError):
 
 @transaction.atomic
 def user_sign_up(*, email: str, display_name: str, password: str) -> User:
-    """Create a member from the web sign-up form, with its audit row and `user.created` event."""
-    user = User.objects.create_user(email=email, password=password, display_name=display_name)
+    """Create a member from the web sign-up form, with its audit row and `user.created` event.
+    The form checked the e-mail is free; a sign-up with the same e-mail at the same moment is
+    refused here (UserEmailTaken), a handle taken meanwhile is retried (user_insert)."""
+    try:
+        user = User.objects.create_user(email=email, password=password, display_name=display_name)
+    except IntegrityError as error:
+        if unique_violated(error) != "email":
+            raise
+        raise UserEmailTaken(email) from None
     audit_record(
         action="user.signed_up",
         resource_type="User",
@@ -43,9 +52,17 @@ def user_sign_up(*, email: str, display_name: str, password: str) -> User:
 
 
 def user_create_from_api(
-    *, external_user_id: str, email: str | None, user_type: str, metadata: dict, marketplace_id: str, actor_id: str
+    *,
+    external_user_id: str,
+    email: str | None,
+    user_type: str,
+    metadata: dict,
+    marketplace_id: str,
+    actor_id: str,
+    handles: Iterable[str] | None = None,
 ) -> tuple[User, bool]:
-    """Idempotent by externalUserId: an existing user comes back unchanged. Starts its wallet."""
+    """Idempotent by externalUserId: an existing user comes back unchanged. Starts its wallet.
+    `handles`: the handles to try, first free one wins (random tails by default, models.handles_random)."""
     tenant_users = User.objects.filter(marketplace_id=marketplace_id)
     existing = tenant_users.filter(external_user_id=external_user_id).first()
     if existing is not None:
@@ -61,7 +78,7 @@ def user_create_from_api(
                 marketplace_id=marketplace_id,
             )
             user.set_unusable_password()
-            user.save()
+            user_insert(user, handles=handles if handles is not None else handles_random(user.display_name))
             audit_record(
                 action="user.created",
                 resource_type="User",
@@ -87,11 +104,13 @@ def user_create_from_api(
                 marketplace_id=marketplace_id,
             )
             wallet_ensure(user=user)
-    except IntegrityError:  # the same externalUserId was created concurrently, or the e-mail is taken
+    except IntegrityError as error:  # the same externalUserId was created concurrently, or the e-mail is taken
         existing = tenant_users.filter(external_user_id=external_user_id).first()
-        if existing is None:
-            raise UserEmailTaken(email) from None
-        return existing, False
+        if existing is not None:
+            return existing, False
+        if unique_violated(error) != "email":
+            raise
+        raise UserEmailTaken(email) from None
     return user, True
 
 

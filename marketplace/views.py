@@ -274,14 +274,18 @@ def sign_up(request):
         return redirect("home")
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = user_sign_up(
-            email=form.cleaned_data["email"],
-            display_name=form.cleaned_data["display_name"],
-            password=form.cleaned_data["password1"],
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome to OfferHub, {user.display_name}!")
-        return redirect("home")
+        try:
+            user = user_sign_up(
+                email=form.cleaned_data["email"],
+                display_name=form.cleaned_data["display_name"],
+                password=form.cleaned_data["password1"],
+            )
+        except ServiceError as error:  # the same e-mail signed up a moment ago
+            _refused(form, error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome to OfferHub, {user.display_name}!")
+            return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
 
 

@@ -184,3 +184,30 @@ def test_checkout_add_funds_deliver_with_a_refused_file_confirm_the_release_and_
         row_box, title_box = row.bounding_box(), row.locator(".fw-semibold").bounding_box()
         assert title_box["y"] - row_box["y"] < 20  # the title starts on the first line, beside its number
     assert horizontal_overflow(phone) == 0
+
+    # The milestones are approved one by one, each after a confirmation of its own that names what
+    # moves; the last one releases what is left in the escrow, not the order's whole price.
+    milestone_order = phone.url
+    seller_page.goto(milestone_order)
+    seller_page.get_by_test_id("deliver-form").filter(has_text="Two designs to choose from").get_by_label(
+        "What did you deliver?"
+    ).fill("Two designs, as promised.")
+    seller_page.get_by_role("button", name="Mark “Two designs to choose from” delivered").click()
+    expect(seller_page.get_by_text("“Two designs to choose from” marked delivered.")).to_be_visible()
+    phone.goto(milestone_order)
+    phone.get_by_test_id("approve-milestone").click()
+    expect(phone.get_by_test_id("confirm-summary")).to_have_text("$10.00 goes from the escrow to Sam Seller.")
+    assert horizontal_overflow(phone) == 0
+    phone.get_by_test_id("confirm-yes").click()
+    expect(phone.get_by_text("Approved “Two designs to choose from”: $10.00 is on its way")).to_be_visible()
+
+    seller_page.goto(milestone_order)
+    seller_page.get_by_label("What did you deliver?").fill("The print-ready files.")
+    seller_page.get_by_role("button", name="Mark “Print-ready files” delivered").click()
+    expect(seller_page.get_by_text("“Print-ready files” marked delivered.")).to_be_visible()
+    phone.goto(milestone_order)
+    phone.get_by_test_id("approve").click()
+    expect(phone.get_by_test_id("confirm-summary")).to_have_text("$15.00 goes from the escrow to Sam Seller.")
+    expect(phone.get_by_test_id("confirm-yes")).to_have_text("Yes, release $15.00 to Sam Seller")
+    phone.get_by_test_id("confirm-yes").click()
+    expect(phone.get_by_test_id("order-status")).to_have_text("Closed · seller paid")

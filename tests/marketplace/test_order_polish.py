@@ -10,12 +10,15 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
-from marketplace.models import Order
+from escrow.models import Escrow
+from escrow.services import escrow_fees
+from marketplace.models import Order, OrderMilestone
 from marketplace.references import order_pk_from_reference, order_reference
+from offerhub.money import money_dollars
 from offerhub.services import event_publish
 from payments.ledger import user_accounts
 from payments.views import safe_next
-from tests.factories import ListingFactory, UserFactory
+from tests.factories import ListingFactory, ListingMilestoneFactory, UserFactory
 from tests.marketplace.test_order_pages import USD, an_order, checkout_token, logged_in
 
 S = Order.Status
@@ -119,6 +122,60 @@ def test_release_is_confirmed_on_a_page_naming_the_amount_and_the_seller(chain, 
     assert user_accounts(seller)[0].balance > 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_milestones_are_released_through_their_confirmation_pages(chain, funded_user, trustless_work, settings):
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    seller.display_name = "Sam Seller"
+    seller.save(update_fields=["display_name"])
+    listing = ListingFactory(seller=seller, price_cents=3_000)
+    ListingMilestoneFactory(listing=listing, position=0, title="Draft", amount_cents=1_000)
+    ListingMilestoneFactory(listing=listing, position=1, title="Final", amount_cents=2_000)
+    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
+    base = buyer_client.post(
+        f"/listings/{listing.public_id}/checkout/",
+        {"token": checkout_token(buyer_client, listing), "price_cents": 3_000},
+    )["Location"]
+    order = Order.objects.get()
+    escrow = Escrow.objects.get(engagement_id=order.public_id)
+    settings.OFFERHUB_PLATFORM_FEE_PERCENT = escrow.platform_fee_percent + 3  # the operator changes the fee now
+
+    def net(dollars):  # at the fee the escrow was created with
+        return escrow_fees(amount=dollars * USD, platform_fee_percent=escrow.platform_fee_percent).net
+
+    assert f"you receive ${money_dollars(net(30)):,.2f} after fees" in seller_client.get(base).content.decode()
+    seller_client.post(base + "deliver/", {"milestone": "m1", "evidence_text": "The draft"})
+    page = buyer_client.get(base).content.decode()
+    assert f'href="{base}release/?milestone=m1" data-testid="approve-milestone"' in page
+
+    confirm = buyer_client.get(base + "release/", {"milestone": "m1"})
+    assert confirm.status_code == 200
+    confirm = confirm.content.decode()
+    assert (
+        "Approve “Draft” and release its payment?" in confirm
+        and "$10.00 goes from the escrow to Sam Seller." in confirm
+    )
+    assert 'name="milestone" value="m1"' in confirm
+    assert f"${money_dollars(net(10)):,.2f} after the escrow and platform fees" in confirm
+    assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.COMPLETED
+    buyer_client.post(base + "release/", {"milestone": "m1"})
+    assert OrderMilestone.objects.get(order=order, ref="m1").status == OrderMilestone.Status.RELEASED
+    response = buyer_client.get(base + "release/", {"milestone": "m1"}, follow=True)  # paid already
+    assert "“Draft” cannot be approved now." in response.content.decode()
+
+    seller_client.post(base + "deliver/", {"milestone": "m2", "evidence_text": "The final files"})
+    assert f'href="{base}release/" data-testid="approve"' in buyer_client.get(base).content.decode()
+    confirm = buyer_client.get(base + "release/")
+    assert confirm.status_code == 200
+    confirm = confirm.content.decode()
+    assert "Approve the delivery and release the payment?" in confirm
+    # What is left in the escrow, not the order's $30: the draft's $10 is paid already.
+    assert "$20.00 goes from the escrow to Sam Seller." in confirm and "Yes, release $20.00 to Sam Seller" in confirm
+    assert f"${money_dollars(net(20)):,.2f} after the escrow and platform fees" in confirm
+    buyer_client.post(base + "release/")
+    assert Order.objects.get().status == S.CLOSED
+    assert user_accounts(seller)[0].balance == net(10) + net(20)
+
+
 @pytest.mark.django_db
 def test_cancel_is_confirmed_on_a_page_and_only_a_post_cancels():
     order = an_order(S.FUNDS_RESERVED)
@@ -128,6 +185,21 @@ def test_cancel_is_confirmed_on_a_page_and_only_a_post_cancels():
     confirm = client.get(f"/orders/{order.public_id}/cancel/").content.decode()
     assert "Cancel this order?" in confirm and "The $30.00 on hold goes back to your available balance" in confirm
     assert Order.objects.get(pk=order.pk).status == S.FUNDS_RESERVED
+    response = client.post(f"/orders/{order.public_id}/cancel/", follow=True)
+    assert "the hold on the buyer's balance is released" in response.content.decode()
+
+    # Nothing is on hold yet: the page does not say money goes back.
+    fresh = an_order(S.ORDER_CREATED)
+    for member, words in ((fresh.buyer, "from your balance"), (fresh.seller, "for this order")):
+        confirm = logged_in(member).get(f"/orders/{fresh.public_id}/cancel/").content.decode()
+        assert "on hold goes back" not in confirm and "$30.00" not in confirm
+        assert (
+            f"Nothing is on hold {words} yet: no money moves" in confirm and "Nothing (nothing is on hold)" in confirm
+        )
+    response = logged_in(fresh.buyer).post(f"/orders/{fresh.public_id}/cancel/", follow=True)
+    assert "Order canceled. Nothing was paid; nothing was on hold." in response.content.decode()
+    assert Order.objects.get(pk=fresh.pk).status == S.CLOSED
+
     closed = an_order(S.CLOSED, outcome=Order.Outcome.RELEASED)
     response = logged_in(closed.buyer).get(f"/orders/{closed.public_id}/cancel/", follow=True)
     assert "This order cannot be canceled now." in response.content.decode()
@@ -179,6 +251,31 @@ def test_an_order_without_milestones_is_delivered_with_a_private_file(chain, fun
     private = list(Path(django_settings.PRIVATE_MEDIA_ROOT).glob(f"orders/{order.public_id}/delivery/*.pdf"))
     assert len(private) == 1
     assert not list(Path(django_settings.MEDIA_ROOT).glob(f"orders/{order.public_id}/**/*.pdf"))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("milestones", [0, 1])
+def test_a_refused_delivery_leaves_no_private_file_behind(milestones, settings, tmp_path):
+    settings.PRIVATE_MEDIA_ROOT = str(tmp_path / "private")
+    order = an_order(S.IN_PROGRESS, milestones=milestones)
+    Escrow.objects.create(  # not funded yet: the contract refuses the delivery's mark
+        engagement_id=order.public_id,
+        type=Escrow.Type.MULTI if milestones else Escrow.Type.SINGLE,
+        title=order.title,
+        buyer=order.buyer,
+        seller=order.seller,
+        hold_reference=order.public_id,
+        amount=order.amount,
+    )
+    pdf = SimpleUploadedFile("work.pdf", b"%PDF-1.4\n% the work\n", content_type="application/pdf")
+    response = logged_in(order.seller).post(
+        f"/orders/{order.public_id}/deliver/",
+        {"milestone": "m1" if milestones else "", "evidence_text": "Done", "evidence_file": pdf},
+        follow=True,
+    )
+    assert "That did not work" in response.content.decode()
+    assert Order.objects.get(pk=order.pk).delivered_at is None
+    assert not [path for path in (tmp_path / "private").rglob("*") if path.is_file()]
 
 
 # --- The way back to the checkout --------------------------------------------------------------------

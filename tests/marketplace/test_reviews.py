@@ -2,18 +2,20 @@
 reason), the ratings computed from them, seller profiles and handles, and the pages' query counts."""
 
 import io
+import itertools
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import IntegrityError
 from django.test import Client
 from django.urls import reverse
 from PIL import Image
 
 from backoffice.roles import SUPPORT_AGENT
 from marketplace.listings import listing_cards, listings_browse
-from marketplace.models import Listing, ListingImage, Order, Review, User, handle_free
+from marketplace.models import Listing, ListingImage, Order, Review, User, handle_free, handles_free, user_insert
 from marketplace.reviews import (
     Rating,
     review_create,
@@ -22,7 +24,7 @@ from marketplace.reviews import (
     seller_by_handle,
     user_profile_update,
 )
-from marketplace.services import user_create_from_api
+from marketplace.services import user_create_from_api, user_sign_up
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from tests.factories import CategoryFactory, ListingFactory, UserFactory
@@ -169,6 +171,15 @@ def test_support_hides_a_review_with_a_reason_and_it_leaves_every_average():
     )
     seller = seller_by_handle(handle=listing.seller.handle)
     assert (seller.rating_average, seller.rating_count) == (5, 1)
+    # The seller posting a reply to it directly (the page offers none) is refused: nothing is published.
+    response = logged_in(listing.seller).post(
+        reverse("order-review-reply", args=[second.public_id]), {"reply": "How dare you"}, follow=True
+    )
+    assert "Support has hidden this review" in response.content.decode()
+    assert Review.objects.get(pk=rude.pk).reply == ""
+    with pytest.raises(ServiceError) as hidden:
+        review_reply(review=rude, seller=listing.seller, reply="How dare you")
+    assert hidden.value.code == "INVALID_STATE"
     for page in (f"/listings/{listing.public_id}/", f"/sellers/{listing.seller.handle}/"):
         html = Client().get(page).content.decode()
         assert "Lovely work" in html and "Personal data of the seller" not in html, page
@@ -199,6 +210,59 @@ def test_every_member_gets_a_unique_handle():
         external_user_id="ext-1", email=None, user_type="BOTH", metadata={}, marketplace_id="", actor_id="key_x"
     )
     assert api_user.handle.startswith("ext-1-") and len(api_user.handle) == len("ext-1-") + 4
+
+
+def test_a_handle_taken_meanwhile_is_retried_and_not_reported_as_an_email_taken():
+    UserFactory(display_name="Taken", handle="ext-2-aaaa")
+    # The API's random tail drew a handle someone has: the next one is tried, in the same request.
+    api_user, created = user_create_from_api(
+        external_user_id="ext-2",
+        email="ext2@example.test",
+        user_type="BOTH",
+        metadata={},
+        marketplace_id="",
+        actor_id="key_x",
+        handles=iter(["ext-2-aaaa", "ext-2-bbbb"]),
+    )
+    assert created and api_user.handle == "ext-2-bbbb" and User.objects.filter(external_user_id="ext-2").count() == 1
+    with pytest.raises(ServiceError) as taken:  # a taken e-mail is still that
+        user_create_from_api(
+            external_user_id="ext-3",
+            email="EXT2@example.test",
+            user_type="BOTH",
+            metadata={},
+            marketplace_id="",
+            actor_id="key_x",
+            handles=iter(["ext-3-aaaa"]),
+        )
+    assert taken.value.code == "USER_ALREADY_EXISTS" and taken.value.field == "email"
+    with pytest.raises(IntegrityError):  # no free handle in the tries: not blamed on the e-mail
+        user_create_from_api(
+            external_user_id="ext-4",
+            email=None,
+            user_type="BOTH",
+            metadata={},
+            marketplace_id="",
+            actor_id="key_x",
+            handles=iter(["ext-2-aaaa"] * 10),
+        )
+
+
+def test_a_sign_up_whose_handle_was_taken_after_the_look_up_takes_the_next_one():
+    UserFactory(display_name="Sam Seller")
+    stale = handle_free("Sam Seller")  # "sam-seller-2", looked up...
+    UserFactory(display_name="Sam Seller")  # ...then another sign-up takes it before our row goes in
+    late = User(email="late@example.test", display_name="Sam Seller")
+    user_insert(late, handles=itertools.chain([stale], handles_free("Sam Seller")))
+    assert User.objects.get(email="late@example.test").handle == "sam-seller-3"
+
+
+def test_a_sign_up_with_an_email_taken_meanwhile_is_refused_by_the_field():
+    UserFactory(email="both@example.test")
+    with pytest.raises(ServiceError) as taken:  # the form had found it free a moment before
+        user_sign_up(email="Both@example.test", display_name="Second", password="a-long-unique-passphrase")
+    assert (taken.value.code, taken.value.field) == ("USER_ALREADY_EXISTS", "email")
+    assert User.objects.filter(email__iexact="both@example.test").count() == 1
 
 
 def test_sign_up_gives_the_member_a_profile_address(client):
@@ -296,6 +360,29 @@ def test_members_edit_their_about_and_picture(settings):
     with pytest.raises(ServiceError) as refused:
         user_profile_update(user=member, about="", avatar=bad)
     assert refused.value.field == "avatar"
+
+
+def test_a_refused_picture_shows_its_error_by_the_field(settings):
+    client = logged_in(UserFactory())
+    out = io.BytesIO()
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(out, format="GIF")
+    gif = SimpleUploadedFile("me.gif", out.getvalue(), content_type="image/gif")
+    page = client.post("/accounts/profile/", {"about": "Logos", "avatar": gif}).content.decode()
+    field = page.index('id="id_avatar"')
+    tag = page[page.rindex("<input", 0, field) : page.index(">", field)]
+    assert "is-invalid" in tag and 'aria-invalid="true"' in tag and "id_avatar-errors" in tag
+    error = page.index('<div class="invalid-feedback d-block" id="id_avatar-errors">')
+    assert 0 < error - field < 600 and "“me.gif” is a GIF image; use JPEG, PNG or WebP." in page[error : error + 200]
+    assert "Logos</textarea>" in page  # what was typed is kept
+
+    # The size is checked before anything decodes the upload: a large file is refused for its size.
+    settings.OFFERHUB_LISTING_IMAGE_MAX_BYTES = 1_024
+    big = SimpleUploadedFile("big.png", b"\x89PNG" + b"x" * 2_000, content_type="image/png")
+    page = client.post("/accounts/profile/", {"about": "", "avatar": big}).content.decode()
+    field = page.index('id="id_avatar"')
+    assert "is-invalid" in page[field : page.index(">", field)]
+    assert "“big.png” is larger than 1 KB." in page
+    assert "not a JPEG, PNG or WebP image" not in page and "Upload a valid image" not in page
 
 
 # --- The order page's review box -------------------------------------------------------------------------

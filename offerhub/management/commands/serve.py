@@ -5,7 +5,8 @@ the server, executing periodic jobs itself. Full mode: a worker with an embedded
 beat. Production runs these as separate processes instead (docker/compose.yaml).
 With --seed, the demo data is loaded once the server listens: it needs the sandbox
 providers, which this same server serves. The address (and the demo logins) are printed once,
-when everything is ready: after the server listens and the demo data is in.
+when everything is ready: after the server listens and the demo data is in (or failed to load:
+then the error is printed too). A start-up slower than STARTUP_WAIT_SECONDS is said as well.
 """
 
 import io
@@ -15,12 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 import uvicorn
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
+
+STARTUP_WAIT_SECONDS = 30  # then the console says the server is not ready yet (and still prints it once it is)
 
 
 class Command(BaseCommand):
@@ -47,7 +51,8 @@ class Command(BaseCommand):
         )
         # uvicorn's own "running on" line would come before the demo data is ready: ours replaces it.
         logging.getLogger("uvicorn.error").addFilter(_NoRunningOnLine())
-        threading.Thread(target=self._ready_when_up, args=(server, host, port, seed), daemon=True).start()
+        seed_command = "seed_demo" if seed else None
+        threading.Thread(target=self._ready_when_up, args=(server, host, port, seed_command), daemon=True).start()
         # uvicorn shuts down on SIGTERM/SIGINT, then re-raises the signal to the handler
         # installed before it: this one, so the background jobs stop with the server.
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,20 +75,43 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 jobs.kill()
 
-    def _ready_when_up(self, server: uvicorn.Server, host: str, port: int, seed: bool) -> None:
-        for _ in range(600):
-            if server.started or server.should_exit:
-                break
+    def _ready_when_up(
+        self,
+        server: uvicorn.Server,
+        host: str,
+        port: int,
+        seed_command: str | None,
+        *,
+        wait_seconds: float = STARTUP_WAIT_SECONDS,
+    ) -> None:
+        """Print the address once the server listens and `seed_command` (the demo data) ran: said
+        plainly when start-up takes longer than `wait_seconds`, or when the demo data failed."""
+        address = f"http://{host}:{port}/"
+        deadline, told = time.monotonic() + wait_seconds, False
+        while not (server.started or server.should_exit):
+            if not told and time.monotonic() > deadline:
+                self.stderr.write(f"OfferHub is not ready yet after {wait_seconds:g} s: still starting on {address}")
+                told = True
             time.sleep(0.05)
         if not server.started:
             return  # uvicorn said why (the port is taken, …)
-        seeded = io.StringIO()
-        if seed:
+        seeded, failed = io.StringIO(), None
+        if seed_command:
             try:
-                call_command("seed_demo", stdout=seeded, stderr=self.stderr)
+                call_command(seed_command, stdout=seeded, stderr=self.stderr)
+            except Exception as error:  # the server runs on: say so, with what the seed printed and why it stopped
+                failed = error
+                self.stderr.write(traceback.format_exc())
             finally:
                 connection.close()
-        lines = [self.style.SUCCESS(f"OfferHub is ready on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)")]
+        where = f"{address}  (admin: /admin/, API: /api/v1/)"
+        if failed is None:
+            lines = [self.style.SUCCESS(f"OfferHub is ready on {where}")]
+        else:
+            lines = [
+                self.style.WARNING(f"OfferHub is running on {where}, but the demo data failed to load:"),
+                self.style.ERROR(f"  {type(failed).__name__}: {failed}"),
+            ]
         lines += [line for line in seeded.getvalue().splitlines() if line.strip()]
         self.stdout.write("\n" + "\n".join(lines) + "\n")
 
