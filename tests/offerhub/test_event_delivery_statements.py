@@ -194,14 +194,31 @@ def test_a_batch_inserts_its_rows_together_in_order_and_drops_those_of_a_savepoi
             with outbox_batched():  # nested: joins the outer batch
                 publish("test.batch.two")
             assert not Event.objects.filter(type__startswith="test.batch").exists()  # not inserted yet
-        inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
-        assert len(inserts) == 2  # one for the audit rows, one for the events
+        writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "WITH"))]
+        assert len(writes) == 1, writes  # the audit rows and the events together
+        assert first.pk and not first._state.adding  # each row got its own id back
     assert list(Event.objects.filter(type__startswith="test.batch").order_by("id").values_list("type", flat=True)) == [
         "test.batch.one",
         "test.batch.two",
     ]
     assert Event.objects.get(type="test.batch.one").event_id == first.event_id
     assert list(AuditLog.objects.values_list("action", flat=True)) == ["a.one"]
+    assert Event.objects.get(pk=first.pk).type == "test.batch.one"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_only_events_or_only_audit_rows_is_one_insert():
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            publish("test.batch.alone")
+            publish("test.batch.alone.two")
+        assert len(queries) == 1 and queries[0]["sql"].startswith("INSERT INTO")
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            audit = audit_record(
+                action="a.alone", resource_type="T", resource_id="1", actor_type="SYSTEM", actor_id="t"
+            )
+        assert len(queries) == 1
+    assert AuditLog.objects.get(pk=audit.pk).public_id == audit.public_id
 
 
 @pytest.mark.django_db(transaction=True)
