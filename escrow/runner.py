@@ -36,7 +36,7 @@ from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWor
 from escrow.models import Escrow, EscrowStep
 from escrow.services import DRIVE_CLAIM, Action, escrow_funding_refusal, step_fail, step_postpone, step_settle, units
 from escrow.signing import envelope_sign
-from offerhub.leases import Lease, LeaseLost, lease_free_claims
+from offerhub.leases import Lease, LeaseLost, lease_free_claims, leases_fenced_update
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, Wallet
@@ -438,12 +438,8 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
     signed = envelope_sign(envelope=envelope, signer=_signer(step.signer))
     outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
     with transaction.atomic():
-        escrow_lease = held_lease(escrow_lock_name(step.escrow_id))
-        if escrow_lease is not None:
-            escrow_lease.fence()
-        account.fence()
         # One conditional UPDATE: only if the step is still as it was read (status and attempts;
-        # its hashes change only with its attempts), in the transaction the fences just checked.
+        # its hashes change only with its attempts), in the statement that fences both leases.
         tx_hash = outer.hash_hex()
         stored = {
             "signed_xdr": signed,
@@ -454,7 +450,9 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
             "status": EscrowStep.Status.SUBMITTED,
         }
         current = EscrowStep.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts)
-        if not current.update(**stored, updated_at=timezone.now()):
+        escrow_lease = held_lease(escrow_lock_name(step.escrow_id))
+        leases = [account] if escrow_lease is None else [escrow_lease, account]
+        if not leases_fenced_update(leases, current, **stored, updated_at=timezone.now()):
             return None
     for field, value in stored.items():
         setattr(step, field, value)

@@ -34,6 +34,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import DateTimeField, Func, Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from offerhub.models import JobLease
@@ -132,6 +133,58 @@ def lease_fence(*, name: str, holder: str, token: int, ttl: timedelta) -> bool:
         renewed_at=now, expires_at=now + ttl
     )
     return bool(renewed)
+
+
+_FENCED_WRITE = """
+WITH mine (name, holder, claims, ttl) AS (VALUES {mine}),
+locked AS MATERIALIZED (
+    SELECT name FROM {leases} WHERE name IN (SELECT name FROM mine) ORDER BY name FOR UPDATE
+),
+fenced AS (
+    UPDATE {leases} lease
+    SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => mine.ttl)
+    FROM mine WHERE lease.name = mine.name AND lease.holder = mine.holder AND lease.claims = mine.claims
+        AND lease.name IN (SELECT name FROM locked)
+    RETURNING lease.name
+),
+written AS ({write} AND (SELECT COUNT(*) FROM fenced) = %s RETURNING 1)
+SELECT ARRAY(SELECT name FROM fenced), (SELECT COUNT(*) FROM written)
+"""
+
+
+def leases_fenced_update(leases: list["Lease"], queryset, **values) -> int:
+    """`lease.fence()` of every lease of `leases`, then `queryset.update(**values)` only if each
+    still holds, in one statement (PostgreSQL; one per lease and the UPDATE elsewhere). Inside
+    the write's transaction: the leases' rows are locked in name order (the order separate
+    fences take) and kept until it ends. LeaseLost, nothing written, when one was taken over
+    (the caller's transaction must roll back); else how many rows were updated."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("leases_fenced_update() guards a write: call it inside that write's transaction")
+    if connection.vendor != "postgresql" or not leases:
+        for lease in leases:
+            lease.fence()
+        return queryset.update(**values)
+    update = queryset.query.chain(UpdateQuery)
+    update.add_update_values(values)
+    write, write_params = update.get_compiler(queryset.db).as_sql()
+    params = []
+    for lease in leases:
+        params += [lease.name, lease.holder, lease.token or 0, lease.ttl.total_seconds()]
+    sql = _FENCED_WRITE.format(
+        mine=", ".join(["(%s::varchar, %s::varchar, %s::integer, %s::float8)"] * len(leases)),
+        leases=JobLease._meta.db_table,
+        write=write,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *write_params, len(leases)])
+        fenced, written = cursor.fetchone()
+    for lease in leases:
+        if lease.name not in fenced:
+            raise LeaseLost(f"the lease on {lease.name} expired and was taken over")
+    now = time.monotonic()
+    for lease in leases:
+        lease.renewed = now
+    return written
 
 
 def job_lease_release(*, name: str, holder: str) -> bool:
