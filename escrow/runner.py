@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from stellar_sdk import TransactionBuilder
 
@@ -36,7 +37,14 @@ from escrow.client import TamperedTransaction, TrustlessWorkClient, TrustlessWor
 from escrow.models import Escrow, EscrowStep
 from escrow.services import DRIVE_CLAIM, Action, escrow_funding_refusal, step_fail, step_postpone, step_settle, units
 from escrow.signing import envelope_sign
-from offerhub.leases import Lease, LeaseLost, lease_free_claims, leases_fenced_update
+from offerhub.leases import (
+    Lease,
+    LeaseLost,
+    lease_free_claims,
+    lease_free_claims_of,
+    lease_free_claims_sql,
+    leases_fenced_update,
+)
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, Wallet
@@ -120,13 +128,27 @@ def escrow_drive(
         return "busy"
 
 
+def _signer_lease_sql(step_table: str) -> tuple[str, list]:
+    """The column that reads, with the step, whether its signer's submission lock is free (and
+    its claim count): a build that starts after this read needs no lease_free_claims of its own."""
+    return lease_free_claims_sql(f"%s || {step_table}.signer"), [submission_lock_name("")]
+
+
+def _signer_lease_keep(step: EscrowStep, value) -> EscrowStep:
+    step.signer_lease_read = (submission_lock_name(step.signer), lease_free_claims_of(value))
+    return step
+
+
 def _open_step(escrow_pk: int) -> EscrowStep | None:
-    return (
+    sql, params = _signer_lease_sql(connection.ops.quote_name(EscrowStep._meta.db_table))
+    step = (
         EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN)
         .select_related("escrow")
+        .annotate(signer_lease=RawSQL(sql, params))  # noqa: S611 (constants; the prefix is a parameter)
         .order_by("pk")
         .first()
     )
+    return None if step is None else _signer_lease_keep(step, step.signer_lease)
 
 
 def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
@@ -138,21 +160,22 @@ def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
     step_fields, escrow_fields = EscrowStep._meta.concrete_fields, Escrow._meta.concrete_fields
     quote = connection.ops.quote_name
     columns = [f"step.{quote(f.column)}" for f in step_fields] + [f"escrow.{quote(f.column)}" for f in escrow_fields]
+    signer_lease, signer_params = _signer_lease_sql("step")
     sql = (
         f"UPDATE {EscrowStep._meta.db_table} AS step SET next_attempt_at = %s"  # noqa: S608 (the models' tables)
         f" FROM {Escrow._meta.db_table} AS escrow"
         " WHERE step.escrow_id = %s AND step.status IN (%s, %s) AND escrow.id = step.escrow_id"
-        f" RETURNING {', '.join(columns)}"
+        f" RETURNING {', '.join(columns)}, {signer_lease}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [until, escrow_pk, *EscrowStep.OPEN])
+        cursor.execute(sql, [until, escrow_pk, *EscrowStep.OPEN, *signer_params])
         rows = cursor.fetchall()
     if not rows:
         return None
     row = min(rows, key=lambda values: values[0])  # the first queued (pk is the first column)
     step = _from_row(EscrowStep, step_fields, row[: len(step_fields)])
-    step.escrow = _from_row(Escrow, escrow_fields, row[len(step_fields) :])
-    return step
+    step.escrow = _from_row(Escrow, escrow_fields, row[len(step_fields) : -1])
+    return _signer_lease_keep(step, row[-1])
 
 
 def _from_row(model, fields, values):
@@ -258,7 +281,7 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = Fal
                 stored = step.signed_xdr  # the same envelope: it lands once at most
         # Built and verified before the signer's lock: the build is an HTTP call to Trustless Work.
         lock_name = submission_lock_name(step.signer)
-        quiet_since = lease_free_claims(name=lock_name) if stored is None else None
+        quiet_since = _signer_quiet_since(step, lock_name, first=fresh and not attempt) if stored is None else None
         envelope = _prepare(step, client) if stored is None else None
         _escrow_lease_progress(step)
         with account_submission_lock(step.signer) as account:
@@ -295,6 +318,15 @@ def step_run(*, step: EscrowStep, client: TrustlessWorkClient, fresh: bool = Fal
             continue  # never applied (its sequence was not the account's next): sign a fresh one
         return _fail(step, code=error.provider_code or error.message, message=error.message)
     raise StepPending("the signer's sequence number kept changing; trying again later", code="SEQUENCE_CHANGING")
+
+
+def _signer_quiet_since(step: EscrowStep, lock_name: str, *, first: bool) -> int | None:
+    """lease_free_claims of the signer's lock before the build: as the drive read it with the step
+    (earlier still, so as sound) on the first attempt of a step read fresh, else read now."""
+    read = step.__dict__.pop("signer_lease_read", None)
+    if first and read is not None and read[0] == lock_name:
+        return read[1]
+    return lease_free_claims(name=lock_name)
 
 
 # --- Preparing --------------------------------------------------------------------------
