@@ -102,7 +102,8 @@ def escrow_drive(
                 if step is None:
                     return "done"
                 try:
-                    step_run(step=step, client=client, fresh=True)
+                    if getattr(step_run(step=step, client=client, fresh=True), "escrow_idle", False):
+                        return "done"  # settled, and the settle saw no other open step: none to read
                 except StepStopped:
                     continue
                 except LeaseLost:

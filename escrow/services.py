@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -878,8 +878,24 @@ def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
     """The step and its escrow, fresh and locked in one query: the escrow's row first, then the
     step's (PostgreSQL locks a row's relations in the order FOR UPDATE OF names them), the
     order every writer of an escrow's steps uses. Its buyer and seller are read, not locked."""
+    # Read along: whether the escrow has other open steps (a drive that settles this one and
+    # sees none ends there, without reading for a next step).
+    others = EscrowStep.objects.filter(escrow_id=OuterRef("escrow_id"), status__in=EscrowStep.OPEN).exclude(
+        pk=OuterRef("pk")
+    )
     return (
-        EscrowStep.objects.select_for_update(of=("escrow", "self")).select_related("escrow", *related).get(pk=step.pk)
+        EscrowStep.objects.select_for_update(of=("escrow", "self"))
+        .select_related("escrow", *related)
+        .annotate(others_open=Exists(others))
+        .get(pk=step.pk)
+    )
+
+
+def _drive_queued(escrow_pk: int) -> bool:
+    """Whether this transaction queued a drive of the escrow (a step added: see _drive_on_commit)."""
+    return any(
+        isinstance(func, _EscrowDrive) and func.escrow_pk == escrow_pk
+        for _, func, _ in transaction.get_connection().run_on_commit
     )
 
 
@@ -931,6 +947,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         step.save(update_fields=["status", "confirmed_at", "error_code", "error_message", "updated_at"])
         _audit(escrow, f"escrow.{action}.confirmed", (step.actor_type, step.actor_id), txHash=step.tx_hash)
         step_settled.send(sender=EscrowStep, step=step, escrow=escrow)
+        # Nothing left for the drive that settled it: no other step was open, none was queued now.
+        step.escrow_idle = not step.others_open and not _drive_queued(escrow.pk)
     return step
 
 

@@ -94,6 +94,16 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     # The drive: each settle locks its step and its escrow in one query, escrow first.
     locks = [s for s in sql if 'FOR UPDATE OF "escrow_escrow", "escrow_escrowstep"' in s]
     assert len(locks) == 2
+    # It reads its steps: the first in the UPDATE that claims them, the release once the approval
+    # settled (whose settle saw it open), and nothing after the release (whose settle saw none).
+    # The signer's lock is asked about in those reads, not before each build.
+    claimed = [s for s in sql if s.startswith("UPDATE escrow_escrowstep AS step SET next_attempt_at")]
+    reads = [s for s in sql if s.startswith('SELECT "escrow_escrowstep"') and s.endswith("LIMIT 1")]
+    assert (len(claimed), len(reads)) == (1, 1), reads
+    assert not [s for s in sql if 'FROM "offerhub_joblease"' in s and '"held"' in s]
+    # Each SUBMITTED store fences both leases in its own statement.
+    stores = [s for s in sql if s.startswith("\nWITH mine (name, holder, claims, ttl)")]
+    assert len(stores) == 2 and not [s for s in sql if s.startswith('UPDATE "offerhub_joblease" SET "renewed_at"')]
     # The whole release (request, one drive of two steps, their settles, events): 74 when
     # written; a little room for a lease renewed on a slow run.
     assert len(sql) <= 78, len(sql)
