@@ -83,9 +83,38 @@ def _active_wallets(buyer, seller) -> tuple[Wallet, Wallet]:
     return found[buyer.pk], found[seller.pk]
 
 
+class _LockMark:
+    """The on_commit hook that marks an escrow as read locked in this transaction: it does
+    nothing. Django drops it after the commit and with a savepoint rolled back (whose row locks
+    PostgreSQL releases too), so a mark found among the hooks is a lock still held."""
+
+    def __call__(self) -> None:
+        pass
+
+
 def _locked(escrow: Escrow) -> Escrow:
+    """The escrow locked and fresh; as it is when escrow_locked_for() read it in this transaction."""
+    mark = getattr(escrow, "_lock_mark", None)
+    if mark is not None and any(func is mark for _, func, _ in transaction.get_connection().run_on_commit):
+        return escrow
     # Its buyer read along (audit rows and events name them), not locked.
     return Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=escrow.pk)
+
+
+def escrow_locked_for(*, engagement_id: str) -> Escrow | None:
+    """The engagement's escrow, locked and fresh (its buyer read along), or None. The escrow
+    services given it in this transaction neither lock nor read it again (one query for both
+    the caller's look and theirs). The caller must change it only through them."""
+    escrow = (
+        Escrow.objects.select_for_update(of=("self",))
+        .select_related("buyer")
+        .filter(engagement_id=engagement_id)
+        .first()
+    )
+    if escrow is not None and transaction.get_connection().in_atomic_block:
+        escrow._lock_mark = _LockMark()
+        transaction.on_commit(escrow._lock_mark)
+    return escrow
 
 
 def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None, params=None, actor=None):
