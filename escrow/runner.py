@@ -89,16 +89,30 @@ def escrow_drive(
     `claim_for`: claim the open steps for a running drive that long (the task's drive), in the
     statement that reads the first of them."""
     client = client or TrustlessWorkClient()
+    claim_until = timezone.now() + claim_for if claim_for else None
+    # On PostgreSQL the task's drive claims its steps in the statement that takes the lease, when
+    # the lease is free at once (its first try): one statement for both, made only by the holder.
+    with_lease = None
+    if claim_until and connection.vendor == "postgresql":
+        with_lease = _open_steps_claim(escrow_pk, claim_until, condition="{claimed}")
     try:
-        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease, platform_account_reused():
-            claim_until = timezone.now() + claim_for if claim_for else None
+        with (
+            lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT, first_with=with_lease) as lease,
+            platform_account_reused(),
+        ):
+            claimed_rows, lease.first_rows = lease.first_rows, None
             while True:
                 lease.progress()  # renewed every quarter TTL; LeaseLost if a stall let another drive take over
                 # Read under the lease, with its escrow: fresh (only a drive moves an escrow's steps),
                 # so the step's first attempt needs no second read. Again after every step: settling
                 # one changes the escrow (its contract, its balance) and may queue or fail others.
-                step = _open_step_claimed(escrow_pk, claim_until) if claim_until else _open_step(escrow_pk)
-                claim_until = None
+                if claimed_rows is not None:
+                    step = _first_step(claimed_rows)  # read (and claimed) with the lease
+                elif claim_until:
+                    step = _open_step_claimed(escrow_pk, claim_until)
+                else:
+                    step = _open_step(escrow_pk)
+                claim_until, claimed_rows = None, None
                 if step is None:
                     return "done"
                 try:
@@ -158,6 +172,14 @@ def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
     if connection.vendor != "postgresql":
         EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).update(next_attempt_at=until)
         return _open_step(escrow_pk)
+    with connection.cursor() as cursor:
+        cursor.execute(*_open_steps_claim(escrow_pk, until))
+        return _first_step(cursor.fetchall())
+
+
+def _open_steps_claim(escrow_pk: int, until, *, condition: str = "TRUE") -> tuple[str, list]:
+    """The UPDATE that claims the escrow's open steps until `until` and returns them with their
+    escrow (and their signer's lock: see _signer_lease_sql), if `condition` holds."""
     step_fields, escrow_fields = EscrowStep._meta.concrete_fields, Escrow._meta.concrete_fields
     quote = connection.ops.quote_name
     columns = [f"step.{quote(f.column)}" for f in step_fields] + [f"escrow.{quote(f.column)}" for f in escrow_fields]
@@ -165,14 +187,17 @@ def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
     sql = (
         f"UPDATE {EscrowStep._meta.db_table} AS step SET next_attempt_at = %s"  # noqa: S608 (the models' tables)
         f" FROM {Escrow._meta.db_table} AS escrow"
-        " WHERE step.escrow_id = %s AND step.status IN (%s, %s) AND escrow.id = step.escrow_id"
+        f" WHERE step.escrow_id = %s AND step.status IN (%s, %s) AND escrow.id = step.escrow_id AND {condition}"
         f" RETURNING {', '.join(columns)}, {signer_lease}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [until, escrow_pk, *EscrowStep.OPEN, *signer_params])
-        rows = cursor.fetchall()
+    return sql, [until, escrow_pk, *EscrowStep.OPEN, *signer_params]
+
+
+def _first_step(rows: list) -> EscrowStep | None:
+    """The first queued of the rows _open_steps_claim returned, with its escrow, or None."""
     if not rows:
         return None
+    step_fields, escrow_fields = EscrowStep._meta.concrete_fields, Escrow._meta.concrete_fields
     row = min(rows, key=lambda values: values[0])  # the first queued (pk is the first column)
     step = _from_row(EscrowStep, step_fields, row[: len(step_fields)])
     step.escrow = _from_row(Escrow, escrow_fields, row[len(step_fields) : -1])

@@ -99,6 +99,38 @@ def lease_claim(*, name: str, holder: str, ttl: timedelta) -> int | None:
         return None if row is None else row[0]
 
 
+def lease_claim_with(*, name: str, holder: str, ttl: timedelta, then: tuple[str, list]) -> tuple[int | None, list]:
+    """lease_claim, and in the same statement (PostgreSQL) the work the claim is for: `then` is
+    a data-modifying statement with RETURNING whose condition `{claimed}` holds only when the
+    lease was taken. Returns (the fencing token or None, `then`'s rows: none when not taken).
+    Its writes commit with the claim: they are made only by the holder."""
+    if connection.vendor != "postgresql":
+        token = lease_claim(name=name, holder=holder, ttl=ttl)
+        return token, []
+    table = JobLease._meta.db_table
+    now, expires, params = _clock(ttl)
+    then_sql, then_params = then
+    then_sql = then_sql.replace("{claimed}", "EXISTS (SELECT 1 FROM claimed)")
+    sql = f"""
+        WITH claimed AS (
+            INSERT INTO {table} AS lease (name, holder, claimed_at, renewed_at, expires_at, claims)
+            VALUES (%s, %s, {now}, {now}, {expires}, 1)
+            ON CONFLICT (name) DO UPDATE SET
+                holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
+                expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
+            WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
+            RETURNING claims
+        ), then_rows AS ({then_sql})
+        SELECT claimed.claims, then_rows.* FROM claimed LEFT JOIN then_rows ON true
+    """  # noqa: S608 (constants and the caller's statement; values are parameters)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [name, holder, *params, *then_params])
+        rows = cursor.fetchall()
+    if not rows:
+        return None, []
+    return rows[0][0], [row[1:] for row in rows if any(value is not None for value in row[1:])]
+
+
 def lease_free_claims(*, name: str) -> int | None:
     """The lease's claim count if nobody holds it now (never claimed: 0), else None. A later
     claim returning this + 1 proves nobody held the lease in between. A holder past its expiry
@@ -219,6 +251,7 @@ class Lease:
     ttl: timedelta
     renewed: float = field(default_factory=time.monotonic)
     token: int | None = None  # the claim's fencing token, when the claim returned one
+    first_rows: list | None = None  # what a claim made with its work returned (offerhub.locks.lease_wait)
 
     def renew(self) -> None:
         if self.token is not None:

@@ -94,12 +94,15 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     # The drive: each settle locks its step and its escrow in one query, escrow first.
     locks = [s for s in sql if 'FOR UPDATE OF "escrow_escrow", "escrow_escrowstep"' in s]
     assert len(locks) == 2
-    # It reads its steps: the first in the UPDATE that claims them, the release once the approval
-    # settled (whose settle saw it open), and nothing after the release (whose settle saw none).
-    # The signer's lock is asked about in those reads, not before each build.
-    claimed = [s for s in sql if s.startswith("UPDATE escrow_escrowstep AS step SET next_attempt_at")]
+    # It reads its steps: the first in the UPDATE that claims them, made by the statement that
+    # takes the escrow's lease; the release once the approval settled (whose settle saw it open),
+    # and nothing after the release (whose settle saw none). The signer's lock is asked about in
+    # those reads, not before each build.
+    escrow_claims = [s for s in sql if "INSERT INTO offerhub_joblease" in s and "'escrow:" in s]
+    assert len(escrow_claims) == 1 and "UPDATE escrow_escrowstep AS step SET next_attempt_at" in escrow_claims[0]
+    assert not [s for s in sql if s.startswith("UPDATE escrow_escrowstep AS step")]
     reads = [s for s in sql if s.startswith('SELECT "escrow_escrowstep"') and s.endswith("LIMIT 1")]
-    assert (len(claimed), len(reads)) == (1, 1), reads
+    assert len(reads) == 1, reads
     assert not [s for s in sql if 'FROM "offerhub_joblease"' in s and '"held"' in s]
     # Each SUBMITTED store fences both leases in its own statement.
     stores = [s for s in sql if s.startswith("\nWITH mine (name, holder, claims, ttl)")]
@@ -165,3 +168,55 @@ def test_a_settle_waiting_for_the_escrow_lock_holds_no_lock_on_its_step(chain, f
     step.refresh_from_db()
     assert step.status == EscrowStep.Status.CONFIRMED
     assert escrow.milestones.get(index=0).approved
+
+
+def test_a_drive_task_that_finds_its_escrow_busy_claims_the_steps_once_it_has_the_lease(
+    chain, funded_user, trustless_work, monkeypatch
+):
+    """The task's drive claims its steps in the statement that takes the escrow's lease; while
+    another drive holds the lease that statement claims nothing, and the drive claims them (and
+    runs them) once it got the lease."""
+    from escrow.runner import escrow_drive, escrow_lock_name
+    from escrow.services import DRIVE_CLAIM, escrow_open
+    from escrow.tasks import escrow_drive_task
+    from offerhub import locks
+    from offerhub.locks import lease_lock
+    from payments.ledger import hold_reserve
+
+    monkeypatch.setattr(escrow_drive_task, "delay", lambda pk: None)  # the step stays open for the test
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_busy", amount=10 * USD)
+    escrow = escrow_open(
+        engagement_id="ord_busy", buyer=buyer, seller=seller, amount=10 * USD, title="Logo", hold_reference="ord_busy"
+    )
+    queued = escrow.steps.get()
+    results, first_try = [], threading.Event()
+    claim_with = locks.lease_claim_with
+
+    def observed_claim_with(**kwargs):  # the real claim, observed: the test waits for it
+        try:
+            return claim_with(**kwargs)
+        finally:
+            first_try.set()
+
+    monkeypatch.setattr(locks, "lease_claim_with", observed_claim_with)
+
+    def drive():
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                results.append(escrow_drive(escrow_pk=escrow.pk, claim_for=DRIVE_CLAIM))
+            results.append([q["sql"] for q in queries.captured_queries])
+        finally:
+            connection.close()
+
+    with lease_lock(escrow_lock_name(escrow.pk), timeout=1):
+        driver = threading.Thread(target=drive)
+        driver.start()
+        assert first_try.wait(30)  # its first try (the claim with the steps' claim) was refused
+        assert EscrowStep.objects.get(pk=queued.pk).next_attempt_at == queued.next_attempt_at  # not claimed
+    driver.join(60)
+    assert results[0] == "done"
+    sql = results[1]
+    assert "UPDATE escrow_escrowstep AS step" in next(s for s in sql if "INSERT INTO offerhub_joblease" in s)
+    assert [s for s in sql if s.startswith("UPDATE escrow_escrowstep AS step")]  # claimed once it held the lease
+    assert EscrowStep.objects.get(pk=queued.pk).status == EscrowStep.Status.CONFIRMED

@@ -198,6 +198,32 @@ def test_a_write_fenced_on_two_leases_is_one_statement_made_only_while_both_hold
         leases_fenced_update([first], rows, subject="no")
 
 
+def test_a_claim_with_its_work_writes_only_when_it_takes_the_lease():
+    """lease_claim_with: the claim and the holder's first write in one statement; a busy lease
+    gets neither (and lease_lock's first try falls back to the plain claim afterwards)."""
+    from offerhub.leases import lease_claim_with
+    from offerhub.locks import lease_wait
+    from offerhub.models import EmailNotification
+
+    row = EmailNotification.objects.create(key="claimed-with", event_id="evt", subject="before", body="")
+    then = (
+        "UPDATE offerhub_emailnotification SET subject = %s WHERE id = %s AND {claimed} RETURNING id, subject",
+        ["taken", row.pk],
+    )
+    token, rows = lease_claim_with(name="test:with", holder="one", ttl=LOCK_TTL, then=then)
+    assert (token, rows) == (1, [(row.pk, "taken")])
+    row.subject = "before"
+    row.save()
+    assert lease_claim_with(name="test:with", holder="two", ttl=LOCK_TTL, then=then) == (None, [])
+    assert EmailNotification.objects.get(pk=row.pk).subject == "before"  # not the holder: nothing written
+    with pytest.raises(LockTimeout):
+        lease_wait(name="test:with", holder="two", timeout=BRIEF, first_with=then)
+    assert EmailNotification.objects.get(pk=row.pk).subject == "before"
+    expire("test:with")
+    lease = lease_wait(name="test:with", holder="two", timeout=BRIEF, first_with=then)
+    assert (lease.token, lease.first_rows) == (2, [(row.pk, "taken")])
+
+
 def test_a_stalled_withdrawal_cannot_store_a_second_payment_after_a_takeover(chain, funded_user, proxy):  # noqa: F811
     user = funded_user("50.00")
     outside = chain.outside_account()
