@@ -21,11 +21,12 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
+from django_fsm import ConcurrentTransition
 
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
-from offerhub.services import atomic_joined, audit_record, event_publish, outbox_batched
+from offerhub.services import atomic_joined, audit_record, event_publish, outbox_batched, updates_together
 from offerhub.timefmt import iso_timestamp
 from payments.ledger import (
     HoldNotFound,
@@ -863,11 +864,12 @@ def _settle_finished(escrow: Escrow, *, refunded: bool, all_paid: bool = False) 
         )
 
 
-def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
+def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at, writes: list) -> None:
+    """`writes`: step_settle's row updates, made together after this (those read here are made at once)."""
     milestone = escrow.milestones.get(index=step.milestone_index) if step.milestone_index is not None else None
     if step.action == Action.RELEASE:
         _post_payouts(escrow, step, [(escrow.roles["receiver"], escrow.amount)], "release")
-        escrow.milestones.update(released=True, released_at=confirmed_at)
+        writes.append((escrow.milestones.all(), {"released": True, "released_at": confirmed_at}))
         escrow.flags = {**escrow.flags, "released": True}
         _settle_finished(escrow, refunded=False, all_paid=True)
         return
@@ -903,6 +905,23 @@ def _escrow_state(escrow: Escrow) -> list:
     return copy.deepcopy([getattr(escrow, field.attname) for field in Escrow._meta.concrete_fields])
 
 
+def _escrow_saved(escrow: Escrow, initial_status: str) -> tuple:
+    """What escrow.save() writes, as an update for updates_together: every column, only while the
+    row still has the state it was read with (what ConcurrentTransitionMixin's save checks)."""
+    values = {}
+    for field in Escrow._meta.concrete_fields:
+        if not field.primary_key:
+            field.pre_save(escrow, add=False)  # updated_at = now, as save() sets it
+            values[field.attname] = getattr(escrow, field.attname)
+    return Escrow.objects.filter(pk=escrow.pk, status=initial_status), values
+
+
+def _escrow_saved_check(escrow: Escrow, updated: int) -> None:
+    if updated != 1:
+        raise ConcurrentTransition("the escrow's state changed since it was read")
+    escrow._update_initial_state()  # as save() leaves it
+
+
 def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
     """The step and its escrow, fresh and locked in one query: the escrow's row first, then the
     step's (PostgreSQL locks a row's relations in the order FOR UPDATE OF names them), the
@@ -936,7 +955,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         escrow = step.escrow
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
-        before = _escrow_state(escrow)
+        before, initial_status = _escrow_state(escrow), escrow.status
+        writes = []  # row updates made together (one statement) once the step's effects are known
         action = step.action
         if action == Action.DEPLOY:
             escrow.mark_created(contract_id=contract_id)
@@ -946,7 +966,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         elif action == Action.MILESTONE_STATUS:
             milestone = escrow.milestones.get(index=step.milestone_index)
             milestone.chain_status, milestone.evidence = step.params["status"], step.params["evidence"]
-            milestone.save(update_fields=["chain_status", "evidence"])
+            values = {"chain_status": milestone.chain_status, "evidence": milestone.evidence}
+            writes.append((EscrowMilestone.objects.filter(pk=milestone.pk), values))
             if milestone.chain_status == "completed":
                 _escrow_event(
                     escrow,
@@ -957,7 +978,7 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
                     completedAt=iso_timestamp(confirmed_at),
                 )
         elif action == Action.APPROVE:
-            escrow.milestones.filter(index=step.milestone_index).update(approved=True)
+            writes.append((escrow.milestones.filter(index=step.milestone_index), {"approved": True}))
         elif action in (Action.DISPUTE, Action.DISPUTE_MILESTONE):
             disputed = escrow.milestones.all()
             if action == Action.DISPUTE:
@@ -968,12 +989,18 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
             if escrow.status == Escrow.Status.FUNDED:
                 escrow.mark_disputed()
         else:
-            _settle_payout(escrow, step, confirmed_at)
-        if _escrow_state(escrow) != before:  # an approval or a milestone's status leaves the escrow as it is
-            escrow.save()
+            _settle_payout(escrow, step, confirmed_at, writes)
+        escrow_changed = _escrow_state(escrow) != before  # an approval or a milestone's status leaves it as it is
+        if escrow_changed:
+            writes.append(_escrow_saved(escrow, initial_status))
         step.status, step.confirmed_at = EscrowStep.Status.CONFIRMED, confirmed_at
         step.error_code = step.error_message = ""
-        step.save(update_fields=["status", "confirmed_at", "error_code", "error_message", "updated_at"])
+        step.updated_at = timezone.now()
+        fields = ("status", "confirmed_at", "error_code", "error_message", "updated_at")
+        writes.append((EscrowStep.objects.filter(pk=step.pk), {name: getattr(step, name) for name in fields}))
+        counts = updates_together(writes)  # before the listeners, who may read these rows
+        if escrow_changed:
+            _escrow_saved_check(escrow, counts[-2])
         _audit(escrow, f"escrow.{action}.confirmed", (step.actor_type, step.actor_id), txHash=step.tx_hash)
         step_settled.send(sender=EscrowStep, step=step, escrow=escrow)
         # Nothing left for the drive that settled it: no other step was open, none was queued now.

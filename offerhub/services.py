@@ -14,6 +14,7 @@ from itertools import pairwise
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.db import connection, transaction
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get, idempotency_key_var, in_task_var
@@ -165,6 +166,26 @@ def _outbox_insert_together(audits: list[AuditLog], events: list[Event]) -> None
         for n, pk, key in cursor.fetchall():
             row = by_key[(n, key)]
             row.pk, row._state.adding, row._state.db = pk, False, connection.alias
+
+
+def updates_together(updates: list[tuple]) -> list[int]:
+    """`queryset.update(**values)` of each (queryset, values), in one statement on PostgreSQL (a
+    data-modifying WITH; one per update elsewhere): how many rows each updated. For rows the
+    caller holds locked, each touched by one update only (one statement sees none of its own
+    changes), and values that are plain (no F() of a row another update changes)."""
+    if connection.vendor != "postgresql" or len(updates) < 2:
+        return [queryset.update(**values) for queryset, values in updates]
+    parts, params = [], []
+    for n, (queryset, values) in enumerate(updates):
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, update_params = query.get_compiler(queryset.db).as_sql()
+        parts.append(f"u{n} AS ({sql} RETURNING 1)")
+        params += update_params
+    counts = ", ".join(f"(SELECT COUNT(*) FROM u{n})" for n in range(len(updates)))  # noqa: S608 (names)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
+        return list(cursor.fetchone())
 
 
 def _write(row):

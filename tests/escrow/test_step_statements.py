@@ -104,6 +104,10 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     reads = [s for s in sql if s.startswith('SELECT "escrow_escrowstep"') and s.endswith("LIMIT 1")]
     assert len(reads) == 1, reads
     assert not [s for s in sql if 'FROM "offerhub_joblease"' in s and '"held"' in s]
+    # Each settle writes its rows (milestones, escrow, step) in one statement.
+    drive = sql[len(request.captured_queries) :]
+    assert not [s for s in drive if s.startswith(('UPDATE "escrow_escrow"', 'UPDATE "escrow_escrowmilestone"'))]
+    assert len([s for s in sql if s.startswith('WITH u0 AS (UPDATE "escrow_escrowmilestone"')]) == 2
     # Each SUBMITTED store fences both leases in its own statement.
     stores = [s for s in sql if s.startswith("\nWITH mine (name, holder, claims, ttl)")]
     assert len(stores) == 2 and not [s for s in sql if s.startswith('UPDATE "offerhub_joblease" SET "renewed_at"')]
@@ -220,3 +224,33 @@ def test_a_drive_task_that_finds_its_escrow_busy_claims_the_steps_once_it_has_th
     assert "UPDATE escrow_escrowstep AS step" in next(s for s in sql if "INSERT INTO offerhub_joblease" in s)
     assert [s for s in sql if s.startswith("UPDATE escrow_escrowstep AS step")]  # claimed once it held the lease
     assert EscrowStep.objects.get(pk=queued.pk).status == EscrowStep.Status.CONFIRMED
+
+
+def test_a_settles_escrow_write_is_refused_when_its_state_changed_since_it_was_read(chain, funded_user, trustless_work):
+    """What ConcurrentTransitionMixin's save checks, kept by the settle's one statement: the
+    escrow's row is written only while it has the state it was read with."""
+    from django_fsm import ConcurrentTransition
+
+    from escrow.services import _escrow_saved, _escrow_saved_check
+    from offerhub.services import updates_together
+
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_concurrent")
+    read = Escrow.objects.get(pk=escrow.pk)
+    read.title = "changed by the settle"
+    Escrow.objects.filter(pk=escrow.pk).update(status=Escrow.Status.DISPUTED)  # meanwhile
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        step_rows = EscrowStep.objects.filter(escrow=escrow)
+        counts = updates_together([_escrow_saved(read, Escrow.Status.FUNDED), (step_rows, {"error_code": "x"})])
+        assert counts[1] == step_rows.count()
+        _escrow_saved_check(read, counts[0])
+    assert Escrow.objects.get(pk=escrow.pk).title != "changed by the settle"
+    assert not EscrowStep.objects.filter(escrow=escrow, error_code="x").exists()  # rolled back with it
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        read = Escrow.objects.get(pk=escrow.pk)
+        read.title = "saved"
+        counts = updates_together([_escrow_saved(read, read.status), (step_rows, {"error_code": "y"})])
+        _escrow_saved_check(read, counts[0])
+    statements = [q["sql"] for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]
+    assert len(statements) == 2, statements  # the read, then both updates together
+    assert Escrow.objects.get(pk=escrow.pk).title == "saved"
