@@ -414,12 +414,30 @@ def _dispute_flagged(escrow: Escrow, milestone: EscrowMilestone | None = None) -
     """Whether the contract's dispute flag is set, or being set, on the escrow (single-release)
     or the milestone (multi-release). Trustless Work v1 cannot clear it: once a dispute was
     opened, even if withdrawn, only the dispute resolver (the platform) can pay that money out."""
-    calls = escrow.steps.filter(action__in=(Action.DISPUTE, Action.DISPUTE_MILESTONE)).exclude(
-        status=EscrowStep.Status.FAILED
-    )
+    calls = _dispute_calls(escrow.steps.all())
     if milestone is None or not escrow.is_multi:
-        return escrow.status == Escrow.Status.DISPUTED or escrow.flags.get("disputed") or calls.exists()
-    return milestone.disputed or calls.filter(milestone_index=milestone.index).exists()
+        if escrow.status == Escrow.Status.DISPUTED or escrow.flags.get("disputed"):
+            return True
+        called = getattr(milestone, "escrow_dispute_called", None)  # read with the milestone
+        return called if called is not None else calls.exists()
+    called = getattr(milestone, "dispute_called", None)
+    return milestone.disputed or (
+        called if called is not None else calls.filter(milestone_index=milestone.index).exists()
+    )
+
+
+def _dispute_calls(steps):
+    """The dispute calls (escrow or milestone) among `steps` not refused."""
+    return steps.filter(action__in=(Action.DISPUTE, Action.DISPUTE_MILESTONE)).exclude(status=EscrowStep.Status.FAILED)
+
+
+def _with_dispute_calls(milestones):
+    """The milestones, each with whether a dispute call of its escrow (escrow_dispute_called) and
+    of itself (dispute_called) is on its way or done: what _dispute_flagged asks, in their read."""
+    calls = _dispute_calls(EscrowStep.objects.filter(escrow_id=OuterRef("escrow_id")))
+    return milestones.annotate(
+        escrow_dispute_called=Exists(calls), dispute_called=Exists(calls.filter(milestone_index=OuterRef("index")))
+    )
 
 
 def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
@@ -474,7 +492,10 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
     _working(escrow)
     if index is not None and not escrow.is_multi:
         raise ServiceError("ESCROW_INVALID_STATE", "a single-release escrow is released as a whole")
-    milestones = [_milestone(escrow, index)] if index is not None else list(escrow.milestones.all())
+    if index is not None:
+        milestones = [_milestone(escrow, index)]
+    else:
+        milestones = list(_with_dispute_calls(escrow.milestones.all()))  # _dispute_flagged needs no read
     unpaid = [m for m in milestones if not (m.released or m.resolved)]
     if not unpaid:
         raise ServiceError("ESCROW_INVALID_STATE", "nothing is left to release")
@@ -722,11 +743,15 @@ def _recipient_user(escrow: Escrow, address: str):
     return wallet.user if wallet is not None else None
 
 
-def _ledger_accounts(specs: list[dict]) -> list[LedgerAccount]:
-    """`ledger_account(**spec)` of each spec: those that exist in one query."""
+def _ledger_accounts(specs: list[dict]) -> tuple[list[LedgerAccount], dict[int, LedgerAccount]]:
+    """`ledger_account(**spec)` of each spec, and those that existed locked (primary-key order,
+    as ledger_lock takes them) and fresh, by pk: found and locked in one query, for ledger_post's
+    `locked` (it locks the ones created here itself)."""
     codes = [ledger_account_code(**spec) for spec in specs]
-    found = {account.code: account for account in LedgerAccount.objects.filter(code__in=set(codes))}
-    return [found.get(code) or ledger_account(**spec) for code, spec in zip(codes, specs, strict=True)]
+    rows = LedgerAccount.objects.select_for_update().filter(code__in=set(codes)).order_by("pk")
+    found = {account.code: account for account in rows}
+    accounts = [found.get(code) or ledger_account(**spec) for code, spec in zip(codes, specs, strict=True)]
+    return accounts, {account.pk: account for account in found.values()}
 
 
 def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int]], source: str) -> None:
@@ -737,7 +762,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
     specs += [{"kind": Kind.USER_AVAILABLE, "user": u} if u else {"kind": Kind.EXTERNAL_STELLAR} for u in receivers]
     specs += [{"kind": Kind.TRUSTLESS_WORK_FEE}] if any(fees.trustless_work for fees in all_fees) else []
     specs += [{"kind": Kind.PLATFORM_FEE}] if any(fees.platform for fees in all_fees) else []
-    escrow_account, *accounts = _ledger_accounts(specs)
+    (escrow_account, *accounts), locked = _ledger_accounts(specs)
     fee_accounts = {account.kind: account for account in accounts[len(payouts) :]}
     lines = [(escrow_account, -sum(g for _, g in payouts))]
     credited = []
@@ -754,6 +779,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
         kind="escrow_payout",
         lines=lines,
         metadata={"escrow": escrow.public_id, "step": step.key},
+        locked=locked,
     )
     escrow.balance -= sum(gross for _, gross in payouts)
     for user, account, gross, net in credited:
@@ -782,7 +808,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
 
 def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
     amount = int(step.params["amount"])
-    destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id)
+    destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id, likely_new=True)  # its first use
     # Locked and fresh: the balances before, and (set on them by the posting) after.
     available, held = user_accounts_locked(escrow.buyer)
     before = (available.balance, held.balance)

@@ -66,9 +66,13 @@ def ledger_account_code(*, kind: str, user=None, reference: str = "") -> str:
     return kind
 
 
-def ledger_account(*, kind: str, user=None, reference: str = "") -> LedgerAccount:
-    """The account for (kind, user, reference), created on first use."""
+def ledger_account(*, kind: str, user=None, reference: str = "", likely_new: bool = False) -> LedgerAccount:
+    """The account for (kind, user, reference), created on first use. `likely_new`: the caller
+    expects to create it (an escrow's, at its funding): the INSERT is tried first, one statement
+    then (two when it existed after all)."""
     code = ledger_account_code(kind=kind, user=user, reference=reference)
+    if likely_new:
+        return _account_create(code=code, kind=kind, user=user, reference=reference)
     account = LedgerAccount.objects.filter(code=code).first()
     return account if account is not None else _account_create(code=code, kind=kind, user=user, reference=reference)
 

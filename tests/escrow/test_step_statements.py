@@ -108,6 +108,11 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     drive = sql[len(request.captured_queries) :]
     assert not [s for s in drive if s.startswith(('UPDATE "escrow_escrow"', 'UPDATE "escrow_escrowmilestone"'))]
     assert len([s for s in sql if s.startswith('WITH u0 AS (UPDATE "escrow_escrowmilestone"')]) == 2
+    # The payout's accounts are found and locked in one query; the request asked about dispute
+    # calls in its read of the milestones.
+    accounts = [s for s in drive if '"payments_ledgeraccount"."code" IN' in s]
+    assert len(accounts) == 1 and accounts[0].endswith("FOR UPDATE"), accounts
+    assert not [s for s in request.captured_queries if s["sql"].startswith('SELECT 1 AS "a" FROM "escrow_escrowstep"')]
     # Each SUBMITTED store fences both leases in its own statement.
     stores = [s for s in sql if s.startswith("\nWITH mine (name, holder, claims, ttl)")]
     assert len(stores) == 2 and not [s for s in sql if s.startswith('UPDATE "offerhub_joblease" SET "renewed_at"')]
