@@ -327,3 +327,58 @@ def test_a_writer_that_swallows_its_database_error_is_blamed_not_the_next_one(se
     assert EmailNotification.objects.filter(key=f"{event.event_id}:innocent").exists()
     blamed = SubscriberCursor.objects.get(name="tests.swallows.a_swallower")
     assert blamed.position < position and blamed.failures == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sequencer_that_waited_for_another_positions_after_what_that_one_committed():
+    """The lock and the positioning are one statement (a function): the positioning, run after
+    the lock was taken, sees the positions the sequencer it waited for committed meanwhile."""
+    import threading
+
+    from offerhub.events import SEQUENCER_LOCK, events_sequence
+
+    first, second = (  # written without a dispatch: both wait for a position
+        Event.objects.create(type=kind, aggregate_type="T", aggregate_id="1", payload={})
+        for kind in ("test.sequence.one", "test.sequence.two")
+    )
+    locked, release, results = threading.Event(), threading.Event(), []
+
+    def other_sequencer():  # holds the lock while it positions the first event
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQUENCER_LOCK])
+                cursor.execute("SELECT COALESCE(MAX(position), 0) FROM offerhub_event")
+                end = cursor.fetchone()[0]
+                Event.objects.filter(pk=first.pk).update(position=end + 1)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def sequencer():
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                results.append(events_sequence())
+            results.append(len([q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]))
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other_sequencer)
+    holder.start()
+    assert locked.wait(30)
+    waiter = threading.Thread(target=sequencer)
+    waiter.start()
+    for _ in range(300):  # until it waits for the lock (bounded)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+        threading.Event().wait(0.05)
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+    assert results == [1, 1]  # the second event positioned, in one statement
+    one, two = Event.objects.get(pk=first.pk).position, Event.objects.get(pk=second.pk).position
+    assert two == one + 1
