@@ -91,6 +91,9 @@ class _Outbox(threading.local):
 
     depth = 0
     pending: list = []
+    # Row updates made with the block's rows (outbox_row_update): (marker, queryset, values, table).
+    updates: list = []
+    flushing = False
 
 
 _outbox = _Outbox()
@@ -111,44 +114,113 @@ def outbox_batched():
         return
     outermost = _outbox.depth == 0
     if outermost:
-        _outbox.pending = []
+        _outbox.pending, _outbox.updates = [], []
     _outbox.depth += 1
     try:
         yield
     except BaseException:
         if outermost:
-            _outbox.pending = []
+            _outbox.pending, _outbox.updates = [], []
         raise
     finally:
         _outbox.depth -= 1
+        if outermost and _updates_guard in connection.execute_wrappers:
+            connection.execute_wrappers.remove(_updates_guard)
     if outermost:
         _outbox_flush()
 
 
+def _alive() -> set[int]:
+    return {id(func) for _, func, _ in transaction.get_connection().run_on_commit}
+
+
 def _outbox_flush() -> None:
     pending, _outbox.pending = _outbox.pending, []
-    alive = {id(func) for _, func, _ in transaction.get_connection().run_on_commit}
+    alive = _alive()
     rows = [row for marker, row in pending if id(marker) in alive]  # not in a savepoint rolled back
+    updates = _updates_taken(alive)
     audits = [row for row in rows if isinstance(row, AuditLog)]
     events = [row for row in rows if isinstance(row, Event)]
-    if connection.vendor == "postgresql" and audits and events:
-        _outbox_insert_together(audits, events)
+    if connection.vendor == "postgresql" and sum(map(bool, (audits, events, updates))) >= 2:
+        _outbox_insert_together(audits, events, updates)
         return
+    _updates_checked(updates, updates_together([(queryset, values) for queryset, values, _ in updates]))
     if audits:
         AuditLog.objects.bulk_create(audits)
     if events:
         Event.objects.bulk_create(events)
 
 
+def outbox_row_update(queryset, values: dict, *, expect: int | None = None) -> None:
+    """`queryset.update(**values)`, made with the audit rows and events of the `outbox_batched()`
+    block around it (in their statement: one fewer), or at once outside one. For a row the caller
+    holds locked and writes last in the block: any statement that names its table before the
+    block ends makes the pending updates first, so nothing reads the row unwritten. `expect`:
+    how many rows it must update (ConcurrentTransition if not: a state check, as a save's)."""
+    if not (_outbox.depth and transaction.get_connection().in_atomic_block):
+        _updates_checked([(queryset, values, expect)], [queryset.update(**values)])
+        return
+    table = queryset.model._meta.db_table
+    if any(pending[3] == table for pending in _outbox.updates):
+        _updates_flush_now()  # one update per table in a statement (it would not see the other's change)
+    marker = functools.partial(_marker)
+    transaction.on_commit(marker)
+    _outbox.updates.append((marker, queryset, values, table, expect))
+    if _updates_guard not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_updates_guard)
+
+
+def _updates_taken(alive: set[int]) -> list[tuple]:
+    """The pending row updates not undone by a savepoint rolled back: (queryset, values, expect)."""
+    updates, _outbox.updates = _outbox.updates, []
+    return [(queryset, values, expect) for marker, queryset, values, _, expect in updates if id(marker) in alive]
+
+
+def _updates_checked(updates: list[tuple], counts: list[int]) -> None:
+    for (queryset, _, expect), count in zip(updates, counts, strict=True):
+        if expect is not None and count != expect:
+            from django_fsm import ConcurrentTransition
+
+            raise ConcurrentTransition(f"{queryset.model.__name__}: the row's state changed since it was read")
+
+
+def _updates_flush_now() -> None:
+    updates = _updates_taken(_alive())
+    _outbox.flushing = True
+    try:
+        _updates_checked(updates, updates_together([(queryset, values) for queryset, values, _ in updates]))
+    finally:
+        _outbox.flushing = False
+
+
+def _updates_guard(execute, sql, params, many, context):
+    """Before a statement that names the table of a pending row update: make the updates first."""
+    if _outbox.updates and not _outbox.flushing:
+        tables = {pending[3] for pending in _outbox.updates}
+        if any(re.search(rf"\b{table}\b", sql) for table in tables):
+            _updates_flush_now()
+    return execute(sql, params, many, context)
+
+
 # Each row's unique key comes back with its id, so ids are matched by key, not by row order.
 _OUTBOX_KEYS = {AuditLog: "public_id", Event: "event_id"}
 
 
-def _outbox_insert_together(audits: list[AuditLog], events: list[Event]) -> None:
-    """The audit rows and the events in one statement (PostgreSQL's data-modifying WITH): one
-    round trip instead of one INSERT per table. Values are prepared as bulk_create prepares them."""
-    parts, params, by_key = [], [], {}
+def _outbox_insert_together(audits: list[AuditLog], events: list[Event], updates: list[tuple] = ()) -> None:
+    """The audit rows, the events and the row updates in one statement (PostgreSQL's
+    data-modifying WITH): one round trip instead of one per table. Values are prepared as
+    bulk_create prepares them."""
+    parts, params, by_key, selects = [], [], {}, []
+    for n, (queryset, values, _) in enumerate(updates):
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, update_params = query.get_compiler(queryset.db).as_sql()
+        parts.append(f"u{n} AS ({sql} RETURNING 1)")
+        params += update_params
+        selects.append(f"SELECT {-1 - n}, (SELECT COUNT(*) FROM u{n}), ''")  # noqa: S608 (a name)
     for n, (model, rows) in enumerate(((AuditLog, audits), (Event, events))):
+        if not rows:
+            continue
         fields = [field for field in model._meta.concrete_fields if not field.primary_key]
         key = _OUTBOX_KEYS[model]
         row_sql = f"({', '.join(['%s'] * len(fields))})"
@@ -160,12 +232,18 @@ def _outbox_insert_together(audits: list[AuditLog], events: list[Event]) -> None
             f"w{n} AS (INSERT INTO {model._meta.db_table} ({columns})"  # noqa: S608 (the models' tables)
             f" VALUES {', '.join([row_sql] * len(rows))} RETURNING id, {key})"
         )
-    sql = f"WITH {', '.join(parts)} SELECT 0, id, public_id FROM w0 UNION ALL SELECT 1, id, event_id FROM w1"  # noqa: S608
+        selects.append(f"SELECT {n}, id, {key} FROM w{n}")  # noqa: S608 (names)
+    sql = f"WITH {', '.join(parts)} {' UNION ALL '.join(selects)}"
+    counts = [0] * len(updates)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for n, pk, key in cursor.fetchall():
+            if n < 0:
+                counts[-1 - n] = pk
+                continue
             row = by_key[(n, key)]
             row.pk, row._state.adding, row._state.db = pk, False, connection.alias
+    _updates_checked(updates, counts)
 
 
 def updates_together(updates: list[tuple]) -> list[int]:

@@ -382,3 +382,46 @@ def test_a_sequencer_that_waited_for_another_positions_after_what_that_one_commi
     assert results == [1, 1]  # the second event positioned, in one statement
     one, two = Event.objects.get(pk=first.pk).position, Event.objects.get(pk=second.pk).position
     assert two == one + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_update_is_made_with_the_blocks_rows_or_first_when_a_statement_reads_its_table():
+    """outbox_row_update: in the statement of the block's audit rows and events; before any
+    statement that names its table (nothing reads the row unwritten); dropped with a savepoint
+    rolled back; refused (ConcurrentTransition) when its state check finds the row changed."""
+    from django_fsm import ConcurrentTransition
+
+    from offerhub.services import outbox_row_update
+
+    row = EmailNotification.objects.create(key="deferred", event_id="evt", subject="before", body="")
+    rows = EmailNotification.objects.filter(pk=row.pk)
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            outbox_row_update(rows, {"subject": "with the rows"}, expect=1)
+            publish("test.batch.deferred")
+            audit_record(action="a.deferred", resource_type="T", resource_id="1", actor_type="SYSTEM", actor_id="t")
+        assert len(queries) == 1, [q["sql"][:60] for q in queries.captured_queries]
+        assert EmailNotification.objects.get(pk=row.pk).subject == "with the rows"
+
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            outbox_row_update(rows, {"subject": "read meanwhile"})
+            assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"  # written first
+            publish("test.batch.after")
+        assert len(queries) == 3  # the update, the read, the event
+
+        with outbox_batched():
+            try:
+                with transaction.atomic():
+                    outbox_row_update(rows, {"subject": "undone"})
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+            publish("test.batch.kept")
+        assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"
+
+    with pytest.raises(ConcurrentTransition), transaction.atomic(), outbox_batched():
+        outbox_row_update(rows.filter(subject="not what it is"), {"subject": "stale"}, expect=1)
+        publish("test.batch.refused")
+    assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"
+    assert not Event.objects.filter(type="test.batch.refused").exists()
+    assert connection.execute_wrappers == []  # the guard is gone with its block
