@@ -26,7 +26,14 @@ from django_fsm import ConcurrentTransition
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
-from offerhub.services import atomic_joined, audit_record, event_publish, outbox_batched, updates_together
+from offerhub.services import (
+    atomic_joined,
+    audit_record,
+    event_publish,
+    outbox_batched,
+    outbox_save,
+    updates_together,
+)
 from offerhub.timefmt import iso_timestamp
 from payments.ledger import (
     HoldNotFound,
@@ -361,7 +368,7 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
             raise ServiceError("ESCROW_ALREADY_FUNDED", "the escrow is already funded")
         raise ServiceError("ESCROW_NOT_READY", f"the escrow is {escrow.status}, not CREATED")
     escrow.start_funding()
-    escrow.save()
+    outbox_save(escrow)  # with the transaction's audit rows and events (at once outside a batch)
     _step_add(
         escrow,
         action=Action.FUND,
@@ -501,7 +508,7 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
         raise ServiceError("ESCROW_INVALID_STATE", "nothing is left to release")
     if index is None:
         escrow.start_release()
-        escrow.save()
+        outbox_save(escrow)  # with the transaction's audit rows and events (at once outside a batch)
     flagged = [m for m in unpaid if _dispute_flagged(escrow, m)]
     if flagged:
         _resolve_steps(escrow, sum(m.amount for m in flagged), 0, actor, only=flagged)

@@ -16,7 +16,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, prefetch_related_objects
-from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django.utils import timezone
 from django_fsm import can_proceed, has_transition_perm
@@ -38,7 +37,7 @@ from escrow.services import (
 from marketplace.models import Order, OrderMilestone, User
 from offerhub.errors import ServiceError
 from offerhub.money import money_from_stroops, money_to_stroops
-from offerhub.services import audit_record, event_publish, outbox_batched, outbox_row_update, transaction_joined
+from offerhub.services import audit_record, event_publish, outbox_batched, outbox_save, transaction_joined
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor, balance_cancel_reservation, balance_reserve, balance_snapshot
 from payments.models import Hold
@@ -147,7 +146,7 @@ def _take(order: Order, name: str, actor: OrderActor, *, save: bool = True, **kw
     before = order.status
     method(**kwargs)
     if save:
-        _order_saved(order)
+        outbox_save(order)  # with the audit rows and events: the order's row is written last
     audit_record(
         action=f"order.{name}",
         resource_type="Order",
@@ -159,22 +158,6 @@ def _take(order: Order, name: str, actor: OrderActor, *, save: bool = True, **kw
         user_id=order.buyer.public_id,
         marketplace_id=order.marketplace_id,
     )
-
-
-def _order_saved(order: Order, fields: tuple[str, ...] | None = None) -> None:
-    """order.save() (of `fields`, else every column), written with the transaction's audit rows
-    and events (outbox_row_update: the row is locked, and a statement that reads the orders'
-    table before the end writes it first). It keeps what ConcurrentTransitionMixin's save
-    checks (only while the row has the state it was read with) and tells post_save's listeners."""
-    initial = order._ConcurrentTransitionMixin__initial_states  # the state as read: save()'s filter
-    values = {}
-    for field in Order._meta.concrete_fields:
-        if not field.primary_key and (fields is None or field.name in fields):
-            field.pre_save(order, add=False)  # updated_at = now, as save() sets it
-            values[field.attname] = getattr(order, field.attname)
-    outbox_row_update(Order.objects.filter(pk=order.pk, **initial), values, expect=1)
-    order._update_initial_state()  # as save() leaves it
-    post_save.send(sender=Order, instance=order, created=False, update_fields=fields, raw=False, using=order._state.db)
 
 
 def _event(order: Order, event_type: str, **payload) -> None:
@@ -487,7 +470,7 @@ def order_milestone_complete(
     delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as Order.all_milestones_delivered
     if delivered and order.delivered_at is None:
         order.delivered_at = timezone.now()
-        _order_saved(order, ("delivered_at", "updated_at"))
+        outbox_save(order, ("delivered_at", "updated_at"))
         _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
     audit_record(
         action="order.delivered" if milestone is None else "order.milestone_completed",

@@ -14,6 +14,7 @@ from itertools import pairwise
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.db import connection, transaction
+from django.db.models.signals import post_save
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -168,6 +169,26 @@ def outbox_row_update(queryset, values: dict, *, expect: int | None = None) -> N
     _outbox.updates.append((marker, queryset, values, table, expect))
     if _updates_guard not in connection.execute_wrappers:
         connection.execute_wrappers.append(_updates_guard)
+
+
+def outbox_save(instance, fields: tuple[str, ...] | None = None) -> None:
+    """instance.save() of a row the caller holds locked and writes last in its `outbox_batched()`
+    block (of `fields`, else every column), made with the block's audit rows and events
+    (outbox_row_update). A django-fsm ConcurrentTransitionMixin model keeps its save's check
+    (only while the row has the state it was read with); post_save's listeners are told."""
+    model = type(instance)
+    initial = getattr(instance, "_ConcurrentTransitionMixin__initial_states", {})  # save()'s state filter
+    values = {}
+    for field in model._meta.concrete_fields:
+        if not field.primary_key and (fields is None or field.name in fields):
+            field.pre_save(instance, add=False)  # auto_now fields = now, as save() sets them
+            values[field.attname] = getattr(instance, field.attname)
+    outbox_row_update(model._base_manager.filter(pk=instance.pk, **initial), values, expect=1)
+    if initial:
+        instance._update_initial_state()  # as save() leaves it
+    post_save.send(
+        sender=model, instance=instance, created=False, update_fields=fields, raw=False, using=instance._state.db
+    )
 
 
 def _updates_taken(alive: set[int]) -> list[tuple]:
