@@ -21,7 +21,6 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.dispatch import Signal
 from django.utils import timezone
-from django_fsm import ConcurrentTransition
 
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
@@ -31,8 +30,8 @@ from offerhub.services import (
     audit_record,
     event_publish,
     outbox_batched,
+    outbox_row_update,
     outbox_save,
-    updates_together,
 )
 from offerhub.timefmt import iso_timestamp
 from payments.ledger import (
@@ -939,7 +938,7 @@ def _escrow_state(escrow: Escrow) -> list:
 
 
 def _escrow_saved(escrow: Escrow, initial_status: str) -> tuple:
-    """What escrow.save() writes, as an update for updates_together: every column, only while the
+    """What escrow.save() writes, as a row update (outbox_row_update): every column, only while the
     row still has the state it was read with (what ConcurrentTransitionMixin's save checks)."""
     values = {}
     for field in Escrow._meta.concrete_fields:
@@ -947,12 +946,6 @@ def _escrow_saved(escrow: Escrow, initial_status: str) -> tuple:
             field.pre_save(escrow, add=False)  # updated_at = now, as save() sets it
             values[field.attname] = getattr(escrow, field.attname)
     return Escrow.objects.filter(pk=escrow.pk, status=initial_status), values
-
-
-def _escrow_saved_check(escrow: Escrow, updated: int) -> None:
-    if updated != 1:
-        raise ConcurrentTransition("the escrow's state changed since it was read")
-    escrow._update_initial_state()  # as save() leaves it
 
 
 def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
@@ -989,7 +982,7 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
         before, initial_status = _escrow_state(escrow), escrow.status
-        writes = []  # row updates made together (one statement) once the step's effects are known
+        writes = []  # row updates, made with the settle's audit rows and events
         action = step.action
         if action == Action.DEPLOY:
             escrow.mark_created(contract_id=contract_id)
@@ -1023,17 +1016,19 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
                 escrow.mark_disputed()
         else:
             _settle_payout(escrow, step, confirmed_at, writes)
-        escrow_changed = _escrow_state(escrow) != before  # an approval or a milestone's status leaves it as it is
-        if escrow_changed:
-            writes.append(_escrow_saved(escrow, initial_status))
         step.status, step.confirmed_at = EscrowStep.Status.CONFIRMED, confirmed_at
         step.error_code = step.error_message = ""
         step.updated_at = timezone.now()
         fields = ("status", "confirmed_at", "error_code", "error_message", "updated_at")
         writes.append((EscrowStep.objects.filter(pk=step.pk), {name: getattr(step, name) for name in fields}))
-        counts = updates_together(writes)  # before the listeners, who may read these rows
-        if escrow_changed:
-            _escrow_saved_check(escrow, counts[-2])
+        # Written with the audit rows and events, in one statement (outbox_row_update): a listener
+        # that reads one of these tables meanwhile has them written first.
+        for queryset, values in writes:
+            outbox_row_update(queryset, values)
+        if _escrow_state(escrow) != before:  # an approval or a milestone's status leaves it as it is
+            queryset, values = _escrow_saved(escrow, initial_status)
+            outbox_row_update(queryset, values, expect=1)  # ConcurrentTransition if its state changed
+            escrow._update_initial_state()  # as save() leaves it
         _audit(escrow, f"escrow.{action}.confirmed", (step.actor_type, step.actor_id), txHash=step.tx_hash)
         step_settled.send(sender=EscrowStep, step=step, escrow=escrow)
         # Nothing left for the drive that settled it: no other step was open, none was queued now.
