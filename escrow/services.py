@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -446,8 +446,16 @@ def _with_dispute_calls(milestones):
     )
 
 
-def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
-    milestone = escrow.milestones.filter(index=index).first()
+def _milestone(escrow: Escrow, index: int, *, status_calls: bool = False) -> EscrowMilestone:
+    """The escrow's milestone `index`; `status_calls`: with how many milestone-status calls the
+    escrow has (status_calls, read along: a mark's key counts them)."""
+    milestones = escrow.milestones.filter(index=index)
+    if status_calls:
+        calls = EscrowStep.objects.filter(escrow_id=OuterRef("escrow_id"), action=Action.MILESTONE_STATUS)
+        milestones = milestones.annotate(
+            status_calls=Subquery(calls.values("escrow_id").annotate(n=Count("pk")).values("n")[:1])
+        )
+    milestone = milestones.first()
     if milestone is None:
         raise ServiceError("MILESTONE_NOT_FOUND", f"the escrow has no milestone {index}", field="milestoneIndex")
     return milestone
@@ -460,11 +468,11 @@ def escrow_milestone_mark(
     """The seller (service provider) records progress and evidence on the contract."""
     escrow = _locked(escrow)
     _working(escrow)
-    milestone = _milestone(escrow, index)
+    milestone = _milestone(escrow, index, status_calls=True)
     if milestone.released or milestone.resolved:
         raise ServiceError("ESCROW_INVALID_STATE", "that milestone is finished")
     # Every mark is a call of its own (progress, then completed, with new evidence).
-    stem = f"status:{index}:{escrow.steps.filter(action=Action.MILESTONE_STATUS).count()}"
+    stem = f"status:{index}:{milestone.status_calls or 0}"
     return _step_add(
         escrow,
         action=Action.MILESTONE_STATUS,

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get
-from offerhub.services import atomic_joined
+from offerhub.services import atomic_joined, outbox_save
 from payments.models import Hold, JournalEntry, LedgerAccount, Posting
 
 Kind = LedgerAccount.Kind
@@ -431,10 +431,12 @@ def hold_post(
 
 
 def _consume(hold: Hold, amount: int, final_status: str) -> None:
+    """Take `amount` off the locked hold; written with the audit rows and events when an
+    `outbox_batched()` block is open (outbox_save: its last write of the hold), else at once."""
     hold.remaining -= amount
     if hold.remaining == 0:
         hold.status = final_status
-    hold.save(update_fields=["remaining", "status", "updated_at"])
+    outbox_save(hold, ("remaining", "status", "updated_at"))
 
 
 @atomic_joined

@@ -255,3 +255,18 @@ def test_a_settles_escrow_write_is_refused_when_its_state_changed_since_it_was_r
         read.title = "saved"
         outbox_row_update(*_escrow_saved(read, read.status), expect=1)
     assert Escrow.objects.get(pk=escrow.pk).title == "saved"
+
+
+def test_each_milestone_mark_is_a_call_of_its_own_keyed_by_the_marks_before_it(chain, funded_user, trustless_work):
+    """The count of the escrow's milestone-status calls is read with the milestone (one query):
+    a second mark is a new call, never the first one asked again."""
+    from escrow.services import escrow_milestone_mark
+
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    escrow = open_funded(buyer, seller, 10 * USD, order="ord_marks")
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        first = escrow_milestone_mark(escrow=escrow, index=0, status="in progress", evidence="draft")
+    assert len([q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]) == 3  # lock, read, queue
+    second = escrow_milestone_mark(escrow=escrow, index=0, status="completed", evidence="final")
+    assert (first.key, second.key) == (f"{escrow.public_id}:status:0:0", f"{escrow.public_id}:status:0:1")
+    assert escrow.milestones.get(index=0).chain_status == "completed"
