@@ -90,7 +90,7 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     # The request: no savepoint, each call queued in one statement.
     assert not [s for s in request.captured_queries if "SAVEPOINT" in s["sql"]]
     assert sum(s["sql"].lstrip().startswith("WITH family AS") for s in request.captured_queries) == 2
-    assert len(request) <= 7, [s["sql"][:90] for s in request.captured_queries]
+    assert len(request) <= 6, [s["sql"][:90] for s in request.captured_queries]
     # The drive: each settle locks its step and its escrow in one query, escrow first.
     locks = [s for s in sql if 'FOR UPDATE OF "escrow_escrow", "escrow_escrowstep"' in s]
     assert len(locks) == 2
@@ -116,9 +116,9 @@ def test_a_release_queues_approval_and_release_for_one_drive_that_pays_once(chai
     # Each SUBMITTED store fences both leases in its own statement.
     stores = [s for s in sql if s.startswith("\nWITH mine (name, holder, claims, ttl)")]
     assert len(stores) == 2 and not [s for s in sql if s.startswith('UPDATE "offerhub_joblease" SET "renewed_at"')]
-    # The whole release (request, one drive of two steps, their settles, events): 74 when
-    # written; a little room for a lease renewed on a slow run.
-    assert len(sql) <= 78, len(sql)
+    # The whole release (request, one drive of two steps, their settles, events): 57 when
+    # written (74 before issue 13's cuts); a little room for a lease renewed on a slow run.
+    assert len(sql) <= 60, len(sql)
 
 
 def test_a_settle_waiting_for_the_escrow_lock_holds_no_lock_on_its_step(chain, funded_user, trustless_work):
