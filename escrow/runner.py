@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from stellar_sdk import TransactionBuilder
 
@@ -52,7 +53,15 @@ from escrow.services import (
     units,
 )
 from escrow.signing import envelope_sign
-from offerhub.leases import Lease, LeaseLost, lease_look
+from offerhub.leases import (
+    Lease,
+    LeaseLost,
+    lease_free_claims,
+    lease_free_claims_of,
+    lease_free_claims_sql,
+    lease_look,
+    leases_fenced_update,
+)
 from offerhub.locks import LockTimeout, held_lease, lease_lock
 from offerhub.services import audit_record
 from payments.models import PlatformAccount, PlatformSigner, Wallet
@@ -120,20 +129,36 @@ def escrow_drive(
     `claim_for`: claim the open steps for a running drive that long (the task's drive), in the
     statement that reads the first of them."""
     client = client or TrustlessWorkClient()
+    claim_until = timezone.now() + claim_for if claim_for else None
+    # On PostgreSQL the task's drive claims its steps in the statement that takes the lease, when
+    # the lease is free at once (its first try): one statement for both, made only by the holder.
+    with_lease = None
+    if claim_until and connection.vendor == "postgresql":
+        with_lease = _open_steps_claim(escrow_pk, claim_until, condition="{claimed}")
     try:
-        with lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT) as lease, platform_account_reused():
-            claim_until = timezone.now() + claim_for if claim_for else None
+        with (
+            lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT, first_with=with_lease) as lease,
+            platform_account_reused(),
+        ):
+            claimed_rows, lease.first_rows = lease.first_rows, None
             while True:
                 lease.progress()  # renewed every quarter TTL; LeaseLost if a stall let another drive take over
                 # Read under the lease, with its escrow: fresh (only a drive moves an escrow's steps),
                 # so the step's first attempt needs no second read. Again after every step: settling
                 # one changes the escrow (its contract, its balance) and may queue or fail others.
-                step = _open_step_claimed(escrow_pk, claim_until) if claim_until else _open_step(escrow_pk)
-                claim_until = None
+                if claimed_rows is not None:
+                    step = _first_step(claimed_rows)  # read (and claimed) with the lease
+                elif claim_until:
+                    step = _open_step_claimed(escrow_pk, claim_until)
+                else:
+                    step = _open_step(escrow_pk)
+                claim_until, claimed_rows = None, None
                 if step is None:
                     return "done"
                 try:
-                    step_run(step=step, client=client, fresh=True, give_back=give_back_when_signer_busy)
+                    ran = step_run(step=step, client=client, fresh=True, give_back=give_back_when_signer_busy)
+                    if getattr(ran, "escrow_idle", False):
+                        return "done"  # settled, and the settle saw no other open step: none to read
                 except StepStopped:
                     continue
                 except SignerBusy:
@@ -161,13 +186,27 @@ def escrow_drive(
         return "busy"
 
 
+def _signer_lease_sql(step_table: str) -> tuple[str, list]:
+    """The column that reads, with the step, whether its signer's submission lock is free (and
+    its claim count): a build that starts after this read needs no lease_free_claims of its own."""
+    return lease_free_claims_sql(f"%s || {step_table}.signer"), [submission_lock_name("")]
+
+
+def _signer_lease_keep(step: EscrowStep, value) -> EscrowStep:
+    step.signer_lease_read = (submission_lock_name(step.signer), lease_free_claims_of(value))
+    return step
+
+
 def _open_step(escrow_pk: int) -> EscrowStep | None:
-    return (
+    sql, params = _signer_lease_sql(connection.ops.quote_name(EscrowStep._meta.db_table))
+    step = (
         EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN)
         .select_related("escrow")
+        .annotate(signer_lease=RawSQL(sql, params))  # noqa: S611 (constants; the prefix is a parameter)
         .order_by("pk")
         .first()
     )
+    return None if step is None else _signer_lease_keep(step, step.signer_lease)
 
 
 def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
@@ -176,24 +215,36 @@ def _open_step_claimed(escrow_pk: int, until) -> EscrowStep | None:
     if connection.vendor != "postgresql":
         EscrowStep.objects.filter(escrow_id=escrow_pk, status__in=EscrowStep.OPEN).update(next_attempt_at=until)
         return _open_step(escrow_pk)
+    with connection.cursor() as cursor:
+        cursor.execute(*_open_steps_claim(escrow_pk, until))
+        return _first_step(cursor.fetchall())
+
+
+def _open_steps_claim(escrow_pk: int, until, *, condition: str = "TRUE") -> tuple[str, list]:
+    """The UPDATE that claims the escrow's open steps until `until` and returns them with their
+    escrow (and their signer's lock: see _signer_lease_sql), if `condition` holds."""
     step_fields, escrow_fields = EscrowStep._meta.concrete_fields, Escrow._meta.concrete_fields
     quote = connection.ops.quote_name
     columns = [f"step.{quote(f.column)}" for f in step_fields] + [f"escrow.{quote(f.column)}" for f in escrow_fields]
+    signer_lease, signer_params = _signer_lease_sql("step")
     sql = (
         f"UPDATE {EscrowStep._meta.db_table} AS step SET next_attempt_at = %s"  # noqa: S608 (the models' tables)
         f" FROM {Escrow._meta.db_table} AS escrow"
-        " WHERE step.escrow_id = %s AND step.status IN (%s, %s) AND escrow.id = step.escrow_id"
-        f" RETURNING {', '.join(columns)}"
+        f" WHERE step.escrow_id = %s AND step.status IN (%s, %s) AND escrow.id = step.escrow_id AND {condition}"
+        f" RETURNING {', '.join(columns)}, {signer_lease}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [until, escrow_pk, *EscrowStep.OPEN])
-        rows = cursor.fetchall()
+    return sql, [until, escrow_pk, *EscrowStep.OPEN, *signer_params]
+
+
+def _first_step(rows: list) -> EscrowStep | None:
+    """The first queued of the rows _open_steps_claim returned, with its escrow, or None."""
     if not rows:
         return None
+    step_fields, escrow_fields = EscrowStep._meta.concrete_fields, Escrow._meta.concrete_fields
     row = min(rows, key=lambda values: values[0])  # the first queued (pk is the first column)
     step = _from_row(EscrowStep, step_fields, row[: len(step_fields)])
-    step.escrow = _from_row(Escrow, escrow_fields, row[len(step_fields) :])
-    return step
+    step.escrow = _from_row(Escrow, escrow_fields, row[len(step_fields) : -1])
+    return _signer_lease_keep(step, row[-1])
 
 
 def _from_row(model, fields, values):
@@ -303,9 +354,12 @@ def step_run(
                 stored = step.signed_xdr  # the same envelope: it lands once at most
         # Built and verified before the signer's lock: the build is an HTTP call to Trustless Work.
         lock_name = submission_lock_name(step.signer)
-        quiet_since, signer_busy = lease_look(name=lock_name) if stored is None else (None, False)
-        if signer_busy and give_back:
-            raise SignerBusy(step.signer)
+        quiet_since = _signer_quiet_since(step, lock_name, first=fresh and not attempt) if stored is None else None
+        if stored is None and quiet_since is None and give_back:
+            # Held (or held until a moment ago): one more read says whether a claim would wait.
+            quiet_since, signer_busy = lease_look(name=lock_name)
+            if signer_busy:
+                raise SignerBusy(step.signer)
         envelope = _prepare(step, client) if stored is None else None
         _escrow_lease_progress(step)
         with _signer_lock(step.signer, give_back=give_back) as account:
@@ -351,6 +405,15 @@ def _refusal_code(error: TrustlessWorkError) -> str:
     if not codes.get("transaction"):
         codes = {"transaction": error.message if error.message.startswith("tx_") else error.provider_code}
     return refusal_code(codes)
+
+
+def _signer_quiet_since(step: EscrowStep, lock_name: str, *, first: bool) -> int | None:
+    """lease_free_claims of the signer's lock before the build: as the drive read it with the step
+    (earlier still, so as sound) on the first attempt of a step read fresh, else read now."""
+    read = step.__dict__.pop("signer_lease_read", None)
+    if first and read is not None and read[0] == lock_name:
+        return read[1]
+    return lease_free_claims(name=lock_name)
 
 
 # --- Preparing --------------------------------------------------------------------------
@@ -524,12 +587,8 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
     signed = envelope_sign(envelope=envelope, signer=_signer(step))
     outer = TransactionBuilder.from_xdr(signed, settings.STELLAR_NETWORK_PASSPHRASE)
     with transaction.atomic():
-        escrow_lease = held_lease(escrow_lock_name(step.escrow_id))
-        if escrow_lease is not None:
-            escrow_lease.fence()
-        account.fence()
         # One conditional UPDATE: only if the step is still as it was read (status and attempts;
-        # its hashes change only with its attempts), in the transaction the fences just checked.
+        # its hashes change only with its attempts), in the statement that fences both leases.
         tx_hash = outer.hash_hex()
         stored = {
             "signed_xdr": signed,
@@ -540,7 +599,9 @@ def _sign_and_store(step: EscrowStep, envelope, account: Lease) -> str | None:
             "status": EscrowStep.Status.SUBMITTED,
         }
         current = EscrowStep.objects.filter(pk=step.pk, status=step.status, attempts=step.attempts)
-        if not current.update(**stored, updated_at=timezone.now()):
+        escrow_lease = held_lease(escrow_lock_name(step.escrow_id))
+        leases = [account] if escrow_lease is None else [escrow_lease, account]
+        if not leases_fenced_update(leases, current, **stored, updated_at=timezone.now()):
             return None
     for field, value in stored.items():
         setattr(step, field, value)

@@ -19,14 +19,21 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.dispatch import Signal
 from django.utils import timezone
 
 from escrow.models import Escrow, EscrowMilestone, EscrowStep
 from offerhub.errors import ServiceError
 from offerhub.money import STROOPS_PER_UNIT, money_from_stroops
-from offerhub.services import atomic_joined, audit_record, event_publish, outbox_batched
+from offerhub.services import (
+    atomic_joined,
+    audit_record,
+    event_publish,
+    outbox_batched,
+    outbox_row_update,
+    outbox_save,
+)
 from offerhub.timefmt import iso_timestamp
 from payments.ledger import (
     HoldNotFound,
@@ -84,9 +91,38 @@ def _active_wallets(buyer, seller) -> tuple[Wallet, Wallet]:
     return found[buyer.pk], found[seller.pk]
 
 
+class _LockMark:
+    """The on_commit hook that marks an escrow as read locked in this transaction: it does
+    nothing. Django drops it after the commit and with a savepoint rolled back (whose row locks
+    PostgreSQL releases too), so a mark found among the hooks is a lock still held."""
+
+    def __call__(self) -> None:
+        pass
+
+
 def _locked(escrow: Escrow) -> Escrow:
+    """The escrow locked and fresh; as it is when escrow_locked_for() read it in this transaction."""
+    mark = getattr(escrow, "_lock_mark", None)
+    if mark is not None and any(func is mark for _, func, _ in transaction.get_connection().run_on_commit):
+        return escrow
     # Its buyer read along (audit rows and events name them), not locked.
     return Escrow.objects.select_for_update(of=("self",)).select_related("buyer").get(pk=escrow.pk)
+
+
+def escrow_locked_for(*, engagement_id: str) -> Escrow | None:
+    """The engagement's escrow, locked and fresh (its buyer read along), or None. The escrow
+    services given it in this transaction neither lock nor read it again (one query for both
+    the caller's look and theirs). The caller must change it only through them."""
+    escrow = (
+        Escrow.objects.select_for_update(of=("self",))
+        .select_related("buyer")
+        .filter(engagement_id=engagement_id)
+        .first()
+    )
+    if escrow is not None and transaction.get_connection().in_atomic_block:
+        escrow._lock_mark = _LockMark()
+        transaction.on_commit(escrow._lock_mark)
+    return escrow
 
 
 def _step_add(escrow: Escrow, *, action: str, stem: str, signer: str, index=None, params=None, actor=None):
@@ -339,7 +375,7 @@ def escrow_fund(*, escrow: Escrow, actor=None) -> Escrow:
             raise ServiceError("ESCROW_ALREADY_FUNDED", "the escrow is already funded")
         raise ServiceError("ESCROW_NOT_READY", f"the escrow is {escrow.status}, not CREATED")
     escrow.start_funding()
-    escrow.save()
+    outbox_save(escrow)  # with the transaction's audit rows and events (at once outside a batch)
     _step_add(
         escrow,
         action=Action.FUND,
@@ -392,16 +428,42 @@ def _dispute_flagged(escrow: Escrow, milestone: EscrowMilestone | None = None) -
     """Whether the contract's dispute flag is set, or being set, on the escrow (single-release)
     or the milestone (multi-release). Trustless Work v1 cannot clear it: once a dispute was
     opened, even if withdrawn, only the dispute resolver (the platform) can pay that money out."""
-    calls = escrow.steps.filter(action__in=(Action.DISPUTE, Action.DISPUTE_MILESTONE)).exclude(
-        status=EscrowStep.Status.FAILED
-    )
+    calls = _dispute_calls(escrow.steps.all())
     if milestone is None or not escrow.is_multi:
-        return escrow.status == Escrow.Status.DISPUTED or escrow.flags.get("disputed") or calls.exists()
-    return milestone.disputed or calls.filter(milestone_index=milestone.index).exists()
+        if escrow.status == Escrow.Status.DISPUTED or escrow.flags.get("disputed"):
+            return True
+        called = getattr(milestone, "escrow_dispute_called", None)  # read with the milestone
+        return called if called is not None else calls.exists()
+    called = getattr(milestone, "dispute_called", None)
+    return milestone.disputed or (
+        called if called is not None else calls.filter(milestone_index=milestone.index).exists()
+    )
 
 
-def _milestone(escrow: Escrow, index: int) -> EscrowMilestone:
-    milestone = escrow.milestones.filter(index=index).first()
+def _dispute_calls(steps):
+    """The dispute calls (escrow or milestone) among `steps` not refused."""
+    return steps.filter(action__in=(Action.DISPUTE, Action.DISPUTE_MILESTONE)).exclude(status=EscrowStep.Status.FAILED)
+
+
+def _with_dispute_calls(milestones):
+    """The milestones, each with whether a dispute call of its escrow (escrow_dispute_called) and
+    of itself (dispute_called) is on its way or done: what _dispute_flagged asks, in their read."""
+    calls = _dispute_calls(EscrowStep.objects.filter(escrow_id=OuterRef("escrow_id")))
+    return milestones.annotate(
+        escrow_dispute_called=Exists(calls), dispute_called=Exists(calls.filter(milestone_index=OuterRef("index")))
+    )
+
+
+def _milestone(escrow: Escrow, index: int, *, status_calls: bool = False) -> EscrowMilestone:
+    """The escrow's milestone `index`; `status_calls`: with how many milestone-status calls the
+    escrow has (status_calls, read along: a mark's key counts them)."""
+    milestones = escrow.milestones.filter(index=index)
+    if status_calls:
+        calls = EscrowStep.objects.filter(escrow_id=OuterRef("escrow_id"), action=Action.MILESTONE_STATUS)
+        milestones = milestones.annotate(
+            status_calls=Subquery(calls.values("escrow_id").annotate(n=Count("pk")).values("n")[:1])
+        )
+    milestone = milestones.first()
     if milestone is None:
         raise ServiceError("MILESTONE_NOT_FOUND", f"the escrow has no milestone {index}", field="milestoneIndex")
     return milestone
@@ -414,11 +476,11 @@ def escrow_milestone_mark(
     """The seller (service provider) records progress and evidence on the contract."""
     escrow = _locked(escrow)
     _working(escrow)
-    milestone = _milestone(escrow, index)
+    milestone = _milestone(escrow, index, status_calls=True)
     if milestone.released or milestone.resolved:
         raise ServiceError("ESCROW_INVALID_STATE", "that milestone is finished")
     # Every mark is a call of its own (progress, then completed, with new evidence).
-    stem = f"status:{index}:{escrow.steps.filter(action=Action.MILESTONE_STATUS).count()}"
+    stem = f"status:{index}:{milestone.status_calls or 0}"
     return _step_add(
         escrow,
         action=Action.MILESTONE_STATUS,
@@ -452,13 +514,16 @@ def escrow_release(*, escrow: Escrow, index: int | None = None, actor=None) -> E
     _working(escrow)
     if index is not None and not escrow.is_multi:
         raise ServiceError("ESCROW_INVALID_STATE", "a single-release escrow is released as a whole")
-    milestones = [_milestone(escrow, index)] if index is not None else list(escrow.milestones.all())
+    if index is not None:
+        milestones = [_milestone(escrow, index)]
+    else:
+        milestones = list(_with_dispute_calls(escrow.milestones.all()))  # _dispute_flagged needs no read
     unpaid = [m for m in milestones if not (m.released or m.resolved)]
     if not unpaid:
         raise ServiceError("ESCROW_INVALID_STATE", "nothing is left to release")
     if index is None:
         escrow.start_release()
-        escrow.save()
+        outbox_save(escrow)  # with the transaction's audit rows and events (at once outside a batch)
     flagged = [m for m in unpaid if _dispute_flagged(escrow, m)]
     if flagged:
         _resolve_steps(escrow, sum(m.amount for m in flagged), 0, actor, only=flagged)
@@ -700,11 +765,15 @@ def _recipient_user(escrow: Escrow, address: str):
     return wallet.user if wallet is not None else None
 
 
-def _ledger_accounts(specs: list[dict]) -> list[LedgerAccount]:
-    """`ledger_account(**spec)` of each spec: those that exist in one query."""
+def _ledger_accounts(specs: list[dict]) -> tuple[list[LedgerAccount], dict[int, LedgerAccount]]:
+    """`ledger_account(**spec)` of each spec, and those that existed locked (primary-key order,
+    as ledger_lock takes them) and fresh, by pk: found and locked in one query, for ledger_post's
+    `locked` (it locks the ones created here itself)."""
     codes = [ledger_account_code(**spec) for spec in specs]
-    found = {account.code: account for account in LedgerAccount.objects.filter(code__in=set(codes))}
-    return [found.get(code) or ledger_account(**spec) for code, spec in zip(codes, specs, strict=True)]
+    rows = LedgerAccount.objects.select_for_update().filter(code__in=set(codes)).order_by("pk")
+    found = {account.code: account for account in rows}
+    accounts = [found.get(code) or ledger_account(**spec) for code, spec in zip(codes, specs, strict=True)]
+    return accounts, {account.pk: account for account in found.values()}
 
 
 def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int]], source: str) -> None:
@@ -715,7 +784,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
     specs += [{"kind": Kind.USER_AVAILABLE, "user": u} if u else {"kind": Kind.EXTERNAL_STELLAR} for u in receivers]
     specs += [{"kind": Kind.TRUSTLESS_WORK_FEE}] if any(fees.trustless_work for fees in all_fees) else []
     specs += [{"kind": Kind.PLATFORM_FEE}] if any(fees.platform for fees in all_fees) else []
-    escrow_account, *accounts = _ledger_accounts(specs)
+    (escrow_account, *accounts), locked = _ledger_accounts(specs)
     fee_accounts = {account.kind: account for account in accounts[len(payouts) :]}
     lines = [(escrow_account, -sum(g for _, g in payouts))]
     credited = []
@@ -732,6 +801,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
         kind="escrow_payout",
         lines=lines,
         metadata={"escrow": escrow.public_id, "step": step.key},
+        locked=locked,
     )
     escrow.balance -= sum(gross for _, gross in payouts)
     for user, account, gross, net in credited:
@@ -760,7 +830,7 @@ def _post_payouts(escrow: Escrow, step: EscrowStep, payouts: list[tuple[str, int
 
 def _settle_fund(escrow: Escrow, step: EscrowStep) -> None:
     amount = int(step.params["amount"])
-    destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id)
+    destination = ledger_account(kind=Kind.ESCROW, reference=escrow.engagement_id, likely_new=True)  # its first use
     # Locked and fresh: the balances before, and (set on them by the posting) after.
     available, held = user_accounts_locked(escrow.buyer)
     before = (available.balance, held.balance)
@@ -842,11 +912,12 @@ def _settle_finished(escrow: Escrow, *, refunded: bool, all_paid: bool = False) 
         )
 
 
-def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at) -> None:
+def _settle_payout(escrow: Escrow, step: EscrowStep, confirmed_at, writes: list) -> None:
+    """`writes`: step_settle's row updates, made together after this (those read here are made at once)."""
     milestone = escrow.milestones.get(index=step.milestone_index) if step.milestone_index is not None else None
     if step.action == Action.RELEASE:
         _post_payouts(escrow, step, [(escrow.roles["receiver"], escrow.amount)], "release")
-        escrow.milestones.update(released=True, released_at=confirmed_at)
+        writes.append((escrow.milestones.all(), {"released": True, "released_at": confirmed_at}))
         escrow.flags = {**escrow.flags, "released": True}
         _settle_finished(escrow, refunded=False, all_paid=True)
         return
@@ -882,12 +953,39 @@ def _escrow_state(escrow: Escrow) -> list:
     return copy.deepcopy([getattr(escrow, field.attname) for field in Escrow._meta.concrete_fields])
 
 
+def _escrow_saved(escrow: Escrow, initial_status: str) -> tuple:
+    """What escrow.save() writes, as a row update (outbox_row_update): every column, only while the
+    row still has the state it was read with (what ConcurrentTransitionMixin's save checks)."""
+    values = {}
+    for field in Escrow._meta.concrete_fields:
+        if not field.primary_key:
+            field.pre_save(escrow, add=False)  # updated_at = now, as save() sets it
+            values[field.attname] = getattr(escrow, field.attname)
+    return Escrow.objects.filter(pk=escrow.pk, status=initial_status), values
+
+
 def _step_locked(step: EscrowStep, *related: str) -> EscrowStep:
     """The step and its escrow, fresh and locked in one query: the escrow's row first, then the
     step's (PostgreSQL locks a row's relations in the order FOR UPDATE OF names them), the
     order every writer of an escrow's steps uses. Its buyer and seller are read, not locked."""
+    # Read along: whether the escrow has other open steps (a drive that settles this one and
+    # sees none ends there, without reading for a next step).
+    others = EscrowStep.objects.filter(escrow_id=OuterRef("escrow_id"), status__in=EscrowStep.OPEN).exclude(
+        pk=OuterRef("pk")
+    )
     return (
-        EscrowStep.objects.select_for_update(of=("escrow", "self")).select_related("escrow", *related).get(pk=step.pk)
+        EscrowStep.objects.select_for_update(of=("escrow", "self"))
+        .select_related("escrow", *related)
+        .annotate(others_open=Exists(others))
+        .get(pk=step.pk)
+    )
+
+
+def _drive_queued(escrow_pk: int) -> bool:
+    """Whether this transaction queued a drive of the escrow (a step added: see _drive_on_commit)."""
+    return any(
+        isinstance(func, _EscrowDrive) and func.escrow_pk == escrow_pk
+        for _, func, _ in transaction.get_connection().run_on_commit
     )
 
 
@@ -899,7 +997,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         escrow = step.escrow
         if step.status == EscrowStep.Status.CONFIRMED:
             return step
-        before = _escrow_state(escrow)
+        before, initial_status = _escrow_state(escrow), escrow.status
+        writes = []  # row updates, made with the settle's audit rows and events
         action = step.action
         if action == Action.DEPLOY:
             escrow.mark_created(contract_id=contract_id)
@@ -909,7 +1008,8 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
         elif action == Action.MILESTONE_STATUS:
             milestone = escrow.milestones.get(index=step.milestone_index)
             milestone.chain_status, milestone.evidence = step.params["status"], step.params["evidence"]
-            milestone.save(update_fields=["chain_status", "evidence"])
+            values = {"chain_status": milestone.chain_status, "evidence": milestone.evidence}
+            writes.append((EscrowMilestone.objects.filter(pk=milestone.pk), values))
             if milestone.chain_status == "completed":
                 _escrow_event(
                     escrow,
@@ -920,7 +1020,7 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
                     completedAt=iso_timestamp(confirmed_at),
                 )
         elif action == Action.APPROVE:
-            escrow.milestones.filter(index=step.milestone_index).update(approved=True)
+            writes.append((escrow.milestones.filter(index=step.milestone_index), {"approved": True}))
         elif action in (Action.DISPUTE, Action.DISPUTE_MILESTONE):
             disputed = escrow.milestones.all()
             if action == Action.DISPUTE:
@@ -931,14 +1031,24 @@ def step_settle(*, step: EscrowStep, contract_id: str | None = None, confirmed_a
             if escrow.status == Escrow.Status.FUNDED:
                 escrow.mark_disputed()
         else:
-            _settle_payout(escrow, step, confirmed_at)
-        if _escrow_state(escrow) != before:  # an approval or a milestone's status leaves the escrow as it is
-            escrow.save()
+            _settle_payout(escrow, step, confirmed_at, writes)
         step.status, step.confirmed_at = EscrowStep.Status.CONFIRMED, confirmed_at
         step.error_code = step.error_message = ""
-        step.save(update_fields=["status", "confirmed_at", "error_code", "error_message", "updated_at"])
+        step.updated_at = timezone.now()
+        fields = ("status", "confirmed_at", "error_code", "error_message", "updated_at")
+        writes.append((EscrowStep.objects.filter(pk=step.pk), {name: getattr(step, name) for name in fields}))
+        # Written with the audit rows and events, in one statement (outbox_row_update): a listener
+        # that reads one of these tables meanwhile has them written first.
+        for queryset, values in writes:
+            outbox_row_update(queryset, values)
+        if _escrow_state(escrow) != before:  # an approval or a milestone's status leaves it as it is
+            queryset, values = _escrow_saved(escrow, initial_status)
+            outbox_row_update(queryset, values, expect=1)  # ConcurrentTransition if its state changed
+            escrow._update_initial_state()  # as save() leaves it
         _audit(escrow, f"escrow.{action}.confirmed", (step.actor_type, step.actor_id), txHash=step.tx_hash)
         step_settled.send(sender=EscrowStep, step=step, escrow=escrow)
+        # Nothing left for the drive that settled it: no other step was open, none was queued now.
+        step.escrow_idle = not step.others_open and not _drive_queued(escrow.pk)
     return step
 
 

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import prefetch_related_objects
+from django.db.models import Exists, OuterRef, prefetch_related_objects
 from django.db.models.fields.files import FieldFile
 from django.dispatch import receiver
 from django.utils import timezone
@@ -26,6 +26,7 @@ from escrow.services import (
     escrow_dispute,
     escrow_fees,
     escrow_fund,
+    escrow_locked_for,
     escrow_milestone_mark,
     escrow_open,
     escrow_refund,
@@ -40,7 +41,7 @@ from offerhub.files import private_storage
 from offerhub.ids import random_alnum
 from offerhub.models import AuditLog
 from offerhub.money import money_from_stroops, money_to_stroops
-from offerhub.services import audit_record, event_publish, outbox_batched, transaction_joined
+from offerhub.services import audit_record, event_publish, outbox_batched, outbox_save, transaction_joined
 from offerhub.timefmt import iso_timestamp
 from payments.balances import Actor, balance_cancel_reservation, balance_reserve, balance_snapshot
 from payments.models import Hold
@@ -118,8 +119,19 @@ def _order_transaction(func):
     return run
 
 
+def _with_milestone_flag(orders):
+    """Whether each order has milestones, read along (an order's milestones are written with it,
+    never later): a single-release order's services then skip reading them."""
+    return orders.annotate(has_milestones=Exists(OrderMilestone.objects.filter(order=OuterRef("pk"))))
+
+
+def _milestones_known_empty(order: Order) -> bool:
+    return getattr(order, "has_milestones", True) is False
+
+
 def _locked(order: Order) -> Order:
-    return Order.objects.select_for_update(of=("self",)).select_related("buyer", "seller").get(pk=order.pk)
+    locked = Order.objects.select_for_update(of=("self",)).select_related("buyer", "seller")
+    return _with_milestone_flag(locked).get(pk=order.pk)
 
 
 def _take(order: Order, name: str, actor: OrderActor, *, save: bool = True, **kwargs) -> None:
@@ -138,7 +150,7 @@ def _take(order: Order, name: str, actor: OrderActor, *, save: bool = True, **kw
     before = order.status
     method(**kwargs)
     if save:
-        order.save()
+        outbox_save(order)  # with the audit rows and events: the order's row is written last
     audit_record(
         action=f"order.{name}",
         resource_type="Order",
@@ -161,6 +173,13 @@ def _event(order: Order, event_type: str, **payload) -> None:
         user_id=order.buyer.public_id,
         marketplace_id=order.marketplace_id,
     )
+
+
+def _milestones_cached_empty(order: Order) -> None:
+    """What prefetch_related_objects(order, "milestones") leaves for an order without any."""
+    milestones = order.milestones.all()
+    milestones._result_cache, milestones._prefetch_done = [], True
+    order._prefetched_objects_cache = {**getattr(order, "_prefetched_objects_cache", {}), "milestones": milestones}
 
 
 # --- Creating ---------------------------------------------------------------------------------
@@ -351,7 +370,8 @@ def order_escrow_create(*, order: Order, actor: OrderActor) -> Order:
             if escrow is not None and escrow.status != Escrow.Status.CREATING:
                 raise ServiceError("ESCROW_ALREADY_EXISTS", "the order's escrow is already deployed")
         _take(order, "escrow_create", actor)
-    milestones = [{"ref": m.ref, "title": m.title, "amount": m.amount} for m in order.milestones.all()]
+    milestones = [] if _milestones_known_empty(order) else order.milestones.all()
+    milestones = [{"ref": m.ref, "title": m.title, "amount": m.amount} for m in milestones]
     escrow = escrow_open(
         engagement_id=order.public_id,
         buyer=order.buyer,
@@ -372,7 +392,7 @@ def order_escrow_fund(*, order: Order, actor: OrderActor) -> Order:
     """Move the held money into the contract. A failure leaves the order ESCROW_FUNDING
     with the hold intact, so funding can be asked for again."""
     order = _locked(order)
-    escrow = order_escrow(order)
+    escrow = escrow_locked_for(engagement_id=order.public_id)  # escrow_fund takes it as it is
     if order.status in (S.ESCROW_FUNDED, S.IN_PROGRESS) or (escrow and escrow.funded_at):
         raise ServiceError("ESCROW_ALREADY_FUNDED", "the order's escrow is already funded")
     if order.status != S.ESCROW_FUNDING or escrow is None:
@@ -401,7 +421,8 @@ def _in_progress(order: Order) -> None:
 
 
 def _escrow_of(order: Order) -> Escrow:
-    escrow = order_escrow(order)
+    """The order's escrow, locked (the escrow services it is handed to do not lock it again)."""
+    escrow = escrow_locked_for(engagement_id=order.public_id)
     if escrow is None:
         raise ServiceError("ESCROW_NOT_READY", "the order has no escrow")
     return escrow
@@ -424,7 +445,9 @@ def order_milestone_complete(
         raise ServiceError("FORBIDDEN", "only the seller marks work delivered")
     _in_progress(order)
     escrow = _escrow_of(order)
-    milestones = list(order.milestones.select_for_update().order_by("position"))  # one read, for every check below
+    milestones = []  # one read, for every check below (none when the order has none)
+    if not _milestones_known_empty(order):
+        milestones = list(order.milestones.select_for_update().order_by("position"))
     milestone, delivery_file = None, ""
     if ref is not None:
         milestone = next((m for m in milestones if m.ref == ref), None)
@@ -459,7 +482,7 @@ def order_milestone_complete(
         delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as all_milestones_delivered
         if delivered and order.delivered_at is None:
             order.delivered_at = timezone.now()
-            order.save(update_fields=["delivered_at", "updated_at"])
+            outbox_save(order, ("delivered_at", "updated_at"))
             _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
         audit_record(
             action="order.delivered" if milestone is None else "order.milestone_completed",
@@ -552,7 +575,10 @@ def order_release(
     _in_progress(order)
     # Loaded once into the order's cache: the transition's condition (all_milestones_delivered)
     # reads them too, twice (can_proceed, then the transition itself).
-    prefetch_related_objects([order], "milestones")
+    if _milestones_known_empty(order):
+        _milestones_cached_empty(order)
+    else:
+        prefetch_related_objects([order], "milestones")
     open_refs = [m.ref for m in order.milestones.all() if m.status == OrderMilestone.Status.OPEN]
     support_override = undelivered_ok and actor.is_support
     if open_refs and not support_override:
@@ -661,7 +687,9 @@ def order_dispute_resolve(
 
 def order_escrow_unpaid(order: Order) -> int:
     """What the order's escrow still holds for someone (stroops): a dispute's resolution pays exactly this."""
-    escrow = _escrow_of(order)
+    escrow = order_escrow(order)
+    if escrow is None:
+        raise ServiceError("ESCROW_NOT_READY", "the order has no escrow")
     return sum(m.amount for m in escrow.milestones.all() if not (m.released or m.resolved))
 
 
@@ -707,12 +735,8 @@ def order_checkout(*, buyer: User, listing, checkout_token: str) -> Order:
 
 def _order_of(escrow: Escrow) -> Order | None:
     """The escrow's order, locked (None for an escrow opened without an order, by raw API use)."""
-    return (
-        Order.objects.select_for_update(of=("self",))  # the order only: not its buyer's and seller's rows
-        .select_related("buyer", "seller")
-        .filter(public_id=escrow.engagement_id)
-        .first()
-    )
+    locked = Order.objects.select_for_update(of=("self",)).select_related("buyer", "seller")  # the order only
+    return _with_milestone_flag(locked).filter(public_id=escrow.engagement_id).first()
 
 
 @receiver(step_settled, dispatch_uid="orders-step-settled")
@@ -723,7 +747,14 @@ def _escrow_step_settled(sender, step: EscrowStep, escrow: Escrow, **kwargs) -> 
         _order_follow_settled(step, escrow)
 
 
+# Settled calls an order follows whatever the escrow's state; after any other (an approval, a
+# milestone's status, a dispute flag) it moves only once the escrow paid everything out.
+FOLLOWED_ACTIONS = (Action.DEPLOY, Action.FUND, Action.RELEASE_MILESTONE, Action.RESOLVE_MILESTONE)
+
+
 def _order_follow_settled(step: EscrowStep, escrow: Escrow) -> None:
+    if step.action not in FOLLOWED_ACTIONS and escrow.status not in (Escrow.Status.RELEASED, Escrow.Status.REFUNDED):
+        return  # nothing for the order to do: not locked, not read
     order = _order_of(escrow)
     if order is None:
         return
@@ -777,9 +808,10 @@ def _finish(order: Order, escrow: Escrow) -> None:
             _take(order, "resolve_split", DISPUTE_RESOLVER, save=False)
         else:
             return
-        order.milestones.exclude(status=OrderMilestone.Status.RELEASED).update(
-            status=OrderMilestone.Status.RELEASED, released_at=now
-        )
+        if not _milestones_known_empty(order):
+            order.milestones.exclude(status=OrderMilestone.Status.RELEASED).update(
+                status=OrderMilestone.Status.RELEASED, released_at=now
+            )
         if not split:
             seller = balance_snapshot(user=order.seller)
             _event(

@@ -122,36 +122,14 @@ def _sequence_batch(batch_size: int) -> list[Event]:
             if positioned:
                 transaction.on_commit(_sequenced_notify, robust=True)
             return positioned
-        with connection.cursor() as cursor:
-            # The lock only when something waits for a position: nothing more to do otherwise.
-            cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s) WHERE EXISTS (SELECT 1 FROM offerhub_event WHERE position IS NULL)",
-                [SEQUENCER_LOCK],
-            )
-            if cursor.fetchone() is None:
-                return []
-        # One statement: the cursors of newly registered subscribers (at the end before this
-        # batch, i.e. they start with it), then the positions, returning the events positioned.
+        # One statement (the function of migration offerhub 0006): the lock, taken only when an
+        # event waits for a position, then, seeing every position committed before it, the cursors
+        # of newly registered subscribers (at the end before this batch: they start with it) and
+        # the positions, returning the events positioned.
         positioned = list(
             Event.objects.raw(
-                """
-                WITH new_cursors AS (
-                    INSERT INTO offerhub_subscribercursor (name, position, failures, last_error, updated_at)
-                    SELECT wanted.name, (SELECT COALESCE(MAX(position), 0) FROM offerhub_event), 0, '', now()
-                    FROM unnest(%s::varchar[]) AS wanted(name)
-                    WHERE NOT EXISTS (SELECT 1 FROM offerhub_subscribercursor c WHERE c.name = wanted.name)
-                    ON CONFLICT (name) DO NOTHING
-                )
-                UPDATE offerhub_event e SET position = n.position, dispatched_at = now()
-                FROM (
-                    SELECT id, (SELECT COALESCE(MAX(position), 0) FROM offerhub_event)
-                               + row_number() OVER (ORDER BY id) AS position
-                    FROM (SELECT id FROM offerhub_event WHERE position IS NULL ORDER BY id LIMIT %s) todo
-                ) n
-                WHERE e.id = n.id
-                RETURNING e.*
-                """,
-                [sorted(_subscribers), batch_size],
+                "SELECT * FROM offerhub_events_sequence(%s, %s::varchar[], %s)",
+                [SEQUENCER_LOCK, sorted(_subscribers), batch_size],
             )
         )
         if positioned:

@@ -34,6 +34,7 @@ from datetime import timedelta
 
 from django.db import connection, transaction
 from django.db.models import DateTimeField, Func, Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from offerhub.models import JobLease
@@ -98,6 +99,38 @@ def lease_claim(*, name: str, holder: str, ttl: timedelta) -> int | None:
         return None if row is None else row[0]
 
 
+def lease_claim_with(*, name: str, holder: str, ttl: timedelta, then: tuple[str, list]) -> tuple[int | None, list]:
+    """lease_claim, and in the same statement (PostgreSQL) the work the claim is for: `then` is
+    a data-modifying statement with RETURNING whose condition `{claimed}` holds only when the
+    lease was taken. Returns (the fencing token or None, `then`'s rows: none when not taken).
+    Its writes commit with the claim: they are made only by the holder."""
+    if connection.vendor != "postgresql":
+        token = lease_claim(name=name, holder=holder, ttl=ttl)
+        return token, []
+    table = JobLease._meta.db_table
+    now, expires, params = _clock(ttl)
+    then_sql, then_params = then
+    then_sql = then_sql.replace("{claimed}", "EXISTS (SELECT 1 FROM claimed)")
+    sql = f"""
+        WITH claimed AS (
+            INSERT INTO {table} AS lease (name, holder, claimed_at, renewed_at, expires_at, claims)
+            VALUES (%s, %s, {now}, {now}, {expires}, 1)
+            ON CONFLICT (name) DO UPDATE SET
+                holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
+                expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
+            WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
+            RETURNING claims
+        ), then_rows AS ({then_sql})
+        SELECT claimed.claims, then_rows.* FROM claimed LEFT JOIN then_rows ON true
+    """  # noqa: S608 (constants and the caller's statement; values are parameters)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [name, holder, *params, *then_params])
+        rows = cursor.fetchall()
+    if not rows:
+        return None, []
+    return rows[0][0], [row[1:] for row in rows if any(value is not None for value in row[1:])]
+
+
 def lease_free_claims(*, name: str) -> int | None:
     """The lease's claim count if nobody holds it now (never claimed: 0), else None. A later
     claim returning this + 1 proves nobody held the lease in between. A holder past its expiry
@@ -119,6 +152,22 @@ def lease_look(*, name: str) -> tuple[int | None, bool]:
         return 0, False
     claims, held, busy = row
     return (None if held else claims), busy
+
+
+def lease_free_claims_sql(name_sql: str) -> str:
+    """lease_free_claims of the lease named by the SQL expression `name_sql`, as a column of
+    another query (one statement fewer): read it with lease_free_claims_of()."""
+    return (
+        f"(SELECT CASE WHEN free.holder > '' THEN -1 ELSE free.claims END"  # noqa: S608 (the model's table)
+        f" FROM {JobLease._meta.db_table} free WHERE free.name = {name_sql})"
+    )
+
+
+def lease_free_claims_of(value: int | None) -> int | None:
+    """What lease_free_claims returns, from the column lease_free_claims_sql selects."""
+    if value is None:
+        return 0  # never claimed
+    return None if value < 0 else value
 
 
 def lease_taken(*, name: str, holder: str) -> bool:
@@ -146,6 +195,58 @@ def lease_fence(*, name: str, holder: str, token: int, ttl: timedelta) -> bool:
     return bool(renewed)
 
 
+_FENCED_WRITE = """
+WITH mine (name, holder, claims, ttl) AS (VALUES {mine}),
+locked AS MATERIALIZED (
+    SELECT name FROM {leases} WHERE name IN (SELECT name FROM mine) ORDER BY name FOR UPDATE
+),
+fenced AS (
+    UPDATE {leases} lease
+    SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => mine.ttl)
+    FROM mine WHERE lease.name = mine.name AND lease.holder = mine.holder AND lease.claims = mine.claims
+        AND lease.name IN (SELECT name FROM locked)
+    RETURNING lease.name
+),
+written AS ({write} AND (SELECT COUNT(*) FROM fenced) = %s RETURNING 1)
+SELECT ARRAY(SELECT name FROM fenced), (SELECT COUNT(*) FROM written)
+"""
+
+
+def leases_fenced_update(leases: list["Lease"], queryset, **values) -> int:
+    """`lease.fence()` of every lease of `leases`, then `queryset.update(**values)` only if each
+    still holds, in one statement (PostgreSQL; one per lease and the UPDATE elsewhere). Inside
+    the write's transaction: the leases' rows are locked in name order (the order separate
+    fences take) and kept until it ends. LeaseLost, nothing written, when one was taken over
+    (the caller's transaction must roll back); else how many rows were updated."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("leases_fenced_update() guards a write: call it inside that write's transaction")
+    if connection.vendor != "postgresql" or not leases:
+        for lease in leases:
+            lease.fence()
+        return queryset.update(**values)
+    update = queryset.query.chain(UpdateQuery)
+    update.add_update_values(values)
+    write, write_params = update.get_compiler(queryset.db).as_sql()
+    params = []
+    for lease in leases:
+        params += [lease.name, lease.holder, lease.token or 0, lease.ttl.total_seconds()]
+    sql = _FENCED_WRITE.format(
+        mine=", ".join(["(%s::varchar, %s::varchar, %s::integer, %s::float8)"] * len(leases)),
+        leases=JobLease._meta.db_table,
+        write=write,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *write_params, len(leases)])
+        fenced, written = cursor.fetchone()
+    for lease in leases:
+        if lease.name not in fenced:
+            raise LeaseLost(f"the lease on {lease.name} expired and was taken over")
+    now = time.monotonic()
+    for lease in leases:
+        lease.renewed = now
+    return written
+
+
 def job_lease_release(*, name: str, holder: str) -> bool:
     """Free the lease now if `holder` still has it (the next run need not wait for expiry)."""
     now = _db_now()
@@ -162,6 +263,7 @@ class Lease:
     ttl: timedelta
     renewed: float = field(default_factory=time.monotonic)
     token: int | None = None  # the claim's fencing token, when the claim returned one
+    first_rows: list | None = None  # what a claim made with its work returned (offerhub.locks.lease_wait)
 
     def renew(self) -> None:
         if self.token is not None:

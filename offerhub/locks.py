@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 
-from offerhub.leases import Lease, job_lease_holder, job_lease_release, lease_claim, lease_taken
+from offerhub.leases import Lease, job_lease_holder, job_lease_release, lease_claim, lease_claim_with, lease_taken
 
 logger = logging.getLogger(__name__)
 
@@ -51,21 +51,30 @@ def held_lease(name: str) -> Lease | None:
     return _held.get().get(name)
 
 
-def lease_wait(*, name: str, holder: str, timeout: float, ttl: timedelta = LOCK_TTL) -> Lease:
-    """Claim the lease, polling until `timeout` seconds have passed (LockTimeout)."""
+def lease_wait(
+    *, name: str, holder: str, timeout: float, ttl: timedelta = LOCK_TTL, first_with: tuple[str, list] | None = None
+) -> Lease:
+    """Claim the lease, polling until `timeout` seconds have passed (LockTimeout). `first_with`:
+    a statement the first try runs with its claim (offerhub.leases.lease_claim_with): its rows are
+    the lease's `first_rows` when that try took it, else None (the caller does that work itself)."""
     deadline = time.monotonic() + timeout
     pause = FIRST_POLL_SECONDS
     first = True
     while True:
         # The first try claims at once (usually free: one statement); later ones read first, so
         # that polling a held lease spends no transaction id per poll.
-        if first or not lease_taken(name=name, holder=holder):
+        rows = None
+        if first and first_with is not None:
+            token, rows = lease_claim_with(name=name, holder=holder, ttl=ttl, then=first_with)
+        elif first or not lease_taken(name=name, holder=holder):
             token = lease_claim(name=name, holder=holder, ttl=ttl)
         else:
             token = None
         first = False
         if token is not None:
-            return Lease(name=name, holder=holder, ttl=ttl, token=token)
+            lease = Lease(name=name, holder=holder, ttl=ttl, token=token)
+            lease.first_rows = rows
+            return lease
         left = deadline - time.monotonic()
         if left <= 0:
             raise LockTimeout(f"lock {name} is busy")
@@ -74,17 +83,22 @@ def lease_wait(*, name: str, holder: str, timeout: float, ttl: timedelta = LOCK_
 
 
 @contextlib.contextmanager
-def lease_lock(name: str, *, timeout: float, ttl: timedelta = LOCK_TTL) -> Iterator[Lease]:
+def lease_lock(
+    name: str, *, timeout: float, ttl: timedelta = LOCK_TTL, first_with: tuple[str, list] | None = None
+) -> Iterator[Lease]:
     """Hold the lease `name` for the block, waiting up to `timeout` seconds for it (LockTimeout).
+
+    `first_with`: see lease_wait (a block that shares a held lease gets no `first_rows`).
 
     Re-entrant: a block inside one holding the same name shares its lease. Released at the end
     even if the block raised; a release that fails (a broken connection) lets it expire. Take it
     outside any transaction: a claim inside one is seen by others only once that commits."""
     held = held_lease(name)
     if held is not None:
+        held.first_rows = None
         yield held
         return
-    lease = lease_wait(name=name, holder=job_lease_holder(), timeout=timeout, ttl=ttl)
+    lease = lease_wait(name=name, holder=job_lease_holder(), timeout=timeout, ttl=ttl, first_with=first_with)
     token = _held.set({**_held.get(), name: lease})
     try:
         yield lease

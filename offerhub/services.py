@@ -14,6 +14,8 @@ from itertools import pairwise
 from django.conf import settings
 from django.core.mail import get_connection, send_mail
 from django.db import connection, transaction
+from django.db.models.signals import post_save
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get, idempotency_key_var, in_task_var
@@ -90,6 +92,9 @@ class _Outbox(threading.local):
 
     depth = 0
     pending: list = []
+    # Row updates made with the block's rows (outbox_row_update): (marker, queryset, values, table).
+    updates: list = []
+    flushing = False
 
 
 _outbox = _Outbox()
@@ -102,38 +107,184 @@ def _marker() -> None:
 @contextlib.contextmanager
 def outbox_batched():
     """Inside the caller's transaction, insert the audit rows and events written in this block
-    with one INSERT per table when it ends (two statements instead of one per row), in the order
-    they were written. Nested blocks join the outermost one; an error leaving the outermost one
+    with one statement when it ends (one INSERT per table on other databases) instead of one
+    per row, in the order they were written. Nested blocks join the outermost one; an error leaving the outermost one
     drops them with the transaction. Outside a transaction, rows are written at once."""
     if not transaction.get_connection().in_atomic_block:
         yield
         return
     outermost = _outbox.depth == 0
     if outermost:
-        _outbox.pending = []
+        _outbox.pending, _outbox.updates = [], []
     _outbox.depth += 1
     try:
         yield
     except BaseException:
         if outermost:
-            _outbox.pending = []
+            _outbox.pending, _outbox.updates = [], []
         raise
     finally:
         _outbox.depth -= 1
+        if outermost and _updates_guard in connection.execute_wrappers:
+            connection.execute_wrappers.remove(_updates_guard)
     if outermost:
         _outbox_flush()
 
 
+def _alive() -> set[int]:
+    return {id(func) for _, func, _ in transaction.get_connection().run_on_commit}
+
+
 def _outbox_flush() -> None:
     pending, _outbox.pending = _outbox.pending, []
-    alive = {id(func) for _, func, _ in transaction.get_connection().run_on_commit}
+    alive = _alive()
     rows = [row for marker, row in pending if id(marker) in alive]  # not in a savepoint rolled back
+    updates = _updates_taken(alive)
     audits = [row for row in rows if isinstance(row, AuditLog)]
     events = [row for row in rows if isinstance(row, Event)]
+    if connection.vendor == "postgresql" and sum(map(bool, (audits, events, updates))) >= 2:
+        _outbox_insert_together(audits, events, updates)
+        return
+    _updates_checked(updates, updates_together([(queryset, values) for queryset, values, _ in updates]))
     if audits:
         AuditLog.objects.bulk_create(audits)
     if events:
         Event.objects.bulk_create(events)
+
+
+def outbox_row_update(queryset, values: dict, *, expect: int | None = None) -> None:
+    """`queryset.update(**values)`, made with the audit rows and events of the `outbox_batched()`
+    block around it (in their statement: one fewer), or at once outside one. For a row the caller
+    holds locked and writes last in the block: any statement that names its table before the
+    block ends makes the pending updates first, so nothing reads the row unwritten. `expect`:
+    how many rows it must update (ConcurrentTransition if not: a state check, as a save's)."""
+    if not (_outbox.depth and transaction.get_connection().in_atomic_block):
+        _updates_checked([(queryset, values, expect)], [queryset.update(**values)])
+        return
+    table = queryset.model._meta.db_table
+    if any(pending[3] == table for pending in _outbox.updates):
+        _updates_flush_now()  # one update per table in a statement (it would not see the other's change)
+    marker = functools.partial(_marker)
+    transaction.on_commit(marker)
+    _outbox.updates.append((marker, queryset, values, table, expect))
+    if _updates_guard not in connection.execute_wrappers:
+        connection.execute_wrappers.append(_updates_guard)
+
+
+def outbox_save(instance, fields: tuple[str, ...] | None = None) -> None:
+    """instance.save() of a row the caller holds locked and writes last in its `outbox_batched()`
+    block (of `fields`, else every column), made with the block's audit rows and events
+    (outbox_row_update). A django-fsm ConcurrentTransitionMixin model keeps its save's check
+    (only while the row has the state it was read with); post_save's listeners are told."""
+    model = type(instance)
+    initial = getattr(instance, "_ConcurrentTransitionMixin__initial_states", {})  # save()'s state filter
+    values = {}
+    for field in model._meta.concrete_fields:
+        if not field.primary_key and (fields is None or field.name in fields):
+            field.pre_save(instance, add=False)  # auto_now fields = now, as save() sets them
+            values[field.attname] = getattr(instance, field.attname)
+    outbox_row_update(model._base_manager.filter(pk=instance.pk, **initial), values, expect=1)
+    if initial:
+        instance._update_initial_state()  # as save() leaves it
+    post_save.send(
+        sender=model, instance=instance, created=False, update_fields=fields, raw=False, using=instance._state.db
+    )
+
+
+def _updates_taken(alive: set[int]) -> list[tuple]:
+    """The pending row updates not undone by a savepoint rolled back: (queryset, values, expect)."""
+    updates, _outbox.updates = _outbox.updates, []
+    return [(queryset, values, expect) for marker, queryset, values, _, expect in updates if id(marker) in alive]
+
+
+def _updates_checked(updates: list[tuple], counts: list[int]) -> None:
+    for (queryset, _, expect), count in zip(updates, counts, strict=True):
+        if expect is not None and count != expect:
+            from django_fsm import ConcurrentTransition
+
+            raise ConcurrentTransition(f"{queryset.model.__name__}: the row's state changed since it was read")
+
+
+def _updates_flush_now() -> None:
+    updates = _updates_taken(_alive())
+    _outbox.flushing = True
+    try:
+        _updates_checked(updates, updates_together([(queryset, values) for queryset, values, _ in updates]))
+    finally:
+        _outbox.flushing = False
+
+
+def _updates_guard(execute, sql, params, many, context):
+    """Before a statement that names the table of a pending row update: make the updates first."""
+    if _outbox.updates and not _outbox.flushing:
+        tables = {pending[3] for pending in _outbox.updates}
+        if any(re.search(rf"\b{table}\b", sql) for table in tables):
+            _updates_flush_now()
+    return execute(sql, params, many, context)
+
+
+# Each row's unique key comes back with its id, so ids are matched by key, not by row order.
+_OUTBOX_KEYS = {AuditLog: "public_id", Event: "event_id"}
+
+
+def _outbox_insert_together(audits: list[AuditLog], events: list[Event], updates: list[tuple] = ()) -> None:
+    """The audit rows, the events and the row updates in one statement (PostgreSQL's
+    data-modifying WITH): one round trip instead of one per table. Values are prepared as
+    bulk_create prepares them."""
+    parts, params, by_key, selects = [], [], {}, []
+    for n, (queryset, values, _) in enumerate(updates):
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, update_params = query.get_compiler(queryset.db).as_sql()
+        parts.append(f"u{n} AS ({sql} RETURNING 1)")
+        params += update_params
+        selects.append(f"SELECT {-1 - n}, (SELECT COUNT(*) FROM u{n}), ''")  # noqa: S608 (a name)
+    for n, (model, rows) in enumerate(((AuditLog, audits), (Event, events))):
+        if not rows:
+            continue
+        fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+        key = _OUTBOX_KEYS[model]
+        row_sql = f"({', '.join(['%s'] * len(fields))})"
+        for row in rows:
+            params += [field.get_db_prep_save(field.pre_save(row, add=True), connection) for field in fields]
+            by_key[(n, getattr(row, key))] = row
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        parts.append(
+            f"w{n} AS (INSERT INTO {model._meta.db_table} ({columns})"  # noqa: S608 (the models' tables)
+            f" VALUES {', '.join([row_sql] * len(rows))} RETURNING id, {key})"
+        )
+        selects.append(f"SELECT {n}, id, {key} FROM w{n}")  # noqa: S608 (names)
+    sql = f"WITH {', '.join(parts)} {' UNION ALL '.join(selects)}"
+    counts = [0] * len(updates)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for n, pk, key in cursor.fetchall():
+            if n < 0:
+                counts[-1 - n] = pk
+                continue
+            row = by_key[(n, key)]
+            row.pk, row._state.adding, row._state.db = pk, False, connection.alias
+    _updates_checked(updates, counts)
+
+
+def updates_together(updates: list[tuple]) -> list[int]:
+    """`queryset.update(**values)` of each (queryset, values), in one statement on PostgreSQL (a
+    data-modifying WITH; one per update elsewhere): how many rows each updated. For rows the
+    caller holds locked, each touched by one update only (one statement sees none of its own
+    changes), and values that are plain (no F() of a row another update changes)."""
+    if connection.vendor != "postgresql" or len(updates) < 2:
+        return [queryset.update(**values) for queryset, values in updates]
+    parts, params = [], []
+    for n, (queryset, values) in enumerate(updates):
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(values)
+        sql, update_params = query.get_compiler(queryset.db).as_sql()
+        parts.append(f"u{n} AS ({sql} RETURNING 1)")
+        params += update_params
+    counts = ", ".join(f"(SELECT COUNT(*) FROM u{n})" for n in range(len(updates)))  # noqa: S608 (names)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
+        return list(cursor.fetchone())
 
 
 def _write(row):

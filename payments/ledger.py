@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from offerhub.correlation import correlation_id_get
-from offerhub.services import atomic_joined
+from offerhub.services import atomic_joined, outbox_save
 from payments.models import Hold, JournalEntry, LedgerAccount, Posting
 
 Kind = LedgerAccount.Kind
@@ -66,9 +66,13 @@ def ledger_account_code(*, kind: str, user=None, reference: str = "") -> str:
     return kind
 
 
-def ledger_account(*, kind: str, user=None, reference: str = "") -> LedgerAccount:
-    """The account for (kind, user, reference), created on first use."""
+def ledger_account(*, kind: str, user=None, reference: str = "", likely_new: bool = False) -> LedgerAccount:
+    """The account for (kind, user, reference), created on first use. `likely_new`: the caller
+    expects to create it (an escrow's, at its funding): the INSERT is tried first, one statement
+    then (two when it existed after all)."""
     code = ledger_account_code(kind=kind, user=user, reference=reference)
+    if likely_new:
+        return _account_create(code=code, kind=kind, user=user, reference=reference)
     account = LedgerAccount.objects.filter(code=code).first()
     return account if account is not None else _account_create(code=code, kind=kind, user=user, reference=reference)
 
@@ -427,10 +431,12 @@ def hold_post(
 
 
 def _consume(hold: Hold, amount: int, final_status: str) -> None:
+    """Take `amount` off the locked hold; written with the audit rows and events when an
+    `outbox_batched()` block is open (outbox_save: its last write of the hold), else at once."""
     hold.remaining -= amount
     if hold.remaining == 0:
         hold.status = final_status
-    hold.save(update_fields=["remaining", "status", "updated_at"])
+    outbox_save(hold, ("remaining", "status", "updated_at"))
 
 
 @atomic_joined

@@ -194,14 +194,31 @@ def test_a_batch_inserts_its_rows_together_in_order_and_drops_those_of_a_savepoi
             with outbox_batched():  # nested: joins the outer batch
                 publish("test.batch.two")
             assert not Event.objects.filter(type__startswith="test.batch").exists()  # not inserted yet
-        inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
-        assert len(inserts) == 2  # one for the audit rows, one for the events
+        writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "WITH"))]
+        assert len(writes) == 1, writes  # the audit rows and the events together
+        assert first.pk and not first._state.adding  # each row got its own id back
     assert list(Event.objects.filter(type__startswith="test.batch").order_by("id").values_list("type", flat=True)) == [
         "test.batch.one",
         "test.batch.two",
     ]
     assert Event.objects.get(type="test.batch.one").event_id == first.event_id
     assert list(AuditLog.objects.values_list("action", flat=True)) == ["a.one"]
+    assert Event.objects.get(pk=first.pk).type == "test.batch.one"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_only_events_or_only_audit_rows_is_one_insert():
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            publish("test.batch.alone")
+            publish("test.batch.alone.two")
+        assert len(queries) == 1 and queries[0]["sql"].startswith("INSERT INTO")
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            audit = audit_record(
+                action="a.alone", resource_type="T", resource_id="1", actor_type="SYSTEM", actor_id="t"
+            )
+        assert len(queries) == 1
+    assert AuditLog.objects.get(pk=audit.pk).public_id == audit.public_id
 
 
 @pytest.mark.django_db(transaction=True)
@@ -310,3 +327,101 @@ def test_a_writer_that_swallows_its_database_error_is_blamed_not_the_next_one(se
     assert EmailNotification.objects.filter(key=f"{event.event_id}:innocent").exists()
     blamed = SubscriberCursor.objects.get(name="tests.swallows.a_swallower")
     assert blamed.position < position and blamed.failures == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sequencer_that_waited_for_another_positions_after_what_that_one_committed():
+    """The lock and the positioning are one statement (a function): the positioning, run after
+    the lock was taken, sees the positions the sequencer it waited for committed meanwhile."""
+    import threading
+
+    from offerhub.events import SEQUENCER_LOCK, events_sequence
+
+    first, second = (  # written without a dispatch: both wait for a position
+        Event.objects.create(type=kind, aggregate_type="T", aggregate_id="1", payload={})
+        for kind in ("test.sequence.one", "test.sequence.two")
+    )
+    locked, release, results = threading.Event(), threading.Event(), []
+
+    def other_sequencer():  # holds the lock while it positions the first event
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [SEQUENCER_LOCK])
+                cursor.execute("SELECT COALESCE(MAX(position), 0) FROM offerhub_event")
+                end = cursor.fetchone()[0]
+                Event.objects.filter(pk=first.pk).update(position=end + 1)
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def sequencer():
+        try:
+            with CaptureQueriesContext(connection) as queries:
+                results.append(events_sequence())
+            results.append(len([q for q in queries.captured_queries if q["sql"] not in ("BEGIN", "COMMIT")]))
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other_sequencer)
+    holder.start()
+    assert locked.wait(30)
+    waiter = threading.Thread(target=sequencer)
+    waiter.start()
+    for _ in range(300):  # until it waits for the lock (bounded)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                break
+        threading.Event().wait(0.05)
+    release.set()
+    holder.join(30)
+    waiter.join(30)
+    assert results == [1, 1]  # the second event positioned, in one statement
+    one, two = Event.objects.get(pk=first.pk).position, Event.objects.get(pk=second.pk).position
+    assert two == one + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_update_is_made_with_the_blocks_rows_or_first_when_a_statement_reads_its_table():
+    """outbox_row_update: in the statement of the block's audit rows and events; before any
+    statement that names its table (nothing reads the row unwritten); dropped with a savepoint
+    rolled back; refused (ConcurrentTransition) when its state check finds the row changed."""
+    from django_fsm import ConcurrentTransition
+
+    from offerhub.services import outbox_row_update
+
+    row = EmailNotification.objects.create(key="deferred", event_id="evt", subject="before", body="")
+    rows = EmailNotification.objects.filter(pk=row.pk)
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            outbox_row_update(rows, {"subject": "with the rows"}, expect=1)
+            publish("test.batch.deferred")
+            audit_record(action="a.deferred", resource_type="T", resource_id="1", actor_type="SYSTEM", actor_id="t")
+        assert len(queries) == 1, [q["sql"][:60] for q in queries.captured_queries]
+        assert EmailNotification.objects.get(pk=row.pk).subject == "with the rows"
+
+        with CaptureQueriesContext(connection) as queries, outbox_batched():
+            outbox_row_update(rows, {"subject": "read meanwhile"})
+            assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"  # written first
+            publish("test.batch.after")
+        assert len(queries) == 3  # the update, the read, the event
+
+        with outbox_batched():
+            try:
+                with transaction.atomic():
+                    outbox_row_update(rows, {"subject": "undone"})
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+            publish("test.batch.kept")
+        assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"
+
+    with pytest.raises(ConcurrentTransition), transaction.atomic(), outbox_batched():
+        outbox_row_update(rows.filter(subject="not what it is"), {"subject": "stale"}, expect=1)
+        publish("test.batch.refused")
+    assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"
+    assert not Event.objects.filter(type="test.batch.refused").exists()
+    assert connection.execute_wrappers == []  # the guard is gone with its block

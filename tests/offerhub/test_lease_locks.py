@@ -168,6 +168,62 @@ def test_a_stalled_holder_whose_lease_was_taken_over_cannot_write():
     assert written == ["taker #2"]
 
 
+def test_a_write_fenced_on_two_leases_is_one_statement_made_only_while_both_hold():
+    """leases_fenced_update: the escrow's and the signer's fences and the step's UPDATE together;
+    a takeover of either lease refuses the write (LeaseLost), and nothing is written."""
+    from django.test.utils import CaptureQueriesContext
+
+    from offerhub.leases import leases_fenced_update
+    from offerhub.models import EmailNotification
+
+    row = EmailNotification.objects.create(key="fenced", event_id="evt", subject="before", body="")
+    rows = EmailNotification.objects.filter(pk=row.pk, subject="before")
+    with lease_lock("test:fence-a", timeout=1) as first, lease_lock("test:fence-b", timeout=1) as second:
+        renewed_before = JobLease.objects.get(name="test:fence-b").renewed_at
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            assert leases_fenced_update([first, second], rows, subject="after") == 1
+        assert len(queries) == 1
+        assert JobLease.objects.get(name="test:fence-b").renewed_at > renewed_before  # renewed
+        with transaction.atomic():  # the row changed meanwhile: nothing to write, the leases still held
+            assert leases_fenced_update([first, second], rows, subject="again") == 0
+
+        for lost, name in ((second, "test:fence-b"), (first, "test:fence-a")):
+            expire(name)
+            assert in_another_thread(claim_result, name) == f"claimed #{lost.token + 1}"
+            rows = EmailNotification.objects.filter(pk=row.pk)
+            with pytest.raises(LeaseLost, match=name), transaction.atomic():
+                leases_fenced_update([first, second], rows, subject=f"stalled {name}")
+            assert EmailNotification.objects.get(pk=row.pk).subject == "after"
+    with pytest.raises(RuntimeError):  # outside a transaction it guards nothing
+        leases_fenced_update([first], rows, subject="no")
+
+
+def test_a_claim_with_its_work_writes_only_when_it_takes_the_lease():
+    """lease_claim_with: the claim and the holder's first write in one statement; a busy lease
+    gets neither (and lease_lock's first try falls back to the plain claim afterwards)."""
+    from offerhub.leases import lease_claim_with
+    from offerhub.locks import lease_wait
+    from offerhub.models import EmailNotification
+
+    row = EmailNotification.objects.create(key="claimed-with", event_id="evt", subject="before", body="")
+    then = (
+        "UPDATE offerhub_emailnotification SET subject = %s WHERE id = %s AND {claimed} RETURNING id, subject",
+        ["taken", row.pk],
+    )
+    token, rows = lease_claim_with(name="test:with", holder="one", ttl=LOCK_TTL, then=then)
+    assert (token, rows) == (1, [(row.pk, "taken")])
+    row.subject = "before"
+    row.save()
+    assert lease_claim_with(name="test:with", holder="two", ttl=LOCK_TTL, then=then) == (None, [])
+    assert EmailNotification.objects.get(pk=row.pk).subject == "before"  # not the holder: nothing written
+    with pytest.raises(LockTimeout):
+        lease_wait(name="test:with", holder="two", timeout=BRIEF, first_with=then)
+    assert EmailNotification.objects.get(pk=row.pk).subject == "before"
+    expire("test:with")
+    lease = lease_wait(name="test:with", holder="two", timeout=BRIEF, first_with=then)
+    assert (lease.token, lease.first_rows) == (2, [(row.pk, "taken")])
+
+
 def test_a_stalled_withdrawal_cannot_store_a_second_payment_after_a_takeover(chain, funded_user, proxy):  # noqa: F811
     user = funded_user("50.00")
     outside = chain.outside_account()

@@ -117,3 +117,16 @@ def test_the_balances_left_on_the_accounts_are_the_rows_even_from_a_stale_copy()
         assert len(statements) == 1  # still one statement
         assert (available.balance, held.balance) == (77, 30)
     assert LedgerAccount.objects.get(pk=available.pk).balance == 77
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_account_expected_to_be_new_is_created_in_one_statement_and_found_when_it_was_not():
+    from payments.ledger import ledger_account
+
+    with CaptureQueriesContext(connection) as queries:
+        created = ledger_account(kind=LedgerAccount.Kind.ESCROW, reference="ord_new", likely_new=True)
+    assert len(queries) == 1 and created.pk
+    with CaptureQueriesContext(connection) as queries:
+        again = ledger_account(kind=LedgerAccount.Kind.ESCROW, reference="ord_new", likely_new=True)
+    assert len(queries) == 2 and again.pk == created.pk  # the INSERT found it, then the read
+    assert LedgerAccount.objects.filter(code="escrow:ord_new").count() == 1
