@@ -103,10 +103,14 @@ def lease_claim_with(*, name: str, holder: str, ttl: timedelta, then: tuple[str,
     """lease_claim, and in the same statement (PostgreSQL) the work the claim is for: `then` is
     a data-modifying statement with RETURNING whose condition `{claimed}` holds only when the
     lease was taken. Returns (the fencing token or None, `then`'s rows: none when not taken).
-    Its writes commit with the claim: they are made only by the holder."""
+    Its writes commit with the claim: they are made only by the holder.
+
+    `then` reads in the snapshot the statement started with. Had it waited on the lease row for
+    a holder that wrote and let go meanwhile, it would read rows older than those writes; but
+    such a claim fails: the release set the lease's expiry to its own time, after this claim's
+    clock was read (tests/offerhub/test_lease_locks.py)."""
     if connection.vendor != "postgresql":
-        token = lease_claim(name=name, holder=holder, ttl=ttl)
-        return token, []
+        return lease_claim(name=name, holder=holder, ttl=ttl), None
     table = JobLease._meta.db_table
     now, expires, params = _clock(ttl)
     then_sql, then_params = then

@@ -156,7 +156,7 @@ def outbox_row_update(queryset, values: dict, *, expect: int | None = None) -> N
     """`queryset.update(**values)`, made with the audit rows and events of the `outbox_batched()`
     block around it (in their statement: one fewer), or at once outside one. For a row the caller
     holds locked and writes last in the block: any statement that names its table before the
-    block ends makes the pending updates first, so nothing reads the row unwritten. `expect`:
+    block ends (or a savepoint) makes the pending updates first, so nothing reads the row unwritten. `expect`:
     how many rows it must update (ConcurrentTransition if not: a state check, as a save's)."""
     if not (_outbox.depth and transaction.get_connection().in_atomic_block):
         _updates_checked([(queryset, values, expect)], [queryset.update(**values)])
@@ -215,10 +215,11 @@ def _updates_flush_now() -> None:
 
 
 def _updates_guard(execute, sql, params, many, context):
-    """Before a statement that names the table of a pending row update: make the updates first."""
+    """Before a statement that names the table of a pending row update: make the updates first.
+    Before a savepoint too: made inside it, a rollback to it would undo updates queued outside."""
     if _outbox.updates and not _outbox.flushing:
         tables = {pending[3] for pending in _outbox.updates}
-        if any(re.search(rf"\b{table}\b", sql) for table in tables):
+        if sql.startswith("SAVEPOINT") or any(re.search(rf"\b{table}\b", sql) for table in tables):
             _updates_flush_now()
     return execute(sql, params, many, context)
 

@@ -419,9 +419,22 @@ def test_a_row_update_is_made_with_the_blocks_rows_or_first_when_a_statement_rea
             publish("test.batch.kept")
         assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"
 
+        # Queued before a savepoint whose block reads the row and is rolled back: the update was
+        # the caller's, made before the savepoint, and stays.
+        with outbox_batched():
+            outbox_row_update(rows, {"subject": "before the savepoint"}, expect=1)
+            try:
+                with transaction.atomic():
+                    assert EmailNotification.objects.get(pk=row.pk).subject == "before the savepoint"
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+            publish("test.batch.savepoint")
+        assert EmailNotification.objects.get(pk=row.pk).subject == "before the savepoint"
+
     with pytest.raises(ConcurrentTransition), transaction.atomic(), outbox_batched():
         outbox_row_update(rows.filter(subject="not what it is"), {"subject": "stale"}, expect=1)
         publish("test.batch.refused")
-    assert EmailNotification.objects.get(pk=row.pk).subject == "read meanwhile"
+    assert EmailNotification.objects.get(pk=row.pk).subject == "before the savepoint"
     assert not Event.objects.filter(type="test.batch.refused").exists()
     assert connection.execute_wrappers == []  # the guard is gone with its block

@@ -224,6 +224,35 @@ def test_a_claim_with_its_work_writes_only_when_it_takes_the_lease():
     assert (lease.token, lease.first_rows) == (2, [(row.pk, "taken")])
 
 
+def test_a_claim_with_its_work_that_waited_for_the_holder_to_let_go_reads_nothing_stale():
+    """A claim with its work that had to wait on the lease row for a holder who wrote and then let
+    go would read that work in a snapshot older than the holder's writes: it does not claim (the
+    release's expiry is later than the claim's clock) and the caller's next try claims with a
+    fresh snapshot, so no stale row is handed to the new holder."""
+    from offerhub.leases import job_lease_release, lease_claim, lease_claim_with
+    from offerhub.locks import lease_wait
+    from offerhub.models import EmailNotification
+
+    row = EmailNotification.objects.create(key="stale-with", event_id="evt", subject="old", body="")
+    then = ("SELECT id, subject FROM offerhub_emailnotification WHERE id = %s AND {claimed}", [row.pk])
+    with lease_lock("test:stale", timeout=BRIEF) as holder:
+        assert holder.token == 1
+    results: list = []
+    with transaction.atomic():  # a holder's claim, write and letting go, committed together
+        assert lease_claim(name="test:stale", holder="busy-worker", ttl=LOCK_TTL) == 2  # locks the lease row
+        EmailNotification.objects.filter(pk=row.pk).update(subject="new")
+        waiting = in_thread(
+            lambda: lease_claim_with(name="test:stale", holder="next", ttl=LOCK_TTL, then=then), results=results
+        )
+        waiting.join(1.0)  # its statement's snapshot is taken; it waits on the lease row
+        assert waiting.is_alive()
+        job_lease_release(name="test:stale", holder="busy-worker")
+    waiting.join(HOLD_LIMIT)
+    assert results == [(None, [])]  # it would have read subject "old": no claim
+    lease = lease_wait(name="test:stale", holder="next", timeout=BRIEF, first_with=then)
+    assert (lease.token, lease.first_rows) == (3, [(row.pk, "new")])
+
+
 def test_a_stalled_withdrawal_cannot_store_a_second_payment_after_a_takeover(chain, funded_user, proxy):  # noqa: F811
     user = funded_user("50.00")
     outside = chain.outside_account()
