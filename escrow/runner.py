@@ -121,9 +121,11 @@ def escrow_drive(
     client: TrustlessWorkClient | None = None,
     claim_for: timedelta | None = None,
     give_back_when_signer_busy: bool = False,
+    escrow_busy_wait: float = ESCROW_LOCK_TIMEOUT,
 ) -> str:
     """Run the escrow's open steps in order until one must wait. Returns "done", "pending"
-    (a run ended without an outcome: recorded on the step, which backs off), "busy", or
+    (a run ended without an outcome: recorded on the step, which backs off), "busy" (another
+    drive held the escrow for `escrow_busy_wait` seconds: it runs the steps queued meanwhile), or
     "signer-busy" (only with `give_back_when_signer_busy`: another run holds the step's signer;
     the step is untouched, still claimed for `claim_for`, and the caller queues the drive again).
     `claim_for`: claim the open steps for a running drive that long (the task's drive), in the
@@ -137,7 +139,7 @@ def escrow_drive(
         with_lease = _open_steps_claim(escrow_pk, claim_until, condition="{claimed}")
     try:
         with (
-            lease_lock(escrow_lock_name(escrow_pk), timeout=ESCROW_LOCK_TIMEOUT, first_with=with_lease) as lease,
+            lease_lock(escrow_lock_name(escrow_pk), timeout=escrow_busy_wait, first_with=with_lease) as lease,
             platform_account_reused(),
         ):
             claimed_rows, lease.first_rows = lease.first_rows, None

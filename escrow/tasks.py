@@ -25,6 +25,11 @@ SYNC_LEASE = timedelta(minutes=30)  # escrow_sync does not renew: longer than an
 # takes to close, and a signer busy for longer (a queue of escrows behind it) is not polled.
 SIGNER_BUSY_AGAIN_SECONDS = 1.0
 SIGNER_BUSY_AGAIN_MAX_SECONDS = 10.0
+# A worker's drive waits this long for another drive of the same escrow (which runs the steps
+# queued meanwhile when it reads for the next), then gives its worker back and comes again as
+# above: waiting, it would hold a worker idle while the other waits on a provider (a release
+# queued while the delivery mark is still on its way to the network).
+ESCROW_BUSY_GIVE_BACK_SECONDS = 0.5
 
 
 @shared_task(bind=True)
@@ -35,9 +40,15 @@ def escrow_drive_task(self, escrow_pk: int, give_backs: int = 0) -> str:
     # In a worker, a step whose signer is busy with another escrow's call gives the worker back
     # and comes again shortly. Run eagerly (embedded mode, tests) it waits for the signer
     # instead: queuing again would run the drive at once, recursively.
+    # So does one that finds another drive of its escrow running, after a short wait.
     give_back = not (self.request.is_eager or self.app.conf.task_always_eager)
-    outcome = escrow_drive(escrow_pk=escrow_pk, claim_for=DRIVE_CLAIM, give_back_when_signer_busy=give_back)
-    if outcome == "signer-busy":
+    outcome = escrow_drive(
+        escrow_pk=escrow_pk,
+        claim_for=DRIVE_CLAIM,
+        give_back_when_signer_busy=give_back,
+        **({"escrow_busy_wait": ESCROW_BUSY_GIVE_BACK_SECONDS} if give_back else {}),
+    )
+    if give_back and outcome in ("signer-busy", "busy"):
         escrow_drive_again(escrow_pk, give_backs=give_backs + 1)
     return outcome
 

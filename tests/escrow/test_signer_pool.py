@@ -262,6 +262,41 @@ def test_a_workers_drive_gives_its_worker_back_while_its_signer_is_busy_and_lose
     assert escrow.status == Escrow.Status.CREATED and escrow.contract_id
 
 
+def test_a_workers_drive_that_finds_its_escrow_driven_gives_its_worker_back_and_comes_again(
+    chain, funded_user, trustless_work
+):
+    """Another drive of the same escrow is running (it runs what was queued meanwhile when it
+    reads for its next step): a worker's drive waits a moment, then gives its worker back and is
+    queued again instead of holding it idle; run eagerly it would wait as before."""
+    buyer, seller = funded_user("20.00"), funded_user("0")
+    hold_reserve(user=buyer, reference="ord_escrow_busy", amount=10 * USD)
+    with broker_only() as queue:
+        escrow = escrow_open(
+            engagement_id="ord_escrow_busy",
+            buyer=buyer,
+            seller=seller,
+            amount=10 * USD,
+            title="Logo",
+            hold_reference="ord_escrow_busy",
+        )
+        queue.delete("celery")
+        holder = "another-worker:2:2:y"
+        assert lease_claim(name=f"escrow:{escrow.pk}", holder=holder, ttl=timedelta(minutes=2))
+
+        assert escrow_drive_task(escrow.pk) == "busy"
+        give_backs, countdown = requeued(queue)
+        assert give_backs == 1 and 0 < countdown <= 1.5
+        deploy = escrow.steps.get()
+        assert (deploy.status, deploy.attempts, deploy.error_code) == (EscrowStep.Status.PENDING, 0, "")
+        assert escrow.pk not in escrows_due_claim(limit=10, stale_after=timedelta(0))  # still claimed
+
+        assert job_lease_release(name=f"escrow:{escrow.pk}", holder=holder)
+        assert escrow_drive_task(escrow.pk, give_backs=give_backs) == "done"  # the queued drive
+        assert drives_queued(queue) == []
+    deploy.refresh_from_db()
+    assert deploy.status == EscrowStep.Status.CONFIRMED and deploy.attempts == 1
+
+
 def requeued(queue) -> tuple[int, float]:
     """The one drive queued again: (its give-backs in a row, its countdown in seconds, about)."""
     (message,) = [json.loads(raw) for raw in queue.lrange("celery", 0, -1)]
