@@ -118,6 +118,7 @@ def platform_signers_bootstrap(*, treasury: PlatformAccount) -> list[PlatformSig
     """Create the signers missing up to `OFFERHUB_PLATFORM_SIGNERS` and put every one on chain;
     idempotent. Raising the setting adds signers; lowering it deletes none (escrows name them
     for good): the ones past the setting only stop getting new escrows."""
+    made_here = set()  # random keys made just now: not on chain yet, no lookup (Horizon would answer 404)
     with lease_lock("platform-signers-bootstrap", timeout=60):  # two bootstraps at once add N, not 2N
         for index in range(PlatformSigner.objects.count(), settings.OFFERHUB_PLATFORM_SIGNERS):
             keypair = platform_signer_keypair(treasury=treasury, index=index)
@@ -125,12 +126,14 @@ def platform_signers_bootstrap(*, treasury: PlatformAccount) -> list[PlatformSig
             PlatformSigner.objects.create(
                 public_key=keypair.public_key, encrypted_secret=ciphertext, key_version=version
             )
+            if not settings.OFFERHUB_PLATFORM_SECRET_KEY:  # a derived key may be on chain from another database
+                made_here.add(keypair.public_key)
     signers = list(PlatformSigner.objects.order_by("pk"))
     for signer in signers:
         # Verified on chain every run, not trusted from the row: a row is saved before its
         # account is funded (mainnet funding may fail part-way), and rows from before
         # funded_at existed (payments 0011) start unverified.
-        if account_load(signer.public_key) is None:
+        if signer.public_key in made_here or account_load(signer.public_key) is None:
             PlatformSigner.objects.filter(pk=signer.pk).update(funded_at=None)  # no new escrows meanwhile
             _signer_fund(signer, treasury)
             if account_load(signer.public_key) is None:

@@ -382,6 +382,21 @@ def waiting_for_submission_lock(excluding: int) -> bool:
         return cursor.fetchone()[0] > 0
 
 
+def test_signers_made_just_now_are_funded_without_a_lookup_that_could_only_answer_404(chain, proxy, settings):
+    """A start-up's log shows no Horizon 404s: a signer key made here cannot be on chain yet, so
+    it is funded at once and looked up only to verify it (signers made earlier are looked up)."""
+    from payments.models import PlatformSigner
+    from payments.wallets import platform_signers_bootstrap
+
+    earlier = list(PlatformSigner.objects.values_list("public_key", flat=True))
+    settings.OFFERHUB_PLATFORM_SIGNERS = len(earlier) + 2
+    signers = platform_signers_bootstrap(treasury=platform_account())
+    made = [signer.public_key for signer in signers if signer.public_key not in earlier]
+    assert len(made) == 2 and all(signer.funded_at for signer in signers)
+    assert [proxy.count("GET", f"/accounts/{key}") for key in made] == [1, 1]  # the check after funding
+    assert all(proxy.count("GET", f"/accounts/{key}") == 1 for key in earlier)  # verified each run
+
+
 def test_wallet_activation_signs_under_the_platform_submission_lock(chain, proxy):
     platform = platform_account()
     to_activate = pending_wallet()
