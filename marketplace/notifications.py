@@ -111,7 +111,8 @@ def order_emails_batch(events: list[dict]) -> None:
             "buyer": order.buyer.display_name,
             "seller": order.seller.display_name,
             "amount": money_from_stroops(order.amount),
-            "net": money_from_stroops(seller_net(amount=order.amount)),
+            # As the release event says (the escrow's own fee percent), else at today's.
+            "net": (event.get("payload") or {}).get("netAmount") or money_from_stroops(seller_net(amount=order.amount)),
         }
         link = f"{settings.SITE_URL}/orders/{order.public_id}/"
         emails.append(

@@ -781,13 +781,27 @@ def _order_list(request, *, mine: str):
     side = {"purchases": ("buyer", "seller"), "sales": ("seller", "buyer")}[mine]
     orders = Order.objects.filter(**{side[0]: request.user}).select_related(side[1]).order_by("-created_at", "-pk")
     page = Paginator(orders, ORDERS_PER_PAGE).get_page(request.GET.get("page"))
+    # A sale's net at its escrow's own fee percent (the one it pays out at): one read for the page.
+    fee_percents = (
+        dict(
+            Escrow.objects.filter(engagement_id__in=[order.public_id for order in page.object_list]).values_list(
+                "engagement_id", "platform_fee_percent"
+            )
+        )
+        if mine == "sales"
+        else {}
+    )
     rows = [
         {
             "order": order,
             "badge": order_badge(order),
             "other": getattr(order, side[1]),
             "amount": money_dollars(order.amount),
-            "net": money_dollars(seller_net(amount=order.amount)) if mine == "sales" else None,
+            "net": money_dollars(
+                seller_net(amount=order.amount, platform_fee_percent=fee_percents.get(order.public_id))
+            )
+            if mine == "sales"
+            else None,
         }
         for order in page.object_list
     ]

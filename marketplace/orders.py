@@ -92,9 +92,13 @@ def order_escrow(order: Order) -> Escrow | None:
     return Escrow.objects.filter(engagement_id=order.public_id).first()
 
 
-def seller_net(*, amount: int) -> int:
-    """What the seller receives of `amount` once the escrow pays out (Trustless Work + platform fees)."""
-    return escrow_fees(amount=amount, platform_fee_percent=settings.OFFERHUB_PLATFORM_FEE_PERCENT).net
+def seller_net(*, amount: int, platform_fee_percent: Decimal | None = None) -> int:
+    """What the seller receives of `amount` once the escrow pays out (Trustless Work + platform
+    fees): at the escrow's own fee percent when there is one (the contract pays at the percent
+    it was deployed with), else at today's setting (an order not yet in escrow)."""
+    if platform_fee_percent is None:
+        platform_fee_percent = settings.OFFERHUB_PLATFORM_FEE_PERCENT
+    return escrow_fees(amount=amount, platform_fee_percent=platform_fee_percent).net
 
 
 # --- Transitions ----------------------------------------------------------------------------
@@ -819,7 +823,9 @@ def _finish(order: Order, escrow: Escrow) -> None:
                 "order.released",
                 sellerId=order.seller.public_id,
                 amount=money_from_stroops(order.amount),
-                netAmount=money_from_stroops(seller_net(amount=order.amount)),
+                netAmount=money_from_stroops(
+                    seller_net(amount=order.amount, platform_fee_percent=escrow.platform_fee_percent)
+                ),
                 currency="USD",
                 releasedAt=iso_timestamp(now),
                 newSellerBalance=money_from_stroops(seller.available),

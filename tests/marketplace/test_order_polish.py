@@ -14,6 +14,7 @@ from escrow.models import Escrow
 from escrow.services import escrow_fees
 from marketplace.models import Order, OrderMilestone
 from marketplace.references import order_pk_from_reference, order_reference
+from offerhub.models import Event
 from offerhub.money import money_dollars
 from offerhub.services import event_publish
 from payments.ledger import user_accounts
@@ -174,6 +175,13 @@ def test_milestones_are_released_through_their_confirmation_pages(chain, funded_
     buyer_client.post(base + "release/")
     assert Order.objects.get().status == S.CLOSED
     assert user_accounts(seller)[0].balance == net(10) + net(20)
+    # My sales, the release event and the seller's e-mail: at the escrow's fee too, not today's.
+    sales = seller_client.get("/orders/sales/").content.decode()
+    assert f"${money_dollars(net(30)):,.2f}" in sales
+    released = Event.objects.get(type="order.released", aggregate_id=order.public_id)
+    assert released.payload["netAmount"] == str(money_dollars(net(30)))
+    (paid,) = [message for message in mail.outbox if message.subject.startswith("You've been paid")]
+    assert f"${money_dollars(net(30))} for" in paid.body
 
 
 @pytest.mark.django_db
