@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from celery import shared_task
 
-from escrow.runner import escrow_drive, escrows_due_claim
+from escrow.runner import ESCROW_LOCK_TIMEOUT, escrow_drive, escrows_due_claim
 from escrow.services import DRIVE_CLAIM
 from escrow.sync import escrow_sync
 from offerhub.leases import job_lease
@@ -46,7 +46,7 @@ def escrow_drive_task(self, escrow_pk: int, give_backs: int = 0) -> str:
         escrow_pk=escrow_pk,
         claim_for=DRIVE_CLAIM,
         give_back_when_signer_busy=give_back,
-        **({"escrow_busy_wait": ESCROW_BUSY_GIVE_BACK_SECONDS} if give_back else {}),
+        escrow_busy_wait=ESCROW_BUSY_GIVE_BACK_SECONDS if give_back else ESCROW_LOCK_TIMEOUT,
     )
     if give_back and outcome in ("signer-busy", "busy"):
         escrow_drive_again(escrow_pk, give_backs=give_backs + 1)

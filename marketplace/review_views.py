@@ -72,6 +72,24 @@ def _own_order(request, public_id) -> Order:
     return order
 
 
+def _order_form_submit(request, order: Order, *, form, name: str, act, done: str):
+    """A form of the order page: `act(cleaned_data)` when valid, then back to the order with
+    `done`; a refusal about one of the form's fields shows by that field on the page again
+    (as typed), any other as a message on the order page."""
+    if form.is_valid():
+        try:
+            act(form.cleaned_data)
+        except ServiceError as error:
+            if error.field not in form.fields:
+                messages.error(request, error.message)
+                return redirect("order-detail", public_id=order.public_id)
+            form.add_error(error.field, error.message)
+        else:
+            messages.success(request, done)
+            return redirect("order-detail", public_id=order.public_id)
+    return _order_page_again(request, order.public_id, **{name: form})
+
+
 def _order_page_again(request, public_id, **forms):
     """The order page with the refused form as it was filled in (the partial reads request.review_forms)."""
     request.review_forms = forms
@@ -82,21 +100,14 @@ def _order_page_again(request, public_id, **forms):
 @require_POST
 def review_create_view(request, public_id):
     order = _own_order(request, public_id)
-    form = ReviewForm(request.POST)
-    if form.is_valid():
-        try:
-            review_create(
-                order=order, buyer=request.user, rating=form.cleaned_data["rating"], body=form.cleaned_data["body"]
-            )
-        except ServiceError as error:
-            if error.field not in form.fields:
-                messages.error(request, error.message)
-                return redirect("order-detail", public_id=order.public_id)
-            form.add_error(error.field, error.message)
-        else:
-            messages.success(request, "Thank you: your review is published.")
-            return redirect("order-detail", public_id=order.public_id)
-    return _order_page_again(request, public_id, review=form)
+    return _order_form_submit(
+        request,
+        order,
+        form=ReviewForm(request.POST),
+        name="review",
+        act=lambda data: review_create(order=order, buyer=request.user, rating=data["rating"], body=data["body"]),
+        done="Thank you: your review is published.",
+    )
 
 
 @login_required
@@ -106,16 +117,11 @@ def review_reply_view(request, public_id):
     review = review_of_order(order)
     if review is None:
         raise Http404("No review to reply to")
-    form = ReplyForm(request.POST)
-    if form.is_valid():
-        try:
-            review_reply(review=review, seller=request.user, reply=form.cleaned_data["reply"])
-        except ServiceError as error:
-            if error.field not in form.fields:
-                messages.error(request, error.message)
-                return redirect("order-detail", public_id=order.public_id)
-            form.add_error(error.field, error.message)
-        else:
-            messages.success(request, "Your reply is published under the review.")
-            return redirect("order-detail", public_id=order.public_id)
-    return _order_page_again(request, public_id, reply=form)
+    return _order_form_submit(
+        request,
+        order,
+        form=ReplyForm(request.POST),
+        name="reply",
+        act=lambda data: review_reply(review=review, seller=request.user, reply=data["reply"]),
+        done="Your reply is published under the review.",
+    )
