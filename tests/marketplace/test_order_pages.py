@@ -396,9 +396,9 @@ def test_seller_delivers_buyer_approves_and_the_seller_is_paid(chain, funded_use
     assert "Nothing left to do" in page
 
 
-@pytest.mark.django_db(transaction=True)
-def test_milestones_are_delivered_with_a_file_and_released_one_by_one(chain, funded_user, trustless_work):
-    buyer, seller = funded_user("50.00"), funded_user("0")
+def milestone_order_bought(buyer, seller):
+    """The buyer checks out a $30 listing in two milestones ($10 "Draft", $20 "Final"):
+    (buyer's client, seller's client, the order page's path)."""
     listing = ListingFactory(seller=seller, price_cents=3_000)
     ListingMilestoneFactory(listing=listing, position=0, title="Draft", amount_cents=1_000)
     ListingMilestoneFactory(listing=listing, position=1, title="Final", amount_cents=2_000)
@@ -407,6 +407,13 @@ def test_milestones_are_delivered_with_a_file_and_released_one_by_one(chain, fun
         f"/listings/{listing.public_id}/checkout/",
         {"token": checkout_token(buyer_client, listing), "price_cents": 3_000},
     )["Location"]
+    return buyer_client, seller_client, base
+
+
+@pytest.mark.django_db(transaction=True)
+def test_milestones_are_delivered_with_a_file_and_released_one_by_one(chain, funded_user, trustless_work):
+    buyer, seller = funded_user("50.00"), funded_user("0")
+    buyer_client, seller_client, base = milestone_order_bought(buyer, seller)
     order = Order.objects.get()
     assert order.status == S.IN_PROGRESS
 

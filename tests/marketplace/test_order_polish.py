@@ -19,8 +19,8 @@ from offerhub.money import money_dollars
 from offerhub.services import event_publish
 from payments.ledger import user_accounts
 from payments.views import safe_next
-from tests.factories import ListingFactory, ListingMilestoneFactory, UserFactory
-from tests.marketplace.test_order_pages import USD, an_order, checkout_token, logged_in
+from tests.factories import ListingFactory, UserFactory
+from tests.marketplace.test_order_pages import USD, an_order, checkout_token, logged_in, milestone_order_bought
 
 S = Order.Status
 
@@ -128,14 +128,7 @@ def test_milestones_are_released_through_their_confirmation_pages(chain, funded_
     buyer, seller = funded_user("50.00"), funded_user("0")
     seller.display_name = "Sam Seller"
     seller.save(update_fields=["display_name"])
-    listing = ListingFactory(seller=seller, price_cents=3_000)
-    ListingMilestoneFactory(listing=listing, position=0, title="Draft", amount_cents=1_000)
-    ListingMilestoneFactory(listing=listing, position=1, title="Final", amount_cents=2_000)
-    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
-    base = buyer_client.post(
-        f"/listings/{listing.public_id}/checkout/",
-        {"token": checkout_token(buyer_client, listing), "price_cents": 3_000},
-    )["Location"]
+    buyer_client, seller_client, base = milestone_order_bought(buyer, seller)
     order = Order.objects.get()
     escrow = Escrow.objects.get(engagement_id=order.public_id)
     settings.OFFERHUB_PLATFORM_FEE_PERCENT = escrow.platform_fee_percent + 3  # the operator changes the fee now

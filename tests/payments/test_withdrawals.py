@@ -91,11 +91,8 @@ def test_limits_and_balance_are_checked_before_anything_moves(chain, funded_user
     assert balances(user) == (150_000_000, 0)
 
 
-def test_horizon_timeout_after_the_payment_landed_never_sends_twice(chain, funded_user, settings):
-    user = funded_user("100.00")
-    outside = chain.outside_account()
-    settings.HORIZON_TIMEOUT_SECONDS = 1
-    # The payment is applied, but the answer never reaches us.
+def horizon_answer_lost_once() -> None:
+    """The next submission is applied on the chain, but its answer never reaches us (a timeout)."""
     SandboxFault.objects.create(
         service="horizon",
         method="POST",
@@ -105,6 +102,14 @@ def test_horizon_timeout_after_the_payment_landed_never_sends_twice(chain, funde
         timeout_seconds=1.5,
         remaining=1,
     )
+
+
+def test_horizon_timeout_after_the_payment_landed_never_sends_twice(chain, funded_user, settings):
+    user = funded_user("100.00")
+    outside = chain.outside_account()
+    settings.HORIZON_TIMEOUT_SECONDS = 1
+    # The payment is applied, but the answer never reaches us.
+    horizon_answer_lost_once()
     withdrawal = withdraw(user, outside.public_key, "40.00")
     assert withdrawal.status == Withdrawal.Status.PENDING
     assert balances(user) == (600_000_000, 400_000_000)  # still held, nothing lost
@@ -196,15 +201,7 @@ def test_a_resent_payment_refused_inside_its_fee_bump_after_it_landed_is_looked_
     user = funded_user("100.00")
     outside = chain.outside_account()
     settings.HORIZON_TIMEOUT_SECONDS = 1
-    SandboxFault.objects.create(
-        service="horizon",
-        method="POST",
-        path_contains="/transactions",
-        after_processing=True,
-        timeout=True,
-        timeout_seconds=1.5,
-        remaining=1,
-    )
+    horizon_answer_lost_once()
     withdrawal = withdraw(user, outside.public_key, "40.00")
     assert withdrawal.status == Withdrawal.Status.PENDING
     settings.SANDBOX_HORIZON_INGEST_LAG = True
