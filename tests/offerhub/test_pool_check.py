@@ -44,6 +44,9 @@ def terminated(pid: int) -> None:
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            # The test runs in a transaction, where pg_stat_activity is read once and kept: each
+            # poll drops that snapshot, or a backend still ending at the first read never leaves.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
             if cursor.fetchone()[0] == 0:
                 return
