@@ -328,8 +328,6 @@ else:
     DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASE_POOL_CHECK_IDLE_SECONDS = env.float("DATABASE_POOL_CHECK_IDLE_SECONDS", default=1.0)
     if DATABASE_POOL_MAX_SIZE > 0:
-        from offerhub.postgresql import pool_connection_returned
-
         if DATABASE_CONN_MAX_AGE:
             raise ImproperlyConfigured(
                 "DATABASE_CONN_MAX_AGE keeps connections per thread and cannot be combined with the "
@@ -339,7 +337,6 @@ else:
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT,
-            "reset": pool_connection_returned,
         }
         # A pooled connection idle DATABASE_POOL_CHECK_IDLE_SECONDS or longer is checked (a
         # round trip) before a request gets it; one returned more recently is not.

@@ -9,7 +9,6 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, connections
 
-from offerhub.postgresql import pool_connection_returned
 from offerhub.postgresql.base import DatabaseWrapper
 
 pytestmark = [
@@ -25,7 +24,7 @@ def pooled():
     """A pooled connection of the test database, as a deployment's (a pool of its own, of one)."""
     default = connections["default"].settings_dict
     options = {name: value for name, value in default["OPTIONS"].items() if name != "pool"}
-    options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 5, "reset": pool_connection_returned}
+    options["pool"] = {"min_size": 1, "max_size": 1, "timeout": 5}
     wrapper = DatabaseWrapper({**default, "OPTIONS": options, "CONN_MAX_AGE": 0}, alias="pool-check-test")
     yield wrapper
     wrapper.close()

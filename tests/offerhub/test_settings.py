@@ -91,7 +91,8 @@ def test_postgresql_connections_are_pooled_and_bounded_by_default():
     assert loaded["conn_max_age"] == 0  # never kept per thread: under ASGI each request has its own
     # The pool checks a connection that sat idle before a request gets it (offerhub.postgresql).
     assert loaded["engine"] == "offerhub.postgresql" and loaded["health_checks"] is False
-    assert loaded["pool"]["reset"] == "offerhub.postgresql.pool_connection_returned"
+    # No `reset` callback: it would hand every returned connection to a pool thread.
+    assert "reset" not in loaded["pool"]
     # The sandbox served in-process takes a connection of its own while a request calls it.
     assert json.loads(load_settings(**postgres).stdout)["pool"]["max_size"] == 25
     assert json.loads(load_settings(**postgres, DATABASE_POOL_TIMEOUT="2.5").stdout)["pool"]["timeout"] == 2.5
