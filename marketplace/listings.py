@@ -3,8 +3,6 @@
 Prices travel as `Decimal` dollars with two places at the edges and are stored as whole cents.
 """
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from marketplace.models import Category, Listing, ListingImage, ListingMilestone, Review, User
 from offerhub.errors import ServiceError
+from offerhub.lru import LruCache
 from offerhub.models import AuditLog
 from offerhub.services import audit_record
 
@@ -428,9 +427,7 @@ def _card_cover(listing: Listing) -> ListingImage | None:
 # The rendered cards of a grid, per process. The key holds every value the card shows (and the
 # language, which formats the price), so a cached card is what rendering would give: an edit of the
 # listing, a renamed seller or category or a new cover makes a new key. Bounded, least recently used.
-_CARDS_MAX = 2_000
-_cards: OrderedDict[tuple, SafeString] = OrderedDict()
-_cards_lock = threading.Lock()
+_cards = LruCache(max_entries=2_000)
 
 
 def listing_cards(listings: Sequence[Listing]) -> list[SafeString]:
@@ -453,10 +450,7 @@ def listing_cards(listings: Sequence[Listing]) -> list[SafeString]:
             listing.card_cover,
             getattr(listing, "card_rating", ""),
         )
-        with _cards_lock:
-            card = _cards.get(key)
-            if card is not None:
-                _cards.move_to_end(key)
+        card = _cards.get(key)
         if card is None:
             cover = _card_cover(listing)
             review_count, rating = _card_rating(listing)
@@ -465,10 +459,7 @@ def listing_cards(listings: Sequence[Listing]) -> list[SafeString]:
                     {"listing": listing, "cover": cover, "review_count": review_count, "rating": rating}
                 )
             )
-            with _cards_lock:
-                _cards[key] = card
-                if len(_cards) > _CARDS_MAX:
-                    _cards.popitem(last=False)
+            _cards.put(key, card)
         cards.append(card)
     return cards
 

@@ -13,6 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_POST
 
+from marketplace.catalog_pages import catalog_page
 from marketplace.forms import AirtmLinkForm, BrowseForm, ListingForm, MilestoneFormSet, SignUpForm
 from marketplace.listings import (
     categories_all,
@@ -47,10 +48,10 @@ RELATED_LISTINGS = 4
 
 
 def home(request):
-    return render(
+    return catalog_page(
         request,
         "marketplace/home.html",
-        {"latest": listing_cards(listings_browse()[:HOME_LISTINGS]), "categories": categories_all()},
+        lambda: {"latest": listing_cards(listings_browse()[:HOME_LISTINGS]), "categories": categories_all()},
     )
 
 
@@ -73,13 +74,17 @@ def _browse_page(listings, raw_number) -> Page:
 
 
 def listing_browse(request):
+    return catalog_page(request, "marketplace/listing_browse.html", lambda: _browse_context(request))
+
+
+def _browse_context(request) -> dict:
     form = BrowseForm(request.GET)
     form.is_valid()  # invalid values are left out of cleaned_data, and so not applied
     query = form.cleaned_data.get("q", "")
     category = form.cleaned_data.get("category")
     sort = sort_effective(sort=form.cleaned_data.get("sort", ""), query=query)
     page = _browse_page(listings_browse(query=query, category=category, sort=sort), request.GET.get("page"))
-    context = {
+    return {
         "form": form,
         "page": page,
         "cards": listing_cards(page.object_list),
@@ -89,7 +94,6 @@ def listing_browse(request):
         "categories": categories_all(),
         "filtered": bool(query or category),
     }
-    return render(request, "marketplace/listing_browse.html", context)
 
 
 def listing_detail(request, public_id):

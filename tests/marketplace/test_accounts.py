@@ -80,11 +80,11 @@ def test_forms_are_csrf_protected():
 def test_log_in_with_email_case_insensitively_and_log_out(client, user):
     response = client.post("/accounts/login/", {"username": user.email.upper(), "password": TEST_PASSWORD})
     assert response.status_code == 302
-    assert client.get("/").context["user"] == user
+    assert client.get("/").wsgi_request.user == user
     assert "Log out?" in client.get("/accounts/logout/").content.decode()  # a GET only asks
-    assert client.get("/").context["user"] == user
+    assert client.get("/").wsgi_request.user == user
     client.post("/accounts/logout/")
-    assert not client.get("/").context["user"].is_authenticated
+    assert not client.get("/").wsgi_request.user.is_authenticated
 
 
 def test_wrong_password_gets_a_clear_error(client, user):

@@ -1,0 +1,119 @@
+"""Catalogue pages (the home page, browsing and search) served from a per-process cache.
+
+What such a page shows is the same for every visitor of a URL until the catalogue changes, and
+rendering it (its queries, the template) costs ten times the rest of the request. So a page is
+rendered once per process and URL for each version of the catalogue (the row that database
+triggers change with every write to listings, images, categories, reviews or a seller's name,
+handle or standing: marketplace/migrations/0013_catalog_version.py), and served again while
+that version holds: one prepared read of the version per request, where the page cost
+its queries and a template render.
+
+What differs between visitors is kept out of the cached page and filled in per request:
+- the parts that show the visitor (the navigation bar's account links, the home page's
+  greeting): `{% viewer_part "template" %}` in a template renders them with the request's user,
+  and once per (template, visitor, page) they are cached apart;
+- the CSRF token: the page holds a per-process placeholder, replaced by the request's token.
+Anything else on a cached page must not depend on the visitor: while the shared part renders,
+`user` and `perms` are a guard that fails the render if a template reads them. A request with
+messages to show (they are the visitor's) is rendered as usual, without the cache.
+"""
+
+import secrets
+from collections.abc import Callable
+
+from django.contrib.messages import get_messages
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import render
+from django.template import loader
+from django.utils.safestring import SafeString
+from django.utils.translation import get_language
+
+from offerhub.database import prepared_cursor
+from offerhub.lru import LruCache
+
+# Per process, unguessable: no listing title or search can contain them.
+_NONCE = secrets.token_hex(16)
+CSRF_PLACEHOLDER = f"csrf-{_NONCE}"
+VIEWER_MARKER = SafeString(f"<!--viewer-{_NONCE}-->")
+# Context key under which a shared render collects its viewer parts' template names.
+VIEWER_PARTS = "catalog_page_viewer_parts"
+
+_pages = LruCache(max_entries=256)  # (template, URL, language, version) -> (chunks, viewer parts)
+_viewer_parts = LruCache(max_entries=2_000)  # (part, visitor, view, language) -> HTML
+
+
+class ViewerNotShared(Exception):
+    """A cached catalogue page's shared part read the visitor (see the module's docstring)."""
+
+
+class _ViewerGuard:
+    def __getattr__(self, name):
+        raise ViewerNotShared(f"a catalogue page read `user.{name}` outside a {{% viewer_part %}}")
+
+    def __getitem__(self, name):
+        raise ViewerNotShared(f"a catalogue page read `perms.{name}` outside a {{% viewer_part %}}")
+
+
+_GUARD = _ViewerGuard()
+
+
+def catalog_version() -> int | None:
+    """The catalogue's current version; None when its row is missing (nothing is cached then)."""
+    with prepared_cursor() as cursor:
+        cursor.execute("SELECT version FROM marketplace_catalog_version WHERE id = 1")
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def catalog_page(request: HttpRequest, template_name: str, context: Callable[[], dict]) -> HttpResponse:
+    """The page `template_name` renders with `context()` (called only when the page is not cached)."""
+    if request.method not in ("GET", "HEAD") or len(get_messages(request)):
+        return render(request, template_name, context())
+    version = catalog_version()
+    if version is None:
+        return render(request, template_name, context())
+    key = (template_name, request.get_full_path(), get_language(), version)
+    page = _pages.get(key)
+    if page is None:
+        parts: list[str] = []
+        shared = {"csrf_token": CSRF_PLACEHOLDER, "user": _GUARD, "perms": _GUARD, VIEWER_PARTS: parts}
+        html = loader.render_to_string(template_name, {**context(), **shared}, request)
+        page = (tuple(html.split(VIEWER_MARKER)), tuple(parts))
+        _pages.put(key, page)
+    chunks, parts = page
+    pieces = [chunks[0]]
+    for part, chunk in zip(parts, chunks[1:], strict=True):
+        pieces += [_viewer_part_html(request, part), chunk]
+    return HttpResponse("".join(pieces).replace(CSRF_PLACEHOLDER, get_token(request)))
+
+
+def _viewer_part_html(request: HttpRequest, template_name: str) -> str:
+    user = request.user
+    # Every user field a viewer part may show; updated_at moves with any save() of the user.
+    visitor = (
+        (user.pk, user.updated_at, user.display_name, user.handle, user.is_staff, user.is_active)
+        if user.is_authenticated
+        else None
+    )
+    key = (template_name, visitor, getattr(request.resolver_match, "view_name", None), get_language())
+    html = _viewer_parts.get(key)
+    if html is None:
+        html = loader.render_to_string(template_name, {"csrf_token": CSRF_PLACEHOLDER}, request)
+        _viewer_parts.put(key, html)
+    return html
+
+
+def viewer_part_render(context, template_name: str) -> str:
+    """`{% viewer_part %}`: in a shared render, a marker (filled per request); otherwise the part itself."""
+    parts = context.get(VIEWER_PARTS)
+    if parts is not None:
+        parts.append(template_name)
+        return VIEWER_MARKER
+    return context.template.engine.get_template(template_name).render(context)
+
+
+def catalog_pages_clear() -> None:
+    """Forget every cached page and part (tests that change settings a page shows)."""
+    _pages.clear()
+    _viewer_parts.clear()
