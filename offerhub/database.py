@@ -8,6 +8,8 @@ import psycopg
 from django.db import OperationalError, connection
 from django.http import HttpResponse
 from django.template import loader
+from django.utils.functional import cached_property
+from psycopg.types.numeric import Int8
 from psycopg_pool import PoolTimeout
 
 logger = logging.getLogger(__name__)
@@ -58,3 +60,57 @@ def prepared_cursor():
     is not parsed and planned again each time; Django's ordinary cursor elsewhere."""
     prepared = getattr(connection, "prepared_cursor", None)
     return prepared() if prepared is not None else connection.cursor()
+
+
+class PreparedRowRead:
+    """One row of `model` (all its concrete columns) by a fixed WHERE, through prepared_cursor(),
+    made into the instance the ORM would give: each column through the backend's and the field's
+    db converters (a JSONField's text parsed, SQLite's dates...), then Model.from_db. For the reads
+    every page makes, whose ORM query cost several times its execution to compile.
+
+    `conditions` are (field name, operator) pairs, ANDed; get() takes their values in that order
+    and prepares them as a lookup would (field.get_db_prep_value). The statement and the
+    converters are built on first use, once."""
+
+    def __init__(self, model, *conditions: tuple[str, str]):
+        self.model = model
+        self.conditions = conditions
+
+    @cached_property
+    def _plan(self):
+        opts = self.model._meta
+        quote = connection.ops.quote_name
+        fields = opts.concrete_fields
+        where = [opts.get_field(name) for name, _ in self.conditions]
+        tests = [f"{quote(opts.get_field(name).column)} {op} %s" for name, op in self.conditions]
+        sql = "SELECT {} FROM {} WHERE {}".format(  # noqa: S608  (names from the model, values as parameters)
+            ", ".join(quote(field.column) for field in fields), quote(opts.db_table), " AND ".join(tests)
+        )
+        converters = []
+        for position, field in enumerate(fields):
+            col = field.get_col(opts.db_table)  # what the ORM selects, and passes to converters
+            functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if functions:
+                converters.append((position, col, functions))
+        return sql, where, [field.attname for field in fields], converters
+
+    def get(self, *values):
+        """The instance, or None when no row matches."""
+        sql, where, attnames, converters = self._plan
+        params = [field.get_db_prep_value(value, connection) for field, value in zip(where, values, strict=True)]
+        if connection.vendor == "postgresql":
+            # psycopg sends an int as int2, int4 or int8 by its size, each a statement of its own.
+            params = [Int8(value) if type(value) is int else value for value in params]
+        with prepared_cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        if converters:
+            row = list(row)
+            for position, col, functions in converters:
+                value = row[position]
+                for function in functions:
+                    value = function(value, col, connection)
+                row[position] = value
+        return self.model.from_db(connection.alias, attnames, row)

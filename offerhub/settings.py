@@ -280,6 +280,14 @@ ROOT_URLCONF = "offerhub.urls"
 WSGI_APPLICATION = "offerhub.wsgi.application"
 ASGI_APPLICATION = "offerhub.asgi.application"
 AUTH_USER_MODEL = "marketplace.User"
+# Django's database sessions and ModelBackend, whose reads of the session and of the logged-in
+# member (two per page) are statements prepared once per connection (docs/architecture.md).
+# ModelBackend stays listed for the sessions that name it: those from before, and sign-up's login.
+SESSION_ENGINE = "offerhub.sessions"
+AUTHENTICATION_BACKENDS = [
+    "marketplace.auth_backends.PreparedModelBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 # Messages live in the session (server side), never in a cookie: the admin shows a new
 # API key's secret through one.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"

@@ -12,9 +12,10 @@ after a connection's return fails the one request that gets it, with the 503 of 
 reach (offerhub.database), and the pool replaces the connection.
 
 It also offers `prepared_cursor()` for the fixed statements of the most frequent reads (a
-balance, a page of orders): PostgreSQL parses and plans each once per connection and then runs
-it by name (planning the orders page cost twice its execution). The backend is used only with
-the in-process pool, i.e. connected to PostgreSQL directly: behind PgBouncer's transaction
+balance, a page of orders, every page's session and member): PostgreSQL parses and plans each
+once per connection and then runs it by name (planning the orders page cost twice its
+execution), and Django's query log shows them as it shows the others (last_executed_query).
+The backend is used only with the in-process pool, i.e. connected to PostgreSQL directly: behind PgBouncer's transaction
 pooling (DATABASE_POOL_MAX_SIZE=0), where a prepared statement would not follow the client from
 one server connection to the next, Django's own backend runs and those reads use its cursor.
 """
@@ -24,6 +25,7 @@ import time
 import psycopg
 from django.conf import settings
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLDatabaseWrapper
+from django.db.backends.postgresql.operations import DatabaseOperations as PostgreSQLDatabaseOperations
 from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
@@ -49,7 +51,22 @@ class PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
+class DatabaseOperations(PostgreSQLDatabaseOperations):
+    def last_executed_query(self, cursor, sql, params):
+        # psycopg keeps no query text for a prepared statement's run, so Django's query log (DEBUG,
+        # tests' CaptureQueriesContext) would show None: the statement with its parameters in
+        # place, as Django shows server-side bound ones.
+        if isinstance(cursor, PreparingCursor):
+            try:
+                return self.compose_sql(sql, params)
+            except psycopg.DataError:
+                return None
+        return super().last_executed_query(cursor, sql, params)
+
+
 class DatabaseWrapper(PostgreSQLDatabaseWrapper):
+    ops_class = DatabaseOperations
+
     def prepared_cursor(self):
         """A cursor (Django's wrapper: errors, query logging) whose statements are prepared."""
         self.close_if_health_check_failed()
