@@ -20,7 +20,7 @@ def _user_read() -> PreparedRowRead:
 
 class PreparedModelBackend(ModelBackend):
     """Listed before Django's ModelBackend, which stays in AUTHENTICATION_BACKENDS for the sessions
-    that name it (those logged in before this backend, and sign-up's login, which names it)."""
+    logged in before this backend (they name it)."""
 
     def get_user(self, user_id):
         user = _user_read().get(user_id)

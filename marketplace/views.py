@@ -287,7 +287,7 @@ def sign_up(request):
         except ServiceError as error:  # the same e-mail signed up a moment ago
             _refused(form, error)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            login(request, user, backend="marketplace.auth_backends.PreparedModelBackend")
             messages.success(request, f"Welcome to OfferHub, {user.display_name}!")
             return redirect("home")
     return render(request, "registration/signup.html", {"form": form})

@@ -281,8 +281,8 @@ WSGI_APPLICATION = "offerhub.wsgi.application"
 ASGI_APPLICATION = "offerhub.asgi.application"
 AUTH_USER_MODEL = "marketplace.User"
 # Django's database sessions and ModelBackend, whose reads of the session and of the logged-in
-# member (two per page) are statements prepared once per connection (docs/architecture.md).
-# ModelBackend stays listed for the sessions that name it: those from before, and sign-up's login.
+# member (two per page) are statements prepared once per connection (docs/deployment.md).
+# ModelBackend stays listed for the sessions from before, which name it.
 SESSION_ENGINE = "offerhub.sessions"
 AUTHENTICATION_BACKENDS = [
     "marketplace.auth_backends.PreparedModelBackend",

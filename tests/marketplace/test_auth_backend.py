@@ -88,9 +88,9 @@ def test_an_unknown_or_inactive_user_is_none():
 
 def test_an_inactive_member_s_pages_are_anonymous(client, user):
     client.force_login(user)
-    assert client.get("/").context["user"] == user
+    assert client.get("/").wsgi_request.user == user
     User.objects.filter(pk=user.pk).update(is_active=False)
-    assert not client.get("/").context["user"].is_authenticated
+    assert not client.get("/").wsgi_request.user.is_authenticated
 
 
 def test_logging_in_names_this_backend_and_a_page_reads_session_and_user_once(user):
@@ -106,7 +106,7 @@ def test_logging_in_names_this_backend_and_a_page_reads_session_and_user_once(us
 
     with connection.execute_wrapper(record):
         page = client.get("/accounts/profile/")
-    assert page.status_code == 200 and page.context["user"] == user
+    assert page.status_code == 200 and page.wsgi_request.user == user
     session_sql, user_sql = _session_read(Session)._plan[0], _user_read()._plan[0]
     assert statements[:2] == [session_sql, user_sql]
     assert statements.count(session_sql) == 1 and statements.count(user_sql) == 1
@@ -141,20 +141,20 @@ def test_a_password_change_logs_the_other_sessions_out(user):
     here, there = Client(), Client()
     for client in (here, there):
         assert client.login(username=user.email, password=TEST_PASSWORD)
-        assert client.get("/").context["user"] == user
+        assert client.get("/").wsgi_request.user == user
     user.set_password("a-new-long-passphrase")
     user.save()
     stale_key = there.session.session_key
-    assert not there.get("/").context["user"].is_authenticated
+    assert not there.get("/").wsgi_request.user.is_authenticated
     assert not Session.objects.filter(session_key=stale_key).exists()  # flushed
-    assert not here.get("/").context["user"].is_authenticated  # no update_session_auth_hash here
+    assert not here.get("/").wsgi_request.user.is_authenticated  # no update_session_auth_hash here
     assert here.login(username=user.email, password="a-new-long-passphrase")
-    assert here.get("/").context["user"] == user
+    assert here.get("/").wsgi_request.user == user
 
 
-def test_a_session_naming_django_s_backend_still_works(client):
-    """Sign-up logs in with Django's ModelBackend named (marketplace/views.py): that session, and
-    the ones from before this backend, still load their member (by Django's read)."""
+def test_sign_up_logs_in_with_this_backend_and_older_sessions_still_work(client, user):
+    """Sign-up names this backend (marketplace/views.py); a session from before it names Django's
+    ModelBackend, and still loads its member (by Django's read)."""
     response = client.post(
         "/accounts/signup/",
         {
@@ -165,10 +165,14 @@ def test_a_session_naming_django_s_backend_still_works(client):
         },
         follow=True,
     )
-    assert client.session[BACKEND_SESSION_KEY] == DJANGO_BACKEND
-    assert response.context["user"].email == "fresh@example.test"
+    assert client.session[BACKEND_SESSION_KEY] == BACKEND
+    assert response.wsgi_request.user.email == "fresh@example.test"
     assert "Welcome to OfferHub, Fresh Member!" in response.content.decode()
-    assert client.get("/").context["user"].email == "fresh@example.test"
+    assert client.get("/").wsgi_request.user.email == "fresh@example.test"
+    older = Client()
+    older.force_login(user, backend=DJANGO_BACKEND)
+    assert older.session[BACKEND_SESSION_KEY] == DJANGO_BACKEND
+    assert older.get("/").wsgi_request.user == user
 
 
 def test_the_read_is_one_prepared_statement_whatever_the_id(user):
