@@ -1,3 +1,5 @@
+from importlib import import_module
+
 from django.conf import settings
 from django.contrib import admin
 from django.templatetags.static import static
@@ -18,20 +20,28 @@ class FaviconView(RedirectView):
 
 favicon = require_safe(cache_control(max_age=86400, public=True)(FaviconView.as_view()))
 
+# Every /api/v1/ route in one list, the apps' first: offerhub.api.urls ends with the catch-all
+# NOT_FOUND route. One list, not an include per app under the same prefix: Django tries the
+# routes of a list one by one, but for every include it had to leave it recorded all its routes
+# as tried (for the debug 404 page), which cost the routes found in a later one tens of microseconds.
+api_v1 = [
+    *import_module("marketplace.api_urls").urlpatterns,
+    *import_module("payments.api_urls").urlpatterns,
+    *import_module("escrow.api_urls").urlpatterns,
+    *import_module("disputes.api_urls").urlpatterns,
+    *import_module("hooks.api_urls").urlpatterns,
+    path("", include("offerhub.api.urls")),
+]
+
 urlpatterns = [
-    path("favicon.ico", favicon, name="favicon"),
-    path("admin/", admin.site.urls),
-    # App endpoints first: offerhub.api.urls ends with the catch-all NOT_FOUND route.
-    path("api/v1/", include("marketplace.api_urls")),
-    path("api/v1/", include("payments.api_urls")),
-    path("api/v1/", include("escrow.api_urls")),
-    path("api/v1/", include("disputes.api_urls")),
-    path("api/v1/", include("hooks.api_urls")),
-    path("api/v1/", include("offerhub.api.urls")),
-    path("", include("payments.urls")),
-    path("escrow/", include("escrow.urls")),
-    path("", include("disputes.urls")),
+    path("api/v1/", include(api_v1)),
+    # The most visited pages first (the home page, browsing, orders), for the same reason.
     path("", include("marketplace.urls")),
+    path("", include("payments.urls")),
+    path("", include("disputes.urls")),
+    path("escrow/", include("escrow.urls")),
+    path("admin/", admin.site.urls),
+    path("favicon.ico", favicon, name="favicon"),
 ]
 
 if settings.OFFERHUB_SANDBOX:
