@@ -509,7 +509,7 @@ if not DEBUG:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["offerhub.api.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["offerhub.api.permissions.HasRequiredScope"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["offerhub.api.renderers.ApiJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "offerhub.api.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "offerhub.api.schema.OfferHubAutoSchema",
