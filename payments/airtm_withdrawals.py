@@ -32,10 +32,16 @@ from offerhub.errors import ServiceError
 from offerhub.money import money_dollars, money_from_stroops, money_to_stroops
 from offerhub.services import audit_record, event_publish
 from payments.airtm import AirtmClient, AirtmError, Payout, PayoutStatus
-from payments.balances import balance_snapshot
-from payments.ledger import InsufficientFunds, hold_reserve, hold_void
+from payments.balances import balance_hold_event, balance_snapshot
+from payments.ledger import hold_void
 from payments.models import Hold, Wallet, Withdrawal
-from payments.withdrawals import payment_for_request, withdrawal_funds_lock, withdrawal_limits, withdrawal_sweep
+from payments.withdrawals import (
+    payment_for_request,
+    withdrawal_funds_lock,
+    withdrawal_hold_reserve,
+    withdrawal_limits,
+    withdrawal_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +148,7 @@ def withdrawal_create_airtm(
     stroops = money_to_stroops(amount)
 
     with transaction.atomic():
-        withdrawal_funds_lock(user=user, stroops=stroops, requested=amount)
+        accounts = withdrawal_funds_lock(user=user, stroops=stroops, requested=amount)
         withdrawal = Withdrawal.objects.create(
             user=user,
             amount=stroops,
@@ -153,10 +159,7 @@ def withdrawal_create_airtm(
             principal_id=principal_id,
             idempotency_key=idempotency_key,
         )
-        try:
-            hold_reserve(user=user, reference=withdrawal.hold_reference, amount=stroops, owner=Hold.Owner.PAYMENT)
-        except InsufficientFunds as exc:  # unreachable under the lock above; kept as a guard
-            raise ServiceError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
+        withdrawal_hold_reserve(withdrawal=withdrawal, accounts=accounts)
         _record(withdrawal, "withdrawal.created", actor_type, actor_id)
         _publish(
             withdrawal,
@@ -327,23 +330,8 @@ def _close_locked(withdrawal: Withdrawal, target: str, *, reason: str, code: str
             refundedToBalance=True,
             newAvailableBalance=money_from_stroops(after.available),
         )
-    event_publish(
-        type="balance.released",
-        aggregate_type="Balance",
-        aggregate_id=user.public_id,
-        payload={
-            "userId": user.public_id,
-            "amount": money_from_stroops(withdrawal.amount),
-            "currency": "USD",
-            "orderId": withdrawal.hold_reference,
-            "previousReservedBalance": money_from_stroops(before.reserved),
-            "newReservedBalance": money_from_stroops(after.reserved),
-            "previousAvailableBalance": money_from_stroops(before.available),
-            "newAvailableBalance": money_from_stroops(after.available),
-            "reason": "withdrawal",
-        },
-        user_id=user.public_id,
-        marketplace_id=user.marketplace_id,
+    balance_hold_event(
+        user, "balance.released", withdrawal.amount, withdrawal.hold_reference, before, after, reason="withdrawal"
     )
     return withdrawal
 

@@ -71,10 +71,11 @@ class Actor:
 
 
 def balance_snapshot(*, user, lock: bool = False) -> Snapshot:
-    return _snapshot(*(user_accounts_locked(user) if lock else user_accounts(user)))
+    return balance_snapshot_of(*(user_accounts_locked(user) if lock else user_accounts(user)))
 
 
-def _snapshot(available: LedgerAccount, held: LedgerAccount) -> Snapshot:
+def balance_snapshot_of(available: LedgerAccount, held: LedgerAccount) -> Snapshot:
+    """The balance as the user's (available, held) account rows hold it (e.g. locked ones a posting updated)."""
     return Snapshot(available.balance, held.balance, max(available.updated_at, held.updated_at))
 
 
@@ -99,7 +100,10 @@ def _audit(user, action: str, before: Snapshot, after: Snapshot, actor: Actor, e
     )
 
 
-def _hold_event(user, event_type: str, amount: int, reference: str, before: Snapshot, after: Snapshot, **extra):
+def balance_hold_event(user, event_type: str, amount: int, reference: str, before: Snapshot, after: Snapshot, **extra):
+    """`balance.reserved` / `balance.released` (API.md §17): every hold of a user's money that
+    the catalog reports, orders', balance endpoints' and withdrawals' alike (`reference` is
+    then the `orderId`, a `wd_` id for a withdrawal). Call it in the hold's transaction."""
     event_publish(
         type=event_type,
         aggregate_type="Balance",
@@ -174,7 +178,7 @@ def balance_reserve(
     owner and may not use an order's id; an order's services reserve with owner ORDER."""
     _raw_reference(reference, owner)
     accounts = user_accounts_locked(user)
-    before = _snapshot(*accounts)
+    before = balance_snapshot_of(*accounts)
     try:
         hold_reserve(user=user, reference=reference, amount=amount, owner=owner, accounts=accounts)
     except HoldConflict:
@@ -183,9 +187,9 @@ def balance_reserve(
         ) from None
     except InsufficientFunds:
         raise _insufficient(amount, before.available) from None
-    after = _snapshot(*accounts)  # the locked rows, as the posting left them
+    after = balance_snapshot_of(*accounts)  # the locked rows, as the posting left them
     audit = _audit(user, "balance.reserved", before, after, actor, {"orderId": reference})
-    _hold_event(user, "balance.reserved", amount, reference, before, after)
+    balance_hold_event(user, "balance.reserved", amount, reference, before, after)
     return BalanceChange(before, after, audit)
 
 
@@ -221,7 +225,7 @@ def balance_cancel_reservation(
         hold_void(user=user, reference=reference, amount=amount, owner=owner)
     after = balance_snapshot(user=user)
     audit = _audit(user, "balance.reservation_canceled", before, after, actor, {"orderId": reference})
-    _hold_event(user, "balance.released", amount, reference, before, after, reason="cancel")
+    balance_hold_event(user, "balance.released", amount, reference, before, after, reason="cancel")
     return BalanceChange(before, after, audit)
 
 
@@ -326,7 +330,7 @@ def balance_release(
             actor,
             {"orderId": reference, "sellerId": seller.public_id, "transactionHash": release.transaction_hash},
         )
-        _hold_event(user, "balance.released", amount, reference, before, after, reason="other")
+        balance_hold_event(user, "balance.released", amount, reference, before, after, reason="other")
     seller_change = BalanceChange(seller_before, balance_snapshot(user=seller), audit)
     return BalanceChange(before, after, audit), seller_change, release
 

@@ -109,18 +109,43 @@ def _destination_check(*, user, destination: str) -> None:
         )
 
 
-def withdrawal_funds_lock(*, user, stroops: int, requested: Decimal) -> None:
+def withdrawal_funds_lock(*, user, stroops: int, requested: Decimal) -> tuple[LedgerAccount, LedgerAccount]:
     """Lock the member's balances (inside the caller's transaction) and refuse with
-    INSUFFICIENT_FUNDS unless `stroops` are available: the check every withdrawal makes before its hold."""
+    INSUFFICIENT_FUNDS unless `stroops` are available: the check every withdrawal makes before its hold.
+    Returns the (available, held) accounts, locked and fresh, for `withdrawal_hold_reserve`."""
     available, held = user_accounts(user)
-    locked = ledger_lock([available, held])[available.pk]
-    if locked.balance < stroops:
+    locked = ledger_lock([available, held])
+    available, held = locked[available.pk], locked[held.pk]
+    if available.balance < stroops:
+        have = money_from_stroops(available.balance)
         raise ServiceError(
             "INSUFFICIENT_FUNDS",
-            f"Not enough funds: ${money_from_stroops(locked.balance)} available.",
+            f"Not enough funds: ${have} available.",
             field="amount",
-            details={"requested": str(requested), "available": money_from_stroops(locked.balance), "currency": "USD"},
+            details={"requested": str(requested), "available": have, "currency": "USD"},
         )
+    return available, held
+
+
+def withdrawal_hold_reserve(*, withdrawal: Withdrawal, accounts: tuple[LedgerAccount, LedgerAccount]) -> None:
+    """Hold a new user withdrawal's amount under its `wd_` id (available → held) and publish
+    `balance.reserved` in the same transaction, as `balance_reserve` does for an order.
+    `accounts`: what `withdrawal_funds_lock` returned (locked by this transaction)."""
+    from payments.balances import balance_hold_event, balance_snapshot_of  # payments.balances imports this module
+
+    before = balance_snapshot_of(*accounts)
+    try:
+        hold_reserve(
+            user=withdrawal.user,
+            reference=withdrawal.hold_reference,
+            amount=withdrawal.amount,
+            owner=Hold.Owner.PAYMENT,
+            accounts=accounts,
+        )
+    except InsufficientFunds as exc:  # unreachable under withdrawal_funds_lock; kept as a guard
+        raise ServiceError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
+    after = balance_snapshot_of(*accounts)  # the locked rows, as the posting left them
+    balance_hold_event(withdrawal.user, "balance.reserved", withdrawal.amount, withdrawal.hold_reference, before, after)
 
 
 def withdrawal_check_crypto(*, user, amount: Decimal, destination: str, memo: str = "") -> None:
@@ -173,7 +198,7 @@ def withdrawal_create_crypto(
     stroops = money_to_stroops(amount)
 
     with transaction.atomic():
-        withdrawal_funds_lock(user=user, stroops=stroops, requested=amount)
+        accounts = withdrawal_funds_lock(user=user, stroops=stroops, requested=amount)
         withdrawal = Withdrawal.objects.create(
             user=user,
             amount=stroops,
@@ -184,10 +209,7 @@ def withdrawal_create_crypto(
             principal_id=principal_id,
             idempotency_key=idempotency_key,
         )
-        try:
-            hold_reserve(user=user, reference=withdrawal.hold_reference, amount=stroops, owner=Hold.Owner.PAYMENT)
-        except InsufficientFunds as exc:  # unreachable under the lock above; kept as a guard
-            raise ServiceError("INSUFFICIENT_FUNDS", "Not enough funds.", field="amount") from exc
+        withdrawal_hold_reserve(withdrawal=withdrawal, accounts=accounts)
         _record(withdrawal, "withdrawal.created", actor_type, actor_id)
         _publish(withdrawal, "withdrawal.created", currency="USD", destinationType="crypto", destinationRef=destination)
     return withdrawal_submit(withdrawal=withdrawal)
@@ -551,14 +573,26 @@ def _settle_failure(withdrawal: Withdrawal, reason: str, code: str) -> Withdrawa
         if withdrawal.status in Withdrawal.TERMINAL:
             return withdrawal
         user = withdrawal.user
+        # Only user withdrawals are in the catalog; the internal release/burn payments publish nothing.
+        published = withdrawal.purpose == Withdrawal.Purpose.WITHDRAWAL
+        if published:
+            from payments.balances import balance_hold_event, balance_snapshot  # payments.balances imports this module
+
+            before = balance_snapshot(user=user, lock=True)  # the accounts hold_void locks, locked first to read
         # The payment's own hold goes back to available (for a release: the part it took from the order's hold).
         hold_void(user=user, reference=withdrawal.hold_reference)
+        if published:
+            after = balance_snapshot(user=user)
         withdrawal.fail(reason=reason, code=code)
         withdrawal.save()
         _record(withdrawal, f"{withdrawal.purpose}.failed")
-        if withdrawal.purpose != Withdrawal.Purpose.WITHDRAWAL:
+        if not published:
             return withdrawal
         _publish(withdrawal, "withdrawal.failed", reason=reason, errorCode=code)
+        # Its hold back to available, as an Airtm withdrawal's failure reports it (airtm_withdrawals._close_locked).
+        balance_hold_event(
+            user, "balance.released", withdrawal.amount, withdrawal.hold_reference, before, after, reason="withdrawal"
+        )
     return withdrawal
 
 
