@@ -59,10 +59,13 @@ def free_port() -> int:
 
 def load_data(*, secret_key: str) -> dict:
     """A buyer with ORDERS orders and a funded balance, LISTINGS listings, a read-scope API key and
-    the buyer's session cookie (signed with the server's SECRET_KEY)."""
+    the buyer's session cookie (signed with the server's SECRET_KEY) and a CSRF cookie, the two a
+    browser keeps after its first page."""
     from django.conf import settings
     from django.db import connection
+    from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
     from django.test import Client, override_settings
+    from django.utils.crypto import get_random_string
 
     from marketplace.models import Listing, Order, User
     from marketplace.orders import SYSTEM, order_create
@@ -97,10 +100,14 @@ def load_data(*, secret_key: str) -> dict:
         client = Client()
         client.force_login(buyer)
         session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    # What CsrfViewMiddleware sets on a first page and the browser sends back (its secret); without
+    # it every page would make and set a new one, which no browser asks for twice.
+    csrf_secret = get_random_string(CSRF_SECRET_LENGTH, allowed_chars=CSRF_ALLOWED_CHARS)
     return {
         "buyer": buyer.public_id,
         "api_secret": api_secret,
         "session": session,
+        "csrf_secret": csrf_secret,
         "orders": Order.objects.filter(buyer=buyer).count(),
         # the full `make bench` has loaded listings of its own before (the page latency phase)
         "listings": Listing.objects.filter(status=Listing.Status.ACTIVE).count(),
@@ -110,7 +117,8 @@ def load_data(*, secret_key: str) -> dict:
 def targets_for(data: dict) -> list[tuple[str, str, dict]]:
     """(label, path, headers) of every target; the first is the floor."""
     api = {"Authorization": f"Bearer {data['api_secret']}", "Accept": "application/json"}
-    page = {"Cookie": f"sessionid={data['session']}", "Accept": "text/html"}
+    cookies = f"sessionid={data['session']}; csrftoken={data['csrf_secret']}"
+    page = {"Cookie": cookies, "Accept": "text/html"}
     return [
         ("bare DRF view (floor)", "/bench/bare", {}),
         ("GET /api/v1/health", "/api/v1/health", {}),
@@ -413,7 +421,7 @@ def bench_load(
         "idle": {name: value for name, value in idle.items() if not name.endswith("_ports")},
         "after": {name: value for name, value in after.items() if not name.endswith("_ports")},
         "rows": rows,
-        "data": {name: value for name, value in data.items() if name not in ("api_secret", "session")},
+        "data": {name: value for name, value in data.items() if name not in ("api_secret", "session", "csrf_secret")},
         "env": {name: env[name] for name in ("DJANGO_SETTINGS_MODULE", "OFFERHUB_RATE_LIMIT_PER_MINUTE")},
         "log": str(log),
     }
@@ -440,7 +448,8 @@ def load_section(result: dict) -> list[str]:
         "a page); API reads use one "
         "read-scope API key (its rate limit raised for the run with "
         f"`OFFERHUB_RATE_LIMIT_PER_MINUTE={result['rate_limit']:,}`; by default 100 a minute would answer 429), "
-        "the pages the buyer's session cookie. No Celery worker runs (reads queue no task). "
+        "the pages the buyer's session and CSRF cookies (as a browser keeps them after its first page). "
+        "No Celery worker runs (reads queue no task). "
         "**The machine has 2 cores, shared by the server, PostgreSQL, Redis and the load generator** (its CPU "
         "share is in the last column), so absolute figures are low and the ratios are what to compare.",
         "",
