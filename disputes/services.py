@@ -31,7 +31,7 @@ from marketplace.orders import (
     order_escrow_unpaid,
 )
 from offerhub.errors import ServiceError
-from offerhub.files import upload_refusal
+from offerhub.files import file_delete_on_rollback, upload_refusal
 from offerhub.ids import new_dispute_id
 from offerhub.money import money_from_stroops
 from offerhub.services import audit_record, event_publish
@@ -330,6 +330,7 @@ def dispute_evidence_add(
         evidence.file_name = (file.name or "evidence").rsplit("/", 1)[-1][:255]
         evidence.file_size = file.size
         evidence.file.save(evidence.file_name, file, save=False)
+        file_delete_on_rollback(storage=evidence.file.storage, name=evidence.file.name)  # no orphan if undone
     evidence.save()
     _answered(dispute, party)
     _record(

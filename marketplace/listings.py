@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from marketplace.models import Category, Listing, ListingImage, ListingMilestone, Review, User
 from offerhub.errors import ServiceError
+from offerhub.files import file_delete_on_rollback
 from offerhub.lru import LruCache
 from offerhub.models import AuditLog
 from offerhub.services import audit_record
@@ -121,6 +122,7 @@ def _images_add(listing: Listing, uploads: Sequence[tuple[UploadedFile, str]], f
         image = ListingImage(listing=listing, position=first_position + offset)
         # Stored through the default storage under a name of ours (listing_image_path).
         image.image.save(f"image.{extension}", upload, save=False)
+        file_delete_on_rollback(storage=image.image.storage, name=image.image.name)  # no orphan if undone
         image.save()
 
 

@@ -37,7 +37,7 @@ from escrow.services import (
 )
 from marketplace.models import Order, OrderMilestone, User
 from offerhub.errors import ServiceError
-from offerhub.files import private_storage
+from offerhub.files import file_delete_on_rollback, private_storage
 from offerhub.ids import random_alnum
 from offerhub.models import AuditLog
 from offerhub.money import money_from_stroops, money_to_stroops
@@ -472,39 +472,34 @@ def order_milestone_complete(
         index = 0
     evidence = " ".join(part for part in (evidence_link, evidence_text) if part)[:500]
     escrow_milestone_mark(escrow=escrow, index=index, evidence=evidence, actor=(actor.type, actor.id))
-    # The file is stored once the contract refused nothing, and deleted again if the delivery fails
-    # after all: a delivery rolled back leaves no private file behind.
-    stored = ""
-    try:
-        if milestone is not None:
-            if evidence_file is not None:
-                milestone.evidence_file = evidence_file
-            milestone.save()
-            stored = milestone.evidence_file.name if evidence_file is not None else ""
-        elif evidence_file is not None:
-            stored = delivery_file = _delivery_file_save(order, evidence_file)
-        delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as all_milestones_delivered
-        if delivered and order.delivered_at is None:
-            order.delivered_at = timezone.now()
-            outbox_save(order, ("delivered_at", "updated_at"))
-            _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
-        audit_record(
-            action="order.delivered" if milestone is None else "order.milestone_completed",
-            resource_type="Order",
-            resource_id=order.public_id,
-            actor_type=actor.type,
-            actor_id=actor.id,
-            payload_after={
-                "milestoneRef": ref,
-                "evidence": evidence,
-                **({"evidenceFile": delivery_file} if delivery_file else {}),
-            },
-            user_id=order.buyer.public_id,
-        )
-    except BaseException:
-        if stored:
-            private_storage().delete(stored)
-        raise
+    # The file is stored once the contract refused nothing, and deleted again if the delivery's
+    # transaction rolls back after all, even at its very end (the order's deferred write, COMMIT):
+    # a delivery rolled back leaves no private file behind.
+    if milestone is not None:
+        if evidence_file is not None:
+            milestone.evidence_file.save(evidence_file.name, evidence_file, save=False)
+            file_delete_on_rollback(storage=milestone.evidence_file.storage, name=milestone.evidence_file.name)
+        milestone.save()
+    elif evidence_file is not None:
+        delivery_file = _delivery_file_save(order, evidence_file)
+    delivered = all(m.status != OrderMilestone.Status.OPEN for m in milestones)  # as all_milestones_delivered
+    if delivered and order.delivered_at is None:
+        order.delivered_at = timezone.now()
+        outbox_save(order, ("delivered_at", "updated_at"))
+        _event(order, "order.delivered", deliveredAt=iso_timestamp(order.delivered_at))  # the buyer is e-mailed
+    audit_record(
+        action="order.delivered" if milestone is None else "order.milestone_completed",
+        resource_type="Order",
+        resource_id=order.public_id,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        payload_after={
+            "milestoneRef": ref,
+            "evidence": evidence,
+            **({"evidenceFile": delivery_file} if delivery_file else {}),
+        },
+        user_id=order.buyer.public_id,
+    )
     return milestone
 
 
@@ -516,7 +511,10 @@ def _delivery_file_save(order: Order, upload) -> str:
     private storage under the order, its name recorded in the delivery's audit record (same
     transaction: a delivery rolled back leaves no record pointing at it)."""
     extension = upload.name.rsplit(".", 1)[-1].lower()[:10] if "." in (upload.name or "") else "bin"
-    return private_storage().save(f"orders/{order.public_id}/delivery/{random_alnum(16)}.{extension}", upload)
+    storage = private_storage()
+    name = storage.save(f"orders/{order.public_id}/delivery/{random_alnum(16)}.{extension}", upload)
+    file_delete_on_rollback(storage=storage, name=name)
+    return name
 
 
 def order_delivery_file(*, order: Order) -> FieldFile | None:

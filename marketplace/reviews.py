@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from marketplace.listings import listing_image_check
 from marketplace.models import Listing, Order, Review, User
 from offerhub.errors import ServiceError
+from offerhub.files import file_delete_on_rollback
 from offerhub.models import AuditLog
 from offerhub.services import audit_record
 
@@ -155,6 +156,7 @@ def user_profile_update(
     user.about = about
     if picture is not None:
         user.avatar.save(picture.name, picture, save=False)
+        file_delete_on_rollback(storage=user.avatar.storage, name=user.avatar.name)  # no orphan if undone
     elif avatar_remove:
         user.avatar = ""
     user.save(update_fields=["about", "avatar", "updated_at"])

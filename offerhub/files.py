@@ -6,17 +6,22 @@ only by views that checked who is asking, through `private_file_response`. In pr
 the web server can send the bytes itself (`PRIVATE_MEDIA_SERVE`, docs/deployment.md).
 """
 
+import logging
 import mimetypes
 import os
+import weakref
 from urllib.parse import quote
 
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
 from django.utils.functional import cached_property
 from django.utils.http import content_disposition_header
+
+logger = logging.getLogger(__name__)
 
 SERVE_MODES = ("django", "x-accel-redirect", "x-sendfile")
 
@@ -41,6 +46,62 @@ class PrivateFileSystemStorage(FileSystemStorage):
 def private_storage() -> Storage:
     """The storage of private files (a callable, so that settings choose it at run time)."""
     return storages["private"]
+
+
+class _Committed:
+    """What a stored file's on_commit hook records: whether it ran (the transaction committed)."""
+
+    __slots__ = ("ran",)
+
+    def __init__(self):
+        self.ran = False
+
+
+class _StoredFileHook:
+    """The on_commit hook of a file stored in a transaction. Run, it keeps the file. Django drops
+    the hooks of a transaction or savepoint rolled back (`rollback()` empties the list, a savepoint
+    rolled back filters it): this one then goes without having run, and its finalizer deletes the
+    file. Nothing else holds the hook, so in CPython that is the moment Django drops it."""
+
+    __slots__ = ("__weakref__", "committed")
+
+    def __init__(self, committed: _Committed):
+        self.committed = committed
+
+    def __call__(self):
+        self.committed.ran = True
+
+
+def file_delete_on_rollback(*, storage: Storage, name: str, using: str | None = None) -> None:
+    """Delete the file `name`, just stored in `storage`, if the transaction around (or the
+    savepoint it was stored in) rolls back: however it does, by an error in the service, in a
+    write deferred to the block's end (offerhub.services.outbox_row_update), at COMMIT (a deferred
+    constraint), or `transaction.set_rollback(True)`. Kept once the transaction commits. Outside a
+    transaction nothing is undone, so nothing is deleted. Django has no on_rollback hook: this is one
+    for files, an on_commit hook whose being dropped unrun deletes the file."""
+    connection = transaction.get_connection(using)
+    if not name or not connection.in_atomic_block:
+        return
+    committed = _Committed()
+    hook = _StoredFileHook(committed)
+    finalizer = weakref.finalize(hook, _stored_file_dropped, committed, connection, storage, name)
+    finalizer.atexit = False  # a transaction open at exit is rolled back by the server; no IO then
+    transaction.on_commit(hook, using=using, robust=True)
+
+
+def _stored_file_dropped(committed: _Committed, connection, storage: Storage, name: str) -> None:
+    if committed.ran:
+        return
+    # Dropped outside a transaction while Django's commit hooks are still marked to run: the
+    # transaction committed and an earlier hook raised before this one ran. Kept: better an orphan
+    # (also the rare case of a rollback right after such a commit) than a committed file lost.
+    if not connection.in_atomic_block and connection.run_commit_hooks_on_set_autocommit_on:
+        logger.warning("kept %s: its transaction committed but its on_commit hooks were cut short", name)
+        return
+    try:
+        storage.delete(name)
+    except Exception:
+        logger.exception("could not delete %s, stored by a transaction rolled back", name)
 
 
 def private_file_response(file, *, filename: str, inline: bool = False) -> HttpResponse:
