@@ -118,14 +118,17 @@ def targets_for(data: dict) -> list[tuple[str, str, dict]]:
     """(label, path, headers) of every target; the first is the floor."""
     api = {"Authorization": f"Bearer {data['api_secret']}", "Accept": "application/json"}
     cookies = f"sessionid={data['session']}; csrftoken={data['csrf_secret']}"
-    page = {"Cookie": cookies, "Accept": "text/html"}
+    logged_in = {"Cookie": cookies, "Accept": "text/html"}
+    visitor = {"Cookie": f"csrftoken={data['csrf_secret']}", "Accept": "text/html"}
     return [
         ("bare DRF view (floor)", "/bench/bare", {}),
         ("GET /api/v1/health", "/api/v1/health", {}),
         ("balance", f"/api/v1/users/{data['buyer']}/balance", api),
         (f"orders list, 20 of {data['orders']:,}", f"/api/v1/orders?buyer_id={data['buyer']}&limit=20", api),
-        (f"listings page ({data['listings']} listings, logged in)", "/listings/", page),
-        ("home page (logged in)", "/", page),
+        (f"listings page ({data['listings']} listings, logged in)", "/listings/", logged_in),
+        ("home page (logged in)", "/", logged_in),
+        # Most of a marketplace's catalogue traffic: visitors not logged in (no session to read).
+        ("listings page, not logged in", "/listings/", visitor),
     ]
 
 
