@@ -295,7 +295,11 @@ class EventDeadLetter(models.Model):
 
 class EmailNotification(models.Model):
     """One e-mail an event calls for, written by its subscriber (once per `key`: eventId and kind)
-    and sent by a Celery task, which sets `sent_at`; the sweeper re-queues unsent ones."""
+    and sent by a Celery task, which sets `sent_at`; the sweeper re-queues unsent ones.
+
+    A sender claims the row (`claimed_until`, the database's clock) and commits before it talks
+    to the mail server: another sender skips it while the claim lasts, and the sweeper takes
+    it up again once a claim left by a killed sender has lapsed."""
 
     key = models.CharField(max_length=120, unique=True)
     event_id = models.CharField(max_length=40, db_index=True)
@@ -304,6 +308,7 @@ class EmailNotification(models.Model):
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)  # a sender is at it until then
 
     class Meta:
         ordering = ["-id"]

@@ -9,6 +9,8 @@ import logging
 import re
 import secrets
 import threading
+import time
+from datetime import timedelta
 from itertools import pairwise
 
 from django.conf import settings
@@ -396,36 +398,136 @@ def email_notification_send_on_commit(*, notification_pk: int) -> None:
     transaction.on_commit(batch, robust=True)
 
 
+# A sender's claim on the e-mails it sends: longer than a batch's slowest message takes (each
+# SMTP step may wait EMAIL_TIMEOUT), short enough that a killed sender's e-mails go out again
+# within minutes. A batch still sending when a quarter of it has gone renews what is left.
+EMAIL_CLAIM_TTL = timedelta(minutes=5)
+
+
+def _email_clock() -> tuple[str, str, list]:
+    """SQL for now and for a claim's end (now + EMAIL_CLAIM_TTL), and their parameters: the
+    database's clock on PostgreSQL, so that every node agrees on when a claim lapsed."""
+    if connection.vendor == "postgresql":
+        return "clock_timestamp()", "clock_timestamp() + make_interval(secs => %s)", [EMAIL_CLAIM_TTL.total_seconds()]
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value  # stored as the ORM stores them, so they compare
+    return "%s", "%s", [adapt(now), adapt(now + EMAIL_CLAIM_TTL)]
+
+
+def _email_claims_sql(claims: dict[int, object]) -> tuple[str, list]:
+    """A condition true for the rows still claimed by these claims (pk: the claim's end, which
+    a later claim only moves forward: it is the claim's token)."""
+    sql = " OR ".join(["(id = %s AND claimed_until = %s)"] * len(claims))
+    return f"({sql})", [value for claim in claims.items() for value in claim]
+
+
+def _email_notifications_claim(pks: list[int]) -> dict[int, tuple]:
+    """Claim the unsent, unclaimed (or lapsed) rows of `pks` in one committed statement:
+    pk -> (claim token, recipients, subject, body). A concurrent claim of the same row waits
+    for this one's commit, then finds it claimed and skips it."""
+    table = EmailNotification._meta.db_table
+    now, until, params = _email_clock()
+    placeholders = ", ".join(["%s"] * len(pks))
+    sql = (
+        f"UPDATE {table} SET claimed_until = {until}"  # noqa: S608 (the model's table, the clock's SQL)
+        f" WHERE id IN ({placeholders}) AND sent_at IS NULL AND (claimed_until IS NULL OR claimed_until <= {now})"
+        " RETURNING id, claimed_until, recipients, subject, body"
+    )
+    values = [params[-1], *pks, params[0]] if connection.vendor != "postgresql" else [*params, *pks]
+    with connection.cursor() as cursor:  # autocommit: committed before any e-mail is sent
+        cursor.execute(sql, values)
+        return {pk: (token, recipients, subject, body) for pk, token, recipients, subject, body in cursor.fetchall()}
+
+
+def _email_notifications_settle(*, sent: list[int], failed: dict[int, object]) -> None:
+    """Record a batch's outcome in one statement: `sent` rows are sent (whoever holds them now:
+    the e-mail went out); `failed` rows (pk: claim token) are unclaimed for the sweeper, unless
+    their claim lapsed and another sender has them."""
+    if not sent and not failed:
+        return
+    table = EmailNotification._meta.db_table
+    conditions, params = [], []
+    if sent:
+        conditions.append(f"id IN ({', '.join(['%s'] * len(sent))})")
+        params += sent
+    if failed:
+        claimed, claimed_params = _email_claims_sql(failed)
+        conditions.append(claimed)
+        params += claimed_params
+    sent_at = f"CASE WHEN id IN ({', '.join(['%s'] * len(sent))}) THEN %s END" if sent else "NULL"
+    sent_params = [*sent, timezone.now()] if sent else []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET sent_at = {sent_at}, claimed_until = NULL"  # noqa: S608 (the model's table)
+            f" WHERE sent_at IS NULL AND ({' OR '.join(conditions)})",
+            [*sent_params, *params],
+        )
+
+
+def _email_notifications_renew(claims: dict[int, object]) -> dict[int, object]:
+    """Push the end of the claims still held to now + EMAIL_CLAIM_TTL: their new tokens (a
+    lapsed claim another sender took is gone, and that sender sends it)."""
+    if not claims:
+        return {}
+    table = EmailNotification._meta.db_table
+    _, until, params = _email_clock()
+    claimed, claimed_params = _email_claims_sql(claims)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET claimed_until = {until} WHERE sent_at IS NULL AND {claimed}"  # noqa: S608 (the model's table)
+            " RETURNING id, claimed_until",
+            [params[-1], *claimed_params],
+        )
+        return dict(cursor.fetchall())
+
+
 def email_notifications_send(*, notification_pks: list[int]) -> int:
     """Send the unsent e-mails of `notification_pks` once each; return how many were sent.
 
-    One UPDATE marks them sent and locks them, returning what to send; they are sent in that
-    transaction, so a second sender waits, then finds them sent (a crash before the commit sends
-    them again: at least once). One that fails is marked unsent again, for the sweeper."""
-    if not notification_pks:
+    One committed UPDATE claims them until now + EMAIL_CLAIM_TTL, returning what to send; they
+    are sent outside any transaction, holding no lock nor a transaction open while the mail
+    server answers, and one more UPDATE marks them sent. A second sender skips rows claimed and
+    not lapsed. A sender killed before that last UPDATE leaves its claims to lapse, and the
+    sweeper sends them again (at least once); one the server refuses is unclaimed at once, for
+    the sweeper. Called inside a transaction, it sends once that commits (returning 0 now)."""
+    pks = list(notification_pks)
+    if not pks:
         return 0
-    table = EmailNotification._meta.db_table
-    placeholders = ", ".join(["%s"] * len(notification_pks))
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET sent_at = %s WHERE id IN ({placeholders}) AND sent_at IS NULL"  # noqa: S608 (the model's table)
-                " RETURNING id, recipients, subject, body",
-                [timezone.now(), *notification_pks],
-            )
-            rows = sorted(cursor.fetchall())
-        failed = []
-        mailer = get_connection() if rows else None
-        for pk, recipients, subject, body in rows:
-            try:
-                recipients = json.loads(recipients) if isinstance(recipients, str) else recipients
-                send_mail(subject, body, None, recipients, fail_silently=False, connection=mailer)
-            except Exception:  # the mail server refused or is down: this one waits for the sweeper
-                logger.exception("could not send e-mail notification %s", pk)
-                failed.append(pk)
-        if failed:
-            EmailNotification.objects.filter(pk__in=failed).update(sent_at=None)
-    return len(rows) - len(failed)
+    if connection.in_atomic_block:
+        # Not while the caller's transaction is open: its rows would stay locked for the mail
+        # server's time (and its claim unseen by others until it commits).
+        transaction.on_commit(functools.partial(email_notifications_send, notification_pks=pks), robust=True)
+        return 0
+    claims = _email_notifications_claim(pks)
+    if not claims:
+        return 0
+    tokens = {pk: claim[0] for pk, claim in claims.items()}
+    sent: list[int] = []
+    failed: dict[int, object] = {}
+    renewed = time.monotonic()
+    total_sent = 0
+    mailer = get_connection()
+    for pk in sorted(claims):
+        if time.monotonic() - renewed >= EMAIL_CLAIM_TTL.total_seconds() / 4:
+            # A slow server: record what is done, then keep the rest claimed for the time they take.
+            _email_notifications_settle(sent=sent, failed=failed)
+            sent, failed = [], {}
+            tokens = _email_notifications_renew({key: tokens[key] for key in tokens if key >= pk})
+            renewed = time.monotonic()
+        if pk not in tokens:
+            continue  # its claim lapsed and another sender took it
+        _, recipients, subject, body = claims[pk]
+        try:
+            recipients = json.loads(recipients) if isinstance(recipients, str) else recipients
+            send_mail(subject, body, None, recipients, fail_silently=False, connection=mailer)
+        except Exception:  # the mail server refused or is down: this one waits for the sweeper
+            logger.exception("could not send e-mail notification %s", pk)
+            failed[pk] = tokens[pk]
+        else:
+            sent.append(pk)
+            total_sent += 1
+    _email_notifications_settle(sent=sent, failed=failed)
+    return total_sent
 
 
 # --- API keys ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from celery import shared_task
 from django.apps import apps
 from django.conf import settings
 from django.db.models import Exists, Min, OuterRef, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from offerhub.events import event_dead_letter_retry, event_subscribers, events_deliver, events_end_position
@@ -58,10 +59,13 @@ def email_notifications_send_task(notification_pks: list[int]) -> int:
 
 @shared_task(name="offerhub.tasks.email_notifications_sweep")
 def email_notifications_sweep(limit: int = 200) -> int:
-    """Every minute: e-mails written longer than EMAIL_GRACE ago and still unsent, in one task."""
+    """Every minute: e-mails written longer than EMAIL_GRACE ago and still unsent, in one task;
+    not those a sender has claimed (it is sending them), but those whose claim lapsed (the
+    sender was killed before it recorded the outcome)."""
     cutoff = timezone.now() - EMAIL_GRACE
     pending = list(
         EmailNotification.objects.filter(sent_at__isnull=True, created_at__lt=cutoff)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=Now()))  # the database's clock
         .order_by("id")
         .values_list("pk", flat=True)[:limit]
     )
