@@ -9,21 +9,16 @@ one read of their orders and one INSERT (a batch subscriber). People see the ord
 reference (`Order #A7K2-93`, marketplace.references), the link carries its full id.
 """
 
-import json
-
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.utils import timezone
 
 from disputes.models import DisputeEvidence, DisputeMessage, Party
 from marketplace.models import Order
 from marketplace.orders import seller_net
 from marketplace.references import order_reference
 from offerhub.events import event_subscriber
-from offerhub.models import EmailNotification
 from offerhub.money import money_from_stroops
-from offerhub.services import email_notification_send_on_commit
+from offerhub.services import email_notifications_write
 
 NOTIFICATIONS = {
     "order.in_progress": (
@@ -54,29 +49,7 @@ NOTIFICATIONS = {
 
 def email_notification_queue(*, key: str, event_id: str, recipients: list[str], subject: str, body: str) -> None:
     """Write the e-mail once per `key` and send it after commit, with the others of the transaction."""
-    email_notifications_queue([(key, event_id, recipients, subject, body)])
-
-
-def email_notifications_queue(emails: list[tuple[str, str, list[str], str, str]]) -> None:
-    """Write e-mails (key, eventId, recipients, subject, body), each once per key, with one
-    statement (get_or_create would take four per e-mail: a SELECT, an INSERT in a savepoint),
-    and send them after commit with the others of the transaction."""
-    if not emails:
-        return
-    now = timezone.now()
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(emails))
-    params = []
-    for key, event_id, recipients, subject, body in emails:
-        params += [key, event_id, json.dumps(recipients), subject, body, now]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {EmailNotification._meta.db_table} (key, event_id, recipients, subject, body, created_at)"  # noqa: S608 (the model's table)
-            f" VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING id",
-            params,
-        )
-        written = [row[0] for row in cursor.fetchall()]  # not those an earlier delivery of the event wrote
-    for pk in written:
-        email_notification_send_on_commit(notification_pk=pk)
+    email_notifications_write([(key, event_id, recipients, subject, body)])
 
 
 def order_emails(event: dict) -> None:
@@ -124,7 +97,7 @@ def order_emails_batch(events: list[dict]) -> None:
                 body.format(**values) + f"\n\nOrder {order_reference(order.pk)}: {link}\n",
             )
         )
-    email_notifications_queue(emails)
+    email_notifications_write(emails)
 
 
 @event_subscriber("dispute.message_posted", "dispute.evidence_added", name="disputes.thread_emails")

@@ -371,31 +371,70 @@ class _EmailBatch:
 
     def __init__(self):
         self.pks: list[int] = []
+        self.claimed: dict[int, tuple] = {}  # written claimed by this worker (email_notifications_write)
 
     def __call__(self) -> None:
-        pks = list(self.pks)
+        pks, claimed = list(self.pks), dict(self.claimed)
         if in_task_var.get():
             # Already on a worker: send from here (not while it holds an escrow's or an account's lock).
-            after_locks_released(lambda: email_notifications_send(notification_pks=pks))
+            after_locks_released(lambda: (email_notifications_send(notification_pks=pks), _emails_deliver(claimed)))
             return
         from offerhub.tasks import email_notifications_send_task  # the tasks module imports this one
 
-        email_notifications_send_task.delay(pks)
+        # Rows are claimed as written only on a worker (email_notifications_write): none here. Any
+        # that were would wait for their claim to lapse, then the sweeper.
+        email_notifications_send_task.delay([*pks, *claimed])
 
 
-def email_notification_send_on_commit(*, notification_pk: int) -> None:
+def email_notification_send_on_commit(*, notification_pk: int, claim: tuple | None = None) -> None:
     """Send the e-mail row `notification_pk` once the current transaction commits: every e-mail
     a transaction writes goes in one batch, sent right there when a Celery task committed it,
     else by one task. A broker outage or a crash leaves the rows unsent, for the sweeper
-    (offerhub.tasks.email_notifications_sweep); a pk whose row was rolled back sends nothing."""
+    (offerhub.tasks.email_notifications_sweep); a pk whose row was rolled back sends nothing.
+    `claim`: (token, recipients, subject, body) of a row this worker claimed as it wrote it."""
     conn = transaction.get_connection()
     batch = next((func for _, func, _ in conn.run_on_commit if isinstance(func, _EmailBatch)), None)
-    if batch is not None:
+    fresh = batch is None
+    if fresh:
+        batch = _EmailBatch()
+    if claim is None:
         batch.pks.append(notification_pk)
+    else:
+        batch.claimed[notification_pk] = claim
+    if fresh:
+        transaction.on_commit(batch, robust=True)  # outside a transaction: runs at once, filled above
+
+
+def email_notifications_write(emails: list[tuple[str, str, list[str], str, str]]) -> None:
+    """Write e-mails (key, eventId, recipients, subject, body), each once per key, with one
+    statement, and send them once the transaction commits. On a worker, which sends them itself
+    right after, each row is claimed as it is written (EMAIL_CLAIM_TTL), so that sending needs
+    no claim statement of its own; a worker killed first leaves the claim to lapse, for the sweeper."""
+    if not emails:
         return
-    batch = _EmailBatch()
-    batch.pks.append(notification_pk)  # before on_commit, which runs it at once outside a transaction
-    transaction.on_commit(batch, robust=True)
+    table = EmailNotification._meta.db_table
+    claim = bool(in_task_var.get())
+    now = timezone.now()
+    columns = "key, event_id, recipients, subject, body, created_at"
+    row = "%s, %s, %s, %s, %s, %s"
+    params, clock = [], []
+    if claim:
+        _, until, clock = _email_clock()
+        columns, row = f"{columns}, claimed_until", f"{row}, {until}"
+    for key, event_id, recipients, subject, body in emails:
+        params += [key, event_id, json.dumps(recipients), subject, body, now, *clock[-1:]]
+    values = ", ".join([f"({row})"] * len(emails))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES {values}"  # noqa: S608 (the model's table, the clock's SQL)
+            " ON CONFLICT (key) DO NOTHING RETURNING id, key, claimed_until",
+            params,
+        )
+        written = cursor.fetchall()  # not those an earlier delivery of the event wrote
+    content = {key: (recipients, subject, body) for key, _, recipients, subject, body in emails}
+    for pk, key, token in written:
+        claimed = (token, *content[key]) if claim else None
+        email_notification_send_on_commit(notification_pk=pk, claim=claimed)
 
 
 # A sender's claim on the e-mails it sends: longer than a batch's slowest message takes (each
@@ -498,8 +537,16 @@ def email_notifications_send(*, notification_pks: list[int]) -> int:
         # server's time (and its claim unseen by others until it commits).
         transaction.on_commit(functools.partial(email_notifications_send, notification_pks=pks), robust=True)
         return 0
-    claims = _email_notifications_claim(pks)
+    return _emails_deliver(_email_notifications_claim(pks))
+
+
+def _emails_deliver(claims: dict[int, tuple]) -> int:
+    """Send the e-mails of `claims` (pk -> (claim token, recipients, subject, body)), this
+    sender's, and record the outcome (email_notifications_send)."""
     if not claims:
+        return 0
+    if connection.in_atomic_block:
+        transaction.on_commit(functools.partial(_emails_deliver, claims), robust=True)
         return 0
     tokens = {pk: claim[0] for pk, claim in claims.items()}
     sent: list[int] = []

@@ -11,11 +11,13 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from psycopg import pq
 
+from offerhub.correlation import in_task_var
 from offerhub.models import EmailNotification
-from offerhub.services import email_notification_send_on_commit, email_notifications_send
+from offerhub.services import email_notification_send_on_commit, email_notifications_send, email_notifications_write
 from offerhub.tasks import email_notifications_sweep
 
 observed: list[dict] = []
@@ -269,3 +271,47 @@ def test_a_batch_renewing_its_claims_sends_every_email_once(settings, monkeypatc
     assert email_notifications_send(notification_pks=pks) == 3
     assert sorted(message.subject for message in mail.outbox) == ["S0", "S1", "S2"]
     assert not EmailNotification.objects.filter(Q(sent_at__isnull=True) | Q(claimed_until__isnull=False)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_a_worker_emails_are_claimed_as_written_and_sent_without_a_claim_statement(settings):
+    """A Celery task sends the e-mails its transaction wrote right after the commit: written
+    claimed, they need no claim of their own (email_notifications_write); a request's are
+    written unclaimed, for the task that sends them."""
+    settings.EMAIL_BACKEND = f"{__name__}.ObservingBackend"
+    token = in_task_var.set(True)
+    try:
+        with CaptureQueriesContext(connection) as queries, transaction.atomic():
+            email_notifications_write([("k0", "evt_0", ["to0@example.test"], "S0", "B")])
+            row = EmailNotification.objects.get(key="k0")
+            assert row.claimed_until > timezone.now() and row.sent_at is None  # claimed as written
+            assert not mail.outbox
+    finally:
+        in_task_var.reset(token)
+    _assert_sent_outside_transactions(["S0"])
+    writes = [query["sql"] for query in queries.captured_queries if "offerhub_emailnotification" in query["sql"]]
+    assert [sql.split()[0] for sql in writes] == ["INSERT", "SELECT", "UPDATE"]  # written, read here, recorded
+    row.refresh_from_db()
+    assert row.sent_at is not None and row.claimed_until is None
+    # Outside a task the rows are written unclaimed, and whoever sends them claims them.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with transaction.atomic():
+        email_notifications_write([("k1", "evt_1", ["to1@example.test"], "S1", "B")])
+        assert EmailNotification.objects.get(key="k1").claimed_until is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_sending_what_it_wrote_claimed_leaves_it_to_the_sweeper(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.KilledBackend"
+    token = in_task_var.set(True)
+    try:
+        with pytest.raises(Killed), transaction.atomic():  # killed in the send that follows the commit
+            email_notifications_write([("k0", "evt_0", ["to0@example.test"], "S0", "B")])
+    finally:
+        in_task_var.reset(token)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    EmailNotification.objects.update(created_at=timezone.now() - timedelta(minutes=5))  # past the sweeper's grace
+    assert email_notifications_sweep() == 0  # its writer's claim is live: it may still be sending it
+    EmailNotification.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
+    assert email_notifications_sweep() == 1
+    assert [message.subject for message in mail.outbox] == ["S0"]
