@@ -23,6 +23,30 @@ from pathlib import Path
 ROOT_ENV_FLAG = "OFFERHUB_LOAD_PROFILE_CHILD"
 
 
+def threaded_cpu_ms(client, path: str, threads: int, repeat: int) -> float:
+    """This process's CPU per request with `threads` threads each making `repeat` requests at
+    once (a client each, with `client`'s cookies and headers)."""
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    def run():
+        own = Client(**client.defaults)
+        own.cookies = client.cookies
+        for _ in range(repeat):
+            own.get(path)
+        connection.close()
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    started = time.process_time()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return (time.process_time() - started) / (threads * repeat) * 1000
+
+
 def child(names: list[str], repeat: int) -> None:
     import django
 
@@ -84,6 +108,8 @@ def child(names: list[str], repeat: int) -> None:
             print(f"\n===== {name} {path}")
             print(f"in process: {plain_ms:.2f} ms per request ({cpu_ms:.2f} ms CPU); ", end="")
             print(f"SQL statements: {len(per_request_sql)}; Redis round trips: {per_request_redis}")
+            for threads in (1, 8):  # the same requests from threads at once, as gunicorn's serve them
+                print(f"  {threads} thread(s): {threaded_cpu_ms(client, path, threads, repeat):.2f} ms CPU per request")
             continue
         profile = cProfile.Profile()
         profile.enable()
