@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class MarketplaceConfig(AppConfig):
@@ -14,6 +15,28 @@ class MarketplaceConfig(AppConfig):
             order_reference_checks.append(order_reference_exists)
         if order_history_refs not in order_lookups:
             order_lookups.append(order_history_refs)
+        post_migrate.connect(catalog_triggers_ensure, sender=self)
+
+
+def catalog_triggers_ensure(*, using: str = "default", **kwargs) -> None:
+    """SQLite (embedded mode) drops a table's triggers when a migration rebuilds it, which is how
+    it alters a table: the catalogue version's triggers are created again where missing after
+    every migrate, or catalogue pages would stop seeing writes (marketplace.catalog_pages).
+    PostgreSQL alters tables in place and keeps them."""
+    from importlib import import_module
+
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return
+    if ("marketplace", "0013_catalog_version") not in MigrationRecorder(connection).applied_migrations():
+        return  # migrated back before it
+    migration = import_module("marketplace.migrations.0013_catalog_version")
+    with connection.cursor() as cursor:
+        for statement in migration.sqlite_statements():
+            cursor.execute(statement)
 
 
 def order_reference_exists(reference: str) -> bool:

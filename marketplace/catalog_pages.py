@@ -48,11 +48,25 @@ class ViewerNotShared(Exception):
 
 
 class _ViewerGuard:
+    """`user` and `perms` while a shared part renders: reading them in any way fails the render."""
+
+    def _refuse(self, what: str):
+        raise ViewerNotShared(f"a catalogue page read the visitor ({what}) outside a {{% viewer_part %}}")
+
     def __getattr__(self, name):
-        raise ViewerNotShared(f"a catalogue page read `user.{name}` outside a {{% viewer_part %}}")
+        self._refuse(name)
 
     def __getitem__(self, name):
-        raise ViewerNotShared(f"a catalogue page read `perms.{name}` outside a {{% viewer_part %}}")
+        self._refuse(name)
+
+    def __bool__(self):
+        self._refuse("in a condition")
+
+    def __str__(self):
+        self._refuse("as text")
+
+    def __iter__(self):
+        self._refuse("in a loop")
 
 
 _GUARD = _ViewerGuard()

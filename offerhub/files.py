@@ -98,6 +98,12 @@ def _stored_file_dropped(committed: _Committed, connection, storage: Storage, na
     if not connection.in_atomic_block and connection.run_commit_hooks_on_set_autocommit_on:
         logger.warning("kept %s: its transaction committed but its on_commit hooks were cut short", name)
         return
+    # The connection lost (e.g. COMMIT's answer never came): the server may have committed.
+    # Kept: an orphan file at worst, never a committed one lost.
+    raw = connection.connection
+    if raw is None or getattr(raw, "closed", False) or getattr(raw, "broken", False):
+        logger.warning("kept %s: the connection was lost, its transaction's outcome is unknown", name)
+        return
     try:
         storage.delete(name)
     except Exception:

@@ -372,12 +372,18 @@ class _EmailBatch:
     def __init__(self):
         self.pks: list[int] = []
         self.claimed: dict[int, tuple] = {}  # written claimed by this worker (email_notifications_write)
+        self.claimed_at: float | None = None  # when the first of them was (time.monotonic())
 
     def __call__(self) -> None:
-        pks, claimed = list(self.pks), dict(self.claimed)
+        pks, claimed, claimed_at = list(self.pks), dict(self.claimed), self.claimed_at
         if in_task_var.get():
             # Already on a worker: send from here (not while it holds an escrow's or an account's lock).
-            after_locks_released(lambda: (email_notifications_send(notification_pks=pks), _emails_deliver(claimed)))
+            after_locks_released(
+                lambda: (
+                    email_notifications_send(notification_pks=pks),
+                    _emails_deliver(claimed, claimed_at=claimed_at),
+                )
+            )
             return
         from offerhub.tasks import email_notifications_send_task  # the tasks module imports this one
 
@@ -386,14 +392,20 @@ class _EmailBatch:
         email_notifications_send_task.delay([*pks, *claimed])
 
 
-def email_notification_send_on_commit(*, notification_pk: int, claim: tuple | None = None) -> None:
+def email_notification_send_on_commit(
+    *, notification_pk: int, claim: tuple | None = None, claimed_at: float | None = None
+) -> None:
     """Send the e-mail row `notification_pk` once the current transaction commits: every e-mail
     a transaction writes goes in one batch, sent right there when a Celery task committed it,
     else by one task. A broker outage or a crash leaves the rows unsent, for the sweeper
     (offerhub.tasks.email_notifications_sweep); a pk whose row was rolled back sends nothing.
-    `claim`: (token, recipients, subject, body) of a row this worker claimed as it wrote it."""
+    `claim`: (token, recipients, subject, body) of a row this worker claimed as it wrote it, at
+    `claimed_at` (time.monotonic())."""
     conn = transaction.get_connection()
-    batch = next((func for _, func, _ in conn.run_on_commit if isinstance(func, _EmailBatch)), None)
+    # A batch of the same savepoints only: a savepoint rolled back drops the hooks registered
+    # inside it, and with them the e-mails it wrote (one added to an outer batch would be sent).
+    here = set(conn.savepoint_ids)
+    batch = next((func for sids, func, _ in conn.run_on_commit if isinstance(func, _EmailBatch) and sids == here), None)
     fresh = batch is None
     if fresh:
         batch = _EmailBatch()
@@ -401,6 +413,7 @@ def email_notification_send_on_commit(*, notification_pk: int, claim: tuple | No
         batch.pks.append(notification_pk)
     else:
         batch.claimed[notification_pk] = claim
+        batch.claimed_at = claimed_at if batch.claimed_at is None else min(batch.claimed_at, claimed_at)
     if fresh:
         transaction.on_commit(batch, robust=True)  # outside a transaction: runs at once, filled above
 
@@ -418,6 +431,7 @@ def email_notifications_write(emails: list[tuple[str, str, list[str], str, str]]
     columns = "key, event_id, recipients, subject, body, created_at"
     row = "%s, %s, %s, %s, %s, %s"
     params, clock = [], []
+    claimed_at = time.monotonic()  # no later than the claims' start: their age is counted from it
     if claim:
         _, until, clock = _email_clock()
         columns, row = f"{columns}, claimed_until", f"{row}, {until}"
@@ -434,7 +448,7 @@ def email_notifications_write(emails: list[tuple[str, str, list[str], str, str]]
     content = {key: (recipients, subject, body) for key, _, recipients, subject, body in emails}
     for pk, key, token in written:
         claimed = (token, *content[key]) if claim else None
-        email_notification_send_on_commit(notification_pk=pk, claim=claimed)
+        email_notification_send_on_commit(notification_pk=pk, claim=claimed, claimed_at=claimed_at)
 
 
 # A sender's claim on the e-mails it sends: longer than a batch's slowest message takes (each
@@ -540,18 +554,19 @@ def email_notifications_send(*, notification_pks: list[int]) -> int:
     return _emails_deliver(_email_notifications_claim(pks))
 
 
-def _emails_deliver(claims: dict[int, tuple]) -> int:
+def _emails_deliver(claims: dict[int, tuple], *, claimed_at: float | None = None) -> int:
     """Send the e-mails of `claims` (pk -> (claim token, recipients, subject, body)), this
-    sender's, and record the outcome (email_notifications_send)."""
+    sender's since `claimed_at` (time.monotonic(); now when None), and record the outcome
+    (email_notifications_send). Claims older than a quarter of theirs are renewed first."""
     if not claims:
         return 0
     if connection.in_atomic_block:
-        transaction.on_commit(functools.partial(_emails_deliver, claims), robust=True)
+        transaction.on_commit(functools.partial(_emails_deliver, claims, claimed_at=claimed_at), robust=True)
         return 0
     tokens = {pk: claim[0] for pk, claim in claims.items()}
     sent: list[int] = []
     failed: dict[int, object] = {}
-    renewed = time.monotonic()
+    renewed = time.monotonic() if claimed_at is None else claimed_at
     total_sent = 0
     mailer = get_connection()
     for pk in sorted(claims):

@@ -52,18 +52,24 @@ def _postgresql_triggers() -> str:
     return "\n".join(statements)
 
 
-def _sqlite_statements() -> list[str]:
+def sqlite_statements() -> list[str]:
+    """Idempotent: SQLite drops a table's triggers when a migration rebuilds the table (its way
+    of altering one), so marketplace.apps runs these again after every migrate."""
     bump = "BEGIN UPDATE marketplace_catalog_version SET version = random() WHERE id = 1; END"
     statements = [
-        "CREATE TABLE marketplace_catalog_version (id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL)",
-        "INSERT INTO marketplace_catalog_version VALUES (1, random())",
+        "CREATE TABLE IF NOT EXISTS marketplace_catalog_version"
+        " (id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL)",
+        "INSERT OR IGNORE INTO marketplace_catalog_version VALUES (1, random())",
     ]
     for table in CATALOG_TABLES:
         for event in ("INSERT", "UPDATE", "DELETE"):
-            statements.append(f"CREATE TRIGGER {table}_catalog_{event.lower()} AFTER {event} ON {table} {bump}")
+            statements.append(
+                f"CREATE TRIGGER IF NOT EXISTS {table}_catalog_{event.lower()} AFTER {event} ON {table} {bump}"
+            )
     changed = " OR ".join(f"OLD.{column} IS NOT NEW.{column}" for column in USER_COLUMNS)
     statements.append(
-        f"CREATE TRIGGER marketplace_user_catalog_update AFTER UPDATE ON marketplace_user WHEN {changed} {bump}"
+        "CREATE TRIGGER IF NOT EXISTS marketplace_user_catalog_update"
+        f" AFTER UPDATE ON marketplace_user WHEN {changed} {bump}"
     )
     return statements
 
@@ -72,7 +78,7 @@ def catalog_version_create(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRESQL_FUNCTION + _postgresql_triggers())
     else:
-        for statement in _sqlite_statements():
+        for statement in sqlite_statements():
             schema_editor.execute(statement)
 
 

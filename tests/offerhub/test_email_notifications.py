@@ -4,6 +4,7 @@ again by the sweeper once the claim of a sender killed mid-batch lapses, at once
 sweeper when the mail server refuses."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,14 @@ from psycopg import pq
 
 from offerhub.correlation import in_task_var
 from offerhub.models import EmailNotification
-from offerhub.services import email_notification_send_on_commit, email_notifications_send, email_notifications_write
+from offerhub.services import (
+    EMAIL_CLAIM_TTL,
+    _email_notifications_claim,
+    _emails_deliver,
+    email_notification_send_on_commit,
+    email_notifications_send,
+    email_notifications_write,
+)
 from offerhub.tasks import email_notifications_sweep
 
 observed: list[dict] = []
@@ -315,3 +323,36 @@ def test_a_worker_killed_sending_what_it_wrote_claimed_leaves_it_to_the_sweeper(
     EmailNotification.objects.update(claimed_until=timezone.now() - timedelta(seconds=1))
     assert email_notifications_sweep() == 1
     assert [message.subject for message in mail.outbox] == ["S0"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_email_written_in_a_savepoint_rolled_back_is_never_sent(settings):
+    """The careful delivery pass calls each subscriber in a savepoint: what one rolled back wrote
+    is not sent with what the others wrote."""
+    token = in_task_var.set(True)
+    try:
+        with transaction.atomic():
+            with transaction.atomic():
+                email_notifications_write([("kept", "evt_0", ["to0@example.test"], "Kept", "B")])
+            with pytest.raises(RuntimeError), transaction.atomic():
+                email_notifications_write([("undone", "evt_1", ["to1@example.test"], "Undone", "B")])
+                raise RuntimeError("this subscriber failed")
+    finally:
+        in_task_var.reset(token)
+    assert [message.subject for message in mail.outbox] == ["Kept"]
+    assert list(EmailNotification.objects.values_list("key", flat=True)) == ["kept"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_older_than_a_quarter_of_theirs_are_renewed_before_sending(settings):
+    """Rows claimed as a worker wrote them may wait for its locks before it sends them: a claim
+    that may have lapsed by then is renewed first, and one another sender took is left to it."""
+    (mine, taken) = _rows(2)
+    claims = _email_notifications_claim([mine.pk, taken.pk])
+    other = timezone.now() + timedelta(minutes=5)  # a sender that took it once it lapsed
+    EmailNotification.objects.filter(pk=taken.pk).update(claimed_until=other)
+    written_long_ago = time.monotonic() - EMAIL_CLAIM_TTL.total_seconds()
+    assert _emails_deliver(claims, claimed_at=written_long_ago) == 1
+    assert [message.subject for message in mail.outbox] == ["S0"]
+    taken.refresh_from_db()
+    assert taken.sent_at is None and taken.claimed_until == other

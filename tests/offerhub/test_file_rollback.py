@@ -106,3 +106,22 @@ def test_outside_a_transaction_nothing_is_deleted():
     with pytest.raises(RuntimeError), transaction.atomic():
         raise RuntimeError("another transaction fails")
     assert exists(name)
+
+
+def test_a_connection_lost_before_commit_keeps_the_file():
+    """COMMIT's answer lost with the connection: the server may have committed, so the file
+    stays (an orphan at worst, never a committed file lost)."""
+    import psycopg
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    dsn = connection.get_connection_params()
+    with pytest.raises(DatabaseError), transaction.atomic():
+        connection.cursor().execute("SELECT 1")  # the transaction begun on the server
+        name = stored("unknown.txt")
+        with psycopg.connect(**{k: v for k, v in dsn.items() if k != "cursor_factory"}, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    connection.close()  # Django's wrapper of the lost connection
+    assert exists(name)
+    private_storage().delete(name)
