@@ -367,14 +367,8 @@ def test_a_form_the_order_no_longer_offers_falls_back_to_a_message():
 @pytest.mark.django_db(transaction=True)
 def test_seller_delivers_buyer_approves_and_the_seller_is_paid(chain, funded_user, trustless_work):
     buyer, seller = funded_user("50.00"), funded_user("0")
-    listing = ListingFactory(seller=seller, price_cents=2_000)
-    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
-    checkout = buyer_client.post(
-        f"/listings/{listing.public_id}/checkout/",
-        {"token": checkout_token(buyer_client, listing), "price_cents": 2_000},
-    )
+    buyer_client, seller_client, base = order_bought(buyer, seller)
     order = Order.objects.get()
-    base = checkout["Location"]
     response = seller_client.post(
         base + "deliver/",
         {"evidence_text": "Final logo attached", "evidence_link": "https://files.example/logo"},
@@ -394,6 +388,18 @@ def test_seller_delivers_buyer_approves_and_the_seller_is_paid(chain, funded_use
     page = seller_client.get(base).content.decode()
     assert "Closed · seller paid" in page and "(after fees)" in page
     assert "Nothing left to do" in page
+
+
+def order_bought(buyer, seller, *, price_cents: int = 2_000):
+    """The buyer checks out a listing of `price_cents` without milestones: (buyer's client,
+    seller's client, the order page's path)."""
+    listing = ListingFactory(seller=seller, price_cents=price_cents)
+    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
+    base = buyer_client.post(
+        f"/listings/{listing.public_id}/checkout/",
+        {"token": checkout_token(buyer_client, listing), "price_cents": price_cents},
+    )["Location"]
+    return buyer_client, seller_client, base
 
 
 def milestone_order_bought(buyer, seller):

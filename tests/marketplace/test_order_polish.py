@@ -20,7 +20,14 @@ from offerhub.services import event_publish
 from payments.ledger import user_accounts
 from payments.views import safe_next
 from tests.factories import ListingFactory, UserFactory
-from tests.marketplace.test_order_pages import USD, an_order, checkout_token, logged_in, milestone_order_bought
+from tests.marketplace.test_order_pages import (
+    USD,
+    an_order,
+    checkout_token,
+    logged_in,
+    milestone_order_bought,
+    order_bought,
+)
 
 S = Order.Status
 
@@ -231,12 +238,7 @@ def test_a_rejected_file_keeps_the_typed_evidence_and_shows_the_error_by_the_fie
 @pytest.mark.django_db(transaction=True)
 def test_an_order_without_milestones_is_delivered_with_a_private_file(chain, funded_user, trustless_work):
     buyer, seller = funded_user("50.00"), funded_user("0")
-    listing = ListingFactory(seller=seller, price_cents=2_000)
-    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
-    base = buyer_client.post(
-        f"/listings/{listing.public_id}/checkout/",
-        {"token": checkout_token(buyer_client, listing), "price_cents": 2_000},
-    )["Location"]
+    buyer_client, seller_client, base = order_bought(buyer, seller)
     pdf = SimpleUploadedFile("logo.pdf", b"%PDF-1.4\n% the logo\n", content_type="application/pdf")
     response = seller_client.post(base + "deliver/", {"evidence_text": "The logo", "evidence_file": pdf})
     assert response.status_code == 302

@@ -19,10 +19,10 @@ from marketplace.models import Listing, Order, OrderMilestone
 from marketplace.orders import OrderActor
 from marketplace.reviews import user_profile_update
 from offerhub.models import AuditLog
-from tests.factories import CategoryFactory, ListingFactory, UserFactory
+from tests.factories import CategoryFactory, UserFactory
 from tests.marketplace.test_dispute_case_api import disputed
 from tests.marketplace.test_listings import image_upload
-from tests.marketplace.test_order_pages import checkout_token, logged_in, milestone_order_bought
+from tests.marketplace.test_order_pages import milestone_order_bought, order_bought
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -74,12 +74,7 @@ def test_a_delivery_whose_deferred_order_write_fails_leaves_no_file_and_can_be_r
     chain, funded_user, trustless_work
 ):
     buyer, seller = funded_user("50.00"), funded_user("0")
-    listing = ListingFactory(seller=seller, price_cents=2_000)
-    buyer_client, seller_client = logged_in(buyer), logged_in(seller)
-    base = buyer_client.post(
-        f"/listings/{listing.public_id}/checkout/",
-        {"token": checkout_token(buyer_client, listing), "price_cents": 2_000},
-    )["Location"]
+    buyer_client, seller_client, base = order_bought(buyer, seller)
     order = Order.objects.get()
     before = (order.status, order.delivered_at, order.updated_at)
 
