@@ -77,3 +77,23 @@ def airtm(live_server, settings):
     settings.OFFERHUB_AIRTM_BASE_URL = live_server.url + "/sandbox/airtm/v2"
     settings.OFFERHUB_AIRTM_CHECKOUT_BASE_URL = live_server.url + "/sandbox/airtm/checkout"
     return AirtmClient(backoff=0.01)
+
+
+@pytest.fixture
+def linked(funded_user, airtm):
+    """A member with `amount` dollars in their wallet, linked to a sandbox Airtm account whose
+    payouts end as `outcome`."""
+    import uuid
+
+    from django.contrib.auth import get_user_model
+
+    from sandbox.airtm_engine import airtm_user_create
+    from sandbox.models import SandboxAirtmUser
+
+    def make(amount: str = "100.00", outcome: str = SandboxAirtmUser.PayoutOutcome.COMPLETE):
+        user = funded_user(amount)
+        account = airtm_user_create(email=f"m-{uuid.uuid4().hex[:10]}@airtm.sandbox", payout_outcome=outcome)
+        get_user_model().objects.filter(pk=user.pk).update(airtm_user_id=account.airtm_id, airtm_email=account.email)
+        return get_user_model().objects.get(pk=user.pk)
+
+    return make

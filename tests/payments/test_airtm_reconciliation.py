@@ -3,13 +3,11 @@ Airtm withdrawals, made and settled by their real services, against the payins a
 sandbox Airtm and the sandbox chain the live server serves."""
 
 import re
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -245,19 +243,6 @@ def test_one_record_that_fails_never_stops_the_run(member, airtm):
 
 
 # --- Airtm withdrawals, made by withdrawal_create_airtm and paid by the sandbox ---------------
-
-
-@pytest.fixture
-def linked(funded_user, airtm):
-    """A member with `amount` dollars in their wallet, linked to a sandbox Airtm account."""
-
-    def make(amount: str = "100.00"):
-        user = funded_user(amount)
-        account = airtm_user_create(email=f"m-{uuid.uuid4().hex[:10]}@airtm.sandbox")
-        get_user_model().objects.filter(pk=user.pk).update(airtm_user_id=account.airtm_id, airtm_email=account.email)
-        return get_user_model().objects.get(pk=user.pk)
-
-    return make
 
 
 def withdraw(user, airtm, amount="30.00") -> Withdrawal:

@@ -1,11 +1,9 @@
 """The wallet page's "Withdraw to Airtm" block, as a member uses it (sandbox Airtm and chain over HTTP)."""
 
 import re
-import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -13,23 +11,12 @@ from django.utils import timezone
 
 from payments.ledger import user_accounts
 from payments.models import Withdrawal
-from sandbox.airtm_engine import airtm_payouts_advance, airtm_user_create
+from sandbox.airtm_engine import airtm_payouts_advance
 from sandbox.models import SandboxAirtmPayout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CANCEL = re.compile(r'action="(/wallet/airtm/withdrawals/[^"]+/cancel/)"')
-
-
-@pytest.fixture
-def linked(funded_user, airtm):
-    def make(amount: str = "100.00"):
-        user = funded_user(amount)
-        account = airtm_user_create(email=f"page-{uuid.uuid4().hex[:10]}@airtm.sandbox")
-        get_user_model().objects.filter(pk=user.pk).update(airtm_user_id=account.airtm_id, airtm_email=account.email)
-        return get_user_model().objects.get(pk=user.pk)
-
-    return make
 
 
 def withdraw(client, amount: str, **extra):

@@ -1,13 +1,11 @@
 """Withdrawals through Airtm (payments.airtm_withdrawals) over HTTP against the sandbox Airtm and
 the sandbox chain the live server serves: hold → payout → Airtm's states → sweep or hold returned."""
 
-import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import requests
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from offerhub.errors import ServiceError
@@ -32,19 +30,6 @@ S = Withdrawal.Status
 
 def later(seconds: float = 3600):
     return timezone.now() + timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def linked(funded_user, airtm):
-    """A member with `amount` dollars in their wallet, linked to a sandbox Airtm account."""
-
-    def make(amount: str = "100.00", outcome: str = SandboxAirtmUser.PayoutOutcome.COMPLETE):
-        user = funded_user(amount)
-        account = airtm_user_create(email=f"m-{uuid.uuid4().hex[:10]}@airtm.sandbox", payout_outcome=outcome)
-        get_user_model().objects.filter(pk=user.pk).update(airtm_user_id=account.airtm_id, airtm_email=account.email)
-        return get_user_model().objects.get(pk=user.pk)
-
-    return make
 
 
 @pytest.fixture

@@ -2,16 +2,14 @@
 sandbox Airtm and chain the live server serves."""
 
 import itertools
-import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from offerhub.models import Event
 from payments.models import Withdrawal
-from sandbox.airtm_engine import airtm_payouts_advance, airtm_user_create
+from sandbox.airtm_engine import airtm_payouts_advance
 from sandbox.models import SandboxAirtmPayout
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,17 +23,6 @@ def post(client, path, body=None, key=None):
 @pytest.fixture
 def writer(auth_client):
     return auth_client(scopes=["read", "write"])
-
-
-@pytest.fixture
-def linked(funded_user, airtm):
-    def make(amount: str = "100.00"):
-        user = funded_user(amount)
-        account = airtm_user_create(email=f"api-{uuid.uuid4().hex[:10]}@airtm.sandbox")
-        get_user_model().objects.filter(pk=user.pk).update(airtm_user_id=account.airtm_id, airtm_email=account.email)
-        return get_user_model().objects.get(pk=user.pk)
-
-    return make
 
 
 def body(user, **extra):

@@ -2,11 +2,9 @@
 Airtm withdrawal holds the amount, `balance.released` reason `withdrawal` when a failure returns
 it; each once, none when the withdrawal is refused. Over HTTP against the sandbox chain and Airtm."""
 
-import uuid
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 from stellar_sdk import TransactionBuilder
 
 from offerhub.errors import ServiceError
@@ -16,7 +14,6 @@ from payments.models import Withdrawal
 from payments.stellar import horizon, usdc
 from payments.tasks import airtm_withdrawals_resolve_pending, withdrawals_resolve_pending
 from payments.withdrawals import withdrawal_create_crypto, withdrawal_submit
-from sandbox.airtm_engine import airtm_user_create
 from sandbox.models import SandboxAirtmUser, SandboxFault
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,17 +37,6 @@ def airtm_withdraw(user, airtm, amount="30.00", commit=False, **extra):
         airtm=airtm,
         **extra,
     )
-
-
-@pytest.fixture
-def linked(funded_user, airtm):
-    def make(amount: str = "100.00"):
-        user = funded_user(amount)
-        account = airtm_user_create(email=f"m-{uuid.uuid4().hex[:10]}@airtm.sandbox")
-        get_user_model().objects.filter(pk=user.pk).update(airtm_user_id=account.airtm_id, airtm_email=account.email)
-        return get_user_model().objects.get(pk=user.pk)
-
-    return make
 
 
 def balance_events(user, event_type: str) -> list[Event]:
