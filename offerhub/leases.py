@@ -58,13 +58,29 @@ def _db_now():
     return timezone.now()
 
 
-def _clock(ttl: timedelta) -> tuple[str, str, list]:
-    """SQL for now and for now + ttl, and their parameters: the database's clock on PostgreSQL."""
+def db_clock(ttl: timedelta) -> tuple[str, str, list]:
+    """SQL for now and for now + ttl, and their parameters: the database's clock on PostgreSQL,
+    so that every node agrees on when a lease (or a claim) ran out."""
     if connection.vendor == "postgresql":
         return "clock_timestamp()", "clock_timestamp() + make_interval(secs => %s)", [ttl.total_seconds()]
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value  # stored as the ORM stores them, so they compare
     return "%s", "%s", [adapt(now), adapt(now + ttl)]
+
+
+def _claim_sql(now: str, expires: str) -> str:
+    """The claim (lease_claim): taken when free, expired or already the holder's; RETURNING the
+    fencing token. Only constants are formatted in (the table, the clock's SQL); values
+    (name, holder, the clock's) are parameters."""
+    return f"""
+        INSERT INTO {JobLease._meta.db_table} AS lease (name, holder, claimed_at, renewed_at, expires_at, claims)
+        VALUES (%s, %s, {now}, {now}, {expires}, 1)
+        ON CONFLICT (name) DO UPDATE SET
+            holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
+            expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
+        WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
+        RETURNING claims
+    """  # noqa: S608
 
 
 def job_lease_claim(*, name: str, holder: str, ttl: timedelta) -> bool:
@@ -77,24 +93,13 @@ def lease_claim(*, name: str, holder: str, ttl: timedelta) -> int | None:
     (the row's claim count, which only grows), or None when someone else holds it.
 
     One atomic statement: two claims at once (two beats, two workers) never both win."""
-    table = JobLease._meta.db_table
-    now, expires, params = _clock(ttl)
+    now, expires, params = db_clock(ttl)
     if connection.vendor == "postgresql":
         values = [name, holder, *params]
     else:
         values = [name, holder, params[0], params[0], params[1]]
-    # Only constants are formatted in (the table, the clock's SQL); values are parameters.
-    sql = f"""
-        INSERT INTO {table} AS lease (name, holder, claimed_at, renewed_at, expires_at, claims)
-        VALUES (%s, %s, {now}, {now}, {expires}, 1)
-        ON CONFLICT (name) DO UPDATE SET
-            holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
-            expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
-        WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
-        RETURNING claims
-    """  # noqa: S608
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(_claim_sql(now, expires), values)
         row = cursor.fetchone()
         return None if row is None else row[0]
 
@@ -111,20 +116,11 @@ def lease_claim_with(*, name: str, holder: str, ttl: timedelta, then: tuple[str,
     clock was read (tests/offerhub/test_lease_locks.py)."""
     if connection.vendor != "postgresql":
         return lease_claim(name=name, holder=holder, ttl=ttl), None
-    table = JobLease._meta.db_table
-    now, expires, params = _clock(ttl)
+    now, expires, params = db_clock(ttl)
     then_sql, then_params = then
     then_sql = then_sql.replace("{claimed}", "EXISTS (SELECT 1 FROM claimed)")
     sql = f"""
-        WITH claimed AS (
-            INSERT INTO {table} AS lease (name, holder, claimed_at, renewed_at, expires_at, claims)
-            VALUES (%s, %s, {now}, {now}, {expires}, 1)
-            ON CONFLICT (name) DO UPDATE SET
-                holder = excluded.holder, claimed_at = excluded.claimed_at, renewed_at = excluded.renewed_at,
-                expires_at = excluded.expires_at, released_at = NULL, claims = lease.claims + 1
-            WHERE lease.expires_at <= excluded.claimed_at OR lease.holder = excluded.holder
-            RETURNING claims
-        ), then_rows AS ({then_sql})
+        WITH claimed AS ({_claim_sql(now, expires)}), then_rows AS ({then_sql})
         SELECT claimed.claims, then_rows.* FROM claimed LEFT JOIN then_rows ON true
     """  # noqa: S608 (constants and the caller's statement; values are parameters)
     with transaction.atomic(), connection.cursor() as cursor:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from offerhub.correlation import correlation_id_get, idempotency_key_var, in_task_var
 from offerhub.events import event_dispatch_hook_register
 from offerhub.ids import random_alnum
+from offerhub.leases import db_clock
 from offerhub.locks import after_locks_released
 from offerhub.models import ApiKey, AuditLog, EmailNotification, Event
 
@@ -433,7 +434,7 @@ def email_notifications_write(emails: list[tuple[str, str, list[str], str, str]]
     params, clock = [], []
     claimed_at = time.monotonic()  # no later than the claims' start: their age is counted from it
     if claim:
-        _, until, clock = _email_clock()
+        _, until, clock = db_clock(EMAIL_CLAIM_TTL)
         columns, row = f"{columns}, claimed_until", f"{row}, {until}"
     for key, event_id, recipients, subject, body in emails:
         params += [key, event_id, json.dumps(recipients), subject, body, now, *clock[-1:]]
@@ -457,16 +458,6 @@ def email_notifications_write(emails: list[tuple[str, str, list[str], str, str]]
 EMAIL_CLAIM_TTL = timedelta(minutes=5)
 
 
-def _email_clock() -> tuple[str, str, list]:
-    """SQL for now and for a claim's end (now + EMAIL_CLAIM_TTL), and their parameters: the
-    database's clock on PostgreSQL, so that every node agrees on when a claim lapsed."""
-    if connection.vendor == "postgresql":
-        return "clock_timestamp()", "clock_timestamp() + make_interval(secs => %s)", [EMAIL_CLAIM_TTL.total_seconds()]
-    now = timezone.now()
-    adapt = connection.ops.adapt_datetimefield_value  # stored as the ORM stores them, so they compare
-    return "%s", "%s", [adapt(now), adapt(now + EMAIL_CLAIM_TTL)]
-
-
 def _email_claims_sql(claims: dict[int, object]) -> tuple[str, list]:
     """A condition true for the rows still claimed by these claims (pk: the claim's end, which
     a later claim only moves forward: it is the claim's token)."""
@@ -479,7 +470,7 @@ def _email_notifications_claim(pks: list[int]) -> dict[int, tuple]:
     pk -> (claim token, recipients, subject, body). A concurrent claim of the same row waits
     for this one's commit, then finds it claimed and skips it."""
     table = EmailNotification._meta.db_table
-    now, until, params = _email_clock()
+    now, until, params = db_clock(EMAIL_CLAIM_TTL)
     placeholders = ", ".join(["%s"] * len(pks))
     sql = (
         f"UPDATE {table} SET claimed_until = {until}"  # noqa: S608 (the model's table, the clock's SQL)
@@ -523,7 +514,7 @@ def _email_notifications_renew(claims: dict[int, object]) -> dict[int, object]:
     if not claims:
         return {}
     table = EmailNotification._meta.db_table
-    _, until, params = _email_clock()
+    _, until, params = db_clock(EMAIL_CLAIM_TTL)
     claimed, claimed_params = _email_claims_sql(claims)
     with connection.cursor() as cursor:
         cursor.execute(
