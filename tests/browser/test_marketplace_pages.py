@@ -46,13 +46,18 @@ def finished_order(*, buyer: User, listing: Listing, status=Order.Status.CLOSED)
     )
 
 
-@pytest.fixture
-def demo(live_server):
+def demo_seeded() -> tuple[User, Listing]:
+    """The demo data (seed_demo), its seller logging in with TEST_PASSWORD: (seller, the logo kit)."""
     call_command("seed_demo", stdout=io.StringIO(), stderr=io.StringIO())
     seller = User.objects.get(email=DEMO_SELLER)
     seller.set_password(TEST_PASSWORD)
     seller.save()
-    listing = Listing.objects.get(title=LOGO_KIT)
+    return seller, Listing.objects.get(title=LOGO_KIT)
+
+
+@pytest.fixture
+def demo(live_server):
+    seller, listing = demo_seeded()
     for name, rating, body, replied in EARLIER_REVIEWS:
         order = finished_order(buyer=UserFactory(display_name=name), listing=listing)
         review = review_create(order=order, buyer=order.buyer, rating=rating, body=body)

@@ -3,17 +3,12 @@
 The pages with their own journeys are also checked there (test_buyer_pages, test_marketplace_pages);
 this walks the rest on the demo data, logged out and as the demo seller with an order."""
 
-import io
-
 import pytest
-from django.core.management import call_command
 
-from marketplace.management.commands.seed_demo import DEMO_SELLER
-from marketplace.models import Listing, User
 from tests.browser.screenshots import MOBILE, horizontal_overflow
-from tests.browser.test_marketplace_pages import LOGO_KIT, finished_order
+from tests.browser.test_marketplace_pages import demo_seeded, finished_order
 from tests.browser.test_order_journey import log_in
-from tests.factories import TEST_PASSWORD, UserFactory
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,11 +26,7 @@ MEMBERS_PAGES = [
 
 @pytest.fixture
 def demo(live_server):
-    call_command("seed_demo", stdout=io.StringIO(), stderr=io.StringIO())
-    seller = User.objects.get(email=DEMO_SELLER)
-    seller.set_password(TEST_PASSWORD)
-    seller.save()
-    listing = Listing.objects.get(title=LOGO_KIT)
+    seller, listing = demo_seeded()
     order = finished_order(buyer=UserFactory(display_name="A buyer with a rather long display name"), listing=listing)
     return live_server.url, seller, listing, order
 
