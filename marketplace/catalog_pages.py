@@ -125,9 +125,3 @@ def viewer_part_render(context, template_name: str) -> str:
         parts.append(template_name)
         return VIEWER_MARKER
     return context.template.engine.get_template(template_name).render(context)
-
-
-def catalog_pages_clear() -> None:
-    """Forget every cached page and part (tests that change settings a page shows)."""
-    _pages.clear()
-    _viewer_parts.clear()
