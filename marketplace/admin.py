@@ -29,6 +29,7 @@ from marketplace.models import (
     OrderMilestone,
     Review,
     User,
+    VisitorSession,
 )
 from marketplace.orders import order_escrow
 from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
@@ -65,6 +66,18 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("date_joined", "last_login")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "display_name", "password1", "password2")}),)
+
+
+@admin.register(VisitorSession)
+class VisitorSessionAdmin(ReadOnlyAdmin):
+    """Who is logged in, until when. A session's key is its visitor's credential: it is never
+    shown, not even in a link (the list links nowhere)."""
+
+    list_display = ("member", "expire_date")
+    list_display_links = None
+    list_select_related = ("member",)
+    search_fields = ("member__email", "member__public_id")
+    ordering = ("-expire_date",)
 
 
 @admin.register(Category)

@@ -1,6 +1,7 @@
-"""Django's ModelBackend, whose read of the logged-in member (every page they load) is one fixed
-statement prepared per connection instead of an ORM query compiled each time, which cost several
-times the statement itself. Logging in (e-mail and password) is Django's own."""
+"""Django's ModelBackend, whose read of the logged-in member (every page they load) is the one
+their session's read brought (marketplace.sessions), or else one fixed statement prepared per
+connection instead of an ORM query compiled each time, which cost several times the statement
+itself. Logging in (e-mail and password) is Django's own."""
 
 from functools import cache
 
@@ -9,6 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import PermissionDenied
 
+from marketplace.sessions import member_read_with_session
 from offerhub.database import PreparedRowRead
 
 
@@ -23,7 +25,7 @@ class PreparedModelBackend(ModelBackend):
     logged in before this backend (they name it)."""
 
     def get_user(self, user_id):
-        user = _user_read().get(user_id)
+        user = member_read_with_session(user_id) or _user_read().get(user_id)
         if user is None:
             return None
         return user if self.user_can_authenticate(user) else None

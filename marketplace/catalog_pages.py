@@ -5,8 +5,8 @@ rendering it (its queries, the template) costs ten times the rest of the request
 rendered once per process and URL for each version of the catalogue (the row that database
 triggers change with every write to listings, images, categories, reviews or a seller's name,
 handle or standing: marketplace/migrations/0013_catalog_version.py), and served again while
-that version holds: one prepared read of the version per request, where the page cost
-its queries and a template render.
+that version holds: one prepared read of the version per request (for a visitor with a session,
+part of the session's read), where the page cost its queries and a template render.
 
 What differs between visitors is kept out of the cached page and filled in per request:
 - the parts that show the visitor (the navigation bar's account links, the home page's
@@ -29,6 +29,7 @@ from django.template import loader
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language
 
+from marketplace.sessions import CATALOG_VERSION_SQL
 from offerhub.database import prepared_cursor
 from offerhub.lru import LruCache
 
@@ -72,10 +73,14 @@ class _ViewerGuard:
 _GUARD = _ViewerGuard()
 
 
-def catalog_version() -> int | None:
-    """The catalogue's current version; None when its row is missing (nothing is cached then)."""
+def catalog_version(request: HttpRequest) -> int | None:
+    """The catalogue's current version; None when its row is missing (nothing is cached then).
+    A session read from the database in this request brought it (marketplace.sessions)."""
+    session = getattr(request, "session", None)
+    if getattr(session, "read_with_session", False):
+        return session.catalog_version
     with prepared_cursor() as cursor:
-        cursor.execute("SELECT version FROM marketplace_catalog_version WHERE id = 1")
+        cursor.execute(CATALOG_VERSION_SQL)
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -84,7 +89,7 @@ def catalog_page(request: HttpRequest, template_name: str, context: Callable[[],
     """The page `template_name` renders with `context()` (called only when the page is not cached)."""
     if request.method not in ("GET", "HEAD") or len(get_messages(request)):
         return render(request, template_name, context())
-    version = catalog_version()
+    version = catalog_version(request)  # after the messages: the session they loaded brought it
     if version is None:
         return render(request, template_name, context())
     key = (template_name, request.get_full_path(), get_language(), version)

@@ -5,6 +5,7 @@ from itertools import islice
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.contrib.postgres.search import SearchVectorField
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -187,6 +188,32 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def is_support(self) -> bool:
         return self.is_staff
+
+
+class VisitorSession(AbstractBaseSession):
+    """A visitor's session (Django's database session) with the member it is logged in as in a
+    column of its own: a page reads the session and its member in one statement
+    (marketplace/sessions.py), and support can see and end a member's sessions in the backoffice."""
+
+    # No constraint in the database: saving a session that names a member deleted a moment ago
+    # must not fail (Django's create() would retry a failed insert with new keys forever). Deleting
+    # a member deletes their sessions (the ORM's cascade); a session left naming none has none.
+    member = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, db_constraint=False, related_name="sessions"
+    )
+
+    class Meta:
+        verbose_name = "session"
+
+    def __str__(self):
+        # Never the key: it is the visitor's credential.
+        return f"Session of {self.member or 'a visitor'} until {self.expire_date:%Y-%m-%d %H:%M} UTC"
+
+    @classmethod
+    def get_session_store_class(cls):
+        from marketplace.sessions import SessionStore
+
+        return SessionStore
 
 
 def new_listing_id() -> str:

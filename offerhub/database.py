@@ -62,55 +62,93 @@ def prepared_cursor():
     return prepared() if prepared is not None else connection.cursor()
 
 
-class PreparedRowRead:
-    """One row of `model` (all its concrete columns) by a fixed WHERE, through prepared_cursor(),
-    made into the instance the ORM would give: each column through the backend's and the field's
-    db converters (a JSONField's text parsed, SQLite's dates...), then Model.from_db. For the reads
-    every page makes, whose ORM query cost several times its execution to compile.
+class ModelColumns:
+    """The concrete columns of `model` as the ORM selects them (qualified by `alias`, the table's
+    name or alias in the statement), and how a row's values for them become the instance the ORM
+    would give: each column through the backend's and the field's db converters (a JSONField's
+    text parsed, SQLite's dates...), then Model.from_db. Built on first use, once."""
 
-    `conditions` are (field name, operator) pairs, ANDed; get() takes their values in that order
-    and prepares them as a lookup would (field.get_db_prep_value). The statement and the
-    converters are built on first use, once."""
-
-    def __init__(self, model, *conditions: tuple[str, str]):
+    def __init__(self, model, alias: str | None = None):
         self.model = model
-        self.conditions = conditions
+        self.alias = alias
 
     @cached_property
     def _plan(self):
         opts = self.model._meta
         quote = connection.ops.quote_name
         fields = opts.concrete_fields
-        where = [opts.get_field(name) for name, _ in self.conditions]
-        tests = [f"{quote(opts.get_field(name).column)} {op} %s" for name, op in self.conditions]
-        sql = "SELECT {} FROM {} WHERE {}".format(  # noqa: S608  (names from the model, values as parameters)
-            ", ".join(quote(field.column) for field in fields), quote(opts.db_table), " AND ".join(tests)
-        )
+        qualifier = quote(self.alias or opts.db_table)
+        select = ", ".join(f"{qualifier}.{quote(field.column)}" for field in fields)
         converters = []
         for position, field in enumerate(fields):
             col = field.get_col(opts.db_table)  # what the ORM selects, and passes to converters
             functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
             if functions:
                 converters.append((position, col, functions))
-        return sql, where, [field.attname for field in fields], converters
+        return select, [field.attname for field in fields], converters
+
+    @property
+    def select(self) -> str:
+        """The select list: every concrete column, in the model's order."""
+        return self._plan[0]
+
+    def __len__(self) -> int:
+        return len(self._plan[1])
+
+    def instance(self, values):
+        """The model instance from this model's columns' values (a row's slice, in select order)."""
+        _, attnames, converters = self._plan
+        if converters:
+            values = list(values)
+            for position, col, functions in converters:
+                value = values[position]
+                for function in functions:
+                    value = function(value, col, connection)
+                values[position] = value
+        return self.model.from_db(connection.alias, attnames, values)
+
+
+def prepared_params(fields, values) -> list:
+    """Parameters for `fields` compared with `values`, prepared as a lookup would
+    (field.get_db_prep_value)."""
+    params = [field.get_db_prep_value(value, connection) for field, value in zip(fields, values, strict=True)]
+    if connection.vendor == "postgresql":
+        # psycopg sends an int as int2, int4 or int8 by its size, each a statement of its own.
+        params = [Int8(value) if type(value) is int else value for value in params]
+    return params
+
+
+class PreparedRowRead:
+    """One row of `model` (all its concrete columns) by a fixed WHERE, through prepared_cursor(),
+    made into the instance the ORM would give (ModelColumns). For the reads every page makes,
+    whose ORM query cost several times its execution to compile.
+
+    `conditions` are (field name, operator) pairs, ANDed; get() takes their values in that order
+    and prepares them as a lookup would (prepared_params). The statement is built on first use, once."""
+
+    def __init__(self, model, *conditions: tuple[str, str]):
+        self.columns = ModelColumns(model)
+        self.conditions = conditions
+
+    @cached_property
+    def _plan(self):
+        opts = self.columns.model._meta
+        quote = connection.ops.quote_name
+        where = [opts.get_field(name) for name, _ in self.conditions]
+        tests = [f"{quote(opts.get_field(name).column)} {op} %s" for name, op in self.conditions]
+        sql = "SELECT {} FROM {} WHERE {}".format(  # noqa: S608  (names from the model, values as parameters)
+            self.columns.select, quote(opts.db_table), " AND ".join(tests)
+        )
+        return sql, where
+
+    @property
+    def sql(self) -> str:
+        return self._plan[0]
 
     def get(self, *values):
         """The instance, or None when no row matches."""
-        sql, where, attnames, converters = self._plan
-        params = [field.get_db_prep_value(value, connection) for field, value in zip(where, values, strict=True)]
-        if connection.vendor == "postgresql":
-            # psycopg sends an int as int2, int4 or int8 by its size, each a statement of its own.
-            params = [Int8(value) if type(value) is int else value for value in params]
+        sql, where = self._plan
         with prepared_cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, prepared_params(where, values))
             row = cursor.fetchone()
-        if row is None:
-            return None
-        if converters:
-            row = list(row)
-            for position, col, functions in converters:
-                value = row[position]
-                for function in functions:
-                    value = function(value, col, connection)
-                row[position] = value
-        return self.model.from_db(connection.alias, attnames, row)
+        return None if row is None else self.columns.instance(row)

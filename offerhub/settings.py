@@ -270,7 +270,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "marketplace.sessions.MemberMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "offerhub.database.DatabaseUnavailableMiddleware",
@@ -280,10 +280,10 @@ ROOT_URLCONF = "offerhub.urls"
 WSGI_APPLICATION = "offerhub.wsgi.application"
 ASGI_APPLICATION = "offerhub.asgi.application"
 AUTH_USER_MODEL = "marketplace.User"
-# Django's database sessions and ModelBackend, whose reads of the session and of the logged-in
-# member (two per page) are statements prepared once per connection (docs/deployment.md).
-# ModelBackend stays listed for the sessions from before, which name it.
-SESSION_ENGINE = "offerhub.sessions"
+# Django's database sessions and ModelBackend, with the session, its member and the catalogue's
+# version read by one statement prepared once per connection (marketplace/sessions.py,
+# docs/deployment.md). ModelBackend stays listed for the sessions from before, which name it.
+SESSION_ENGINE = "marketplace.sessions"
 AUTHENTICATION_BACKENDS = [
     "marketplace.auth_backends.PreparedModelBackend",
     "django.contrib.auth.backends.ModelBackend",
