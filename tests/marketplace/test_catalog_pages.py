@@ -10,9 +10,10 @@ from django.contrib.auth.models import update_last_login
 from django.contrib.messages.storage.base import Message
 from django.contrib.messages.storage.session import SessionStorage
 from django.db import connection, transaction
+from django.middleware.csrf import CSRF_ALLOWED_CHARS, _get_new_csrf_string, _unmask_cipher_token
 from django.test import Client, RequestFactory
 
-from marketplace.catalog_pages import CSRF_PLACEHOLDER, ViewerNotShared, catalog_page, catalog_version
+from marketplace.catalog_pages import CSRF_PLACEHOLDER, ViewerNotShared, catalog_page, catalog_version, csrf_token
 from marketplace.models import Category, Listing, Order, Review, User
 from tests.factories import CategoryFactory, ListingFactory, UserFactory
 
@@ -62,6 +63,24 @@ def test_the_token_on_a_cached_page_is_the_visitors_own_and_works():
     response = client.post("/accounts/logout/", {"csrfmiddlewaretoken": tokens.pop()})
     assert response.status_code == 302
     assert not client.get("/").wsgi_request.user.is_authenticated
+
+
+def test_a_cached_page_s_token_is_the_secret_masked_afresh_each_time():
+    """csrf_token masks as Django's get_token does (Django unmasks it to the secret), with a new
+    mask every time, drawn evenly from the allowed characters."""
+    request = RequestFactory().get("/")
+    request.META["CSRF_COOKIE"] = secret = _get_new_csrf_string()
+    tokens = {csrf_token(request) for _ in range(200)}
+    assert len(tokens) == 200
+    for token in tokens:
+        assert len(token) == 64 and set(token) <= set(CSRF_ALLOWED_CHARS)
+        assert _unmask_cipher_token(token) == secret
+    assert request.META["CSRF_COOKIE_NEEDS_UPDATE"]  # the cookie's expiry renewed, as Django does
+    masks = "".join(token[:32] for token in tokens)
+    assert set(masks) == set(CSRF_ALLOWED_CHARS)
+    assert max(masks.count(char) for char in CSRF_ALLOWED_CHARS) < 3 * len(masks) / len(CSRF_ALLOWED_CHARS)
+    fresh = RequestFactory().get("/")  # no secret yet: Django's get_token makes one
+    assert _unmask_cipher_token(csrf_token(fresh)) == fresh.META["CSRF_COOKIE"]
 
 
 @pytest.mark.parametrize("path", ["/", "/listings/"])
