@@ -11,6 +11,7 @@ and the generator share the machine.
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import statistics
@@ -36,8 +37,9 @@ from tests.benchmarks.sse import (
 )
 
 CONNECTIONS = 64
-WARMUP_SECONDS = 3.0
-DURATION_SECONDS = 10.0
+WARMUP_SECONDS = 2.0
+DURATION_SECONDS = 5.0
+ROUNDS = 3
 ORDERS = 1_000
 LISTINGS = 200
 # The bench's one API key sends every API request: the per-key limit (100 a minute by default)
@@ -323,6 +325,64 @@ def probe(port: int, path: str, headers: dict) -> tuple[int, bytes]:
 # --- The phase -----------------------------------------------------------------------------
 
 
+def target_run(
+    process, sampler, port: int, path: str, headers: dict, *, connections: int, warmup: float, duration: float
+) -> dict:
+    """One run of one target: its figures (bench_load's rows)."""
+    pids = process_tree(process.pid)
+    cpu_before = sum(proc_cpu_seconds(pid) for pid in pids)
+    own_before = time.process_time()
+    sampler.start()
+    tally = asyncio.run(load_run(port, path, headers, connections=connections, warmup=warmup, duration=duration))
+    figures = sampler.stop()
+    server_cpu = sum(proc_cpu_seconds(pid) for pid in process_tree(process.pid)) - cpu_before
+    own_cpu = time.process_time() - own_before
+    count = len(tally.latencies)
+    time.sleep(1)
+    return {
+        "latencies": tally.latencies,
+        "requests": count,
+        "per_second": count / duration,
+        "errors": sum(tally.errors.values()),
+        "error_kinds": tally.errors,
+        "statuses": tally.statuses,
+        "body_bytes": tally.bytes / count if count else 0,
+        # over warm-up and measurement alike
+        "server_cpu_per_request_ms": server_cpu / max(1, count) * 1000 * duration / (warmup + duration),
+        "generator_cpu_share": own_cpu / (warmup + duration),
+        "load_average": os.getloadavg()[0],  # the machine's, over the last minute
+        **figures,
+    }
+
+
+def runs_summary(label: str, path: str, runs: list[dict], floor_means: list[float]) -> dict:
+    """A target's row over its rounds: medians of each round's figures (its ratio to that round's
+    floor), percentiles over all its requests, the worst of the connection counts."""
+    latencies = sorted(latency for run in runs for latency in run["latencies"])
+    ratios = [run["per_second"] / floor for run, floor in zip(runs, floor_means, strict=False) if floor]
+
+    def median(name):
+        return statistics.median(run[name] for run in runs)
+
+    return {
+        "label": label,
+        "path": path,
+        "per_second": median("per_second"),
+        "per_second_runs": [run["per_second"] for run in runs],
+        "ratio": statistics.median(ratios) if ratios else float("nan"),
+        "ratio_runs": ratios,
+        "p50_ms": percentile(latencies, 0.50) * 1000 if latencies else float("nan"),
+        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
+        "errors": sum(run["errors"] for run in runs),
+        "error_kinds": [run["error_kinds"] for run in runs if run["error_kinds"]],
+        "server_cpu_per_request_ms": median("server_cpu_per_request_ms"),
+        "generator_cpu_share": median("generator_cpu_share"),
+        "load_average": median("load_average"),
+        **{name: max(run[name] for run in runs) for name in ("processes", "threads", "pg_max", "redis_max")},
+        "pg_new_sessions": sum(run["pg_new_sessions"] for run in runs),
+    }
+
+
 def bench_load(
     *,
     database_url: str,
@@ -330,6 +390,7 @@ def bench_load(
     connections: int = CONNECTIONS,
     warmup: float = WARMUP_SECONDS,
     duration: float = DURATION_SECONDS,
+    rounds: int = ROUNDS,
 ) -> dict:
     import psycopg
     import redis
@@ -358,7 +419,6 @@ def bench_load(
     log = workdir / "gunicorn.log"
     process = gunicorn_start(port=port, env=env, log=log)
     sampler = Sampler(process.pid, database_url)
-    rows = []
     try:
         time.sleep(2)
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -368,51 +428,33 @@ def bench_load(
             if status != 200:
                 raise RuntimeError(f"load bench: {path} answered {status} before the load: {body!r}")
         targets = targets_for(data)
-        # The floor again last: on a shared machine its drift over the run bounds the ratios' noise.
-        for label, path, headers in [*targets, (f"{targets[0][0]}, again last", *targets[0][1:])]:
-            print(f"  load: {label}…", flush=True)
-            pids = process_tree(process.pid)
-            cpu_before = sum(proc_cpu_seconds(pid) for pid in pids)
-            own_before = time.process_time()
-            sampler.start()
-            tally = asyncio.run(
-                load_run(port, path, headers, connections=connections, warmup=warmup, duration=duration)
+        # Rounds of the floor then every target, and the floor once more at the end: each run's
+        # ratio is to the floor's runs just before and after its round, so the machine's drift
+        # over the phase (other work, heat) weighs on both sides alike; the median of the rounds
+        # is reported.
+        runs: dict[str, list[dict]] = {label: [] for label, _, _ in targets}
+        floors = []
+        for round_number in range(1, rounds + 1):
+            for label, path, headers in targets:
+                print(f"  load, round {round_number}/{rounds}: {label}…", flush=True)
+                row = target_run(
+                    process, sampler, port, path, headers, connections=connections, warmup=warmup, duration=duration
+                )
+                (floors if label == targets[0][0] else runs[label]).append(row)
+                print(f"    {row['per_second']:,.0f} req/s, {row['server_cpu_per_request_ms']:.2f} ms", flush=True)
+        print("  load: the floor, last…", flush=True)
+        floors.append(
+            target_run(
+                process, sampler, port, *targets[0][1:], connections=connections, warmup=warmup, duration=duration
             )
-            figures = sampler.stop()
-            server_cpu = sum(proc_cpu_seconds(pid) for pid in process_tree(process.pid)) - cpu_before
-            own_cpu = time.process_time() - own_before
-            latencies = sorted(tally.latencies)
-            count = len(latencies)
-            rows.append(
-                {
-                    "label": label,
-                    "path": path,
-                    "requests": count,
-                    "per_second": count / duration,
-                    "p50_ms": percentile(latencies, 0.50) * 1000 if latencies else float("nan"),
-                    "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
-                    "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
-                    "errors": sum(tally.errors.values()),
-                    "error_kinds": tally.errors,
-                    "statuses": tally.statuses,
-                    "body_bytes": tally.bytes / count if count else 0,
-                    # over warm-up and measurement alike
-                    "server_cpu_per_request_ms": server_cpu / max(1, count) * 1000 * duration / (warmup + duration),
-                    "server_cpu_share": server_cpu / (warmup + duration),
-                    "generator_cpu_share": own_cpu / (warmup + duration),
-                    "load_average": os.getloadavg()[0],  # the machine's, over the last minute
-                    **figures,
-                }
-            )
-            print(f"    {rows[-1]}", flush=True)
-            time.sleep(1)
+        )
+        runs[targets[0][0]] = floors
         with psycopg.connect(database_url, autocommit=True) as conn:
             after = sampler.sample(conn)
     finally:
         server_stop(process)
-    floor = (rows[0]["per_second"] + rows[-1]["per_second"]) / 2  # first and last run of the floor
-    for row in rows:
-        row["ratio"] = row["per_second"] / floor if floor else float("nan")
+    floor_means = [(before["per_second"] + after_["per_second"]) / 2 for before, after_ in itertools.pairwise(floors)]
+    rows = [runs_summary(label, path, runs[label], floor_means) for label, path, _ in targets]
     return {
         "connections": connections,
         "warmup": warmup,
@@ -424,6 +466,8 @@ def bench_load(
         "idle": {name: value for name, value in idle.items() if not name.endswith("_ports")},
         "after": {name: value for name, value in after.items() if not name.endswith("_ports")},
         "rows": rows,
+        "rounds": rounds,
+        "floor_runs": [row["per_second"] for row in floors],
         "data": {name: value for name, value in data.items() if name not in ("api_secret", "session", "csrf_secret")},
         "env": {name: env[name] for name in ("DJANGO_SETTINGS_MODULE", "OFFERHUB_RATE_LIMIT_PER_MINUTE")},
         "log": str(log),
