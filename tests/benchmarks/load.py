@@ -11,7 +11,6 @@ and the generator share the machine.
 
 import asyncio
 import contextlib
-import itertools
 import os
 import socket
 import statistics
@@ -37,9 +36,10 @@ from tests.benchmarks.sse import (
 )
 
 CONNECTIONS = 64
-WARMUP_SECONDS = 2.0
-DURATION_SECONDS = 5.0
-ROUNDS = 3
+# Per run; every target is run PAIRS times, each between two runs of the floor.
+WARMUP_SECONDS = 0.5
+DURATION_SECONDS = 1.5
+PAIRS = 6
 ORDERS = 1_000
 LISTINGS = 200
 # The bench's one API key sends every API request: the per-key limit (100 a minute by default)
@@ -338,7 +338,7 @@ def target_run(
     server_cpu = sum(proc_cpu_seconds(pid) for pid in process_tree(process.pid)) - cpu_before
     own_cpu = time.process_time() - own_before
     count = len(tally.latencies)
-    time.sleep(1)
+    time.sleep(0.2)  # the last answers' connections closed
     return {
         "latencies": tally.latencies,
         "requests": count,
@@ -355,11 +355,11 @@ def target_run(
     }
 
 
-def runs_summary(label: str, path: str, runs: list[dict], floor_means: list[float]) -> dict:
-    """A target's row over its rounds: medians of each round's figures (its ratio to that round's
-    floor), percentiles over all its requests, the worst of the connection counts."""
+def runs_summary(label: str, path: str, runs: list[dict], ratios: list[float]) -> dict:
+    """A target's row over its runs: medians of their figures and of their ratios to the floor's
+    runs around them (none for the floor itself), percentiles over all its requests, the worst of
+    the connection counts."""
     latencies = sorted(latency for run in runs for latency in run["latencies"])
-    ratios = [run["per_second"] / floor for run, floor in zip(runs, floor_means, strict=False) if floor]
 
     def median(name):
         return statistics.median(run[name] for run in runs)
@@ -369,7 +369,7 @@ def runs_summary(label: str, path: str, runs: list[dict], floor_means: list[floa
         "path": path,
         "per_second": median("per_second"),
         "per_second_runs": [run["per_second"] for run in runs],
-        "ratio": statistics.median(ratios) if ratios else float("nan"),
+        "ratio": statistics.median(ratios) if ratios else 1.0,
         "ratio_runs": ratios,
         "p50_ms": percentile(latencies, 0.50) * 1000 if latencies else float("nan"),
         "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else float("nan"),
@@ -390,7 +390,7 @@ def bench_load(
     connections: int = CONNECTIONS,
     warmup: float = WARMUP_SECONDS,
     duration: float = DURATION_SECONDS,
-    rounds: int = ROUNDS,
+    pairs: int = PAIRS,
 ) -> dict:
     import psycopg
     import redis
@@ -428,33 +428,34 @@ def bench_load(
             if status != 200:
                 raise RuntimeError(f"load bench: {path} answered {status} before the load: {body!r}")
         targets = targets_for(data)
-        # Rounds of the floor then every target, and the floor once more at the end: each run's
-        # ratio is to the floor's runs just before and after its round, so the machine's drift
-        # over the phase (other work, heat) weighs on both sides alike; the median of the rounds
-        # is reported.
-        runs: dict[str, list[dict]] = {label: [] for label, _, _ in targets}
-        floors = []
-        for round_number in range(1, rounds + 1):
-            for label, path, headers in targets:
-                print(f"  load, round {round_number}/{rounds}: {label}…", flush=True)
-                row = target_run(
-                    process, sampler, port, path, headers, connections=connections, warmup=warmup, duration=duration
-                )
-                (floors if label == targets[0][0] else runs[label]).append(row)
-                print(f"    {row['per_second']:,.0f} req/s, {row['server_cpu_per_request_ms']:.2f} ms", flush=True)
-        print("  load: the floor, last…", flush=True)
-        floors.append(
-            target_run(
-                process, sampler, port, *targets[0][1:], connections=connections, warmup=warmup, duration=duration
+        # Short runs, the floor's and the target's in turn: this machine's speed drifts by a fifth
+        # from one run of the floor to the next (other work on the host), over seconds, so each of
+        # the target's runs is compared with the floor's just before and after it, and the median
+        # of those ratios is reported.
+        (floor_label, *floor_request), runs = targets[0], {label: [] for label, _, _ in targets}
+        ratios: dict[str, list[float]] = {label: [] for label, _, _ in targets}
+
+        def one(path, headers):
+            return target_run(
+                process, sampler, port, path, headers, connections=connections, warmup=warmup, duration=duration
             )
-        )
-        runs[targets[0][0]] = floors
+
+        for label, path, headers in targets[1:]:
+            print(f"  load: {label}, {pairs} runs between the floor's…", flush=True)
+            before = one(*floor_request)
+            runs[floor_label].append(before)
+            for _ in range(pairs):
+                run, after_ = one(path, headers), one(*floor_request)
+                runs[label].append(run)
+                runs[floor_label].append(after_)
+                ratios[label].append(run["per_second"] / ((before["per_second"] + after_["per_second"]) / 2))
+                before = after_
+            print(f"    ratios {', '.join(f'{ratio:.0%}' for ratio in ratios[label])}", flush=True)
         with psycopg.connect(database_url, autocommit=True) as conn:
             after = sampler.sample(conn)
     finally:
         server_stop(process)
-    floor_means = [(before["per_second"] + after_["per_second"]) / 2 for before, after_ in itertools.pairwise(floors)]
-    rows = [runs_summary(label, path, runs[label], floor_means) for label, path, _ in targets]
+    rows = [runs_summary(label, path, runs[label], ratios[label]) for label, path, _ in targets]
     return {
         "connections": connections,
         "warmup": warmup,
@@ -466,8 +467,8 @@ def bench_load(
         "idle": {name: value for name, value in idle.items() if not name.endswith("_ports")},
         "after": {name: value for name, value in after.items() if not name.endswith("_ports")},
         "rows": rows,
-        "rounds": rounds,
-        "floor_runs": [row["per_second"] for row in floors],
+        "pairs": pairs,
+        "floor_runs": [run["per_second"] for run in runs[floor_label]],
         "data": {name: value for name, value in data.items() if name not in ("api_secret", "session", "csrf_secret")},
         "env": {name: env[name] for name in ("DJANGO_SETTINGS_MODULE", "OFFERHUB_RATE_LIMIT_PER_MINUTE")},
         "log": str(log),

@@ -5,7 +5,8 @@ BENCH_PROFILE_SEED=1, which first recreates the bench database with the load pha
 
     BENCH_DATABASE_URL=... BENCH_REDIS_URL=... .venv/bin/python -m tests.benchmarks.load_profile [target ...]
 
-Targets: balance, orders, listings, home, health, bare (default: all). For each: SQL statements
+Targets: balance, orders, listings, home, visitor (the listings page, not logged in), health,
+bare (default: all). For each: SQL statements
 and Redis round trips per request, the in-process time per request, and cProfile's top functions
 (not part of docs/benchmarks.md: a tool for the next optimisation).
 """
@@ -53,7 +54,9 @@ def child(names: list[str], repeat: int) -> None:
     django.setup()
     import redis.connection
     from django.db import connection
+    from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH
     from django.test import Client
+    from django.utils.crypto import get_random_string
 
     from marketplace.models import User
     from offerhub.services import api_key_create
@@ -64,6 +67,8 @@ def child(names: list[str], repeat: int) -> None:
     page = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
     page.force_login(buyer)
     anonymous = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")
+    visitor = Client(HTTP_HOST="127.0.0.1", HTTP_X_FORWARDED_PROTO="https")  # the CSRF cookie alone
+    visitor.cookies["csrftoken"] = get_random_string(CSRF_SECRET_LENGTH, CSRF_ALLOWED_CHARS)
     targets = {
         "bare": (anonymous, "/bench/bare"),
         "health": (anonymous, "/api/v1/health"),
@@ -71,6 +76,7 @@ def child(names: list[str], repeat: int) -> None:
         "orders": (api, f"/api/v1/orders?buyer_id={buyer.public_id}&limit=20"),
         "listings": (page, "/listings/"),
         "home": (page, "/"),
+        "visitor": (visitor, "/listings/"),
     }
     statements: list[str] = []
     round_trips = [0]
@@ -192,7 +198,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "tests.benchmarks.load_profile", "--seed"], cwd=ROOT, env=env, check=True)
     collect = [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"]
     subprocess.run(collect, cwd=ROOT, env=env, check=True)
-    names = sys.argv[1:] or ["bare", "health", "balance", "orders", "listings", "home"]
+    names = sys.argv[1:] or ["bare", "health", "balance", "orders", "listings", "home", "visitor"]
     subprocess.run([sys.executable, "-m", "tests.benchmarks.load_profile", *names], cwd=ROOT, env=env, check=True)
 
 

@@ -253,3 +253,19 @@ def test_the_migration_copies_django_s_sessions_so_nobody_is_logged_out(user):
     client = Client()
     client.cookies[settings.SESSION_COOKIE_NAME] = logged_in.session_key
     assert client.get("/").wsgi_request.user == user
+
+
+def test_a_checked_session_value_is_parsed_afresh_for_every_request():
+    """The signature of a stored value is checked once per process; each load still gets objects
+    of its own (a view changing a nested list changes nothing for the next request), and a value
+    one character off is refused as Django refuses it."""
+    key = saved(SessionStore, {"cart": [1, 2], "name": "Zoë"})
+    first = SessionStore(key)
+    assert first.load() == {"cart": [1, 2], "name": "Zoë"}
+    first.load()["cart"].append(3)
+    assert SessionStore(key).load() == {"cart": [1, 2], "name": "Zoë"}
+    stored = Session.objects.get(session_key=key).session_data
+    tampered = stored[:-1] + ("A" if stored[-1] != "A" else "B")
+    Session.objects.filter(session_key=key).update(session_data=tampered)
+    assert SessionStore(key).load() == {}
+    assert DjangoEngineOnThisTable(key).load() == {}
