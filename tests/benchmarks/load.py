@@ -475,6 +475,11 @@ def bench_load(
     }
 
 
+def _ratio_range(row: dict) -> str:
+    ratios = row["ratio_runs"]
+    return f"{min(ratios) * 100:.0f}-{max(ratios) * 100:.0f} %" if ratios else "-"
+
+
 def load_section(result: dict) -> list[str]:
     """The docs/benchmarks.md section for bench_load's figures."""
     rows = result["rows"]
@@ -489,8 +494,14 @@ def load_section(result: dict) -> list[str]:
         "`bench/bare`, a DRF `APIView` with no authentication, permission or database, served by the same "
         "processes (a bench-only URLconf, `tests/benchmarks/load_urls.py`, includes the product's URLs). "
         f"The load generator is one asyncio loop in the bench process: {result['connections']} HTTP/1.1 "
-        f"keep-alive connections, each sending its next request when the last answer is read; per target "
-        f"{result['warmup']:.0f} s of warm-up, then {result['duration']:.0f} s measured. Requests carry "
+        "keep-alive connections, each sending its next request when the last answer is read. "
+        f"**Runs in turn:** every target is run {result['pairs']} times, each run ({result['warmup']:.1f} s of "
+        f"warm-up, then {result['duration']:.1f} s measured) between two runs of the floor, and its ratio is to "
+        "the mean of those two; the table gives the median of its ratios and of its other figures. This "
+        "machine's speed drifts by up to a fifth from one run of the floor to the next, over seconds (other "
+        f"work on the host; the floor's runs here: {min(result['floor_runs']):,.0f} to "
+        f"{max(result['floor_runs']):,.0f} req/s), so a ratio of two runs minutes apart is mostly that drift. "
+        "Requests carry "
         "`X-Forwarded-Proto: https` as the TLS proxy would (gunicorn believes 127.0.0.1). Data: one buyer with "
         f"{result['data']['orders']:,} orders and a funded balance, {result['data']['listings']} active listings (12 "
         "a page); API reads use one "
@@ -501,14 +512,15 @@ def load_section(result: dict) -> list[str]:
         "**The machine has 2 cores, shared by the server, PostgreSQL, Redis and the load generator** (its CPU "
         "share is in the last column), so absolute figures are low and the ratios are what to compare.",
         "",
-        "| target | req/s | ratio to bare | p50 (ms) | p99 (ms) | errors | server CPU per request (ms) "
+        "| target | req/s | ratio to bare | runs' ratios | p50 (ms) | p99 (ms) | errors | server CPU per request (ms) "
         "| PostgreSQL connections (max) | new PostgreSQL sessions | Redis connections (max) | generator CPU "
         "| load average |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['label']} | {row['per_second']:,.0f} | {row['ratio'] * 100:.0f} % | {row['p50_ms']:.1f} "
+            f"| {row['label']} | {row['per_second']:,.0f} | {row['ratio'] * 100:.0f} % | {_ratio_range(row)} "
+            f"| {row['p50_ms']:.1f} "
             f"| {row['p99_ms']:.1f} | {row['errors']} | {row['server_cpu_per_request_ms']:.2f} | {row['pg_max']} "
             f"| {row['pg_new_sessions']} | {row['redis_max']} | {row['generator_cpu_share'] * 100:.0f} % "
             f"| {row['load_average']:.1f} |"
@@ -523,9 +535,10 @@ def load_section(result: dict) -> list[str]:
         "0.25 s; new sessions are pg_stat_database's count over the target's run (warm-up included). "
         "Server CPU per request is its processes' user + system time over the run divided by the requests "
         "(the warm-up's counted at the measured rate). Errors: non-2xx answers and connection errors. "
-        "Ratios are to the mean of the floor's two runs (first and last); the load average (1 min) is the "
-        "machine's at the end of each target, other work on it included: above 2, other processes "
-        "competed for the cores, and server CPU per request is the steadier figure. PostgreSQL connections are "
+        "Each ratio is the median of the target's runs' ratios to the floor's runs around them (the floor's "
+        "row: all its runs); the load average (1 min) is the machine's at the end of the runs (their median), "
+        "other work on it included: above 2, other processes "
+        "competed for the cores. PostgreSQL connections are "
         f"pooled per process (at most {result['pool_max']}; a thread holds one during its request), so they stop at "
         "workers x threads; the new sessions of the first target that uses the database are the pools growing "
         "from their minimum of one. Redis connections: the rate limiter's client keeps one per thread that "
@@ -534,12 +547,12 @@ def load_section(result: dict) -> list[str]:
         "",
         "Where an authenticated read's time goes above the floor's: an API read checks its key (kept per process), "
         "its rate limit (leases of a Redis counter) and runs one prepared statement; a catalogue page is served "
-        "from the per-process page cache (docs/marketplace.md) and reads three rows, each with one prepared "
-        "statement: the session, the member, and the catalogue's version (a visitor not logged in: the version "
-        "alone). Each round trip to PostgreSQL costs about 0.1 ms of server CPU on top of PostgreSQL's own "
-        "(about 0.03 ms for such a row), and more under threads, each wait on the database handing the GIL "
+        "from the per-process page cache (docs/marketplace.md) and runs one prepared statement: for a visitor "
+        "with a session, the session joined with its member and the catalogue's version "
+        "(marketplace/sessions.py); for one without, the version alone. The round trip to PostgreSQL costs "
+        "server CPU beyond PostgreSQL's own, and more under threads, each wait on the database handing the GIL "
         "to another thread: in process (`BENCH_PROFILE_FIGURES_ONLY=1 python -m tests.benchmarks.load_profile`, "
-        "the test client's own cost included), a balance read took 0.64 ms of CPU from one thread and 0.90 ms "
-        "from eight at once, a logged-in listings page 1.05 and 1.66 ms.",
+        "the test client's own cost included), a balance read took 0.68 ms of CPU from one thread and 1.14 ms "
+        "from eight at once, a logged-in listings page 0.74 and 1.10 ms, the bare view 0.38 and 0.52 ms.",
     ]
     return lines

@@ -483,20 +483,23 @@ def test_the_pages_read_the_same_whatever_the_reviews_and_listings(count, django
         review = review_create(order=order, buyer=order.buyer, rating=4, body="Good")
         review_reply(review=review, seller=seller, reply="Thanks")
     client = logged_in(UserFactory())
-    # Session, user, the seller with their stats, the listings (covers and ratings as columns), the reviews.
-    with django_assert_max_num_queries(5):
+    # The session with its member, the seller with their stats, the listings (covers and ratings as
+    # columns), the reviews.
+    with django_assert_max_num_queries(4):
         page = client.get(f"/sellers/{seller.handle}/").content.decode()
     assert page.count('data-testid="review"') == count
-    # Session, user, the listing (ratings as columns), images, milestones, reviews, related listings.
-    with django_assert_max_num_queries(7):
+    # The session with its member, the listing (ratings as columns), images, milestones, reviews,
+    # related listings.
+    with django_assert_max_num_queries(6):
         page = client.get(f"/listings/{listings[0].public_id}/").content.decode()
     assert 'data-testid="seller-card"' in page
-    # Session, user, the catalogue's version, latest listings, categories; then the cached page.
-    with django_assert_max_num_queries(5):
-        assert client.get("/").status_code == 200
+    # The session (with its member and the catalogue's version), latest listings, categories; then
+    # the cached page.
     with django_assert_max_num_queries(3):
         assert client.get("/").status_code == 200
-    with django_assert_max_num_queries(3):  # session, user, the member with their stats
+    with django_assert_max_num_queries(1):
+        assert client.get("/").status_code == 200
+    with django_assert_max_num_queries(2):  # the session with its member, the member with their stats
         assert client.get("/accounts/profile/").status_code == 200
 
 
