@@ -28,7 +28,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject, cached_property
 
-from offerhub.database import ModelColumns, prepared_cursor, prepared_params
+from offerhub.database import ModelColumns, default_connection, prepared_cursor, prepared_params
 from offerhub.lru import LruCache
 
 CATALOG_VERSION_SQL = "SELECT version FROM marketplace_catalog_version WHERE id = 1"
@@ -63,15 +63,16 @@ class _SessionRead:
     def get(self, session_key: str):
         """(session, member or None, catalogue version or None); None when no session matches."""
         sql, fields, session, member = self._plan
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, prepared_params(fields, [session_key, timezone.now()]))
+        db = default_connection()
+        with prepared_cursor(db) as cursor:
+            cursor.execute(sql, prepared_params(fields, [session_key, timezone.now()], db))
             row = cursor.fetchone()
         if row is None:
             return None
         split = len(session)
         member_values = row[split : split + len(member)]
-        found = None if member_values[0] is None else member.instance(member_values)
-        return session.instance(row[:split]), found, row[-1]
+        found = None if member_values[0] is None else member.instance(member_values, db)
+        return session.instance(row[:split], db), found, row[-1]
 
 
 @cache

@@ -5,7 +5,7 @@ request changed nothing: its transaction never began or was rolled back), never 
 import logging
 
 import psycopg
-from django.db import OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
 from django.http import HttpResponse
 from django.template import loader
 from django.utils.functional import cached_property
@@ -54,12 +54,21 @@ class DatabaseUnavailableMiddleware:
         return response
 
 
-def prepared_cursor():
+def default_connection():
+    """The default database's connection for this thread, looked up once: every attribute read
+    through django.db.connection (a proxy) looks it up again in a thread-critical local, which the
+    hot reads below would pay several times a request."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def prepared_cursor(db=None):
     """A cursor for a fixed statement that many requests run: prepared once per connection where
     the backend keeps pooled connections to PostgreSQL itself (offerhub.postgresql), so that it
-    is not parsed and planned again each time; Django's ordinary cursor elsewhere."""
-    prepared = getattr(connection, "prepared_cursor", None)
-    return prepared() if prepared is not None else connection.cursor()
+    is not parsed and planned again each time; Django's ordinary cursor elsewhere. `db`: the
+    default connection (default_connection()), if the caller has it already."""
+    db = db or default_connection()
+    prepared = getattr(db, "prepared_cursor", None)
+    return prepared() if prepared is not None else db.cursor()
 
 
 class ModelColumns:
@@ -95,24 +104,25 @@ class ModelColumns:
     def __len__(self) -> int:
         return len(self._plan[1])
 
-    def instance(self, values):
-        """The model instance from this model's columns' values (a row's slice, in select order)."""
+    def instance(self, values, db):
+        """The model instance from this model's columns' values (a row's slice, in select order),
+        read on `db` (default_connection())."""
         _, attnames, converters = self._plan
         if converters:
             values = list(values)
             for position, col, functions in converters:
                 value = values[position]
                 for function in functions:
-                    value = function(value, col, connection)
+                    value = function(value, col, db)
                 values[position] = value
-        return self.model.from_db(connection.alias, attnames, values)
+        return self.model.from_db(db.alias, attnames, values)
 
 
-def prepared_params(fields, values) -> list:
+def prepared_params(fields, values, db) -> list:
     """Parameters for `fields` compared with `values`, prepared as a lookup would
-    (field.get_db_prep_value)."""
-    params = [field.get_db_prep_value(value, connection) for field, value in zip(fields, values, strict=True)]
-    if connection.vendor == "postgresql":
+    (field.get_db_prep_value) for `db` (default_connection())."""
+    params = [field.get_db_prep_value(value, db) for field, value in zip(fields, values, strict=True)]
+    if db.vendor == "postgresql":
         # psycopg sends an int as int2, int4 or int8 by its size, each a statement of its own.
         params = [Int8(value) if type(value) is int else value for value in params]
     return params
@@ -148,7 +158,8 @@ class PreparedRowRead:
     def get(self, *values):
         """The instance, or None when no row matches."""
         sql, where = self._plan
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, prepared_params(where, values))
+        db = default_connection()
+        with prepared_cursor(db) as cursor:
+            cursor.execute(sql, prepared_params(where, values, db))
             row = cursor.fetchone()
-        return None if row is None else self.columns.instance(row)
+        return None if row is None else self.columns.instance(row, db)
