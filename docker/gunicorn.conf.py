@@ -11,7 +11,9 @@ import os
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# 4: enough to keep a core busy while others wait on PostgreSQL; 8 cost the same reads 10-15 %
+# more CPU each (the GIL handed between more threads) for no more throughput (docs/benchmarks.md).
+threads = int(os.environ.get("WEB_THREADS", "4"))
 # Provider-backed API steps wait up to OFFERHUB_SYNC_WAIT_SECONDS (55 s) for their outcome.
 timeout = 90
 graceful_timeout = 30

@@ -35,6 +35,7 @@ from marketplace.orders import order_escrow
 from marketplace.orders_api import ProviderStep, provider_step_await, provider_steps_mark
 from marketplace.references import order_pk_from_reference, order_reference
 from marketplace.reviews import HIDE_REASON_MAX_LENGTH, review_hide
+from marketplace.services import user_sessions_end
 from offerhub.admin import ReadOnlyAdmin
 from offerhub.errors import ServiceError
 from offerhub.money import money_format, money_from_stroops
@@ -66,18 +67,36 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("date_joined", "last_login")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "display_name", "password1", "password2")}),)
+    actions = ["sessions_end_selected"]
+
+    @admin.action(description="Sign the selected members out everywhere (end their sessions)", permissions=["change"])
+    def sessions_end_selected(self, request, queryset):
+        ended = sum(user_sessions_end(user=user, actor=request.user) for user in queryset.order_by("pk"))
+        self.message_user(request, f"Ended {ended} session(s) of {len(queryset)} member(s).", messages.SUCCESS)
 
 
 @admin.register(VisitorSession)
-class VisitorSessionAdmin(ReadOnlyAdmin):
-    """Who is logged in, until when. A session's key is its visitor's credential: it is never
-    shown, not even in a link (the list links nowhere)."""
+class VisitorSessionAdmin(admin.ModelAdmin):
+    """Who is logged in, until when: a list and nothing else. A session's key is its visitor's
+    credential, so no page, link or form carries it: no change page (no URL but the list's), no
+    links, no actions (their checkboxes would hold the keys). A member's sessions end with the
+    members' action "Sign out everywhere"; deleting a member deletes theirs."""
 
     list_display = ("member", "expire_date")
     list_display_links = None
     list_select_related = ("member",)
     search_fields = ("member__email", "member__public_id")
     ordering = ("-expire_date",)
+    actions = None
+
+    def get_urls(self):
+        return [url for url in super().get_urls() if url.name and url.name.endswith("_changelist")]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Category)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from marketplace.models import User, handles_random, unique_violated, user_insert
+from marketplace.models import User, VisitorSession, handles_random, unique_violated, user_insert
 from offerhub.errors import ServiceError
 from offerhub.models import AuditLog
 from offerhub.services import audit_record, event_publish
@@ -180,3 +180,20 @@ def _already_linked(user: User) -> ServiceError:
         field="email",
         details={"userId": user.public_id},
     )
+
+
+@transaction.atomic
+def user_sessions_end(*, user: User, actor: User) -> int:
+    """Sign the member out everywhere (support: a lost phone, a shared computer): every session
+    that names them is deleted, and audited. Returns how many there were."""
+    ended, _ = VisitorSession.objects.filter(member=user).delete()
+    audit_record(
+        action="user.sessions_ended",
+        resource_type="User",
+        resource_id=user.public_id,
+        actor_type=AuditLog.ActorType.SUPPORT,
+        actor_id=actor.public_id,
+        payload_after={"sessions": ended},
+        user_id=user.public_id,
+    )
+    return ended

@@ -24,7 +24,9 @@ from django.contrib.auth import get_user as auth_get_user
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import ValidationError
+from django.core.signals import setting_changed
 from django.db import connection
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject, cached_property
 
@@ -32,8 +34,16 @@ from offerhub.database import ModelColumns, default_connection, prepared_cursor,
 from offerhub.lru import LruCache
 
 CATALOG_VERSION_SQL = "SELECT version FROM marketplace_catalog_version WHERE id = 1"
-# Session data as stored (signed) -> its JSON, for the values whose signature checked.
+# Session data as stored (signed) -> its JSON, for the values whose signature checked: at most
+# 10,000 values of up to 4 KB (a logged-in member's is about 200 bytes).
 _verified_sessions = LruCache(max_entries=10_000)
+VERIFIED_SESSION_MAX_LENGTH = 4_096
+
+
+@receiver(setting_changed)
+def _signing_keys_changed(*, setting, **kwargs):
+    if setting in ("SECRET_KEY", "SECRET_KEY_FALLBACKS"):  # what was checked with the old keys, again
+        _verified_sessions.clear()
 
 
 class _SessionRead:
@@ -98,6 +108,11 @@ class SessionStore(DatabaseSessionStore):
         session.member_id = _member_id(data.get(SESSION_KEY))
         return session
 
+    async def acreate_model_instance(self, data):
+        session = await super().acreate_model_instance(data)
+        session.member_id = _member_id(data.get(SESSION_KEY))
+        return session
+
     def _get_session_from_db(self):
         read = _session_read().get(self.session_key)
         if read is None:
@@ -115,7 +130,7 @@ class SessionStore(DatabaseSessionStore):
         if verified is not None:
             return json.loads(verified)
         data = super().decode(session_data)
-        if data:
+        if data and len(session_data) <= VERIFIED_SESSION_MAX_LENGTH:
             _verified_sessions.put(session_data, json.dumps(data))
         return data
 

@@ -6,10 +6,11 @@ from django.db import migrations, models
 from django.utils import timezone
 
 
-def sessions_copy(apps, schema_editor):
-    """The sessions of Django's own table that have not expired, so that nobody is logged out by
-    the change of engine, each with the member its data names. (The old rows stay where they are:
-    a rollback of this release finds them.)"""
+def sessions_move(apps, schema_editor):
+    """The sessions of Django's own table that have not expired move here, so that nobody is
+    logged out by the change of engine, each with the member its data names. The old table is
+    emptied: a session ended under this release (a log-out) must not come back to life in it if
+    the release is rolled back (the reverse moves the live sessions back)."""
     from django.contrib.auth import SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
@@ -22,19 +23,38 @@ def sessions_copy(apps, schema_editor):
     old = OldSession.objects.using(alias).filter(expire_date__gt=timezone.now())
     batch = []
     for session in old.iterator(chunk_size=2_000):
-        member_id = decoder.decode(session.session_data).get(SESSION_KEY)
+        try:
+            member_id = int(decoder.decode(session.session_data).get(SESSION_KEY))
+        except (TypeError, ValueError):
+            member_id = None
         batch.append(
             VisitorSession(
                 session_key=session.session_key,
                 session_data=session.session_data,
                 expire_date=session.expire_date,
-                member_id=int(member_id) if str(member_id).isdigit() else None,
+                member_id=member_id,
             )
         )
         if len(batch) == 2_000:
             VisitorSession.objects.using(alias).bulk_create(batch)
             batch = []
     VisitorSession.objects.using(alias).bulk_create(batch)
+    OldSession.objects.using(alias).all().delete()
+
+
+def sessions_move_back(apps, schema_editor):
+    OldSession = apps.get_model("sessions", "Session")
+    VisitorSession = apps.get_model("marketplace", "VisitorSession")
+    alias = schema_editor.connection.alias
+    live = VisitorSession.objects.using(alias).filter(expire_date__gt=timezone.now())
+    OldSession.objects.using(alias).bulk_create(
+        (
+            OldSession(session_key=s.session_key, session_data=s.session_data, expire_date=s.expire_date)
+            for s in live.iterator(chunk_size=2_000)
+        ),
+        batch_size=2_000,
+        ignore_conflicts=True,
+    )
 
 
 class Migration(migrations.Migration):
@@ -57,5 +77,5 @@ class Migration(migrations.Migration):
                 'verbose_name': 'session',
             },
         ),
-        migrations.RunPython(sessions_copy, migrations.RunPython.noop, elidable=True),
+        migrations.RunPython(sessions_move, sessions_move_back, elidable=True),
     ]

@@ -47,7 +47,7 @@ LISTINGS = 200
 RATE_LIMIT = 100_000_000
 # docker/gunicorn.conf.py's WEB_THREADS and settings' DATABASE_POOL_MAX_SIZE defaults (sandbox off),
 # which the server runs with (the bench unsets both).
-GUNICORN_THREADS, POOL_MAX_SIZE = 8, 10
+GUNICORN_THREADS, POOL_MAX_SIZE = 4, 10
 
 
 def free_port() -> int:

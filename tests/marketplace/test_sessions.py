@@ -233,8 +233,10 @@ def test_a_session_naming_a_missing_member_saves_and_has_no_member(user):
     assert not client.get("/").wsgi_request.user.is_authenticated
 
 
-def test_the_migration_copies_django_s_sessions_so_nobody_is_logged_out(user):
-    """marketplace 0014 copies the unexpired rows of Django's django_session, with their member."""
+def test_the_migration_moves_django_s_sessions_so_nobody_is_logged_out(user):
+    """marketplace 0014 moves the unexpired rows of Django's django_session here, with their
+    member, and empties that table (a log-out here must not come back on a rollback); its reverse
+    moves the live ones back."""
     from django.contrib.sessions.models import Session as DjangoSession
 
     migration = import_module("marketplace.migrations.0014_visitor_session")
@@ -244,15 +246,53 @@ def test_the_migration_copies_django_s_sessions_so_nobody_is_logged_out(user):
     )
     logged_in.save()
     visitor = saved(DjangoSessionStore, {"cart": [1]})
-    expired = saved(DjangoSessionStore, {"cart": [2]}, seconds=-1)
-    migration.sessions_copy(django_apps, SimpleNamespace(connection=connection))
-    copied = {session.session_key: session for session in Session.objects.all()}
-    assert set(copied) == {logged_in.session_key, visitor}
-    assert copied[logged_in.session_key].member == user and copied[visitor].member is None
-    assert DjangoSession.objects.filter(session_key=expired).exists()  # the old table left as it was
+    odd = saved(DjangoSessionStore, {SESSION_KEY: "²"})  # not a member id: no member, no failure
+    saved(DjangoSessionStore, {"cart": [2]}, seconds=-1)  # expired
+    editor = SimpleNamespace(connection=connection)
+    migration.sessions_move(django_apps, editor)
+    moved = {session.session_key: session for session in Session.objects.all()}
+    assert set(moved) == {logged_in.session_key, visitor, odd}
+    assert moved[logged_in.session_key].member == user and moved[visitor].member is None
+    assert not DjangoSession.objects.exists()
     client = Client()
     client.cookies[settings.SESSION_COOKIE_NAME] = logged_in.session_key
     assert client.get("/").wsgi_request.user == user
+    migration.sessions_move_back(django_apps, editor)
+    assert set(DjangoSession.objects.values_list("session_key", flat=True)) == set(moved)
+
+
+def test_an_async_save_names_the_member_too(user):
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    async_to_sync(store.asave)()
+    assert Session.objects.get(session_key=store.session_key).member == user
+
+
+def test_support_sees_who_is_logged_in_never_a_key_and_can_sign_a_member_out(user):
+    from offerhub.models import AuditLog
+
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    member_client = Client()
+    member_client.force_login(user)
+    key = member_client.session.session_key
+    support = Client()
+    support.force_login(staff)
+    listing = support.get("/admin/marketplace/visitorsession/").content.decode()
+    assert user.email in listing and key not in listing and support.session.session_key not in listing
+    assert support.get(f"/admin/marketplace/visitorsession/{key}/change/").status_code == 404
+    response = support.post(
+        "/admin/marketplace/user/", {"action": "sessions_end_selected", "_selected_action": [user.pk]}, follow=True
+    )
+    assert "Ended 1 session(s) of 1 member(s)." in response.content.decode()
+    assert not member_client.get("/").wsgi_request.user.is_authenticated
+    assert AuditLog.objects.get(action="user.sessions_ended").payload_after == {"sessions": 1}
+    member_client.force_login(user)
+    confirm = support.post("/admin/marketplace/user/", {"action": "delete_selected", "_selected_action": [user.pk]})
+    assert confirm.status_code == 200 and member_client.session.session_key not in confirm.content.decode()
+    support.post(
+        "/admin/marketplace/user/", {"action": "delete_selected", "_selected_action": [user.pk], "post": "yes"}
+    )
+    assert not User.objects.filter(pk=user.pk).exists() and not Session.objects.filter(member_id=user.pk).exists()
 
 
 def test_a_checked_session_value_is_parsed_afresh_for_every_request():
