@@ -80,6 +80,10 @@ LEAD_PERMISSIONS = (
     "hooks.change_webhookendpoint",
     "hooks.view_outgoingdelivery",
     "hooks.change_outgoingdelivery",
+    # Members' sessions: who is logged in, and "Sign out everywhere" on members (a lost phone, a
+    # stolen password). delete unlocks only that action: the sessions list has no other page.
+    "marketplace.view_visitorsession",
+    "marketplace.delete_visitorsession",
     # The sandbox's injected provider faults (only where the sandbox is installed).
     "sandbox.view_sandboxfault",
     "sandbox.add_sandboxfault",

@@ -69,16 +69,21 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "display_name", "password1", "password2")}),)
     actions = ["sessions_end_selected"]
 
-    @admin.action(description="Sign the selected members out everywhere (end their sessions)", permissions=["change"])
+    @admin.action(
+        description="Sign the selected members out everywhere (end their sessions)", permissions=["end_sessions"]
+    )
     def sessions_end_selected(self, request, queryset):
         ended = sum(user_sessions_end(user=user, actor=request.user) for user in queryset.order_by("pk"))
         self.message_user(request, f"Ended {ended} session(s) of {len(queryset)} member(s).", messages.SUCCESS)
+
+    def has_end_sessions_permission(self, request):
+        return request.user.has_perm("marketplace.delete_visitorsession")
 
 
 @admin.register(VisitorSession)
 class VisitorSessionAdmin(admin.ModelAdmin):
     """Who is logged in, until when: a list and nothing else. A session's key is its visitor's
-    credential, so no page, link or form carries it: no change page (no URL but the list's), no
+    credential, so no page, link or form carries it: no change page (no URL with a key in it), no
     links, no actions (their checkboxes would hold the keys). A member's sessions end with the
     members' action "Sign out everywhere"; deleting a member deletes theirs."""
 
@@ -90,7 +95,8 @@ class VisitorSessionAdmin(admin.ModelAdmin):
     actions = None
 
     def get_urls(self):
-        return [url for url in super().get_urls() if url.name and url.name.endswith("_changelist")]
+        # The list, and the add page every admin has (refused: sessions start by logging in).
+        return [url for url in super().get_urls() if url.name and url.name.endswith(("_changelist", "_add"))]
 
     def has_add_permission(self, request):
         return False
