@@ -10,6 +10,10 @@ loads (SessionMiddleware's store is one per request, so what it read is this req
   only if it is the one the session names; Django's checks of the session then run as usual);
 - the version, to marketplace.catalog_pages.
 
+The member is the row as it was when the session loaded, which in a view that reads the session
+first can be a moment before Django's own (lazy) read of request.user would have been: within
+the same request, and checked the same way.
+
 Writes, cycle_key, deletion and expiry are Django's; a saved session records its member's id.
 """
 
