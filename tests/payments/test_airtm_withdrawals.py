@@ -22,6 +22,7 @@ from payments.tasks import airtm_withdrawals_resolve_pending, withdrawals_resolv
 from payments.wallets import platform_account
 from sandbox.airtm_engine import airtm_payouts_advance, airtm_user_create, airtm_webhook_headers
 from sandbox.models import SandboxAirtmPayout, SandboxAirtmUser, SandboxAirtmWebhookDelivery, SandboxFault
+from tests.payments.horizon_faults import horizon_down_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -416,9 +417,7 @@ def test_a_sweep_once_begun_finishes_while_airtm_is_down(chain, linked, airtm):
     the member's USDC on hold."""
     user = linked("100.00")
     withdrawal = withdraw(user, airtm, "30.00", commit=True)
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )
+    horizon_down_once()
     airtm_payouts_advance(now=later())
     airtm_payouts_advance(now=later(7200))  # COMPLETED at Airtm
     withdrawal = withdrawal_refresh_airtm(withdrawal=withdrawal, airtm=airtm)

@@ -22,6 +22,7 @@ from payments.tasks import withdrawals_resolve_pending
 from payments.wallets import platform_account
 from payments.withdrawals import bridge_pay, withdrawal_sweep
 from sandbox.models import SandboxFault, SandboxPayment
+from tests.payments.horizon_faults import horizon_down_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,9 +97,7 @@ def test_a_bridge_whose_sequence_was_taken_is_signed_anew_at_once(chain, funded_
     """Another transaction of the platform account (a wallet activation) takes the sequence
     number of the bridge's stored envelope: that envelope can never land, so it is replaced."""
     user = funded_user("0")
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )
+    horizon_down_once()
     bridge = bridge_pay(user=user, amount=15 * DOLLAR, reference="topup_seq")
     assert bridge.status == Withdrawal.Status.PENDING and len(bridge.attempted_hashes) == 1
     funded_user("0")  # a new member's wallet activation, signed by the platform account
@@ -189,9 +188,7 @@ def test_a_sweep_moves_the_held_usdc_to_the_treasury_once(chain, funded_user):
 def test_a_sweep_that_cannot_reach_the_chain_keeps_the_hold_and_sends_the_same_envelope(chain, funded_user):
     """Airtm has already paid the dollars: the hold stays until the USDC moves."""
     user = funded_user("100.00")
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )
+    horizon_down_once()
     withdrawal = withdrawal_sweep(withdrawal=airtm_withdrawal(user, 40 * DOLLAR))
     assert withdrawal.status == Withdrawal.Status.PENDING
     assert withdrawal.failure_reason.startswith("Waiting for Stellar")  # said, though it was PENDING already

@@ -15,6 +15,7 @@ from payments.tasks import withdrawals_resolve_pending
 from payments.wallets import DEPOSIT_CURSOR, _deposit_cursor_start
 from payments.withdrawals import withdrawal_create_crypto
 from sandbox.models import SandboxFault, SandboxPayment
+from tests.payments.horizon_faults import horizon_down_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,9 +64,7 @@ def test_an_envelope_is_resigned_only_once_the_network_says_it_can_never_land(ch
     settings.STELLAR_TX_EXPIRY_MARGIN_SECONDS = 0
     user = funded_user("100.00")
     outside = chain.outside_account()
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )  # refused before it reached the ledger
+    horizon_down_once()  # refused before it reached the ledger
     withdrawal = withdraw(user, outside.public_key)
     assert withdrawal.status == Withdrawal.Status.PENDING
     time.sleep(2.2)  # the first envelope's time bounds pass

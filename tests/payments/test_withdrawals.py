@@ -13,6 +13,7 @@ from payments.models import Hold, Withdrawal
 from payments.tasks import withdrawals_resolve_pending
 from payments.withdrawals import withdrawal_create_crypto
 from sandbox.models import SandboxFault, SandboxPayment
+from tests.payments.horizon_faults import horizon_down_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -125,9 +126,7 @@ def test_horizon_timeout_after_the_payment_landed_never_sends_twice(chain, funde
 def test_horizon_down_before_the_payment_resends_the_same_envelope_once(chain, funded_user):
     user = funded_user("100.00")
     outside = chain.outside_account()
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )
+    horizon_down_once()
     withdrawal = withdraw(user, outside.public_key, "25.00")
     assert withdrawal.status == Withdrawal.Status.PENDING
     first_hash = withdrawal.transaction_hash

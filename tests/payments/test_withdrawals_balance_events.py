@@ -14,7 +14,8 @@ from payments.models import Withdrawal
 from payments.stellar import horizon, usdc
 from payments.tasks import airtm_withdrawals_resolve_pending, withdrawals_resolve_pending
 from payments.withdrawals import withdrawal_create_crypto, withdrawal_submit
-from sandbox.models import SandboxAirtmUser, SandboxFault
+from sandbox.models import SandboxAirtmUser
+from tests.payments.horizon_faults import horizon_down_once
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,9 +107,7 @@ def test_second_crypto_withdrawal_reports_the_balance_the_first_left(chain, fund
     user = funded_user("100.00")
     outside = chain.outside_account()
     # The first one waits in PENDING with its hold (Horizon down), so the second sees it reserved.
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )
+    horizon_down_once()
     first = crypto(user, outside.public_key, "25.00")
     assert first.status == Withdrawal.Status.PENDING
     second = crypto(user, outside.public_key, "10.50")
@@ -174,9 +173,7 @@ def test_crypto_failure_after_another_hold_reports_the_balance_around_it(chain, 
     """The released event's balances are the user's whole balance, with another withdrawal still held."""
     user = funded_user("100.00")
     outside, limited = chain.outside_account(), limited_trustline(chain)
-    SandboxFault.objects.create(
-        service="horizon", method="POST", path_contains="/transactions", status_code=503, remaining=1
-    )
+    horizon_down_once()
     waiting = crypto(user, outside.public_key, "30.00")
     assert waiting.status == Withdrawal.Status.PENDING
     failing = crypto(user, limited.public_key, "20.00")
